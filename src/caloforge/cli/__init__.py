@@ -1,0 +1,43 @@
+"""The ``caloforge`` command line: a thin typer layer over the library.
+
+Each subcommand parses its options and calls one library function. Errors from
+:mod:`caloforge.errors` are printed as one line on stderr with exit code 2; pass
+``--debug`` to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from caloforge import __version__
+from caloforge.cli import _data
+from caloforge.cli._common import state
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="caloforge",
+    help="Machine-learning fast calorimeter simulation: data, models, training, validation, speed.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"caloforge {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors."),
+) -> None:
+    """caloforge: ML fast calorimeter simulation."""
+    state.debug = debug
+
+
+for module in (_data,):
+    module.register(app)

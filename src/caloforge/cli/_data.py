@@ -1,0 +1,85 @@
+"""Data commands: ``info`` and ``env``."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from caloforge.cli._common import console, friendly_errors
+
+__all__ = ["register"]
+
+GEOMETRY_HELP = "Geometry: a preset (ds1-photons, ds1-pions, ds2, ds3) or a CaloChallenge binning XML file."
+
+
+@friendly_errors
+def info(
+    file: Path = typer.Argument(..., help="A CaloChallenge HDF5 file."),
+    geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
+) -> None:
+    """Summarise a shower file: counts, energies, response per energy, sparsity, conditions."""
+    from caloforge.summary import summarize
+
+    s = summarize(file, geometry)
+    presets = ", ".join(s.matching_presets) or "none"
+    console.print(f"[bold]{s.path}[/bold]")
+    console.print(f"  showers: {s.n_showers}   voxels: {s.n_voxels}   geometry: {s.geometry.name} (hash {s.geometry.hash})")
+    console.print(f"  presets with {s.n_voxels} voxels: {presets}")
+    kind = f"{len(s.groups)} distinct" if s.discrete else f"continuous, {len(s.groups)} log bins"
+    console.print(f"  incident energies: {s.energy_min:.6g} - {s.energy_max:.6g} MeV ({kind})")
+    table = Table("E_inc [MeV]" if s.discrete else "E_inc bin [MeV]", "showers", "<E_tot/E_inc>", "RMS(E_tot/E_inc)")
+    for g in s.groups:
+        label = f"{g.low:.6g}" if s.discrete else f"{g.low:.4g} - {g.high:.4g}"
+        table.add_row(label, str(g.count), f"{g.response_mean:.4f}", f"{g.response_rms:.4f}")
+    console.print(table)
+    console.print(f"  mean sparsity (fraction of empty voxels): {s.mean_sparsity:.4f}")
+    console.print(f"  voxel energy: min {s.voxel_min:.6g} MeV, max {s.voxel_max:.6g} MeV")
+    if s.conditions:
+        for name, (lo, hi) in s.conditions.items():
+            console.print(f"  condition {name}: {lo:.6g} - {hi:.6g}")
+    else:
+        console.print("  extra conditions: none")
+
+
+def _version_of(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def env() -> None:
+    """Print versions of Python, torch, CUDA and key libraries, for bug reports."""
+    import torch
+
+    from caloforge import __version__
+
+    rows = [
+        ("caloforge", __version__),
+        ("python", sys.version.split()[0]),
+        ("platform", platform.platform()),
+        ("torch", torch.__version__),
+        ("torch threads", str(torch.get_num_threads())),
+        ("CUDA available", str(torch.cuda.is_available())),
+    ]
+    if torch.cuda.is_available():
+        rows += [(f"cuda:{i}", torch.cuda.get_device_name(i)) for i in range(torch.cuda.device_count())]
+        rows.append(("CUDA version", str(torch.version.cuda)))
+    for package in ("numpy", "scipy", "h5py", "lightning", "safetensors", "scikit-learn", "matplotlib", "mplhep",
+                    "zuko", "onnx", "onnxruntime", "ray", "optuna", "typer", "rich"):
+        rows.append((package, _version_of(package)))
+    table = Table("component", "version", title="caloforge environment")
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the data commands to ``app``."""
+    app.command()(info)
+    app.command()(env)

@@ -1,0 +1,154 @@
+"""chi2 of the total-energy response per incident energy (checkpoint-selection metric).
+
+Definition (DESIGN.md): for each incident energy (each distinct energy of a
+discrete spectrum, or 10 log-spaced bins of a continuous one), histogram
+E_tot/E_inc of the reference and generated showers with the same 30 bins
+spanning the reference's 0.5-99.5 percentile range plus an underflow and an
+overflow bin, and take the two-sample chi2 of ROOT's ``TH1::Chi2Test`` for
+unweighted histograms::
+
+    chi2 = sum_b (N_g n_r,b - N_r n_g,b)^2 / (N_r N_g (n_r,b + n_g,b))
+
+over bins with entries, NDF = (number of those bins) - 1. The overall score is
+sum(chi2) / sum(NDF). FastCaloGAN and CaloShowerGAN select their best training
+iteration with this score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from caloforge.errors import DataError
+from caloforge.showers import energy_bins
+
+__all__ = ["Chi2Result", "EnergyChi2", "chi2_two_sample", "response_chi2"]
+
+N_BINS = 30
+PERCENTILES = (0.5, 99.5)
+
+
+@dataclass(frozen=True)
+class EnergyChi2:
+    """The chi2 test at one incident energy (or energy bin), energies in MeV."""
+
+    energy_low: float
+    energy_high: float
+    chi2: float
+    ndf: int
+    n_reference: int
+    n_generated: int
+
+    @property
+    def chi2_ndf(self) -> float:
+        """chi2 / NDF (NaN when NDF is 0)."""
+        return self.chi2 / self.ndf if self.ndf > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class Chi2Result:
+    """Per-energy chi2 tests and their combination sum(chi2)/sum(NDF). Lower is better."""
+
+    per_energy: tuple[EnergyChi2, ...]
+    higher_is_better = False
+
+    @property
+    def chi2(self) -> float:
+        """Sum of chi2 over energies."""
+        return float(sum(e.chi2 for e in self.per_energy))
+
+    @property
+    def ndf(self) -> int:
+        """Sum of NDF over energies."""
+        return int(sum(e.ndf for e in self.per_energy))
+
+    @property
+    def chi2_ndf(self) -> float:
+        """sum(chi2) / sum(NDF); NaN if there is no degree of freedom."""
+        return self.chi2 / self.ndf if self.ndf > 0 else float("nan")
+
+
+def chi2_two_sample(reference_counts: ArrayLike, generated_counts: ArrayLike) -> tuple[float, int]:
+    """Two-sample chi2 of two unweighted histograms with the same bins (ROOT ``TH1::Chi2Test``, "UU").
+
+    Args:
+        reference_counts: Entries per bin of the reference histogram.
+        generated_counts: Entries per bin of the generated histogram.
+
+    Returns:
+        (chi2, NDF), summing over bins where either histogram has entries; NDF = those bins - 1.
+
+    Example:
+        >>> chi2_two_sample([10, 20, 30], [10, 20, 30])
+        (0.0, 2)
+        >>> round(chi2_two_sample([10, 0], [0, 10])[0], 6)
+        20.0
+    """
+    r = np.asarray(reference_counts, dtype=np.float64)
+    g = np.asarray(generated_counts, dtype=np.float64)
+    if r.shape != g.shape:
+        msg = f"expected histograms with the same bins but got shapes {r.shape} and {g.shape}"
+        raise DataError(msg)
+    n_r, n_g = r.sum(), g.sum()
+    if n_r <= 0 or n_g <= 0:
+        msg = f"expected non-empty histograms but got {n_r:g} reference and {n_g:g} generated entries"
+        raise DataError(msg)
+    used = (r + g) > 0
+    chi2 = np.sum((n_g * r[used] - n_r * g[used]) ** 2 / (n_r * n_g * (r[used] + g[used])))
+    return float(chi2), int(used.sum()) - 1
+
+
+def _response_bins(reference: NDArray[np.float64]) -> NDArray[np.float64]:
+    lo, hi = np.percentile(reference, PERCENTILES)
+    if not hi > lo:  # a degenerate reference (e.g. one shower): widen around its value
+        width = max(abs(lo) * 1e-3, 1e-12)
+        lo, hi = lo - width, hi + width
+    return np.concatenate([[-np.inf], np.linspace(lo, hi, N_BINS + 1), [np.inf]])
+
+
+def response_chi2(
+    reference_energies: ArrayLike,
+    reference_response: ArrayLike,
+    generated_energies: ArrayLike,
+    generated_response: ArrayLike,
+    energy_edges: ArrayLike | None = None,
+) -> Chi2Result:
+    """chi2 of the E_tot/E_inc distributions per incident energy.
+
+    Args:
+        reference_energies: Incident energies of the reference showers, MeV, shape (N_r,).
+        reference_response: E_tot/E_inc of the reference showers, shape (N_r,).
+        generated_energies: Incident energies of the generated showers, MeV, shape (N_g,).
+        generated_response: E_tot/E_inc of the generated showers, shape (N_g,).
+        energy_edges: Incident-energy bin edges; by default one bin per distinct
+            reference energy, or 10 log-spaced bins for a continuous spectrum.
+
+    Returns:
+        The per-energy tests; energies with no reference or no generated shower are skipped.
+
+    Raises:
+        DataError: if no energy has both reference and generated showers.
+    """
+    e_r = np.asarray(reference_energies, dtype=np.float64)
+    x_r = np.asarray(reference_response, dtype=np.float64)
+    e_g = np.asarray(generated_energies, dtype=np.float64)
+    x_g = np.asarray(generated_response, dtype=np.float64)
+    if e_r.shape != x_r.shape or e_g.shape != x_g.shape:
+        msg = "expected one response per incident energy in each sample"
+        raise DataError(msg)
+    edges = energy_bins(e_r) if energy_edges is None else np.asarray(energy_edges, dtype=np.float64)
+    results = []
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        ref = x_r[(e_r >= low) & (e_r < high)]
+        gen = x_g[(e_g >= low) & (e_g < high)]
+        if ref.size == 0 or gen.size == 0:
+            continue
+        bins = _response_bins(ref)
+        chi2, ndf = chi2_two_sample(np.histogram(ref, bins)[0], np.histogram(gen, bins)[0])
+        results.append(EnergyChi2(float(low), float(high), chi2, ndf, int(ref.size), int(gen.size)))
+    if not results:
+        msg = "expected reference and generated showers at common incident energies but found none"
+        raise DataError(msg)
+    return Chi2Result(tuple(results))

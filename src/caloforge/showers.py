@@ -1,0 +1,186 @@
+"""ShowerSet: a set of voxelised showers with their incident energies and conditions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from caloforge.errors import DataError, GeometryMismatchError
+from caloforge.geometry import Geometry
+
+__all__ = ["ShowerSet", "check_finite", "energy_bins"]
+
+
+def check_finite(values: NDArray[Any], what: str) -> None:
+    """Raise :class:`DataError` naming how many values are NaN/inf and where the first one is."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = np.unravel_index(int(np.argmax(bad)), values.shape)
+        msg = f"expected finite values but {int(bad.sum())} of {what} are NaN or inf (first at index {tuple(int(i) for i in first)})"
+        raise DataError(msg)
+
+
+def _check_showers(showers: NDArray[np.float32], where: str) -> None:
+    check_finite(showers, f"the voxel energies {where}")
+    negative = showers < 0
+    if negative.any():
+        first = np.unravel_index(int(np.argmax(negative)), showers.shape)
+        msg = (
+            f"expected non-negative voxel energies but {int(negative.sum())} are negative "
+            f"(first at shower {first[0]}, voxel {first[1]}: {showers[first]:.4g} MeV), {where}"
+        )
+        raise DataError(msg)
+
+
+def _check_energies(energies: NDArray[np.float64], where: str) -> None:
+    check_finite(energies, f"the incident energies {where}")
+    if (energies <= 0).any():
+        first = int(np.argmax(energies <= 0))
+        msg = (
+            f"expected positive incident energies (MeV) but {int((energies <= 0).sum())} are zero or negative "
+            f"(first at shower {first}: {energies[first]:.4g}), {where}"
+        )
+        raise DataError(msg)
+
+
+def energy_bins(energies: NDArray[np.float64], n_bins: int = 10, max_distinct: int = 50) -> NDArray[np.float64]:
+    """Bin edges (MeV) that group showers by incident energy.
+
+    A discrete spectrum (at most ``max_distinct`` distinct values) gets one bin per
+    energy, with edges at the geometric mid-points; a continuous one gets ``n_bins``
+    log-spaced bins spanning the data.
+    """
+    distinct = np.unique(energies)
+    if distinct.size <= max_distinct:
+        if distinct.size == 1:
+            return np.array([distinct[0] * 0.999, distinct[0] * 1.001])
+        mids = np.sqrt(distinct[1:] * distinct[:-1])
+        lo = distinct[0] ** 2 / mids[0]
+        hi = distinct[-1] ** 2 / mids[-1]
+        return np.concatenate([[lo], mids, [hi]])
+    lo, hi = float(distinct[0]), float(distinct[-1])
+    edges = np.geomspace(lo, hi, n_bins + 1)
+    edges[-1] = np.nextafter(hi, np.inf)  # the top energy falls into the last bin
+    return edges
+
+
+@dataclass(frozen=True, eq=False)
+class ShowerSet:
+    """Voxelised showers with incident energies (MeV) and optional named conditions.
+
+    Validated on construction: shapes agree with each other and with the geometry,
+    all values are finite, voxel energies are non-negative and incident energies positive.
+
+    Args:
+        energies: Incident energies, shape (N,) or (N, 1), MeV.
+        showers: Voxel energies, shape (N, V), MeV; stored as float32.
+        geometry: The voxel geometry (V voxels).
+        conditions: Extra conditions by name, each a 1-D array of length N.
+    """
+
+    energies: NDArray[np.float64]
+    showers: NDArray[np.float32]
+    geometry: Geometry
+    conditions: Mapping[str, NDArray[np.float64]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        energies = np.asarray(self.energies, dtype=np.float64)
+        if energies.ndim == 2 and energies.shape[1] == 1:
+            energies = energies[:, 0]
+        if energies.ndim != 1:
+            msg = f"expected incident energies of shape (N,) or (N, 1) but got {energies.shape}"
+            raise DataError(msg)
+        showers = np.asarray(self.showers, dtype=np.float32)
+        if showers.ndim != 2:
+            msg = f"expected showers of shape (N, V) but got {showers.shape}"
+            raise DataError(msg)
+        if showers.shape[0] != energies.shape[0]:
+            msg = f"expected as many showers as incident energies but got {showers.shape[0]} showers and {energies.shape[0]} energies"
+            raise DataError(msg)
+        self.geometry.check_voxels(showers.shape[1])
+        _check_energies(energies, "in the ShowerSet")
+        _check_showers(showers, "in the ShowerSet")
+        conditions: dict[str, NDArray[np.float64]] = {}
+        for name, values in dict(self.conditions).items():
+            array = np.asarray(values, dtype=np.float64)
+            if array.ndim == 2 and array.shape[1] == 1:
+                array = array[:, 0]
+            if array.shape != energies.shape:
+                msg = f"expected condition '{name}' of shape ({energies.shape[0]},) but got {np.shape(values)}"
+                raise DataError(msg)
+            check_finite(array, f"condition '{name}'")
+            conditions[name] = array
+        object.__setattr__(self, "energies", energies)
+        object.__setattr__(self, "showers", showers)
+        object.__setattr__(self, "conditions", conditions)
+
+    def __len__(self) -> int:
+        return int(self.energies.shape[0])
+
+    def __repr__(self) -> str:
+        conds = f", conditions={sorted(self.conditions)}" if self.conditions else ""
+        return f"ShowerSet(n={len(self)}, geometry={self.geometry.name!r}{conds})"
+
+    def __getitem__(self, index: slice | ArrayLike) -> ShowerSet:
+        """Select showers by slice, integer array or boolean mask; always returns a ShowerSet."""
+        idx = index if isinstance(index, slice) else np.asarray(index)
+        if isinstance(idx, np.ndarray) and idx.ndim == 0:
+            idx = idx.reshape(1)
+        return ShowerSet(
+            self.energies[idx],
+            self.showers[idx],
+            self.geometry,
+            {k: v[idx] for k, v in self.conditions.items()},
+        )
+
+    @classmethod
+    def concatenate(cls, sets: Sequence[ShowerSet]) -> ShowerSet:
+        """Join shower sets of the same geometry and condition names."""
+        if not sets:
+            msg = "expected at least one ShowerSet to concatenate but got none"
+            raise DataError(msg)
+        first = sets[0]
+        for other in sets[1:]:
+            if other.geometry != first.geometry:
+                msg = f"cannot concatenate geometries '{first.geometry.name}' and '{other.geometry.name}'"
+                raise GeometryMismatchError(msg)
+            if set(other.conditions) != set(first.conditions):
+                msg = f"cannot concatenate condition names {sorted(first.conditions)} and {sorted(other.conditions)}"
+                raise DataError(msg)
+        return cls(
+            np.concatenate([s.energies for s in sets]),
+            np.concatenate([s.showers for s in sets]),
+            first.geometry,
+            {k: np.concatenate([s.conditions[k] for s in sets]) for k in first.conditions},
+        )
+
+    @property
+    def total_energy(self) -> NDArray[np.float64]:
+        """Sum of voxel energies per shower, MeV, shape (N,)."""
+        return self.showers.sum(axis=1, dtype=np.float64)
+
+    @property
+    def response(self) -> NDArray[np.float64]:
+        """E_tot / E_inc per shower."""
+        return self.total_energy / self.energies
+
+    def distinct_energies(self, max_distinct: int = 50) -> NDArray[np.float64] | None:
+        """The sorted distinct incident energies, or None when the spectrum is continuous."""
+        values = np.unique(self.energies)
+        return values if values.size <= max_distinct else None
+
+    def energy_bins(self, n_bins: int = 10) -> NDArray[np.float64]:
+        """Incident-energy bin edges: one bin per distinct energy, or ``n_bins`` log-spaced bins."""
+        return energy_bins(self.energies, n_bins)
+
+    def select_energy(self, low: float, high: float | None = None, rtol: float = 1e-6) -> ShowerSet:
+        """Showers with incident energy ``low`` (within ``rtol``), or in [low, high) MeV when ``high`` is given."""
+        if high is None:
+            mask = np.isclose(self.energies, low, rtol=rtol, atol=0)
+        else:
+            mask = (self.energies >= low) & (self.energies < high)
+        return self[mask]
