@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny geometries and showers made by the tests, the official binning files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Keep libraries from writing outside the sandbox (matplotlib font cache, torch inductor cache).
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="caloforge-mpl-"))
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="caloforge-inductor-"))
+
+from caloforge.geometry import Geometry, Layer  # noqa: E402
+from caloforge.showers import ShowerSet  # noqa: E402
+from synthetic import make_showers  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "calochallenge"
+
+
+@pytest.fixture
+def official_xml_dir() -> Path:
+    """The official CaloChallenge binning XML files in ../shared (tests may read them; the package never does)."""
+    if not SHARED.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"the official binning files are missing: {SHARED}")
+        pytest.skip(f"official binning files not found at {SHARED}")
+    return SHARED
+
+
+@pytest.fixture
+def tiny_geometry() -> Geometry:
+    """Two layers: 3 radial x 2 alpha bins, then 2 radial x 1 alpha bin (8 voxels)."""
+    return Geometry((Layer(0, (0.0, 1.0, 2.0, 4.0), 2), Layer(5, (0.0, 2.0, 5.0), 1)), name="tiny")
+
+
+@pytest.fixture
+def tiny_showers(tiny_geometry: Geometry) -> ShowerSet:
+    """50 random showers at 1 and 4 GeV in the tiny geometry."""
+    return make_showers(tiny_geometry, 50, seed=1)

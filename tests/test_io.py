@@ -1,0 +1,172 @@
+"""CaloChallenge HDF5 I/O: bit-exact round trip, streaming, subsets, bad files, safe writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from synthetic import make_showers
+
+from caloforge import io
+from caloforge.errors import DataError, FileFormatError, GeometryError, GeometryMismatchError, OutputExistsError, OutputPathError
+from caloforge.geometry import PRESETS, Geometry
+from caloforge.showers import ShowerSet
+
+
+def _challenge_file(path: Path, energies: np.ndarray, showers: np.ndarray, **extra: np.ndarray) -> Path:
+    """A file laid out exactly as the CaloChallenge ships it, with no caloforge metadata."""
+    with h5py.File(path, "w") as f:
+        f.create_dataset("incident_energies", data=energies.reshape(-1, 1), compression="gzip")
+        f.create_dataset("showers", data=showers, compression="gzip")
+        for key, value in extra.items():
+            f.create_dataset(key, data=value)
+    return path
+
+
+def test_round_trip_is_bit_exact(tmp_path: Path, tiny_showers: ShowerSet) -> None:
+    s = ShowerSet(tiny_showers.energies, tiny_showers.showers, tiny_showers.geometry, {"theta": np.linspace(0, 1, 50)})
+    path = io.write(tmp_path / "a.h5", s)
+    back = io.read(path)  # the geometry comes back from caloforge's metadata
+    assert back.geometry == s.geometry
+    np.testing.assert_array_equal(back.energies, s.energies)
+    np.testing.assert_array_equal(back.showers, s.showers)
+    np.testing.assert_array_equal(back.conditions["theta"], s.conditions["theta"])
+    with h5py.File(path) as f:  # the challenge layout
+        assert f["incident_energies"].shape == (50, 1)
+        assert f["showers"].shape == (50, 8)
+        assert f["showers"].compression == "gzip"
+        assert f.attrs["caloforge_geometry_hash"] == s.geometry.hash
+
+
+def test_reads_official_layout_without_metadata(tmp_path: Path) -> None:
+    s = make_showers(PRESETS["ds1-photons"], 20, seed=3)
+    path = _challenge_file(tmp_path / "cc.h5", s.energies, s.showers)
+    back = io.read(path)  # geometry inferred from the voxel count
+    assert back.geometry.name == "ds1-photons"
+    np.testing.assert_array_equal(back.showers, s.showers)
+    assert io.read(path, geometry="ds1-photons").geometry.name == "ds1-photons"
+
+
+def test_chunked_write_and_read(tmp_path: Path, tiny_geometry: Geometry) -> None:
+    parts = [make_showers(tiny_geometry, n, seed=i) for i, n in enumerate((7, 30, 1, 12))]
+    with io.ShowerWriter(tmp_path / "c.h5", tiny_geometry) as writer:
+        for part in parts:
+            writer.append(part)
+    whole = ShowerSet.concatenate(parts)
+    chunks = list(io.iter_chunks(tmp_path / "c.h5", chunk_size=8))
+    assert [len(c) for c in chunks] == [8, 8, 8, 8, 8, 8, 2]
+    np.testing.assert_array_equal(ShowerSet.concatenate(chunks).showers, whole.showers)
+
+
+def test_random_and_stratified_subsets(tmp_path: Path, tiny_geometry: Geometry) -> None:
+    s = make_showers(tiny_geometry, 400, seed=5, energies=(1000.0, 2000.0, 8000.0))
+    path = io.write(tmp_path / "s.h5", s)
+    sub = io.read_subset(path, 60, seed=1, chunk_size=37)
+    assert len(sub) == 60
+    again = io.read_subset(path, 60, seed=1, chunk_size=100)
+    np.testing.assert_array_equal(sub.showers, again.showers)  # same seed, any chunking: same subset
+    strat = io.read_subset(path, 90, seed=2, stratify=True)
+    counts_full = np.unique(s.energies, return_counts=True)[1]
+    counts_sub = np.unique(strat.energies, return_counts=True)[1]
+    np.testing.assert_allclose(counts_sub, counts_full * 90 / 400, atol=1)  # proportional, within rounding
+    # every chosen shower is a real row of the file
+    rows = {r.tobytes() for r in s.showers}
+    assert all(r.tobytes() in rows for r in strat.showers)
+
+
+def test_not_hdf5_and_truncated(tmp_path: Path, tiny_showers: ShowerSet) -> None:
+    text = tmp_path / "x.h5"
+    text.write_text("hello")
+    with pytest.raises(FileFormatError, match="expected an HDF5 file"):
+        io.read(text)
+    good = io.write(tmp_path / "g.h5", tiny_showers)
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(FileFormatError, match="truncated"):
+        io.read(cut)
+    with pytest.raises(FileFormatError, match="not found"):
+        io.read(tmp_path / "missing.h5")
+
+
+def test_missing_dataset_and_length_mismatch(tmp_path: Path) -> None:
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("showers", data=np.ones((3, 368)))
+    with pytest.raises(FileFormatError, match="dataset 'incident_energies'"):
+        io.read(path)
+    bad = _challenge_file(tmp_path / "l.h5", np.ones(4) * 1000, np.ones((3, 368)))
+    with pytest.raises(DataError, match="match 3 showers"):
+        io.read(bad)
+
+
+def test_bad_values_in_file_name_the_file(tmp_path: Path) -> None:
+    showers = np.ones((3, 368))
+    showers[2, 100] = np.nan
+    path = _challenge_file(tmp_path / "nan.h5", np.ones(3) * 1000, showers)
+    with pytest.raises(DataError, match=r"NaN or inf \(first at index \(2, 100\)\).*nan.h5"):
+        io.read(path)
+    showers[2, 100] = -1.0
+    path = _challenge_file(tmp_path / "neg.h5", np.ones(3) * 1000, showers)
+    with pytest.raises(DataError, match="negative.*neg.h5"):
+        io.read(path)
+    path = _challenge_file(tmp_path / "zero.h5", np.array([1000.0, 0.0, 5.0]), np.ones((3, 368)))
+    with pytest.raises(DataError, match="positive incident energies.*zero.h5"):
+        io.read(path)
+
+
+def test_geometry_mismatch(tmp_path: Path, tiny_showers: ShowerSet) -> None:
+    path = _challenge_file(tmp_path / "p.h5", np.ones(2) * 1000, np.ones((2, 533)))
+    with pytest.raises(GeometryMismatchError, match="expected 368 voxels .* got 533.*ds1-pions"):
+        io.read(path, geometry="ds1-photons")
+    unknown = _challenge_file(tmp_path / "u.h5", np.ones(2) * 1000, np.ones((2, 77)))
+    with pytest.raises(GeometryError, match="pass --geometry"):
+        io.read(unknown)
+    # a caloforge file knows its geometry; asking for another with the same voxel count is refused
+    tagged = io.write(tmp_path / "t.h5", tiny_showers)
+    from caloforge.geometry import Layer
+
+    other = Geometry((Layer(0, (0.0, 1.0, 2.0, 3.0), 2), Layer(5, (0.0, 2.0, 5.0), 1)))
+    with pytest.raises(GeometryMismatchError, match="was written for geometry 'tiny'"):
+        io.read(tagged, geometry=other)
+
+
+def test_writes_never_overwrite_without_force(tmp_path: Path, tiny_showers: ShowerSet) -> None:
+    target = tmp_path / "out.h5"
+    target.write_text("precious")
+    with pytest.raises(OutputExistsError, match="--force"):
+        io.write(target, tiny_showers)
+    assert target.read_text() == "precious"
+    io.write(target, tiny_showers, force=True)
+    assert len(io.read(target)) == 50
+    assert [p.name for p in tmp_path.iterdir()] == ["out.h5"]  # no temporary file left behind
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path, tiny_showers: ShowerSet) -> None:
+    target = tmp_path / "half.h5"
+    with pytest.raises(RuntimeError, match="boom"), io.ShowerWriter(target, tiny_showers.geometry) as writer:
+        writer.append(tiny_showers)
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_directory(tmp_path: Path, tiny_showers: ShowerSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.geteuid() == 0:  # root ignores permission bits: make the access check see what a user would
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda p, m: False if Path(p) == locked else real_access(p, m))
+    try:
+        with pytest.raises(OutputPathError, match="not writable"):
+            io.write(locked / "x.h5", tiny_showers)
+    finally:
+        locked.chmod(0o700)
+    assert list(locked.iterdir()) == []
+
+
+def test_missing_output_directory(tmp_path: Path, tiny_showers: ShowerSet) -> None:
+    with pytest.raises(OutputPathError, match="does not exist"):
+        io.write(tmp_path / "no" / "x.h5", tiny_showers)
