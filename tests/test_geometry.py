@@ -110,7 +110,8 @@ def test_bad_xml_is_a_clear_error(tmp_path: Path, content: str, match: str) -> N
 def test_particle_choice_in_multi_bin_xml(tmp_path: Path) -> None:
     xml = tmp_path / "two.xml"
     layer = '<Layer id="0" r_edges="0,1" n_bin_alpha="1"/>'
-    xml.write_text(f'<Bins><Bin name="photon">{layer}</Bin><Bin name="pion">{layer}{layer.replace("0", "1", 1)}</Bin></Bins>')
+    pion = layer + layer.replace("0", "1", 1)
+    xml.write_text(f'<Bins><Bin name="photon">{layer}</Bin><Bin name="pion">{pion}</Bin></Bins>')
     with pytest.raises(GeometryError, match="choose one with particle"):
         Geometry.from_xml(xml)
     assert Geometry.from_xml(xml, particle="pion").n_voxels == 2

@@ -12,6 +12,7 @@ References:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import xml.etree.ElementTree as ET
@@ -48,7 +49,7 @@ class Layer:
         if len(edges) < 2:
             msg = f"expected at least 2 radial edges but got {len(edges)}, in layer {self.id}"
             raise GeometryError(msg)
-        if edges[0] < 0 or any(b <= a for a, b in zip(edges, edges[1:], strict=False)):
+        if edges[0] < 0 or any(b <= a for a, b in itertools.pairwise(edges)):
             msg = f"expected radial edges >= 0 and strictly increasing but got {edges}, in layer {self.id}"
             raise GeometryError(msg)
         if int(self.n_alpha) != self.n_alpha or self.n_alpha < 1:
@@ -68,8 +69,9 @@ class Layer:
     @property
     def r_centres(self) -> NDArray[np.float64]:
         """Radial bin mid-points in mm, shape (n_r,)."""
-        e = np.asarray(self.r_edges)
-        return 0.5 * (e[1:] + e[:-1])
+        e = np.asarray(self.r_edges, dtype=np.float64)
+        centres: NDArray[np.float64] = 0.5 * (e[1:] + e[:-1])
+        return centres
 
     @property
     def alpha_edges(self) -> NDArray[np.float64]:
@@ -273,7 +275,7 @@ class Geometry:
             raise GeometryError(msg) from None
         bins = [b for b in root.iter("Bin")]
         if root.tag != "Bins" or not bins:
-            msg = f"expected a CaloChallenge binning file (<Bins><Bin><Layer .../>) but got root <{root.tag}>, in {path}"
+            msg = f"expected a CaloChallenge binning file (<Bins><Bin><Layer/>) but got root <{root.tag}>, in {path}"
             raise GeometryError(msg)
         names = [b.attrib.get("name", "") for b in bins]
         if particle is None:

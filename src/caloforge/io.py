@@ -49,7 +49,8 @@ class FileInfo:
         self.path = path
         for key in (ENERGY_KEY, SHOWER_KEY):
             if key not in file or not isinstance(file[key], h5py.Dataset):
-                msg = f"expected a dataset '{key}' in {path} but it has {sorted(file.keys())}; is it a CaloChallenge file?"
+                found = sorted(file.keys())
+                msg = f"expected a dataset '{key}' in {path} but it has {found}; is it a CaloChallenge file?"
                 raise FileFormatError(msg)
         showers = file[SHOWER_KEY]
         if showers.ndim != 2:
@@ -267,7 +268,7 @@ class ShowerWriter:
         self._file.create_dataset(SHOWER_KEY, shape=(0, v), maxshape=(None, v), dtype="f4", chunks=(rows, v), **opts)
         for name in self.condition_names:
             self._file.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8", chunks=(4096,), **opts)
-        attrs = {
+        attrs: dict[str, str | int | float] = {
             "caloforge_version": __version__,
             "caloforge_geometry_name": self.geometry.name,
             "caloforge_geometry_hash": self.geometry.hash,

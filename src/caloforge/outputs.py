@@ -60,8 +60,8 @@ def atomic_path(path: str | Path, force: bool = False) -> Iterator[Path]:
         if path.exists() and not force:  # appeared while we were writing
             msg = f"{path} appeared while writing; pass --force to overwrite it"
             raise OutputExistsError(msg)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
+        tmp.chmod(0o666 & ~_umask())
+        tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -20,7 +20,8 @@ def check_finite(values: NDArray[Any], what: str) -> None:
     bad = ~np.isfinite(values)
     if bad.any():
         first = np.unravel_index(int(np.argmax(bad)), values.shape)
-        msg = f"expected finite values but {int(bad.sum())} of {what} are NaN or inf (first at index {tuple(int(i) for i in first)})"
+        where = tuple(int(i) for i in first)
+        msg = f"expected finite values but {int(bad.sum())} of {what} are NaN or inf (first at index {where})"
         raise DataError(msg)
 
 
@@ -99,7 +100,10 @@ class ShowerSet:
             msg = f"expected showers of shape (N, V) but got {showers.shape}"
             raise DataError(msg)
         if showers.shape[0] != energies.shape[0]:
-            msg = f"expected as many showers as incident energies but got {showers.shape[0]} showers and {energies.shape[0]} energies"
+            msg = (
+                f"expected as many showers as incident energies but got {showers.shape[0]} showers "
+                f"and {energies.shape[0]} energies"
+            )
             raise DataError(msg)
         self.geometry.check_voxels(showers.shape[1])
         _check_energies(energies, "in the ShowerSet")
@@ -161,7 +165,8 @@ class ShowerSet:
     @property
     def total_energy(self) -> NDArray[np.float64]:
         """Sum of voxel energies per shower, MeV, shape (N,)."""
-        return self.showers.sum(axis=1, dtype=np.float64)
+        total: NDArray[np.float64] = self.showers.sum(axis=1, dtype=np.float64)
+        return total
 
     @property
     def response(self) -> NDArray[np.float64]:

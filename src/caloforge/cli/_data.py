@@ -28,7 +28,8 @@ def info(
     s = summarize(file, geometry)
     presets = ", ".join(s.matching_presets) or "none"
     console.print(f"[bold]{s.path}[/bold]")
-    console.print(f"  showers: {s.n_showers}   voxels: {s.n_voxels}   geometry: {s.geometry.name} (hash {s.geometry.hash})")
+    geometry_label = f"{s.geometry.name} (hash {s.geometry.hash})"
+    console.print(f"  showers: {s.n_showers}   voxels: {s.n_voxels}   geometry: {geometry_label}")
     console.print(f"  presets with {s.n_voxels} voxels: {presets}")
     kind = f"{len(s.groups)} distinct" if s.discrete else f"continuous, {len(s.groups)} log bins"
     console.print(f"  incident energies: {s.energy_min:.6g} - {s.energy_max:.6g} MeV ({kind})")

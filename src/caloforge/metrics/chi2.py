@@ -16,6 +16,7 @@ iteration with this score.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -140,7 +141,7 @@ def response_chi2(
         raise DataError(msg)
     edges = energy_bins(e_r) if energy_edges is None else np.asarray(energy_edges, dtype=np.float64)
     results = []
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         ref = x_r[(e_r >= low) & (e_r < high)]
         gen = x_g[(e_g >= low) & (e_g < high)]
         if ref.size == 0 or gen.size == 0:
