@@ -12,9 +12,9 @@ import pytest
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="caloforge-mpl-"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="caloforge-inductor-"))
 
-from caloforge.geometry import Geometry, Layer  # noqa: E402
-from caloforge.showers import ShowerSet  # noqa: E402
-from synthetic import make_showers  # noqa: E402
+from caloforge.geometry import Geometry, Layer
+from caloforge.showers import ShowerSet
+from synthetic import make_showers
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "calochallenge"
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import make_showers
 from typer.testing import CliRunner
 
 from caloforge import __version__, io
 from caloforge.cli import app
 from caloforge.geometry import PRESETS
 from caloforge.showers import ShowerSet
+from synthetic import make_showers
 
 runner = CliRunner()
 

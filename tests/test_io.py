@@ -8,12 +8,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from synthetic import make_showers
 
 from caloforge import io
-from caloforge.errors import DataError, FileFormatError, GeometryError, GeometryMismatchError, OutputExistsError, OutputPathError
+from caloforge.errors import (
+    DataError,
+    FileFormatError,
+    GeometryError,
+    GeometryMismatchError,
+    OutputExistsError,
+    OutputPathError,
+)
 from caloforge.geometry import PRESETS, Geometry
 from caloforge.showers import ShowerSet
+from synthetic import make_showers
 
 
 def _challenge_file(path: Path, energies: np.ndarray, showers: np.ndarray, **extra: np.ndarray) -> Path:

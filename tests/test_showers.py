@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthetic import make_showers
 
 from caloforge.errors import DataError, GeometryMismatchError
 from caloforge.geometry import Geometry, Layer
 from caloforge.showers import ShowerSet, energy_bins
+from synthetic import make_showers
 
 
 def test_construction_normalises_shapes_and_dtypes(tiny_geometry: Geometry) -> None:
