@@ -1,11 +1,79 @@
-"""CLI commands (placeholder until the module's issue lands)."""
+"""The ``evaluate`` command: validate generated showers against a reference and write the report."""
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import typer
+from rich.table import Table
+
+from caloforge.cli._common import console, err_console, friendly_errors
 
 __all__ = ["register"]
 
+GEOMETRY_HELP = "Geometry: a preset (ds1-photons, ds1-pions, ds2, ds3) or a CaloChallenge binning XML file."
+_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "info": "blue"}
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@friendly_errors
+def evaluate(
+    reference: Path = typer.Option(..., "--reference", "-r", help="Reference showers (CaloChallenge HDF5)."),
+    generated: Path = typer.Option(..., "--generated", "-g", help="Generated showers (CaloChallenge HDF5)."),
+    geometry: str | None = typer.Option(None, "--geometry", help=GEOMETRY_HELP),
+    out: Path = typer.Option(Path("evaluation"), "--out", "-o", help="Output directory for the report."),
+    mode: str = typer.Option("fast", "--mode", help="fast: no classifiers; full: everything."),
+    classifier: str = typer.Option("low,high", "--classifier", help="Classifier tests in full mode: low, high."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
+    repeats: int = typer.Option(1, "--repeats", help="Classifier trainings to average (the paper used 10)."),
+    max_showers: int = typer.Option(20_000, "--max-showers", help="Showers per sample for the classifiers (0: all)."),
+    max_epochs: int = typer.Option(25, "--max-epochs", help="Maximum classifier epochs."),
+    patience: int = typer.Option(3, "--patience", help="Early stopping patience in epochs (0: none)."),
+    bf16: bool = typer.Option(True, "--bf16/--fp32", help="Train the classifiers under bfloat16 autocast."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Readout threshold in MeV (default: dataset's)."),
+    device: str = typer.Option("auto", "--device", help="Classifier device: auto, cpu, cuda, cuda:1, ..."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
+) -> None:
+    """Validate generated showers against a reference: metrics.json, report.html and plots."""
+    from caloforge.errors import ConfigError
+    from caloforge.evaluate import evaluate as run_evaluation
+    from caloforge.io import read
+    from caloforge.metrics.classifier import ClassifierConfig
+    from caloforge.report import check_report_dir
+
+    if mode not in ("fast", "full"):
+        msg = f"expected --mode fast or full but got '{mode}'"
+        raise ConfigError(msg)
+    kinds = tuple(k.strip() for k in classifier.split(",") if k.strip())
+    config = ClassifierConfig(max_epochs=max_epochs, patience=patience or None, max_showers=max_showers or None,
+                              repeats=repeats, bf16=bf16)
+    check_report_dir(out, force)  # fail before reading large files
+    with console.status("reading showers"):
+        ref = read(reference, geometry)
+        gen = read(generated, geometry if geometry is not None else ref.geometry)
+    with warnings.catch_warnings(record=True) as caught, console.status(f"evaluating ({mode} mode)"):
+        warnings.simplefilter("always", UserWarning)
+        result = run_evaluation(ref, gen, out, mode=mode, classifiers=kinds, seed=seed, force=force,  # type: ignore[arg-type]
+                                classifier_config=config, device=_device(device), threshold=threshold)
+    for w in caught:
+        err_console.print(f"[yellow]warning:[/yellow] {w.message}")
+    table = Table("metric", "value", "error", "ref. split", "verdict", title=f"verdict: {result.verdict}")
+    for row in result.verdicts:
+        table.add_row(row.metric, f"{row.value:.4g}", f"{row.error:.2g}", f"{row.reference_split:.4g}",
+                      f"[{_STYLE[row.verdict]}]{row.verdict}[/]")
+    console.print(table)
+    console.print(f"report: {out / 'report.html'}   metrics: {out / 'metrics.json'}   "
+                  f"({result.timings.get('total', 0):.1f} s)")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the ``evaluate`` command to ``app``."""
+    app.command()(evaluate)

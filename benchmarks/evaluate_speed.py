@@ -1,0 +1,69 @@
+"""Speed of ``caloforge evaluate`` on 2 x N dataset-1-photon showers (issue targets: full <= 10 min, fast <= 1 min).
+
+Simulates a reference and an independent "generated" sample with the reference simulator,
+writes them as CaloChallenge files, then times the ``caloforge evaluate`` command end to end
+(reading the files, every metric, the plots and the report) in each requested mode.
+
+    python benchmarks/evaluate_speed.py --n 100000 --modes fast,full --threads 2
+
+Timings depend on the machine and on its load: run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000, help="showers per sample")
+    parser.add_argument("--modes", default="fast,full", help="comma-separated: fast, full")
+    parser.add_argument("--threads", type=int, default=2, help="torch / BLAS threads (the target is 2 cores)")
+    parser.add_argument("--workdir", type=Path, default=None, help="where to put the files (default: a temp dir)")
+    parser.add_argument("--extra", default="", help="extra arguments for caloforge evaluate, e.g. '--fp32'")
+    args = parser.parse_args()
+
+    from caloforge.io import write
+    from caloforge.refsim import simulate
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="caloforge-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    energies = 2.0 ** np.arange(8, 23)  # the 15 dataset-1 photon energies, 256 MeV - 4.2 TeV
+    rng = np.random.default_rng(0)
+    files = {}
+    for name, seed in (("reference", 1), ("generated", 2)):
+        path = work / f"{name}.h5"
+        if not path.exists():
+            start = time.perf_counter()
+            write(path, simulate("ds1-photons", "photon", rng.choice(energies, args.n), seed=seed))
+            print(f"simulated {name}: {args.n} showers in {time.perf_counter() - start:.1f} s")
+        files[name] = path
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
+               MPLCONFIGDIR=str(work / "mpl"))
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {platform.node()} ({cpu}, {os.cpu_count()} CPUs visible, {args.threads} threads used), "
+          f"python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
+    for mode in args.modes.split(","):
+        out = work / f"report-{mode}"
+        command = [sys.executable, "-c", "from caloforge.cli import app; app()", "evaluate",
+                   "--reference", str(files["reference"]),
+                   "--generated", str(files["generated"]), "--out", str(out), "--mode", mode, "--force",
+                   *args.extra.split()]
+        start = time.perf_counter()
+        subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+        elapsed = time.perf_counter() - start
+        print(f"caloforge evaluate --mode {mode} on 2 x {args.n} ds1-photon showers: {elapsed:.1f} s "
+              f"(load average now {os.getloadavg()[0]:.2f}); report in {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+"""Validation of generated showers against a reference: all metrics, then the report.
+
+:func:`compute_evaluation` runs every metric (pure computation, no files);
+:func:`evaluate` runs it and writes ``metrics.json``, ``report.html`` and
+``plots/*.png|pdf`` into a directory. ``mode="fast"`` skips the classifier tests.
+
+The readout threshold of the geometry is applied to both samples before
+anything is computed. Every metric is also computed between two random halves
+of the reference ("reference split"), the yardstick of what statistics alone give.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import scipy.stats
+from numpy.typing import NDArray
+
+from caloforge.errors import ConfigError, GeometryMismatchError
+from caloforge.features import (
+    HighLevelFeatures,
+    apply_threshold,
+    compute_features,
+    high_level_inputs,
+    low_level_inputs,
+    readout_threshold,
+)
+from caloforge.geometry import Geometry
+from caloforge.metrics import verdict as v
+from caloforge.metrics.chi2 import Chi2Result, chi2_two_sample, response_chi2
+from caloforge.metrics.classifier import ClassifierConfig, ClassifierResult, classifier_test
+from caloforge.metrics.distances import DistanceResult, fpd, kpd
+from caloforge.metrics.prdc import PRDCResult, prdc, prdc_inputs
+from caloforge.metrics.response import ResponseResult, layer_correlation, response_per_energy
+from caloforge.metrics.separation import FeatureHistogram, feature_histograms, voxel_histogram
+from caloforge.showers import ShowerSet, energy_bins
+
+__all__ = ["CLASSIFIERS", "EvaluationResult", "Mode", "compute_evaluation", "evaluate"]
+
+Mode = Literal["fast", "full"]
+CLASSIFIERS = ("low", "high")
+
+
+@dataclass(frozen=True, eq=False)
+class EvaluationResult:
+    """Everything the validation computed; :meth:`to_dict` is the content of metrics.json.
+
+    Histogram and classifier fields hold reference-vs-generated results; ``*_split``
+    fields the same metric between two halves of the reference.
+    """
+
+    mode: str
+    seed: int
+    geometry: Geometry
+    threshold: float
+    n_reference: int
+    n_generated: int
+    chi2: Chi2Result
+    chi2_split: Chi2Result
+    histograms: tuple[FeatureHistogram, ...]
+    energy_histograms: tuple[FeatureHistogram, ...]
+    separation_split: dict[str, float]
+    response_reference: ResponseResult
+    response_generated: ResponseResult
+    correlation_reference: NDArray[np.float64]
+    correlation_generated: NDArray[np.float64]
+    correlation_split_max: float
+    mean_reference: NDArray[np.float64]
+    mean_generated: NDArray[np.float64]
+    fpd: DistanceResult
+    kpd: DistanceResult
+    fpd_split: DistanceResult
+    kpd_split: DistanceResult
+    prdc: PRDCResult | None
+    prdc_split: PRDCResult | None
+    classifiers: dict[str, ClassifierResult]
+    classifiers_split: dict[str, ClassifierResult]
+    verdicts: tuple[v.VerdictRow, ...]
+    warnings: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> v.Verdict:
+        """Overall verdict: the worst of the rows."""
+        return v.overall(self.verdicts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary with stable keys (see docs/validation.md)."""
+        def dist(d: DistanceResult) -> dict[str, float]:
+            return {"value_e3": d.value * 1e3, "error_e3": d.error * 1e3}
+
+        return {
+            "schema": "caloforge.evaluate/1",
+            "mode": self.mode,
+            "seed": self.seed,
+            "geometry": {"name": self.geometry.name, "hash": self.geometry.hash},
+            "readout_threshold_mev": self.threshold,
+            "n_reference": self.n_reference,
+            "n_generated": self.n_generated,
+            "verdict": self.verdict,
+            "verdicts": [dataclasses.asdict(r) for r in self.verdicts],
+            "response_chi2": {
+                "chi2_ndf": self.chi2.chi2_ndf, "chi2": self.chi2.chi2, "ndf": self.chi2.ndf,
+                "reference_split_chi2_ndf": self.chi2_split.chi2_ndf,
+                "per_energy": [dataclasses.asdict(e) | {"chi2_ndf": e.chi2_ndf} for e in self.chi2.per_energy],
+            },
+            "separation_power": {h.name: h.separation for h in self.histograms},
+            "separation_power_per_energy": {h.name: h.separation for h in self.energy_histograms},
+            "separation_power_reference_split": dict(self.separation_split),
+            "fpd": dist(self.fpd) | {"reference_split": dist(self.fpd_split)},
+            "kpd": dist(self.kpd) | {"reference_split": dist(self.kpd_split)},
+            "prdc": None if self.prdc is None else dataclasses.asdict(self.prdc)
+            | {"reference_split": dataclasses.asdict(self.prdc_split) if self.prdc_split else None},
+            "classifiers": {
+                name: {"auc": r.auc, "auc_error": r.auc_error, "jsd": r.jsd, "jsd_error": r.jsd_error,
+                       "n_per_sample": r.n_per_sample, "repeats": len(r.runs),
+                       "epochs": [run.best_epoch for run in r.runs],
+                       "reference_split": {"auc": self.classifiers_split[name].auc,
+                                           "jsd": self.classifiers_split[name].jsd}
+                       if name in self.classifiers_split else None}
+                for name, r in self.classifiers.items()
+            },
+            "response": {"reference": [dataclasses.asdict(e) for e in self.response_reference.per_energy],
+                         "generated": [dataclasses.asdict(e) for e in self.response_generated.per_energy]},
+            "layer_correlation": {
+                "reference": self.correlation_reference.tolist(),
+                                  "generated": self.correlation_generated.tolist(),
+                                  "max_abs_difference": _max_abs(self.correlation_reference,
+                                                                 self.correlation_generated),
+                                  "reference_split_max_abs_difference": self.correlation_split_max},
+            "warnings": list(self.warnings),
+            "timings_s": dict(self.timings),
+        }
+
+
+def _max_abs(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
+    return float(np.abs(a - b).max())
+
+
+def _take(features: HighLevelFeatures, index: NDArray[np.int64]) -> HighLevelFeatures:
+    arrays = {f.name: getattr(features, f.name)[index] for f in dataclasses.fields(features)
+              if isinstance(getattr(features, f.name), np.ndarray)}
+    return dataclasses.replace(features, **arrays)
+
+
+def _energy_warning(reference: ShowerSet, generated: ShowerSet) -> str | None:
+    """A message when the two incident-energy distributions differ (chi2 test p < 1e-3)."""
+    edges = energy_bins(reference.energies)
+    edges = np.concatenate([[0.0], edges[1:-1], [np.inf]])
+    chi2, ndf = chi2_two_sample(np.histogram(reference.energies, edges)[0], np.histogram(generated.energies, edges)[0])
+    p = float(scipy.stats.chi2.sf(chi2, ndf)) if ndf > 0 else 1.0
+    if p >= 1e-3:
+        return None
+    return (f"the incident-energy distributions of the reference and generated samples differ "
+            f"(chi2/NDF = {chi2:.1f}/{ndf}, p = {p:.1e}): inclusive feature histograms will be distorted; "
+            "generate showers at the reference's incident energies")
+
+
+def _energy_histograms(ref: HighLevelFeatures, gen: HighLevelFeatures) -> tuple[FeatureHistogram, ...]:
+    """E_tot/E_inc per incident energy, binned as the chi2 test (30 bins, reference 0.5-99.5 %)."""
+    out = []
+    edges = energy_bins(ref.energies)
+    for low, high in itertools.pairwise(edges):
+        r = ref.response[(ref.energies >= low) & (ref.energies < high)]
+        g = gen.response[(gen.energies >= low) & (gen.energies < high)]
+        if r.size < 2 or g.size == 0:
+            continue
+        lo, hi = np.percentile(r, (0.5, 99.5))
+        bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 31)
+        label = f"{np.sqrt(low * high):.4g}"
+        out.append(FeatureHistogram(
+            f"response_E{label}", "response_per_energy", None, rf"$E_\mathrm{{tot}}/E_\mathrm{{inc}}$, E = {label} MeV",
+            bins, np.histogram(r, bins)[0].astype(float), np.histogram(g, bins)[0].astype(float)))
+    return tuple(out)
+
+
+def _separations(ref: HighLevelFeatures, gen: HighLevelFeatures) -> dict[str, float]:
+    return {h.name: h.separation for h in feature_histograms(ref, gen)}
+
+
+def _classifier_inputs(kind: str, showers: ShowerSet, features: HighLevelFeatures) -> NDArray[np.float32]:
+    return low_level_inputs(showers, 0.0) if kind == "low" else high_level_inputs(features)
+
+
+def compute_evaluation(
+    reference: ShowerSet,
+    generated: ShowerSet,
+    mode: Mode = "fast",
+    classifiers: Sequence[str] = CLASSIFIERS,
+    seed: int = 0,
+    classifier_config: ClassifierConfig | None = None,
+    device: str = "cpu",
+    threshold: float | None = None,
+    with_prdc: bool = True,
+) -> EvaluationResult:
+    """Compute every validation metric of ``generated`` against ``reference``.
+
+    Args:
+        reference: The reference showers (e.g. Geant4).
+        generated: The generated showers; same geometry, ideally the same incident energies.
+        mode: ``fast`` (no classifiers) or ``full``.
+        classifiers: Which classifier tests to run in full mode: ``low`` (voxels) and/or ``high`` (features).
+        seed: Seed of every random step (reference split, subsets, trainings).
+        classifier_config: Classifier settings (default :meth:`ClassifierConfig.cpu_budget`).
+        device: Torch device for the classifiers (the caller's choice).
+        threshold: Readout threshold in MeV (default: the geometry's, see :func:`readout_threshold`).
+        with_prdc: Also compute precision/recall/density/coverage (full mode only).
+
+    Raises:
+        GeometryMismatchError: if the samples have different geometries.
+        ConfigError: for an unknown mode or classifier name.
+
+    Warns:
+        UserWarning: if the incident-energy distributions differ.
+    """
+    if reference.geometry != generated.geometry:
+        msg = (f"expected generated showers of the reference geometry '{reference.geometry.name}' "
+               f"(hash {reference.geometry.hash}) but got '{generated.geometry.name}' "
+               f"(hash {generated.geometry.hash}), in evaluate")
+        raise GeometryMismatchError(msg)
+    if mode not in ("fast", "full"):
+        msg = f"expected mode 'fast' or 'full' but got {mode!r}, in evaluate"
+        raise ConfigError(msg)
+    unknown = sorted(set(classifiers) - set(CLASSIFIERS))
+    if unknown:
+        msg = f"expected classifiers among {list(CLASSIFIERS)} but got {unknown}, in evaluate"
+        raise ConfigError(msg)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
+    messages = []
+    message = _energy_warning(reference, generated)
+    if message:
+        warnings.warn(message, UserWarning, stacklevel=2)
+        messages.append(message)
+    geometry = reference.geometry
+    thr = readout_threshold(geometry) if threshold is None else float(threshold)
+    ref_s, gen_s = apply_threshold(reference, thr), apply_threshold(generated, thr)
+    ref_f, gen_f = compute_features(ref_s, 0.0), compute_features(gen_s, 0.0)
+    ref_f, gen_f = dataclasses.replace(ref_f, threshold=thr), dataclasses.replace(gen_f, threshold=thr)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(reference))
+    half_a, half_b = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
+    ref_a, ref_b = _take(ref_f, half_a), _take(ref_f, half_b)
+    lap("features")
+
+    chi2 = response_chi2(ref_f.energies, ref_f.response, gen_f.energies, gen_f.response)
+    chi2_split = response_chi2(ref_a.energies, ref_a.response, ref_b.energies, ref_b.response)
+    histograms = (*feature_histograms(ref_f, gen_f), voxel_histogram(ref_s.showers, gen_s.showers, thr))
+    energy_hists = _energy_histograms(ref_f, gen_f)
+    split = _separations(ref_a, ref_b)
+    split["voxel"] = voxel_histogram(ref_s.showers[half_a], ref_s.showers[half_b], thr).separation
+    corr_r, corr_g = layer_correlation(ref_f.e_layer), layer_correlation(gen_f.e_layer)
+    corr_split = _max_abs(layer_correlation(ref_a.e_layer), layer_correlation(ref_b.e_layer))
+    lap("histograms")
+
+    hl_r, hl_g = high_level_inputs(ref_f), high_level_inputs(gen_f)
+    with warnings.catch_warnings(record=True) as caught:  # small-sample notes go into the report
+        warnings.simplefilter("always", UserWarning)
+        fpd_r, kpd_r = fpd(hl_r, hl_g, seed=seed), kpd(hl_r, hl_g, seed=seed)
+        fpd_s, kpd_s = fpd(hl_r[half_a], hl_r[half_b], seed=seed), kpd(hl_r[half_a], hl_r[half_b], seed=seed)
+    messages += sorted({str(w.message) for w in caught})
+    lap("fpd_kpd")
+
+    prdc_r = prdc_s = None
+    if with_prdc and mode == "full":
+        x_r, x_g = prdc_inputs(ref_s.showers), prdc_inputs(gen_s.showers)
+        prdc_r = prdc(x_r, x_g, max_samples=5_000, seed=seed)
+        prdc_s = prdc(x_r[half_a], x_r[half_b], max_samples=5_000, seed=seed)
+        lap("prdc")
+
+    results: dict[str, ClassifierResult] = {}
+    results_split: dict[str, ClassifierResult] = {}
+    if mode == "full":
+        config = classifier_config or ClassifierConfig.cpu_budget()
+        for kind in classifiers:
+            x_r, x_g = _classifier_inputs(kind, ref_s, ref_f), _classifier_inputs(kind, gen_s, gen_f)
+            results[kind] = classifier_test(x_r, x_g, config, seed=seed, device=device)
+            results_split[kind] = classifier_test(x_r[half_a], x_r[half_b], config, seed=seed, device=device)
+            del x_r, x_g
+            lap(f"classifier_{kind}")
+
+    rows = [v.chi2_verdict(chi2.chi2_ndf, chi2.ndf, chi2_split.chi2_ndf)]
+    seps = {h.name: h.separation for h in histograms}
+    finite = {k: s for k, s in seps.items() if np.isfinite(s)}
+    worst = max(finite, key=finite.__getitem__) if finite else "none"
+    split_max = max((s for s in split.values() if np.isfinite(s)), default=float("nan"))
+    row = v.separation_verdict(finite.get(worst, float("nan")), split_max)
+    rows.append(dataclasses.replace(row, metric=f"separation power (max: {worst})"))
+    mean_sep = float(np.mean(list(finite.values()))) if finite else float("nan")
+    mean_split = float(np.nanmean(list(split.values()))) if split else float("nan")
+    rows.append(dataclasses.replace(v.separation_verdict(mean_sep, mean_split, "mean"), verdict="info"))
+    for key, name, res, sp in (("fpd_e3", "FPD x10^3", fpd_r, fpd_s), ("kpd_e3", "KPD x10^3", kpd_r, kpd_s)):
+        rows.append(v.distance_verdict(key, name, res.value * 1e3, res.error * 1e3, sp.value * 1e3, sp.error * 1e3))
+    for kind, clf in results.items():
+        sp_auc = results_split[kind].auc
+        rows.append(v.auc_verdict(f"auc_{kind}", f"classifier AUC ({kind}-level)", clf.auc, clf.auc_error, sp_auc))
+        rows.append(v.VerdictRow(f"jsd_{kind}", f"classifier JSD ({kind}-level)", clf.jsd, clf.jsd_error,
+                                 results_split[kind].jsd, "info", "information only"))
+    rows.append(v.correlation_verdict(_max_abs(corr_r, corr_g), corr_split))
+    if prdc_r is not None and prdc_s is not None:
+        for name in ("precision", "recall", "density", "coverage"):
+            rows.append(v.VerdictRow(name, f"{name} (k=5, voxels)", getattr(prdc_r, name), float("nan"),
+                                     getattr(prdc_s, name), "info", "information only"))
+    lap("verdicts")
+    return EvaluationResult(
+        mode=mode, seed=seed, geometry=geometry, threshold=thr, n_reference=len(reference),
+        n_generated=len(generated), chi2=chi2, chi2_split=chi2_split, histograms=histograms,
+        energy_histograms=energy_hists, separation_split=split,
+        response_reference=response_per_energy(ref_f.energies, ref_f.response),
+        response_generated=response_per_energy(gen_f.energies, gen_f.response, energy_bins(ref_f.energies)),
+        correlation_reference=corr_r, correlation_generated=corr_g, correlation_split_max=corr_split,
+        mean_reference=ref_s.showers.mean(axis=0, dtype=np.float64),
+        mean_generated=gen_s.showers.mean(axis=0, dtype=np.float64),
+        fpd=fpd_r, kpd=kpd_r, fpd_split=fpd_s, kpd_split=kpd_s, prdc=prdc_r, prdc_split=prdc_s,
+        classifiers=results, classifiers_split=results_split, verdicts=tuple(rows),
+        warnings=tuple(messages), timings=timings,
+    )
+
+
+def evaluate(
+    reference: ShowerSet,
+    generated: ShowerSet,
+    out_dir: str | Path,
+    mode: Mode = "fast",
+    classifiers: Sequence[str] = CLASSIFIERS,
+    seed: int = 0,
+    force: bool = False,
+    classifier_config: ClassifierConfig | None = None,
+    device: str = "cpu",
+    threshold: float | None = None,
+    with_prdc: bool = True,
+) -> EvaluationResult:
+    """Validate ``generated`` against ``reference`` and write the report into ``out_dir``.
+
+    Writes ``metrics.json``, ``report.html`` (self-contained) and ``plots/*.png`` and
+    ``*.pdf``, each atomically. The arguments are those of :func:`compute_evaluation`,
+    plus the output directory (created if missing) and ``force``.
+
+    Raises:
+        OutputExistsError: if the report or metrics already exist and ``force`` is false
+            (checked before any computation).
+    """
+    from caloforge.report import check_report_dir, write_report
+
+    out = check_report_dir(out_dir, force)
+    start = time.perf_counter()
+    result = compute_evaluation(reference, generated, mode, classifiers, seed, classifier_config, device,
+                                threshold, with_prdc)
+    write_report(result, out, force=force)
+    result.timings["total"] = round(time.perf_counter() - start, 3)
+    return result

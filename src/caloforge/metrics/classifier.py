@@ -1,0 +1,282 @@
+"""The classifier test of the CaloChallenge: can a network tell generated from reference showers?
+
+Recipe (arXiv:2410.21611), all of it configurable through :class:`ClassifierConfig`:
+a fully connected network input -> 2048 -> 2048 -> 2048 -> 1 logit with LeakyReLU,
+no dropout, binary cross-entropy on the logits, Adam with learning rate 2e-4,
+batches of 1000, up to 50 epochs keeping the epoch with the best accuracy on the
+test split. Each sample is split 60/20/20 into train/test/validation (seeded).
+An isotonic regression fitted on the test-split outputs calibrates the
+validation-split outputs, on which the AUC and
+
+    JSD = (log 2 - BCE) / log 2
+
+are reported (JSD = 0: indistinguishable, 1: perfectly separated). The training is
+repeated ``repeats`` times with different seeds (the paper used 10); the results
+are the mean and standard deviation over the repeats.
+
+Both samples are cut to the same size (the smaller one, at most ``max_showers``).
+The caller chooses the device; the metric never does.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from caloforge.errors import ConfigError, DataError
+
+__all__ = ["ClassifierConfig", "ClassifierResult", "ClassifierRun", "classifier_test"]
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Settings of the classifier test; the defaults are the CaloChallenge recipe.
+
+    Args:
+        hidden: Widths of the hidden layers.
+        dropout: Dropout probability after each hidden layer.
+        lr: Adam learning rate.
+        batch_size: Training batch size.
+        max_epochs: Maximum number of epochs.
+        patience: Stop after this many epochs without a better test accuracy (None: run all epochs).
+        max_showers: Use at most this many showers from each sample (None: all).
+        repeats: Number of independent trainings (different seeds) averaged.
+        bf16: Train and predict under bfloat16 autocast (about 2x faster on CPUs with AVX-512 BF16).
+    """
+
+    hidden: tuple[int, ...] = (2048, 2048, 2048)
+    dropout: float = 0.0
+    lr: float = 2e-4
+    batch_size: int = 1000
+    max_epochs: int = 50
+    patience: int | None = None
+    max_showers: int | None = None
+    repeats: int = 10
+    bf16: bool = False
+
+    def __post_init__(self) -> None:
+        checks = [
+            (len(self.hidden) > 0 and all(h > 0 for h in self.hidden), "hidden", "positive layer widths"),
+            (0.0 <= self.dropout < 1.0, "dropout", "a probability in [0, 1)"),
+            (self.lr > 0, "lr", "> 0"),
+            (self.batch_size > 0, "batch_size", "> 0"),
+            (self.max_epochs > 0, "max_epochs", "> 0"),
+            (self.patience is None or self.patience > 0, "patience", "None or > 0"),
+            (self.max_showers is None or self.max_showers >= 10, "max_showers", "None or >= 10"),
+            (self.repeats > 0, "repeats", "> 0"),
+        ]
+        for ok, name, what in checks:
+            if not ok:
+                msg = f"expected {name} {what} but got {getattr(self, name)!r}, in ClassifierConfig"
+                raise ConfigError(msg)
+
+    @classmethod
+    def cpu_budget(cls) -> ClassifierConfig:
+        """The default of ``caloforge evaluate --mode full``: the recipe's network, sized for a few CPU minutes.
+
+        At most 20k showers per sample (12k each for training), early stopping with
+        patience 3 on the test accuracy within 25 epochs, one training. Pass
+        ``repeats=10`` (and ``max_showers=None``) to run the paper's protocol.
+        """
+        return cls(max_epochs=25, patience=3, max_showers=20_000, repeats=1)
+
+
+@dataclass(frozen=True)
+class ClassifierRun:
+    """One training: validation AUC and JSD (with bootstrap errors), the chosen epoch, the ROC curve (calibrated)."""
+
+    auc: float
+    jsd: float
+    auc_bootstrap_error: float
+    jsd_bootstrap_error: float
+    best_epoch: int
+    epochs_run: int
+    fpr: NDArray[np.float64] = field(repr=False)
+    tpr: NDArray[np.float64] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ClassifierResult:
+    """Classifier test over repeated trainings; AUC 0.5 and JSD 0 mean indistinguishable.
+
+    Attributes:
+        auc: Mean validation AUC.
+        auc_error: Standard deviation of the AUC over repeats; for a single training, the
+            bootstrap standard deviation over resamples of its validation split.
+        jsd: Mean validation JSD.
+        jsd_error: Its standard deviation (bootstrap for a single training).
+        runs: The individual trainings.
+        n_per_sample: Showers used from each sample.
+        seed: The seed.
+    """
+
+    auc: float
+    auc_error: float
+    jsd: float
+    jsd_error: float
+    runs: tuple[ClassifierRun, ...]
+    n_per_sample: int
+    seed: int
+    higher_is_better = False
+
+
+_N_BOOTSTRAP = 50
+
+
+def _jsd(bce: float) -> float:
+    return (math.log(2.0) - bce) / math.log(2.0)
+
+
+def _network(n_inputs: int, config: ClassifierConfig) -> torch.nn.Sequential:
+    layers: list[torch.nn.Module] = []
+    width = n_inputs
+    for h in config.hidden:
+        layers += [torch.nn.Linear(width, h), torch.nn.LeakyReLU()]
+        if config.dropout > 0:
+            layers.append(torch.nn.Dropout(config.dropout))
+        width = h
+    layers.append(torch.nn.Linear(width, 1))
+    return torch.nn.Sequential(*layers)
+
+
+def _predict(model: torch.nn.Module, x: torch.Tensor, bf16: bool, batch: int = 10_000) -> torch.Tensor:
+    model.eval()
+    out = []
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(x), batch):
+            out.append(model(x[start : start + batch]).float().squeeze(-1))
+    return torch.sigmoid(torch.cat(out))
+
+
+def _split(n: int, rng: np.random.Generator) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    order = rng.permutation(n)
+    a, b = round(0.6 * n), round(0.8 * n)
+    return order[:a], order[a:b], order[b:]
+
+
+def _one_run(
+    ref: NDArray[np.float32], gen: NDArray[np.float32], config: ClassifierConfig, seed: int, device: torch.device
+) -> ClassifierRun:
+    rng = np.random.default_rng(seed)
+    parts_r, parts_g = _split(len(ref), rng), _split(len(gen), rng)
+
+    def stack(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = np.concatenate([ref[parts_r[k]], gen[parts_g[k]]])
+        y = np.concatenate([np.zeros(len(parts_r[k])), np.ones(len(parts_g[k]))]).astype(np.float32)
+        return torch.from_numpy(x).to(device), torch.from_numpy(y).to(device)
+
+    (x_train, y_train), (x_test, y_test), (x_val, y_val) = stack(0), stack(1), stack(2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _network(ref.shape[1], config).to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    generator = torch.Generator().manual_seed(seed)
+    best_acc, best_epoch, best_state, stale, epoch = -1.0, 0, copy.deepcopy(model.state_dict()), 0, 0
+    for epoch in range(1, config.max_epochs + 1):
+        model.train()
+        order = torch.randperm(len(x_train), generator=generator).to(device)
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                logits = model(x_train[idx]).squeeze(-1)
+            loss = loss_fn(logits.float(), y_train[idx])
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+        acc = float(((_predict(model, x_test, config.bf16) > 0.5).float() == y_test).float().mean())
+        if acc > best_acc:
+            best_acc, best_epoch, stale = acc, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+            if config.patience is not None and stale >= config.patience:
+                break
+    model.load_state_dict(best_state)
+    p_test = _predict(model, x_test, config.bf16).cpu().numpy().astype(np.float64)
+    p_val = _predict(model, x_val, config.bf16).cpu().numpy().astype(np.float64)
+    calibrator = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p_test, y_test.cpu().numpy())
+    p_cal = np.clip(calibrator.predict(p_val), 1e-7, 1.0 - 1e-7)
+    labels = y_val.cpu().numpy()
+    losses = -(labels * np.log(p_cal) + (1.0 - labels) * np.log1p(-p_cal))
+    fpr, tpr, _ = roc_curve(labels, p_cal)
+    boot_auc, boot_jsd = [], []
+    for _ in range(_N_BOOTSTRAP):
+        pick = rng.integers(0, len(labels), len(labels))
+        if labels[pick].min() != labels[pick].max():
+            boot_auc.append(roc_auc_score(labels[pick], p_cal[pick]))
+            boot_jsd.append(_jsd(float(losses[pick].mean())))
+    return ClassifierRun(
+        auc=float(roc_auc_score(labels, p_cal)),
+        jsd=_jsd(float(losses.mean())),
+        auc_bootstrap_error=float(np.std(boot_auc, ddof=1)) if len(boot_auc) > 1 else float("nan"),
+        jsd_bootstrap_error=float(np.std(boot_jsd, ddof=1)) if len(boot_jsd) > 1 else float("nan"),
+        best_epoch=best_epoch,
+        epochs_run=epoch,
+        fpr=fpr,
+        tpr=tpr,
+    )
+
+
+def classifier_test(
+    reference: NDArray[np.floating],
+    generated: NDArray[np.floating],
+    config: ClassifierConfig | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> ClassifierResult:
+    """Train the CaloChallenge classifier to separate reference (label 0) from generated (label 1) inputs.
+
+    Args:
+        reference: Reference inputs, (N_r, D) (see :func:`caloforge.features.low_level_inputs`
+            and :func:`caloforge.features.high_level_inputs`).
+        generated: Generated inputs, (N_g, D).
+        config: Network and training settings (default: the CaloChallenge recipe).
+        seed: Seed of the subsampling, splits, initialisation and batch order; repeat k uses ``seed + k``.
+        device: Where to train (the caller's choice; CPU by default).
+
+    Returns:
+        AUC and JSD on the validation split, mean and spread over repeats.
+
+    Raises:
+        DataError: if the inputs differ in width, are not finite, or have fewer than 10 rows.
+
+    References:
+        C. Krause et al., arXiv:2410.21611, section on the classifier metric.
+    """
+    config = config or ClassifierConfig()
+    ref = np.asarray(reference, dtype=np.float32)
+    gen = np.asarray(generated, dtype=np.float32)
+    if ref.ndim != 2 or gen.ndim != 2 or ref.shape[1] != gen.shape[1]:
+        msg = f"expected two (N, D) inputs with the same D but got {ref.shape} and {gen.shape}, in classifier_test"
+        raise DataError(msg)
+    if not (np.isfinite(ref).all() and np.isfinite(gen).all()):
+        msg = "expected finite classifier inputs but got NaN or inf, in classifier_test"
+        raise DataError(msg)
+    n = min(len(ref), len(gen), config.max_showers or len(ref))
+    if n < 10:
+        msg = f"expected at least 10 showers per sample but got {n}, in classifier_test"
+        raise DataError(msg)
+    rng = np.random.default_rng(seed)
+    ref = ref[np.sort(rng.choice(len(ref), n, replace=False))]
+    gen = gen[np.sort(rng.choice(len(gen), n, replace=False))]
+    dev = torch.device(device)
+    runs = tuple(_one_run(ref, gen, config, seed + k, dev) for k in range(config.repeats))
+    aucs = np.array([r.auc for r in runs])
+    jsds = np.array([r.jsd for r in runs])
+    return ClassifierResult(
+        auc=float(aucs.mean()),
+        auc_error=float(aucs.std(ddof=1)) if len(runs) > 1 else runs[0].auc_bootstrap_error,
+        jsd=float(jsds.mean()),
+        jsd_error=float(jsds.std(ddof=1)) if len(runs) > 1 else runs[0].jsd_bootstrap_error,
+        runs=runs,
+        n_per_sample=n,
+        seed=seed,
+    )

@@ -1,0 +1,136 @@
+"""Pass / warn / fail verdicts of the validation metrics, with documented thresholds.
+
+Each rule compares the metric of reference vs generated with a bound; bounds that
+depend on statistics use the same metric computed on two halves of the reference
+("reference split"), which shows what sample-size noise alone produces. The
+reasons for each threshold are in docs/validation.md.
+
+=====================  ==========================================  ==========================
+metric                 pass                                        warn (else fail)
+=====================  ==========================================  ==========================
+response chi2/NDF      <= 1 + 3 sqrt(2/NDF) (statistics alone)     <= 3
+max separation power   <= max(0.01, 2 x split)                     <= max(0.1, 5 x split)
+FPD, KPD               <= split + 3 sigma (or consistent with 0)    <= 5 x the pass bound
+classifier AUC         <= max(0.6, split + 0.05)                   <= max(0.8, split + 0.2)
+layer correlations     max |dC| <= max(0.05, 2 x split)            <= max(0.15, 5 x split)
+=====================  ==========================================  ==========================
+
+JSD, precision/recall/density/coverage and response/resolution are shown for
+information only ("info").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "Verdict",
+    "VerdictRow",
+    "auc_verdict",
+    "chi2_verdict",
+    "correlation_verdict",
+    "distance_verdict",
+    "overall",
+    "separation_verdict",
+]
+
+Verdict = Literal["pass", "warn", "fail", "info"]
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    """One row of the verdict table.
+
+    Attributes:
+        key: Stable machine key (also used in metrics.json).
+        metric: Human-readable name.
+        value: The reference-vs-generated value.
+        error: Its uncertainty (NaN if none).
+        reference_split: The same metric on two halves of the reference (NaN if not computed).
+        verdict: pass, warn, fail or info.
+        rule: The threshold applied, in words.
+    """
+
+    key: str
+    metric: str
+    value: float
+    error: float
+    reference_split: float
+    verdict: Verdict
+    rule: str
+
+
+def _grade(value: float, pass_bound: float, warn_bound: float) -> Verdict:
+    if not math.isfinite(value):
+        return "fail"
+    if value <= pass_bound:
+        return "pass"
+    return "warn" if value <= warn_bound else "fail"
+
+
+def _finite(x: float, default: float) -> float:
+    return x if math.isfinite(x) else default
+
+
+def chi2_verdict(chi2_ndf: float, ndf: int, split: float = float("nan")) -> VerdictRow:
+    """Response chi2/NDF: pass within 3 standard deviations of 1 (sd = sqrt(2/NDF)), warn up to 3.
+
+    Example:
+        >>> chi2_verdict(1.05, 400).verdict, chi2_verdict(2.0, 400).verdict, chi2_verdict(5.0, 400).verdict
+        ('pass', 'warn', 'fail')
+    """
+    bound = 1.0 + 3.0 * math.sqrt(2.0 / max(ndf, 1))
+    return VerdictRow("response_chi2_ndf", "response chi2/NDF", chi2_ndf, math.sqrt(2.0 / max(ndf, 1)), split,
+                      _grade(chi2_ndf, bound, max(3.0, bound)), f"pass <= {bound:.3f} (1 + 3 sqrt(2/NDF)), warn <= 3")
+
+
+def separation_verdict(value: float, split: float = float("nan"), what: str = "max") -> VerdictRow:
+    """Separation power (the worst feature): pass <= max(0.01, 2 x split), warn <= max(0.1, 5 x split)."""
+    s = _finite(split, 0.0)
+    p, w = max(0.01, 2.0 * s), max(0.1, 5.0 * s)
+    return VerdictRow(f"separation_power_{what}", f"separation power ({what} over features)", value, float("nan"),
+                      split, _grade(value, p, w), f"pass <= {p:.4f}, warn <= {w:.4f}")
+
+
+def distance_verdict(key: str, name: str, value: float, error: float, split: float, split_error: float) -> VerdictRow:
+    """FPD / KPD (x10^3 units as given): pass if within 3 sigma of the reference split (or of 0), warn <= 5x that."""
+    sigma = math.sqrt(_finite(error, 0.0) ** 2 + _finite(split_error, 0.0) ** 2)
+    bound = max(_finite(split, 0.0), 0.0) + 3.0 * sigma
+    bound = max(bound, 3.0 * _finite(error, 0.0), 1e-12)
+    return VerdictRow(key, name, value, error, split, _grade(value, bound, 5.0 * bound),
+                      f"pass <= {bound:.4g} (split + 3 sigma), warn <= {5 * bound:.4g}")
+
+
+def auc_verdict(key: str, name: str, auc: float, error: float, split: float = float("nan")) -> VerdictRow:
+    """Classifier AUC: pass <= max(0.6, split + 0.05), warn <= max(0.8, split + 0.2).
+
+    Example:
+        >>> auc_verdict("auc_low", "AUC", 0.51, 0.01).verdict, auc_verdict("auc_low", "AUC", 0.9, 0.01).verdict
+        ('pass', 'fail')
+    """
+    s = _finite(split, 0.5)
+    p, w = max(0.6, s + 0.05), max(0.8, s + 0.2)
+    return VerdictRow(key, name, auc, error, split, _grade(auc, p, w), f"pass <= {p:.3f}, warn <= {w:.3f}")
+
+
+def correlation_verdict(value: float, split: float = float("nan")) -> VerdictRow:
+    """Largest absolute difference of the layer-energy correlation matrices."""
+    s = _finite(split, 0.0)
+    p, w = max(0.05, 2.0 * s), max(0.15, 5.0 * s)
+    return VerdictRow("layer_correlation_max_diff", "layer correlation max |dC|", value, float("nan"), split,
+                      _grade(value, p, w), f"pass <= {p:.3f}, warn <= {w:.3f}")
+
+
+def overall(rows: tuple[VerdictRow, ...] | list[VerdictRow]) -> Verdict:
+    """fail if any row fails, else warn if any warns, else pass (info rows ignored).
+
+    Example:
+        >>> overall([auc_verdict("a", "a", 0.5, 0.0), auc_verdict("b", "b", 0.7, 0.0)])
+        'warn'
+    """
+    verdicts = {r.verdict for r in rows}
+    if "fail" in verdicts:
+        return "fail"
+    return "warn" if "warn" in verdicts else "pass"

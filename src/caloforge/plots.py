@@ -1,0 +1,230 @@
+"""Validation figures (matplotlib, Agg backend, mplhep style): reference vs generated.
+
+Every function returns a :class:`matplotlib.figure.Figure`; :mod:`caloforge.report`
+saves them as PNG and PDF and embeds the PNGs in the HTML page. Reference is drawn
+as a filled histogram, generated as a line, with a generated/reference ratio panel.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from caloforge.evaluate import EvaluationResult
+    from caloforge.metrics.classifier import ClassifierResult
+    from caloforge.metrics.separation import FeatureHistogram
+
+__all__ = [
+    "histogram_grid",
+    "plot_correlations",
+    "plot_mean_images",
+    "plot_profiles",
+    "plot_response",
+    "plot_roc",
+    "style",
+]
+
+REF_COLOUR, GEN_COLOUR = "#5790fc", "#e42536"
+
+
+def style() -> dict[str, Any]:
+    """The mplhep ROOT style with font sizes suited to multi-panel figures."""
+    import mplhep
+
+    base = dict(mplhep.style.ROOT)
+    base.update({"font.size": 11, "axes.labelsize": 11, "axes.titlesize": 11, "xtick.labelsize": 9,
+                 "ytick.labelsize": 9, "legend.fontsize": 9, "xaxis.labellocation": "right",
+                 "yaxis.labellocation": "top", "figure.dpi": 80})
+    return base
+
+
+def _figure(width: float, height: float, layout: Literal["constrained"] | None = None) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout=layout)
+
+
+def _panel(fig: Figure, spec: object, hist: FeatureHistogram, legend: bool) -> None:
+    sub = spec.subgridspec(2, 1, height_ratios=(3, 1), hspace=0.0)  # type: ignore[attr-defined]
+    ax, rax = fig.add_subplot(sub[0]), fig.add_subplot(sub[1])
+    ax.sharex(rax)
+    widths = np.diff(hist.edges)
+    ref = hist.reference / max(hist.reference.sum(), 1.0) / widths
+    gen = hist.generated / max(hist.generated.sum(), 1.0) / widths
+    ax.stairs(ref, hist.edges, fill=True, color=REF_COLOUR, alpha=0.35, label="reference")
+    ax.stairs(gen, hist.edges, color=GEN_COLOUR, linewidth=1.5, label="generated")
+    if hist.log_y and (ref > 0).any():
+        ax.set_yscale("log")
+    if hist.log_x:
+        rax.set_xscale("log")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(ref > 0, gen / ref, np.nan)
+    rax.stairs(np.nan_to_num(ratio, nan=1.0), hist.edges, color=GEN_COLOUR, linewidth=1.2)
+    rax.axhline(1.0, color="grey", linewidth=0.8)
+    rax.set_ylim(0.5, 1.5)
+    rax.set_ylabel("gen/ref", fontsize=8)
+    rax.set_xlabel(hist.label, fontsize=9)
+    ax.tick_params(labelbottom=False)
+    title = f"layer {hist.layer}" if hist.layer is not None else hist.name
+    ax.set_title(f"{title}   S = {hist.separation:.2g}", fontsize=9)
+    if legend:
+        ax.legend(loc="best", frameon=False)
+
+
+def histogram_grid(histograms: Sequence[FeatureHistogram], title: str, columns: int = 4) -> Figure:
+    """One figure with a panel (histogram + ratio) per histogram, e.g. one per layer."""
+    n = len(histograms)
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig = _figure(3.4 * cols, 3.0 * rows + 0.4)
+    margin = 0.6 / (3.0 * rows + 0.4)
+    grid = fig.add_gridspec(rows, cols, left=0.07 if cols > 1 else 0.15, right=0.98, bottom=margin + 0.02,
+                            top=1 - margin, wspace=0.3, hspace=0.45)
+    for k, hist in enumerate(histograms):
+        _panel(fig, grid[k // cols, k % cols], hist, legend=k == 0)
+    fig.suptitle(title)
+    return fig
+
+
+def _layer_grid(result: EvaluationResult, values: NDArray[np.float64], index: int) -> NDArray[np.float64]:
+    geometry = result.geometry
+    layer = geometry.layers[index]
+    return values[geometry.layer_slice(index)].reshape(layer.n_alpha, layer.n_r)
+
+
+def plot_mean_images(result: EvaluationResult, layers: Sequence[int]) -> Figure:
+    """Average shower per layer (polar, radial bins drawn with equal width): reference, generated, ratio."""
+    from matplotlib.colors import LogNorm, Normalize
+
+    geometry = result.geometry
+    fig = _figure(9.0, 2.6 * len(layers) + 0.4, "constrained")
+    grid = fig.add_gridspec(len(layers), 3)
+    vmax = max(float(result.mean_reference.max()), 1e-6)
+    norm = LogNorm(vmin=max(vmax * 1e-5, 1e-6), vmax=vmax)
+    for row, index in enumerate(layers):
+        layer = geometry.layers[index]
+        split = math.ceil(72 / layer.n_alpha)  # sub-divide alpha bins so that rings look round
+        theta = np.linspace(-np.pi, np.pi, layer.n_alpha * split + 1)
+        radius = np.arange(layer.n_r + 1, dtype=float)
+        ref = np.repeat(_layer_grid(result, result.mean_reference, index), split, axis=0)
+        gen = np.repeat(_layer_grid(result, result.mean_generated, index), split, axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(ref > 0, gen / ref, np.nan)
+        panels = (("reference", ref, norm, "viridis"), ("generated", gen, norm, "viridis"),
+                  ("generated / reference", ratio, Normalize(0.5, 1.5), "RdBu_r"))
+        for col, (name, data, nrm, cmap) in enumerate(panels):
+            ax = fig.add_subplot(grid[row, col], projection="polar")
+            mesh = ax.pcolormesh(theta, radius, np.ma.masked_invalid(np.where(data > 0, data, np.nan)
+                                                                     if col < 2 else data).T,
+                                 norm=nrm, cmap=cmap, shading="flat")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            ax.set_title(f"layer {layer.id}: {name}", fontsize=9)
+            if col != 0:
+                fig.colorbar(mesh, ax=ax, shrink=0.7, label="MeV" if col == 1 else "ratio")
+    fig.suptitle("Average shower per layer (rings: radial bins)")
+    return fig
+
+
+def plot_profiles(result: EvaluationResult, max_layers: int = 6) -> Figure:
+    """Mean longitudinal profile (energy per layer) and mean radial profiles of the most energetic layers."""
+    geometry = result.geometry
+    fig = _figure(10.0, 4.2, "constrained")
+    ax_l, ax_r = fig.subplots(1, 2)
+    e_ref = np.array([result.mean_reference[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
+    e_gen = np.array([result.mean_generated[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
+    x = np.arange(geometry.n_layers + 1) - 0.5
+    ax_l.stairs(e_ref, x, fill=True, color=REF_COLOUR, alpha=0.35, label="reference")
+    ax_l.stairs(e_gen, x, color=GEN_COLOUR, linewidth=1.5, label="generated")
+    ax_l.set_xticks(range(geometry.n_layers))
+    ax_l.set_xticklabels([str(i) for i in geometry.layer_ids], fontsize=7 if geometry.n_layers > 15 else 9)
+    if (e_ref > 0).any():
+        ax_l.set_yscale("log")
+    ax_l.set_xlabel("layer id")
+    ax_l.set_ylabel("mean energy [MeV]")
+    ax_l.legend(frameon=False)
+    top = np.argsort(-e_ref)[:max_layers]
+    colours = [f"C{k}" for k in range(len(top))]
+    for colour, index in zip(colours, sorted(top), strict=True):
+        layer = geometry.layers[index]
+        area = np.pi * np.diff(np.asarray(layer.r_edges) ** 2)
+        ref = _layer_grid(result, result.mean_reference, index).sum(axis=0) / area
+        gen = _layer_grid(result, result.mean_generated, index).sum(axis=0) / area
+        ax_r.step(layer.r_edges[1:], ref, where="pre", color=colour, label=f"layer {layer.id} ref")
+        ax_r.step(layer.r_edges[1:], gen, where="pre", color=colour, linestyle="--", label=f"layer {layer.id} gen")
+    ax_r.set_xscale("symlog", linthresh=1.0)
+    ax_r.set_yscale("log")
+    ax_r.set_xlabel("r [mm]")
+    ax_r.set_ylabel(r"mean energy density [MeV/mm$^2$]")
+    ax_r.legend(frameon=False, fontsize=7, ncol=2)
+    fig.suptitle("Mean longitudinal and radial profiles")
+    return fig
+
+
+def plot_response(result: EvaluationResult) -> Figure:
+    """Mean response and relative resolution of E_tot/E_inc versus incident energy."""
+    fig = _figure(10.0, 4.0, "constrained")
+    ax_m, ax_s = fig.subplots(1, 2)
+    for res, colour, label, marker in ((result.response_reference, REF_COLOUR, "reference", "o"),
+                                       (result.response_generated, GEN_COLOUR, "generated", "s")):
+        a = res.arrays()
+        ax_m.errorbar(a["energy_mean"], a["response"], a["response_error"], color=colour, marker=marker,
+                      linestyle="none", markersize=4, label=label)
+        ax_s.errorbar(a["energy_mean"], a["resolution"], a["resolution_error"], color=colour, marker=marker,
+                      linestyle="none", markersize=4, label=label)
+    for ax, name in ((ax_m, r"$\langle E_\mathrm{tot}/E_\mathrm{inc}\rangle$"),
+                     (ax_s, r"RMS / mean of $E_\mathrm{tot}/E_\mathrm{inc}$")):
+        ax.set_xscale("log")
+        ax.set_xlabel(r"$E_\mathrm{inc}$ [MeV]")
+        ax.set_ylabel(name)
+        ax.legend(frameon=False)
+    fig.suptitle("Response and resolution")
+    return fig
+
+
+def plot_correlations(result: EvaluationResult) -> Figure:
+    """Layer-energy Pearson correlation matrices: reference, generated and their difference."""
+    fig = _figure(13.0, 4.3, "constrained")
+    axes = fig.subplots(1, 3)
+    ids = [str(i) for i in result.geometry.layer_ids]
+    panels = (("reference", result.correlation_reference, "RdBu_r", (-1, 1)),
+              ("generated", result.correlation_generated, "RdBu_r", (-1, 1)),
+              ("generated - reference", result.correlation_generated - result.correlation_reference, "PuOr",
+               (-0.3, 0.3)))
+    for ax, (name, matrix, cmap, (lo, hi)) in zip(axes, panels, strict=True):
+        image = ax.imshow(matrix, cmap=cmap, vmin=lo, vmax=hi, origin="lower")
+        step = max(1, len(ids) // 10)
+        ax.set_xticks(range(0, len(ids), step), ids[::step], fontsize=8)
+        ax.set_yticks(range(0, len(ids), step), ids[::step], fontsize=8)
+        ax.set_title(name)
+        ax.set_xlabel("layer id")
+        fig.colorbar(image, ax=ax, shrink=0.8)
+    fig.suptitle("Layer-energy correlations")
+    return fig
+
+
+def plot_roc(results: dict[str, ClassifierResult], splits: dict[str, ClassifierResult]) -> Figure:
+    """ROC curves (first training, calibrated validation outputs) of each classifier and its reference split."""
+    fig = _figure(5.5, 5.0, "constrained")
+    ax = fig.subplots()
+    for k, (name, res) in enumerate(results.items()):
+        run = res.runs[0]
+        ax.plot(run.fpr, run.tpr, color=f"C{k}", label=f"{name}-level: AUC {res.auc:.3f}")
+        if name in splits:
+            s = splits[name].runs[0]
+            label = f"{name}-level ref. split: {splits[name].auc:.3f}"
+            ax.plot(s.fpr, s.tpr, color=f"C{k}", linestyle=":", label=label)
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.legend(frameon=False, loc="lower right")
+    fig.suptitle("Classifier ROC curves")
+    return fig

@@ -1,0 +1,210 @@
+"""The validation report: one self-contained HTML page, ``metrics.json`` and the plots.
+
+Layout of the output directory::
+
+    report.html      verdict table, per-energy chi2 table, every figure embedded as base64 PNG
+    metrics.json     :meth:`caloforge.evaluate.EvaluationResult.to_dict` (stable keys)
+    plots/*.png      the figures (also embedded in the page)
+    plots/*.pdf      the same figures as vector graphics
+
+The page needs no server and no network: it opens from disk in any browser.
+Files are written atomically and never overwrite without ``force``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from caloforge import __version__
+from caloforge.errors import OutputExistsError, OutputPathError
+from caloforge.outputs import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from caloforge.evaluate import EvaluationResult
+    from caloforge.metrics.separation import FeatureHistogram
+
+__all__ = ["REPORT_FILES", "check_report_dir", "render_html", "write_report"]
+
+REPORT_FILES = ("report.html", "metrics.json")
+_FAMILIES = (
+    ("e_layer", "Energy per layer"),
+    ("centre_eta", "Centre of energy in eta"),
+    ("centre_phi", "Centre of energy in phi"),
+    ("width_eta", "Width in eta"),
+    ("width_phi", "Width in phi"),
+    ("centre_r", "Centre of energy in r"),
+    ("width_r", "Width in r"),
+    ("sparsity", "Sparsity (fraction of empty voxels)"),
+    ("voxel", "Voxel energy spectrum"),
+)
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f0f0f0}td.l{text-align:left}.pass{background:#c8f0c8}.warn{background:#fff0b0}
+.fail{background:#f8c0c0}.info{background:#eef}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
+.warning{background:#fff0b0;padding:.5em;border-left:4px solid #e0a000}h1 span{font-size:60%}
+"""
+
+
+def check_report_dir(out_dir: str | Path, force: bool) -> Path:
+    """Create ``out_dir`` (and ``plots/``) if needed; refuse existing report files unless ``force``.
+
+    Raises:
+        OutputExistsError: if report.html or metrics.json exists and ``force`` is false.
+        OutputPathError: if the directory cannot be created.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        msg = f"expected an output directory but {out} is a file; choose another --out"
+        raise OutputPathError(msg)
+    existing = [out / name for name in REPORT_FILES if (out / name).exists()]
+    if (out / "plots").is_dir():
+        existing += sorted((out / "plots").glob("*.p[nd][gf]"))
+    if existing and not force:
+        msg = f"{existing[0]} already exists; choose another --out or pass --force to overwrite it"
+        raise OutputExistsError(msg)
+    try:
+        (out / "plots").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        msg = f"could not create the output directory {out} ({err}); choose another --out"
+        raise OutputPathError(msg) from None
+    return out
+
+
+def _figures(result: EvaluationResult) -> Iterator[tuple[str, str, str, Figure]]:
+    """(section, file stem, caption, figure) for every plot of the report, built lazily."""
+    from caloforge import plots
+
+    by_family: dict[str, list[FeatureHistogram]] = {}
+    for hist in result.histograms:
+        by_family.setdefault(hist.family, []).append(hist)
+    yield ("Response", "response", "E_tot/E_inc and E_tot, all energies",
+           plots.histogram_grid([*by_family["response"], *by_family["e_total"]], "Total energy", columns=2))
+    if result.energy_histograms:
+        yield ("Response", "response_per_energy", "E_tot/E_inc per incident energy (chi2 binning)",
+               plots.histogram_grid(result.energy_histograms, "E_tot/E_inc per incident energy"))
+    yield "Response", "response_resolution", "Response and resolution vs energy", plots.plot_response(result)
+    for family, title in _FAMILIES:
+        if by_family.get(family):
+            yield ("Features", family, title, plots.histogram_grid(by_family[family], title))
+    yield "Shower shape", "profiles", "Mean longitudinal and radial profiles", plots.plot_profiles(result)
+    n_layers = result.geometry.n_layers
+    for start in range(0, n_layers, 9):
+        layers = list(range(start, min(start + 9, n_layers)))
+        yield ("Shower shape", f"mean_images_{start}", f"Average shower, layers {layers[0]}-{layers[-1]} (positions)",
+               plots.plot_mean_images(result, layers))
+    yield "Correlations", "layer_correlations", "Layer-energy correlations", plots.plot_correlations(result)
+    if result.classifiers:
+        yield ("Classifiers", "roc", "ROC curves of the classifiers",
+               plots.plot_roc(result.classifiers, result.classifiers_split))
+
+
+def _fmt(x: float) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:.4g}"
+
+
+def _verdict_table(result: EvaluationResult) -> str:
+    rows = ["<tr><th>metric</th><th>value</th><th>error</th><th>reference split</th><th>verdict</th>"
+            "<th>rule</th></tr>"]
+    for r in result.verdicts:
+        rows.append(f'<tr><td class="l">{html.escape(r.metric)}</td><td>{_fmt(r.value)}</td><td>{_fmt(r.error)}</td>'
+                    f'<td>{_fmt(r.reference_split)}</td><td class="{r.verdict}">{r.verdict}</td>'
+                    f'<td class="l">{html.escape(r.rule)}</td></tr>')
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def _chi2_table(result: EvaluationResult) -> str:
+    rows = ["<tr><th>E_inc [MeV]</th><th>N ref</th><th>N gen</th><th>chi2</th><th>NDF</th><th>chi2/NDF</th></tr>"]
+    for e in result.chi2.per_energy:
+        label = f"{math.sqrt(e.energy_low * e.energy_high):.5g}"
+        rows.append(f"<tr><td>{label}</td><td>{e.n_reference}</td><td>{e.n_generated}</td><td>{_fmt(e.chi2)}</td>"
+                    f"<td>{e.ndf}</td><td>{_fmt(e.chi2_ndf)}</td></tr>")
+    rows.append(f"<tr><th>all</th><th>{result.n_reference}</th><th>{result.n_generated}</th><th>{_fmt(result.chi2.chi2)}"
+                f"</th><th>{result.chi2.ndf}</th><th>{_fmt(result.chi2.chi2_ndf)}</th></tr>")
+    return "<table>" + "".join(rows) + "</table>"
+
+
+def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]]) -> str:
+    """The report page; ``images`` are (section, caption, PNG bytes) in display order."""
+    g = result.geometry
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<link rel='icon' href='data:,'>",
+        f"<title>caloforge validation report: {html.escape(g.name)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Validation report <span>verdict: <b class='{result.verdict}'>{result.verdict}</b></span></h1>",
+        f"<p>geometry <b>{html.escape(g.name)}</b> (hash {g.hash}), readout threshold {result.threshold:.4g} MeV, "
+        f"{result.n_reference} reference and {result.n_generated} generated showers, mode <b>{result.mode}</b>, "
+        f"seed {result.seed}, caloforge {html.escape(__version__)}. The reference split compares two random halves "
+        "of the reference: what statistics alone give. See docs/validation.md for every definition and threshold.</p>",
+    ]
+    parts += [f"<p class='warning'>warning: {html.escape(w)}</p>" for w in result.warnings]
+    parts += ["<h2>Verdict</h2>", _verdict_table(result), "<h2>chi2 of E_tot/E_inc per incident energy</h2>",
+              _chi2_table(result)]
+    section = None
+    for name, caption, png in images:
+        if name != section:
+            parts.append(f"<h2>{html.escape(name)}</h2>")
+            section = name
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = False, pdf: bool = True) -> Path:
+    """Draw every figure and write plots, report.html and metrics.json into ``out_dir``.
+
+    Returns:
+        The path of report.html.
+    """
+    import matplotlib
+
+    from caloforge import plots
+
+    out = check_report_dir(out_dir, force)
+    start = time.perf_counter()
+    images = []
+    with matplotlib.rc_context(plots.style()):  # type: ignore[arg-type]
+        for section, stem, caption, fig in _figures(result):
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png")
+            png = buffer.getvalue()
+            with atomic_path(out / "plots" / f"{stem}.png", force=True) as tmp:
+                tmp.write_bytes(png)
+            if pdf:
+                with atomic_path(out / "plots" / f"{stem}.pdf", force=True) as tmp:
+                    fig.savefig(tmp, format="pdf")
+            images.append((section, caption, png))
+    result.timings["report"] = round(time.perf_counter() - start, 3)
+    page = out / "report.html"
+    with atomic_path(page, force) as tmp:
+        tmp.write_text(render_html(result, images), encoding="utf-8")
+    with atomic_path(out / "metrics.json", force) as tmp:
+        tmp.write_text(json.dumps(_clean(result.to_dict()), indent=2, allow_nan=False), encoding="utf-8")
+    return page
+
+
+def _clean(value: Any) -> Any:
+    """Make a structure strict JSON: NaN/inf become null, numpy scalars plain numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

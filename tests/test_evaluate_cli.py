@@ -1,0 +1,65 @@
+"""``caloforge evaluate``: runs end to end, warns on different energy spectra, errors in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from caloforge.cli import app
+from caloforge.io import write
+from caloforge.refsim import simulate
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cli")
+    energies = np.repeat(2.0 ** np.arange(10, 13), 200)
+    write(base / "ref.h5", simulate("ds1-photons", "photon", energies, seed=1))
+    write(base / "gen.h5", simulate("ds1-photons", "photon", energies, seed=2))
+    skewed = np.repeat(2.0 ** np.arange(10, 13), [500, 50, 50])
+    write(base / "skewed.h5", simulate("ds1-photons", "photon", skewed, seed=3))
+    write(base / "pions.h5", simulate("ds1-pions", "pion", energies[:50], seed=4))
+    return base
+
+
+def run(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def test_full_mode_end_to_end_warns_and_refuses_to_overwrite(files, tmp_path):
+    # one report for the whole file keeps the suite fast: full mode with a small high-level classifier,
+    # on a generated sample whose energy spectrum differs (the command must warn)
+    out = tmp_path / "report"
+    result = run("evaluate", "-r", str(files / "ref.h5"), "-g", str(files / "skewed.h5"), "--out", str(out),
+                 "--mode", "full", "--classifier", "high", "--max-epochs", "2", "--fp32", "--device", "cpu",
+                 "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert "warning:" in result.output and "incident-energy distributions" in result.output
+    assert "verdict" in result.output and "report.html" in result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == "full" and metrics["seed"] == 1 and set(metrics["classifiers"]) == {"high"}
+    assert 0.0 <= metrics["classifiers"]["high"]["auc"] <= 1.0
+    assert (out / "report.html").stat().st_size > 10_000
+    again = run("evaluate", "-r", str(files / "ref.h5"), "-g", str(files / "gen.h5"), "--out", str(out))
+    assert again.exit_code == 2 and "--force" in again.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["-g", "pions.h5"], "expected"),
+        (["-g", "gen.h5", "--mode", "slow"], "expected --mode fast or full"),
+        (["-g", "gen.h5", "--mode", "full", "--classifier", "mid"], "expected classifiers among"),
+    ],
+    ids=["geometry-mismatch", "bad-mode", "bad-classifier"],
+)
+def test_errors_are_one_line(files, tmp_path, extra, message):
+    args = ["evaluate", "-r", str(files / "ref.h5"), "--out", str(tmp_path / "e")]
+    args += [str(files / a) if a.endswith(".h5") else a for a in extra]
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.output.startswith("caloforge: error:") and message in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,154 @@
+"""Reference against an independent reference-simulator sample, and deliberate distortions.
+
+Each distortion must be caught by the metric meant to catch it:
+energy scale x 1.02 -> response chi2; lateral width x 1.1 -> r-moment separation powers;
+5 % of a layer's energy moved to its neighbour -> layer-energy separation powers (E_tot unchanged);
+voxels shuffled within a layer -> energy features unchanged, the low-level classifier sees it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from caloforge.evaluate import compute_evaluation
+from caloforge.features import compute_features, low_level_inputs
+from caloforge.geometry import Geometry
+from caloforge.metrics import ClassifierConfig, classifier_test, feature_histograms, response_chi2
+from caloforge.metrics.verdict import chi2_verdict, separation_verdict
+from caloforge.refsim import simulate
+from caloforge.showers import ShowerSet
+
+ENERGIES = np.repeat(2.0 ** np.arange(8, 16), 2_500)  # 8 energies, 256 MeV - 32 GeV, 20k showers
+SMALL_NET = ClassifierConfig(hidden=(64, 64), max_epochs=6, patience=2, repeats=1, max_showers=20_000)
+
+
+def scale_width(showers: ShowerSet, factor: float) -> ShowerSet:
+    """Stretch every shower radially: the cumulative energy C(r) per layer and alpha bin becomes C(r / factor)."""
+    g = showers.geometry
+    out = showers.showers.copy()
+    for i, layer in enumerate(g.layers):
+        edges = np.asarray(layer.r_edges)
+        block = showers.showers[:, g.layer_slice(i)].reshape(len(showers), layer.n_alpha, layer.n_r)
+        cum = np.concatenate([np.zeros((*block.shape[:2], 1)), np.cumsum(block, axis=2)], axis=2)
+        x = np.clip(edges / factor, edges[0], edges[-1])
+        j = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, layer.n_r - 1)
+        w = (x - edges[j]) / (edges[j + 1] - edges[j])
+        stretched = cum[..., j] + w * (cum[..., j + 1] - cum[..., j])
+        out[:, g.layer_slice(i)] = np.diff(stretched, axis=2).reshape(len(showers), -1).clip(0)
+    return ShowerSet(showers.energies, out, g)
+
+
+def move_layer_energy(showers: ShowerSet, source: int, target: int, fraction: float) -> ShowerSet:
+    """Move a fraction of layer ``source``'s energy into layer ``target`` (shaped like the target), E_tot kept."""
+    g = showers.geometry
+    out = showers.showers.astype(np.float64)
+    src, dst = out[:, g.layer_slice(source)], out[:, g.layer_slice(target)]
+    total = dst.sum(axis=1, keepdims=True)
+    shape = np.where(total > 0, dst / np.where(total > 0, total, 1.0), 1.0 / dst.shape[1])
+    out[:, g.layer_slice(target)] = dst + fraction * src.sum(axis=1)[:, None] * shape
+    out[:, g.layer_slice(source)] = src * (1.0 - fraction)
+    return ShowerSet(showers.energies, out.astype(np.float32), g)
+
+
+def shuffle_layer(showers: ShowerSet, layer: int, seed: int) -> ShowerSet:
+    """Randomly permute, per shower, the voxels of one layer (index)."""
+    g = showers.geometry
+    block = showers.showers[:, g.layer_slice(layer)]
+    order = np.argsort(np.random.default_rng(seed).random(block.shape), axis=1)
+    out = showers.showers.copy()
+    out[:, g.layer_slice(layer)] = np.take_along_axis(block, order, axis=1)
+    return ShowerSet(showers.energies, out, g)
+
+
+@pytest.fixture(scope="module")
+def samples() -> tuple[ShowerSet, ShowerSet]:
+    return (simulate("ds1-photons", "photon", ENERGIES, seed=1), simulate("ds1-photons", "photon", ENERGIES, seed=2))
+
+
+@pytest.fixture(scope="module")
+def baseline(samples):
+    ref, gen = samples
+    return compute_evaluation(ref, gen, mode="fast", seed=0, with_prdc=False)
+
+
+@pytest.fixture(scope="module")
+def reference_features(samples):
+    return compute_features(samples[0])
+
+
+def _separations(reference_features, showers: ShowerSet) -> dict[str, float]:
+    return {h.name: h.separation for h in feature_histograms(reference_features, compute_features(showers))}
+
+
+def _chi2(reference: ShowerSet, generated: ShowerSet) -> float:
+    ref, gen = compute_features(reference), compute_features(generated)
+    return response_chi2(ref.energies, ref.response, gen.energies, gen.response).chi2_ndf
+
+
+def test_reference_against_independent_sample(baseline):
+    r = baseline
+    sigma = np.sqrt(2.0 / r.chi2.ndf)
+    assert abs(r.chi2.chi2_ndf - 1.0) < 3 * sigma
+    seps = [h.separation for h in r.histograms]
+    assert np.nanmax(seps) < 0.02
+    assert np.nanmean(seps) < 0.005
+    assert abs(r.fpd.value) < 3 * r.fpd.error + 1e-5  # raw units (x10^3 in the report)
+    assert abs(r.kpd.value) < 3 * r.kpd.error + 1e-6
+    verdicts = {row.key: row.verdict for row in r.verdicts}
+    assert verdicts["response_chi2_ndf"] == verdicts["separation_power_max"] == verdicts["fpd_e3"] == "pass"
+
+
+def test_classifiers_cannot_tell_independent_samples(samples):
+    ref, gen = samples
+    auc = classifier_test(low_level_inputs(ref), low_level_inputs(gen), SMALL_NET, seed=0).auc
+    assert 0.47 <= auc <= 0.53
+
+
+def test_energy_scale_caught_by_response_chi2(samples, baseline):
+    ref, gen = samples
+    chi2_ndf = _chi2(ref, ShowerSet(gen.energies, gen.showers * np.float32(1.02), gen.geometry))
+    ndf = baseline.chi2.ndf
+    assert chi2_ndf > 1.0 + 10 * np.sqrt(2.0 / ndf)
+    assert chi2_verdict(chi2_ndf, ndf).verdict == "fail"
+    assert chi2_verdict(baseline.chi2.chi2_ndf, ndf).verdict == "pass"
+
+
+def test_lateral_width_caught_by_r_moments(samples, baseline, reference_features):
+    ref, gen = samples
+    seps = _separations(reference_features, scale_width(gen, 1.1))
+    base = {h.name: h.separation for h in baseline.histograms}
+    for layer_id in Geometry.preset("ds1-photons").layer_ids:
+        assert seps[f"width_r_{layer_id}"] > 5 * base[f"width_r_{layer_id}"]
+    for name in ("width_eta_2", "width_phi_2"):
+        assert seps[name] > 10 * base[name]
+    split = max(baseline.separation_split.values())
+    assert separation_verdict(max(seps.values()), split).verdict == "fail"
+    assert _chi2(ref, scale_width(gen, 1.1)) < 1.0 + 3 * np.sqrt(2.0 / baseline.chi2.ndf)  # E_tot untouched
+
+
+def test_layer_energy_moved_caught_by_layer_energies(samples, baseline, reference_features):
+    ref, gen = samples
+    moved = move_layer_energy(gen, 2, 3, 0.05)
+    seps = _separations(reference_features, moved)
+    base = {h.name: h.separation for h in baseline.histograms}
+    assert seps["e_layer_3"] > 0.1 > 20 * base["e_layer_3"]
+    assert seps["e_layer_2"] > base["e_layer_2"]
+    split = max(baseline.separation_split.values())
+    assert separation_verdict(max(seps.values()), split).verdict == "fail"
+    assert _chi2(ref, moved) == pytest.approx(baseline.chi2.chi2_ndf, abs=0.02)  # E_tot unchanged: chi2 is blind
+
+
+def test_voxel_shuffle_invisible_to_energy_features_seen_by_low_level_classifier(samples):
+    ref, gen = samples
+    shuffled = shuffle_layer(gen, 2, seed=0)
+    before, after = compute_features(gen), compute_features(shuffled)
+    for name in ("e_total", "e_layer", "sparsity"):
+        np.testing.assert_array_equal(getattr(before, name), getattr(after, name))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config = ClassifierConfig(hidden=(64, 64), max_epochs=4, repeats=1, max_showers=10_000)
+        auc = classifier_test(low_level_inputs(ref), low_level_inputs(shuffled), config, seed=0).auc
+    assert auc > 0.6, auc

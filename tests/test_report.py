@@ -1,0 +1,110 @@
+"""The report: files, stable JSON keys, self-contained HTML, no overwrite, and a real browser opens it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from caloforge.errors import GeometryMismatchError, OutputExistsError
+from caloforge.evaluate import compute_evaluation, evaluate
+from caloforge.geometry import Geometry
+from caloforge.metrics import ClassifierConfig
+from caloforge.refsim import simulate
+from caloforge.report import render_html
+from caloforge.showers import ShowerSet
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+TINY_NET = ClassifierConfig(hidden=(16,), max_epochs=2, repeats=1, max_showers=600)
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory):
+    energies = np.repeat(2.0 ** np.arange(10, 14), 300)
+    ref = simulate("ds1-photons", "photon", energies, seed=1)
+    gen = simulate("ds1-photons", "photon", energies, seed=2)
+    out = tmp_path_factory.mktemp("report")
+    result = evaluate(ref, gen, out, mode="full", seed=3, classifier_config=TINY_NET)
+    return out, result, ref, gen
+
+
+def test_outputs_written_with_stable_keys(report_dir):
+    out, result, _, _ = report_dir
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("schema", "verdict", "verdicts", "response_chi2", "separation_power", "fpd", "kpd", "prdc",
+                "classifiers", "response", "layer_correlation", "readout_threshold_mev", "geometry"):
+        assert key in metrics
+    assert metrics["readout_threshold_mev"] == 1.0
+    assert set(metrics["classifiers"]) == {"low", "high"}
+    assert {"value_e3", "error_e3", "reference_split"} <= set(metrics["fpd"])
+    assert metrics["verdict"] == result.verdict
+    for stem in ("response", "e_layer", "width_r", "sparsity", "voxel", "profiles", "mean_images_0",
+                 "layer_correlations", "roc", "response_resolution", "response_per_energy"):
+        assert (out / "plots" / f"{stem}.png").stat().st_size > 1000
+        assert (out / "plots" / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_html_is_self_contained(report_dir):
+    out, result, _, _ = report_dir
+    page = (out / "report.html").read_text()
+    assert page.count("<img") >= 14 and page.count("src='data:image/png;base64,") == page.count("<img")
+    assert "http://" not in page and "https://" not in page
+    assert "Verdict" in page and "chi2/NDF" in page and "reference split" in page
+    assert f">{result.verdict}<" in page
+
+
+def test_no_overwrite_without_force_and_geometry_mismatch(report_dir, tmp_path):
+    out, _, ref, gen = report_dir
+    with pytest.raises(OutputExistsError, match="--force"):
+        evaluate(ref, gen, out, mode="fast")
+    other = ShowerSet(gen.energies, np.zeros((len(gen), 533), np.float32) + 1.0, Geometry.preset("ds1-pions"))
+    with pytest.raises(GeometryMismatchError, match="expected generated showers of the reference geometry"):
+        evaluate(ref, other, tmp_path / "x", mode="fast")
+
+
+def test_energy_distribution_difference_warns(report_dir, tmp_path):
+    _, _, ref, _ = report_dir
+    gen = simulate("ds1-photons", "photon", np.repeat(2.0 ** np.arange(10, 14), [600, 300, 200, 100]), seed=4)
+    with pytest.warns(UserWarning, match="incident-energy distributions .* differ"):
+        result = compute_evaluation(ref, gen, mode="fast", with_prdc=False)
+    assert any("incident-energy" in w for w in result.warnings)
+    assert "incident-energy" in render_html(result, [])
+
+
+def _browser_available() -> bool:
+    return os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
+
+
+@pytest.mark.browser
+def test_report_opens_in_headless_chromium(report_dir, tmp_path):
+    if not _browser_available():
+        if os.environ.get("CI"):
+            pytest.fail(f"headless Chromium is required in CI but {CHROMIUM} or {CHROMEDRIVER} is missing")
+        pytest.skip("chromium / chromedriver not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    out = report_dir[0]
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=subprocess.DEVNULL), options=options)
+    try:
+        driver.get((out / "report.html").resolve().as_uri())
+        widths = driver.execute_script(
+            "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0);")
+        assert len(widths) >= 14 and all(w > 0 for w in widths), widths
+        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert severe == []
+        assert "Validation report" in driver.title + driver.page_source
+    finally:
+        driver.quit()
+    shutil.rmtree(tmp_path / "profile", ignore_errors=True)
