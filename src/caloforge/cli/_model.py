@@ -1,11 +1,185 @@
-"""CLI commands (placeholder until the module's issue lands)."""
+"""Model commands: ``train`` and ``generate``.
+
+Precedence of settings: the defaults, then ``--config cfg.yaml``, then flags. A config
+file has two optional sections::
+
+    model:        # keys of the family's config, e.g. GANConfig
+      batch_size: 256
+      critic_steps: 5
+    training:     # keys of caloforge.training.train
+      max_minutes: 5
+      checkpoint_every: 50
+      split_energies: [4100, 262000]
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from caloforge.cli._common import console, friendly_errors
 
 __all__ = ["register"]
 
+GEOMETRY_HELP = "Geometry: a preset (ds1-photons, ds1-pions, ds2, ds3) or a CaloChallenge binning XML file."
+TRAINING_KEYS = ("max_iterations", "max_minutes", "checkpoint_every", "split_energies", "hold_out_energy",
+                 "validation_fraction", "seed")
+
+
+def _floats(values: list[str] | None, what: str) -> list[float] | None:
+    """Parse repeated and/or comma-separated numbers."""
+    from caloforge.errors import ConfigError
+
+    if not values:
+        return None
+    try:
+        return [float(v) for item in values for v in item.split(",") if v.strip()]
+    except ValueError:
+        msg = f"expected numbers for {what} but got {values}"
+        raise ConfigError(msg) from None
+
+
+def _read_config(path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``model`` and ``training`` sections of a YAML config file."""
+    import yaml
+
+    from caloforge.errors import ConfigError
+
+    if path is None:
+        return {}, {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        msg = f"config file not found: {path}"
+        raise ConfigError(msg) from None
+    except (yaml.YAMLError, OSError) as err:
+        msg = f"expected a YAML config file but could not parse {path} ({err})"
+        raise ConfigError(msg) from None
+    if not isinstance(data, dict) or set(data) - {"model", "training"}:
+        got = sorted(data) if isinstance(data, dict) else type(data).__name__
+        msg = f"expected sections 'model' and/or 'training' but got {got}, in {path}"
+        raise ConfigError(msg)
+    model, training = data.get("model") or {}, data.get("training") or {}
+    unknown = sorted(set(training) - set(TRAINING_KEYS)) if isinstance(training, dict) else ["(not a mapping)"]
+    if not isinstance(model, dict) or unknown:
+        msg = f"expected training keys in {list(TRAINING_KEYS)} and a 'model' mapping but got {unknown}, in {path}"
+        raise ConfigError(msg)
+    return model, training
+
+
+def _devices(value: str) -> int | str | list[int]:
+    if value.isdigit():
+        return int(value)
+    if "," in value:
+        return [int(v) for v in value.split(",") if v.strip()]
+    return value
+
+
+@friendly_errors
+def train(
+    data: Path = typer.Option(..., "--data", help="Training showers (CaloChallenge HDF5)."),
+    out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, log.csv, bundle/)."),
+    model: str = typer.Option("gan", "--model", help="Model family."),
+    geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
+    particle: str | None = typer.Option(None, "--particle", help="Defaults for this particle (photon, pion); "
+                                        "default: the geometry's particle."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file with 'model' and 'training' sections."),
+    max_iterations: int | None = typer.Option(None, "--max-iterations", help="Iterations per model."),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Wall-clock budget in minutes."),
+    checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Iterations between checkpoints."),
+    split_energies: list[str] | None = typer.Option(
+        None, "--split-energies", help="Split energies in MeV, e.g. 4100,262000: one model per range."),
+    hold_out_energy: float | None = typer.Option(None, "--hold-out-energy", help="Train without this energy (MeV)."),
+    validation_fraction: float | None = typer.Option(None, "--validation-fraction", help="Held-out fraction."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    devices: str = typer.Option("1", "--devices", help="Passed to lightning.Trainer(devices=...)."),
+    strategy: str = typer.Option("auto", "--strategy", help="Passed to lightning.Trainer(strategy=...)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train a model on showers; the best checkpoint (validation chi2/NDF) is saved as RUN_DIR/bundle."""
+    from caloforge import io
+    from caloforge.bundle import resolve_device
+    from caloforge.models import get_family
+    from caloforge.training import train as train_model
+
+    model_section, settings = _read_config(config)
+    flags = {"max_iterations": max_iterations, "max_minutes": max_minutes, "checkpoint_every": checkpoint_every,
+             "split_energies": _floats(split_energies, "--split-energies"), "hold_out_energy": hold_out_energy,
+             "validation_fraction": validation_fraction, "seed": seed}
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    if "split_energies" in settings:
+        settings["split_energies"] = tuple(float(e) for e in settings["split_energies"])
+    showers = io.read(data, geometry)
+    family = get_family(model)
+    base = family.config_class.for_particle(particle or showers.geometry.particle)
+    model_config = family.config_class.from_dict(model_section, base)
+    result = train_model(showers, model, model_config, out, device=str(resolve_device(device)),
+                         devices=_devices(devices), strategy=strategy, resume=resume, progress=progress, **settings)
+    for r in result.ranges:
+        console.print(f"  {r.energy_low:g}-{r.energy_high:g} MeV: {r.iterations} iterations, best chi2/NDF "
+                      f"{r.best_chi2_ndf:.3f} at iteration {r.best_iteration}")
+    if result.interrupted:
+        console.print(f"interrupted; continue with: caloforge train --data {data} --out {out} --resume")
+        raise typer.Exit(code=130)
+    console.print(f"validation chi2/NDF {result.chi2_ndf:.3f} in {result.elapsed_s:.0f} s; bundle: {result.bundle_dir}")
+
+
+@friendly_errors
+def generate(
+    model: Path = typer.Option(..., "--model", help="A bundle directory or a training run directory."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output HDF5 file."),
+    like: Path | None = typer.Option(None, "--like", help="Generate at the incident energies (and conditions) "
+                                     "of this reference file."),
+    energies: list[str] | None = typer.Option(None, "--energies", help="Incident energies in MeV, e.g. 1024,65536."),
+    n: int = typer.Option(1000, "--n", help="Showers per energy given with --energies."),
+    batch_size: int = typer.Option(10_000, "--batch-size", help="Showers per forward pass."),
+    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the output file."),
+) -> None:
+    """Generate showers with a trained bundle, at a reference file's energies or at given energies."""
+    import numpy as np
+
+    from caloforge import io
+    from caloforge.bundle import load
+    from caloforge.errors import ConfigError, GeometryMismatchError
+    from caloforge.outputs import check_output
+
+    values = _floats(energies, "--energies")
+    if (like is None) == (values is None):
+        msg = "expected exactly one of --like FILE or --energies E1,E2,... but got " + (
+            "both" if like is not None else "neither")
+        raise ConfigError(msg)
+    check_output(output, force)
+    bundle = load(model)
+    conditions: dict[str, Any] = {}
+    if like is not None:
+        info = io.inspect(like)
+        bundle.geometry.check_voxels(info.n_voxels, where=f"{like} (the model was trained on '{bundle.geometry.name}')")
+        if info.geometry is not None and info.geometry != bundle.geometry:
+            msg = (f"expected showers of the model's geometry '{bundle.geometry.name}' (hash {bundle.geometry.hash}) "
+                   f"but {like} has '{info.geometry.name}' (hash {info.geometry.hash})")
+            raise GeometryMismatchError(msg)
+        if bundle.condition_names:
+            reference = io.read(like, bundle.geometry)
+            e, conditions = reference.energies, {k: reference.conditions[k] for k in bundle.condition_names}
+        else:
+            e = info.energies
+    else:
+        if n < 1:
+            msg = f"expected --n >= 1 but got {n}"
+            raise ConfigError(msg)
+        e = np.repeat(np.asarray(values, dtype=np.float64), n)
+    showers = bundle.generate(e, conditions, batch_size=batch_size, device=device, seed=seed)
+    io.write(output, showers, force=force, metadata={"generator": str(bundle.path), "seed": seed})
+    console.print(f"wrote {len(showers)} showers to {output}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add the model commands to ``app``."""
+    app.command()(train)
+    app.command()(generate)

@@ -1,0 +1,317 @@
+"""Bundles: a trained generator on disk, loaded without unpickling.
+
+A bundle is a directory with ``model.safetensors`` (the weights) and ``bundle.json``
+(family, config, fitted preprocessing, geometry, condition names, training-data
+fingerprint, training history, validation metrics, caloforge version). A *split* bundle
+holds one such bundle per incident-energy range in sub-directories and a ``bundle.json``
+with the split energies; :meth:`Bundle.generate` sends each energy to its model.
+
+Example:
+    >>> bundle = load("runs/photons/bundle")  # doctest: +SKIP
+    >>> showers = bundle.generate([1024.0] * 100, seed=1)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike
+
+from caloforge import __version__
+from caloforge.errors import CaloforgeError, CheckpointError, ConfigError, OutputExistsError
+from caloforge.geometry import Geometry
+from caloforge.models import get_family
+from caloforge.models.base import GenerativeModel
+from caloforge.preprocess import Preprocessing
+from caloforge.showers import ShowerSet
+
+__all__ = ["BUNDLE_FORMAT", "Bundle", "ExtrapolationWarning", "fingerprint", "load", "resolve_device",
+           "save_model", "save_split"]
+
+BUNDLE_FORMAT = "caloforge-bundle/1"
+BUNDLE_JSON = "bundle.json"
+WEIGHTS = "model.safetensors"
+
+
+class ExtrapolationWarning(UserWarning):
+    """Incident energies outside the range a model was trained on."""
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        msg = f"expected a device 'auto', 'cpu' or 'cuda[:N]' but got {device!r}"
+        raise ConfigError(msg) from err
+
+
+def fingerprint(data: ShowerSet) -> dict[str, Any]:
+    """A fingerprint of training data: sha256 of the energies, showers and conditions, plus counts."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(data.energies).tobytes())
+    digest.update(np.ascontiguousarray(data.showers).tobytes())
+    for name in sorted(data.conditions):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(data.conditions[name]).tobytes())
+    distinct = data.distinct_energies()
+    return {"sha256": digest.hexdigest(), "n_showers": len(data), "geometry_hash": data.geometry.hash,
+            "energies": None if distinct is None else [float(e) for e in distinct],
+            "energy_range": [float(data.energies.min()), float(data.energies.max())]}
+
+
+@contextlib.contextmanager
+def _atomic_dir(path: Path, force: bool) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path`` and move it onto ``path`` on success."""
+    if path.exists() and not force:
+        msg = f"{path} already exists; choose another path or pass --force to overwrite it"
+        raise OutputExistsError(msg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            path.replace(old)
+            tmp.replace(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.replace(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_model(
+    path: str | Path,
+    model: GenerativeModel,
+    family: str,
+    geometry: Geometry,
+    metadata: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> Path:
+    """Write ``model`` as a bundle directory (atomically).
+
+    Args:
+        path: The bundle directory.
+        model: A trained model (any device).
+        family: Its registered family name.
+        geometry: The voxel geometry.
+        metadata: Extra JSON entries: ``data`` (fingerprint), ``history``, ``validation``, ...
+        force: Replace an existing bundle.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    info = {"format": BUNDLE_FORMAT, "kind": "model", "family": family, "config": model.config.to_dict(),
+            "preprocessing": model.preprocessing.to_dict(), "geometry": geometry.to_dict(),
+            "conditions": list(model.preprocessing.conditions.names), "caloforge_version": __version__,
+            **dict(metadata or {})}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with _atomic_dir(path, force) as tmp:
+        save_file(state, tmp / WEIGHTS, metadata={"format": "pt"})
+        (tmp / BUNDLE_JSON).write_text(json.dumps(info, indent=1))
+    return path
+
+
+def save_split(
+    path: str | Path,
+    parts: Sequence[str | Path],
+    splits: Sequence[float],
+    metadata: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> Path:
+    """Combine model bundles, one per incident-energy range, into a split bundle.
+
+    Args:
+        path: The split bundle directory.
+        parts: Model bundles, ordered by energy; they are copied into ``path``.
+        splits: The ``len(parts) - 1`` split energies (MeV); energy E goes to range
+            ``i`` with ``splits[i-1] <= E < splits[i]``.
+        metadata: Extra JSON entries.
+        force: Replace an existing bundle.
+    """
+    path = Path(path)
+    if len(splits) != len(parts) - 1 or list(splits) != sorted(splits):
+        msg = f"expected {len(parts) - 1} increasing split energies but got {list(splits)}"
+        raise ConfigError(msg)
+    first = load(parts[0])
+    names = [f"range-{i}" for i in range(len(parts))]
+    info = {"format": BUNDLE_FORMAT, "kind": "split", "splits": [float(s) for s in splits], "parts": names,
+            "geometry": first.geometry.to_dict(), "conditions": list(first.condition_names),
+            "caloforge_version": __version__, **dict(metadata or {})}
+    with _atomic_dir(path, force) as tmp:
+        for name, part in zip(names, parts, strict=True):
+            shutil.copytree(part, tmp / name)
+        (tmp / BUNDLE_JSON).write_text(json.dumps(info, indent=1))
+    return path
+
+
+class Bundle:
+    """A loaded bundle: one model, or one model per incident-energy range. Use :func:`load`.
+
+    Attributes:
+        path: The bundle directory.
+        info: The parsed ``bundle.json``.
+        geometry: The voxel geometry of the generated showers.
+        condition_names: Names of the extra conditions :meth:`generate` needs.
+        models: The models, ordered by energy range.
+        splits: The split energies (MeV) between consecutive models.
+    """
+
+    def __init__(self, path: Path, info: dict[str, Any], models: list[GenerativeModel], splits: tuple[float, ...],
+                 geometry: Geometry) -> None:
+        self.path = path
+        self.info = info
+        self.models = models
+        self.splits = splits
+        self.geometry = geometry
+        self.condition_names = tuple(models[0].preprocessing.conditions.names)
+
+    def __repr__(self) -> str:
+        lo, hi = self.energy_range
+        return (f"Bundle(path='{self.path}', family='{self.family}', models={len(self.models)}, "
+                f"geometry='{self.geometry.name}', energies={lo:g}-{hi:g} MeV)")
+
+    @property
+    def family(self) -> str:
+        """The model family name."""
+        return str(self.info.get("family") or self.info["members"][0]["family"])
+
+    @property
+    def energy_range(self) -> tuple[float, float]:
+        """(E_min, E_max) in MeV of the training data."""
+        return self.models[0].preprocessing.energy.e_min, self.models[-1].preprocessing.energy.e_max
+
+    def generate(
+        self,
+        energies: ArrayLike,
+        conditions: Mapping[str, ArrayLike] | None = None,
+        batch_size: int = 10_000,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+    ) -> ShowerSet:
+        """Generate one shower per incident energy.
+
+        Args:
+            energies: Incident energies, MeV, shape (N,).
+            conditions: The extra conditions the model was trained with, each shape (N,).
+            batch_size: Showers per forward pass (bounds the memory).
+            device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
+            seed: Seed of the noise; the same seed, batch size and inputs give the same showers.
+
+        Returns:
+            The generated showers (MeV) with the requested energies and conditions.
+
+        Warns:
+            ExtrapolationWarning: if energies lie outside the trained range.
+        """
+        e = np.asarray(energies, dtype=np.float64).reshape(-1)
+        cond = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in dict(conditions or {}).items()}
+        if batch_size < 1 or e.size == 0 or not np.all(np.isfinite(e)) or np.any(e <= 0):
+            msg = (f"expected positive finite energies (MeV) and batch_size >= 1 but got {e.size} energies, "
+                   f"batch_size {batch_size}")
+            raise ConfigError(msg)
+        lo, hi = self.energy_range
+        outside = int(np.sum((e < lo * (1 - 1e-6)) | (e > hi * (1 + 1e-6))))
+        if outside:
+            msg = (f"{outside} of {e.size} incident energies lie outside the trained range {lo:g}-{hi:g} MeV "
+                   f"of {self.path}; the model extrapolates there")
+            warnings.warn(msg, ExtrapolationWarning, stacklevel=2)
+        dev = resolve_device(device)
+        showers = np.zeros((e.size, self.geometry.n_voxels), dtype=np.float32)
+        part = np.searchsorted(np.asarray(self.splits), e, side="right")
+        for i, model in enumerate(self.models):
+            rows = np.flatnonzero(part == i)
+            if rows.size == 0:
+                continue
+            model.to(dev)
+            generator = torch.Generator(device=dev).manual_seed(seed + i)
+            for start in range(0, rows.size, batch_size):
+                chunk = rows[start : start + batch_size]
+                e_t = torch.as_tensor(e[chunk], device=dev)
+                c_t = {k: torch.as_tensor(v[chunk], device=dev) for k, v in cond.items()}
+                showers[chunk] = model.sample(e_t, c_t, generator).float().cpu().numpy()
+        return ShowerSet(e, showers, self.geometry, cond)
+
+
+def _read_info(path: Path) -> dict[str, Any]:
+    file = path / BUNDLE_JSON
+    if not path.is_dir() or not file.is_file():
+        msg = f"expected a bundle directory with {BUNDLE_JSON} but {path} is missing or is not one"
+        raise CheckpointError(msg)
+    try:
+        info = json.loads(file.read_text())
+    except (ValueError, OSError) as err:
+        msg = f"expected valid JSON in {file} but could not parse it ({err})"
+        raise CheckpointError(msg) from None
+    if not isinstance(info, dict) or info.get("format") != BUNDLE_FORMAT:
+        got = info.get("format") if isinstance(info, dict) else type(info).__name__
+        msg = f"expected bundle format '{BUNDLE_FORMAT}' but got {got!r}, in {file}"
+        raise CheckpointError(msg)
+    return info
+
+
+def _load_model(path: Path, info: dict[str, Any]) -> tuple[GenerativeModel, Geometry]:
+    from safetensors.torch import load_file
+
+    try:
+        family = get_family(info["family"])
+        config = family.config_class.from_dict(info["config"])
+        preprocessing = Preprocessing.from_dict(info["preprocessing"])
+        geometry = Geometry.from_dict(info["geometry"])
+        model = family(config, preprocessing)
+    except (CaloforgeError, KeyError, TypeError) as err:
+        msg = f"expected a complete model description in {path / BUNDLE_JSON} but: {err}"
+        raise CheckpointError(msg) from None
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        msg = f"expected the weights file {weights} but it is missing"
+        raise CheckpointError(msg)
+    try:
+        state = load_file(weights)
+        model.load_state_dict(state, strict=True)
+    except Exception as err:  # safetensors raises its own error types on corrupt files
+        msg = f"expected readable weights matching the model in {weights} but: {str(err).splitlines()[0]:.200}"
+        raise CheckpointError(msg) from None
+    model.eval()
+    return model, geometry
+
+
+def load(path: str | Path) -> Bundle:
+    """Load a bundle directory (or a training run directory holding ``bundle/``); never unpickles.
+
+    Raises:
+        CheckpointError: if the bundle is missing, its JSON is invalid, or its weights are missing or corrupt.
+    """
+    path = Path(path)
+    if not (path / BUNDLE_JSON).is_file() and (path / "bundle" / BUNDLE_JSON).is_file():
+        path = path / "bundle"
+    info = _read_info(path)
+    if info.get("kind") == "split":
+        parts = [_read_info(path / str(name)) for name in info.get("parts", [])]
+        if not parts:
+            msg = f"expected model parts in the split bundle {path} but found none"
+            raise CheckpointError(msg)
+        loaded = [_load_model(path / str(name), p) for name, p in zip(info["parts"], parts, strict=True)]
+        models = [m for m, _ in loaded]
+        info = {**info, "members": parts}
+        splits = tuple(float(s) for s in info.get("splits", []))
+        if len(splits) != len(models) - 1:
+            msg = f"expected {len(models) - 1} split energies but got {list(splits)}, in {path / BUNDLE_JSON}"
+            raise CheckpointError(msg)
+        return Bundle(path, info, models, splits, loaded[0][1])
+    model, geometry = _load_model(path, info)
+    return Bundle(path, info, [model], (), geometry)

@@ -1,0 +1,278 @@
+"""Lightning glue for :mod:`caloforge.training`: the task module and its callbacks.
+
+* :class:`GenerativeTask` wraps a model family for Lightning with manual optimisation:
+  one training step is one family iteration (for the GAN: ``critic_steps`` critic updates
+  and one generator update), on random batches drawn on the device from the training data.
+* :class:`Chi2Selection` evaluates the chi2/NDF of the total-energy response on the
+  validation split every ``every`` iterations (DESIGN.md definition, after the readout
+  threshold), keeps the best model as a bundle, writes the CSV log and the last checkpoint,
+  and stops on the iteration or wall-clock budget or on Ctrl-C (after a complete iteration).
+* :class:`RichProgress` shows iterations, losses and the running best chi2/NDF.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from caloforge.bundle import save_model
+from caloforge.metrics.chi2 import Chi2Result, response_chi2
+from caloforge.models.base import Batch, GenerativeModel
+from caloforge.showers import ShowerSet
+
+__all__ = ["Chi2Selection", "GenerativeTask", "RichProgress", "validation_chi2"]
+
+
+def validation_chi2(reference: ShowerSet, generated: ShowerSet) -> Chi2Result:
+    """chi2 of the E_tot/E_inc distributions per incident energy, after the readout threshold on both samples."""
+    from caloforge.features import apply_threshold, readout_threshold
+
+    threshold = readout_threshold(reference.geometry)
+    ref = apply_threshold(reference, threshold)
+    gen = apply_threshold(generated, threshold)
+    return response_chi2(ref.energies, ref.response, gen.energies, gen.response)
+
+
+def _generate_like(
+    model: GenerativeModel, reference: ShowerSet, seed: int, batch_size: int = 10_000
+) -> ShowerSet | None:
+    """Generate showers at the reference's energies and conditions on the model's device; None if not finite."""
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    parts = []
+    for start in range(0, len(reference), batch_size):
+        rows = slice(start, start + batch_size)
+        e = torch.as_tensor(reference.energies[rows], device=device)
+        c = {k: torch.as_tensor(v[rows], device=device) for k, v in reference.conditions.items()}
+        parts.append(model.sample(e, c, generator).float().cpu().numpy())
+    showers = np.concatenate(parts)
+    if not np.all(np.isfinite(showers)):
+        return None
+    return ShowerSet(reference.energies, showers, reference.geometry, dict(reference.conditions))
+
+
+class GenerativeTask(L.LightningModule):
+    """A model family as a LightningModule with manual optimisation and on-device batch sampling.
+
+    Args:
+        model: The family's model.
+        data: The training showers (kept on the training device).
+        seed: Seed of the batch sampling and noise (offset by the process rank).
+    """
+
+    def __init__(self, model: GenerativeModel, data: ShowerSet, seed: int) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.model = model
+        self.seed = seed
+        self._energies = torch.as_tensor(data.energies, dtype=torch.float32)
+        self._showers = torch.as_tensor(data.showers)
+        self._conditions = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in data.conditions.items()}
+        self.iteration = 0
+        self.elapsed_s = 0.0
+        self.selection: dict[str, Any] = {"best_chi2_ndf": math.inf, "best_iteration": -1, "history": []}
+        self.last_losses: dict[str, float] = {}
+        self._rng: torch.Generator | None = None
+        self._restored: dict[str, Any] | None = None
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Take weights, optimiser states, counters and RNG state from a checkpoint loaded with ``weights_only``."""
+        prefix = "model."
+        self.model.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items()
+                                    if k.startswith(prefix)})
+        state = checkpoint["caloforge"]
+        self.iteration, self.elapsed_s = int(state["iteration"]), float(state["elapsed_s"])
+        self.selection = state["selection"]
+        self._restored = {"optimizers": checkpoint["optimizer_states"], "rng": state["rng_state"]}
+
+    def configure_optimizers(self) -> Any:
+        return self.model.configure_optimizers()
+
+    def on_fit_start(self) -> None:
+        self._energies = self._energies.to(self.device)
+        self._showers = self._showers.to(self.device)
+        self._conditions = {k: v.to(self.device) for k, v in self._conditions.items()}
+        self._rng = torch.Generator(device=self.device).manual_seed(self.seed + 7919 * self.global_rank)
+        if self._restored is not None:
+            for optimizer, state in zip(self.trainer.optimizers, self._restored["optimizers"], strict=True):
+                optimizer.load_state_dict(state)
+            if self.global_rank == 0:
+                self._rng.set_state(self._restored["rng"])
+            self._restored = None
+
+    def next_batch(self) -> Batch:
+        """A random batch (with replacement) of ``config.batch_size`` training showers."""
+        n = self._energies.shape[0]
+        idx = torch.randint(n, (min(self.model.config.batch_size, n),), generator=self._rng, device=self.device)
+        return Batch(self._energies[idx], self._showers[idx], {k: v[idx] for k, v in self._conditions.items()})
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        self.last_losses = self.model.train_step(self.next_batch, optimizers, self.manual_backward, self._rng)
+        self.iteration += 1
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rng = self._rng.get_state() if self._rng is not None else torch.empty(0, dtype=torch.uint8)
+        checkpoint["caloforge"] = {"iteration": self.iteration, "elapsed_s": self.elapsed_s,
+                                   "selection": self.selection, "rng_state": rng}
+
+
+class Chi2Selection(L.Callback):
+    """Checkpoint every ``every`` iterations, keep the best model by validation chi2/NDF, stop on budget or Ctrl-C.
+
+    Args:
+        run_dir: Where ``last.ckpt``, ``log.csv`` and ``bundle/`` go.
+        validation: The held-out validation showers.
+        every: Iterations between checkpoints.
+        max_iterations: Stop at this iteration (None: no limit).
+        max_seconds: Stop after this much wall-clock time of this fit (None: no limit).
+        bundle_metadata: Extra entries for the bundle's JSON (family, data fingerprint, ...).
+        seed: Seed of the validation generation.
+    """
+
+    def __init__(self, run_dir: Path, validation: ShowerSet, every: int, max_iterations: int | None,
+                 max_seconds: float | None, bundle_metadata: dict[str, Any], seed: int) -> None:
+        self.run_dir = run_dir
+        self.validation = validation
+        self.every = every
+        self.max_iterations = max_iterations
+        self.max_seconds = max_seconds
+        self.metadata = bundle_metadata
+        self.seed = seed
+        self.interrupted = False
+        self._previous_handler: Any = None
+        self._start = 0.0
+        self._elapsed_at_start = 0.0
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        self.interrupted = True
+        signal.signal(signal.SIGINT, self._previous_handler)  # a second Ctrl-C interrupts at once
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.monotonic()
+        self._elapsed_at_start = float(pl_module.elapsed_s)  # type: ignore[arg-type]
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handler()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
+
+    def _restore_handler(self) -> None:
+        if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._previous_handler)
+            self._previous_handler = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        task: GenerativeTask = pl_module  # type: ignore[assignment]
+        elapsed = time.monotonic() - self._start
+        task.elapsed_s = self._elapsed_at_start + elapsed
+        stop = (self.interrupted or (self.max_iterations is not None and task.iteration >= self.max_iterations)
+                or (self.max_seconds is not None and elapsed >= self.max_seconds))
+        stop = bool(trainer.strategy.reduce_boolean_decision(stop, all=False))
+        if stop or task.iteration % self.every == 0:
+            self.checkpoint(trainer, task)
+        if stop:
+            trainer.should_stop = True
+
+    def checkpoint(self, trainer: L.Trainer, task: GenerativeTask) -> None:
+        """Evaluate, update the best bundle and the CSV log, and write ``last.ckpt`` atomically."""
+        if trainer.is_global_zero:
+            generated = _generate_like(task.model, self.validation, self.seed)
+            result = validation_chi2(self.validation, generated) if generated is not None else None
+            chi2 = result.chi2_ndf if result is not None and math.isfinite(result.chi2_ndf) else math.inf
+            sel = task.selection
+            improved = chi2 < sel["best_chi2_ndf"] or sel["best_iteration"] < 0
+            if improved:
+                sel["best_chi2_ndf"], sel["best_iteration"] = chi2, task.iteration
+            row = {"iteration": task.iteration, "elapsed_s": round(task.elapsed_s, 3), "chi2_ndf": chi2,
+                   "best_chi2_ndf": sel["best_chi2_ndf"], **task.last_losses}
+            sel["history"].append(row)
+            if improved:
+                per_energy = [] if result is None else [
+                    {"energy_low": e.energy_low, "energy_high": e.energy_high, "chi2": e.chi2, "ndf": e.ndf}
+                    for e in result.per_energy]
+                meta = {**self.metadata, "history": sel["history"],
+                        "validation": {"chi2_ndf": chi2, "iteration": task.iteration, "per_energy": per_energy,
+                                       "n_showers": len(self.validation)}}
+                save_model(self.run_dir / "bundle", task.model, self.metadata["family"], self.validation.geometry,
+                           {k: v for k, v in meta.items() if k != "family"}, force=True)
+            self._append_csv(row)
+        tmp = self.run_dir / ".last.ckpt.tmp"
+        trainer.save_checkpoint(tmp)
+        if trainer.is_global_zero:
+            tmp.replace(self.run_dir / "last.ckpt")
+
+    def _append_csv(self, row: dict[str, Any]) -> None:
+        path = self.run_dir / "log.csv"
+        if path.is_file():
+            with path.open() as f:
+                fields = next(csv.reader(f), list(row))
+        else:
+            fields = list(row)
+        with path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if f.tell() == 0:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class RichProgress(L.Callback):
+    """A rich progress bar: iterations (or minutes), the latest losses and the running best chi2/NDF."""
+
+    def __init__(self, label: str, max_iterations: int | None, max_seconds: float | None) -> None:
+        self.label = label
+        self.max_iterations = max_iterations
+        self.max_seconds = max_seconds
+        self._progress: Progress | None = None
+        self._task_id: Any = None
+        self._start = 0.0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        self._start = time.monotonic()
+        total = self.max_iterations if self.max_iterations is not None else self.max_seconds
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
+                                  TimeElapsedColumn(), transient=False)
+        self._progress.start()
+        task: GenerativeTask = pl_module  # type: ignore[assignment]
+        done = task.iteration if self.max_iterations is not None else 0
+        self._task_id = self._progress.add_task(self.label, total=total, completed=done, status="")
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self._progress is None:
+            return
+        task: GenerativeTask = pl_module  # type: ignore[assignment]
+        losses = " ".join(f"{k}={v:.3g}" for k, v in task.last_losses.items())
+        best = task.selection["best_chi2_ndf"]
+        status = f"it {task.iteration}  {losses}  best chi2/NDF={best:.3g}"
+        completed = task.iteration if self.max_iterations is not None else time.monotonic() - self._start
+        self._progress.update(self._task_id, completed=completed, status=status)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

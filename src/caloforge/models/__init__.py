@@ -1,0 +1,53 @@
+"""Generative model families and their registry.
+
+Each family is one module with a ``<Family>Config`` dataclass and a
+:class:`~caloforge.models.base.GenerativeModel` subclass. :data:`FAMILIES` maps the
+names users type (``--model gan``) to the model classes; :func:`register_family` adds
+one (and thereby enrols it in the contract test, ``tests/test_models_contract.py``).
+
+Example:
+    >>> get_family("gan").__name__
+    'GAN'
+    >>> sorted(FAMILIES)
+    ['gan']
+"""
+
+from __future__ import annotations
+
+from caloforge.errors import ConfigError
+from caloforge.models.base import Batch, FamilyConfig, GenerativeModel
+from caloforge.models.gan import GAN, GANConfig
+
+__all__ = ["FAMILIES", "GAN", "Batch", "FamilyConfig", "GANConfig", "GenerativeModel", "get_family", "register_family"]
+
+FAMILIES: dict[str, type[GenerativeModel]] = {
+    "gan": GAN,
+}
+
+
+def get_family(name: str) -> type[GenerativeModel]:
+    """The model class registered as ``name``.
+
+    Raises:
+        ConfigError: for an unknown name; the message lists the valid ones.
+    """
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        msg = f"expected a model family in {sorted(FAMILIES)} but got '{name}'"
+        raise ConfigError(msg) from None
+
+
+def register_family(name: str, family: type[GenerativeModel], replace: bool = False) -> None:
+    """Register a model family under ``name``.
+
+    Raises:
+        ConfigError: if ``family`` is not a GenerativeModel subclass, or ``name`` is taken and not ``replace``.
+    """
+    if not (isinstance(family, type) and issubclass(family, GenerativeModel)):
+        msg = f"expected a GenerativeModel subclass but got {family!r}, in register_family('{name}')"
+        raise ConfigError(msg)
+    if name in FAMILIES and not replace:
+        msg = f"expected a new family name but '{name}' is already registered; pass replace=True"
+        raise ConfigError(msg)
+    FAMILIES[name] = family

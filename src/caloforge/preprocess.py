@@ -1,0 +1,280 @@
+"""Fitted, invertible, JSON-serialisable preprocessing of showers and conditions.
+
+A :class:`Preprocessing` is fitted once on a training :class:`~caloforge.showers.ShowerSet`
+and stored in every bundle. It maps physical quantities (MeV) to network space and back:
+
+* the incident energy to ``E_hat = log(E/E_min) / log(E_max/E_min)`` in [0, 1]
+  (CaloShowerGAN), with ``E_min``/``E_max`` taken from the training data;
+* extra conditions to zero mean and unit variance;
+* the voxel energies with one of three shower transforms:
+
+  - ``"energy"``: voxels divided by ``scale * E_inc`` (CaloShowerGAN; ``scale`` fitted as
+    the largest E_tot/E_inc of the training data unless given, so the summed output is <= 1);
+  - ``"layer"``: per-layer energy fractions ``E_layer / (s_l * E_inc)`` (``s_l`` fitted per
+    layer) followed by the voxels normalised to unit sum within each layer;
+  - ``"total"``: the response E_tot/E_inc min-max scaled to [0, 1] over the training data,
+    the fractions of E_tot in each layer, and the voxels normalised within each layer (the
+    total energy is one output, so the response distribution is learnt quickly).
+
+Every transform works on torch tensors, on the caller's device and dtype.
+
+References:
+    M. Faucci Giannelli, R. Zhang, CaloShowerGAN, arXiv:2309.06515.
+    ATLAS Collaboration, AtlFast3 / FastCaloGAN, arXiv:2109.02551.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from caloforge.errors import ConfigError
+from caloforge.geometry import Geometry
+from caloforge.showers import ShowerSet
+
+__all__ = ["ConditionScaler", "EnergyScaler", "Preprocessing", "ShowerTransform", "TransformKind"]
+
+TransformKind = Literal["energy", "layer", "total"]
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class EnergyScaler:
+    """Log-scaled incident energy ``E_hat = log(E/E_min) / log(E_max/E_min)``, energies in MeV.
+
+    Example:
+        >>> s = EnergyScaler(256.0, 4194304.0)
+        >>> s.forward(torch.tensor([256.0, 4194304.0], dtype=torch.float64)).tolist()
+        [0.0, 1.0]
+    """
+
+    e_min: float
+    e_max: float
+
+    @classmethod
+    def fit(cls, energies: np.ndarray) -> EnergyScaler:
+        """Take E_min and E_max (MeV) from the training energies."""
+        return cls(float(np.min(energies)), float(np.max(energies)))
+
+    @property
+    def _span(self) -> float:
+        span = float(np.log(self.e_max / self.e_min))
+        return span if span > 0 else 1.0  # a single training energy maps to 0
+
+    def forward(self, energies: Tensor) -> Tensor:
+        """MeV -> E_hat (dimensionless, [0, 1] inside the training range)."""
+        return torch.log(energies / self.e_min) / self._span
+
+    def inverse(self, e_hat: Tensor) -> Tensor:
+        """E_hat -> MeV."""
+        return self.e_min * torch.exp(e_hat * self._span)
+
+
+@dataclass(frozen=True)
+class ConditionScaler:
+    """Standardises named extra conditions: ``(c - mean) / std``."""
+
+    names: tuple[str, ...] = ()
+    means: tuple[float, ...] = ()
+    stds: tuple[float, ...] = ()
+
+    @classmethod
+    def fit(cls, conditions: dict[str, np.ndarray]) -> ConditionScaler:
+        """Fit means and standard deviations (a constant condition gets std 1)."""
+        names = tuple(sorted(conditions))
+        means = tuple(float(np.mean(conditions[n])) for n in names)
+        stds = tuple(float(np.std(conditions[n])) or 1.0 for n in names)
+        return cls(names, means, stds)
+
+    def forward(self, conditions: dict[str, Tensor], n: int, like: Tensor) -> Tensor:
+        """Stack the named conditions into a standardised (n, len(names)) tensor like ``like``."""
+        missing = sorted(set(self.names) - set(conditions))
+        extra = sorted(set(conditions) - set(self.names))
+        if missing or extra:
+            msg = f"expected conditions {list(self.names)} but got {sorted(conditions)}, in the model's inputs"
+            raise ConfigError(msg)
+        if not self.names:
+            return like.new_zeros((n, 0))
+        columns = [
+            (conditions[name].to(like) - mean) / std
+            for name, mean, std in zip(self.names, self.means, self.stds, strict=True)
+        ]
+        return torch.stack(columns, dim=1)
+
+
+@dataclass(frozen=True)
+class ShowerTransform:
+    """Invertible voxel transform; ``kind`` is ``"energy"`` or ``"layer"`` (see the module docstring).
+
+    Args:
+        kind: The transform.
+        layer_sizes: Voxels per layer, in order (sums to V).
+        scales: One fitted scale (``"energy"``) or one per layer (``"layer"``).
+    """
+
+    kind: TransformKind
+    layer_sizes: tuple[int, ...]
+    scales: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if self.kind not in get_args(TransformKind):
+            msg = f"expected a shower transform in {list(get_args(TransformKind))} but got '{self.kind}'"
+            raise ConfigError(msg)
+        want = {"energy": 1, "layer": len(self.layer_sizes), "total": 2}[self.kind]
+        if self.kind == "total":
+            bad = len(self.scales) != 2 or not 0 <= self.scales[0] < self.scales[1]
+        else:
+            bad = len(self.scales) != want or any(not s > 0 for s in self.scales)
+        if bad:
+            msg = f"expected {want} positive scale(s) for the '{self.kind}' transform but got {self.scales}"
+            raise ConfigError(msg)
+
+    @classmethod
+    def fit(cls, data: ShowerSet, kind: TransformKind, scale: float | None = None) -> ShowerTransform:
+        """Fit the scale(s) on training showers; ``scale`` fixes the ``"energy"`` scale instead."""
+        sizes = tuple(layer.n_voxels for layer in data.geometry.layers)
+        if kind == "energy":
+            fitted = scale if scale is not None else float(np.max(data.response, initial=0.0))
+            return cls(kind, sizes, (fitted if fitted > 0 else 1.0,))
+        if kind == "total":
+            low, high = float(np.min(data.response, initial=np.inf)), float(np.max(data.response, initial=0.0))
+            return cls(kind, sizes, (low, high) if high > low else (0.0, max(high, 1.0)))
+        per_layer = [
+            float(np.max(data.showers[:, data.geometry.layer_slice(i)].sum(axis=1) / data.energies, initial=0.0))
+            for i in range(data.geometry.n_layers)
+        ]
+        return cls(kind, sizes, tuple(s if s > 0 else 1.0 for s in per_layer))
+
+    @property
+    def n_features(self) -> int:
+        """Width of the network-space vector."""
+        n_voxels = sum(self.layer_sizes)
+        extra = {"energy": 0, "layer": len(self.layer_sizes), "total": 1 + len(self.layer_sizes)}[self.kind]
+        return n_voxels + extra
+
+    def forward(self, showers: Tensor, energies: Tensor) -> Tensor:
+        """Voxel energies (N, V) MeV and incident energies (N,) MeV -> network space (N, n_features)."""
+        e = energies.to(showers).unsqueeze(1)
+        if self.kind == "energy":
+            return showers / (e * self.scales[0])
+        layers = torch.split(showers, list(self.layer_sizes), dim=1)
+        sums = torch.stack([layer.sum(dim=1) for layer in layers], dim=1)
+        normalised = [layer / sums[:, i : i + 1].clamp_min(_EPS) for i, layer in enumerate(layers)]
+        if self.kind == "total":
+            total = sums.sum(dim=1, keepdim=True)
+            low, high = self.scales
+            response = (total / e - low) / (high - low)
+            return torch.cat([response, sums / total.clamp_min(_EPS), *normalised], dim=1)
+        fractions = sums / (e * showers.new_tensor(self.scales))
+        return torch.cat([fractions, *normalised], dim=1)
+
+    def inverse(self, x: Tensor, energies: Tensor) -> Tensor:
+        """Network space (N, n_features) -> voxel energies (N, V) MeV; negative inputs are clipped to 0."""
+        x = x.clamp_min(0)
+        e = energies.to(x).unsqueeze(1)
+        if self.kind == "energy":
+            return x * (e * self.scales[0])
+        n_layers = len(self.layer_sizes)
+        if self.kind == "total":
+            low, high = self.scales
+            total = (low + x[:, :1] * (high - low)) * e
+            fractions = x[:, 1 : 1 + n_layers]
+            sums = fractions / fractions.sum(dim=1, keepdim=True).clamp_min(_EPS) * total
+            x = x[:, 1:]
+        else:
+            sums = x[:, :n_layers] * (e * x.new_tensor(self.scales))
+        layers = torch.split(x[:, n_layers:], list(self.layer_sizes), dim=1)
+        out = [
+            layer / layer.sum(dim=1, keepdim=True).clamp_min(_EPS) * sums[:, i : i + 1]
+            for i, layer in enumerate(layers)
+        ]
+        return torch.cat(out, dim=1)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Everything fitted on the training data that maps physics to network space and back.
+
+    Example:
+        >>> from caloforge.geometry import Geometry, Layer
+        >>> g = Geometry((Layer(0, (0, 1, 2), 1),))
+        >>> data = ShowerSet(np.array([10.0, 100.0]), np.array([[1.0, 2.0], [30.0, 40.0]]), g)
+        >>> p = Preprocessing.fit(data, "layer")
+        >>> x = p.showers.forward(torch.tensor(data.showers), torch.tensor(data.energies))
+        >>> torch.allclose(p.showers.inverse(x, torch.tensor(data.energies)), torch.tensor(data.showers))
+        True
+        >>> Preprocessing.from_dict(p.to_dict()) == p
+        True
+    """
+
+    showers: ShowerTransform
+    energy: EnergyScaler
+    conditions: ConditionScaler
+
+    @classmethod
+    def fit(cls, data: ShowerSet, kind: TransformKind = "energy", scale: float | None = None) -> Preprocessing:
+        """Fit the shower transform, the energy range and the condition scaler on ``data``."""
+        return cls(
+            ShowerTransform.fit(data, kind, scale),
+            EnergyScaler.fit(data.energies),
+            ConditionScaler.fit(dict(data.conditions)),
+        )
+
+    @property
+    def n_features(self) -> int:
+        """Width of the network-space shower vector."""
+        return self.showers.n_features
+
+    @property
+    def n_conditions(self) -> int:
+        """Width of the conditioning vector: E_hat plus the extra conditions."""
+        return 1 + len(self.conditions.names)
+
+    def condition(self, energies: Tensor, conditions: dict[str, Tensor] | None = None) -> Tensor:
+        """The conditioning vector (N, n_conditions): E_hat then standardised extra conditions."""
+        e_hat = self.energy.forward(energies).unsqueeze(1)
+        extra = self.conditions.forward(dict(conditions or {}), energies.shape[0], e_hat)
+        return torch.cat([e_hat, extra], dim=1)
+
+    def check_geometry(self, geometry: Geometry) -> bool:
+        """Whether ``geometry`` has this transform's layer structure."""
+        return tuple(layer.n_voxels for layer in geometry.layers) == self.showers.layer_sizes
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable description; :meth:`from_dict` inverts it exactly."""
+        return {
+            "showers": {"kind": self.showers.kind, "layer_sizes": list(self.showers.layer_sizes),
+                        "scales": list(self.showers.scales)},
+            "energy": {"e_min": self.energy.e_min, "e_max": self.energy.e_max},
+            "conditions": {"names": list(self.conditions.names), "means": list(self.conditions.means),
+                           "stds": list(self.conditions.stds)},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        """Rebuild from :meth:`to_dict` output.
+
+        Raises:
+            ConfigError: if keys are missing or unknown.
+        """
+        try:
+            s, e, c = data["showers"], data["energy"], data["conditions"]
+            if set(data) != {"showers", "energy", "conditions"}:
+                msg = f"expected preprocessing keys showers/energy/conditions but got {sorted(data)}"
+                raise ConfigError(msg)
+            return cls(
+                ShowerTransform(s["kind"], tuple(int(n) for n in s["layer_sizes"]),
+                                tuple(float(v) for v in s["scales"])),
+                EnergyScaler(float(e["e_min"]), float(e["e_max"])),
+                ConditionScaler(tuple(c["names"]), tuple(float(v) for v in c["means"]),
+                                tuple(float(v) for v in c["stds"])),
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, ConfigError):
+                raise
+            msg = f"expected a preprocessing description (showers, energy, conditions) but got {data!r:.200}"
+            raise ConfigError(msg) from err

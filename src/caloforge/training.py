@@ -1,0 +1,312 @@
+"""Training on Lightning: budgets, checkpoints, chi2 selection, resume, energy-range splits.
+
+:func:`train` is the one entry point (the CLI ``caloforge train`` and the demo call it).
+A run directory holds ``run.json`` (the run's settings and the data fingerprint) and, per
+model, ``last.ckpt`` (for resuming), ``log.csv`` (losses and chi2/NDF per checkpoint) and
+``bundle/`` (the best model so far, selected by the chi2/NDF of the total-energy response
+on a held-out validation split, as CaloShowerGAN selects its iteration). With
+``split_energies`` one model is trained per incident-energy range (in ``range-<i>/``) and
+``RUN_DIR/bundle`` is a split bundle that sends each energy to its model.
+
+Checkpoints are Lightning ``.ckpt`` files (pickles): only a run's own checkpoints are
+ever read, with ``weights_only=True``. Bundles hold no pickles.
+
+References:
+    M. Faucci Giannelli, R. Zhang, CaloShowerGAN, arXiv:2309.06515 (energy ranges, chi2 selection).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from caloforge.bundle import fingerprint, load, save_split
+from caloforge.callbacks import Chi2Selection, GenerativeTask, RichProgress, validation_chi2
+from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExistsError
+from caloforge.metrics.chi2 import Chi2Result
+from caloforge.models import get_family
+from caloforge.models.base import FamilyConfig
+from caloforge.preprocess import Preprocessing
+from caloforge.showers import ShowerSet
+
+__all__ = ["RangeResult", "TrainResult", "split_validation", "train", "validation_chi2"]
+
+_BIG = 10**12
+_LIGHTNING_NOISE = (  # harmless messages of Lightning for a loop that draws its own batches
+    ".*does not have many workers.*",
+    ".*You're resuming from a checkpoint.*",
+    ".*smaller than the logging interval.*",
+    ".*isinstance.treespec, LeafSpec.*",  # torch 2.13 deprecation inside Lightning's pytree helpers
+)
+
+
+@dataclass(frozen=True)
+class RangeResult:
+    """The training of one model (one incident-energy range).
+
+    Attributes:
+        directory: Its run directory (``last.ckpt``, ``log.csv``, ``bundle/``).
+        energy_low: Lowest training energy, MeV.
+        energy_high: Highest training energy, MeV.
+        iterations: Iterations done (over all resumes).
+        best_iteration: The iteration of the selected model.
+        best_chi2_ndf: Its validation chi2/NDF.
+        interrupted: Stopped by Ctrl-C.
+    """
+
+    directory: Path
+    energy_low: float
+    energy_high: float
+    iterations: int
+    best_iteration: int
+    best_chi2_ndf: float
+    interrupted: bool
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A training run.
+
+    Attributes:
+        run_dir: The run directory.
+        bundle_dir: The final bundle (``run_dir/bundle``), loadable with :func:`caloforge.bundle.load`.
+        ranges: One result per energy range (one for an unsplit run).
+        validation: chi2 of the final bundle on the whole validation split.
+        elapsed_s: Wall-clock time of this call, s.
+        interrupted: Stopped by Ctrl-C; resume with ``resume=True``.
+    """
+
+    run_dir: Path
+    bundle_dir: Path
+    ranges: tuple[RangeResult, ...]
+    validation: Chi2Result | None
+    elapsed_s: float
+    interrupted: bool
+
+    @property
+    def chi2_ndf(self) -> float:
+        """Validation chi2/NDF of the final bundle (NaN if it was not evaluated)."""
+        return self.validation.chi2_ndf if self.validation is not None else float("nan")
+
+
+def split_validation(data: ShowerSet, fraction: float, seed: int) -> tuple[ShowerSet, ShowerSet]:
+    """Split showers into training and validation sets, stratified by incident energy (bin).
+
+    Raises:
+        ConfigError: if ``fraction`` is not in (0, 1).
+    """
+    if not 0 < fraction < 1:
+        msg = f"expected a validation fraction in (0, 1) but got {fraction}"
+        raise ConfigError(msg)
+    rng = np.random.default_rng(seed)
+    groups = np.digitize(data.energies, data.energy_bins()[1:-1])
+    val = np.zeros(len(data), dtype=bool)
+    for g in np.unique(groups):
+        members = rng.permutation(np.flatnonzero(groups == g))
+        val[members[: max(1, round(fraction * members.size))]] = True
+    if val.all():
+        msg = f"expected enough showers for a validation split but got {len(data)}"
+        raise DataError(msg)
+    return data[~val], data[val]
+
+
+def _run_settings(family: str, config: FamilyConfig, split_energies: Sequence[float], hold_out_energy: float | None,
+                  validation_fraction: float, seed: int, checkpoint_every: int, data: ShowerSet) -> dict[str, Any]:
+    return {"family": family, "config": config.to_dict(), "split_energies": [float(e) for e in split_energies],
+            "hold_out_energy": hold_out_energy, "validation_fraction": validation_fraction, "seed": seed,
+            "checkpoint_every": checkpoint_every, "data": fingerprint(data)}
+
+
+def _prepare_run(run_dir: Path, settings: dict[str, Any], resume: bool) -> dict[str, Any]:
+    """Create the run directory, or check that a resumed run used the same data; returns the run settings."""
+    run_json = run_dir / "run.json"
+    if resume:
+        if not run_json.is_file():
+            msg = f"expected a training run to resume in {run_dir} but it has no run.json"
+            raise CheckpointError(msg)
+        stored: dict[str, Any] = json.loads(run_json.read_text())
+        if stored["data"]["sha256"] != settings["data"]["sha256"]:
+            msg = (f"expected the training data of the run in {run_dir} (sha256 {stored['data']['sha256'][:12]}) "
+                   f"but got other data (sha256 {settings['data']['sha256'][:12]}); resume with the same --data")
+            raise DataError(msg)
+        return stored
+    if run_dir.exists() and any(run_dir.iterdir()):
+        msg = f"{run_dir} already holds files; pass --resume to continue that run or choose another --out"
+        raise OutputExistsError(msg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run_json.write_text(json.dumps(settings, indent=1))
+    return settings
+
+
+def _fit_range(directory: Path, family: str, config: FamilyConfig, train_set: ShowerSet, validation: ShowerSet,
+               *, max_iterations: int | None, max_seconds: float | None, checkpoint_every: int, seed: int,
+               device: str, devices: Any, strategy: Any, progress: bool, label: str, extra: dict[str, Any],
+               callbacks: Sequence[Any]) -> RangeResult:
+    import lightning as L
+    from torch.utils.data import DataLoader
+
+    model_class = get_family(family)
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
+        torch.manual_seed(seed)
+        model = model_class(config, Preprocessing.fit(train_set, config.preprocessing, config.energy_scale))
+    task = GenerativeTask(model, train_set, seed)
+    last = directory / "last.ckpt"
+    if last.is_file():
+        try:
+            task.restore(torch.load(last, map_location="cpu", weights_only=True))
+        except Exception as err:
+            msg = f"expected a readable checkpoint {last} of this run but: {str(err).splitlines()[0]:.200}"
+            raise CheckpointError(msg) from None
+    e_lo, e_hi = float(train_set.energies.min()), float(train_set.energies.max())
+    meta = {"family": family, "data": fingerprint(train_set), "training": {"seed": seed, **extra},
+            "n_validation": len(validation)}
+    selection = Chi2Selection(directory, validation, checkpoint_every, max_iterations, max_seconds, meta, seed)
+    done = max_iterations is not None and task.iteration >= max_iterations
+    if not done:
+        directory.mkdir(parents=True, exist_ok=True)
+        cbs = [*callbacks, selection, *([RichProgress(label, max_iterations, max_seconds)] if progress else [])]
+        accelerator = "gpu" if str(device).startswith("cuda") else str(device)
+        remaining = _BIG if max_iterations is None else max_iterations - task.iteration
+        lightning_log = logging.getLogger("lightning.pytorch")
+        level = lightning_log.level
+        lightning_log.setLevel(logging.WARNING)  # Lightning's start-up banner; restored below
+        try:
+            with warnings.catch_warnings():
+                for message in _LIGHTNING_NOISE:
+                    warnings.filterwarnings("ignore", message=message)
+                trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, max_epochs=1,
+                                    logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                                    enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                                    default_root_dir=directory, callbacks=cbs)
+                ticks: DataLoader[int] = DataLoader(range(remaining), batch_size=None)  # type: ignore[arg-type]
+                trainer.fit(task, train_dataloaders=ticks)
+        finally:
+            lightning_log.setLevel(level)
+    sel = task.selection
+    if sel["best_iteration"] < 0:
+        msg = f"expected at least one evaluated checkpoint in {directory} but found none"
+        raise CheckpointError(msg)
+    return RangeResult(directory, e_lo, e_hi, task.iteration, int(sel["best_iteration"]),
+                       float(sel["best_chi2_ndf"]), selection.interrupted)
+
+
+def train(
+    data: ShowerSet,
+    family: str = "gan",
+    config: FamilyConfig | None = None,
+    out_dir: str | Path = "run",
+    *,
+    max_iterations: int | None = None,
+    max_minutes: float | None = None,
+    checkpoint_every: int = 100,
+    split_energies: Sequence[float] = (),
+    hold_out_energy: float | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    device: str = "cpu",
+    devices: int | str | list[int] = 1,
+    strategy: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
+    """Train a model family on showers and save the best model as a bundle.
+
+    Args:
+        data: The training showers (a validation split is taken from them).
+        family: A registered family name (``caloforge.models.FAMILIES``).
+        config: The family's config; None uses ``for_particle(data.geometry.particle)``.
+        out_dir: The run directory (new, or an existing run with ``resume``).
+        max_iterations: Stop each model at this many iterations (counted over resumes).
+        max_minutes: Wall-clock budget of this call, shared by the energy ranges.
+        checkpoint_every: Iterations between checkpoints (chi2 evaluation, ``last.ckpt``, CSV row).
+        split_energies: Incident energies (MeV) splitting the data into ranges, one model each;
+            E goes to range ``i`` when ``split[i-1] <= E < split[i]``.
+        hold_out_energy: An incident energy (MeV) removed from training and validation.
+        validation_fraction: Fraction of the showers of each energy held out for validation.
+        seed: Seed of the split, the initialisation, the batches and the noise.
+        device: ``"cpu"`` or ``"cuda"``; the caller resolves ``"auto"``.
+        devices: Passed to ``lightning.Trainer(devices=...)``.
+        strategy: Passed to ``lightning.Trainer(strategy=...)``.
+        resume: Continue the run in ``out_dir`` from its last checkpoints (settings from its ``run.json``).
+        progress: Show a progress bar.
+        callbacks: Extra Lightning callbacks.
+
+    Returns:
+        The run's result; the bundle is at ``result.bundle_dir``.
+
+    Raises:
+        ConfigError: no budget, unknown family, a hold-out energy not in the data, an empty energy range.
+        OutputExistsError: ``out_dir`` holds files and ``resume`` is false.
+        CheckpointError: ``resume`` without a run in ``out_dir``.
+    """
+    start = time.monotonic()
+    if max_iterations is None and max_minutes is None:
+        msg = "expected a budget (max_iterations or max_minutes) but got neither"
+        raise ConfigError(msg)
+    if checkpoint_every < 1 or (max_iterations is not None and max_iterations < 1):
+        msg = f"expected checkpoint_every >= 1 and max_iterations >= 1 but got {checkpoint_every}, {max_iterations}"
+        raise ConfigError(msg)
+    model_class = get_family(family)
+    config = config if config is not None else model_class.config_class.for_particle(data.geometry.particle)
+    run_dir = Path(out_dir)
+    settings = _prepare_run(run_dir, _run_settings(family, config, split_energies, hold_out_energy,
+                                                   validation_fraction, seed, checkpoint_every, data), resume)
+    family, seed = settings["family"], int(settings["seed"])
+    config = get_family(family).config_class.from_dict(settings["config"])
+    splits = sorted(float(e) for e in settings["split_energies"])
+    held = settings["hold_out_energy"]
+    if held is not None:
+        keep = ~np.isclose(data.energies, held, rtol=1e-6, atol=0)
+        if keep.all():
+            msg = f"expected the hold-out energy {held:g} MeV among the training energies but it is absent"
+            raise ConfigError(msg)
+        data = data[keep]
+    train_all, val_all = split_validation(data, float(settings["validation_fraction"]), seed)
+    edges = [-np.inf, *splits, np.inf]
+    ranges: list[RangeResult] = []
+    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+        in_tr = (train_all.energies >= lo) & (train_all.energies < hi)
+        in_val = (val_all.energies >= lo) & (val_all.energies < hi)
+        if not in_tr.any() or not in_val.any():
+            msg = f"expected training and validation showers in the energy range {lo:g}-{hi:g} MeV but found none"
+            raise ConfigError(msg)
+        directory = run_dir / f"range-{i}" if splits else run_dir
+        finished = directory / "finished"
+        if finished.is_file():
+            ranges.append(RangeResult(**{**json.loads(finished.read_text()), "directory": directory}))
+            continue
+        seconds = None
+        if max_minutes is not None:
+            seconds = max(0.0, (max_minutes * 60 - (time.monotonic() - start)) / (len(edges) - 1 - i))
+        label = f"{family} {lo:g}-{hi:g} MeV" if splits else family
+        result = _fit_range(directory, family, config, train_all[in_tr], val_all[in_val],
+                            max_iterations=max_iterations, max_seconds=seconds, checkpoint_every=checkpoint_every,
+                            seed=seed + i, device=device, devices=devices, strategy=strategy, progress=progress,
+                            label=label, extra={"held_out_energy": held, "energy_range": [lo, hi]},
+                            callbacks=callbacks)
+        ranges.append(result)
+        if result.interrupted:
+            break
+        if splits:
+            finished.write_text(json.dumps({k: v for k, v in result.__dict__.items() if k != "directory"}))
+    interrupted = any(r.interrupted for r in ranges)
+    bundle_dir = run_dir / "bundle"
+    if splits and not interrupted:
+        save_split(bundle_dir, [r.directory / "bundle" for r in ranges], splits,
+                   {"held_out_energy": held, "data": settings["data"]}, force=True)
+    validation = None
+    if not interrupted:
+        generated = load(bundle_dir).generate(val_all.energies, dict(val_all.conditions), device=device, seed=seed)
+        validation = validation_chi2(val_all, generated)
+    return TrainResult(run_dir, bundle_dir, tuple(ranges), validation, time.monotonic() - start, interrupted)
