@@ -63,6 +63,7 @@ def test_train_step_updates_parameters(model, data):
     logs = model.train_step(lambda: _batch(data), model.configure_optimizers(), lambda loss: loss.backward(),
                             torch.Generator().manual_seed(0))
     assert logs and all(isinstance(v, float) for v in logs.values())
+    assert set(logs) == set(model.loss_names)  # the CSV log's columns are declared up front
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 

@@ -58,7 +58,8 @@ def test_training_improves_chi2_over_initialisation(tiny_geometry, tmp_path):
     assert result.chi2_ndf < 0.6 * before
     assert result.bundle_dir == tmp_path / "run" / "bundle"
     rows = _log(tmp_path / "run")
-    assert [int(r["iteration"]) for r in rows] == [50, 100, 150, 200]
+    assert [int(r["iteration"]) for r in rows] == [0, 50, 100, 150, 200]
+    assert float(rows[0]["chi2_ndf"]) == pytest.approx(before)  # the log starts with the untrained model
     assert {"chi2_ndf", "best_chi2_ndf", "critic", "generator", "gp"} <= set(rows[0])
     info = load(result.bundle_dir).info
     assert info["validation"]["iteration"] == result.ranges[0].best_iteration
@@ -72,7 +73,7 @@ def test_resume_continues_from_the_saved_step_exactly(data, tmp_path):
     result = train(data, "gan", None, tmp_path / "b", max_iterations=40, checkpoint_every=10, progress=False,
                    resume=True)
     assert result.ranges[0].iterations == 40
-    assert [int(r["iteration"]) for r in _log(tmp_path / "b")] == [10, 20, 30, 40]
+    assert [int(r["iteration"]) for r in _log(tmp_path / "b")] == [0, 10, 20, 30, 40]
     a = torch.load(tmp_path / "a" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)["state_dict"]
     for key in a:

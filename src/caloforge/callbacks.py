@@ -165,6 +165,9 @@ class Chi2Selection(L.Callback):
         self._elapsed_at_start = float(pl_module.elapsed_s)  # type: ignore[arg-type]
         if threading.current_thread() is threading.main_thread():
             self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+        task: GenerativeTask = pl_module  # type: ignore[assignment]
+        if task.iteration == 0 and not task.selection["history"]:
+            self.checkpoint(trainer, task)  # the untrained model: the baseline every later row is read against
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handler()
@@ -201,7 +204,8 @@ class Chi2Selection(L.Callback):
             if improved:
                 sel["best_chi2_ndf"], sel["best_iteration"] = chi2, task.iteration
             row = {"iteration": task.iteration, "elapsed_s": round(task.elapsed_s, 3), "chi2_ndf": chi2,
-                   "best_chi2_ndf": sel["best_chi2_ndf"], **task.last_losses}
+                   "best_chi2_ndf": sel["best_chi2_ndf"],
+                   **{name: math.nan for name in task.model.loss_names}, **task.last_losses}
             sel["history"].append(row)
             if improved:
                 per_energy = [] if result is None else [

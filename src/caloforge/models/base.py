@@ -148,6 +148,7 @@ class GenerativeModel(nn.Module, ABC):
     """
 
     config_class: ClassVar[type[FamilyConfig]] = FamilyConfig
+    loss_names: ClassVar[tuple[str, ...]] = ("loss",)  # the keys of train_step's result, logged per checkpoint
 
     def __init__(self, config: FamilyConfig, preprocessing: Preprocessing) -> None:
         super().__init__()

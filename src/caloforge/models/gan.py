@@ -20,7 +20,7 @@ import dataclasses
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -173,6 +173,7 @@ class GAN(GenerativeModel):
     """
 
     config_class = GANConfig
+    loss_names: ClassVar[tuple[str, ...]] = ("critic", "generator", "w_distance", "gp")
     config: GANConfig
 
     def __init__(self, config: GANConfig, preprocessing: Preprocessing) -> None:
