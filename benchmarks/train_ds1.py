@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from caloforge.bundle import load, resolve_device
+from caloforge.features import compute_features, high_level_inputs, low_level_inputs
+from caloforge.metrics.classifier import ClassifierConfig, classifier_test
 from caloforge.models import GANConfig
 from caloforge.refsim import simulate
 from caloforge.training import train, validation_chi2
@@ -40,6 +42,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=Path("runs/bench-ds1"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-classifiers", action="store_true", help="skip the low/high-level classifier AUCs")
     args = parser.parse_args()
 
     geometry = "ds1-photons" if args.particle == "photon" else "ds1-pions"
@@ -60,6 +63,15 @@ def main() -> None:
         generated = load(run.bundle_dir).generate(evaluation.energies, device=device, seed=args.seed + 2)
         results[name] = (validation_chi2(evaluation, generated), time.monotonic() - t0,
                          sum(r.iterations for r in run.ranges))
+        if not args.no_classifiers:  # the CLI's full-mode classifier settings (docs/validation.md)
+            config = ClassifierConfig.cpu_budget()
+            inputs = {"low": (low_level_inputs(evaluation), low_level_inputs(generated)),
+                      "high": (high_level_inputs(compute_features(evaluation)),
+                               high_level_inputs(compute_features(generated)))}
+            for kind, (ref_x, gen_x) in inputs.items():
+                auc = classifier_test(ref_x, gen_x, config, seed=args.seed, device=device)
+                print(f"{name}: {kind}-level classifier AUC {auc.auc:.3f} +- {auc.auc_error:.3f}, "
+                      f"JSD {auc.jsd:.3f}", flush=True)
     print(f"\n{'E_inc [MeV]':>12} " + " ".join(f"{name:>16}" for name in results))
     for i, energy in enumerate(DS1_ENERGIES):
         row = [res.per_energy[i].chi2_ndf if i < len(res.per_energy) else float("nan")

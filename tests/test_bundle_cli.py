@@ -61,7 +61,7 @@ def test_flags_override_the_config_file(trained):
     run_dir, _, _ = trained
     settings = json.loads((run_dir / "run.json").read_text())
     assert settings["config"]["noise_dim"] == 4 and settings["checkpoint_every"] == 5
-    assert len((run_dir / "log.csv").read_text().splitlines()) == 1 + 2  # header + iterations 5, 10
+    assert len((run_dir / "log.csv").read_text().splitlines()) == 1 + 3  # header + iterations 0 (untrained), 5, 10
 
 
 def test_generate_like_reproduces_the_reference_energies(trained, tmp_path):

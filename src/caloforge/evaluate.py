@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -86,6 +87,23 @@ class EvaluationResult:
     verdicts: tuple[v.VerdictRow, ...]
     warnings: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
+    training_history: tuple[dict[str, float], ...] = ()
+
+    @property
+    def training(self) -> dict[str, float] | None:
+        """Validation chi2/NDF of the model before training (iteration 0) and at its best checkpoint, if known."""
+        rows = [r for r in self.training_history if math.isfinite(float(r.get("chi2_ndf", math.nan)))]
+        if not rows:
+            return None
+        best = min(rows, key=lambda r: float(r["chi2_ndf"]))
+        first = rows[0]
+        return {
+            "untrained_chi2_ndf": float(first["chi2_ndf"]) if int(first["iteration"]) == 0 else math.nan,
+            "best_chi2_ndf": float(best["chi2_ndf"]),
+            "best_iteration": int(best["iteration"]),
+            "iterations": int(self.training_history[-1]["iteration"]),
+            "elapsed_s": float(self.training_history[-1].get("elapsed_s", math.nan)),
+        }
 
     @property
     def verdict(self) -> v.Verdict:
@@ -136,6 +154,7 @@ class EvaluationResult:
                                   "max_abs_difference": _max_abs(self.correlation_reference,
                                                                  self.correlation_generated),
                                   "reference_split_max_abs_difference": self.correlation_split_max},
+            "training": self.training,
             "warnings": list(self.warnings),
             "timings_s": dict(self.timings),
         }
@@ -344,12 +363,16 @@ def evaluate(
     device: str = "cpu",
     threshold: float | None = None,
     with_prdc: bool = True,
+    training_history: Sequence[Mapping[str, float]] = (),
 ) -> EvaluationResult:
     """Validate ``generated`` against ``reference`` and write the report into ``out_dir``.
 
     Writes ``metrics.json``, ``report.html`` (self-contained) and ``plots/*.png`` and
     ``*.pdf``, each atomically. The arguments are those of :func:`compute_evaluation`,
-    plus the output directory (created if missing) and ``force``.
+    plus the output directory (created if missing), ``force``, and optionally the
+    training history of the model that generated the showers (a bundle's ``history``:
+    rows with ``iteration``, ``elapsed_s`` and validation ``chi2_ndf``), which adds a
+    training section: chi2/NDF before training and at the chosen checkpoint.
 
     Raises:
         OutputExistsError: if the report or metrics already exist and ``force`` is false
@@ -361,6 +384,9 @@ def evaluate(
     start = time.perf_counter()
     result = compute_evaluation(reference, generated, mode, classifiers, seed, classifier_config, device,
                                 threshold, with_prdc)
+    if training_history:
+        rows = tuple({k: float(v) for k, v in row.items()} for row in training_history)
+        result = dataclasses.replace(result, training_history=rows)
     write_report(result, out, force=force)
     result.timings["total"] = round(time.perf_counter() - start, 3)
     return result

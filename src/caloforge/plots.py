@@ -28,6 +28,7 @@ __all__ = [
     "plot_profiles",
     "plot_response",
     "plot_roc",
+    "plot_training",
     "style",
 ]
 
@@ -227,4 +228,25 @@ def plot_roc(results: dict[str, ClassifierResult], splits: dict[str, ClassifierR
     ax.set_ylabel("true positive rate")
     ax.legend(frameon=False, loc="lower right")
     fig.suptitle("Classifier ROC curves")
+    return fig
+
+
+def plot_training(history: Sequence[dict[str, float]]) -> Figure:
+    """Validation chi2/NDF of the total-energy response versus training iteration; iteration 0 is untrained."""
+    fig = _figure(7.0, 4.0, "constrained")
+    ax = fig.subplots()
+    rows = [r for r in history if math.isfinite(r.get("chi2_ndf", math.nan))]
+    it = np.array([r["iteration"] for r in rows])
+    chi2 = np.array([r["chi2_ndf"] for r in rows])
+    ax.plot(it, chi2, color=GEN_COLOUR, marker="o", markersize=3, label="validation split")
+    if rows and rows[0]["iteration"] == 0:
+        ax.axhline(chi2[0], color="grey", linestyle=":", label=f"untrained: {chi2[0]:.3g}")
+    if rows:
+        best = int(np.argmin(chi2))
+        ax.plot(it[best], chi2[best], marker="*", markersize=12, color="black", linestyle="none",
+                label=f"selected: {chi2[best]:.3g} at {int(it[best])}")
+    ax.set_yscale("log")
+    ax.set_xlabel("training iteration")
+    ax.set_ylabel(r"$\chi^2$/NDF of $E_\mathrm{tot}/E_\mathrm{inc}$")
+    ax.legend(frameon=False)
     return fig

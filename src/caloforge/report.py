@@ -104,6 +104,9 @@ def _figures(result: EvaluationResult) -> Iterator[tuple[str, str, str, Figure]]
         yield ("Shower shape", f"mean_images_{start}", f"Average shower, layers {layers[0]}-{layers[-1]} (positions)",
                plots.plot_mean_images(result, layers))
     yield "Correlations", "layer_correlations", "Layer-energy correlations", plots.plot_correlations(result)
+    if result.training is not None:
+        yield ("Training", "training", "Validation chi2/NDF during training (checkpoint selection)",
+               plots.plot_training(result.training_history))
     if result.classifiers:
         yield ("Classifiers", "roc", "ROC curves of the classifiers",
                plots.plot_roc(result.classifiers, result.classifiers_split))
@@ -136,6 +139,15 @@ def _chi2_table(result: EvaluationResult) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+def _training_lines(result: EvaluationResult) -> list[str]:
+    t = result.training
+    if t is None:
+        return []
+    return [f"<p>model training: validation chi2/NDF of E_tot/E_inc <b>{_fmt(t['untrained_chi2_ndf'])}</b> untrained "
+            f"&rarr; <b>{_fmt(t['best_chi2_ndf'])}</b> at the selected checkpoint (iteration {t['best_iteration']} of "
+            f"{t['iterations']}, {_fmt(t['elapsed_s'] / 60)} min); see the Training section.</p>"]
+
+
 def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]]) -> str:
     """The report page; ``images`` are (section, caption, PNG bytes) in display order."""
     g = result.geometry
@@ -150,8 +162,8 @@ def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]]) 
         "of the reference: what statistics alone give. See docs/validation.md for every definition and threshold.</p>",
     ]
     parts += [f"<p class='warning'>warning: {html.escape(w)}</p>" for w in result.warnings]
-    parts += ["<h2>Verdict</h2>", _verdict_table(result), "<h2>chi2 of E_tot/E_inc per incident energy</h2>",
-              _chi2_table(result)]
+    parts += ["<h2>Verdict</h2>", _verdict_table(result), *_training_lines(result),
+              "<h2>chi2 of E_tot/E_inc per incident energy</h2>", _chi2_table(result)]
     section = None
     for name, caption, png in images:
         if name != section:

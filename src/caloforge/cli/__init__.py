@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from caloforge import __version__
-from caloforge.cli import _data, _evaluate, _model, _simulate
+from caloforge.cli import _data, _demo, _evaluate, _model, _simulate
 from caloforge.cli._common import state
 
 __all__ = ["app"]
@@ -41,5 +41,5 @@ def main(
     state.debug = debug
 
 
-for module in (_data, _simulate, _evaluate, _model):
+for module in (_demo, _simulate, _model, _evaluate, _data):
     module.register(app)

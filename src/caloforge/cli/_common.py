@@ -6,17 +6,24 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from caloforge.errors import CaloforgeError
 
-__all__ = ["console", "err_console", "friendly_errors", "state"]
+if TYPE_CHECKING:
+    from caloforge.evaluate import EvaluationResult
+
+__all__ = ["GEOMETRY_HELP", "console", "device_name", "err_console", "friendly_errors", "state", "verdict_table"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+GEOMETRY_HELP = "Geometry: a preset (ds1-photons, ds1-pions, ds2, ds3) or a CaloChallenge binning XML file."
+_VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "info": "blue"}
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -49,3 +56,19 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(code=130) from None
 
     return wrapper
+
+
+def device_name(device: str) -> str:
+    """Resolve ``"auto"`` (CUDA when present) and check a device name; torch is imported only here."""
+    from caloforge.bundle import resolve_device
+
+    return str(resolve_device(device))
+
+
+def verdict_table(result: EvaluationResult) -> Table:
+    """The verdict rows of an evaluation as a rich table."""
+    table = Table("metric", "value", "error", "ref. split", "verdict", title=f"verdict: {result.verdict}")
+    for row in result.verdicts:
+        table.add_row(row.metric, f"{row.value:.4g}", f"{row.error:.2g}", f"{row.reference_split:.4g}",
+                      f"[{_VERDICT_STYLE[row.verdict]}]{row.verdict}[/]")
+    return table

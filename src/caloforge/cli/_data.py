@@ -10,11 +10,10 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from caloforge.cli._common import console, friendly_errors
+from caloforge.cli._common import GEOMETRY_HELP, console, friendly_errors
 
 __all__ = ["register"]
 
-GEOMETRY_HELP = "Geometry: a preset (ds1-photons, ds1-pions, ds2, ds3) or a CaloChallenge binning XML file."
 
 
 @friendly_errors

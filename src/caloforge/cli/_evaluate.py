@@ -6,23 +6,10 @@ import warnings
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from caloforge.cli._common import console, err_console, friendly_errors
+from caloforge.cli._common import GEOMETRY_HELP, console, device_name, err_console, friendly_errors, verdict_table
 
 __all__ = ["register"]
-
-GEOMETRY_HELP = "Geometry: a preset (ds1-photons, ds1-pions, ds2, ds3) or a CaloChallenge binning XML file."
-_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "info": "blue"}
-
-
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
 
 @friendly_errors
 def evaluate(
@@ -62,14 +49,10 @@ def evaluate(
     with warnings.catch_warnings(record=True) as caught, console.status(f"evaluating ({mode} mode)"):
         warnings.simplefilter("always", UserWarning)
         result = run_evaluation(ref, gen, out, mode=mode, classifiers=kinds, seed=seed, force=force,  # type: ignore[arg-type]
-                                classifier_config=config, device=_device(device), threshold=threshold)
+                                classifier_config=config, device=device_name(device), threshold=threshold)
     for w in caught:
         err_console.print(f"[yellow]warning:[/yellow] {w.message}")
-    table = Table("metric", "value", "error", "ref. split", "verdict", title=f"verdict: {result.verdict}")
-    for row in result.verdicts:
-        table.add_row(row.metric, f"{row.value:.4g}", f"{row.error:.2g}", f"{row.reference_split:.4g}",
-                      f"[{_STYLE[row.verdict]}]{row.verdict}[/]")
-    console.print(table)
+    console.print(verdict_table(result))
     console.print(f"report: {out / 'report.html'}   metrics: {out / 'metrics.json'}   "
                   f"({result.timings.get('total', 0):.1f} s)")
 

@@ -19,11 +19,10 @@ from typing import Any
 
 import typer
 
-from caloforge.cli._common import console, friendly_errors
+from caloforge.cli._common import GEOMETRY_HELP, console, device_name, friendly_errors
 
 __all__ = ["register"]
 
-GEOMETRY_HELP = "Geometry: a preset (ds1-photons, ds1-pions, ds2, ds3) or a CaloChallenge binning XML file."
 TRAINING_KEYS = ("max_iterations", "max_minutes", "checkpoint_every", "split_energies", "hold_out_energy",
                  "validation_fraction", "seed")
 
@@ -102,7 +101,6 @@ def train(
 ) -> None:
     """Train a model on showers; the best checkpoint (validation chi2/NDF) is saved as RUN_DIR/bundle."""
     from caloforge import io
-    from caloforge.bundle import resolve_device
     from caloforge.models import get_family
     from caloforge.training import train as train_model
 
@@ -117,7 +115,7 @@ def train(
     family = get_family(model)
     base = family.config_class.for_particle(particle or showers.geometry.particle)
     model_config = family.config_class.from_dict(model_section, base)
-    result = train_model(showers, model, model_config, out, device=str(resolve_device(device)),
+    result = train_model(showers, model, model_config, out, device=device_name(device),
                          devices=_devices(devices), strategy=strategy, resume=resume, progress=progress, **settings)
     for r in result.ranges:
         console.print(f"  {r.energy_low:g}-{r.energy_high:g} MeV: {r.iterations} iterations, best chi2/NDF "

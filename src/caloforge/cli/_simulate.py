@@ -7,12 +7,11 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from caloforge.cli._common import console, friendly_errors
+from caloforge.cli._common import GEOMETRY_HELP, console, friendly_errors
 from caloforge.errors import ConfigError
 
 __all__ = ["register"]
 
-GEOMETRY_HELP = "Geometry: a preset (ds1-photons, ds1-pions, ds2, ds3) or a CaloChallenge binning XML file."
 
 
 def _parse_energies(text: str | None) -> list[float] | None:
