@@ -56,6 +56,28 @@ def test_layer_fractions_are_at_most_one(showers_with_condition):
     assert float(z[:, : data.geometry.n_layers].max()) == pytest.approx(1.0)
 
 
+def test_total_response_is_standardised_per_energy(tiny_geometry):
+    # a response whose mean and width change with energy, as in a calorimeter
+    raw = make_showers(tiny_geometry, 3000, seed=4, energies=(300.0, 3000.0, 30000.0))
+    rng = np.random.default_rng(1)
+    width = np.where(raw.energies < 1000, 0.2, 0.01)
+    response = 0.9 + width * rng.standard_normal(len(raw))
+    showers = raw.showers / raw.response[:, None].astype(np.float32) * response[:, None].astype(np.float32)
+    data = ShowerSet(raw.energies, showers.clip(min=0), tiny_geometry)
+    p = Preprocessing.fit(data, "total")
+    z = p.showers.forward(torch.tensor(data.showers, dtype=torch.float64), torch.tensor(data.energies))[:, 0]
+    z = (z.numpy() * 12) - 6  # back from the [0, 1] mapping to standard units
+    for energy in (300.0, 3000.0, 30000.0):
+        at = z[data.energies == energy]
+        # fitted on these very showers: mean 0 and unit RMS to float precision
+        assert abs(at.mean()) < 1e-6 and at.std() == pytest.approx(1.0, rel=1e-6)
+    # between training energies the moments are interpolated linearly in log E
+    mean, std = p.showers._response_moments(torch.tensor([[np.sqrt(300.0 * 3000.0)]], dtype=torch.float64))
+    lo, hi = data.response[data.energies == 300.0], data.response[data.energies == 3000.0]
+    assert float(std) == pytest.approx((lo.std() + hi.std()) / 2, rel=1e-6)
+    assert float(mean) == pytest.approx((lo.mean() + hi.mean()) / 2, rel=1e-6)
+
+
 def test_energy_conditioning_spans_unit_interval(showers_with_condition):
     p = Preprocessing.fit(showers_with_condition, "energy")
     c = p.condition(torch.tensor([300.0, 5000.0]), {"theta": torch.tensor([0.6, 0.6])})

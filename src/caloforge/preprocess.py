@@ -12,9 +12,12 @@ and stored in every bundle. It maps physical quantities (MeV) to network space a
     the largest E_tot/E_inc of the training data unless given, so the summed output is <= 1);
   - ``"layer"``: per-layer energy fractions ``E_layer / (s_l * E_inc)`` (``s_l`` fitted per
     layer) followed by the voxels normalised to unit sum within each layer;
-  - ``"total"``: the response E_tot/E_inc min-max scaled to [0, 1] over the training data,
-    the fractions of E_tot in each layer, and the voxels normalised within each layer (the
-    total energy is one output, so the response distribution is learnt quickly).
+  - ``"total"``: the response E_tot/E_inc standardised per incident energy,
+    ``z = (r - mu(E)) / sigma(E)`` with mu and sigma fitted per training energy (or log-energy
+    bin) and interpolated linearly in log E, mapped to ``(z + 6) / 12`` so the usual range is
+    inside [0, 1]; then the fractions of E_tot in each layer and the voxels normalised within
+    each layer. The response is one output whose scale is the same at every energy, so a 0.5 %
+    resolution at 1 TeV is as easy to learn as 20 % at 256 MeV.
 
 Every transform works on torch tensors, on the caller's device and dtype.
 
@@ -25,6 +28,7 @@ References:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -34,12 +38,23 @@ from torch import Tensor
 
 from caloforge.errors import ConfigError
 from caloforge.geometry import Geometry
-from caloforge.showers import ShowerSet
+from caloforge.showers import ShowerSet, energy_bins
 
 __all__ = ["ConditionScaler", "EnergyScaler", "Preprocessing", "ShowerTransform", "TransformKind"]
 
 TransformKind = Literal["energy", "layer", "total"]
 _EPS = 1e-12
+_Z_RANGE = 6.0  # standardised responses z in [-6, 6] map to [0, 1]
+
+
+def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
+    """Piecewise-linear interpolation of (xp, fp) at x, constant beyond the ends (torch, any device)."""
+    if xp.numel() == 1:
+        return fp.expand_as(x)
+    i = torch.searchsorted(xp, x.contiguous()).clamp(1, xp.numel() - 1)
+    x0, x1 = xp[i - 1], xp[i]
+    w = ((x - x0) / (x1 - x0)).clamp(0, 1)
+    return fp[i - 1] + (fp[i] - fp[i - 1]) * w
 
 
 @dataclass(frozen=True)
@@ -113,7 +128,8 @@ class ShowerTransform:
     Args:
         kind: The transform.
         layer_sizes: Voxels per layer, in order (sums to V).
-        scales: One fitted scale (``"energy"``) or one per layer (``"layer"``).
+        scales: One fitted scale (``"energy"``), one per layer (``"layer"``), or for ``"total"``
+            the response table ``(*log_e, *mean, *std)`` over K knots in increasing log(E/MeV).
     """
 
     kind: TransformKind
@@ -124,9 +140,12 @@ class ShowerTransform:
         if self.kind not in get_args(TransformKind):
             msg = f"expected a shower transform in {list(get_args(TransformKind))} but got '{self.kind}'"
             raise ConfigError(msg)
-        want = {"energy": 1, "layer": len(self.layer_sizes), "total": 2}[self.kind]
+        want = {"energy": 1, "layer": len(self.layer_sizes), "total": 3}[self.kind]
         if self.kind == "total":
-            bad = len(self.scales) != 2 or not 0 <= self.scales[0] < self.scales[1]
+            k = len(self.scales) // 3
+            knots, stds = self.scales[:k], self.scales[2 * k :]
+            bad = (k == 0 or len(self.scales) != 3 * k or any(not s > 0 for s in stds)
+                   or any(b <= a for a, b in itertools.pairwise(knots)))
         else:
             bad = len(self.scales) != want or any(not s > 0 for s in self.scales)
         if bad:
@@ -141,8 +160,15 @@ class ShowerTransform:
             fitted = scale if scale is not None else float(np.max(data.response, initial=0.0))
             return cls(kind, sizes, (fitted if fitted > 0 else 1.0,))
         if kind == "total":
-            low, high = float(np.min(data.response, initial=np.inf)), float(np.max(data.response, initial=0.0))
-            return cls(kind, sizes, (low, high) if high > low else (0.0, max(high, 1.0)))
+            edges = energy_bins(data.energies)
+            group = np.clip(np.digitize(data.energies, edges) - 1, 0, edges.size - 2)
+            knots, means, stds = [], [], []
+            for g in np.unique(group):
+                r = data.response[group == g]
+                knots.append(float(np.log(np.median(data.energies[group == g]))))
+                means.append(float(r.mean()))
+                stds.append(float(max(r.std(), 1e-4 * abs(r.mean()), 1e-6)))
+            return cls(kind, sizes, (*knots, *means, *stds))
         per_layer = [
             float(np.max(data.showers[:, data.geometry.layer_slice(i)].sum(axis=1) / data.energies, initial=0.0))
             for i in range(data.geometry.n_layers)
@@ -166,11 +192,17 @@ class ShowerTransform:
         normalised = [layer / sums[:, i : i + 1].clamp_min(_EPS) for i, layer in enumerate(layers)]
         if self.kind == "total":
             total = sums.sum(dim=1, keepdim=True)
-            low, high = self.scales
-            response = (total / e - low) / (high - low)
+            mean, std = self._response_moments(e)
+            response = ((total / e - mean) / std + _Z_RANGE) / (2 * _Z_RANGE)
             return torch.cat([response, sums / total.clamp_min(_EPS), *normalised], dim=1)
         fractions = sums / (e * showers.new_tensor(self.scales))
         return torch.cat([fractions, *normalised], dim=1)
+
+    def _response_moments(self, e: Tensor) -> tuple[Tensor, Tensor]:
+        """Fitted mean and std of E_tot/E_inc at incident energies ``e`` (N, 1) MeV (``"total"`` only)."""
+        table = e.new_tensor(self.scales).reshape(3, -1)
+        log_e = torch.log(e)
+        return _interp(log_e, table[0], table[1]), _interp(log_e, table[0], table[2])
 
     def inverse(self, x: Tensor, energies: Tensor) -> Tensor:
         """Network space (N, n_features) -> voxel energies (N, V) MeV; negative inputs are clipped to 0."""
@@ -180,8 +212,8 @@ class ShowerTransform:
             return x * (e * self.scales[0])
         n_layers = len(self.layer_sizes)
         if self.kind == "total":
-            low, high = self.scales
-            total = (low + x[:, :1] * (high - low)) * e
+            mean, std = self._response_moments(e)
+            total = (mean + (x[:, :1] * (2 * _Z_RANGE) - _Z_RANGE) * std).clamp_min(0) * e
             fractions = x[:, 1 : 1 + n_layers]
             sums = fractions / fractions.sum(dim=1, keepdim=True).clamp_min(_EPS) * total
             x = x[:, 1:]
