@@ -104,3 +104,14 @@ def test_classifier_config_is_validated():
     with pytest.raises(ConfigError, match="expected lr > 0"):
         ClassifierConfig(lr=0.0)
     assert ClassifierConfig().hidden == (2048, 2048, 2048) and ClassifierConfig().repeats == 10
+
+
+def test_chi2_groups_carry_their_own_energy_for_uneven_ladders():
+    # 1, 2 and 10 GeV: the 2 GeV bin's geometric centre is 2.5 GeV, but the label must be 2 GeV
+    from caloforge.metrics.chi2 import response_chi2
+
+    rng = np.random.default_rng(0)
+    energies = np.repeat([1000.0, 2000.0, 10000.0], 200)
+    result = response_chi2(energies, rng.normal(1, 0.1, 600), energies, rng.normal(1, 0.1, 600))
+    assert [e.energy for e in result.per_energy] == [1000.0, 2000.0, 10000.0]
+    assert [e.n_reference for e in result.per_energy] == [200, 200, 200]

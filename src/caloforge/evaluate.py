@@ -12,7 +12,6 @@ of the reference ("reference split"), the yardstick of what statistics alone giv
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 import time
 import warnings
@@ -36,7 +35,7 @@ from caloforge.features import (
 )
 from caloforge.geometry import Geometry
 from caloforge.metrics import verdict as v
-from caloforge.metrics.chi2 import Chi2Result, chi2_two_sample, response_chi2
+from caloforge.metrics.chi2 import Chi2Result, chi2_two_sample, energy_groups, response_bins, response_chi2
 from caloforge.metrics.classifier import ClassifierConfig, ClassifierResult, classifier_test
 from caloforge.metrics.distances import DistanceResult, fpd, kpd
 from caloforge.metrics.prdc import PRDCResult, prdc, prdc_inputs
@@ -184,20 +183,17 @@ def _energy_warning(reference: ShowerSet, generated: ShowerSet) -> str | None:
 
 
 def _energy_histograms(ref: HighLevelFeatures, gen: HighLevelFeatures) -> tuple[FeatureHistogram, ...]:
-    """E_tot/E_inc per incident energy, binned as the chi2 test (30 bins, reference 0.5-99.5 %)."""
+    """E_tot/E_inc per incident energy in the chi2 test's groups and bins (drawn without under/overflow)."""
     out = []
-    edges = energy_bins(ref.energies)
-    for low, high in itertools.pairwise(edges):
-        r = ref.response[(ref.energies >= low) & (ref.energies < high)]
-        g = gen.response[(gen.energies >= low) & (gen.energies < high)]
-        if r.size < 2 or g.size == 0:
+    for group in energy_groups(ref.energies, ref.response, gen.energies, gen.response):
+        if group.reference.size < 2:
             continue
-        lo, hi = np.percentile(r, (0.5, 99.5))
-        bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 31)
-        label = f"{np.sqrt(low * high):.4g}"
+        bins = response_bins(group.reference)[1:-1]
+        label = f"{group.energy:.4g}"
         out.append(FeatureHistogram(
             f"response_E{label}", "response_per_energy", None, rf"$E_\mathrm{{tot}}/E_\mathrm{{inc}}$, E = {label} MeV",
-            bins, np.histogram(r, bins)[0].astype(float), np.histogram(g, bins)[0].astype(float)))
+            bins, np.histogram(group.reference, bins)[0].astype(float),
+            np.histogram(group.generated, bins)[0].astype(float)))
     return tuple(out)
 
 
@@ -385,7 +381,7 @@ def evaluate(
     result = compute_evaluation(reference, generated, mode, classifiers, seed, classifier_config, device,
                                 threshold, with_prdc)
     if training_history:
-        rows = tuple({k: float(v) for k, v in row.items()} for row in training_history)
+        rows = tuple({k: float(v) for k, v in row.items() if v is not None} for row in training_history)  # null: NaN
         result = dataclasses.replace(result, training_history=rows)
     write_report(result, out, force=force)
     result.timings["total"] = round(time.perf_counter() - start, 3)

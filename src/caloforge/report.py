@@ -131,7 +131,7 @@ def _verdict_table(result: EvaluationResult) -> str:
 def _chi2_table(result: EvaluationResult) -> str:
     rows = ["<tr><th>E_inc [MeV]</th><th>N ref</th><th>N gen</th><th>chi2</th><th>NDF</th><th>chi2/NDF</th></tr>"]
     for e in result.chi2.per_energy:
-        label = f"{math.sqrt(e.energy_low * e.energy_high):.5g}"
+        label = f"{e.energy:.5g}"
         rows.append(f"<tr><td>{label}</td><td>{e.n_reference}</td><td>{e.n_generated}</td><td>{_fmt(e.chi2)}</td>"
                     f"<td>{e.ndf}</td><td>{_fmt(e.chi2_ndf)}</td></tr>")
     rows.append(f"<tr><th>all</th><th>{result.n_reference}</th><th>{result.n_generated}</th><th>{_fmt(result.chi2.chi2)}"

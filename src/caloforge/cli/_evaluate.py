@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -20,11 +21,11 @@ def evaluate(
     mode: str = typer.Option("fast", "--mode", help="fast: no classifiers; full: everything."),
     classifier: str = typer.Option("low,high", "--classifier", help="Classifier tests in full mode: low, high."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
-    repeats: int = typer.Option(1, "--repeats", help="Classifier trainings to average (the paper used 10)."),
-    max_showers: int = typer.Option(20_000, "--max-showers", help="Showers per sample for the classifiers (0: all)."),
-    max_epochs: int = typer.Option(25, "--max-epochs", help="Maximum classifier epochs."),
-    patience: int = typer.Option(3, "--patience", help="Early stopping patience in epochs (0: none)."),
-    bf16: bool = typer.Option(True, "--bf16/--fp32", help="Train the classifiers under bfloat16 autocast."),
+    repeats: int | None = typer.Option(None, "--repeats", help="Classifier trainings to average [1; paper: 10]."),
+    max_showers: int | None = typer.Option(None, "--max-showers", help="Showers per sample, 0: all [20000]."),
+    max_epochs: int | None = typer.Option(None, "--max-epochs", help="Maximum classifier epochs [25; paper: 50]."),
+    patience: int | None = typer.Option(None, "--patience", help="Early stopping patience, 0: none [3]."),
+    bf16: bool | None = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast for the classifiers [bf16]."),
     threshold: float | None = typer.Option(None, "--threshold", help="Readout threshold in MeV (default: dataset's)."),
     device: str = typer.Option("auto", "--device", help="Classifier device: auto, cpu, cuda, cuda:1, ..."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
@@ -40,8 +41,17 @@ def evaluate(
         msg = f"expected --mode fast or full but got '{mode}'"
         raise ConfigError(msg)
     kinds = tuple(k.strip() for k in classifier.split(",") if k.strip())
-    config = ClassifierConfig(max_epochs=max_epochs, patience=patience or None, max_showers=max_showers or None,
-                              repeats=repeats, bf16=bf16)
+    config = ClassifierConfig.cpu_budget()  # the library's full-mode defaults; flags override them
+    if max_epochs is not None:
+        config = dataclasses.replace(config, max_epochs=max_epochs)
+    if patience is not None:
+        config = dataclasses.replace(config, patience=patience or None)
+    if max_showers is not None:
+        config = dataclasses.replace(config, max_showers=max_showers or None)
+    if repeats is not None:
+        config = dataclasses.replace(config, repeats=repeats)
+    if bf16 is not None:
+        config = dataclasses.replace(config, bf16=bf16)
     check_report_dir(out, force)  # fail before reading large files
     with console.status("reading showers"):
         ref = read(reference, geometry)

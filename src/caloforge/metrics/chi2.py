@@ -25,7 +25,8 @@ from numpy.typing import ArrayLike, NDArray
 from caloforge.errors import DataError
 from caloforge.showers import energy_bins
 
-__all__ = ["Chi2Result", "EnergyChi2", "chi2_two_sample", "response_chi2"]
+__all__ = ["Chi2Result", "EnergyChi2", "EnergyGroup", "chi2_two_sample", "energy_groups", "response_bins",
+           "response_chi2"]
 
 N_BINS = 30
 PERCENTILES = (0.5, 99.5)
@@ -33,10 +34,15 @@ PERCENTILES = (0.5, 99.5)
 
 @dataclass(frozen=True)
 class EnergyChi2:
-    """The chi2 test at one incident energy (or energy bin), energies in MeV."""
+    """The chi2 test at one incident energy (or energy bin), energies in MeV.
+
+    ``energy`` is the mean incident energy of the reference showers in the bin: the
+    energy itself for a discrete spectrum.
+    """
 
     energy_low: float
     energy_high: float
+    energy: float
     chi2: float
     ndf: int
     n_reference: int
@@ -101,7 +107,49 @@ def chi2_two_sample(reference_counts: ArrayLike, generated_counts: ArrayLike) ->
     return float(chi2), int(used.sum()) - 1
 
 
-def _response_bins(reference: NDArray[np.float64]) -> NDArray[np.float64]:
+@dataclass(frozen=True)
+class EnergyGroup:
+    """The responses of the reference and generated showers in one incident-energy bin (MeV)."""
+
+    energy_low: float
+    energy_high: float
+    energy: float
+    reference: NDArray[np.float64]
+    generated: NDArray[np.float64]
+
+
+def energy_groups(
+    reference_energies: ArrayLike,
+    reference_values: ArrayLike,
+    generated_energies: ArrayLike,
+    generated_values: ArrayLike,
+    energy_edges: ArrayLike | None = None,
+) -> list[EnergyGroup]:
+    """Split both samples' values by incident energy, as the chi2 test does.
+
+    The bins are ``energy_edges`` or, by default, one per distinct reference energy (10
+    log-spaced bins for a continuous spectrum); bins without reference or generated
+    showers are left out.
+    """
+    e_r = np.asarray(reference_energies, dtype=np.float64)
+    x_r = np.asarray(reference_values, dtype=np.float64)
+    e_g = np.asarray(generated_energies, dtype=np.float64)
+    x_g = np.asarray(generated_values, dtype=np.float64)
+    if e_r.shape != x_r.shape or e_g.shape != x_g.shape:
+        msg = "expected one value per incident energy in each sample"
+        raise DataError(msg)
+    edges = energy_bins(e_r) if energy_edges is None else np.asarray(energy_edges, dtype=np.float64)
+    groups = []
+    for low, high in itertools.pairwise(edges):
+        in_r = (e_r >= low) & (e_r < high)
+        in_g = (e_g >= low) & (e_g < high)
+        if in_r.any() and in_g.any():
+            groups.append(EnergyGroup(float(low), float(high), float(e_r[in_r].mean()), x_r[in_r], x_g[in_g]))
+    return groups
+
+
+def response_bins(reference: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The chi2 test's bins: 30 over the reference's 0.5-99.5 percentiles, plus under- and overflow (+-inf)."""
     lo, hi = np.percentile(reference, PERCENTILES)
     if not hi > lo:  # a degenerate reference (e.g. one shower): widen around its value
         width = max(abs(lo) * 1e-3, 1e-12)
@@ -132,23 +180,14 @@ def response_chi2(
     Raises:
         DataError: if no energy has both reference and generated showers.
     """
-    e_r = np.asarray(reference_energies, dtype=np.float64)
-    x_r = np.asarray(reference_response, dtype=np.float64)
-    e_g = np.asarray(generated_energies, dtype=np.float64)
-    x_g = np.asarray(generated_response, dtype=np.float64)
-    if e_r.shape != x_r.shape or e_g.shape != x_g.shape:
-        msg = "expected one response per incident energy in each sample"
-        raise DataError(msg)
-    edges = energy_bins(e_r) if energy_edges is None else np.asarray(energy_edges, dtype=np.float64)
     results = []
-    for low, high in itertools.pairwise(edges):
-        ref = x_r[(e_r >= low) & (e_r < high)]
-        gen = x_g[(e_g >= low) & (e_g < high)]
-        if ref.size == 0 or gen.size == 0:
-            continue
-        bins = _response_bins(ref)
-        chi2, ndf = chi2_two_sample(np.histogram(ref, bins)[0], np.histogram(gen, bins)[0])
-        results.append(EnergyChi2(float(low), float(high), chi2, ndf, int(ref.size), int(gen.size)))
+    for group in energy_groups(reference_energies, reference_response, generated_energies, generated_response,
+                               energy_edges):
+        bins = response_bins(group.reference)
+        counts_r, counts_g = np.histogram(group.reference, bins)[0], np.histogram(group.generated, bins)[0]
+        chi2, ndf = chi2_two_sample(counts_r, counts_g)
+        results.append(EnergyChi2(group.energy_low, group.energy_high, group.energy, chi2, ndf,
+                                  int(group.reference.size), int(group.generated.size)))
     if not results:
         msg = "expected reference and generated showers at common incident energies but found none"
         raise DataError(msg)

@@ -82,10 +82,11 @@ class ClassifierConfig:
         """The default of ``caloforge evaluate --mode full``: the recipe's network, sized for a few CPU minutes.
 
         At most 20k showers per sample (12k each for training), early stopping with
-        patience 3 on the test accuracy within 25 epochs, one training. Pass
-        ``repeats=10`` (and ``max_showers=None``) to run the paper's protocol.
+        patience 3 on the test accuracy within 25 epochs, one training, bfloat16 autocast
+        (2.5x faster per epoch on these CPUs). ``ClassifierConfig()`` is the paper's protocol
+        (use ``repeats=10``).
         """
-        return cls(max_epochs=25, patience=3, max_showers=20_000, repeats=1)
+        return cls(max_epochs=25, patience=3, max_showers=20_000, repeats=1, bf16=True)
 
 
 @dataclass(frozen=True)
