@@ -133,3 +133,12 @@ def test_unknown_preset_and_mismatch_messages() -> None:
 def test_missing_xml_file(tmp_path: Path) -> None:
     with pytest.raises(GeometryError, match="not found"):
         Geometry.from_xml(tmp_path / "nope.xml")
+
+
+def test_multi_bin_xml_from_a_geometry_string(tmp_path: Path) -> None:
+    xml = tmp_path / "two.xml"
+    layer = '<Layer id="0" r_edges="0,1,2" n_bin_alpha="1"/>'
+    xml.write_text(f'<Bins><Bin name="photon">{layer}</Bin><Bin name="pion">{layer}</Bin></Bins>')
+    with pytest.raises(GeometryError, match="--geometry FILE.xml:NAME"):
+        resolve_geometry(str(xml))
+    assert resolve_geometry(f"{xml}:pion").particle == "pion"

@@ -280,7 +280,7 @@ class Geometry:
         names = [b.attrib.get("name", "") for b in bins]
         if particle is None:
             if len(bins) > 1:
-                msg = f"{path} holds binnings for {names}; choose one with particle=..."
+                msg = f"{path} holds binnings for {names}; choose one with particle=... (CLI: --geometry FILE.xml:NAME)"
                 raise GeometryError(msg)
             chosen = bins[0]
         else:
@@ -359,8 +359,9 @@ def resolve_geometry(spec: str | Path | Geometry | None, n_voxels: int | None = 
     """Turn a user's geometry choice into a :class:`Geometry`.
 
     Args:
-        spec: A preset name, a path to a binning XML file, a Geometry, or None
-            to infer the preset from ``n_voxels`` (unambiguous only).
+        spec: A preset name, a path to a binning XML file (``file.xml:particle`` picks
+            one ``<Bin>`` of a file with several), a Geometry, or None to infer the preset
+            from ``n_voxels`` (unambiguous only).
         n_voxels: The voxel count of the data, checked against the result when given.
 
     Raises:
@@ -383,6 +384,9 @@ def resolve_geometry(spec: str | Path | Geometry | None, n_voxels: int | None = 
         geometry = PRESETS[str(spec)]
     elif str(spec).endswith(".xml") or Path(spec).is_file():
         geometry = Geometry.from_xml(spec)
+    elif ".xml:" in str(spec):
+        path, particle = str(spec).rsplit(":", 1)
+        geometry = Geometry.from_xml(path, particle=particle)
     else:
         geometry = Geometry.preset(str(spec))
     if n_voxels is not None:

@@ -10,6 +10,7 @@ to read a file.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -71,7 +72,9 @@ class FileInfo:
         self.condition_names = sorted(
             k
             for k, v in file.items()
-            if k not in (ENERGY_KEY, SHOWER_KEY) and isinstance(v, h5py.Dataset) and v.shape[:1] == (self.n_showers,)
+            if k not in (ENERGY_KEY, SHOWER_KEY)
+            and isinstance(v, h5py.Dataset)
+            and v.shape in ((self.n_showers,), (self.n_showers, 1))  # other datasets are not conditions
         )
         self.attrs = {k: _plain(v) for k, v in file.attrs.items()}
         self.geometry: Geometry | None = None
@@ -260,7 +263,19 @@ class ShowerWriter:
 
     def __enter__(self) -> ShowerWriter:
         tmp = self._atomic.__enter__()
-        self._file = h5py.File(tmp, "w")
+        try:
+            self._file = h5py.File(tmp, "w")
+            self._create_datasets()
+        except BaseException:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+            self._atomic.__exit__(*sys.exc_info())  # removes the temporary file
+            raise
+        return self
+
+    def _create_datasets(self) -> None:
+        assert self._file is not None  # opened by __enter__
         v = self.geometry.n_voxels
         rows = max(1, min(4096, _CHUNK_BYTES // (4 * v)))
         opts: dict[str, Any] = {"compression": "gzip", "compression_opts": self._level, "shuffle": True}
@@ -278,7 +293,6 @@ class ShowerWriter:
         }
         attrs.update({f"caloforge_{k}": v for k, v in self.metadata.items()})
         self._file.attrs.update(attrs)
-        return self
 
     def append(self, showers: ShowerSet) -> None:
         """Append a chunk of showers (same geometry and condition names as the writer)."""
