@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -10,10 +13,13 @@ import torch
 from typer.testing import CliRunner
 
 from caloforge import io
-from caloforge.bundle import ExtrapolationWarning, load
+from caloforge.bundle import ExtrapolationWarning, load, save_model
 from caloforge.cli import app
-from caloforge.errors import CheckpointError
+from caloforge.cli._common import parse_floats
+from caloforge.errors import CheckpointError, ConfigError, OutputExistsError, OutputPathError
 from caloforge.geometry import Geometry, Layer
+from caloforge.models import GAN, GANConfig
+from caloforge.preprocess import Preprocessing
 from synthetic import make_showers
 
 runner = CliRunner()
@@ -166,3 +172,99 @@ def test_bundle_repr_and_metadata(trained):
     info = bundle.info
     assert info["geometry"]["hash"] == GEOMETRY.hash and info["conditions"] == []
     assert {"sha256", "n_showers"} <= set(info["data"]) and "caloforge_version" in info
+
+
+def _one_line_error(result, needle):
+    """Exit code 2 and a single line 'caloforge: error: ...' naming ``needle``, no traceback."""
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("caloforge: error:") and needle in lines[0], result.output
+
+
+@pytest.mark.parametrize(("training", "needle"), [
+    ("split_energies: 4100", "split_energies to be a list"),
+    ("split_energies: [4100, x]", "split_energies to be a number"),
+    ("max_iterations: '10'", "max_iterations to be an integer"),
+    ("max_minutes: '5'", "max_minutes to be a number"),
+    ("checkpoint_every: 2.5", "checkpoint_every to be an integer"),
+    ("seed: true", "seed to be an integer"),
+    ("hold_out_energy: [500]", "hold_out_energy to be a number"),
+    ("max_iteration: 3", "max_iteration"),
+], ids=["scalar-splits", "text-split", "text-iterations", "text-minutes", "float-every", "bool-seed", "list-hold-out",
+        "unknown-key"])
+def test_config_training_values_are_checked(trained, tmp_path, training, needle):
+    _, train_file, _ = trained
+    (tmp_path / "cfg.yaml").write_text(f"training:\n  {training}\n")
+    result = runner.invoke(app, ["train", "--data", str(train_file), "--out", str(tmp_path / "r"), "--config",
+                                 str(tmp_path / "cfg.yaml"), "--max-iterations", "1", "--device", "cpu"])
+    _one_line_error(result, needle)
+    assert "'training' section" in result.output or needle == "max_iteration"
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_devices_list_is_a_clear_error(trained, tmp_path):
+    _, train_file, _ = trained
+    result = runner.invoke(app, ["train", "--data", str(train_file), "--out", str(tmp_path / "r"),
+                                 "--max-iterations", "1", "--device", "cpu", "--devices", "1,a"])
+    _one_line_error(result, "--devices")
+
+
+def test_parse_floats_is_shared_by_the_commands(trained, tmp_path):
+    assert parse_floats("1024, 65536", "--energies") == [1024.0, 65536.0]
+    assert parse_floats(["500", "2e3,8e3"], "--split-energies") == [500.0, 2000.0, 8000.0]
+    assert parse_floats(None, "--energies") is None and parse_floats([], "--energies") is None
+    for bad in ("1,x", "", ","):
+        with pytest.raises(ConfigError, match="expected --energies as a comma list of numbers"):
+            parse_floats(bad, "--energies")
+    generate = runner.invoke(app, ["generate", "--model", str(trained[0]), "--energies", "500,x",
+                                   "-o", str(tmp_path / "g.h5")])
+    _one_line_error(generate, "--energies")
+    train = runner.invoke(app, ["train", "--data", str(trained[1]), "--out", str(tmp_path / "r"),
+                                "--split-energies", "2000,x", "--max-iterations", "1"])
+    _one_line_error(train, "--split-energies")
+    simulate = runner.invoke(app, ["simulate", "-g", "ds2", "-p", "e-", "--n", "5", "-o", str(tmp_path / "s.h5"),
+                                   "--energies", "1,x"])
+    _one_line_error(simulate, "--energies")
+
+
+def _tiny_model():
+    showers = make_showers(GEOMETRY, 40, seed=5, energies=(500.0, 2000.0))
+    config = GANConfig(noise_dim=4, generator_layers=(8, 8, 8), critic_layers=(8, 8, 8), batch_size=16)
+    return GAN(config, Preprocessing.fit(showers, config.preprocessing))
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def test_bundle_directory_follows_the_umask_and_is_never_overwritten_without_force(tmp_path, umask_022):
+    model = _tiny_model()
+    path = save_model(tmp_path / "b", model, "gan", GEOMETRY)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755  # readable by colleagues (mkdtemp alone gives 0o700)
+    assert {stat.S_IMODE(f.stat().st_mode) for f in path.iterdir()} == {0o644}
+    before = (path / "bundle.json").read_text()
+    with pytest.raises(OutputExistsError, match="--force"):
+        save_model(path, model, "gan", GEOMETRY, {"note": "second"})
+    assert (path / "bundle.json").read_text() == before
+    save_model(path, model, "gan", GEOMETRY, {"note": "second"}, force=True)
+    assert load(path).info["note"] == "second" and stat.S_IMODE(path.stat().st_mode) == 0o755
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no temporary or old directory left behind
+    with pytest.raises(OutputPathError, match="does not exist"):
+        save_model(tmp_path / "missing" / "b", model, "gan", GEOMETRY)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_bundle_json_is_strict_json_with_non_finite_values(tmp_path):
+    def no_constants(name):
+        raise ValueError(name)
+
+    history = [{"iteration": 0, "chi2_ndf": math.inf}, {"iteration": 5, "chi2_ndf": 3.5}]
+    path = save_model(tmp_path / "b", _tiny_model(), "gan", GEOMETRY,
+                      {"history": history, "validation": {"chi2_ndf": math.nan, "per_energy": [(1.0, -math.inf)]}})
+    info = json.loads((path / "bundle.json").read_text(), parse_constant=no_constants)  # no Infinity/NaN tokens
+    assert info["history"] == [{"iteration": 0, "chi2_ndf": None}, {"iteration": 5, "chi2_ndf": 3.5}]
+    assert info["validation"] == {"chi2_ndf": None, "per_energy": [[1.0, None]]}
+    assert load(path).info["history"][0]["chi2_ndf"] is None

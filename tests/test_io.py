@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import h5py
@@ -19,6 +20,7 @@ from caloforge.errors import (
     OutputPathError,
 )
 from caloforge.geometry import PRESETS, Geometry
+from caloforge.outputs import atomic_dir
 from caloforge.showers import ShowerSet
 from synthetic import make_showers
 
@@ -177,3 +179,63 @@ def test_unwritable_directory(tmp_path: Path, tiny_showers: ShowerSet, monkeypat
 def test_missing_output_directory(tmp_path: Path, tiny_showers: ShowerSet) -> None:
     with pytest.raises(OutputPathError, match="does not exist"):
         io.write(tmp_path / "no" / "x.h5", tiny_showers)
+
+
+def test_unrelated_2d_datasets_are_not_conditions(tmp_path: Path) -> None:
+    s = make_showers(PRESETS["ds1-photons"], 4, seed=0)
+    path = _challenge_file(tmp_path / "x.h5", s.energies, s.showers, theta=np.ones((4, 1)), images=np.ones((4, 3)))
+    back = io.read(path)
+    assert sorted(back.conditions) == ["theta"]
+
+
+def test_writer_that_cannot_create_its_file_leaves_nothing(tmp_path: Path, tiny_showers: ShowerSet,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(h5py, "File", broken)
+    with pytest.raises(OSError, match="disk full"), io.ShowerWriter(tmp_path / "x.h5", tiny_showers.geometry):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_follows_the_umask_and_refuses_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "bundle"
+    old = os.umask(0o027)
+    try:
+        with atomic_dir(target) as tmp:
+            assert tmp.parent == tmp_path and not target.exists()
+            (tmp / "a.txt").write_text("first")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o750  # not mkdtemp's 0o700
+    with pytest.raises(OutputExistsError, match="--force"), atomic_dir(target):
+        pass
+    with pytest.raises(RuntimeError, match="boom"), atomic_dir(target, force=True) as tmp:
+        (tmp / "b.txt").write_text("half")
+        raise RuntimeError("boom")
+    assert [p.name for p in target.iterdir()] == ["a.txt"]  # the old directory is untouched
+    with atomic_dir(target, force=True) as tmp:
+        (tmp / "b.txt").write_text("second")
+    assert [p.name for p in target.iterdir()] == ["b.txt"]  # replaced whole
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]  # no temporary or old directory left behind
+
+
+def test_atomic_dir_refuses_missing_parent_and_files(tmp_path: Path) -> None:
+    with pytest.raises(OutputPathError, match="does not exist"), atomic_dir(tmp_path / "no" / "bundle"):
+        pass
+    assert not (tmp_path / "no").exists()  # parents are not created silently
+    (tmp_path / "file").write_text("precious")
+    with pytest.raises(OutputPathError, match="is a file"), atomic_dir(tmp_path / "file", force=True):
+        pass
+    assert (tmp_path / "file").read_text() == "precious"
+
+
+def test_atomic_dir_refuses_a_target_that_appeared_while_writing(tmp_path: Path) -> None:
+    target = tmp_path / "bundle"
+    with pytest.raises(OutputExistsError, match="appeared"), atomic_dir(target) as tmp:
+        (tmp / "a.txt").write_text("ours")
+        target.mkdir()
+        (target / "theirs.txt").write_text("theirs")
+    assert [p.name for p in target.iterdir()] == ["theirs.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle"]

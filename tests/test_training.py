@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import signal
 
 import lightning as L
@@ -13,11 +14,11 @@ import torch
 
 from caloforge.bundle import load
 from caloforge.callbacks import _generate_like
-from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExistsError
+from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExistsError, OutputPathError
 from caloforge.models import GAN, GANConfig
 from caloforge.preprocess import Preprocessing
 from caloforge.showers import ShowerSet
-from caloforge.training import split_validation, train, validation_chi2
+from caloforge.training import _accelerator, split_validation, train, validation_chi2
 from synthetic import make_showers
 
 TINY = GANConfig(noise_dim=8, generator_layers=(32, 32, 32), critic_layers=(32, 32, 32), batch_size=128,
@@ -64,7 +65,8 @@ def test_training_improves_chi2_over_initialisation(tiny_geometry, tmp_path):
     info = load(result.bundle_dir).info
     assert info["validation"]["iteration"] == result.ranges[0].best_iteration
     assert info["data"]["n_showers"] == len(train_set)
-    assert len(info["history"]) >= 1
+    # the bundle's history runs to the end of training, past the selected checkpoint
+    assert [int(r["iteration"]) for r in info["history"]] == [0, 50, 100, 150, 200]
 
 
 def test_resume_continues_from_the_saved_step_exactly(data, tmp_path):
@@ -139,3 +141,40 @@ def test_bad_runs_are_clear_errors(data, tiny_geometry, tmp_path):
         train(other, "gan", TINY, tmp_path / "b", max_iterations=4, progress=False, resume=True)
     with pytest.raises(ConfigError, match="energy range"):
         train(data, "gan", TINY, tmp_path / "c", max_iterations=2, split_energies=(1e6,), progress=False)
+
+
+def test_refused_runs_leave_nothing_behind(data, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match="hold-out energy"):
+        train(data, "gan", TINY, run, max_iterations=2, checkpoint_every=2, hold_out_energy=2000.0, progress=False)
+    with pytest.raises(ConfigError, match="energy range"):
+        train(data, "gan", TINY, run, max_iterations=2, split_energies=(1e6,), progress=False)
+    with pytest.raises(DataError, match="validation split"):
+        train(data[:1], "gan", TINY, run, max_iterations=2, progress=False)
+    assert not run.exists()
+    # the same call with a good energy then runs in that directory
+    result = train(data, "gan", TINY, run, max_iterations=2, checkpoint_every=2, hold_out_energy=1000.0,
+                   progress=False)
+    assert result.run_dir == run and load(result.bundle_dir).info["training"]["held_out_energy"] == 1000.0
+    assert json.loads((run / "run.json").read_text())["hold_out_energy"] == 1000.0
+    assert not [p for p in run.iterdir() if p.name.startswith(".run.json")]  # written atomically, no temporary left
+
+
+def test_out_dir_that_is_a_file_is_refused(data, tmp_path):
+    (tmp_path / "run").write_text("precious")
+    for resume in (False, True):
+        with pytest.raises(OutputPathError, match="is a file"):
+            train(data, "gan", TINY, tmp_path / "run", max_iterations=2, progress=False, resume=resume)
+    assert (tmp_path / "run").read_text() == "precious"
+
+
+@pytest.mark.parametrize(("device", "devices", "expected"), [
+    ("cuda:1", 1, ("gpu", [1])),  # was ("gpu", 1): Lightning then trains on GPU 0
+    ("cuda:0", 1, ("gpu", [0])),
+    ("cuda", 1, ("gpu", 1)),
+    ("cuda:1", [0, 1], ("gpu", [0, 1])),  # an explicit device list wins
+    ("cuda", "auto", ("gpu", "auto")),
+    ("cpu", 1, ("cpu", 1)),
+])
+def test_cuda_index_selects_that_gpu(device, devices, expected):
+    assert _accelerator(device, devices) == expected

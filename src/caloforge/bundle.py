@@ -13,13 +13,12 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
+import math
 import shutil
-import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,11 @@ import torch
 from numpy.typing import ArrayLike
 
 from caloforge import __version__
-from caloforge.errors import CaloforgeError, CheckpointError, ConfigError, OutputExistsError
+from caloforge.errors import CaloforgeError, CheckpointError, ConfigError
 from caloforge.geometry import Geometry
 from caloforge.models import get_family
 from caloforge.models.base import GenerativeModel
+from caloforge.outputs import atomic_dir, atomic_path
 from caloforge.preprocess import Preprocessing
 from caloforge.showers import ShowerSet
 
@@ -72,26 +72,19 @@ def fingerprint(data: ShowerSet) -> dict[str, Any]:
             "energy_range": [float(data.energies.min()), float(data.energies.max())]}
 
 
-@contextlib.contextmanager
-def _atomic_dir(path: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path`` and move it onto ``path`` on success."""
-    if path.exists() and not force:
-        msg = f"{path} already exists; choose another path or pass --force to overwrite it"
-        raise OutputExistsError(msg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.replace(old)
-            tmp.replace(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.replace(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _strict_json(info: Mapping[str, Any]) -> str:
+    """``info`` as standard JSON: non-finite numbers (e.g. the chi2 of a non-finite generation) become null."""
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, Mapping):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(info), indent=1, allow_nan=False)
 
 
 def save_model(
@@ -109,10 +102,15 @@ def save_model(
         model: A trained model (any device).
         family: Its registered family name.
         geometry: The voxel geometry.
-        metadata: Extra JSON entries: ``data`` (fingerprint), ``history``, ``validation``, ...
+        metadata: Extra JSON entries: ``data`` (fingerprint), ``history``, ``validation``, ...;
+            non-finite numbers are written as null.
         force: Replace an existing bundle.
+
+    Raises:
+        OutputExistsError: if ``path`` exists and ``force`` is false.
+        OutputPathError: if its parent directory is missing or not writable.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     info = {"format": BUNDLE_FORMAT, "kind": "model", "family": family, "config": model.config.to_dict(),
@@ -120,10 +118,23 @@ def save_model(
             "conditions": list(model.preprocessing.conditions.names), "caloforge_version": __version__,
             **dict(metadata or {})}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with _atomic_dir(path, force) as tmp:
-        save_file(state, tmp / WEIGHTS, metadata={"format": "pt"})
-        (tmp / BUNDLE_JSON).write_text(json.dumps(info, indent=1))
+    with atomic_dir(path, force) as tmp:
+        (tmp / WEIGHTS).write_bytes(save(state, metadata={"format": "pt"}))  # save_file would make it 0o600
+        (tmp / BUNDLE_JSON).write_text(_strict_json(info))
     return path
+
+
+def update_history(path: str | Path, history: Sequence[Mapping[str, Any]]) -> None:
+    """Replace the training history in the bundle at ``path`` (atomically; the weights are untouched).
+
+    The bundle is saved when a checkpoint improves; at the end of training its history is
+    completed with the rows after the selected checkpoint.
+    """
+    target = Path(path) / BUNDLE_JSON
+    info = json.loads(target.read_text(encoding="utf-8"))
+    info["history"] = list(history)
+    with atomic_path(target, force=True) as tmp:
+        tmp.write_text(_strict_json(info), encoding="utf-8")
 
 
 def save_split(
@@ -140,8 +151,13 @@ def save_split(
         parts: Model bundles, ordered by energy; they are copied into ``path``.
         splits: The ``len(parts) - 1`` split energies (MeV); energy E goes to range
             ``i`` with ``splits[i-1] <= E < splits[i]``.
-        metadata: Extra JSON entries.
+        metadata: Extra JSON entries; non-finite numbers are written as null.
         force: Replace an existing bundle.
+
+    Raises:
+        ConfigError: if the split energies do not match the parts.
+        OutputExistsError: if ``path`` exists and ``force`` is false.
+        OutputPathError: if its parent directory is missing or not writable.
     """
     path = Path(path)
     if len(splits) != len(parts) - 1 or list(splits) != sorted(splits):
@@ -152,10 +168,10 @@ def save_split(
     info = {"format": BUNDLE_FORMAT, "kind": "split", "splits": [float(s) for s in splits], "parts": names,
             "geometry": first.geometry.to_dict(), "conditions": list(first.condition_names),
             "caloforge_version": __version__, **dict(metadata or {})}
-    with _atomic_dir(path, force) as tmp:
+    with atomic_dir(path, force) as tmp:
         for name, part in zip(names, parts, strict=True):
             shutil.copytree(part, tmp / name)
-        (tmp / BUNDLE_JSON).write_text(json.dumps(info, indent=1))
+        (tmp / BUNDLE_JSON).write_text(_strict_json(info))
     return path
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from caloforge.bundle import save_model
+from caloforge.bundle import save_model, update_history
 from caloforge.metrics.chi2 import Chi2Result, response_chi2
 from caloforge.models.base import Batch, GenerativeModel
 from caloforge.showers import ShowerSet
@@ -171,6 +171,10 @@ class Chi2Selection(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handler()
+        task: GenerativeTask = pl_module  # type: ignore[assignment]
+        bundle = self.run_dir / "bundle"
+        if trainer.is_global_zero and (bundle / "bundle.json").is_file():
+            update_history(bundle, task.selection["history"])  # the rows after the selected checkpoint too
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handler()
@@ -209,7 +213,8 @@ class Chi2Selection(L.Callback):
             sel["history"].append(row)
             if improved:
                 per_energy = [] if result is None else [
-                    {"energy_low": e.energy_low, "energy_high": e.energy_high, "chi2": e.chi2, "ndf": e.ndf}
+                    {"energy": e.energy, "energy_low": e.energy_low, "energy_high": e.energy_high, "chi2": e.chi2,
+                     "ndf": e.ndf}
                     for e in result.per_energy]
                 meta = {**self.metadata, "history": sel["history"],
                         "validation": {"chi2_ndf": chi2, "iteration": task.iteration, "per_energy": per_energy,

@@ -154,11 +154,17 @@ class ShowerTransform:
 
     @classmethod
     def fit(cls, data: ShowerSet, kind: TransformKind, scale: float | None = None) -> ShowerTransform:
-        """Fit the scale(s) on training showers; ``scale`` fixes the ``"energy"`` scale instead."""
+        """Fit the scale(s) on training showers; ``scale`` fixes the ``"energy"`` scale instead.
+
+        Raises:
+            ConfigError: if ``scale`` is not positive.
+        """
         sizes = tuple(layer.n_voxels for layer in data.geometry.layers)
         if kind == "energy":
-            fitted = scale if scale is not None else float(np.max(data.response, initial=0.0))
-            return cls(kind, sizes, (fitted if fitted > 0 else 1.0,))
+            if scale is not None:  # the user's scale, checked in __post_init__
+                return cls(kind, sizes, (float(scale),))
+            fitted = float(np.max(data.response, initial=0.0))
+            return cls(kind, sizes, (fitted if fitted > 0 else 1.0,))  # 1.0 for all-empty showers
         if kind == "total":
             edges = energy_bins(data.energies)
             group = np.clip(np.digitize(data.energies, edges) - 1, 0, edges.size - 2)

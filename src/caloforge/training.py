@@ -32,10 +32,11 @@ import torch
 
 from caloforge.bundle import fingerprint, load, save_split
 from caloforge.callbacks import Chi2Selection, GenerativeTask, RichProgress, validation_chi2
-from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExistsError
+from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExistsError, OutputPathError
 from caloforge.metrics.chi2 import Chi2Result
 from caloforge.models import get_family
 from caloforge.models.base import FamilyConfig
+from caloforge.outputs import atomic_path
 from caloforge.preprocess import Preprocessing
 from caloforge.showers import ShowerSet
 
@@ -127,9 +128,15 @@ def _run_settings(family: str, config: FamilyConfig, split_energies: Sequence[fl
             "checkpoint_every": checkpoint_every, "data": fingerprint(data)}
 
 
-def _prepare_run(run_dir: Path, settings: dict[str, Any], resume: bool) -> dict[str, Any]:
-    """Create the run directory, or check that a resumed run used the same data; returns the run settings."""
+def _check_run(run_dir: Path, settings: dict[str, Any], resume: bool) -> dict[str, Any]:
+    """Check that ``run_dir`` may hold a new run, or that a resumed run used the same data; returns the run settings.
+
+    Creates nothing: :func:`_create_run` writes the run once all inputs were checked.
+    """
     run_json = run_dir / "run.json"
+    if run_dir.exists() and not run_dir.is_dir():
+        msg = f"expected a run directory but {run_dir} is a file; choose another --out"
+        raise OutputPathError(msg)
     if resume:
         if not run_json.is_file():
             msg = f"expected a training run to resume in {run_dir} but it has no run.json"
@@ -143,9 +150,32 @@ def _prepare_run(run_dir: Path, settings: dict[str, Any], resume: bool) -> dict[
     if run_dir.exists() and any(run_dir.iterdir()):
         msg = f"{run_dir} already holds files; pass --resume to continue that run or choose another --out"
         raise OutputExistsError(msg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    run_json.write_text(json.dumps(settings, indent=1))
     return settings
+
+
+def _create_run(run_dir: Path, settings: dict[str, Any]) -> None:
+    """Create the run directory and write its ``run.json`` (atomically)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run_dir / "run.json") as tmp:
+        tmp.write_text(json.dumps(settings, indent=1))
+
+
+def _accelerator(device: str, devices: int | str | list[int]) -> tuple[str, int | str | list[int]]:
+    """Lightning's ``(accelerator, devices)`` for a torch device name.
+
+    A CUDA index selects that GPU when ``devices`` is left at one device: ``"cuda:1"`` gives
+    ``("gpu", [1])``, where ``accelerator="gpu", devices=1`` would train on GPU 0.
+
+    Example:
+        >>> _accelerator("cuda:1", 1), _accelerator("cuda", 2), _accelerator("cpu", 1)
+        (('gpu', [1]), ('gpu', 2), ('cpu', 1))
+    """
+    kind, _, index = str(device).partition(":")
+    if kind != "cuda":
+        return str(device), devices
+    if index.isdigit() and devices == 1:
+        return "gpu", [int(index)]
+    return "gpu", devices
 
 
 def _fit_range(directory: Path, family: str, config: FamilyConfig, train_set: ShowerSet, validation: ShowerSet,
@@ -175,7 +205,7 @@ def _fit_range(directory: Path, family: str, config: FamilyConfig, train_set: Sh
     if not done:
         directory.mkdir(parents=True, exist_ok=True)
         cbs = [*callbacks, selection, *([RichProgress(label, max_iterations, max_seconds)] if progress else [])]
-        accelerator = "gpu" if str(device).startswith("cuda") else str(device)
+        accelerator, devices = _accelerator(device, devices)
         remaining = _BIG if max_iterations is None else max_iterations - task.iteration
         lightning_log = logging.getLogger("lightning.pytorch")
         level = lightning_log.level
@@ -235,8 +265,8 @@ def train(
         hold_out_energy: An incident energy (MeV) removed from training and validation.
         validation_fraction: Fraction of the showers of each energy held out for validation.
         seed: Seed of the split, the initialisation, the batches and the noise.
-        device: ``"cpu"`` or ``"cuda"``; the caller resolves ``"auto"``.
-        devices: Passed to ``lightning.Trainer(devices=...)``.
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; the caller resolves ``"auto"``.
+        devices: Passed to ``lightning.Trainer(devices=...)``; with ``"cuda:N"`` the default 1 means GPU N.
         strategy: Passed to ``lightning.Trainer(strategy=...)``.
         resume: Continue the run in ``out_dir`` from its last checkpoints (settings from its ``run.json``).
         progress: Show a progress bar.
@@ -247,8 +277,12 @@ def train(
 
     Raises:
         ConfigError: no budget, unknown family, a hold-out energy not in the data, an empty energy range.
+        DataError: too few showers for a validation split, or other data than the resumed run's.
         OutputExistsError: ``out_dir`` holds files and ``resume`` is false.
+        OutputPathError: ``out_dir`` is a file.
         CheckpointError: ``resume`` without a run in ``out_dir``.
+
+    All inputs are checked before ``out_dir`` is created, so a refused call leaves nothing behind.
     """
     start = time.monotonic()
     if max_iterations is None and max_minutes is None:
@@ -260,8 +294,8 @@ def train(
     model_class = get_family(family)
     config = config if config is not None else model_class.config_class.for_particle(data.geometry.particle)
     run_dir = Path(out_dir)
-    settings = _prepare_run(run_dir, _run_settings(family, config, split_energies, hold_out_energy,
-                                                   validation_fraction, seed, checkpoint_every, data), resume)
+    settings = _check_run(run_dir, _run_settings(family, config, split_energies, hold_out_energy,
+                                                 validation_fraction, seed, checkpoint_every, data), resume)
     family, seed = settings["family"], int(settings["seed"])
     config = get_family(family).config_class.from_dict(settings["config"])
     splits = sorted(float(e) for e in settings["split_energies"])
@@ -274,13 +308,18 @@ def train(
         data = data[keep]
     train_all, val_all = split_validation(data, float(settings["validation_fraction"]), seed)
     edges = [-np.inf, *splits, np.inf]
-    ranges: list[RangeResult] = []
-    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
+    masks = []
+    for lo, hi in itertools.pairwise(edges):
         in_tr = (train_all.energies >= lo) & (train_all.energies < hi)
         in_val = (val_all.energies >= lo) & (val_all.energies < hi)
         if not in_tr.any() or not in_val.any():
             msg = f"expected training and validation showers in the energy range {lo:g}-{hi:g} MeV but found none"
             raise ConfigError(msg)
+        masks.append((in_tr, in_val))
+    if not resume:  # all inputs checked: only now does the run exist on disk
+        _create_run(run_dir, settings)
+    ranges: list[RangeResult] = []
+    for i, ((lo, hi), (in_tr, in_val)) in enumerate(zip(itertools.pairwise(edges), masks, strict=True)):
         directory = run_dir / f"range-{i}" if splits else run_dir
         finished = directory / "finished"
         if finished.is_file():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -12,12 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from caloforge.errors import CaloforgeError
+from caloforge.errors import CaloforgeError, ConfigError
 
 if TYPE_CHECKING:
     from caloforge.evaluate import EvaluationResult
 
-__all__ = ["GEOMETRY_HELP", "console", "device_name", "err_console", "friendly_errors", "state", "verdict_table"]
+__all__ = ["GEOMETRY_HELP", "console", "device_name", "err_console", "friendly_errors", "parse_floats", "state",
+           "verdict_table"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -63,6 +64,29 @@ def device_name(device: str) -> str:
     from caloforge.bundle import resolve_device
 
     return str(resolve_device(device))
+
+
+def parse_floats(values: str | Sequence[str] | None, what: str) -> list[float] | None:
+    """Numbers from a comma list, or from the comma lists of a repeated option; an option not given gives None.
+
+    Example:
+        >>> parse_floats(["1024,65536", "2e5"], "--energies")
+        [1024.0, 65536.0, 200000.0]
+
+    Raises:
+        ConfigError: if an entry is not a number, or no number was given.
+    """
+    if values is None or (not isinstance(values, str) and not values):
+        return None
+    items = [values] if isinstance(values, str) else list(values)
+    try:
+        numbers = [float(v) for item in items for v in item.split(",") if v.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers:
+        msg = f"expected {what} as a comma list of numbers (e.g. 1024,65536) but got '{','.join(items)}'"
+        raise ConfigError(msg)
+    return numbers
 
 
 def verdict_table(result: EvaluationResult) -> Table:

@@ -19,7 +19,7 @@ from typing import Any
 
 import typer
 
-from caloforge.cli._common import GEOMETRY_HELP, console, device_name, friendly_errors
+from caloforge.cli._common import GEOMETRY_HELP, console, device_name, friendly_errors, parse_floats
 
 __all__ = ["register"]
 
@@ -27,24 +27,15 @@ TRAINING_KEYS = ("max_iterations", "max_minutes", "checkpoint_every", "split_ene
                  "validation_fraction", "seed")
 
 
-def _floats(values: list[str] | None, what: str) -> list[float] | None:
-    """Parse repeated and/or comma-separated numbers."""
-    from caloforge.errors import ConfigError
-
-    if not values:
-        return None
-    try:
-        return [float(v) for item in values for v in item.split(",") if v.strip()]
-    except ValueError:
-        msg = f"expected numbers for {what} but got {values}"
-        raise ConfigError(msg) from None
-
-
 def _read_config(path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``model`` and ``training`` sections of a YAML config file."""
+    """The ``model`` and ``training`` sections of a YAML config file; training values are checked and coerced."""
+    from typing import get_type_hints
+
     import yaml
 
     from caloforge.errors import ConfigError
+    from caloforge.models.base import _coerce
+    from caloforge.training import train as train_model
 
     if path is None:
         return {}, {}
@@ -65,14 +56,26 @@ def _read_config(path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(model, dict) or unknown:
         msg = f"expected training keys in {list(TRAINING_KEYS)} and a 'model' mapping but got {unknown}, in {path}"
         raise ConfigError(msg)
-    return model, training
+    hints = get_type_hints(train_model)
+    where = f"the 'training' section of {path}"
+    return model, {k: _coerce(k, hints[k], v, where) for k, v in training.items()}
 
 
 def _devices(value: str) -> int | str | list[int]:
+    """``--devices``: a count, a comma list of GPU indices, or a Lightning keyword such as ``auto``."""
+    from caloforge.errors import ConfigError
+
     if value.isdigit():
         return int(value)
     if "," in value:
-        return [int(v) for v in value.split(",") if v.strip()]
+        try:
+            indices = [int(v) for v in value.split(",") if v.strip()]
+        except ValueError:
+            indices = []
+        if not indices:
+            msg = f"expected --devices as a count, a comma list of GPU indices (e.g. 0,1) or 'auto' but got '{value}'"
+            raise ConfigError(msg)
+        return indices
     return value
 
 
@@ -106,7 +109,7 @@ def train(
 
     model_section, settings = _read_config(config)
     flags = {"max_iterations": max_iterations, "max_minutes": max_minutes, "checkpoint_every": checkpoint_every,
-             "split_energies": _floats(split_energies, "--split-energies"), "hold_out_energy": hold_out_energy,
+             "split_energies": parse_floats(split_energies, "--split-energies"), "hold_out_energy": hold_out_energy,
              "validation_fraction": validation_fraction, "seed": seed}
     settings.update({k: v for k, v in flags.items() if v is not None})
     if "split_energies" in settings:
@@ -147,7 +150,7 @@ def generate(
     from caloforge.errors import ConfigError, GeometryMismatchError
     from caloforge.outputs import check_output
 
-    values = _floats(energies, "--energies")
+    values = parse_floats(energies, "--energies")
     if (like is None) == (values is None):
         msg = "expected exactly one of --like FILE or --energies E1,E2,... but got " + (
             "both" if like is not None else "neither")

@@ -7,22 +7,10 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from caloforge.cli._common import GEOMETRY_HELP, console, friendly_errors
+from caloforge.cli._common import GEOMETRY_HELP, console, friendly_errors, parse_floats
 from caloforge.errors import ConfigError
 
 __all__ = ["register"]
-
-
-
-def _parse_energies(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        msg = f"expected --energies as a comma list of energies in MeV (e.g. 1024,65536) but got '{text}'"
-        raise ConfigError(msg) from None
-    return values
 
 
 def _parse_theta(text: str | None) -> float | tuple[float, float] | None:
@@ -84,7 +72,7 @@ def simulate(
             particle,
             n,
             seed,
-            energies=_parse_energies(energies),
+            energies=parse_floats(energies, "--energies"),
             spectrum=spectrum,
             jobs=jobs,
             force=force,

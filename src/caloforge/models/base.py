@@ -13,6 +13,7 @@ Modules never pick a device: the caller moves them and passes tensors on that de
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ C = TypeVar("C", bound="FamilyConfig")
 
 
 def _coerce(name: str, hint: Any, value: Any, where: str) -> Any:
-    """Check ``value`` against a simple type hint (Literal, int, float, bool, str, tuple, Optional)."""
+    """Check ``value`` against a simple type hint (Literal, int, float, bool, str, tuple, Sequence, Optional)."""
     origin, args = get_origin(hint), get_args(hint)
     if origin is Literal:
         if value not in args:
@@ -43,11 +44,11 @@ def _coerce(name: str, hint: Any, value: Any, where: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(name, inner[0], value, where)
-    if origin is tuple:
+    if origin in (tuple, Sequence):
         if not isinstance(value, list | tuple):
             msg = f"expected {name} to be a list but got {value!r}, in {where}"
             raise ConfigError(msg)
-        if len(args) == 2 and args[1] is Ellipsis:
+        if origin is Sequence or (len(args) == 2 and args[1] is Ellipsis):
             return tuple(_coerce(name, args[0], v, where) for v in value)
         if len(args) != len(value):
             msg = f"expected {name} to have {len(args)} entries but got {value!r}, in {where}"
@@ -81,7 +82,7 @@ class FamilyConfig:
     Args:
         preprocessing: The shower transform, ``"energy"`` (voxels / E_inc, CaloShowerGAN) or
             ``"layer"`` (layer energy fractions plus normalised voxels per layer).
-        energy_scale: Fixed scale of the ``"energy"`` transform; None fits it on the training data.
+        energy_scale: Fixed scale of the ``"energy"`` transform (> 0); None fits it on the training data.
         batch_size: Showers per optimisation step.
     """
 
@@ -96,6 +97,9 @@ class FamilyConfig:
             object.__setattr__(self, f.name, value)
         if self.batch_size < 1:
             msg = f"expected batch_size >= 1 but got {self.batch_size}, in {type(self).__name__}"
+            raise ConfigError(msg)
+        if self.energy_scale is not None and not 0 < self.energy_scale < math.inf:
+            msg = f"expected energy_scale None or > 0 but got {self.energy_scale}, in {type(self).__name__}"
             raise ConfigError(msg)
 
     def to_dict(self) -> dict[str, Any]:
