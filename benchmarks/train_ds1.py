@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/bench-ds1"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-classifiers", action="store_true", help="skip the low/high-level classifier AUCs")
+    parser.add_argument("--runs", default="single,split", help="which trainings: single (one GAN), split (3 ranges)")
     args = parser.parse_args()
 
     geometry = "ds1-photons" if args.particle == "photon" else "ds1-pions"
@@ -54,7 +55,8 @@ def main() -> None:
     config = GANConfig.for_particle(args.particle) if args.paper else GANConfig.for_cpu(args.particle)
     device = str(resolve_device(args.device))
     results = {}
-    for name, splits in (("one GAN", ()), ("3 energy ranges", SPLITS)):
+    runs = {"single": ("one GAN", ()), "split": ("3 energy ranges", SPLITS)}
+    for name, splits in (runs[r.strip()] for r in args.runs.split(",")):
         out = args.out / ("single" if not splits else "split")
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.monotonic()
@@ -64,12 +66,12 @@ def main() -> None:
         results[name] = (validation_chi2(evaluation, generated), time.monotonic() - t0,
                          sum(r.iterations for r in run.ranges))
         if not args.no_classifiers:  # the CLI's full-mode classifier settings (docs/validation.md)
-            config = ClassifierConfig.cpu_budget()
+            classifier = ClassifierConfig.cpu_budget()
             inputs = {"low": (low_level_inputs(evaluation), low_level_inputs(generated)),
                       "high": (high_level_inputs(compute_features(evaluation)),
                                high_level_inputs(compute_features(generated)))}
             for kind, (ref_x, gen_x) in inputs.items():
-                auc = classifier_test(ref_x, gen_x, config, seed=args.seed, device=device)
+                auc = classifier_test(ref_x, gen_x, classifier, seed=args.seed, device=device)
                 print(f"{name}: {kind}-level classifier AUC {auc.auc:.3f} +- {auc.auc_error:.3f}, "
                       f"JSD {auc.jsd:.3f}", flush=True)
     print(f"\n{'E_inc [MeV]':>12} " + " ".join(f"{name:>16}" for name in results))
