@@ -9,6 +9,7 @@ docs and writes ``refsim_*.png`` into ``--out``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import matplotlib
@@ -18,24 +19,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from caloforge.geometry import Geometry
+from caloforge.metrics.response import fit_resolution, robust_relative_width
 from caloforge.refsim import par04_wsi, simulate
 from caloforge.refsim.em import sample_longitudinal
 from caloforge.refsim.presets import atlas_like
 
 GEV = 1e3
-
-
-def fit_resolution(e_gev: np.ndarray, rel: np.ndarray) -> tuple[float, float]:
-    """(σ/E)² = a²/E + b², least squares in (a², b²) with relative weights."""
-    design = np.stack([1 / e_gev, np.ones_like(e_gev)], axis=1) / rel[:, None] ** 2
-    coef, *_ = np.linalg.lstsq(design, np.ones_like(rel), rcond=None)
-    a2, b2 = np.clip(coef, 0, None)
-    return float(np.sqrt(a2)), float(np.sqrt(b2))
-
-
-def iqr_width(r: np.ndarray) -> float:
-    q1, med, q3 = np.percentile(r, [25, 50, 75])
-    return float((q3 - q1) / 1.349 / med)
 
 
 def layer_energies(s, g: Geometry) -> np.ndarray:
@@ -92,10 +81,10 @@ def main() -> None:
         rel, mean = [], []
         for x in energies:
             r = simulate(geo, particle, np.full(n, x), seed=2).response
-            rel.append(r.std() / r.mean() if kind == "std" else iqr_width(r))
+            rel.append(r.std() / r.mean() if kind == "std" else robust_relative_width(r))
             mean.append(r.mean())
         rel_a = np.array(rel)
-        a, b = fit_resolution(energies / GEV, rel_a)
+        a, b = dataclasses.astuple(fit_resolution(energies / GEV, rel_a))
         ax1.plot(energies / GEV, rel_a, "o", label=f"{label}: {100 * a:.1f}%/√E (+) {100 * b:.1f}%")
         ax1.plot(energies / GEV, np.sqrt(a**2 / (energies / GEV) + b**2), "-", color=ax1.lines[-1].get_color())
         ax2.plot(energies / GEV, mean, "o-", label=label)

@@ -21,7 +21,15 @@ from numpy.typing import ArrayLike, NDArray
 from caloforge.errors import DataError
 from caloforge.showers import energy_bins
 
-__all__ = ["EnergyResponse", "ResponseResult", "layer_correlation", "response_per_energy"]
+__all__ = [
+    "EnergyResponse",
+    "ResolutionFit",
+    "ResponseResult",
+    "fit_resolution",
+    "layer_correlation",
+    "response_per_energy",
+    "robust_relative_width",
+]
 
 
 @dataclass(frozen=True)
@@ -104,3 +112,38 @@ def layer_correlation(e_layer: ArrayLike) -> NDArray[np.float64]:
     corr[:, norm == 0] = 0.0
     np.fill_diagonal(corr, 1.0)
     return np.asarray(np.clip(corr, -1.0, 1.0), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ResolutionFit:
+    """Calorimeter resolution sigma/E = stochastic/sqrt(E[GeV]) (+) constant (added in quadrature)."""
+
+    stochastic: float
+    constant: float
+
+
+def fit_resolution(energies_gev: ArrayLike, relative_width: ArrayLike) -> ResolutionFit:
+    """Fit (sigma/E)^2 = a^2/E + b^2, linear in (a^2, b^2), each point weighted by its relative size.
+
+    Args:
+        energies_gev: Incident energies, GeV.
+        relative_width: sigma/E at those energies.
+
+    Example:
+        >>> e = np.array([1.0, 10.0, 100.0])
+        >>> fit = fit_resolution(e, np.sqrt(0.1**2 / e + 0.01**2))
+        >>> round(fit.stochastic, 6), round(fit.constant, 6)
+        (0.1, 0.01)
+    """
+    e = np.asarray(energies_gev, dtype=np.float64)
+    rel = np.asarray(relative_width, dtype=np.float64)
+    design = np.stack([1 / e, np.ones_like(e)], axis=1) / rel[:, None] ** 2
+    coef, *_ = np.linalg.lstsq(design, np.ones_like(rel), rcond=None)
+    a2, b2 = np.clip(coef, 0.0, None)
+    return ResolutionFit(float(np.sqrt(a2)), float(np.sqrt(b2)))
+
+
+def robust_relative_width(response: ArrayLike) -> float:
+    """Gaussian-core relative width: inter-quartile range / 1.349 / median (insensitive to long tails)."""
+    q1, median, q3 = np.percentile(np.asarray(response, dtype=np.float64), [25, 50, 75])
+    return float((q3 - q1) / 1.349 / median)
