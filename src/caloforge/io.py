@@ -238,9 +238,16 @@ class ShowerWriter:
     target; on a clean exit the file is renamed onto ``path``, on an error it is deleted.
 
     Example:
-        >>> with ShowerWriter("out.h5", geometry) as writer:  # doctest: +SKIP
-        ...     for chunk in chunks:
+        >>> import tempfile, pathlib
+        >>> from caloforge.geometry import Geometry, Layer
+        >>> g = Geometry((Layer(0, (0.0, 5.0, 10.0), 1),))
+        >>> chunk = ShowerSet(np.array([100.0, 200.0]), np.array([[60.0, 30.0], [150.0, 40.0]]), g)
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "out.h5"
+        >>> with ShowerWriter(path, g) as writer:
+        ...     for _ in range(3):
         ...         writer.append(chunk)
+        >>> writer.n_written, len(read(path))
+        (6, 6)
     """
 
     def __init__(
