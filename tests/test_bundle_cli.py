@@ -268,3 +268,22 @@ def test_bundle_json_is_strict_json_with_non_finite_values(tmp_path):
     assert info["history"] == [{"iteration": 0, "chi2_ndf": None}, {"iteration": 5, "chi2_ndf": 3.5}]
     assert info["validation"] == {"chi2_ndf": None, "per_energy": [[1.0, None]]}
     assert load(path).info["history"][0]["chi2_ndf"] is None
+
+
+@pytest.mark.parametrize(("preset", "batch_size", "preprocessing"), [("cpu", 256, "total"), ("paper", 1024, "energy")])
+def test_preset_chooses_the_model_defaults(trained, tmp_path, preset, batch_size, preprocessing):
+    _, train_file, _ = trained
+    out = tmp_path / preset
+    (tmp_path / "small.yaml").write_text("model:\n  generator_layers: [8, 8, 8]\n  critic_layers: [8, 8, 8]\n"
+                                         "  noise_dim: 4\n")
+    result = runner.invoke(app, ["train", "--data", str(train_file), "--out", str(out), "--preset", preset,
+                                 "--config", str(tmp_path / "small.yaml"), "--max-iterations", "1",
+                                 "--checkpoint-every", "1", "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "run.json").read_text())["config"]
+    # the preset sets the defaults; the config file still overrides the networks
+    assert config["batch_size"] == batch_size and config["preprocessing"] == preprocessing
+    assert config["noise_dim"] == 4
+    bad = runner.invoke(app, ["train", "--data", str(train_file), "--out", str(tmp_path / "x"), "--preset", "gpu",
+                              "--max-iterations", "1"])
+    _one_line_error(bad, "--preset")

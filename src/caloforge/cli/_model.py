@@ -87,6 +87,8 @@ def train(
     geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
     particle: str | None = typer.Option(None, "--particle", help="Defaults for this particle (photon, pion); "
                                         "default: the geometry's particle."),
+    preset: str = typer.Option("auto", "--preset", help="Model defaults: paper (the published settings), cpu "
+                               "(fast per CPU-minute), auto (cpu on a CPU, paper on a GPU)."),
     config: Path | None = typer.Option(None, "--config", help="YAML file with 'model' and 'training' sections."),
     max_iterations: int | None = typer.Option(None, "--max-iterations", help="Iterations per model."),
     max_minutes: float | None = typer.Option(None, "--max-minutes", help="Wall-clock budget in minutes."),
@@ -104,6 +106,7 @@ def train(
 ) -> None:
     """Train a model on showers; the best checkpoint (validation chi2/NDF) is saved as RUN_DIR/bundle."""
     from caloforge import io
+    from caloforge.errors import ConfigError
     from caloforge.models import get_family
     from caloforge.training import train as train_model
 
@@ -114,11 +117,17 @@ def train(
     settings.update({k: v for k, v in flags.items() if v is not None})
     if "split_energies" in settings:
         settings["split_energies"] = tuple(float(e) for e in settings["split_energies"])
+    if preset not in ("auto", "paper", "cpu"):
+        msg = f"expected --preset auto, paper or cpu but got '{preset}'"
+        raise ConfigError(msg)
     showers = io.read(data, geometry)
     family = get_family(model)
-    base = family.config_class.for_particle(particle or showers.geometry.particle)
-    model_config = family.config_class.from_dict(model_section, base)
-    result = train_model(showers, model, model_config, out, device=device_name(device),
+    resolved = device_name(device)
+    if preset == "auto":
+        preset = "cpu" if resolved == "cpu" else "paper"
+    defaults = family.config_class.for_cpu if preset == "cpu" else family.config_class.for_particle
+    model_config = family.config_class.from_dict(model_section, defaults(particle or showers.geometry.particle))
+    result = train_model(showers, model, model_config, out, device=resolved,
                          devices=_devices(devices), strategy=strategy, resume=resume, progress=progress, **settings)
     for r in result.ranges:
         console.print(f"  {r.energy_low:g}-{r.energy_high:g} MeV: {r.iterations} iterations, best chi2/NDF "

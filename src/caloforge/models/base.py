@@ -127,6 +127,11 @@ class FamilyConfig:
         """Defaults for a particle type; the base class has one set of defaults for all."""
         return cls()
 
+    @classmethod
+    def for_cpu(cls: type[C], particle: str | None) -> C:
+        """Defaults for a CPU budget of minutes to hours; families override it where the paper's differ."""
+        return cls.for_particle(particle)
+
 
 @dataclass(frozen=True)
 class Batch:
