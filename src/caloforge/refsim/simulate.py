@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -186,6 +187,15 @@ def _run_chunks(
             yield pending.popleft().result()
 
 
+def _chunk_tasks(geo: Geometry, part: str, energies: NDArray[np.float64], theta: NDArray[np.float64] | None,
+                 det: Detector, seed: int, size: int, em_model: EmModel | None,
+                 pion_model: PionModel | None) -> Iterator[tuple[Any, ...]]:
+    """The arguments of each chunk's worker call; chunk ``k`` is seeded by ``(seed, k)`` whatever the job count."""
+    for k, i in enumerate(range(0, energies.size, size)):
+        yield (geo, part, energies[i : i + size], None if theta is None else theta[i : i + size], det, int(seed), k,
+               em_model, pion_model)
+
+
 def simulate(
     geometry: Geometry | str,
     particle: str,
@@ -227,20 +237,7 @@ def simulate(
     """
     geo, part, e, theta, det = _check_inputs(geometry, particle, energies, conditions, detector)
     size = chunk_size or default_chunk_size(geo)
-    tasks = (
-        (
-            geo,
-            part,
-            e[i : i + size],
-            None if theta is None else theta[i : i + size],
-            det,
-            int(seed),
-            k,
-            em_model,
-            pion_model,
-        )
-        for k, i in enumerate(range(0, e.size, size))
-    )
+    tasks = _chunk_tasks(geo, part, e, theta, det, seed, size, em_model, pion_model)
     showers = np.concatenate(list(_run_chunks(tasks, 1)))
     return ShowerSet(e, showers, geo, {} if theta is None else {"theta": theta})
 
@@ -312,20 +309,7 @@ def simulate_to_file(
         "refsim_detector": det.name,
         "refsim_spectrum": spec.describe(),
     }
-    tasks = (
-        (
-            geo,
-            part,
-            e_all[i : i + size],
-            None if theta_all is None else theta_all[i : i + size],
-            det,
-            int(seed),
-            k,
-            EmModel(),
-            PionModel(),
-        )
-        for k, i in enumerate(range(0, n, size))
-    )
+    tasks = _chunk_tasks(geo, part, e_all, theta_all, det, seed, size, EmModel(), PionModel())
     names = tuple(conditions)
     with ShowerWriter(path, geo, names, force=force, metadata=metadata) as writer:
         done = 0
