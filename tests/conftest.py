@@ -16,17 +16,11 @@ from caloforge.geometry import Geometry, Layer
 from caloforge.showers import ShowerSet
 from synthetic import make_showers
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "calochallenge"
-
 
 @pytest.fixture
 def official_xml_dir() -> Path:
-    """The official CaloChallenge binning XML files in ../shared (tests may read them; the package never does)."""
-    if not SHARED.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"the official binning files are missing: {SHARED}")
-        pytest.skip(f"official binning files not found at {SHARED}")
-    return SHARED
+    """The official CaloChallenge binning XML files, copied into tests/data so that no test skips without them."""
+    return Path(__file__).resolve().parent / "data" / "calochallenge"
 
 
 @pytest.fixture

@@ -33,6 +33,13 @@ def test_preset_equals_official_xml(name: str, official_xml_dir: Path) -> None:
         assert a.r_edges == b.r_edges and a.n_alpha == b.n_alpha and a.id == b.id
 
 
+def test_official_binning_files_live_in_the_repository(official_xml_dir: Path) -> None:
+    # CI checks out only this repository: the files must be inside it, never skipped for lack of them
+    tests_dir = Path(__file__).resolve().parent
+    assert official_xml_dir.resolve().is_relative_to(tests_dir)
+    assert sorted(p.name for p in official_xml_dir.glob("*.xml")) == sorted(f for f, _ in OFFICIAL.values())
+
+
 def test_ds1_layer_ids_skip_empty_layers(official_xml_dir: Path) -> None:
     g = Geometry.from_xml(official_xml_dir / "binning_dataset_1_pions.xml", particle="pion")
     assert g.layer_ids == (0, 1, 2, 3, 12, 13, 14)
