@@ -8,6 +8,7 @@ import pytest
 from caloforge.errors import ConfigError
 from caloforge.features import (
     apply_threshold,
+    calochallenge_dataset,
     compute_features,
     high_level_inputs,
     low_level_inputs,
@@ -29,6 +30,10 @@ def test_thresholds_of_the_presets(two_layers):
     assert readout_threshold(Geometry.preset("ds2")) == pytest.approx(15.15e-3, rel=1e-3)
     assert readout_threshold(Geometry.preset("ds3")) == pytest.approx(0.5e-3 / 0.033)
     assert readout_threshold(two_layers) == 0.0
+    # presets are recognised by their binning, not their name
+    renamed = Geometry(Geometry.preset("ds1-pions").layers, name="my-pions")
+    assert calochallenge_dataset(renamed) == "ds1-pions" and readout_threshold(renamed) == 1.0
+    assert calochallenge_dataset(two_layers) is None
 
 
 def test_apply_threshold_zeroes_only_voxels_below(two_layers):
@@ -95,7 +100,12 @@ def test_classifier_inputs(two_layers):
     s = ShowerSet(np.array([100.0]), voxels, two_layers)
     low = low_level_inputs(s, threshold=0.0)
     assert low.shape == (1, 9) and low[0, 0] == pytest.approx(2.0) and low[0, 1] == pytest.approx(0.02)
-    high = high_level_inputs(compute_features(s, 0.0))
-    # log E_inc, 2 E_layer, 4 eta/phi moments (1 alpha layer), 2+2 r moments, log E_tot, 2 sparsities
-    assert high.shape == (1, 1 + 2 + 4 + 4 + 1 + 2)
+    features = compute_features(s, 0.0)
+    # the CaloChallenge columns: log E_inc, 2 E_layer, 4 eta/phi moments (1 alpha layer)
+    high = high_level_inputs(features)
+    assert high.shape == (1, 1 + 2 + 4)
     assert high[0, 1] == pytest.approx(np.log10(3.0 + 1e-8))
+    # extended: then 2+2 r moments, log E_tot, 2 sparsities
+    extended = high_level_inputs(features, extended=True)
+    assert extended.shape == (1, 1 + 2 + 4 + 4 + 1 + 2)
+    assert extended[0, 11] == pytest.approx(np.log10(7.0 + 1e-8))

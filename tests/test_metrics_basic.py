@@ -60,7 +60,8 @@ def test_fpd_of_shifted_gaussians_matches_the_analytic_value():
     # the tolerance adds the finite-sample noise of the 100k samples themselves (~0.005) to the fit error
     assert result.value == pytest.approx(analytic, abs=3 * result.error + 0.015)
     same = fpd(ref, rng.normal(size=(100_000, d)), seed=1, normalise=False)
-    assert abs(same.value) < 3 * same.error + 1e-3
+    # JetNet's estimator keeps the finite-sample bias (about 1/N): small here, and never negative
+    assert 0.0 <= same.value < 3 * same.error + 1e-3
 
 
 def test_kpd_zero_for_same_distribution_positive_for_shift():

@@ -188,7 +188,7 @@ def _energy_histograms(ref: HighLevelFeatures, gen: HighLevelFeatures) -> tuple[
     for group in energy_groups(ref.energies, ref.response, gen.energies, gen.response):
         if group.reference.size < 2:
             continue
-        bins = response_bins(group.reference)[1:-1]
+        bins = response_bins(group.reference)
         label = f"{group.energy:.4g}"
         out.append(FeatureHistogram(
             f"response_E{label}", "response_per_energy", None, rf"$E_\mathrm{{tot}}/E_\mathrm{{inc}}$, E = {label} MeV",

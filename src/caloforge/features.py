@@ -1,8 +1,9 @@
 """High-level shower features of the CaloChallenge, and the readout threshold.
 
 Every feature is computed per shower, vectorised over the whole sample, after the
-dataset's readout threshold has been applied (voxels below it set to 0), exactly
-as the CaloChallenge evaluation does:
+dataset's readout threshold has been applied (voxels below it set to 0). The
+CaloChallenge's ``evaluate.py`` applies no threshold (its ``min_energy`` is only the
+lower edge of log-spaced histograms; docs/validation.md compares the two):
 
 * ``e_total``: sum of voxel energies, MeV; ``response`` = E_tot / E_inc.
 * ``e_layer``: energy per layer, MeV.
@@ -10,9 +11,10 @@ as the CaloChallenge evaluation does:
   energy-weighted mean of the voxel-centre coordinates eta = r cos(alpha) and
   phi = r sin(alpha), mm, ``sum(x E) / (sum(E) + 1e-16)``.
 * ``width_eta``, ``width_phi``: ``sqrt(<x^2> - <x>^2)``, the argument clipped at 0, mm.
-* ``centre_r``, ``width_r`` (every layer): the same with the voxel radius r, mm.
+* ``centre_r``, ``width_r`` (every layer): the same with the voxel radius r, mm
+  (a caloforge extension).
 * ``sparsity``: per layer, 1 - the fraction of voxels with energy above the
-  threshold (i.e. the fraction of voxels left empty after thresholding).
+  threshold (i.e. the fraction of voxels left empty after thresholding; an extension).
 
 An empty layer has all centres and widths 0 (the 1e-16 guard).
 
@@ -37,6 +39,7 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "HighLevelFeatures",
     "apply_threshold",
+    "calochallenge_dataset",
     "compute_features",
     "high_level_inputs",
     "low_level_inputs",
@@ -54,6 +57,20 @@ _THRESHOLDS = {
 }
 
 
+def calochallenge_dataset(geometry: Geometry) -> str | None:
+    """The CaloChallenge preset a geometry is, recognised by its binning (not its name); None for others.
+
+    Example:
+        >>> from caloforge.geometry import Layer
+        >>> calochallenge_dataset(Geometry.preset("ds2")), calochallenge_dataset(Geometry((Layer(0, (0, 1)),)))
+        ('ds2', None)
+    """
+    for name, preset in PRESETS.items():
+        if preset == geometry:
+            return name
+    return None
+
+
 def readout_threshold(geometry: Geometry) -> float:
     """The CaloChallenge readout threshold of a geometry, MeV.
 
@@ -67,10 +84,8 @@ def readout_threshold(geometry: Geometry) -> float:
         >>> round(readout_threshold(Geometry.preset("ds2")) * 1e3, 2)  # keV
         15.15
     """
-    for name, preset in PRESETS.items():
-        if preset == geometry:
-            return _THRESHOLDS[name]
-    return DEFAULT_THRESHOLD
+    name = calochallenge_dataset(geometry)
+    return DEFAULT_THRESHOLD if name is None else _THRESHOLDS[name]
 
 
 def apply_threshold(showers: ShowerSet, threshold: float) -> ShowerSet:
@@ -217,13 +232,26 @@ def compute_features(showers: ShowerSet, threshold: float | None = None) -> High
     )
 
 
-def high_level_inputs(features: HighLevelFeatures) -> NDArray[np.float32]:
-    """Classifier / FPD input from the high-level features, (N, D) float32.
+def high_level_inputs(features: HighLevelFeatures, extended: bool = False) -> NDArray[np.float32]:
+    """Classifier / FPD / KPD input from the high-level features, (N, D) float32.
 
-    Columns: log10(E_inc / MeV), log10(E_layer + 1e-8), centres and widths in
-    eta, phi and r divided by 100 (mm), log10(E_tot + 1e-8), sparsities, following
-    the CaloChallenge high-level classifier input (arXiv:2410.21611), extended by
-    the r moments and sparsities.
+    The first columns are those of the CaloChallenge evaluation (``prepare_high_data_for_classifier``
+    in its ``evaluate.py``), in its order: log10(E_inc / MeV), log10(E_layer / MeV + 1e-8) per layer,
+    then for the layers with alpha bins the centres in eta, the centres in phi, the widths in eta
+    and the widths in phi, each in mm divided by 100. That is the default, so that FPD, KPD and
+    the high-level classifier compare with the paper's tables. ``extended=True`` appends
+    caloforge's extensions: the centres and widths in r (mm / 100) per layer,
+    log10(E_tot / MeV + 1e-8) and the sparsity per layer.
+
+    Args:
+        features: The high-level features.
+        extended: Append the extensions after the official columns.
+
+    Returns:
+        D = 1 + L + 4 A columns (L layers, A layers with alpha bins), plus 3 L + 1 when extended.
+
+    References:
+        C. Krause et al., arXiv:2410.21611 (high-level classifier input; FPD/KPD on it).
     """
     parts = [
         np.log10(features.energies)[:, None],
@@ -232,11 +260,14 @@ def high_level_inputs(features: HighLevelFeatures) -> NDArray[np.float32]:
         features.centre_phi / 100.0,
         features.width_eta / 100.0,
         features.width_phi / 100.0,
-        features.centre_r / 100.0,
-        features.width_r / 100.0,
-        np.log10(features.e_total + 1e-8)[:, None],
-        features.sparsity,
     ]
+    if extended:
+        parts += [
+            features.centre_r / 100.0,
+            features.width_r / 100.0,
+            np.log10(features.e_total + 1e-8)[:, None],
+            features.sparsity,
+        ]
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from caloforge.metrics.binnings import Binning, response_edges_per_energy
 from caloforge.metrics.chi2 import Chi2Result, EnergyChi2, chi2_two_sample, response_chi2
 from caloforge.metrics.classifier import ClassifierConfig, ClassifierResult, ClassifierRun, classifier_test
-from caloforge.metrics.distances import DistanceResult, fpd, frechet_distance, kpd, mmd_poly_unbiased
+from caloforge.metrics.distances import DistanceResult, fpd, fpd_debiased, frechet_distance, kpd
+from caloforge.metrics.mmd import mmd_poly_unbiased
 from caloforge.metrics.prdc import PRDCResult, prdc, prdc_inputs
 from caloforge.metrics.response import EnergyResponse, ResponseResult, layer_correlation, response_per_energy
 from caloforge.metrics.separation import FeatureHistogram, feature_histograms, separation_power, voxel_histogram
 
 __all__ = [
+    "Binning",
     "Chi2Result",
     "ClassifierConfig",
     "ClassifierResult",
@@ -24,6 +27,7 @@ __all__ = [
     "classifier_test",
     "feature_histograms",
     "fpd",
+    "fpd_debiased",
     "frechet_distance",
     "kpd",
     "layer_correlation",
@@ -31,6 +35,7 @@ __all__ = [
     "prdc",
     "prdc_inputs",
     "response_chi2",
+    "response_edges_per_energy",
     "response_per_energy",
     "separation_power",
     "voxel_histogram",

@@ -1,29 +1,38 @@
 """Fréchet and kernel physics distances (FPD, KPD) on high-level features.
 
-Both compare the joint distribution of the high-level features (the input of the
-high-level classifier), each feature divided by the reference's maximum |x|, as
-the CaloChallenge computed them with JetNet:
+Both compare the joint distribution of the high-level features (by default the
+CaloChallenge's high-level classifier input, :func:`caloforge.features.high_level_inputs`),
+each feature divided by the reference's maximum |x|. The default estimators are
+numerically those of JetNet's ``jetnet.evaluation.fpd`` / ``kpd``, which the
+CaloChallenge used for its tables; with the same seed they draw the same subsets:
 
-* FPD: the Fréchet (2-Wasserstein between Gaussians) distance
-  ``|mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2))``, evaluated on random
-  subsets of 10 sizes N evenly spaced in 1/N between 10k and 50k showers (20
-  draws each), then extrapolated linearly to 1/N -> 0: the intercept and its
-  standard error. The extrapolation removes the finite-sample bias.
-* KPD: the unbiased estimator of the squared maximum mean discrepancy with the
-  polynomial kernel ``k(x, y) = (x.y / d + 1)^4`` on batches of 10k showers;
-  the median over batches and half the 16-84 % spread as its error.
+* :func:`fpd` (``estimator="jetnet"``): the Fréchet distance
+  ``|mu_r - mu_g|^2 + tr(S_r + S_g - 2 (S_r S_g)^(1/2))`` on subsets drawn *with
+  replacement*, of 10 sizes evenly spaced in 1/N between 20k and 50k showers, truncated
+  to integers (20 draws each, one ``default_rng(seed)`` for all); the mean per size is
+  fitted with ``a + b / N`` under the bounds a, b >= 0 by ``scipy.optimize.curve_fit`` as
+  JetNet calls it, and the intercept a is quoted with the square root of its variance. The
+  bound makes the value non-negative; it keeps the bias of the finite *full* samples (about
+  c/N): two samples of one distribution give a positive FPD that shrinks with N (compare at
+  equal sample sizes). JetNet's fit stops short of the least-squares optimum (badly scaled,
+  see :func:`jetnet_line_fit`); ``fit="exact"`` gives the optimum instead.
+* :func:`fpd_debiased` (``estimator="debiased"``): caloforge's earlier estimator, subsets
+  drawn *without* replacement and an unbounded linear fit; it removes that bias too and
+  can be negative. Not comparable with the paper.
+* :func:`kpd` (``estimator="jetnet"``): the unbiased estimator of the squared maximum mean
+  discrepancy with the kernel ``k(x, y) = (x.y / d + 1)^4`` on 10 batches of 5k showers from
+  each sample, drawn with replacement (batch i from ``default_rng(seed + 1000 i)``); the
+  median over batches and half the 16.275-83.725 % interquantile range as its error.
 
-Both are usually reported multiplied by 10^3; they are consistent with 0 when
-the two samples come from the same distribution.
+Both are usually quoted multiplied by 10^3.
 
 References:
     R. Kansal et al., "Evaluating generative models in high energy physics",
-    arXiv:2211.10295; C. Krause et al., arXiv:2410.21611.
+    arXiv:2211.10295 (and its code, JetNet); C. Krause et al., arXiv:2410.21611.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Literal
@@ -34,8 +43,26 @@ import scipy.stats
 from numpy.typing import ArrayLike, NDArray
 
 from caloforge.errors import DataError
+from caloforge.metrics.extrapolation import jetnet_line_fit, nonnegative_line_fit
+from caloforge.metrics.mmd import mmd_poly_unbiased
 
-__all__ = ["DistanceResult", "fpd", "frechet_distance", "kpd", "mmd_poly_unbiased", "scale_by_reference"]
+__all__ = [
+    "DistanceResult",
+    "fpd",
+    "fpd_debiased",
+    "frechet_distance",
+    "jetnet_line_fit",
+    "kpd",
+    "mmd_poly_unbiased",
+    "nonnegative_line_fit",
+    "scale_by_reference",
+    "subset_sizes",
+]
+
+Setting = int | float | bool | str
+
+#: JetNet's percentiles of the KPD error (half the range between them, ~ one standard deviation).
+KPD_PERCENTILES = (16.275, 83.725)
 
 
 @dataclass(frozen=True)
@@ -46,8 +73,12 @@ class DistanceResult:
         value: The estimate.
         error: Its uncertainty.
         seed: The seed of the random subsets.
-        n_reference: Reference showers used.
-        n_generated: Generated showers used.
+        n_reference: Reference showers available.
+        n_generated: Generated showers available.
+        metric: ``"fpd"`` or ``"kpd"``.
+        estimator: ``"jetnet"`` (JetNet's estimator, comparable with the CaloChallenge) or
+            ``"debiased"`` (:func:`fpd_debiased`).
+        settings: The estimator's settings as (name, value) pairs.
     """
 
     value: float
@@ -55,13 +86,36 @@ class DistanceResult:
     seed: int
     n_reference: int
     n_generated: int
+    metric: str = "fpd"
+    estimator: str = "jetnet"
+    settings: tuple[tuple[str, Setting], ...] = ()
     higher_is_better = False
+
+    @property
+    def definition(self) -> dict[str, Setting]:
+        """What was computed, JSON-ready: metric, estimator, seed, sample sizes and settings."""
+        return {"metric": self.metric, "estimator": self.estimator, "seed": self.seed,
+                "n_reference": self.n_reference, "n_generated": self.n_generated, **dict(self.settings)}
+
+
+def _frechet(mu1: NDArray[np.float64], s1: NDArray[np.float64], mu2: NDArray[np.float64],
+             s2: NDArray[np.float64]) -> float:
+    """The Fréchet distance without clipping; a near-singular product is retried with 1e-6 on the diagonals."""
+    with warnings.catch_warnings():  # singular products are expected when a feature is constant (empty layer)
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        covmean = scipy.linalg.sqrtm(s1 @ s2)
+        if not np.all(np.isfinite(covmean)):
+            offset = np.eye(len(s1)) * 1e-6
+            covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(np.real(covmean)))
 
 
 def frechet_distance(
     mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike
 ) -> float:
-    """Fréchet distance between two Gaussians N(mu1, sigma1) and N(mu2, sigma2).
+    """Fréchet distance between two Gaussians N(mu1, sigma1) and N(mu2, sigma2), clipped at 0.
 
     Example:
         >>> import numpy as np
@@ -72,13 +126,7 @@ def frechet_distance(
     """
     m1, m2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    with warnings.catch_warnings():  # singular products are expected when a feature is constant (empty layer)
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        covmean = scipy.linalg.sqrtm(s1 @ s2)
-    if np.iscomplexobj(covmean):
-        covmean = covmean.real
-    diff = m1 - m2
-    return float(max(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(covmean), 0.0))
+    return max(_frechet(m1, s1, m2, s2), 0.0)
 
 
 def scale_by_reference(
@@ -95,11 +143,105 @@ def scale_by_reference(
     return ref / scale, gen / scale
 
 
+def _inputs(reference: NDArray[np.floating], generated: NDArray[np.floating], normalise: bool,
+            minimum: int, where: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    ref, gen = scale_by_reference(reference, generated)
+    if not normalise:
+        ref, gen = np.asarray(reference, np.float64), np.asarray(generated, np.float64)
+    if min(len(ref), len(gen)) < minimum:
+        msg = (f"expected at least {minimum} showers per sample but got {len(ref)} reference and {len(gen)} "
+               f"generated, in {where}")
+        raise DataError(msg)
+    return ref, gen
+
+
 def _stats(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
 
 
+def subset_sizes(min_samples: int, max_samples: int, n_points: int) -> NDArray[np.int64]:
+    """JetNet's FPD subset sizes: ``n_points`` values evenly spaced in 1/N, truncated to integers.
+
+    Example:
+        >>> subset_sizes(20_000, 50_000, 4).tolist()  # truncation: 1 / (1 / 25000) is 24999.99...
+        [20000, 24999, 33333, 49999]
+    """
+    return np.trunc(1.0 / np.linspace(1.0 / min_samples, 1.0 / max_samples, n_points)).astype(np.int64)
+
+
+def _few_showers_warning(metric: str, n_ref: int, n_gen: int, needed: int, what: str) -> None:
+    if min(n_ref, n_gen) < needed:
+        warnings.warn(f"{metric}: {n_ref} reference and {n_gen} generated showers, fewer than the {needed} "
+                      f"{what}: subsets are drawn with replacement (as JetNet does), so the value keeps the "
+                      f"finite-sample bias of the smaller sample (about c/N) and compares only with values at "
+                      f"the same sample sizes; the CaloChallenge tables use at least 50k showers per sample",
+                      UserWarning, stacklevel=3)
+
+
 def fpd(
+    reference: NDArray[np.floating],
+    generated: NDArray[np.floating],
+    seed: int = 42,
+    min_samples: int = 20_000,
+    max_samples: int = 50_000,
+    n_points: int = 10,
+    n_draws: int = 20,
+    normalise: bool = True,
+    fit: Literal["jetnet", "exact"] = "jetnet",
+) -> DistanceResult:
+    """Fréchet physics distance, JetNet's estimator (the CaloChallenge's).
+
+    Args:
+        reference: Reference features, (N_r, D).
+        generated: Generated features, (N_g, D).
+        seed: Seed of the random subsets (JetNet's default is 42).
+        min_samples: Smallest subset size.
+        max_samples: Largest subset size.
+        n_points: Number of subset sizes, evenly spaced in 1/N (:func:`subset_sizes`).
+        n_draws: Random subsets (with replacement) per size.
+        normalise: Divide each feature by the reference's max |x| first.
+        fit: ``"jetnet"``: JetNet's bounded ``curve_fit`` (:func:`jetnet_line_fit`), numerically the
+            CaloChallenge's values; ``"exact"``: the exact bounded least-squares solution
+            (:func:`nonnegative_line_fit`; estimator ``"jetnet-exact-fit"``, not comparable with the paper).
+
+    Returns:
+        The intercept of the bounded fit in 1/N and its error.
+
+    Raises:
+        DataError: if a sample has fewer than 2 showers or the feature arrays do not match.
+
+    Warns:
+        UserWarning: when a sample has fewer than ``max_samples`` showers (JetNet warns below 50k).
+
+    References:
+        R. Kansal et al., arXiv:2211.10295; M. J. Chong, D. Forsyth, arXiv:1911.07023 (1/N extrapolation).
+    """
+    ref, gen = _inputs(reference, generated, normalise, 2, "fpd")
+    _few_showers_warning("FPD", len(ref), len(gen), max_samples, "showers of its largest subsets")
+    sizes = subset_sizes(min_samples, max_samples, n_points)
+    rng = np.random.default_rng(seed)
+    means = np.empty(len(sizes))
+    for i, size in enumerate(sizes):
+        total = 0.0
+        for _ in range(n_draws):
+            a = ref[rng.choice(len(ref), size=int(size))]
+            b = gen[rng.choice(len(gen), size=int(size))]
+            total += _frechet(*_stats(a), *_stats(b))
+        means[i] = total / n_draws
+    if fit == "jetnet":
+        value, error = jetnet_line_fit(1.0 / sizes, means)
+        how = "scipy curve_fit (TRF, start (1, 1), default tolerances) of a + b/N, a, b >= 0; error sqrt(cov[a, a])"
+    else:
+        value, error = nonnegative_line_fit(1.0 / sizes, means)
+        how = "exact least squares of a + b/N, a, b >= 0; error sqrt(cov[a, a])"
+    settings: tuple[tuple[str, Setting], ...] = (
+        ("min_samples", min_samples), ("max_samples", max_samples), ("n_points", n_points),
+        ("n_draws", n_draws), ("normalise", normalise), ("sampling", "with replacement"), ("fit", how))
+    estimator = "jetnet" if fit == "jetnet" else "jetnet-exact-fit"
+    return DistanceResult(value, error, seed, len(ref), len(gen), "fpd", estimator, settings)
+
+
+def fpd_debiased(
     reference: NDArray[np.floating],
     generated: NDArray[np.floating],
     seed: int = 42,
@@ -109,7 +251,11 @@ def fpd(
     n_draws: int = 20,
     normalise: bool = True,
 ) -> DistanceResult:
-    """Fréchet physics distance extrapolated to infinite sample size.
+    """Fréchet physics distance extrapolated to infinite sample size (not the CaloChallenge's estimator).
+
+    Subsets are drawn without replacement and the mean per size is extrapolated to 1/N -> 0 by an
+    unbounded linear fit, so that the finite-sample bias of the whole samples is removed too: two
+    samples of one distribution give 0 within the error, and the value can be negative.
 
     Args:
         reference: Reference features, (N_r, D).
@@ -127,20 +273,16 @@ def fpd(
     Warns:
         UserWarning: when fewer than ``min_samples`` showers are available (the extrapolation is less reliable).
     """
-    ref, gen = scale_by_reference(reference, generated) if normalise else (np.asarray(reference, np.float64),
-                                                                             np.asarray(generated, np.float64))
+    ref, gen = _inputs(reference, generated, normalise, 20, "fpd_debiased")
     n_avail = min(len(ref), len(gen))
-    if n_avail < 20:
-        msg = f"expected at least 20 showers per sample for FPD but got {n_avail}, in fpd"
-        raise DataError(msg)
     hi = min(max_samples, n_avail)
     lo = min(min_samples, hi)
     if lo == hi:
         lo = max(hi // 2, 10)
-        warnings.warn(f"FPD: only {n_avail} showers per sample; the 1/N extrapolation uses subsets of {lo}-{hi} "
-                      f"showers instead of {min_samples}-{max_samples}, so its error is larger", UserWarning,
-                      stacklevel=2)
-    sizes = np.unique((1.0 / np.linspace(1.0 / lo, 1.0 / hi, n_points)).astype(int))
+        warnings.warn(f"FPD (debiased): only {n_avail} showers per sample; the 1/N extrapolation uses subsets of "
+                      f"{lo}-{hi} showers instead of {min_samples}-{max_samples}, so its error is larger",
+                      UserWarning, stacklevel=2)
+    sizes = np.unique(subset_sizes(lo, hi, n_points))
     rng = np.random.default_rng(seed)
     values = []
     for n in sizes:
@@ -148,115 +290,61 @@ def fpd(
         for _ in range(n_draws):
             a = ref[rng.choice(len(ref), size=n, replace=False)]
             b = gen[rng.choice(len(gen), size=n, replace=False)]
-            draws.append(frechet_distance(*_stats(a), *_stats(b)))
+            draws.append(_frechet(*_stats(a), *_stats(b)))
         values.append(np.mean(draws))
     fit = scipy.stats.linregress(1.0 / sizes, values)
-    return DistanceResult(float(fit.intercept), float(fit.intercept_stderr), seed, len(ref), len(gen))
-
-
-def _moments(x: NDArray[np.float64], degree: int) -> list[NDArray[np.float64]]:
-    """Moment tensors M_k = sum_i x_i^(outer k), k = 0..degree, flattened (needs degree <= 4)."""
-    n, d = x.shape
-    out = [np.array([float(n)]), x.sum(axis=0)]
-    if degree >= 2:
-        out.append((x.T @ x).reshape(-1))
-    if degree >= 3:
-        pairs = (x[:, :, None] * x[:, None, :]).reshape(n, d * d)
-        out.append((pairs.T @ x).reshape(-1))
-        if degree >= 4:  # M_4 over unordered pairs {a, b}, columns weighted by sqrt(multiplicity): 4x cheaper
-            ia, ib = np.triu_indices(d)
-            sym = x[:, ia] * x[:, ib] * np.where(ia == ib, 1.0, np.sqrt(2.0))
-            out.append((sym.T @ sym).reshape(-1))
-    return out[: degree + 1]
-
-
-def _kernel_sum_moments(mx: list[NDArray[np.float64]], my: list[NDArray[np.float64]], d: int, degree: int) -> float:
-    """sum_ij (x_i.y_j / d + 1)^degree = sum_k C(degree, k) d^-k <M_k(X), M_k(Y)> (binomial expansion)."""
-    return float(sum(math.comb(degree, k) * float(mx[k] @ my[k]) / d**k for k in range(degree + 1)))
-
-
-def mmd_poly_unbiased(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    degree: int = 4,
-    chunk: int = 2048,
-    method: Literal["auto", "moments", "matrix"] = "auto",
-) -> float:
-    """Unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^degree.
-
-    With ``method="auto"``, few features (d <= 40) and degree <= 4 the kernel sums are
-    computed exactly from moment tensors (cost O(N d^4) instead of O(N^2 d)); otherwise
-    from the kernel matrices in row chunks of ``chunk`` rows.
-
-    Example:
-        >>> import numpy as np
-        >>> rng = np.random.default_rng(0)
-        >>> abs(mmd_poly_unbiased(rng.normal(size=(500, 3)), rng.normal(size=(500, 3)))) < 0.05
-        True
-        >>> x, y = rng.normal(size=(50, 4)), rng.normal(size=(60, 4)) + 0.3
-        >>> bool(np.isclose(mmd_poly_unbiased(x, y), mmd_poly_unbiased(x, y, chunk=7, method='matrix')))
-        True
-    """
-    d = x.shape[1]
-    m, n = len(x), len(y)
-
-    def diagonal(a: NDArray[np.float64]) -> float:
-        return float(((np.einsum("ij,ij->i", a, a) / d + 1.0) ** degree).sum())
-
-    use_moments = method == "moments" or (method == "auto" and d <= 40)
-    if use_moments and degree in (0, 1, 2, 3, 4):
-        mx, my = _moments(x, degree), _moments(y, degree)
-        s_xx = _kernel_sum_moments(mx, mx, d, degree) - diagonal(x)
-        s_yy = _kernel_sum_moments(my, my, d, degree) - diagonal(y)
-        s_xy = _kernel_sum_moments(mx, my, d, degree)
-    else:
-        def kernel_sum(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-            total = 0.0
-            for start in range(0, len(a), chunk):
-                k = a[start : start + chunk] @ b.T
-                k /= d
-                k += 1.0
-                total += float((k**degree).sum())
-            return total
-
-        s_xx, s_yy, s_xy = kernel_sum(x, x) - diagonal(x), kernel_sum(y, y) - diagonal(y), kernel_sum(x, y)
-    return s_xx / (m * (m - 1)) + s_yy / (n * (n - 1)) - 2.0 * s_xy / (m * n)
+    settings: tuple[tuple[str, Setting], ...] = (
+        ("min_samples", int(lo)), ("max_samples", int(hi)), ("n_points", len(sizes)), ("n_draws", n_draws),
+        ("normalise", normalise), ("sampling", "without replacement"), ("fit", "a + b/N, unbounded; error stderr(a)"))
+    return DistanceResult(float(fit.intercept), float(fit.intercept_stderr), seed, len(ref), len(gen), "fpd",
+                          "debiased", settings)
 
 
 def kpd(
     reference: NDArray[np.floating],
     generated: NDArray[np.floating],
     seed: int = 42,
-    batch_size: int = 10_000,
+    batch_size: int = 5_000,
     n_batches: int = 10,
     normalise: bool = True,
 ) -> DistanceResult:
-    """Kernel physics distance: median unbiased MMD^2 over random batches.
+    """Kernel physics distance, JetNet's estimator (the CaloChallenge's): median unbiased MMD^2 over batches.
+
+    Batch i draws ``batch_size`` showers from each sample with replacement, with
+    ``numpy.random.default_rng(seed + 1000 i)`` (reference first).
 
     Args:
         reference: Reference features, (N_r, D).
         generated: Generated features, (N_g, D).
-        seed: Seed of the random batches.
-        batch_size: Showers per batch from each sample (at most half the smaller sample when that is
-            below ``batch_size``, so that batches differ).
+        seed: Seed of the random batches (JetNet's default is 42).
+        batch_size: Showers per batch from each sample.
         n_batches: Number of batches.
         normalise: Divide each feature by the reference's max |x| first.
 
     Returns:
-        The median over batches and half the 16-84 % interquantile range.
+        The median over batches and half the 16.275-83.725 % interquantile range.
+
+    Raises:
+        DataError: if a sample has fewer than 2 showers or the feature arrays do not match.
+
+    Warns:
+        UserWarning: when a sample has fewer showers than ``batch_size``.
+
+    References:
+        R. Kansal et al., arXiv:2211.10295.
     """
-    ref, gen = scale_by_reference(reference, generated) if normalise else (np.asarray(reference, np.float64),
-                                                                             np.asarray(generated, np.float64))
-    n = min(batch_size, len(ref), len(gen))
-    if n == min(len(ref), len(gen)):  # batches must differ to estimate a spread: use half of the smaller sample
-        n = n // 2
-    if n < 2:
-        msg = f"expected at least 2 showers per sample for KPD but got {n}, in kpd"
-        raise DataError(msg)
-    rng = np.random.default_rng(seed)
-    values = np.array([
-        mmd_poly_unbiased(ref[rng.choice(len(ref), n, replace=False)], gen[rng.choice(len(gen), n, replace=False)])
-        for _ in range(n_batches)
-    ])
-    low, high = np.percentile(values, (16, 84))
-    return DistanceResult(float(np.median(values)), float((high - low) / 2), seed, len(ref), len(gen))
+    ref, gen = _inputs(reference, generated, normalise, 2, "kpd")
+    _few_showers_warning("KPD", len(ref), len(gen), batch_size, "showers of a batch")
+    values = np.empty(n_batches)
+    for i in range(n_batches):
+        rng = np.random.default_rng(seed + 1000 * i)
+        a = ref[rng.choice(len(ref), size=batch_size)]
+        b = gen[rng.choice(len(gen), size=batch_size)]
+        values[i] = mmd_poly_unbiased(a, b)
+    low, high = np.percentile(values, KPD_PERCENTILES)
+    settings: tuple[tuple[str, Setting], ...] = (
+        ("batch_size", batch_size), ("n_batches", n_batches), ("normalise", normalise),
+        ("sampling", "with replacement"), ("kernel", "(x.y/d + 1)^4"),
+        ("error", "half the 16.275-83.725 % interquantile range"))
+    return DistanceResult(float(np.median(values)), float((high - low) / 2), seed, len(ref), len(gen), "kpd",
+                          "jetnet", settings)

@@ -1,4 +1,4 @@
-"""Separation power of feature histograms, and the CaloChallenge histogram binnings.
+"""Separation power of feature histograms.
 
 Separation power (triangular discrimination) of two histograms p, q with shared
 bins, each normalised to unit sum over the bins shown::
@@ -7,22 +7,12 @@ bins, each normalised to unit sum over the bins shown::
 
 S = 0 for identical shapes and 1 for disjoint ones. Entries outside the plotted
 range (e.g. empty layers below the lowest log bin) are left out, as in the
-CaloChallenge evaluation (``density=True`` histograms).
+CaloChallenge evaluation (``density=True`` histograms, times the bin widths).
 
-Binnings (documented in docs/validation.md):
-
-* E_tot/E_inc: 100 bins in [0.5, 1.5]; if less than half of the reference lies
-  there (a sampling calorimeter without calibration), 100 bins over the
-  reference's 0.1-99.9 percentile range instead.
-* E_tot, E_layer, voxel energies: log-spaced bins (50, 40, 50) from the readout
-  threshold (or the smallest positive reference value when the threshold is 0)
-  to the reference maximum.
-* Centres of energy in eta/phi: 100 bins in [-lim, lim]; widths: 100 bins in
-  [0, lim_w]; lim = 30 mm (datasets 2/3), 500 mm (dataset-1 layers 12, 13), 100 mm
-  otherwise, and lim_w = 30, 400, 100 mm likewise.
-* Centre and width in r: 100 bins in [0, 1.1 x the reference's 99.9 percentile].
-* Sparsity: one bin per possible value k/n_voxels for layers of <= 100 voxels,
-  otherwise 50 bins in [0, 1].
+The binnings (:mod:`caloforge.metrics.binnings`) are the CaloChallenge evaluation's
+for the official datasets, so that separation powers compare with the paper, and
+chosen from the reference sample otherwise; every :class:`FeatureHistogram` records
+which (``binning``) and gives a JSON-ready ``definition``.
 
 References:
     C. Krause et al., arXiv:2410.21611 (CaloChallenge; "histogram" score);
@@ -38,9 +28,21 @@ from numpy.typing import ArrayLike, NDArray
 
 from caloforge.errors import DataError
 from caloforge.features import HighLevelFeatures
-from caloforge.geometry import PRESETS, Geometry
+from caloforge.geometry import Geometry
+from caloforge.metrics.binnings import (
+    DATA_DRIVEN,
+    Binning,
+    layer_energy_binning,
+    log_binning,
+    moment_binning,
+    response_binning,
+    response_edges_per_energy,
+    sparsity_binning,
+    voxel_binning,
+)
 
-__all__ = ["FeatureHistogram", "feature_histograms", "separation_power", "voxel_histogram"]
+__all__ = ["FeatureHistogram", "feature_histograms", "response_edges_per_energy", "separation_power",
+           "voxel_histogram"]
 
 
 def separation_power(p: ArrayLike, q: ArrayLike) -> float:
@@ -86,6 +88,8 @@ class FeatureHistogram:
         generated: Generated counts per bin.
         log_x: Whether the bins are log-spaced.
         log_y: Whether the CaloChallenge draws this histogram with a log y axis.
+        binning: Where the bins come from: ``"calochallenge"`` (the official evaluation's),
+            ``"fixed"`` or ``"data-driven"`` (:mod:`caloforge.metrics.binnings`).
     """
 
     name: str
@@ -97,12 +101,19 @@ class FeatureHistogram:
     generated: NDArray[np.float64]
     log_x: bool = False
     log_y: bool = False
+    binning: str = DATA_DRIVEN
     higher_is_better = False
 
     @property
     def separation(self) -> float:
         """Separation power of the two histograms."""
         return separation_power(self.reference, self.generated)
+
+    @property
+    def definition(self) -> dict[str, str | int | float | bool]:
+        """The histogram's binning, JSON-ready: its origin, number of bins, range and spacing."""
+        return {"binning": self.binning, "n_bins": len(self.edges) - 1, "low": float(self.edges[0]),
+                "high": float(self.edges[-1]), "log_x": self.log_x}
 
 
 _LABELS = {
@@ -120,26 +131,6 @@ _LABELS = {
 }
 
 
-def _limits(geometry: Geometry, layer_id: int) -> tuple[float, float]:
-    """CaloChallenge plot limits (centre, width) in mm for the eta/phi moments of a layer."""
-    if geometry in (PRESETS["ds2"], PRESETS["ds3"]):
-        return 30.0, 30.0
-    if layer_id in (12, 13):
-        return 500.0, 400.0
-    return 100.0, 100.0
-
-
-def _log_edges(reference: NDArray[np.float64], low: float, n_bins: int) -> NDArray[np.float64]:
-    positive = reference[reference > 0]
-    if positive.size == 0:
-        return np.geomspace(max(low, 1e-6), max(low, 1e-6) * 10, n_bins + 1)
-    lo = low if low > 0 else float(positive.min())
-    hi = float(positive.max())
-    if hi <= lo:
-        hi = lo * 10
-    return np.geomspace(lo, hi, n_bins + 1)
-
-
 def _hist(values: NDArray[np.float64], edges: NDArray[np.float64], log_x: bool) -> NDArray[np.float64]:
     """Counts in ``edges``; for log bins via uniform bins in log10 (fast on millions of voxels)."""
     if log_x:
@@ -153,31 +144,15 @@ def _hist(values: NDArray[np.float64], edges: NDArray[np.float64], log_x: bool) 
 
 def _make(
     name: str, family: str, layer: int | None, ref: NDArray[np.float64], gen: NDArray[np.float64],
-    edges: NDArray[np.float64], log_x: bool, log_y: bool,
+    binning: Binning, log_x: bool, log_y: bool,
 ) -> FeatureHistogram:
-    return FeatureHistogram(
-        name, family, layer, _LABELS[family], edges, _hist(ref, edges, log_x), _hist(gen, edges, log_x), log_x, log_y
-    )
-
-
-def _response_edges(reference: NDArray[np.float64]) -> NDArray[np.float64]:
-    inside = np.mean((reference >= 0.5) & (reference <= 1.5))
-    if inside >= 0.5:
-        return np.linspace(0.5, 1.5, 101)
-    lo, hi = np.percentile(reference, (0.1, 99.9))
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    return np.linspace(lo, hi, 101)
-
-
-def _sparsity_edges(n_voxels: int) -> NDArray[np.float64]:
-    if n_voxels <= 100:
-        return (np.arange(n_voxels + 2) - 0.5) / n_voxels
-    return np.linspace(0.0, 1.0, 51)
+    edges = binning.edges
+    return FeatureHistogram(name, family, layer, _LABELS[family], edges, _hist(ref, edges, log_x),
+                            _hist(gen, edges, log_x), log_x, log_y, binning.name)
 
 
 def feature_histograms(reference: HighLevelFeatures, generated: HighLevelFeatures) -> tuple[FeatureHistogram, ...]:
-    """Histogram every high-level feature of both samples with the CaloChallenge binnings.
+    """Histogram every high-level feature of both samples (binnings: :mod:`caloforge.metrics.binnings`).
 
     Args:
         reference: Features of the reference sample (defines data-driven ranges).
@@ -185,6 +160,9 @@ def feature_histograms(reference: HighLevelFeatures, generated: HighLevelFeature
 
     Returns:
         One histogram per feature and layer, in a stable order.
+
+    Raises:
+        DataError: if the two samples have different geometries.
     """
     g = reference.geometry
     if generated.geometry != g:
@@ -193,54 +171,58 @@ def feature_histograms(reference: HighLevelFeatures, generated: HighLevelFeature
     low = reference.threshold
     out = [
         _make("response", "response", None, reference.response, generated.response,
-              _response_edges(reference.response), False, False),
+              response_binning(g, reference.response), False, False),
         _make("e_total", "e_total", None, reference.e_total, generated.e_total,
-              _log_edges(reference.e_total, low, 50), True, True),
+              log_binning(reference.e_total, low, 50), True, True),
     ]
     ids = g.layer_ids
     for i, lid in enumerate(ids):
         out.append(_make(f"e_layer_{lid}", "e_layer", lid, reference.e_layer[:, i], generated.e_layer[:, i],
-                         _log_edges(reference.e_layer[:, i], low, 40), True, True))
+                         layer_energy_binning(g, reference.e_layer[:, i], low), True, True))
     for j, i in enumerate(g.alpha_layers):
-        lim, lim_w = _limits(g, ids[i])
         for axis in ("eta", "phi"):
-            for kind, edges in (("centre", np.linspace(-lim, lim, 101)), ("width", np.linspace(0.0, lim_w, 101))):
+            for kind in ("centre", "width"):
                 name = f"{kind}_{axis}"
-                out.append(_make(f"{name}_{ids[i]}", name, ids[i], getattr(reference, name)[:, j],
-                                 getattr(generated, name)[:, j], edges, False, True))
+                ref, gen = getattr(reference, name)[:, j], getattr(generated, name)[:, j]
+                out.append(_make(f"{name}_{ids[i]}", name, ids[i], ref, gen,
+                                 moment_binning(g, ids[i], kind, axis, ref), False, True))
     for family in ("centre_r", "width_r"):
         for i, lid in enumerate(ids):
-            ref = getattr(reference, family)[:, i]
-            top = 1.1 * float(np.percentile(ref, 99.9)) if ref.size else 1.0
-            edges = np.linspace(0.0, top if top > 0 else 1.0, 101)
-            out.append(_make(f"{family}_{lid}", family, lid, ref, getattr(generated, family)[:, i], edges, False, True))
+            ref, gen = getattr(reference, family)[:, i], getattr(generated, family)[:, i]
+            out.append(_make(f"{family}_{lid}", family, lid, ref, gen,
+                             moment_binning(g, lid, family.split("_")[0], "r", ref), False, True))
     for i, lid in enumerate(ids):
-        edges = _sparsity_edges(g.layers[i].n_voxels)
         out.append(_make(f"sparsity_{lid}", "sparsity", lid, reference.sparsity[:, i], generated.sparsity[:, i],
-                         edges, False, False))
+                         sparsity_binning(g, i), False, False))
     return tuple(out)
 
 
 def voxel_histogram(
-    reference_voxels: NDArray[np.float32], generated_voxels: NDArray[np.float32], threshold: float, n_bins: int = 50
+    reference_voxels: NDArray[np.float32],
+    generated_voxels: NDArray[np.float32],
+    threshold: float,
+    n_bins: int = 50,
+    geometry: Geometry | None = None,
 ) -> FeatureHistogram:
-    """Histogram of all non-zero voxel energies (MeV), log-spaced from the threshold to the reference maximum.
+    """Histogram of all non-zero voxel energies (MeV), log-spaced up to the reference maximum.
 
     Args:
         reference_voxels: Thresholded reference voxels, any shape.
         generated_voxels: Thresholded generated voxels, any shape.
-        threshold: The readout threshold, MeV (lower edge; the smallest positive reference voxel if 0).
-        n_bins: Number of log-spaced bins.
+        threshold: The readout threshold, MeV (lower edge for a custom geometry; the smallest positive
+            reference voxel if 0).
+        n_bins: Number of log-spaced bins when the binning is data-driven.
+        geometry: The voxel geometry; for a CaloChallenge dataset the official binning is used
+            (49 bins from its ``min_energy``). None: data-driven.
     """
     ref = np.asarray(reference_voxels).reshape(-1)
     gen = np.asarray(generated_voxels).reshape(-1)
-    positive = ref[ref > 0]
-    lo = threshold if threshold > 0 else (float(positive.min()) if positive.size else 1e-6)
-    hi = float(positive.max()) if positive.size else lo * 10
-    edges = np.geomspace(lo, hi if hi > lo else lo * 10, n_bins + 1)
-    return FeatureHistogram(
-        "voxel", "voxel", None, _LABELS["voxel"], edges, _hist_f32(ref, edges), _hist_f32(gen, edges), True, True
-    )
+    binning = voxel_binning(geometry, ref, threshold)
+    if binning.name == DATA_DRIVEN and n_bins != len(binning.edges) - 1:
+        binning = log_binning(ref, threshold, n_bins)
+    edges = binning.edges
+    return FeatureHistogram("voxel", "voxel", None, _LABELS["voxel"], edges, _hist_f32(ref, edges),
+                            _hist_f32(gen, edges), True, True, binning.name)
 
 
 def _hist_f32(values: NDArray[np.float32], edges: NDArray[np.float64]) -> NDArray[np.float64]:
