@@ -84,3 +84,34 @@ def test_env_lists_versions(package: str) -> None:
     result = runner.invoke(app, ["env"])
     assert result.exit_code == 0
     assert package in result.output
+
+
+def _forged(path: Path, kind: str) -> Path:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        if kind == "billion-rows":  # 1.6 KB on disk, 8 GB of energies declared
+            f.create_dataset("incident_energies", shape=(10**9, 1), dtype="f8", chunks=(4096, 1))
+            f.create_dataset("showers", shape=(10**9, 368), dtype="f4", chunks=(16, 368))
+            return path
+        f.create_dataset("incident_energies", data=np.full((3, 1), 1e300 if kind == "energy-1e300" else 1000.0))
+        if kind == "dangling-link":
+            f["showers"] = h5py.SoftLink("/nowhere")
+        elif kind == "compound":
+            f.create_dataset("showers", data=np.zeros((3, 368), dtype=[("e", "f4"), ("t", "f4")]))
+        else:
+            f.create_dataset("showers", data=np.ones((3, 368)))
+    return path
+
+
+@pytest.mark.parametrize(("kind", "message"), [
+    ("billion-rows", "but only 0 of its"),
+    ("dangling-link", "a soft link to '/nowhere'"),
+    ("compound", "compound records"),
+    ("energy-1e300", "1 keV"),
+])
+def test_info_on_forged_files_is_one_line(tmp_path: Path, kind: str, message: str) -> None:
+    result = runner.invoke(app, ["info", str(_forged(tmp_path / f"{kind}.h5", kind))])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("caloforge: error: expected") and message in result.output
+    assert len(result.output.strip().splitlines()) == 1

@@ -239,3 +239,79 @@ def test_atomic_dir_refuses_a_target_that_appeared_while_writing(tmp_path: Path)
         (target / "theirs.txt").write_text("theirs")
     assert [p.name for p in target.iterdir()] == ["theirs.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["bundle"]
+
+
+def test_full_disk_is_refused_before_each_append(tmp_path: Path, tiny_showers: ShowerSet,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from caloforge import resources
+
+    free = {"bytes": 10**9}
+    monkeypatch.setattr(resources, "free_disk_bytes", lambda path: free["bytes"])
+    target = tmp_path / "x.h5"
+    with pytest.raises(OutputPathError) as err, io.ShowerWriter(target, tiny_showers.geometry) as writer:
+        writer.append(tiny_showers)
+        free["bytes"] = 1000  # the disk fills up between two chunks
+        writer.append(tiny_showers)
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("expected 1.0 MiB of free disk space to write showers 50..99 of x.h5 but got only 1000 B")
+    assert "no space left" in message
+    assert list(tmp_path.iterdir()) == []  # neither the target nor the temporary file
+
+
+@pytest.mark.parametrize("failing_flush", [1, 2, 3], ids=["header", "append", "close"])
+def test_write_errors_become_one_line_errors_and_leave_nothing(tmp_path: Path, tiny_showers: ShowerSet,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               failing_flush: int) -> None:
+    import errno
+
+    calls = {"n": 0}
+    real_flush = h5py.File.flush
+
+    def flush(self: h5py.File) -> None:
+        calls["n"] += 1
+        if calls["n"] == failing_flush:
+            raise OSError(errno.ENOSPC, "Can't write data (file write failed: errno = 28, No space left on device)")
+        real_flush(self)
+
+    monkeypatch.setattr(h5py.File, "flush", flush)
+    target = tmp_path / "x.h5"
+    with pytest.raises(OutputPathError, match=r"expected to write .* to .*x.h5 but the disk is full") as err:
+        io.write(target, tiny_showers)
+    assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+_FSIZE_SCRIPT = """
+import resource, signal, sys
+import numpy as np
+from caloforge import io
+from caloforge.geometry import PRESETS
+from caloforge.showers import ShowerSet
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, write() fails with EFBIG instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+rng = np.random.default_rng(0)
+chunk = ShowerSet(np.full(2000, 1000.0), rng.random((2000, 368)).astype(np.float32), PRESETS["ds1-photons"])
+try:
+    with io.ShowerWriter(sys.argv[1], chunk.geometry) as writer:
+        for _ in range(5):
+            writer.append(chunk)
+except Exception as err:
+    print(type(err).__name__, err)
+else:
+    print("no error")
+"""
+
+
+def test_real_write_failure_is_one_line_without_crash_or_leftovers(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    target = tmp_path / "out.h5"
+    run = subprocess.run([sys.executable, "-c", _FSIZE_SCRIPT, str(target)], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert run.returncode == 0, run.stderr[-2000:]  # no segfault (was: exit 139)
+    assert run.stdout.startswith("OutputPathError expected to write showers 0..1999 to"), run.stdout
+    assert "largest file this process may write" in run.stdout
+    assert "Exception ignored" not in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []

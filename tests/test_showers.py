@@ -89,3 +89,20 @@ def test_energy_bins_discrete_and_continuous() -> None:
     edges = energy_bins(continuous, n_bins=10)
     assert edges.size == 11
     assert np.histogram(continuous, edges)[0].sum() == 1000  # the maximum is inside the last bin
+
+
+@pytest.mark.parametrize(("values", "match"), [
+    (np.array([1.0 + 1j, 2.0]), "complex128.*imaginary part"),
+    (np.array(["a", "b"]), "text"),
+    (np.array([1.0, np.inf]), "condition 'theta'.*NaN or inf"),
+])
+def test_bad_conditions_are_refused(tiny_geometry: Geometry, values: np.ndarray, match: str) -> None:
+    with pytest.raises(DataError, match=match):
+        ShowerSet(np.ones(2) * 1000, np.ones((2, 8)), tiny_geometry, {"theta": values})
+
+
+def test_energies_beyond_100_tev_or_below_1_kev_are_refused(tiny_geometry: Geometry) -> None:
+    assert len(ShowerSet([1e-3, 1e8], np.ones((2, 8)), tiny_geometry)) == 2
+    for energy in (9e-4, 1.1e8):
+        with pytest.raises(DataError, match="1 keV.*100 TeV"):
+            ShowerSet([energy], np.ones((1, 8)), tiny_geometry)

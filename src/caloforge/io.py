@@ -1,36 +1,40 @@
 """CaloChallenge HDF5 files: read, stream, subsample and write.
 
 Layout, as the challenge ships it: ``incident_energies`` (N, 1) and ``showers``
-(N, V), both in MeV, gzip-compressed. Any other dataset of length N is an extra
-condition (e.g. ``theta``). caloforge also writes attributes (``caloforge_*``:
-geometry name, hash and layers, particle, producer, version) but never needs them
-to read a file.
+(N, V), both in MeV, gzip-compressed. Any other dataset of real numbers and length N
+is an extra condition (e.g. ``theta``); other datasets are ignored. caloforge also
+writes attributes (``caloforge_*``: geometry name, hash and layers, particle,
+producer, version) but never needs them to read a file.
+
+Before any data is read, the datasets' kinds (float, integer or bool; never complex,
+text or records), shapes, stored chunks (a file that declares more rows than it
+holds is refused) and the memory the read needs are checked, so a tiny forged file
+cannot make a reader allocate gigabytes.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import math
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from caloforge import __version__
+from caloforge import resources
+from caloforge.checks import check_dtype, check_incident_energies, check_integer, check_seed
 from caloforge.errors import DataError, FileFormatError, GeometryError, GeometryMismatchError
 from caloforge.geometry import Geometry, resolve_geometry
-from caloforge.outputs import atomic_path
-from caloforge.showers import ShowerSet, _check_energies
+from caloforge.showers import ShowerSet
+from caloforge.writer import ENERGY_KEY, SHOWER_KEY, ShowerWriter, write
 
 __all__ = ["FileInfo", "ShowerWriter", "inspect", "iter_chunks", "read", "read_subset", "write"]
 
-ENERGY_KEY = "incident_energies"
-SHOWER_KEY = "showers"
-_CHUNK_BYTES = 1 << 20  # target HDF5 chunk size of the showers dataset
+_REAL = "biuf"  # dtype kinds read as numbers
+_SMALLER = "read part of it with caloforge.io.read_subset or stream it with caloforge.io.iter_chunks"
 
 
 class FileInfo:
@@ -48,34 +52,25 @@ class FileInfo:
 
     def __init__(self, path: Path, file: h5py.File) -> None:
         self.path = path
-        for key in (ENERGY_KEY, SHOWER_KEY):
-            if key not in file or not isinstance(file[key], h5py.Dataset):
-                found = sorted(file.keys())
-                msg = f"expected a dataset '{key}' in {path} but it has {found}; is it a CaloChallenge file?"
-                raise FileFormatError(msg)
-        showers = file[SHOWER_KEY]
+        energies_ds, showers = _dataset(file, ENERGY_KEY, path), _dataset(file, SHOWER_KEY, path)
         if showers.ndim != 2:
             msg = f"expected '{SHOWER_KEY}' of shape (N, V) but got {showers.shape}, in {path}"
             raise DataError(msg)
         self.n_showers, self.n_voxels = (int(s) for s in showers.shape)
-        energies = np.asarray(file[ENERGY_KEY][()], dtype=np.float64)
-        if energies.ndim == 2 and energies.shape[1] == 1:
-            energies = energies[:, 0]
-        if energies.shape != (self.n_showers,):
+        if energies_ds.shape not in ((self.n_showers,), (self.n_showers, 1)):
             msg = (
                 f"expected '{ENERGY_KEY}' of shape ({self.n_showers}, 1) to match {self.n_showers} showers "
-                f"but got {file[ENERGY_KEY].shape}, in {path}"
+                f"but got {energies_ds.shape}, in {path}"
             )
             raise DataError(msg)
-        _check_energies(energies, f"in {path}")
-        self.energies = energies
-        self.condition_names = sorted(
-            k
-            for k, v in file.items()
-            if k not in (ENERGY_KEY, SHOWER_KEY)
-            and isinstance(v, h5py.Dataset)
-            and v.shape in ((self.n_showers,), (self.n_showers, 1))  # other datasets are not conditions
-        )
+        _check_stored(energies_ds, path)
+        _check_stored(showers, path)
+        resources.check_memory(self.n_showers * (energies_ds.dtype.itemsize + 10),
+                               f"the {self.n_showers} incident energies of {path}",
+                               "is the file complete? it declares more showers than this machine can index")
+        self.energies = check_incident_energies(_read(energies_ds, (), path), f"in {path}")
+        self.condition_names = sorted(k for k in file if k not in (ENERGY_KEY, SHOWER_KEY)
+                                      and _is_condition(file, k, self.n_showers, path))
         self.attrs = {k: _plain(v) for k, v in file.attrs.items()}
         self.geometry: Geometry | None = None
         if "caloforge_geometry" in self.attrs:
@@ -91,6 +86,79 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _dataset(file: h5py.File, key: str, path: Path) -> h5py.Dataset:
+    """The dataset ``key`` of real numbers, or a one-line error for a missing, broken or non-numeric one."""
+    if file.get(key, getlink=True) is None:
+        msg = f"expected a dataset '{key}' in {path} but it has {sorted(file.keys())}; is it a CaloChallenge file?"
+        raise FileFormatError(msg)
+    dataset = _follow(file, key, path)
+    if not isinstance(dataset, h5py.Dataset):
+        msg = f"expected '{key}' to be a dataset but it is a {type(dataset).__name__}, in {path}"
+        raise FileFormatError(msg)
+    check_dtype(dataset.dtype, f"dataset '{key}' of {path}", FileFormatError)
+    return dataset
+
+
+def _follow(file: h5py.File, key: str, path: Path) -> Any:
+    """``file[key]``, with a broken soft or external link turned into a one-line error."""
+    try:
+        return file[key]
+    except (KeyError, OSError, RuntimeError) as err:
+        link = file.get(key, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            what = f"an external link to '{link.path}' in {link.filename}"
+        elif isinstance(link, h5py.SoftLink):
+            what = f"a soft link to '{link.path}'"
+        else:
+            what = "an object"
+        msg = f"expected '{key}' to be readable but it is {what} that cannot be opened ({err}), in {path}"
+        raise FileFormatError(msg) from None
+
+
+def _is_condition(file: h5py.File, key: str, n: int, path: Path) -> bool:
+    """Whether ``file[key]`` is an extra condition: real numbers of shape (n,) or (n, 1), fully stored."""
+    dataset = _follow(file, key, path)
+    if not isinstance(dataset, h5py.Dataset) or dataset.shape not in ((n,), (n, 1)):
+        return False
+    if dataset.dtype.kind not in _REAL or dataset.dtype.fields is not None:
+        return False  # text and records of length N are metadata, not conditions
+    _check_stored(dataset, path)
+    return True
+
+
+def _check_stored(dataset: h5py.Dataset, path: Path) -> None:
+    """Refuse a dataset that declares more rows than the file stores (never-written chunks read as zeros)."""
+    if dataset.size == 0 or dataset.is_virtual or dataset.external:
+        return
+    if dataset.chunks is None:
+        total, stored = 1, int(dataset.id.get_storage_size() > 0)
+    else:
+        total = math.prod(-(-s // c) for s, c in zip(dataset.shape, dataset.chunks, strict=True))
+        stored = int(dataset.id.get_num_chunks())
+    if stored < total:
+        msg = (
+            f"expected the {dataset.shape[0]} rows that '{dataset.name.lstrip('/')}' declares to be stored but only "
+            f"{stored} of its {total} chunks hold data, in {path}; the file is truncated or was never fully written"
+        )
+        raise FileFormatError(msg)
+
+
+def _read(dataset: h5py.Dataset, rows: Any, path: Path) -> NDArray[Any]:
+    try:
+        return np.asarray(dataset[rows])
+    except (OSError, ValueError, RuntimeError) as err:
+        msg = f"could not read '{dataset.name.lstrip('/')}' from {path} ({err}); the file may be truncated or corrupt"
+        raise FileFormatError(msg) from None
+
+
+def _check_rows_memory(info: FileInfo, file: h5py.File, n_rows: int, what: str, hint: str) -> None:
+    """Refuse to read ``n_rows`` showers that would not fit: file dtype, float32 copy, masks and conditions."""
+    itemsize = file[SHOWER_KEY].dtype.itemsize
+    per_voxel = itemsize + (0 if file[SHOWER_KEY].dtype == np.float32 else 4) + 2
+    nbytes = n_rows * (info.n_voxels * per_voxel + 16 * (1 + len(info.condition_names)))
+    resources.check_memory(nbytes, f"{what} ({n_rows} x {info.n_voxels} voxels) of {info.path}", hint)
 
 
 def _open(path: str | Path) -> h5py.File:
@@ -132,12 +200,8 @@ def _geometry_for(info: FileInfo, geometry: str | Path | Geometry | None) -> Geo
 
 
 def _read_rows(file: h5py.File, info: FileInfo, rows: slice | NDArray[np.int64], geometry: Geometry) -> ShowerSet:
-    try:
-        showers = file[SHOWER_KEY][rows]
-        conditions = {name: np.asarray(file[name][rows], dtype=np.float64) for name in info.condition_names}
-    except (OSError, ValueError) as err:
-        msg = f"could not read showers from {info.path} ({err}); the file may be truncated or corrupt"
-        raise FileFormatError(msg) from None
+    showers = _read(file[SHOWER_KEY], rows, info.path)
+    conditions = {name: _read(file[name], rows, info.path).reshape(-1) for name in info.condition_names}
     where = f"showers {rows.start}..{rows.stop - 1}" if isinstance(rows, slice) else "the selected showers"
     try:
         return ShowerSet(info.energies[rows], showers, geometry, conditions)
@@ -156,24 +220,26 @@ def read(path: str | Path, geometry: str | Path | Geometry | None = None) -> Sho
 
     Raises:
         FileFormatError: not HDF5, truncated, or missing datasets.
-        DataError: inconsistent lengths, NaN/inf, negative voxel or non-positive incident energies.
+        DataError: inconsistent lengths, NaN/inf, negative voxel energies, incident energies outside
+            1 keV to 100 TeV, or more showers than fit in the available memory.
         GeometryMismatchError: the voxel count does not match the geometry.
     """
     with _open(path) as file:
         info = FileInfo(Path(path), file)
-        return _read_rows(file, info, slice(0, info.n_showers), _geometry_for(info, geometry))
+        chosen = _geometry_for(info, geometry)
+        _check_rows_memory(info, file, info.n_showers, "reading all showers", _SMALLER)
+        return _read_rows(file, info, slice(0, info.n_showers), chosen)
 
 
 def iter_chunks(
     path: str | Path, chunk_size: int = 10_000, geometry: str | Path | Geometry | None = None
 ) -> Iterator[ShowerSet]:
     """Stream a file in chunks of at most ``chunk_size`` showers; memory stays bounded for any file size."""
-    if chunk_size < 1:
-        msg = f"expected chunk_size >= 1 but got {chunk_size}"
-        raise DataError(msg)
+    chunk_size = check_integer(chunk_size, "chunk_size", 1, 2**62, "iter_chunks", DataError)
     with _open(path) as file:
         info = FileInfo(Path(path), file)
         chosen = _geometry_for(info, geometry)
+        _check_rows_memory(info, file, min(chunk_size, info.n_showers), "a chunk", "pass a smaller chunk_size")
         for start in range(0, info.n_showers, chunk_size):
             yield _read_rows(file, info, slice(start, min(start + chunk_size, info.n_showers)), chosen)
 
@@ -202,8 +268,10 @@ def read_subset(
     """
     from caloforge.showers import energy_bins
 
+    n = check_integer(n, "n", 0, 2**62, "read_subset", DataError)
+    chunk_size = check_integer(chunk_size, "chunk_size", 1, 2**62, "read_subset", DataError)
+    rng = np.random.default_rng(check_seed(seed, "in read_subset"))
     info = inspect(path)
-    rng = np.random.default_rng(seed)
     n = min(n, info.n_showers)
     if stratify:
         groups = np.digitize(info.energies, energy_bins(info.energies)[1:-1])
@@ -222,6 +290,8 @@ def read_subset(
     parts = []
     with _open(path) as file:
         geometry_ = _geometry_for(info, geometry)
+        _check_rows_memory(info, file, n + min(chunk_size, info.n_showers), f"a subset of {n} showers",
+                           "choose a smaller n")
         for start in range(0, info.n_showers, chunk_size):
             stop = min(start + chunk_size, info.n_showers)
             local = chosen[(chosen >= start) & (chosen < stop)]
@@ -229,114 +299,3 @@ def read_subset(
                 block = _read_rows(file, info, slice(start, stop), geometry_)
                 parts.append(block[local - start])
     return ShowerSet.concatenate(parts)
-
-
-class ShowerWriter:
-    """Write a CaloChallenge file in chunks, atomically.
-
-    Showers are appended to resizable gzip datasets in a temporary file beside the
-    target; on a clean exit the file is renamed onto ``path``, on an error it is deleted.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> from caloforge.geometry import Geometry, Layer
-        >>> g = Geometry((Layer(0, (0.0, 5.0, 10.0), 1),))
-        >>> chunk = ShowerSet(np.array([100.0, 200.0]), np.array([[60.0, 30.0], [150.0, 40.0]]), g)
-        >>> path = pathlib.Path(tempfile.mkdtemp()) / "out.h5"
-        >>> with ShowerWriter(path, g) as writer:
-        ...     for _ in range(3):
-        ...         writer.append(chunk)
-        >>> writer.n_written, len(read(path))
-        (6, 6)
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        geometry: Geometry,
-        condition_names: tuple[str, ...] = (),
-        force: bool = False,
-        metadata: dict[str, str | int | float] | None = None,
-        compression_level: int = 4,
-    ) -> None:
-        self.path = Path(path)
-        self.geometry = geometry
-        self.condition_names = tuple(condition_names)
-        self.metadata = dict(metadata or {})
-        self.n_written = 0
-        self._atomic = atomic_path(self.path, force)
-        self._level = compression_level
-        self._file: h5py.File | None = None
-
-    def __enter__(self) -> ShowerWriter:
-        tmp = self._atomic.__enter__()
-        try:
-            self._file = h5py.File(tmp, "w")
-            self._create_datasets()
-        except BaseException:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-            self._atomic.__exit__(*sys.exc_info())  # removes the temporary file
-            raise
-        return self
-
-    def _create_datasets(self) -> None:
-        assert self._file is not None  # opened by __enter__
-        v = self.geometry.n_voxels
-        rows = max(1, min(4096, _CHUNK_BYTES // (4 * v)))
-        opts: dict[str, Any] = {"compression": "gzip", "compression_opts": self._level, "shuffle": True}
-        self._file.create_dataset(ENERGY_KEY, shape=(0, 1), maxshape=(None, 1), dtype="f8", chunks=(4096, 1), **opts)
-        self._file.create_dataset(SHOWER_KEY, shape=(0, v), maxshape=(None, v), dtype="f4", chunks=(rows, v), **opts)
-        for name in self.condition_names:
-            self._file.create_dataset(name, shape=(0,), maxshape=(None,), dtype="f8", chunks=(4096,), **opts)
-        attrs: dict[str, str | int | float] = {
-            "caloforge_version": __version__,
-            "caloforge_geometry_name": self.geometry.name,
-            "caloforge_geometry_hash": self.geometry.hash,
-            "caloforge_geometry": json.dumps(self.geometry.to_dict()),
-            "caloforge_particle": self.geometry.particle or "",
-            "caloforge_producer": "caloforge",
-        }
-        attrs.update({f"caloforge_{k}": v for k, v in self.metadata.items()})
-        self._file.attrs.update(attrs)
-
-    def append(self, showers: ShowerSet) -> None:
-        """Append a chunk of showers (same geometry and condition names as the writer)."""
-        if self._file is None:
-            msg = "ShowerWriter.append called outside its 'with' block"
-            raise RuntimeError(msg)
-        if showers.geometry != self.geometry:
-            msg = f"expected showers of geometry '{self.geometry.name}' but got '{showers.geometry.name}'"
-            raise GeometryMismatchError(msg)
-        if set(showers.conditions) != set(self.condition_names):
-            msg = f"expected conditions {sorted(self.condition_names)} but got {sorted(showers.conditions)}"
-            raise DataError(msg)
-        n0, n = self.n_written, len(showers)
-        datasets = [(ENERGY_KEY, showers.energies[:, None]), (SHOWER_KEY, showers.showers)]
-        datasets += [(k, showers.conditions[k]) for k in self.condition_names]
-        for key, values in datasets:
-            dataset = self._file[key]
-            dataset.resize(n0 + n, axis=0)
-            dataset[n0:] = values
-        self.n_written += n
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._atomic.__exit__(exc_type, exc, tb)
-
-
-def write(
-    path: str | Path,
-    showers: ShowerSet,
-    force: bool = False,
-    metadata: dict[str, str | int | float] | None = None,
-) -> Path:
-    """Write a ShowerSet as a CaloChallenge HDF5 file, atomically; refuses to overwrite unless ``force``."""
-    with ShowerWriter(path, showers.geometry, tuple(sorted(showers.conditions)), force, metadata) as writer:
-        writer.append(showers)
-    return Path(path)

@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from caloforge.checks import check_finite, check_incident_energies, to_real_array
 from caloforge.errors import DataError, GeometryMismatchError
 from caloforge.geometry import Geometry
 
-__all__ = ["ShowerSet", "check_finite", "energy_bins"]
-
-
-def check_finite(values: NDArray[Any], what: str) -> None:
-    """Raise :class:`DataError` naming how many values are NaN/inf and where the first one is."""
-    bad = ~np.isfinite(values)
-    if bad.any():
-        first = np.unravel_index(int(np.argmax(bad)), values.shape)
-        where = tuple(int(i) for i in first)
-        msg = f"expected finite values but {int(bad.sum())} of {what} are NaN or inf (first at index {where})"
-        raise DataError(msg)
+__all__ = ["ShowerSet", "check_finite", "energy_bins"]  # check_finite lives in caloforge.checks, kept here too
 
 
 def _check_showers(showers: NDArray[np.float32], where: str) -> None:
@@ -33,17 +23,6 @@ def _check_showers(showers: NDArray[np.float32], where: str) -> None:
         msg = (
             f"expected non-negative voxel energies but {int(negative.sum())} are negative "
             f"(first at shower {first[0]}, voxel {first[1]}: {showers[first]:.4g} MeV), {where}"
-        )
-        raise DataError(msg)
-
-
-def _check_energies(energies: NDArray[np.float64], where: str) -> None:
-    check_finite(energies, f"the incident energies {where}")
-    if (energies <= 0).any():
-        first = int(np.argmax(energies <= 0))
-        msg = (
-            f"expected positive incident energies (MeV) but {int((energies <= 0).sum())} are zero or negative "
-            f"(first at shower {first}: {energies[first]:.4g}), {where}"
         )
         raise DataError(msg)
 
@@ -74,11 +53,13 @@ class ShowerSet:
     """Voxelised showers with incident energies (MeV) and optional named conditions.
 
     Validated on construction: shapes agree with each other and with the geometry,
-    all values are finite, voxel energies are non-negative and incident energies positive.
+    all values are finite real numbers, voxel energies are non-negative and incident
+    energies lie within 1 keV to 100 TeV (:func:`caloforge.checks.check_incident_energies`).
+    Integer and bool arrays are converted explicitly; complex, text and compound arrays are refused.
 
     Args:
         energies: Incident energies, shape (N,) or (N, 1), MeV.
-        showers: Voxel energies, shape (N, V), MeV; stored as float32.
+        showers: Voxel energies, shape (N, V), MeV; stored as float32 (values beyond its range are refused).
         geometry: The voxel geometry (V voxels).
         conditions: Extra conditions by name, each a 1-D array of length N.
     """
@@ -89,13 +70,8 @@ class ShowerSet:
     conditions: Mapping[str, NDArray[np.float64]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        energies = np.asarray(self.energies, dtype=np.float64)
-        if energies.ndim == 2 and energies.shape[1] == 1:
-            energies = energies[:, 0]
-        if energies.ndim != 1:
-            msg = f"expected incident energies of shape (N,) or (N, 1) but got {energies.shape}"
-            raise DataError(msg)
-        showers = np.asarray(self.showers, dtype=np.float32)
+        energies = check_incident_energies(self.energies, "in the ShowerSet")
+        showers = to_real_array(self.showers, np.float32, "the showers of the ShowerSet")
         if showers.ndim != 2:
             msg = f"expected showers of shape (N, V) but got {showers.shape}"
             raise DataError(msg)
@@ -106,11 +82,10 @@ class ShowerSet:
             )
             raise DataError(msg)
         self.geometry.check_voxels(showers.shape[1])
-        _check_energies(energies, "in the ShowerSet")
         _check_showers(showers, "in the ShowerSet")
         conditions: dict[str, NDArray[np.float64]] = {}
         for name, values in dict(self.conditions).items():
-            array = np.asarray(values, dtype=np.float64)
+            array = to_real_array(values, np.float64, f"condition '{name}' of the ShowerSet")
             if array.ndim == 2 and array.shape[1] == 1:
                 array = array[:, 0]
             if array.shape != energies.shape:
