@@ -149,3 +149,80 @@ def test_multi_bin_xml_from_a_geometry_string(tmp_path: Path) -> None:
     with pytest.raises(GeometryError, match="--geometry FILE.xml:NAME"):
         resolve_geometry(str(xml))
     assert resolve_geometry(f"{xml}:pion").particle == "pion"
+
+
+def _xml(tmp_path: Path, *layers: str) -> Path:
+    xml = tmp_path / "b.xml"
+    xml.write_text('<Bins><Bin name="x">' + "".join(layers) + "</Bin></Bins>")
+    return xml
+
+
+@pytest.mark.parametrize(
+    ("layer", "match"),
+    [
+        ('<Layer id="0" r_edges="0,nan,2" n_bin_alpha="1"/>', "finite radial edges"),
+        ('<Layer id="0" r_edges="0,1,inf" n_bin_alpha="1"/>', "finite radial edges"),
+        ('<Layer id="0" r_edges="0,1" n_bin_alpha="1000000000000"/>', "n_alpha to be an integer from 1 to 10000000"),
+        ('<Layer id="0" r_edges="0,1" n_bin_alpha="0"/>', "n_alpha to be an integer from 1"),
+        ('<Layer id="0" r_edges="0,1" n_bin_alpha="nan"/>', "expected <Layer"),
+        ('<Layer id="99999999999" r_edges="0,1" n_bin_alpha="1"/>', "layer id to be an integer"),
+        ('<Layer id="0" r_edges="0,1,2" n_bin_alpha="6000000"/>', "at most 10000000 voxels but got 6000000 x 2"),
+        ('<Layer id="0" r_edges="' + ",".join(map(str, range(10**6))) + '" n_bin_alpha="1"/>',
+         "at most 4194304 bytes but got 6888"),
+    ],
+    ids=["nan-edge", "inf-edge", "alpha-1e12", "alpha-0", "alpha-nan", "huge-id", "layer-voxels", "edges-1e6"],
+)
+def test_absurd_binnings_are_refused_at_read_time(tmp_path: Path, layer: str, match: str) -> None:
+    with pytest.raises(GeometryError, match=match) as err:
+        Geometry.from_xml(_xml(tmp_path, layer))
+    assert "\n" not in str(err.value) and "b.xml" in str(err.value)
+
+
+def test_total_voxels_are_bounded(tmp_path: Path) -> None:
+    layer = '<Layer id="{}" r_edges="0,1,2,3,4,5,6,7,8,9,10" n_bin_alpha="400000"/>'  # 4M voxels per layer
+    with pytest.raises(GeometryError, match="at most 10000000 voxels but got 12000000 in 3 layers.*b.xml"):
+        Geometry.from_xml(_xml(tmp_path, *(layer.format(i) for i in range(3))))
+    assert Geometry.from_xml(_xml(tmp_path, *(layer.format(i) for i in range(2)))).n_voxels == 8_000_000
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"n_alpha": 10**12},
+        {"n_alpha": float("nan")},
+        {"n_alpha": 2.5},
+        {"n_alpha": "10"},
+        {"id": "zero"},
+        {"id": float("inf")},
+        {"r_edges": [0.0, float("nan")]},
+        {"r_edges": "0,1"},
+        {"r_edges": 5},
+    ],
+)
+def test_from_dict_refuses_bad_values_in_one_line(change: dict[str, object]) -> None:
+    data = Geometry.preset("ds1-photons").to_dict()
+    data.pop("hash")
+    data["layers"][0].update(change)
+    with pytest.raises(GeometryError, match="expected") as err:
+        Geometry.from_dict(data)
+    assert "\n" not in str(err.value)
+
+
+def test_from_dict_refuses_odd_shapes() -> None:
+    for data in ({"layers": 5}, {"layers": [[0, 1]]}, {"layers": [{"id": 0, "r_edges": [0, 1], "n_alpha": 1}],
+                                                        "particle": ["photon"]}):
+        with pytest.raises(GeometryError, match="expected"):
+            Geometry.from_dict(data)  # type: ignore[arg-type]
+
+
+def test_layers_built_in_python_are_bounded_too() -> None:
+    with pytest.raises(GeometryError, match="at most 10000000 voxels but got 5 x 3000000 bins"):
+        Layer(0, range(3_000_001), 5)  # type: ignore[arg-type]
+    with pytest.raises(GeometryError, match="finite radial edges"):
+        Layer(0, (0.0, float("inf")))
+
+
+def test_integral_floats_are_accepted_as_counts() -> None:
+    layer = Layer(2.0, (0, 1, 2), 3.0)  # type: ignore[arg-type]
+    assert (layer.id, layer.n_alpha, layer.n_voxels) == (2, 3, 6)
+    assert isinstance(layer.n_alpha, int)

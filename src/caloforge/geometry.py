@@ -24,9 +24,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from caloforge.checks import check_integer
 from caloforge.errors import GeometryError, GeometryMismatchError
 
-__all__ = ["PRESETS", "Geometry", "Layer", "matching_presets", "resolve_geometry"]
+__all__ = ["MAX_VOXELS", "MAX_XML_BYTES", "PRESETS", "Geometry", "Layer", "matching_presets", "resolve_geometry"]
+
+MAX_VOXELS = 10**7
+"""Most voxels a geometry may have (ds3 has 40500); more is a typo or a forged binning file."""
+
+MAX_XML_BYTES = 4 << 20
+"""Largest binning XML file read (the official ones are under 8 KB)."""
 
 
 @dataclass(frozen=True)
@@ -44,16 +51,23 @@ class Layer:
     n_alpha: int = 1
 
     def __post_init__(self) -> None:
-        edges = tuple(float(r) for r in self.r_edges)
+        object.__setattr__(self, "id", check_integer(self.id, "the layer id", -(2**31), 2**31 - 1, "a Layer",
+                                                     GeometryError))
+        where = f"layer {self.id}"
+        try:
+            edges = tuple(float(r) for r in self.r_edges)
+        except (TypeError, ValueError):
+            edges = ()
+        if not 2 <= len(edges) <= MAX_VOXELS + 1 or not all(math.isfinite(r) for r in edges):
+            msg = f"expected 2 to {MAX_VOXELS + 1} finite radial edges (mm) but got {self.r_edges!r:.120}, in {where}"
+            raise GeometryError(msg)
         object.__setattr__(self, "r_edges", edges)
-        if len(edges) < 2:
-            msg = f"expected at least 2 radial edges but got {len(edges)}, in layer {self.id}"
-            raise GeometryError(msg)
         if edges[0] < 0 or any(b <= a for a, b in itertools.pairwise(edges)):
-            msg = f"expected radial edges >= 0 and strictly increasing but got {edges}, in layer {self.id}"
+            msg = f"expected radial edges >= 0 and strictly increasing but got {edges!r:.120}, in {where}"
             raise GeometryError(msg)
-        if int(self.n_alpha) != self.n_alpha or self.n_alpha < 1:
-            msg = f"expected n_alpha >= 1 but got {self.n_alpha}, in layer {self.id}"
+        object.__setattr__(self, "n_alpha", check_integer(self.n_alpha, "n_alpha", 1, MAX_VOXELS, where, GeometryError))
+        if self.n_voxels > MAX_VOXELS:
+            msg = f"expected at most {MAX_VOXELS} voxels but got {self.n_alpha} x {self.n_r} bins, in {where}"
             raise GeometryError(msg)
 
     @property
@@ -113,9 +127,16 @@ class Geometry:
         if not layers:
             msg = "expected at least one layer but got none"
             raise GeometryError(msg)
+        if not all(isinstance(layer, Layer) for layer in layers):
+            msg = f"expected Layer objects but got {[type(x).__name__ for x in layers][:5]}"
+            raise GeometryError(msg)
         ids = [layer.id for layer in layers]
         if len(set(ids)) != len(ids):
             msg = f"expected unique layer ids but got {ids}"
+            raise GeometryError(msg)
+        total = sum(layer.n_voxels for layer in layers)
+        if total > MAX_VOXELS:
+            msg = f"expected at most {MAX_VOXELS} voxels but got {total} in {len(layers)} layers"
             raise GeometryError(msg)
         offsets = np.concatenate([[0], np.cumsum([layer.n_voxels for layer in layers])])
         object.__setattr__(self, "_offsets", tuple(int(o) for o in offsets))
@@ -231,9 +252,16 @@ class Geometry:
     def from_dict(cls, data: dict[str, Any]) -> Geometry:
         """Rebuild a geometry written by :meth:`to_dict`, checking its hash."""
         try:
-            layers = tuple(Layer(int(d["id"]), tuple(d["r_edges"]), int(d["n_alpha"])) for d in data["layers"])
-            geometry = cls(layers, name=str(data.get("name", "custom")), particle=data.get("particle"))
-        except (KeyError, TypeError) as err:
+            particle = data.get("particle")
+            if particle is not None and not isinstance(particle, str):
+                msg = f"expected the geometry's particle to be a name or null but got {particle!r:.60}"
+                raise GeometryError(msg)
+            layers = tuple(Layer(d["id"], d["r_edges"], d["n_alpha"]) for d in data["layers"])
+            geometry = cls(layers, name=str(data.get("name", "custom")), particle=particle)
+        except GeometryError as err:
+            msg = f"{err}; in a stored geometry description"
+            raise GeometryError(msg) from None
+        except (KeyError, TypeError, AttributeError, ValueError) as err:
             msg = f"expected a geometry description with 'layers' of id/r_edges/n_alpha but got {data!r:.200}"
             raise GeometryError(msg) from err
         if "hash" in data and data["hash"] != geometry.hash:
@@ -262,9 +290,15 @@ class Geometry:
             particle: The ``name`` of the ``<Bin>`` to read; may be omitted when the file has one.
 
         Raises:
-            GeometryError: if the file is missing, not XML, or not a CaloChallenge binning file.
+            GeometryError: if the file is missing, larger than :data:`MAX_XML_BYTES`, not XML, not a
+                CaloChallenge binning file, or its binning is absurd (NaN/inf edges, more than
+                :data:`MAX_VOXELS` voxels).
         """
         path = Path(path)
+        size = path.stat().st_size if path.is_file() else 0
+        if size > MAX_XML_BYTES:  # parsing millions of edges takes minutes; official files are < 8 KB
+            msg = f"expected a binning XML file of at most {MAX_XML_BYTES} bytes but got {size} bytes, in {path}"
+            raise GeometryError(msg)
         try:
             root = ET.parse(path).getroot()
         except FileNotFoundError:
@@ -295,15 +329,22 @@ class Geometry:
                 edges = tuple(float(s) for s in element.attrib["r_edges"].split(","))
                 layer_id = int(element.attrib["id"])
                 n_alpha = int(element.attrib.get("n_bin_alpha", "1"))
+                if len(edges) > 1:
+                    layers.append(Layer(layer_id, edges, n_alpha))
+            except GeometryError as err:
+                msg = f"{err}, in {path}"
+                raise GeometryError(msg) from None
             except (KeyError, ValueError) as err:
-                msg = f"expected <Layer id=.. r_edges=.. n_bin_alpha=..> but got {element.attrib}, in {path}"
+                msg = f"expected <Layer id=.. r_edges=.. n_bin_alpha=..> but got {element.attrib!r:.200}, in {path}"
                 raise GeometryError(msg) from err
-            if len(edges) > 1:
-                layers.append(Layer(layer_id, edges, n_alpha))
         if not layers:
             msg = f"expected at least one layer with radial bins, in {path}"
             raise GeometryError(msg)
-        geometry = cls(tuple(layers), name=path.stem, particle=chosen.attrib.get("name") or particle)
+        try:
+            geometry = cls(tuple(layers), name=path.stem, particle=chosen.attrib.get("name") or particle)
+        except GeometryError as err:
+            msg = f"{err}, in {path}"
+            raise GeometryError(msg) from None
         for preset in PRESETS.values():  # an official file gets the preset's name
             if preset == geometry:
                 return preset
