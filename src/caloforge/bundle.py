@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
@@ -26,21 +25,28 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from caloforge import __version__
+from caloforge import __version__, resources
+from caloforge.bundle_format import (
+    BUNDLE_FORMAT,
+    BUNDLE_JSON,
+    WEIGHTS,
+    part_names,
+    read_info,
+    read_weights,
+    strict_json,
+    weights_sha256,
+)
+from caloforge.checks import check_incident_energies, check_integer, check_seed, to_real_array
 from caloforge.errors import CaloforgeError, CheckpointError, ConfigError
 from caloforge.geometry import Geometry
 from caloforge.models import get_family
-from caloforge.models.base import GenerativeModel
+from caloforge.models.base import FamilyConfig, GenerativeModel
 from caloforge.outputs import atomic_dir, atomic_path
 from caloforge.preprocess import Preprocessing
 from caloforge.showers import ShowerSet
 
-__all__ = ["BUNDLE_FORMAT", "Bundle", "ExtrapolationWarning", "fingerprint", "load", "resolve_device",
-           "save_model", "save_split"]
-
-BUNDLE_FORMAT = "caloforge-bundle/1"
-BUNDLE_JSON = "bundle.json"
-WEIGHTS = "model.safetensors"
+__all__ = ["BUNDLE_FORMAT", "Bundle", "ExtrapolationWarning", "check_model_size", "fingerprint", "load",
+           "resolve_device", "save_model", "save_split"]
 
 
 class ExtrapolationWarning(UserWarning):
@@ -48,14 +54,69 @@ class ExtrapolationWarning(UserWarning):
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
+    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` when present.
+
+    Raises:
+        ConfigError: for another name, or a device this machine does not have (no GPU, or N >= the GPU count).
+    """
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
         msg = f"expected a device 'auto', 'cpu' or 'cuda[:N]' but got {device!r}"
         raise ConfigError(msg) from err
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            msg = f"expected a CUDA device but none is available, for device '{device}'; use --device cpu (or auto)"
+            raise ConfigError(msg)
+        if dev.index is not None and dev.index >= count:
+            msg = f"expected a CUDA device index from 0 to {count - 1} but got '{device}'; this machine has {count}"
+            raise ConfigError(msg)
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        msg = f"expected an Apple MPS device but none is available, for device '{device}'; use --device cpu"
+        raise ConfigError(msg)
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        msg = f"expected a device 'auto', 'cpu' or 'cuda[:N]' but got {device!r}"
+        raise ConfigError(msg)
+    return dev
+
+
+def check_model_size(
+    family: type[GenerativeModel],
+    config: FamilyConfig,
+    preprocessing: Preprocessing,
+    training: bool = True,
+    error: type[CaloforgeError] = ConfigError,
+) -> int:
+    """Refuse a model too large for the available memory, before allocating it.
+
+    The model is built on PyTorch's ``meta`` device, which allocates nothing, to count its
+    parameters and buffers. Training needs about 16 bytes per parameter (float32 weights,
+    gradients and Adam's two moments), loading 8 (the weights file's tensors and the model).
+
+    Args:
+        family: The model class, e.g. ``get_family("gan")``.
+        config: Its config.
+        preprocessing: The fitted preprocessing (sets the input and output widths).
+        training: Whether the model is about to be trained (else loaded for generation).
+        error: The error to raise: ConfigError when training, CheckpointError when loading a bundle.
+
+    Returns:
+        The number of parameters.
+
+    Raises:
+        CaloforgeError: of type ``error``, naming the parameter count, the memory needed and available.
+    """
+    with torch.device("meta"):
+        model = family(config, preprocessing)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_buffers = sum(b.numel() for b in model.buffers())
+    nbytes = 4 * (n_params * (4 if training else 2) + n_buffers * (1 if training else 2))
+    what = f"a {family.__name__} with {n_params:,} parameters ({'training' if training else 'loading'})"
+    resources.check_memory(nbytes, what, "reduce the layer sizes in its config", error)
+    return n_params
 
 
 def fingerprint(data: ShowerSet) -> dict[str, Any]:
@@ -70,21 +131,6 @@ def fingerprint(data: ShowerSet) -> dict[str, Any]:
     return {"sha256": digest.hexdigest(), "n_showers": len(data), "geometry_hash": data.geometry.hash,
             "energies": None if distinct is None else [float(e) for e in distinct],
             "energy_range": [float(data.energies.min()), float(data.energies.max())]}
-
-
-def _strict_json(info: Mapping[str, Any]) -> str:
-    """``info`` as standard JSON: non-finite numbers (e.g. the chi2 of a non-finite generation) become null."""
-
-    def finite(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, Mapping):
-            return {k: finite(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [finite(v) for v in value]
-        return value
-
-    return json.dumps(finite(info), indent=1, allow_nan=False)
 
 
 def save_model(
@@ -118,9 +164,11 @@ def save_model(
             "conditions": list(model.preprocessing.conditions.names), "caloforge_version": __version__,
             **dict(metadata or {})}
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = save(state, metadata={"format": "pt"})  # save_file would make the file 0o600
+    info["weights_sha256"] = weights_sha256(weights)
     with atomic_dir(path, force) as tmp:
-        (tmp / WEIGHTS).write_bytes(save(state, metadata={"format": "pt"}))  # save_file would make it 0o600
-        (tmp / BUNDLE_JSON).write_text(_strict_json(info))
+        (tmp / WEIGHTS).write_bytes(weights)
+        (tmp / BUNDLE_JSON).write_text(strict_json(info))
     return path
 
 
@@ -134,7 +182,7 @@ def update_history(path: str | Path, history: Sequence[Mapping[str, Any]]) -> No
     info = json.loads(target.read_text(encoding="utf-8"))
     info["history"] = list(history)
     with atomic_path(target, force=True) as tmp:
-        tmp.write_text(_strict_json(info), encoding="utf-8")
+        tmp.write_text(strict_json(info), encoding="utf-8")
 
 
 def save_split(
@@ -171,7 +219,7 @@ def save_split(
     with atomic_dir(path, force) as tmp:
         for name, part in zip(names, parts, strict=True):
             shutil.copytree(part, tmp / name)
-        (tmp / BUNDLE_JSON).write_text(_strict_json(info))
+        (tmp / BUNDLE_JSON).write_text(strict_json(info))
     return path
 
 
@@ -234,12 +282,18 @@ class Bundle:
         Warns:
             ExtrapolationWarning: if energies lie outside the trained range.
         """
-        e = np.asarray(energies, dtype=np.float64).reshape(-1)
-        cond = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in dict(conditions or {}).items()}
-        if batch_size < 1 or e.size == 0 or not np.all(np.isfinite(e)) or np.any(e <= 0):
-            msg = (f"expected positive finite energies (MeV) and batch_size >= 1 but got {e.size} energies, "
-                   f"batch_size {batch_size}")
+        where = f"in generate ({self.path})"
+        e = check_incident_energies(energies, where, allow_empty=False)
+        seed = check_seed(seed, where)
+        batch_size = check_integer(batch_size, "batch_size", 1, 2**62, f"generate ({self.path})")
+        cond = {k: to_real_array(v, np.float64, f"condition '{k}' {where}").reshape(-1)
+                for k, v in dict(conditions or {}).items()}
+        if sorted(cond) != sorted(self.condition_names) or any(v.shape != e.shape for v in cond.values()):
+            got = {k: v.size for k, v in cond.items()}
+            msg = f"expected conditions {sorted(self.condition_names)} with {e.size} values each but got {got}, {where}"
             raise ConfigError(msg)
+        resources.check_memory(8 * e.size * self.geometry.n_voxels, f"{e.size} generated showers",
+                               "generate fewer showers per call", ConfigError)
         lo, hi = self.energy_range
         outside = int(np.sum((e < lo * (1 - 1e-6)) | (e > hi * (1 + 1e-6))))
         if outside:
@@ -263,44 +317,36 @@ class Bundle:
         return ShowerSet(e, showers, self.geometry, cond)
 
 
-def _read_info(path: Path) -> dict[str, Any]:
-    file = path / BUNDLE_JSON
-    if not path.is_dir() or not file.is_file():
-        msg = f"expected a bundle directory with {BUNDLE_JSON} but {path} is missing or is not one"
-        raise CheckpointError(msg)
-    try:
-        info = json.loads(file.read_text())
-    except (ValueError, OSError) as err:
-        msg = f"expected valid JSON in {file} but could not parse it ({err})"
-        raise CheckpointError(msg) from None
-    if not isinstance(info, dict) or info.get("format") != BUNDLE_FORMAT:
-        got = info.get("format") if isinstance(info, dict) else type(info).__name__
-        msg = f"expected bundle format '{BUNDLE_FORMAT}' but got {got!r}, in {file}"
-        raise CheckpointError(msg)
-    return info
-
-
 def _load_model(path: Path, info: dict[str, Any]) -> tuple[GenerativeModel, Geometry]:
-    from safetensors.torch import load_file
-
+    description = path / BUNDLE_JSON
     try:
         family = get_family(info["family"])
         config = family.config_class.from_dict(info["config"])
         preprocessing = Preprocessing.from_dict(info["preprocessing"])
         geometry = Geometry.from_dict(info["geometry"])
-        model = family(config, preprocessing)
-    except (CaloforgeError, KeyError, TypeError) as err:
-        msg = f"expected a complete model description in {path / BUNDLE_JSON} but: {err}"
+    except (CaloforgeError, KeyError, TypeError, ValueError, AttributeError) as err:
+        msg = f"expected a complete model description in {description} but: {err}"
         raise CheckpointError(msg) from None
-    weights = path / WEIGHTS
-    if not weights.is_file():
-        msg = f"expected the weights file {weights} but it is missing"
+    if not preprocessing.check_geometry(geometry):
+        sizes = [layer.n_voxels for layer in geometry.layers]
+        msg = (f"expected the geometry's voxels per layer {sizes} to match the preprocessing's "
+               f"{list(preprocessing.showers.layer_sizes)} but they differ, in {description}")
         raise CheckpointError(msg)
     try:
-        state = load_file(weights)
+        check_model_size(family, config, preprocessing, training=False, error=CheckpointError)
+        model = family(config, preprocessing)
+    except CheckpointError as err:
+        msg = f"{err}; in {description}"
+        raise CheckpointError(msg) from None
+    except (CaloforgeError, RuntimeError, ValueError) as err:
+        msg = f"expected a model that can be built from {description} but: {str(err).splitlines()[0]:.200}"
+        raise CheckpointError(msg) from None
+    state = read_weights(path, info)
+    try:
         model.load_state_dict(state, strict=True)
-    except Exception as err:  # safetensors raises its own error types on corrupt files
-        msg = f"expected readable weights matching the model in {weights} but: {str(err).splitlines()[0]:.200}"
+    except Exception as err:  # missing, unexpected or mis-shaped tensors
+        detail = " ".join(str(err).split())  # torch lists the missing and unexpected keys over several lines
+        msg = f"expected weights matching the model in {path / WEIGHTS} but: {detail:.300}"
         raise CheckpointError(msg) from None
     model.eval()
     return model, geometry
@@ -310,24 +356,23 @@ def load(path: str | Path) -> Bundle:
     """Load a bundle directory (or a training run directory holding ``bundle/``); never unpickles.
 
     Raises:
-        CheckpointError: if the bundle is missing, its JSON is invalid, or its weights are missing or corrupt.
+        CheckpointError: if the bundle is missing, its JSON is invalid or holds NaN/inf, its geometry does
+            not match its preprocessing, its model would not fit in memory, or its weights are missing,
+            corrupt (sha256 mismatch) or do not match the model.
     """
     path = Path(path)
     if not (path / BUNDLE_JSON).is_file() and (path / "bundle" / BUNDLE_JSON).is_file():
         path = path / "bundle"
-    info = _read_info(path)
+    info = read_info(path)
     if info.get("kind") == "split":
-        parts = [_read_info(path / str(name)) for name in info.get("parts", [])]
-        if not parts:
-            msg = f"expected model parts in the split bundle {path} but found none"
+        names = part_names(path, info)
+        parts = [read_info(path / name) for name in names]
+        loaded = [_load_model(path / name, p) for name, p in zip(names, parts, strict=True)]
+        if any(g != loaded[0][1] for _, g in loaded):
+            msg = f"expected the parts of the split bundle {path} to share one geometry but they differ"
             raise CheckpointError(msg)
-        loaded = [_load_model(path / str(name), p) for name, p in zip(info["parts"], parts, strict=True)]
-        models = [m for m, _ in loaded]
         info = {**info, "members": parts}
-        splits = tuple(float(s) for s in info.get("splits", []))
-        if len(splits) != len(models) - 1:
-            msg = f"expected {len(models) - 1} split energies but got {list(splits)}, in {path / BUNDLE_JSON}"
-            raise CheckpointError(msg)
-        return Bundle(path, info, models, splits, loaded[0][1])
+        splits = tuple(float(s) for s in info["splits"])
+        return Bundle(path, info, [m for m, _ in loaded], splits, loaded[0][1])
     model, geometry = _load_model(path, info)
     return Bundle(path, info, [model], (), geometry)

@@ -1,0 +1,139 @@
+"""The on-disk format of bundles: strict JSON, weights checked against their sha256, safe part names.
+
+A bundle directory holds ``bundle.json`` and ``model.safetensors``; a split bundle holds
+one such directory per energy range, named in its ``parts``. Reading refuses what a
+damaged or hostile bundle could hold: NaN/inf numbers, weights whose sha256 differs from
+the one recorded at save time, and parts outside the bundle directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from caloforge import resources
+from caloforge.errors import CheckpointError
+
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_JSON", "WEIGHTS", "part_names", "read_info", "read_weights", "strict_json",
+           "weights_sha256"]
+
+BUNDLE_FORMAT = "caloforge-bundle/1"
+BUNDLE_JSON = "bundle.json"
+WEIGHTS = "model.safetensors"
+
+
+def weights_sha256(data: bytes) -> str:
+    """The hex sha256 of a weights file's bytes, as recorded in ``bundle.json`` (``weights_sha256``)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def strict_json(info: Mapping[str, Any]) -> str:
+    """``info`` as standard JSON: non-finite numbers (e.g. the chi2 of a non-finite generation) become null."""
+
+    def finite(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, Mapping):
+            return {k: finite(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [finite(v) for v in value]
+        return value
+
+    return json.dumps(finite(info), indent=1, allow_nan=False)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        msg = f"expected finite numbers but got {text!r:.40}"
+        raise ValueError(msg)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    msg = f"expected finite numbers but got {name}"
+    raise ValueError(msg)
+
+
+def read_info(path: Path) -> dict[str, Any]:
+    """The parsed ``bundle.json`` of the bundle directory ``path``.
+
+    Raises:
+        CheckpointError: if it is missing, not JSON, holds non-finite numbers or is not a caloforge bundle.
+    """
+    file = path / BUNDLE_JSON
+    if not path.is_dir() or not file.is_file():
+        msg = f"expected a bundle directory with {BUNDLE_JSON} but {path} is missing or is not one"
+        raise CheckpointError(msg)
+    try:  # NaN, Infinity and overflowing numbers such as 1e999 are refused, never loaded
+        info = json.loads(file.read_text(), parse_constant=_no_constant, parse_float=_finite_float)
+    except (ValueError, OSError) as err:
+        msg = f"expected valid JSON in {file} but could not parse it ({err})"
+        raise CheckpointError(msg) from None
+    if not isinstance(info, dict) or info.get("format") != BUNDLE_FORMAT:
+        got = info.get("format") if isinstance(info, dict) else type(info).__name__
+        msg = f"expected bundle format '{BUNDLE_FORMAT}' but got {got!r}, in {file}"
+        raise CheckpointError(msg)
+    return info
+
+
+def read_weights(path: Path, info: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The weights of the bundle at ``path``, checked against the sha256 in bundle.json when it has one.
+
+    Bundles written before caloforge recorded ``weights_sha256`` load without the check.
+    """
+    from safetensors.torch import load as load_bytes
+
+    weights = path / WEIGHTS
+    if not weights.is_file():
+        msg = f"expected the weights file {weights} but it is missing"
+        raise CheckpointError(msg)
+    resources.check_memory(2 * weights.stat().st_size, f"the weights {weights}", error=CheckpointError)
+    data = weights.read_bytes()
+    expected = info.get("weights_sha256")
+    if expected is not None:
+        digest = weights_sha256(data)
+        if not isinstance(expected, str) or digest != expected.lower():
+            msg = (f"expected {weights} to have the sha256 {expected!r:.70} recorded in {BUNDLE_JSON} but it has "
+                   f"{digest}; the weights are corrupt or were replaced, copy the bundle again")
+            raise CheckpointError(msg)
+    try:
+        return load_bytes(data)
+    except Exception as err:  # safetensors raises its own error types on corrupt files
+        msg = f"expected readable weights in {weights} but: {str(err).splitlines()[0] if str(err) else err!r:.200}"
+        raise CheckpointError(msg) from None
+
+
+def part_names(path: Path, info: dict[str, Any]) -> list[str]:
+    """The sub-directory names of a split bundle's parts, after checking them and the split energies.
+
+    Raises:
+        CheckpointError: for a part that is not a plain sub-directory name (an absolute path, ``..``,
+            a path with separators, a symbolic link), or split energies that do not match the parts.
+    """
+    names = info.get("parts")
+    if not isinstance(names, list) or not names:
+        msg = f"expected model parts in the split bundle {path} but found {names!r:.80}"
+        raise CheckpointError(msg)
+    for name in names:
+        plain = isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0:")
+        if not plain or (path / name).is_symlink():
+            msg = (f"expected the parts of a split bundle to be sub-directories such as 'range-0' but got "
+                   f"{name!r:.80}, in {path / BUNDLE_JSON}")
+            raise CheckpointError(msg)
+    splits = info.get("splits")
+    if (not isinstance(splits, list) or len(splits) != len(names) - 1
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in splits)
+            or any(b <= a for a, b in itertools.pairwise(splits))):
+        msg = f"expected {len(names) - 1} increasing split energies but got {splits!r:.80}, in {path / BUNDLE_JSON}"
+        raise CheckpointError(msg)
+    return [str(name) for name in names]
+
+
