@@ -234,6 +234,7 @@ def test_chi2_uu_by_hand_and_with_overflow():
     expected = ((890 * 10 - 990 * 10) ** 2 / (990 * 890 * 20) + 2 * (890 * 100 - 990 * 100) ** 2 / (990 * 890 * 200)
                 + (890 * 780 - 990 * 680) ** 2 / (990 * 890 * 1460))
     assert uu.chi2 == pytest.approx(expected) and uu.ndf == 3 and uu.option == "UU"
+    assert (uu.per_energy[0].n_reference_in_range, uu.per_energy[0].n_generated_in_range) == (990, 890)
     assert uu.chi2 == pytest.approx(1.5345, abs=1e-4)
     of = response_chi2(e_r, reference, e_g, generated, overflow=True)
     # "UU UF OF": N_r = N_g = 1000; only the 0.55 bin, 100*(780-680)... and the overflow (10 vs 110) differ
@@ -247,6 +248,7 @@ def test_chi2_uu_infinite_when_nothing_generated_falls_in_range():
     reference = np.random.default_rng(0).normal(1.0, 0.05, 500)
     result = response_chi2(np.ones(500), reference, np.ones(100), np.full(100, 5.0))
     assert np.isinf(result.chi2_ndf)
+    assert result.per_energy[0].n_generated_in_range == 0 and result.per_energy[0].n_generated == 100
     assert np.isfinite(response_chi2(np.ones(500), reference, np.ones(100), np.full(100, 5.0), overflow=True).chi2)
 
 

@@ -45,7 +45,9 @@ class EnergyChi2:
     """The chi2 test at one incident energy (or energy bin), energies in MeV.
 
     ``energy`` is the mean incident energy of the reference showers in the bin: the
-    energy itself for a discrete spectrum.
+    energy itself for a discrete spectrum. ``n_*_in_range`` count the showers inside the
+    histogram range (N_r and N_g of option "UU"; all showers with "UU UF OF"); chi2 is
+    infinite when no generated shower is in range.
     """
 
     energy_low: float
@@ -55,6 +57,8 @@ class EnergyChi2:
     ndf: int
     n_reference: int
     n_generated: int
+    n_reference_in_range: int = -1
+    n_generated_in_range: int = -1
 
     @property
     def chi2_ndf(self) -> float:
@@ -240,7 +244,8 @@ def response_chi2(
             counts_r, counts_g = counts_r[1:-1], counts_g[1:-1]
         chi2, ndf = _test(counts_r, counts_g)
         results.append(EnergyChi2(group.energy_low, group.energy_high, group.energy, chi2, ndf,
-                                  int(group.reference.size), int(group.generated.size)))
+                                  int(group.reference.size), int(group.generated.size), int(counts_r.sum()),
+                                  int(counts_g.sum())))
     if not results:
         msg = "expected reference and generated showers at common incident energies but found none"
         raise DataError(msg)
