@@ -82,7 +82,7 @@ class FileInfo:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
-        return value.decode()
+        return value.decode(errors="replace")
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -174,7 +174,13 @@ def _open(path: str | Path) -> h5py.File:
 
 
 def inspect(path: str | Path) -> FileInfo:
-    """Read the energies, shapes and metadata of a file without loading the showers."""
+    """Read the energies, shapes and metadata of a file without loading the showers.
+
+    Raises:
+        FileFormatError: not HDF5, missing or broken (dangling link) datasets, datasets that are not
+            real numbers, or datasets that declare more rows than the file stores.
+        DataError: inconsistent shapes, bad incident energies, or energies that do not fit in memory.
+    """
     with _open(path) as file:
         return FileInfo(Path(path), file)
 
