@@ -1,17 +1,32 @@
-"""Safe output files: refuse to overwrite without ``force``, write atomically."""
+"""Safe output files: refuse to overwrite without ``force``, write atomically, leave no debris.
+
+Outputs are written to a temporary path beside the target, named
+``.<name>.<host>-<pid>-<random>.tmp``, and renamed onto the target only when complete.
+If a process is killed (SIGKILL, power loss) its temporary file stays behind; the next
+write of the same target on the same host removes the temporaries whose process is gone.
+A write that fails for lack of space or permission raises :class:`OutputPathError`
+naming the path and the reason, after removing its temporary file.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from caloforge.errors import OutputExistsError, OutputPathError
+from caloforge.errors import CaloforgeError, OutputExistsError, OutputPathError
 
-__all__ = ["atomic_dir", "atomic_path", "check_output"]
+__all__ = ["atomic_dir", "atomic_path", "check_output", "remove_stale_temporaries", "scratch_dir"]
+
+_WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
+_LEGACY_AGE_S = 24 * 3600  # temporaries of older caloforge versions (no pid in the name) older than this go
 
 
 def check_output(path: str | Path, force: bool = False) -> Path:
@@ -47,6 +62,72 @@ def _parent(path: Path) -> Path:
     return path.parent if str(path.parent) else Path()
 
 
+def _host() -> str:
+    return re.sub(r"\W", "_", socket.gethostname()) or "host"
+
+
+def _prefix(path: Path) -> str:
+    """The temporary-name prefix of ``path`` for this process."""
+    return f".{path.name}.{_host()}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries of ``path`` left by dead processes of this host; returns what was removed.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> stale = d / f".x.h5.{_host()}-999999999-abc.tmp"
+        >>> _ = stale.write_text("partial")
+        >>> [p.name for p in remove_stale_temporaries(d / "x.h5")] == [stale.name]
+        True
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:(?P<host>\w+)-(?P<pid>\d+)-)?\w*\.(?:tmp|old)")
+    removed = []
+    for candidate in _parent(path).glob(f".{_glob_escape(path.name)}.*"):
+        match = pattern.fullmatch(candidate.name)
+        if match is None:
+            continue
+        if match["pid"] is not None:
+            stale = match["host"] == _host() and not _alive(int(match["pid"]))
+        else:  # an older naming without host and pid: only when clearly abandoned
+            try:
+                stale = time.time() - candidate.stat().st_mtime > _LEGACY_AGE_S
+            except OSError:
+                stale = False
+        if stale:
+            with contextlib.suppress(OSError):
+                if candidate.is_dir():
+                    shutil.rmtree(candidate)
+                else:
+                    candidate.unlink()
+                removed.append(candidate)
+    return removed
+
+
+def _glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _write_error(path: Path, err: OSError) -> OutputPathError:
+    reason = err.strerror or str(err)
+    if err.errno == errno.ENOSPC:
+        reason = "no space left on the device; free some space or choose another output path"
+    return OutputPathError(f"could not write {path}: {reason}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it.
@@ -62,7 +143,11 @@ def atomic_path(path: str | Path, force: bool = False) -> Iterator[Path]:
         'hello'
     """
     path = check_output(path, force)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent(path))
+    remove_stale_temporaries(path)
+    try:
+        fd, name = tempfile.mkstemp(prefix=_prefix(path), suffix=".tmp", dir=_parent(path))
+    except OSError as err:
+        raise _write_error(path, err) from None
     os.close(fd)
     tmp = Path(name)
     try:
@@ -72,6 +157,10 @@ def atomic_path(path: str | Path, force: bool = False) -> Iterator[Path]:
             raise OutputExistsError(msg)
         tmp.chmod(0o666 & ~_umask())
         tmp.replace(path)
+    except OSError as err:
+        if isinstance(err, CaloforgeError) or err.errno not in _WRITE_ERRORS:
+            raise
+        raise _write_error(path, err) from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -101,7 +190,11 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
         msg = f"expected an output directory path but {path} is a file"
         raise OutputPathError(msg)
     path = _check_new(path, force)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=_parent(path)))
+    remove_stale_temporaries(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=_parent(path)))
+    except OSError as err:
+        raise _write_error(path, err) from None
     try:
         yield tmp
         tmp.chmod(0o777 & ~_umask())
@@ -112,13 +205,41 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
             raise OutputExistsError(msg)
         else:
             _replace_dir(tmp, path)
+    except OSError as err:
+        if isinstance(err, CaloforgeError) or err.errno not in _WRITE_ERRORS:
+            raise
+        raise _write_error(path, err) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a new temporary directory beside ``path`` that is always removed afterwards.
+
+    For outputs of several files (a report) that the caller moves into place one by one once
+    all are written. A write that fails for lack of space or permission raises
+    :class:`OutputPathError`.
+    """
+    path = Path(path)
+    remove_stale_temporaries(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=_parent(path)))
+    except OSError as err:
+        raise _write_error(path, err) from None
+    try:
+        yield tmp
+    except OSError as err:
+        if isinstance(err, CaloforgeError) or err.errno not in _WRITE_ERRORS:
+            raise
+        raise _write_error(path, err) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _replace_dir(new: Path, path: Path) -> None:
     """Swap the directory ``new`` in for the existing ``path``, restoring ``path`` if that fails."""
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=_parent(path)))
+    old = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".old", dir=_parent(path)))
     path.rename(old)  # onto the empty directory just made: atomic on POSIX
     try:
         new.rename(path)

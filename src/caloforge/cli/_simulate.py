@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from caloforge.cli._common import GEOMETRY_HELP, console, friendly_errors, parse_floats
+from caloforge.cli._common import GEOMETRY_HELP, cli_progress, console, friendly_errors, parse_floats
 from caloforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from caloforge.progress import ProgressTask
 
 __all__ = ["register"]
 
@@ -50,38 +54,17 @@ def simulate(
     """Simulate reference showers (GFLASH EM / two-component pion model) into a CaloChallenge file."""
     from caloforge.refsim import simulate_to_file
 
-    bar = Progress(
-        TextColumn("[bold]simulate[/bold]"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
-    task = bar.add_task("showers", total=n)
+    values, angles = parse_floats(energies, "--energies"), _parse_theta(theta)
+    with contextlib.ExitStack() as stack:
+        tasks: list[ProgressTask] = []
 
-    def report(done: int, total: int) -> None:
-        if not bar.live.is_started:
-            bar.start()  # only once the inputs were accepted and the first chunk is done
-        bar.update(task, completed=done, total=total)
+        def report(done: int, total: int) -> None:
+            if not tasks:  # only once the inputs were accepted and the first chunk is written
+                tasks.append(stack.enter_context(cli_progress().task("simulate", total=total, unit="showers")))
+            tasks[0].update(done, total=total)
 
-    try:
-        path = simulate_to_file(
-            output,
-            geometry,
-            particle,
-            n,
-            seed,
-            energies=parse_floats(energies, "--energies"),
-            spectrum=spectrum,
-            jobs=jobs,
-            force=force,
-            progress=report,
-            theta=_parse_theta(theta),
-        )
-    finally:
-        if bar.live.is_started:
-            bar.stop()
+        path = simulate_to_file(output, geometry, particle, n, seed, energies=values, spectrum=spectrum, jobs=jobs,
+                                force=force, progress=report, theta=angles)
     console.print(f"wrote {n} {particle} showers to {path}")
 
 
