@@ -22,6 +22,7 @@ def files(tmp_path_factory):
     skewed = np.repeat(2.0 ** np.arange(10, 13), [500, 50, 50])
     write(base / "skewed.h5", simulate("ds1-photons", "photon", skewed, seed=3))
     write(base / "pions.h5", simulate("ds1-pions", "pion", energies[:50], seed=4))
+    write(base / "tiny.h5", simulate("ds1-photons", "photon", energies[:1], seed=5))
     return base
 
 
@@ -29,19 +30,23 @@ def run(*args: str):
     return CliRunner().invoke(app, list(args))
 
 
+@pytest.mark.slow
 def test_full_mode_end_to_end_warns_and_refuses_to_overwrite(files, tmp_path):
     # one report for the whole file keeps the suite fast: full mode with a small high-level classifier,
     # on a generated sample whose energy spectrum differs (the command must warn)
     out = tmp_path / "report"
     result = run("evaluate", "-r", str(files / "ref.h5"), "-g", str(files / "skewed.h5"), "--out", str(out),
-                 "--mode", "full", "--classifier", "high", "--max-epochs", "2", "--fp32", "--device", "cpu",
-                 "--seed", "1")
+                 "--mode", "full", "--classifier", "high", "--max-epochs", "2", "--precision", "fp32", "--device",
+                 "cpu", "--seed", "1", "--max-minutes", "5", "--threads", "1")
     assert result.exit_code == 0, result.output
     assert "warning:" in result.output and "incident-energy distributions" in result.output
     assert "verdict" in result.output and "report.html" in result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == "full" and metrics["seed"] == 1 and set(metrics["classifiers"]) == {"high"}
-    assert 0.0 <= metrics["classifiers"]["high"]["auc"] <= 1.0
+    high = metrics["classifiers"]["high"]
+    assert 0.0 <= high["auc"] <= 1.0
+    assert high["epochs_run"] == [2] and high["stopped_by"] == ["max_epochs"] and not high["budget_exhausted"]
+    assert high["budget_s"] > 0 and high["precision"] == "fp32" and high["patience"] is None
     assert (out / "report.html").stat().st_size > 10_000
     again = run("evaluate", "-r", str(files / "ref.h5"), "-g", str(files / "gen.h5"), "--out", str(out))
     assert again.exit_code == 2 and "--force" in again.output
@@ -52,14 +57,38 @@ def test_full_mode_end_to_end_warns_and_refuses_to_overwrite(files, tmp_path):
     [
         (["-g", "pions.h5"], "expected"),
         (["-g", "gen.h5", "--mode", "slow"], "expected --mode fast or full"),
-        (["-g", "gen.h5", "--mode", "full", "--classifier", "mid"], "expected classifiers among"),
+        (["-g", "gen.h5", "--mode", "full", "--classifier", "mid"], "expected --classifier among"),
+        (["-g", "tiny.h5"], "expected at least 20 generated showers"),
+        (["-g", "gen.h5", "--max-minutes", "-1"], "expected --max-minutes > 0"),
     ],
-    ids=["geometry-mismatch", "bad-mode", "bad-classifier"],
+    ids=["geometry-mismatch", "bad-mode", "bad-classifier", "too-few-showers", "bad-budget"],
 )
 def test_errors_are_one_line(files, tmp_path, extra, message):
     args = ["evaluate", "-r", str(files / "ref.h5"), "--out", str(tmp_path / "e")]
     args += [str(files / a) if a.endswith(".h5") else a for a in extra]
     result = run(*args)
     assert result.exit_code == 2
-    assert result.output.startswith("caloforge: error:") and message in result.output
-    assert "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]  # after at most a progress line saying what is being read
+    assert last.startswith("caloforge: error:") and message in last
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 2
+    assert not (tmp_path / "e").exists()  # inputs are checked before anything is created
+
+
+@pytest.mark.slow
+def test_a_failed_report_leaves_nothing_and_the_rerun_works(files, tmp_path, monkeypatch):
+    import errno
+
+    from caloforge import plots
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "report"
+    with monkeypatch.context() as patch:
+        patch.setattr(plots, "plot_correlations", full_disk)  # a figure late in the report
+        failed = run("evaluate", "-r", str(files / "ref.h5"), "-g", str(files / "gen.h5"), "--out", str(out))
+    assert failed.exit_code == 2 and "no space left" in failed.output and "Traceback" not in failed.output
+    assert list(out.iterdir()) == []  # no partial plots that would block the rerun, no temporary directory
+    again = run("evaluate", "-r", str(files / "ref.h5"), "-g", str(files / "gen.h5"), "--out", str(out))
+    assert again.exit_code == 0, again.output
+    assert (out / "plots" / "layer_correlations.png").is_file() and (out / "metrics.json").is_file()

@@ -18,8 +18,16 @@ from caloforge.refsim import simulate
 from caloforge.report import render_html
 from caloforge.showers import ShowerSet
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-TINY_NET = ClassifierConfig(hidden=(16,), max_epochs=2, repeats=1, max_showers=600)
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+
+def _browser() -> tuple[str | None, str | None]:
+    """Chromium and its driver where Debian, Ubuntu, Fedora, Homebrew or a PATH put them."""
+    chromium = next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
+    elsewhere = ("/usr/lib/chromium/chromedriver", "/usr/lib64/chromium-browser/chromedriver")
+    driver = shutil.which("chromedriver") or next((p for p in elsewhere if os.path.exists(p)), None)
+    return chromium, driver
+TINY_NET = ClassifierConfig(hidden=(16,), max_epochs=2, repeats=1, max_showers=600, precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -75,28 +83,26 @@ def test_energy_distribution_difference_warns(report_dir, tmp_path):
     assert "incident-energy" in render_html(result, [])
 
 
-def _browser_available() -> bool:
-    return os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER)
-
-
 @pytest.mark.browser
 def test_report_opens_in_headless_chromium(report_dir, tmp_path):
-    if not _browser_available():
+    chromium, chromedriver = _browser()
+    if chromium is None or chromedriver is None:
         if os.environ.get("CI"):
-            pytest.fail(f"headless Chromium is required in CI but {CHROMIUM} or {CHROMEDRIVER} is missing")
+            pytest.fail(f"headless Chromium is required in CI but found chromium={chromium}, "
+                        f"chromedriver={chromedriver}")
         pytest.skip("chromium / chromedriver not installed")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     out = report_dir[0]
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = chromium
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=subprocess.DEVNULL), options=options)
+    driver = webdriver.Chrome(service=Service(chromedriver, log_output=subprocess.DEVNULL), options=options)
     try:
         driver.get((out / "report.html").resolve().as_uri())
         widths = driver.execute_script(

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.stats
 from numpy.typing import NDArray
 
-from caloforge.errors import ConfigError, GeometryMismatchError
+from caloforge.errors import ConfigError, DataError, GeometryMismatchError
 from caloforge.features import (
     HighLevelFeatures,
     apply_threshold,
@@ -35,18 +35,22 @@ from caloforge.features import (
 )
 from caloforge.geometry import Geometry
 from caloforge.metrics import verdict as v
-from caloforge.metrics.chi2 import Chi2Result, chi2_two_sample, energy_groups, response_bins, response_chi2
+from caloforge.metrics.binnings import response_edges_per_energy
+from caloforge.metrics.chi2 import Chi2Result, chi2_two_sample, energy_groups, response_chi2
 from caloforge.metrics.classifier import ClassifierConfig, ClassifierResult, classifier_test
 from caloforge.metrics.distances import DistanceResult, fpd, kpd
 from caloforge.metrics.prdc import PRDCResult, prdc, prdc_inputs
 from caloforge.metrics.response import ResponseResult, layer_correlation, response_per_energy
 from caloforge.metrics.separation import FeatureHistogram, feature_histograms, voxel_histogram
+from caloforge.progress import SILENT, Progress
 from caloforge.showers import ShowerSet, energy_bins
 
-__all__ = ["CLASSIFIERS", "EvaluationResult", "Mode", "compute_evaluation", "evaluate"]
+__all__ = ["CLASSIFIERS", "MIN_SHOWERS", "EvaluationResult", "Mode", "compute_evaluation", "evaluate"]
 
 Mode = Literal["fast", "full"]
 CLASSIFIERS = ("low", "high")
+MIN_SHOWERS = 20
+"""Fewest showers per sample an evaluation accepts (the reference is also split in two halves)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,11 +115,11 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable summary with stable keys (see docs/validation.md)."""
-        def dist(d: DistanceResult) -> dict[str, float]:
-            return {"value_e3": d.value * 1e3, "error_e3": d.error * 1e3}
+        def dist(d: DistanceResult) -> dict[str, Any]:
+            return {"value_e3": d.value * 1e3, "error_e3": d.error * 1e3, "definition": d.definition}
 
         return {
-            "schema": "caloforge.evaluate/1",
+            "schema": "caloforge.evaluate/2",
             "mode": self.mode,
             "seed": self.seed,
             "geometry": {"name": self.geometry.name, "hash": self.geometry.hash},
@@ -126,12 +130,13 @@ class EvaluationResult:
             "verdicts": [dataclasses.asdict(r) for r in self.verdicts],
             "response_chi2": {
                 "chi2_ndf": self.chi2.chi2_ndf, "chi2": self.chi2.chi2, "ndf": self.chi2.ndf,
-                "reference_split_chi2_ndf": self.chi2_split.chi2_ndf,
+                "reference_split_chi2_ndf": self.chi2_split.chi2_ndf, "definition": self.chi2.definition,
                 "per_energy": [dataclasses.asdict(e) | {"chi2_ndf": e.chi2_ndf} for e in self.chi2.per_energy],
             },
             "separation_power": {h.name: h.separation for h in self.histograms},
             "separation_power_per_energy": {h.name: h.separation for h in self.energy_histograms},
             "separation_power_reference_split": dict(self.separation_split),
+            "histogram_binnings": {h.name: h.definition for h in (*self.histograms, *self.energy_histograms)},
             "fpd": dist(self.fpd) | {"reference_split": dist(self.fpd_split)},
             "kpd": dist(self.kpd) | {"reference_split": dist(self.kpd_split)},
             "prdc": None if self.prdc is None else dataclasses.asdict(self.prdc)
@@ -139,7 +144,12 @@ class EvaluationResult:
             "classifiers": {
                 name: {"auc": r.auc, "auc_error": r.auc_error, "jsd": r.jsd, "jsd_error": r.jsd_error,
                        "n_per_sample": r.n_per_sample, "repeats": len(r.runs),
-                       "epochs": [run.best_epoch for run in r.runs],
+                       "best_epochs": [run.best_epoch for run in r.runs],
+                       "epochs_run": [run.epochs_run for run in r.runs],
+                       "stopped_by": [run.stopped_by for run in r.runs],
+                       "budget_exhausted": r.budget_exhausted, "precision": r.runs[0].precision,
+                       "budget_s": r.config.max_seconds, "max_epochs": r.config.max_epochs,
+                       "patience": r.config.patience, "summary": r.summary(),
                        "reference_split": {"auc": self.classifiers_split[name].auc,
                                            "jsd": self.classifiers_split[name].jsd}
                        if name in self.classifiers_split else None}
@@ -183,17 +193,17 @@ def _energy_warning(reference: ShowerSet, generated: ShowerSet) -> str | None:
 
 
 def _energy_histograms(ref: HighLevelFeatures, gen: HighLevelFeatures) -> tuple[FeatureHistogram, ...]:
-    """E_tot/E_inc per incident energy in the chi2 test's groups and bins (drawn without under/overflow)."""
+    """E_tot/E_inc per incident energy in the chi2 test's groups; the official bins for dataset 1."""
     out = []
     for group in energy_groups(ref.energies, ref.response, gen.energies, gen.response):
         if group.reference.size < 2:
             continue
-        bins = response_bins(group.reference)
+        binning = response_edges_per_energy(ref.geometry, group.energy, group.reference)
         label = f"{group.energy:.4g}"
         out.append(FeatureHistogram(
             f"response_E{label}", "response_per_energy", None, rf"$E_\mathrm{{tot}}/E_\mathrm{{inc}}$, E = {label} MeV",
-            bins, np.histogram(group.reference, bins)[0].astype(float),
-            np.histogram(group.generated, bins)[0].astype(float)))
+            binning.edges, np.histogram(group.reference, binning.edges)[0].astype(float),
+            np.histogram(group.generated, binning.edges)[0].astype(float), binning=binning.name))
     return tuple(out)
 
 
@@ -215,6 +225,7 @@ def compute_evaluation(
     device: str = "cpu",
     threshold: float | None = None,
     with_prdc: bool = True,
+    progress: Progress | None = None,
 ) -> EvaluationResult:
     """Compute every validation metric of ``generated`` against ``reference``.
 
@@ -228,10 +239,12 @@ def compute_evaluation(
         device: Torch device for the classifiers (the caller's choice).
         threshold: Readout threshold in MeV (default: the geometry's, see :func:`readout_threshold`).
         with_prdc: Also compute precision/recall/density/coverage (full mode only).
+        progress: Reports each stage (and each classifier epoch); None is silent.
 
     Raises:
         GeometryMismatchError: if the samples have different geometries.
         ConfigError: for an unknown mode or classifier name.
+        DataError: if a sample has fewer than :data:`MIN_SHOWERS` showers.
 
     Warns:
         UserWarning: if the incident-energy distributions differ.
@@ -248,15 +261,24 @@ def compute_evaluation(
     if unknown:
         msg = f"expected classifiers among {list(CLASSIFIERS)} but got {unknown}, in evaluate"
         raise ConfigError(msg)
+    for name, sample in (("reference", reference), ("generated", generated)):
+        if len(sample) < MIN_SHOWERS:
+            msg = f"expected at least {MIN_SHOWERS} {name} showers to evaluate but got {len(sample)}, in evaluate"
+            raise DataError(msg)
     timings: dict[str, float] = {}
+    prog = progress or SILENT
     clock = time.perf_counter()
 
-    def lap(name: str) -> None:
+    def lap(name: str, announce: bool = True) -> None:
         nonlocal clock
         now = time.perf_counter()
         timings[name] = round(now - clock, 3)
         clock = now
+        if announce:
+            prog.message(f"{name.replace('_', ' ')}: done ({timings[name]:.1f} s)")
 
+    prog.message(f"evaluate ({mode} mode): features of {len(reference)} reference and {len(generated)} generated "
+                 "showers")
     messages = []
     message = _energy_warning(reference, generated)
     if message:
@@ -275,14 +297,16 @@ def compute_evaluation(
 
     chi2 = response_chi2(ref_f.energies, ref_f.response, gen_f.energies, gen_f.response)
     chi2_split = response_chi2(ref_a.energies, ref_a.response, ref_b.energies, ref_b.response)
-    histograms = (*feature_histograms(ref_f, gen_f), voxel_histogram(ref_s.showers, gen_s.showers, thr))
+    histograms = (*feature_histograms(ref_f, gen_f),
+                  voxel_histogram(ref_s.showers, gen_s.showers, thr, geometry=geometry))
     energy_hists = _energy_histograms(ref_f, gen_f)
     split = _separations(ref_a, ref_b)
-    split["voxel"] = voxel_histogram(ref_s.showers[half_a], ref_s.showers[half_b], thr).separation
+    split["voxel"] = voxel_histogram(ref_s.showers[half_a], ref_s.showers[half_b], thr, geometry=geometry).separation
     corr_r, corr_g = layer_correlation(ref_f.e_layer), layer_correlation(gen_f.e_layer)
     corr_split = _max_abs(layer_correlation(ref_a.e_layer), layer_correlation(ref_b.e_layer))
     lap("histograms")
 
+    prog.message("FPD and KPD (with the reference split): started")
     hl_r, hl_g = high_level_inputs(ref_f), high_level_inputs(gen_f)
     with warnings.catch_warnings(record=True) as caught:  # small-sample notes go into the report
         warnings.simplefilter("always", UserWarning)
@@ -293,6 +317,7 @@ def compute_evaluation(
 
     prdc_r = prdc_s = None
     if with_prdc and mode == "full":
+        prog.message("precision/recall/density/coverage (k=5, at most 5000 showers): started")
         x_r, x_g = prdc_inputs(ref_s.showers), prdc_inputs(gen_s.showers)
         prdc_r = prdc(x_r, x_g, max_samples=5_000, seed=seed)
         prdc_s = prdc(x_r[half_a], x_r[half_b], max_samples=5_000, seed=seed)
@@ -302,12 +327,31 @@ def compute_evaluation(
     results_split: dict[str, ClassifierResult] = {}
     if mode == "full":
         config = classifier_config or ClassifierConfig.cpu_budget()
-        for kind in classifiers:
-            x_r, x_g = _classifier_inputs(kind, ref_s, ref_f), _classifier_inputs(kind, gen_s, gen_f)
-            results[kind] = classifier_test(x_r, x_g, config, seed=seed, device=device)
-            results_split[kind] = classifier_test(x_r[half_a], x_r[half_b], config, seed=seed, device=device)
-            del x_r, x_g
-            lap(f"classifier_{kind}")
+        inputs = {kind: (_classifier_inputs(kind, ref_s, ref_f), _classifier_inputs(kind, gen_s, gen_f))
+                  for kind in classifiers}
+        jobs = [(kind, split_half) for kind in classifiers for split_half in (False, True)]
+        sizes = {job: min(len(ref_s) // 2 if job[1] else min(len(ref_s), len(gen_s)), config.max_showers or 10**12)
+                 for job in jobs}
+        work = {job: config.epoch_flops(inputs[job[0]][0].shape[1], sizes[job]) for job in jobs}
+        deadline = None if config.max_seconds is None else time.monotonic() + config.max_seconds
+        for i, (kind, split_half) in enumerate(jobs):
+            x_r, x_g = inputs[kind]
+            if split_half:
+                x_r, x_g = x_r[half_a], x_r[half_b]
+            job_config = config
+            if deadline is not None:  # the time left, shared in proportion to each test's work
+                share = work[(kind, split_half)] / sum(work[j] for j in jobs[i:])
+                job_config = dataclasses.replace(config, max_seconds=max(1e-3, (deadline - time.monotonic()) * share))
+            label = f"classifier {kind}-level" + (" (reference split)" if split_half else "")
+            result = classifier_test(x_r, x_g, job_config, seed=seed, device=device, progress=progress, label=label)
+            (results_split if split_half else results)[kind] = result
+            lap(f"classifier_{kind}" + ("_split" if split_half else ""), announce=False)  # it reports itself
+        del inputs
+        for kind, result in results.items():
+            if result.budget_exhausted:
+                messages.append(f"the {kind}-level classifier was stopped by its wall-clock budget after "
+                                f"{'/'.join(str(r.epochs_run) for r in result.runs)} epochs: its AUC may be "
+                                "understated (give it more time with --max-minutes)")
 
     rows = [v.chi2_verdict(chi2.chi2_ndf, chi2.ndf, chi2_split.chi2_ndf)]
     seps = {h.name: h.separation for h in histograms}
@@ -360,6 +404,7 @@ def evaluate(
     threshold: float | None = None,
     with_prdc: bool = True,
     training_history: Sequence[Mapping[str, float]] = (),
+    progress: Progress | None = None,
 ) -> EvaluationResult:
     """Validate ``generated`` against ``reference`` and write the report into ``out_dir``.
 
@@ -379,10 +424,9 @@ def evaluate(
     out = check_report_dir(out_dir, force)
     start = time.perf_counter()
     result = compute_evaluation(reference, generated, mode, classifiers, seed, classifier_config, device,
-                                threshold, with_prdc)
+                                threshold, with_prdc, progress)
     if training_history:
         rows = tuple({k: float(v) for k, v in row.items() if v is not None} for row in training_history)  # null: NaN
         result = dataclasses.replace(result, training_history=rows)
-    write_report(result, out, force=force)
-    result.timings["total"] = round(time.perf_counter() - start, 3)
+    write_report(result, out, force=force, progress=progress, started=start)
     return result

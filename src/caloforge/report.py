@@ -18,14 +18,17 @@ import html
 import io
 import json
 import math
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from caloforge import __version__
 from caloforge.errors import OutputExistsError, OutputPathError
-from caloforge.outputs import atomic_path
+from caloforge.outputs import scratch_dir
+from caloforge.progress import SILENT, Progress
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -57,11 +60,11 @@ th{background:#f0f0f0}td.l{text-align:left}.pass{background:#c8f0c8}.warn{backgr
 
 
 def check_report_dir(out_dir: str | Path, force: bool) -> Path:
-    """Create ``out_dir`` (and ``plots/``) if needed; refuse existing report files unless ``force``.
+    """Check that a report may be written into ``out_dir``; creates nothing.
 
     Raises:
-        OutputExistsError: if report.html or metrics.json exists and ``force`` is false.
-        OutputPathError: if the directory cannot be created.
+        OutputExistsError: if report.html, metrics.json or plots exist and ``force`` is false.
+        OutputPathError: if ``out_dir`` is a file, or its nearest existing parent is not writable.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -73,43 +76,52 @@ def check_report_dir(out_dir: str | Path, force: bool) -> Path:
     if existing and not force:
         msg = f"{existing[0]} already exists; choose another --out or pass --force to overwrite it"
         raise OutputExistsError(msg)
-    try:
-        (out / "plots").mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        msg = f"could not create the output directory {out} ({err}); choose another --out"
-        raise OutputPathError(msg) from None
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        msg = f"output directory {parent} is not writable; choose another --out"
+        raise OutputPathError(msg)
     return out
 
 
-def _figures(result: EvaluationResult) -> Iterator[tuple[str, str, str, Figure]]:
-    """(section, file stem, caption, figure) for every plot of the report, built lazily."""
+def _figures(result: EvaluationResult) -> list[tuple[str, str, str, Callable[[], Figure]]]:
+    """(section, file stem, caption, figure maker) for every plot of the report; figures are drawn on demand."""
     from caloforge import plots
 
     by_family: dict[str, list[FeatureHistogram]] = {}
     for hist in result.histograms:
         by_family.setdefault(hist.family, []).append(hist)
-    yield ("Response", "response", "E_tot/E_inc and E_tot, all energies",
-           plots.histogram_grid([*by_family["response"], *by_family["e_total"]], "Total energy", columns=2))
+    out: list[tuple[str, str, str, Callable[[], Figure]]] = [
+        ("Response", "response", "E_tot/E_inc and E_tot, all energies",
+         partial(plots.histogram_grid, [*by_family["response"], *by_family["e_total"]], "Total energy", columns=2)),
+    ]
     if result.energy_histograms:
-        yield ("Response", "response_per_energy", "E_tot/E_inc per incident energy (chi2 binning)",
-               plots.histogram_grid(result.energy_histograms, "E_tot/E_inc per incident energy"))
-    yield "Response", "response_resolution", "Response and resolution vs energy", plots.plot_response(result)
+        out.append(("Response", "response_per_energy",
+                    "E_tot/E_inc per incident energy (official binning for dataset 1)",
+                    partial(plots.histogram_grid, result.energy_histograms, "E_tot/E_inc per incident energy")))
+    out.append(("Response", "response_resolution", "Response and resolution vs energy",
+                partial(plots.plot_response, result)))
     for family, title in _FAMILIES:
         if by_family.get(family):
-            yield ("Features", family, title, plots.histogram_grid(by_family[family], title))
-    yield "Shower shape", "profiles", "Mean longitudinal and radial profiles", plots.plot_profiles(result)
+            out.append(("Features", family, title, partial(plots.histogram_grid, by_family[family], title)))
+    out.append(("Shower shape", "profiles", "Mean longitudinal and radial profiles",
+                partial(plots.plot_profiles, result)))
     n_layers = result.geometry.n_layers
     for start in range(0, n_layers, 9):
         layers = list(range(start, min(start + 9, n_layers)))
-        yield ("Shower shape", f"mean_images_{start}", f"Average shower, layers {layers[0]}-{layers[-1]} (positions)",
-               plots.plot_mean_images(result, layers))
-    yield "Correlations", "layer_correlations", "Layer-energy correlations", plots.plot_correlations(result)
+        out.append(("Shower shape", f"mean_images_{start}",
+                    f"Average shower, layers {layers[0]}-{layers[-1]} (positions)",
+                    partial(plots.plot_mean_images, result, layers)))
+    out.append(("Correlations", "layer_correlations", "Layer-energy correlations",
+                partial(plots.plot_correlations, result)))
     if result.training is not None:
-        yield ("Training", "training", "Validation chi2/NDF during training (checkpoint selection)",
-               plots.plot_training(result.training_history))
+        out.append(("Training", "training", "Validation chi2/NDF during training (checkpoint selection)",
+                    partial(plots.plot_training, result.training_history)))
     if result.classifiers:
-        yield ("Classifiers", "roc", "ROC curves of the classifiers",
-               plots.plot_roc(result.classifiers, result.classifiers_split))
+        out.append(("Classifiers", "roc", "ROC curves of the classifiers",
+                    partial(plots.plot_roc, result.classifiers, result.classifiers_split)))
+    return out
 
 
 def _fmt(x: float) -> str:
@@ -148,6 +160,15 @@ def _training_lines(result: EvaluationResult) -> list[str]:
             f"{t['iterations']}, {_fmt(t['elapsed_s'] / 60)} min); see the Training section.</p>"]
 
 
+def _classifier_lines(result: EvaluationResult) -> list[str]:
+    lines = []
+    for name, clf in result.classifiers.items():
+        split = result.classifiers_split.get(name)
+        also = f"; reference split: {html.escape(split.summary())}" if split is not None else ""
+        lines.append(f"<li>{name}-level classifier: {html.escape(clf.summary())}{also}</li>")
+    return ["<p>classifier trainings:</p><ul>", *lines, "</ul>"] if lines else []
+
+
 def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]]) -> str:
     """The report page; ``images`` are (section, caption, PNG bytes) in display order."""
     g = result.geometry
@@ -162,7 +183,7 @@ def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]]) 
         "of the reference: what statistics alone give. See docs/validation.md for every definition and threshold.</p>",
     ]
     parts += [f"<p class='warning'>warning: {html.escape(w)}</p>" for w in result.warnings]
-    parts += ["<h2>Verdict</h2>", _verdict_table(result), *_training_lines(result),
+    parts += ["<h2>Verdict</h2>", _verdict_table(result), *_classifier_lines(result), *_training_lines(result),
               "<h2>chi2 of E_tot/E_inc per incident energy</h2>", _chi2_table(result)]
     section = None
     for name, caption, png in images:
@@ -176,8 +197,21 @@ def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]]) 
     return "\n".join(parts)
 
 
-def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = False, pdf: bool = True) -> Path:
+def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = False, pdf: bool = True,
+                 progress: Progress | None = None, started: float | None = None) -> Path:
     """Draw every figure and write plots, report.html and metrics.json into ``out_dir``.
+
+    Everything is written into a temporary directory beside the report first and moved into
+    place only when complete: a failure (a full disk, Ctrl-C) leaves no partial report that
+    would block a rerun.
+
+    Args:
+        result: The evaluation.
+        out_dir: The report directory (created if missing).
+        force: Replace an existing report.
+        pdf: Also write every figure as PDF.
+        progress: Reports each figure; None is silent.
+        started: ``time.perf_counter()`` at the start of the evaluation, for the total time in metrics.json.
 
     Returns:
         The path of report.html.
@@ -188,25 +222,44 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
 
     out = check_report_dir(out_dir, force)
     start = time.perf_counter()
-    images = []
-    with matplotlib.rc_context(plots.style()):  # type: ignore[arg-type]
-        for section, stem, caption, fig in _figures(result):
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png")
-            png = buffer.getvalue()
-            with atomic_path(out / "plots" / f"{stem}.png", force=True) as tmp:
-                tmp.write_bytes(png)
-            if pdf:
-                with atomic_path(out / "plots" / f"{stem}.pdf", force=True) as tmp:
-                    fig.savefig(tmp, format="pdf")
-            images.append((section, caption, png))
-    result.timings["report"] = round(time.perf_counter() - start, 3)
-    page = out / "report.html"
-    with atomic_path(page, force) as tmp:
-        tmp.write_text(render_html(result, images), encoding="utf-8")
-    with atomic_path(out / "metrics.json", force) as tmp:
-        tmp.write_text(json.dumps(_clean(result.to_dict()), indent=2, allow_nan=False), encoding="utf-8")
-    return page
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        msg = f"could not create the output directory {out} ({err.strerror}); choose another --out"
+        raise OutputPathError(msg) from None
+    with scratch_dir(out / "report") as stage:
+        (stage / "plots").mkdir()
+        images = []
+        figures = _figures(result)
+        with (progress or SILENT).task("report figures", total=len(figures), unit="figures") as task, \
+                matplotlib.rc_context(plots.style()):  # type: ignore[arg-type]
+            for section, stem, caption, make in figures:
+                fig = make()
+                buffer = io.BytesIO()
+                fig.savefig(buffer, format="png")
+                png = buffer.getvalue()
+                (stage / "plots" / f"{stem}.png").write_bytes(png)
+                if pdf:
+                    fig.savefig(stage / "plots" / f"{stem}.pdf", format="pdf")
+                images.append((section, caption, png))
+                task.update(advance=1, status=stem)
+        result.timings["report"] = round(time.perf_counter() - start, 3)
+        if started is not None:
+            result.timings["total"] = round(time.perf_counter() - started, 3)
+        (stage / "report.html").write_text(render_html(result, images), encoding="utf-8")
+        (stage / "metrics.json").write_text(json.dumps(_clean(result.to_dict()), indent=2, allow_nan=False),
+                                            encoding="utf-8")
+        _publish(stage, out)
+    return out / "report.html"
+
+
+def _publish(stage: Path, out: Path) -> None:
+    """Move the finished files from ``stage`` into ``out`` (plots first, the page and metrics.json last)."""
+    (out / "plots").mkdir(exist_ok=True)
+    for path in sorted((stage / "plots").iterdir()):
+        path.replace(out / "plots" / path.name)
+    for name in REPORT_FILES:
+        (stage / name).replace(out / name)
 
 
 def _clean(value: Any) -> Any:

@@ -11,7 +11,8 @@ metric                 pass                                        warn (else fa
 response chi2/NDF      <= 1 + 3 sqrt(2/NDF) (statistics alone)     <= 3
 max separation power   <= max(0.01, 2 x split)                     <= max(0.1, 5 x split)
 FPD, KPD               <= split + 3 sigma (or consistent with 0)    <= 5 x the pass bound
-classifier AUC         <= max(0.6, split + 0.05)                   <= max(0.8, split + 0.2)
+classifier AUC         <= max(0.6, split + 0.05)                   <= max(0.8, split + 0.2);
+                                                                   below 0.5 - 3 sigma: warn
 layer correlations     max |dC| <= max(0.05, 2 x split)            <= max(0.15, 5 x split)
 =====================  ==========================================  ==========================
 
@@ -106,12 +107,22 @@ def distance_verdict(key: str, name: str, value: float, error: float, split: flo
 def auc_verdict(key: str, name: str, auc: float, error: float, split: float = float("nan")) -> VerdictRow:
     """Classifier AUC: pass <= max(0.6, split + 0.05), warn <= max(0.8, split + 0.2).
 
+    An AUC below 0.5 - 3 sigma is not a good model but a broken test (labels swapped, or a
+    calibration that failed): it is flagged ``warn`` with that explanation, never ``pass``.
+
     Example:
         >>> auc_verdict("auc_low", "AUC", 0.51, 0.01).verdict, auc_verdict("auc_low", "AUC", 0.9, 0.01).verdict
         ('pass', 'fail')
+        >>> row = auc_verdict("auc_low", "AUC", 0.3, 0.01)
+        >>> row.verdict, row.rule.split(":")[0]
+        ('warn', 'AUC below 0.5 - 3 sigma')
     """
     s = _finite(split, 0.5)
     p, w = max(0.6, s + 0.05), max(0.8, s + 0.2)
+    sigma = error if math.isfinite(error) and error > 0 else 0.01
+    if math.isfinite(auc) and auc < 0.5 - 3.0 * sigma:
+        return VerdictRow(key, name, auc, error, split, "warn",
+                          f"AUC below 0.5 - 3 sigma: the labels or the calibration are wrong (pass <= {p:.3f})")
     return VerdictRow(key, name, auc, error, split, _grade(auc, p, w), f"pass <= {p:.3f}, warn <= {w:.3f}")
 
 

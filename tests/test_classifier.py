@@ -1,0 +1,57 @@
+"""The classifier test: labels, calibration, JSD and the early-stopping default, on data with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from caloforge.metrics.classifier import CALIBRATION_BOUNDS, ClassifierConfig, calibrate, classifier_test
+from caloforge.metrics.verdict import auc_verdict
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL = ClassifierConfig(hidden=(64, 64), max_epochs=40, repeats=1, precision="fp32")
+
+
+def _gaussians(shift: float, n: int = 4000, dim: int = 6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, dim)), rng.normal(size=(n, dim)) + shift / np.sqrt(dim)
+
+
+def test_separable_samples_give_a_high_auc_and_jsd_with_the_right_sign():
+    # two unit Gaussians whose means differ by 3 sigma: the Bayes-optimal AUC is Phi(3/sqrt(2)) = 0.983 and
+    # the optimal JSD is about 0.68. A label flip would give AUC 0.02; a missing calibration a JSD far below
+    ref, gen = _gaussians(3.0)
+    result = classifier_test(ref, gen, SMALL, seed=1)
+    assert result.auc == pytest.approx(0.983, abs=0.01)
+    assert 0.6 < result.jsd < 0.75
+    assert 0 < result.auc_error < 0.01 and 0 < result.jsd_error < 0.05
+    assert auc_verdict("auc", "AUC", result.auc, result.auc_error).verdict == "fail"
+
+
+def test_identical_samples_give_auc_one_half_and_jsd_zero():
+    # an overfit network's raw outputs are overconfident: without calibration its BCE would exceed log 2 by far
+    ref, gen = _gaussians(0.0, n=3000)
+    result = classifier_test(ref, gen, ClassifierConfig(hidden=(256, 256), max_epochs=30, repeats=1,
+                                                        precision="fp32"), seed=2)
+    assert abs(result.auc - 0.5) < 3 * result.auc_error + 0.01
+    assert abs(result.jsd) < 3 * result.jsd_error + 0.01 and result.jsd_error < 0.05
+    assert auc_verdict("auc", "AUC", result.auc, result.auc_error).verdict == "pass"
+
+
+def test_calibration_maps_scores_to_frequencies_within_the_official_bounds():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 20_000)
+    sure = rng.random(20_000) < 0.7
+    raw = np.where(sure, np.where(labels == 1, 0.99, 0.01), 0.5)
+    probabilities = calibrate(raw, labels, np.array([0.01, 0.5, 0.99]))
+    # among outputs 0.5 both labels are equally frequent; 0.01 and 0.99 are always right
+    np.testing.assert_allclose(probabilities, [CALIBRATION_BOUNDS[0], 0.5, CALIBRATION_BOUNDS[1]], atol=0.02)
+    assert roc_auc_score(labels, calibrate(raw, labels, raw)) == pytest.approx(roc_auc_score(labels, raw), abs=1e-3)
+
+
+def test_an_auc_below_one_half_is_flagged_not_passed():
+    row = auc_verdict("auc_low", "classifier AUC", 0.21, 0.01, 0.5)
+    assert row.verdict == "warn" and "labels or the calibration are wrong" in row.rule
+    assert auc_verdict("auc_low", "classifier AUC", 0.49, 0.01, 0.5).verdict == "pass"  # within 3 sigma of 0.5
