@@ -33,3 +33,17 @@ def tiny_geometry() -> Geometry:
 def tiny_showers(tiny_geometry: Geometry) -> ShowerSet:
     """50 random showers at 1 and 4 GeV in the tiny geometry."""
     return make_showers(tiny_geometry, 50, seed=1)
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: tiny networks run fastest so, and do not slow down when other jobs share the cores.
+
+    The thread count is restored afterwards (the CLI sets it from ``--threads``).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

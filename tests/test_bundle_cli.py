@@ -22,6 +22,9 @@ from caloforge.models import GAN, GANConfig
 from caloforge.preprocess import Preprocessing
 from synthetic import make_showers
 
+pytestmark = [pytest.mark.usefixtures("one_thread"),  # see tests/conftest.py
+              pytest.mark.filterwarnings("ignore:the validation sample has fewer:UserWarning")]  # tiny test data
+
 runner = CliRunner()
 GEOMETRY = Geometry((Layer(0, (0.0, 1.0, 2.0, 4.0), 2), Layer(5, (0.0, 2.0, 5.0), 1)), name="tiny")
 CONFIG = """
@@ -37,14 +40,6 @@ training:
 """
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A run trained through the CLI: (run directory, training file, evaluation file)."""
@@ -53,11 +48,10 @@ def trained(tmp_path_factory):
     ref_file = io.write(root / "ref.h5", make_showers(GEOMETRY, 60, seed=2, energies=(8000.0, 500.0, 2000.0)))
     (root / "cfg.yaml").write_text(CONFIG)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     result = runner.invoke(app, ["train", "--data", str(train_file), "--out", str(root / "run"), "--config",
                                  str(root / "cfg.yaml"), "--max-iterations", "10", "--device", "cpu",
-                                 "--no-progress"])
-    torch.set_num_threads(threads)
+                                 "--no-progress", "--threads", "1"])
+    torch.set_num_threads(threads)  # --threads set it for the whole process
     assert result.exit_code == 0, result.output
     assert "validation chi2/NDF" in result.output
     return root / "run", train_file, ref_file

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import json
+import shlex
 import signal
+import warnings
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -21,18 +25,12 @@ from caloforge.showers import ShowerSet
 from caloforge.training import _accelerator, split_validation, train, validation_chi2
 from synthetic import make_showers
 
+pytestmark = [pytest.mark.usefixtures("one_thread"),  # see tests/conftest.py
+              pytest.mark.filterwarnings("ignore:the validation sample has fewer:UserWarning")]  # tiny test data
+
 TINY = GANConfig(noise_dim=8, generator_layers=(32, 32, 32), critic_layers=(32, 32, 32), batch_size=128,
                  critic_steps=2, lr=1e-3)
 ENERGIES = (500.0, 1000.0, 4000.0, 8000.0)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny networks run fastest on one thread, and do not slow down when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -149,8 +147,15 @@ def test_refused_runs_leave_nothing_behind(data, tmp_path):
         train(data, "gan", TINY, run, max_iterations=2, checkpoint_every=2, hold_out_energy=2000.0, progress=False)
     with pytest.raises(ConfigError, match="energy range"):
         train(data, "gan", TINY, run, max_iterations=2, split_energies=(1e6,), progress=False)
-    with pytest.raises(DataError, match="validation split"):
+    with pytest.raises(DataError, match="at least 10 training showers"):
         train(data[:1], "gan", TINY, run, max_iterations=2, progress=False)
+    with pytest.raises(ConfigError, match="max_minutes > 0"):  # was: one iteration, then an untrained bundle
+        train(data, "gan", TINY, run, max_minutes=-1, progress=False)
+    with pytest.raises(ConfigError, match="seed"):
+        train(data, "gan", TINY, run, max_iterations=2, seed=10**26, progress=False)
+    if not torch.cuda.is_available():  # was: a traceback, and run.json left behind
+        with pytest.raises(ConfigError, match="CUDA"):
+            train(data, "gan", TINY, run, max_iterations=2, device="cuda", progress=False)
     assert not run.exists()
     # the same call with a good energy then runs in that directory
     result = train(data, "gan", TINY, run, max_iterations=2, checkpoint_every=2, hold_out_energy=1000.0,
@@ -178,3 +183,116 @@ def test_out_dir_that_is_a_file_is_refused(data, tmp_path):
 ])
 def test_cuda_index_selects_that_gpu(device, devices, expected):
     assert _accelerator(device, devices) == expected
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_is_removed(data, tmp_path, monkeypatch):
+    from caloforge.callbacks import GenerativeTask
+
+    def broken(self, batch, batch_idx):
+        raise RuntimeError("a bug in a family's training step")
+
+    monkeypatch.setattr(GenerativeTask, "training_step", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        train(data, "gan", TINY, tmp_path / "run", max_iterations=5, checkpoint_every=5, progress=False)
+    assert not (tmp_path / "run").exists()  # was: run.json left, so the rerun was refused
+
+
+def test_corrupt_run_json_is_a_clear_error(data, tmp_path):
+    train(data, "gan", TINY, tmp_path / "run", max_iterations=2, checkpoint_every=2, progress=False)
+    (tmp_path / "run" / "run.json").write_text('{"family": "gan", "conf')
+    with pytest.raises(CheckpointError, match="corrupt"):
+        train(data, "gan", TINY, tmp_path / "run", max_iterations=4, progress=False, resume=True)
+
+
+def test_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary(data, tmp_path, monkeypatch):
+    def full(self, filepath, *args, **kwargs):
+        Path(filepath).write_bytes(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", full)
+    with pytest.raises(OutputPathError, match="no space left"):
+        train(data, "gan", TINY, tmp_path / "run", max_iterations=4, checkpoint_every=2, progress=False)
+    assert not list(tmp_path.rglob(".last.ckpt.tmp"))
+
+
+def test_resume_without_a_checkpoint_does_not_repeat_log_rows(data, tmp_path):
+    train(data, "gan", TINY, tmp_path / "run", max_iterations=20, checkpoint_every=10, progress=False)
+    (tmp_path / "run" / "last.ckpt").unlink()  # e.g. killed before the first checkpoint was written
+    train(data, "gan", TINY, tmp_path / "run", max_iterations=20, checkpoint_every=10, progress=False, resume=True)
+    assert [int(r["iteration"]) for r in _log(tmp_path / "run")] == [0, 10, 20]
+
+
+def test_printed_resume_command_continues_with_the_budget_left(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from caloforge import io
+    from caloforge.cli import app
+    from caloforge.cli._model import _resume_command
+
+    data_file = io.write(tmp_path / "train.h5", data)
+    result = train(data, "gan", TINY, tmp_path / "run", max_iterations=100, checkpoint_every=10, progress=False,
+                   callbacks=[_CtrlC()])
+    assert result.interrupted
+    command = _resume_command(data_file, tmp_path / "run", None, None, result)
+    assert "--resume" in command and "--max-iterations 100" in command
+    words = shlex.split(command)
+    assert words[:2] == ["caloforge", "train"]
+    rerun = CliRunner().invoke(app, [*words[1:], "--no-progress", "--device", "cpu", "--threads", "1"])
+    assert rerun.exit_code == 0, rerun.output
+    assert [int(r["iteration"]) for r in _log(tmp_path / "run")][-1] == 100
+    minutes = dataclasses.replace(result, max_iterations=None, max_minutes=5.0, elapsed_s=90.0)
+    assert _resume_command(data_file, tmp_path / "run", "ds1-photons", None, minutes).endswith(
+        "--resume --geometry ds1-photons --max-minutes 3.5")
+
+
+def test_resume_without_a_budget_uses_the_runs_own(data, tmp_path):
+    train(data, "gan", TINY, tmp_path / "run", max_iterations=30, checkpoint_every=10, progress=False,
+          callbacks=[_CtrlC()])
+    resumed = train(data, "gan", None, tmp_path / "run", progress=False, resume=True)
+    assert resumed.ranges[0].iterations == 30
+
+
+def test_validation_split_is_sized_for_the_chi2_and_small_ones_warn(tiny_geometry, tmp_path):
+    for n, rule in ((12_000, lambda k: round(0.1 * k)), (4_400, lambda k: 500), (2_400, lambda k: round(0.25 * k))):
+        showers = make_showers(tiny_geometry, n, seed=3, energies=(1000.0, 4000.0))  # 10 %, 500 or 25 % per energy
+        _, validation = split_validation(showers, None, seed=0)
+        per_energy = np.unique(showers.energies, return_counts=True)[1]
+        assert np.unique(validation.energies, return_counts=True)[1].tolist() == [rule(k) for k in per_energy]
+    small = make_showers(tiny_geometry, 800, seed=3, energies=(1000.0, 4000.0))  # 400 per energy: 25 % = 100
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(small, "gan", TINY, tmp_path / "run", max_iterations=2, checkpoint_every=2, progress=False)
+    assert any("fewer than 200 showers at 2 of 2" in str(w.message) for w in caught)
+    assert load(result.bundle_dir).info["n_validation_per_energy"] == {"1000": 100, "4000": 100}
+
+
+def test_independent_validation_sample_is_used_for_selection(data, tiny_geometry, tmp_path):
+    validation = make_showers(tiny_geometry, 400, seed=7, energies=ENERGIES)
+    result = train(data, "gan", TINY, tmp_path / "run", max_iterations=4, checkpoint_every=2, progress=False,
+                   validation=validation)
+    info = load(result.bundle_dir).info
+    assert info["data"]["n_showers"] == len(data)  # every training shower trains
+    assert info["n_validation"] == len(validation)
+    assert sum(e.n_reference for e in result.validation.per_energy) == len(validation)
+
+
+def test_selected_chi2_predicts_an_independent_sample_of_the_same_size(tiny_geometry, tmp_path):
+    # chi2/NDF of an imperfect model grows with the sample size, so the prediction is checked at the
+    # validation split's size (500 per energy by default), on independent showers, over 7 draws
+    def sample(n, seed):
+        raw = make_showers(tiny_geometry, n, seed=seed, energies=(1000.0, 8000.0))
+        spread = np.random.default_rng(seed).uniform(0.5, 1.0, (len(raw), 1)).astype(np.float32)
+        return ShowerSet(raw.energies, raw.showers * spread, tiny_geometry)
+
+    config = dataclasses.replace(TINY, preprocessing="layer")
+    result = train(sample(8000, 1), "gan", config, tmp_path / "run", max_iterations=150, checkpoint_every=10,
+                   progress=False)
+    bundle, independent = load(result.bundle_dir), sample(8000, 2)
+    values = []
+    for k in range(7):
+        rows = np.concatenate([np.flatnonzero(independent.energies == e)[500 * k : 500 * (k + 1)]
+                               for e in (1000.0, 8000.0)])
+        part = independent[rows]
+        values.append(validation_chi2(part, bundle.generate(part.energies, device="cpu", seed=k)).chi2_ndf)
+    assert result.ranges[0].best_chi2_ndf > 5  # a model the chi2 can tell from the reference
+    assert result.ranges[0].best_chi2_ndf == pytest.approx(np.mean(values), rel=0.2)

@@ -7,12 +7,16 @@
   validation split every ``every`` iterations (DESIGN.md definition, after the readout
   threshold), keeps the best model as a bundle, writes the CSV log and the last checkpoint,
   and stops on the iteration or wall-clock budget or on Ctrl-C (after a complete iteration).
-* :class:`RichProgress` shows iterations, losses and the running best chi2/NDF.
+* :class:`ProgressBar` shows iterations, losses and the running best chi2/NDF (a live bar on a
+  terminal, plain lines in a log).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import io
 import math
 import signal
 import threading
@@ -24,24 +28,34 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from caloforge.bundle import save_model, update_history
+from caloforge.errors import OutputPathError
 from caloforge.metrics.chi2 import Chi2Result, response_chi2
 from caloforge.models.base import Batch, GenerativeModel
+from caloforge.outputs import atomic_path
+from caloforge.progress import Progress, ProgressTask
 from caloforge.showers import ShowerSet
 
-__all__ = ["Chi2Selection", "GenerativeTask", "RichProgress", "validation_chi2"]
+__all__ = ["Chi2Selection", "GenerativeTask", "ProgressBar", "validation_chi2"]
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def validation_chi2(reference: ShowerSet, generated: ShowerSet) -> Chi2Result:
-    """chi2 of the E_tot/E_inc distributions per incident energy, after the readout threshold on both samples."""
+    """The checkpoint-selection chi2 of E_tot/E_inc per incident energy, after the readout threshold on both samples.
+
+    It counts the under- and overflow bins (ROOT's "UU UF OF"): unlike the "UU" chi2 the
+    evaluation reports, it stays finite when a model puts every shower of some energy
+    outside the reference's range (an untrained model does), so the log starts from a real
+    untrained value, and it penalises tails that "UU" does not see.
+    """
     from caloforge.features import apply_threshold, readout_threshold
 
     threshold = readout_threshold(reference.geometry)
     ref = apply_threshold(reference, threshold)
     gen = apply_threshold(generated, threshold)
-    return response_chi2(ref.energies, ref.response, gen.energies, gen.response)
+    return response_chi2(ref.energies, ref.response, gen.energies, gen.response, overflow=True)
 
 
 def _generate_like(
@@ -152,19 +166,19 @@ class Chi2Selection(L.Callback):
         self.metadata = bundle_metadata
         self.seed = seed
         self.interrupted = False
-        self._previous_handler: Any = None
+        self._previous_handlers: dict[int, Any] = {}
         self._start = 0.0
         self._elapsed_at_start = 0.0
 
-    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.interrupted = True
-        signal.signal(signal.SIGINT, self._previous_handler)  # a second Ctrl-C interrupts at once
+        self._restore_handler()  # a second Ctrl-C (or SIGTERM) interrupts at once
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start = time.monotonic()
         self._elapsed_at_start = float(pl_module.elapsed_s)  # type: ignore[arg-type]
         if threading.current_thread() is threading.main_thread():
-            self._previous_handler = signal.signal(signal.SIGINT, self._on_sigint)
+            self._previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
         task: GenerativeTask = pl_module  # type: ignore[assignment]
         if task.iteration == 0 and not task.selection["history"]:
             self.checkpoint(trainer, task)  # the untrained model: the baseline every later row is read against
@@ -180,9 +194,10 @@ class Chi2Selection(L.Callback):
         self._restore_handler()
 
     def _restore_handler(self) -> None:
-        if self._previous_handler is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
+        if self._previous_handlers and threading.current_thread() is threading.main_thread():
+            for sig, handler in self._previous_handlers.items():
+                signal.signal(sig, handler)
+            self._previous_handlers = {}
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -218,62 +233,74 @@ class Chi2Selection(L.Callback):
                     for e in result.per_energy]
                 meta = {**self.metadata, "history": sel["history"],
                         "validation": {"chi2_ndf": chi2, "iteration": task.iteration, "per_energy": per_energy,
+                                       "definition": None if result is None else result.definition,
                                        "n_showers": len(self.validation)}}
                 save_model(self.run_dir / "bundle", task.model, self.metadata["family"], self.validation.geometry,
                            {k: v for k, v in meta.items() if k != "family"}, force=True)
-            self._append_csv(row)
+            self._write_csv(sel["history"])
         tmp = self.run_dir / ".last.ckpt.tmp"
-        trainer.save_checkpoint(tmp)
-        if trainer.is_global_zero:
-            tmp.replace(self.run_dir / "last.ckpt")
+        try:
+            trainer.save_checkpoint(tmp)
+            if trainer.is_global_zero:
+                tmp.replace(self.run_dir / "last.ckpt")
+        except OSError as err:
+            tmp.unlink(missing_ok=True)
+            reason = "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+            msg = f"could not write the checkpoint {self.run_dir / 'last.ckpt'}: {reason}"
+            raise OutputPathError(msg) from None
 
-    def _append_csv(self, row: dict[str, Any]) -> None:
-        path = self.run_dir / "log.csv"
-        if path.is_file():
-            with path.open() as f:
-                fields = next(csv.reader(f), list(row))
-        else:
-            fields = list(row)
-        with path.open("a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-            if f.tell() == 0:
-                writer.writeheader()
-            writer.writerow(row)
+    def _write_csv(self, history: list[dict[str, Any]]) -> None:
+        """Write the whole log from the history (rewritten, never appended: a resumed run has no duplicate rows)."""
+        fields: list[str] = []
+        for row in history:
+            fields += [k for k in row if k not in fields]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+        with atomic_path(self.run_dir / "log.csv", force=True) as tmp:
+            tmp.write_text(buffer.getvalue(), encoding="utf-8")
 
 
-class RichProgress(L.Callback):
-    """A rich progress bar: iterations (or minutes), the latest losses and the running best chi2/NDF."""
+class ProgressBar(L.Callback):
+    """Training progress: iterations (or minutes), the latest losses and the running best chi2/NDF.
 
-    def __init__(self, label: str, max_iterations: int | None, max_seconds: float | None) -> None:
+    A live bar on a terminal; in a log, one line per checkpoint and at least every few seconds.
+    """
+
+    def __init__(self, progress: Progress, label: str, max_iterations: int | None, max_seconds: float | None,
+                 line_every: int) -> None:
+        self.progress = progress
         self.label = label
         self.max_iterations = max_iterations
         self.max_seconds = max_seconds
-        self._progress: Progress | None = None
-        self._task_id: Any = None
+        self.line_every = line_every
+        self._task: contextlib.ExitStack | None = None
+        self._bar: ProgressTask | None = None
         self._start = 0.0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         self._start = time.monotonic()
-        total = self.max_iterations if self.max_iterations is not None else self.max_seconds
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[status]}"),
-                                  TimeElapsedColumn(), transient=False)
-        self._progress.start()
+        by_iterations = self.max_iterations is not None
+        total = self.max_iterations if by_iterations else self.max_seconds
+        self._task = contextlib.ExitStack()
+        self._bar = self._task.enter_context(
+            self.progress.task(self.label, total=total, unit="iterations" if by_iterations else "s"))
         task: GenerativeTask = pl_module  # type: ignore[assignment]
-        done = task.iteration if self.max_iterations is not None else 0
-        self._task_id = self._progress.add_task(self.label, total=total, completed=done, status="")
+        self._bar.update(task.iteration if by_iterations else 0)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        if self._progress is None:
+        if self._bar is None:
             return
         task: GenerativeTask = pl_module  # type: ignore[assignment]
         losses = " ".join(f"{k}={v:.3g}" for k, v in task.last_losses.items())
         best = task.selection["best_chi2_ndf"]
         status = f"it {task.iteration}  {losses}  best chi2/NDF={best:.3g}"
         completed = task.iteration if self.max_iterations is not None else time.monotonic() - self._start
-        self._progress.update(self._task_id, completed=completed, status=status)
+        self._bar.update(completed, status=status, line=task.iteration % self.line_every == 0)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._stop()
@@ -282,6 +309,7 @@ class RichProgress(L.Callback):
         self._stop()
 
     def _stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+        if self._task is not None:
+            self._task.close()
+            self._task = None
+            self._bar = None

@@ -20,6 +20,8 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
+import shutil
 import time
 import warnings
 from collections.abc import Sequence
@@ -30,18 +32,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from caloforge.bundle import fingerprint, load, save_split
-from caloforge.callbacks import Chi2Selection, GenerativeTask, RichProgress, validation_chi2
-from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExistsError, OutputPathError
+from caloforge.bundle import check_model_size, fingerprint, load, resolve_device, save_split
+from caloforge.callbacks import Chi2Selection, GenerativeTask, ProgressBar, validation_chi2
+from caloforge.checks import check_seed
+from caloforge.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    GeometryMismatchError,
+    OutputExistsError,
+    OutputPathError,
+)
 from caloforge.metrics.chi2 import Chi2Result
 from caloforge.models import get_family
 from caloforge.models.base import FamilyConfig
 from caloforge.outputs import atomic_path
 from caloforge.preprocess import Preprocessing
+from caloforge.progress import Progress, as_progress
 from caloforge.showers import ShowerSet
 
-__all__ = ["RangeResult", "TrainResult", "split_validation", "train", "validation_chi2"]
+__all__ = ["MIN_TRAINING_SHOWERS", "MIN_VALIDATION_PER_ENERGY", "RangeResult", "TrainResult", "split_validation",
+           "train", "validation_chi2", "validation_counts"]
 
+MIN_TRAINING_SHOWERS = 10
+"""Fewest training (and validation) showers a run accepts."""
 _BIG = 10**12
 _LIGHTNING_NOISE = (  # harmless messages of Lightning for a loop that draws its own batches
     ".*does not have many workers.*",
@@ -62,7 +76,8 @@ class RangeResult:
         iterations: Iterations done (over all resumes).
         best_iteration: The iteration of the selected model.
         best_chi2_ndf: Its validation chi2/NDF.
-        interrupted: Stopped by Ctrl-C.
+        interrupted: Stopped by Ctrl-C or SIGTERM.
+        elapsed_s: Training time over all resumes, s.
     """
 
     directory: Path
@@ -72,6 +87,7 @@ class RangeResult:
     best_iteration: int
     best_chi2_ndf: float
     interrupted: bool
+    elapsed_s: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -84,7 +100,9 @@ class TrainResult:
         ranges: One result per energy range (one for an unsplit run).
         validation: chi2 of the final bundle on the whole validation split.
         elapsed_s: Wall-clock time of this call, s.
-        interrupted: Stopped by Ctrl-C; resume with ``resume=True``.
+        interrupted: Stopped by Ctrl-C or SIGTERM; resume with ``resume=True``.
+        max_iterations: The iteration budget the run used.
+        max_minutes: The wall-clock budget of this call, minutes.
     """
 
     run_dir: Path
@@ -93,6 +111,15 @@ class TrainResult:
     validation: Chi2Result | None
     elapsed_s: float
     interrupted: bool
+    max_iterations: int | None = None
+    max_minutes: float | None = None
+
+    @property
+    def remaining_minutes(self) -> float | None:
+        """Minutes of the wall-clock budget left when this call stopped (None without a minutes budget)."""
+        if self.max_minutes is None:
+            return None
+        return max(0.0, self.max_minutes - self.elapsed_s / 60)
 
     @property
     def chi2_ndf(self) -> float:
@@ -100,13 +127,26 @@ class TrainResult:
         return self.validation.chi2_ndf if self.validation is not None else float("nan")
 
 
-def split_validation(data: ShowerSet, fraction: float, seed: int) -> tuple[ShowerSet, ShowerSet]:
+MIN_VALIDATION_PER_ENERGY = 200
+"""Below this many validation showers per incident energy the chi2 cannot separate checkpoints: a warning."""
+_AUTO_TARGET, _AUTO_MIN_FRACTION, _AUTO_MAX_FRACTION = 500, 0.1, 0.25
+
+
+def split_validation(data: ShowerSet, fraction: float | None, seed: int) -> tuple[ShowerSet, ShowerSet]:
     """Split showers into training and validation sets, stratified by incident energy (bin).
+
+    Args:
+        data: The showers.
+        fraction: Fraction of each energy's showers held out, or None for the automatic size:
+            500 showers per energy where that is between 10 % and 25 % of them, else the
+            nearer bound, so the chi2 that selects the checkpoint has the statistics to do it.
+        seed: Seed of the random choice.
 
     Raises:
         ConfigError: if ``fraction`` is not in (0, 1).
+        DataError: if nothing is left for training.
     """
-    if not 0 < fraction < 1:
+    if fraction is not None and not 0 < fraction < 1:
         msg = f"expected a validation fraction in (0, 1) but got {fraction}"
         raise ConfigError(msg)
     rng = np.random.default_rng(seed)
@@ -114,18 +154,56 @@ def split_validation(data: ShowerSet, fraction: float, seed: int) -> tuple[Showe
     val = np.zeros(len(data), dtype=bool)
     for g in np.unique(groups):
         members = rng.permutation(np.flatnonzero(groups == g))
-        val[members[: max(1, round(fraction * members.size))]] = True
+        if fraction is None:
+            n_val = min(max(_AUTO_TARGET, round(_AUTO_MIN_FRACTION * members.size)),
+                        round(_AUTO_MAX_FRACTION * members.size))
+        else:
+            n_val = round(fraction * members.size)
+        val[members[: max(1, n_val)]] = True
     if val.all():
         msg = f"expected enough showers for a validation split but got {len(data)}"
         raise DataError(msg)
     return data[~val], data[val]
 
 
+def validation_counts(validation: ShowerSet) -> dict[float, int]:
+    """Validation showers per incident energy (or energy bin, keyed by its lower edge), MeV."""
+    edges = validation.energy_bins()
+    counts = np.histogram(validation.energies, edges)[0]
+    distinct = validation.distinct_energies()
+    keys = distinct if distinct is not None else edges[:-1]
+    return {float(k): int(c) for k, c in zip(keys, counts, strict=True) if c > 0}
+
+
 def _run_settings(family: str, config: FamilyConfig, split_energies: Sequence[float], hold_out_energy: float | None,
-                  validation_fraction: float, seed: int, checkpoint_every: int, data: ShowerSet) -> dict[str, Any]:
+                  validation_fraction: float | None, seed: int, checkpoint_every: int, data: ShowerSet,
+                  validation: ShowerSet | None, max_iterations: int | None, max_minutes: float | None
+                  ) -> dict[str, Any]:
     return {"family": family, "config": config.to_dict(), "split_energies": [float(e) for e in split_energies],
             "hold_out_energy": hold_out_energy, "validation_fraction": validation_fraction, "seed": seed,
-            "checkpoint_every": checkpoint_every, "data": fingerprint(data)}
+            "checkpoint_every": checkpoint_every, "data": fingerprint(data),
+            "validation_data": None if validation is None else fingerprint(validation),
+            "budget": {"max_iterations": max_iterations, "max_minutes": max_minutes}}
+
+
+_RUN_KEYS = ("family", "config", "split_energies", "hold_out_energy", "validation_fraction", "seed", "data")
+
+
+def _read_run(run_json: Path) -> dict[str, Any]:
+    """The settings of an existing run; a corrupt ``run.json`` is a :class:`CheckpointError`."""
+    try:
+        stored = json.loads(run_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        stored, problem = None, f"{type(err).__name__}: {err}"
+    else:
+        problem = "not a mapping"
+    if isinstance(stored, dict):
+        missing = [k for k in _RUN_KEYS if k not in stored]
+        if not missing and isinstance(stored["data"], dict) and "sha256" in stored["data"]:
+            return stored
+        problem = f"missing {missing or ['data.sha256']}"
+    msg = f"expected a readable run description in {run_json} but it is corrupt ({problem:.100}); start a new run"
+    raise CheckpointError(msg)
 
 
 def _check_run(run_dir: Path, settings: dict[str, Any], resume: bool) -> dict[str, Any]:
@@ -141,11 +219,15 @@ def _check_run(run_dir: Path, settings: dict[str, Any], resume: bool) -> dict[st
         if not run_json.is_file():
             msg = f"expected a training run to resume in {run_dir} but it has no run.json"
             raise CheckpointError(msg)
-        stored: dict[str, Any] = json.loads(run_json.read_text())
-        if stored["data"]["sha256"] != settings["data"]["sha256"]:
-            msg = (f"expected the training data of the run in {run_dir} (sha256 {stored['data']['sha256'][:12]}) "
-                   f"but got other data (sha256 {settings['data']['sha256'][:12]}); resume with the same --data")
-            raise DataError(msg)
+        stored = _read_run(run_json)
+        for key, what in (("data", "--data"), ("validation_data", "--validation")):
+            old, new = stored.get(key), settings[key]
+            if (old or {}).get("sha256") != (new or {}).get("sha256"):
+                got = f"sha256 {new['sha256'][:12]}" if new else "none"
+                had = f"sha256 {old['sha256'][:12]}" if old else "none"
+                msg = (f"expected the {key.replace('_', ' ')} of the run in {run_dir} ({had}) but got other data "
+                       f"({got}); resume with the same {what}")
+                raise DataError(msg)
         return stored
     if run_dir.exists() and any(run_dir.iterdir()):
         msg = f"{run_dir} already holds files; pass --resume to continue that run or choose another --out"
@@ -155,9 +237,34 @@ def _check_run(run_dir: Path, settings: dict[str, Any], resume: bool) -> dict[st
 
 def _create_run(run_dir: Path, settings: dict[str, Any]) -> None:
     """Create the run directory and write its ``run.json`` (atomically)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        msg = f"could not create the run directory {run_dir} ({err.strerror}); choose another --out"
+        raise OutputPathError(msg) from None
     with atomic_path(run_dir / "run.json") as tmp:
         tmp.write_text(json.dumps(settings, indent=1))
+
+
+def _trained_iterations(checkpoint: Path) -> int:
+    try:
+        return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["caloforge"]["iteration"])
+    except Exception:  # an unreadable checkpoint holds nothing to resume either
+        return 0
+
+
+def _discard_failed_run(run_dir: Path, created: bool) -> None:
+    """Remove what a new run wrote when it failed before training anything (there is nothing to resume)."""
+    if not run_dir.is_dir() or any(_trained_iterations(c) > 0 for c in run_dir.rglob("last.ckpt")):
+        return
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for path in run_dir.iterdir():  # the directory existed empty: empty it again
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _accelerator(device: str, devices: int | str | list[int]) -> tuple[str, int | str | list[int]]:
@@ -180,15 +287,16 @@ def _accelerator(device: str, devices: int | str | list[int]) -> tuple[str, int 
 
 def _fit_range(directory: Path, family: str, config: FamilyConfig, train_set: ShowerSet, validation: ShowerSet,
                *, max_iterations: int | None, max_seconds: float | None, checkpoint_every: int, seed: int,
-               device: str, devices: Any, strategy: Any, progress: bool, label: str, extra: dict[str, Any],
+               device: str, devices: Any, strategy: Any, progress: Progress, label: str, extra: dict[str, Any],
                callbacks: Sequence[Any]) -> RangeResult:
     import lightning as L
     from torch.utils.data import DataLoader
 
     model_class = get_family(family)
+    preprocessing = Preprocessing.fit(train_set, config.preprocessing, config.energy_scale)
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
         torch.manual_seed(seed)
-        model = model_class(config, Preprocessing.fit(train_set, config.preprocessing, config.energy_scale))
+        model = model_class(config, preprocessing)
     task = GenerativeTask(model, train_set, seed)
     last = directory / "last.ckpt"
     if last.is_file():
@@ -198,13 +306,14 @@ def _fit_range(directory: Path, family: str, config: FamilyConfig, train_set: Sh
             msg = f"expected a readable checkpoint {last} of this run but: {str(err).splitlines()[0]:.200}"
             raise CheckpointError(msg) from None
     e_lo, e_hi = float(train_set.energies.min()), float(train_set.energies.max())
+    counts = validation_counts(validation)
     meta = {"family": family, "data": fingerprint(train_set), "training": {"seed": seed, **extra},
-            "n_validation": len(validation)}
+            "n_validation": len(validation), "n_validation_per_energy": {f"{e:g}": n for e, n in counts.items()}}
     selection = Chi2Selection(directory, validation, checkpoint_every, max_iterations, max_seconds, meta, seed)
     done = max_iterations is not None and task.iteration >= max_iterations
     if not done:
         directory.mkdir(parents=True, exist_ok=True)
-        cbs = [*callbacks, selection, *([RichProgress(label, max_iterations, max_seconds)] if progress else [])]
+        cbs = [*callbacks, selection, ProgressBar(progress, label, max_iterations, max_seconds, checkpoint_every)]
         accelerator, devices = _accelerator(device, devices)
         remaining = _BIG if max_iterations is None else max_iterations - task.iteration
         lightning_log = logging.getLogger("lightning.pytorch")
@@ -227,7 +336,31 @@ def _fit_range(directory: Path, family: str, config: FamilyConfig, train_set: Sh
         msg = f"expected at least one evaluated checkpoint in {directory} but found none"
         raise CheckpointError(msg)
     return RangeResult(directory, e_lo, e_hi, task.iteration, int(sel["best_iteration"]),
-                       float(sel["best_chi2_ndf"]), selection.interrupted)
+                       float(sel["best_chi2_ndf"]), selection.interrupted, task.elapsed_s)
+
+
+def _check_budget(max_iterations: int | None, max_minutes: float | None, checkpoint_every: int) -> None:
+    if max_iterations is None and max_minutes is None:
+        msg = "expected a budget (max_iterations or max_minutes) but got neither"
+        raise ConfigError(msg)
+    if checkpoint_every < 1 or (max_iterations is not None and max_iterations < 1):
+        msg = f"expected checkpoint_every >= 1 and max_iterations >= 1 but got {checkpoint_every}, {max_iterations}"
+        raise ConfigError(msg)
+    if max_minutes is not None and not 0 < max_minutes < math.inf:
+        msg = f"expected max_minutes > 0 but got {max_minutes}"
+        raise ConfigError(msg)
+
+
+def _warn_small_validation(validation: ShowerSet) -> None:
+    counts = validation_counts(validation)
+    small = {e: n for e, n in counts.items() if n < MIN_VALIDATION_PER_ENERGY}
+    if small:
+        listed = ", ".join(f"{n} at {e:g} MeV" for e, n in list(small.items())[:5])
+        msg = (f"the validation sample has fewer than {MIN_VALIDATION_PER_ENERGY} showers at {len(small)} of "
+               f"{len(counts)} incident energies ({listed}{', ...' if len(small) > 5 else ''}): the chi2 that selects "
+               "the checkpoint cannot tell them apart well; pass more training showers or an independent "
+               "validation file")
+        warnings.warn(msg, UserWarning, stacklevel=3)
 
 
 def train(
@@ -241,61 +374,83 @@ def train(
     checkpoint_every: int = 100,
     split_energies: Sequence[float] = (),
     hold_out_energy: float | None = None,
-    validation_fraction: float = 0.1,
+    validation_fraction: float | None = None,
+    validation: ShowerSet | None = None,
     seed: int = 0,
     device: str = "cpu",
     devices: int | str | list[int] = 1,
     strategy: str = "auto",
     resume: bool = False,
-    progress: bool = True,
+    progress: Progress | bool = True,
     callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train a model family on showers and save the best model as a bundle.
 
     Args:
-        data: The training showers (a validation split is taken from them).
+        data: The training showers (a validation split is taken from them unless ``validation`` is given).
         family: A registered family name (``caloforge.models.FAMILIES``).
         config: The family's config; None uses ``for_particle(data.geometry.particle)``.
         out_dir: The run directory (new, or an existing run with ``resume``).
         max_iterations: Stop each model at this many iterations (counted over resumes).
         max_minutes: Wall-clock budget of this call, shared by the energy ranges.
+            On ``resume`` without either budget, the run's own budget is used again.
         checkpoint_every: Iterations between checkpoints (chi2 evaluation, ``last.ckpt``, CSV row).
         split_energies: Incident energies (MeV) splitting the data into ranges, one model each;
             E goes to range ``i`` when ``split[i-1] <= E < split[i]``.
         hold_out_energy: An incident energy (MeV) removed from training and validation.
-        validation_fraction: Fraction of the showers of each energy held out for validation.
+        validation_fraction: Fraction of the showers of each energy held out for validation;
+            None (default) sizes it automatically (see :func:`split_validation`).
+        validation: An independent validation sample (e.g. the second file of a CaloChallenge
+            dataset): used instead of a split, all training showers then train.
         seed: Seed of the split, the initialisation, the batches and the noise.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; the caller resolves ``"auto"``.
         devices: Passed to ``lightning.Trainer(devices=...)``; with ``"cuda:N"`` the default 1 means GPU N.
         strategy: Passed to ``lightning.Trainer(strategy=...)``.
         resume: Continue the run in ``out_dir`` from its last checkpoints (settings from its ``run.json``).
-        progress: Show a progress bar.
+        progress: A :class:`~caloforge.progress.Progress`, True (detect the terminal) or False.
         callbacks: Extra Lightning callbacks.
 
     Returns:
         The run's result; the bundle is at ``result.bundle_dir``.
 
     Raises:
-        ConfigError: no budget, unknown family, a hold-out energy not in the data, an empty energy range.
-        DataError: too few showers for a validation split, or other data than the resumed run's.
+        ConfigError: no budget, unknown family, a hold-out energy not in the data, an empty energy range,
+            a model too large for this machine's memory, an unavailable device.
+        DataError: too few showers, or other data than the resumed run's.
         OutputExistsError: ``out_dir`` holds files and ``resume`` is false.
-        OutputPathError: ``out_dir`` is a file.
-        CheckpointError: ``resume`` without a run in ``out_dir``.
+        OutputPathError: ``out_dir`` is a file, or cannot be written (read-only, full disk).
+        CheckpointError: ``resume`` without a run in ``out_dir``, or a corrupt ``run.json``.
 
-    All inputs are checked before ``out_dir`` is created, so a refused call leaves nothing behind.
+    Warns:
+        UserWarning: when the validation sample has fewer than :data:`MIN_VALIDATION_PER_ENERGY`
+            showers at some energy.
+
+    All inputs are checked before ``out_dir`` is created, so a refused call leaves nothing behind;
+    a new run that fails before its first checkpoint is removed again.
     """
     start = time.monotonic()
-    if max_iterations is None and max_minutes is None:
-        msg = "expected a budget (max_iterations or max_minutes) but got neither"
-        raise ConfigError(msg)
-    if checkpoint_every < 1 or (max_iterations is not None and max_iterations < 1):
-        msg = f"expected checkpoint_every >= 1 and max_iterations >= 1 but got {checkpoint_every}, {max_iterations}"
-        raise ConfigError(msg)
+    check_seed(seed, "in train")
+    if not resume or max_iterations is not None or max_minutes is not None:
+        _check_budget(max_iterations, max_minutes, checkpoint_every)
+    for name, sample in (("training", data), ("validation", validation)):
+        if sample is not None and len(sample) < MIN_TRAINING_SHOWERS:
+            msg = f"expected at least {MIN_TRAINING_SHOWERS} {name} showers but got {len(sample)}, in train"
+            raise DataError(msg)
+    if validation is not None and validation.geometry != data.geometry:
+        msg = (f"expected validation showers of the training geometry '{data.geometry.name}' but got "
+               f"'{validation.geometry.name}', in train")
+        raise GeometryMismatchError(msg)
+    resolve_device(device)
     model_class = get_family(family)
     config = config if config is not None else model_class.config_class.for_particle(data.geometry.particle)
     run_dir = Path(out_dir)
     settings = _check_run(run_dir, _run_settings(family, config, split_energies, hold_out_energy,
-                                                 validation_fraction, seed, checkpoint_every, data), resume)
+                                                 validation_fraction, seed, checkpoint_every, data, validation,
+                                                 max_iterations, max_minutes), resume)
+    if max_iterations is None and max_minutes is None:  # resume with the run's own budget
+        budget = settings.get("budget") or {}
+        max_iterations, max_minutes = budget.get("max_iterations"), budget.get("max_minutes")
+        _check_budget(max_iterations, max_minutes, checkpoint_every)
     family, seed = settings["family"], int(settings["seed"])
     config = get_family(family).config_class.from_dict(settings["config"])
     splits = sorted(float(e) for e in settings["split_energies"])
@@ -306,7 +461,12 @@ def train(
             msg = f"expected the hold-out energy {held:g} MeV among the training energies but it is absent"
             raise ConfigError(msg)
         data = data[keep]
-    train_all, val_all = split_validation(data, float(settings["validation_fraction"]), seed)
+        if validation is not None:
+            validation = validation[~np.isclose(validation.energies, held, rtol=1e-6, atol=0)]
+    if validation is None:
+        train_all, val_all = split_validation(data, settings["validation_fraction"], seed)
+    else:
+        train_all, val_all = data, validation
     edges = [-np.inf, *splits, np.inf]
     masks = []
     for lo, hi in itertools.pairwise(edges):
@@ -316,8 +476,40 @@ def train(
             msg = f"expected training and validation showers in the energy range {lo:g}-{hi:g} MeV but found none"
             raise ConfigError(msg)
         masks.append((in_tr, in_val))
+    check_model_size(get_family(family), config, Preprocessing.fit(train_all[:2], config.preprocessing,
+                                                                   config.energy_scale))
+    _warn_small_validation(val_all)
+    created = not run_dir.exists()
     if not resume:  # all inputs checked: only now does the run exist on disk
         _create_run(run_dir, settings)
+    try:
+        ranges = _fit_ranges(run_dir, family, config, train_all, val_all, masks, edges, splits, held, seed,
+                             max_iterations=max_iterations, max_minutes=max_minutes, start=start,
+                             checkpoint_every=checkpoint_every, device=device, devices=devices, strategy=strategy,
+                             progress=as_progress(progress), callbacks=callbacks)
+    except Exception:
+        if not resume:
+            _discard_failed_run(run_dir, created)
+        raise
+    interrupted = any(r.interrupted for r in ranges)
+    bundle_dir = run_dir / "bundle"
+    if splits and not interrupted:
+        save_split(bundle_dir, [r.directory / "bundle" for r in ranges], splits,
+                   {"held_out_energy": held, "data": settings["data"]}, force=True)
+    result_chi2 = None
+    if not interrupted:
+        generated = load(bundle_dir).generate(val_all.energies, dict(val_all.conditions), device=device, seed=seed)
+        result_chi2 = validation_chi2(val_all, generated)
+    return TrainResult(run_dir, bundle_dir, tuple(ranges), result_chi2, time.monotonic() - start, interrupted,
+                       max_iterations, max_minutes)
+
+
+def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, train_all: ShowerSet, val_all: ShowerSet,
+                masks: list[tuple[Any, Any]], edges: list[float], splits: list[float], held: float | None, seed: int,
+                *, max_iterations: int | None, max_minutes: float | None, start: float, checkpoint_every: int,
+                device: str, devices: Any, strategy: Any, progress: Progress, callbacks: Sequence[Any]
+                ) -> list[RangeResult]:
+    """Train one model per energy range (one for an unsplit run), skipping ranges that finished before."""
     ranges: list[RangeResult] = []
     for i, ((lo, hi), (in_tr, in_val)) in enumerate(zip(itertools.pairwise(edges), masks, strict=True)):
         directory = run_dir / f"range-{i}" if splits else run_dir
@@ -328,7 +520,7 @@ def train(
         seconds = None
         if max_minutes is not None:
             seconds = max(0.0, (max_minutes * 60 - (time.monotonic() - start)) / (len(edges) - 1 - i))
-        label = f"{family} {lo:g}-{hi:g} MeV" if splits else family
+        label = f"train {family} {lo:g}-{hi:g} MeV" if splits else f"train {family}"
         result = _fit_range(directory, family, config, train_all[in_tr], val_all[in_val],
                             max_iterations=max_iterations, max_seconds=seconds, checkpoint_every=checkpoint_every,
                             seed=seed + i, device=device, devices=devices, strategy=strategy, progress=progress,
@@ -338,14 +530,6 @@ def train(
         if result.interrupted:
             break
         if splits:
-            finished.write_text(json.dumps({k: v for k, v in result.__dict__.items() if k != "directory"}))
-    interrupted = any(r.interrupted for r in ranges)
-    bundle_dir = run_dir / "bundle"
-    if splits and not interrupted:
-        save_split(bundle_dir, [r.directory / "bundle" for r in ranges], splits,
-                   {"held_out_energy": held, "data": settings["data"]}, force=True)
-    validation = None
-    if not interrupted:
-        generated = load(bundle_dir).generate(val_all.energies, dict(val_all.conditions), device=device, seed=seed)
-        validation = validation_chi2(val_all, generated)
-    return TrainResult(run_dir, bundle_dir, tuple(ranges), validation, time.monotonic() - start, interrupted)
+            with atomic_path(finished, force=True) as tmp:
+                tmp.write_text(json.dumps({k: v for k, v in result.__dict__.items() if k != "directory"}))
+    return ranges

@@ -19,7 +19,16 @@ from typing import Any
 
 import typer
 
-from caloforge.cli._common import GEOMETRY_HELP, console, device_name, friendly_errors, parse_floats
+from caloforge.cli._common import (
+    GEOMETRY_HELP,
+    THREADS_HELP,
+    apply_threads,
+    cli_progress,
+    console,
+    device_name,
+    friendly_errors,
+    parse_floats,
+)
 
 __all__ = ["register"]
 
@@ -79,6 +88,22 @@ def _devices(value: str) -> int | str | list[int]:
     return value
 
 
+def _resume_command(data: Path, out: Path, geometry: str | None, validation: Path | None, result: Any) -> str:
+    """The command that continues an interrupted run with the budget it has left."""
+    import shlex
+
+    words = ["caloforge", "train", "--data", str(data), "--out", str(out), "--resume"]
+    if geometry is not None:
+        words += ["--geometry", geometry]
+    if validation is not None:
+        words += ["--validation", str(validation)]
+    if result.max_iterations is not None:
+        words += ["--max-iterations", str(result.max_iterations)]
+    if result.remaining_minutes is not None:
+        words += ["--max-minutes", f"{max(result.remaining_minutes, 0.1):.1f}"]
+    return shlex.join(words)
+
+
 @friendly_errors
 def train(
     data: Path = typer.Option(..., "--data", help="Training showers (CaloChallenge HDF5)."),
@@ -96,13 +121,18 @@ def train(
     split_energies: list[str] | None = typer.Option(
         None, "--split-energies", help="Split energies in MeV, e.g. 4100,262000: one model per range."),
     hold_out_energy: float | None = typer.Option(None, "--hold-out-energy", help="Train without this energy (MeV)."),
-    validation_fraction: float | None = typer.Option(None, "--validation-fraction", help="Held-out fraction."),
+    validation_fraction: float | None = typer.Option(None, "--validation-fraction", help="Held-out fraction "
+                                                     "(default: about 500 showers per energy, 10-25 %)."),
+    validation: Path | None = typer.Option(None, "--validation", help="An independent validation file for "
+                                           "checkpoint selection (instead of a split)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default 0)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     devices: str = typer.Option("1", "--devices", help="Passed to lightning.Trainer(devices=...)."),
     strategy: str = typer.Option("auto", "--strategy", help="Passed to lightning.Trainer(strategy=...)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress (a bar on a terminal, "
+                                  "lines in a log)."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Train a model on showers; the best checkpoint (validation chi2/NDF) is saved as RUN_DIR/bundle."""
     from caloforge import io
@@ -120,20 +150,23 @@ def train(
     if preset not in ("auto", "paper", "cpu"):
         msg = f"expected --preset auto, paper or cpu but got '{preset}'"
         raise ConfigError(msg)
+    apply_threads(threads)
     showers = io.read(data, geometry)
+    held_out = io.read(validation, geometry if geometry is not None else showers.geometry) if validation else None
     family = get_family(model)
     resolved = device_name(device)
     if preset == "auto":
         preset = "cpu" if resolved == "cpu" else "paper"
     defaults = family.config_class.for_cpu if preset == "cpu" else family.config_class.for_particle
     model_config = family.config_class.from_dict(model_section, defaults(particle or showers.geometry.particle))
-    result = train_model(showers, model, model_config, out, device=resolved,
-                         devices=_devices(devices), strategy=strategy, resume=resume, progress=progress, **settings)
+    result = train_model(showers, model, model_config, out, device=resolved, validation=held_out,
+                         devices=_devices(devices), strategy=strategy, resume=resume,
+                         progress=cli_progress() if progress else False, **settings)
     for r in result.ranges:
         console.print(f"  {r.energy_low:g}-{r.energy_high:g} MeV: {r.iterations} iterations, best chi2/NDF "
                       f"{r.best_chi2_ndf:.3f} at iteration {r.best_iteration}")
     if result.interrupted:
-        console.print(f"interrupted; continue with: caloforge train --data {data} --out {out} --resume")
+        console.print(f"interrupted; continue with: {_resume_command(data, out, geometry, validation, result)}")
         raise typer.Exit(code=130)
     console.print(f"validation chi2/NDF {result.chi2_ndf:.3f} in {result.elapsed_s:.0f} s; bundle: {result.bundle_dir}")
 
@@ -149,6 +182,7 @@ def generate(
     batch_size: int = typer.Option(10_000, "--batch-size", help="Showers per forward pass."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite the output file."),
 ) -> None:
     """Generate showers with a trained bundle, at a reference file's energies or at given energies."""
@@ -165,6 +199,7 @@ def generate(
             "both" if like is not None else "neither")
         raise ConfigError(msg)
     check_output(output, force)
+    apply_threads(threads)
     bundle = load(model)
     conditions: dict[str, Any] = {}
     if like is not None:
