@@ -1,11 +1,11 @@
-"""caloforge demo end to end on a tiny budget (the real demo runs with the defaults, see docs/results.md)."""
+"""caloforge demo end to end on an iteration budget (the real demo runs with the defaults, see docs/results.md)."""
 
 from __future__ import annotations
 
 import json
 import math
 
-import torch
+import pytest
 from typer.testing import CliRunner
 
 from caloforge.cli import app
@@ -13,30 +13,36 @@ from caloforge.cli import app
 runner = CliRunner()
 
 
-def test_demo_end_to_end_and_refuses_to_overwrite(tmp_path):
+@pytest.mark.slow
+def test_demo_end_to_end_prints_its_plan_and_refuses_to_overwrite(tmp_path, one_thread):
     out = tmp_path / "demo"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: one thread is fastest and robust to a loaded machine
-    try:
-        result = runner.invoke(app, ["demo", "--out", str(out), "--minutes", "0.15", "--n-train", "4000",
-                                     "--n-eval", "600", "--device", "cpu"])
-    finally:
-        torch.set_num_threads(threads)
+    # An iteration budget (not minutes): the same training on every machine, however fast or loaded.
+    result = runner.invoke(app, ["demo", "--out", str(out), "--max-iterations", "120", "--minutes", "30",
+                                 "--classifier-minutes", "0.1", "--n-train", "4000", "--n-validation", "3000",
+                                 "--n-eval", "600", "--device", "cpu", "--threads", "1"])
     assert result.exit_code == 0, result.output
-    for name in ("train.h5", "eval.h5", "generated.h5", "run/bundle/bundle.json", "run/log.csv",
+    for name in ("train.h5", "validation.h5", "eval.h5", "generated.h5", "run/bundle/bundle.json", "run/log.csv",
                  "report/report.html", "report/metrics.json", "report/plots/training.png"):
         assert (out / name).is_file(), name
+    # the plan comes first, with the machine and a time for every stage, then the stages report progress
+    plan = result.output.index("plan on ")
+    assert plan < result.output.index("simulate: started") < result.output.index("train gan: started")
+    for stage in ("simulate", "train the GAN", "validate: classifiers", "report figures", "total"):
+        assert stage in result.output[plan:]
+    assert "GFLOP/s" in result.output and "120 iterations" in result.output
+    assert "classifier low-level: 1/50 epochs" in result.output  # one plain line per epoch in a log
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     training = metrics["training"]
-    # the report carries the untrained baseline, and even ten seconds of training beat it: a trained
+    # the report carries the untrained baseline, and 120 iterations beat it clearly: a trained
     # checkpoint (not iteration 0) is selected, with a clearly lower chi2/NDF
     assert math.isfinite(training["untrained_chi2_ndf"])
-    assert training["best_iteration"] > 0
+    assert training["best_iteration"] > 0 and training["iterations"] == 120
     assert training["best_chi2_ndf"] < 0.8 * training["untrained_chi2_ndf"]
-    assert training["iterations"] >= training["best_iteration"]
     assert set(metrics["classifiers"]) == {"low", "high"}  # fast mode plus the classifiers
+    for clf in metrics["classifiers"].values():  # the classifiers report how their training ended
+        assert clf["budget_s"] > 0 and clf["epochs_run"][0] >= 1 and clf["stopped_by"][0] in ("budget", "max_epochs")
     page = (out / "report" / "report.html").read_text()
-    assert "untrained" in page and "Training" in page
+    assert "untrained" in page and "Training" in page and "classifier trainings" in page
     assert "report: " in result.output and "untrained" in result.output
 
     again = runner.invoke(app, ["demo", "--out", str(out)])

@@ -1,14 +1,19 @@
-"""The demo: simulate, train, generate, validate and time a model in about ten CPU minutes.
+"""The demo: simulate, train, generate, validate and time a model within a stated wall-clock budget.
 
 ``caloforge demo`` runs the whole life of a fast-simulation model on embedded data:
 
-1. the reference simulator writes a dataset-1-photon training file and an
-   independent evaluation file (the dataset-1 energy ladder, 256 MeV - 4.2 TeV);
-2. the GAN family trains within a wall-clock budget, its checkpoint chosen by
-   chi2/NDF of the total-energy response on a validation split;
+1. the reference simulator writes a dataset-1-photon training file, an independent
+   validation file (the same 15 energies, equally many showers each, for the chi2 that
+   selects the checkpoint) and an independent evaluation file (256 MeV - 4.2 TeV);
+2. the GAN family trains within a wall-clock (or iteration) budget, its checkpoint chosen
+   by chi2/NDF of the total-energy response on the validation file;
 3. the chosen model generates one shower per evaluation-file energy;
-4. the validation suite compares them (all metrics, small classifiers) and writes
-   the HTML report, which also shows chi2/NDF before and after training.
+4. the validation suite compares them (all metrics; the classifiers within their own
+   wall-clock budget) and writes the HTML report, which also shows chi2/NDF before and
+   after training.
+
+Every stage has a budget or a bounded size, and the plan with the expected time per
+stage is printed before anything starts, with this machine's CPU and measured speed.
 """
 
 from __future__ import annotations
@@ -16,17 +21,46 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from caloforge.errors import OutputExistsError
+from caloforge.errors import ConfigError, OutputExistsError
+from caloforge.metrics.classifier import ClassifierConfig
+from caloforge.progress import SILENT, Progress
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoPlan", "DemoResult", "demo_plan", "run_demo"]
 
 GEOMETRY = "ds1-photons"
 PARTICLE = "photon"
-DEMO_FILES = ("train.h5", "eval.h5", "generated.h5", "run", "report")
+DEMO_FILES = ("train.h5", "validation.h5", "eval.h5", "generated.h5", "run", "report")
+_OTHER_VALIDATION_S = 45.0  # features, histograms, FPD/KPD, PRDC on 2 x 10k showers (idle 2-core machine)
+_REPORT_S = 30.0  # drawing the report's figures
+_SIMULATE_SHOWERS_PER_S = 8_000.0  # writing included
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """The demo's stages and their expected (or budgeted) seconds.
+
+    Attributes:
+        stages: (stage, seconds, how the time is bounded) in order.
+        machine: One line describing the CPU, its capability, threads and measured matmul speed.
+    """
+
+    stages: tuple[tuple[str, float, str], ...]
+    machine: str
+
+    @property
+    def total_s(self) -> float:
+        """The sum of the stages' seconds."""
+        return sum(seconds for _, seconds, _ in self.stages)
+
+    def lines(self) -> list[str]:
+        """The plan as printable lines."""
+        out = [f"plan on {self.machine}:"]
+        out += [f"  {name:<34} {seconds / 60:5.1f} min  ({how})" for name, seconds, how in self.stages]
+        out.append(f"  {'total':<34} {self.total_s / 60:5.1f} min")
+        return out
 
 
 @dataclass(frozen=True)
@@ -43,6 +77,8 @@ class DemoResult:
         verdict: Overall verdict of the report.
         iterations: Training iterations run.
         generation_us_per_shower: Generation time per shower at the demo's batch size, microseconds.
+        classifiers: How each classifier training went (epochs, precision, whether the budget cut it).
+        plan: The plan printed at the start.
         timings: Wall-clock seconds per step.
     """
 
@@ -55,6 +91,8 @@ class DemoResult:
     verdict: str
     iterations: int
     generation_us_per_shower: float
+    classifiers: dict[str, str]
+    plan: DemoPlan
     timings: dict[str, float]
 
 
@@ -71,62 +109,116 @@ def _prepare(out_dir: Path, force: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
+def demo_plan(minutes: float | None, max_iterations: int | None, n_showers: int, classifier_minutes: float,
+              device: str = "cpu", machine: str | None = None) -> DemoPlan:
+    """The stages of :func:`run_demo` with their budgets or expected times.
+
+    Stages with a budget (training, the classifiers) use it; the others are bounded in size
+    and use times measured on an idle 2-core machine.
+    """
+    if machine is None:
+        from caloforge.hardware import machine_summary
+
+        machine = machine_summary(device, min_seconds=0.05).describe()
+    train_s = 60.0 * minutes if minutes is not None else 0.0
+    train_how = f"{minutes:g}-minute budget" if minutes is not None else f"{max_iterations} iterations"
+    if minutes is not None and max_iterations is not None:
+        train_how = f"{max_iterations} iterations or {minutes:g} minutes, whichever comes first"
+    return DemoPlan(
+        stages=(
+            ("simulate (reference simulator)", n_showers / _SIMULATE_SHOWERS_PER_S, f"{n_showers} showers"),
+            ("train the GAN", train_s, train_how),
+            ("generate", 2.0, "batch 10000"),
+            ("validate: features, FPD/KPD, PRDC", _OTHER_VALIDATION_S, "bounded sample sizes"),
+            ("validate: classifiers", 60.0 * classifier_minutes, f"{classifier_minutes:g}-minute budget"),
+            ("report figures", _REPORT_S, "fixed set of figures"),
+        ),
+        machine=machine,
+    )
+
+
 def run_demo(
     out_dir: str | Path = "caloforge-demo",
-    minutes: float = 5.0,
+    minutes: float | None = 5.0,
+    max_iterations: int | None = None,
     n_train: int = 30_000,
+    n_validation: int = 7_500,
     n_eval: int = 10_000,
     seed: int = 0,
     device: str = "cpu",
-    classifier_showers: int = 10_000,
+    classifier_minutes: float = 1.5,
+    classifier_config: ClassifierConfig | None = None,
     force: bool = False,
-    progress: bool = True,
-    log: Callable[[str], None] = lambda _: None,
+    progress: Progress | None = None,
 ) -> DemoResult:
     """Run the demo end to end.
 
     Args:
         out_dir: Directory for the files, the training run and the report.
-        minutes: Training budget (wall clock).
+        minutes: Training budget (wall clock), or None with ``max_iterations``.
+        max_iterations: Training budget in iterations (the tests use it: the same result on every machine).
         n_train: Training showers (the dataset-1 spectrum, scaled).
+        n_validation: Independent validation showers for checkpoint selection (equal shares of the 15 energies).
         n_eval: Independent evaluation showers.
         seed: Seed of the simulation, training, generation and evaluation.
         device: ``"cpu"`` or ``"cuda"`` (resolved by the caller).
-        classifier_showers: Showers per sample for the classifier tests.
+        classifier_minutes: Wall-clock budget of all classifier trainings.
+        classifier_config: Classifier settings (default: the full-mode defaults at 10k showers per sample);
+            its ``max_seconds`` is replaced by ``classifier_minutes``.
         force: Replace the outputs of an earlier demo in ``out_dir``.
-        progress: Show progress bars.
-        log: Receives one line per step.
+        progress: Reports the plan, each stage and its progress; None is silent.
 
     Returns:
         The paths and the headline numbers.
+
+    Raises:
+        ConfigError: without a training budget, or with a non-positive one.
+        OutputExistsError: if ``out_dir`` holds an earlier demo and ``force`` is false.
     """
     from caloforge import io
     from caloforge.bundle import load
     from caloforge.evaluate import evaluate
-    from caloforge.metrics.classifier import ClassifierConfig
     from caloforge.models.gan import GANConfig
     from caloforge.refsim import simulate_to_file
+    from caloforge.refsim.spectra import DS1_ENERGIES
     from caloforge.training import train
 
+    if minutes is None and max_iterations is None:
+        msg = "expected a training budget (minutes or max_iterations) but got neither, in run_demo"
+        raise ConfigError(msg)
+    if (minutes is not None and not minutes > 0) or not classifier_minutes > 0:
+        msg = f"expected positive minutes but got {minutes} (training) and {classifier_minutes} (classifiers)"
+        raise ConfigError(msg)
+    prog = progress or SILENT
     out = Path(out_dir)
     _prepare(out, force)
+    plan = demo_plan(minutes, max_iterations, n_train + n_validation + n_eval, classifier_minutes, device)
+    for line in plan.lines():
+        prog.message(line)
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    train_file = simulate_to_file(out / "train.h5", GEOMETRY, PARTICLE, n_train, seed=seed)
-    eval_file = simulate_to_file(out / "eval.h5", GEOMETRY, PARTICLE, n_eval, seed=seed + 1)
-    timings["simulate"] = time.perf_counter() - t0
-    log(f"simulated {n_train} training and {n_eval} evaluation {PARTICLE} showers ({timings['simulate']:.0f} s)")
 
     t0 = time.perf_counter()
-    data = io.read(train_file)
-    run = train(data, "gan", GANConfig.for_cpu(PARTICLE), out / "run", max_minutes=minutes, checkpoint_every=100,
-                seed=seed, device=device, progress=progress)
+    with prog.task("simulate", total=3, unit="files") as task:
+        train_file = simulate_to_file(out / "train.h5", GEOMETRY, PARTICLE, n_train, seed=seed)
+        task.update(1, status="train.h5", line=True)
+        validation_file = simulate_to_file(out / "validation.h5", GEOMETRY, PARTICLE, n_validation, seed=seed + 3,
+                                           energies=DS1_ENERGIES)
+        task.update(2, status="validation.h5", line=True)
+        eval_file = simulate_to_file(out / "eval.h5", GEOMETRY, PARTICLE, n_eval, seed=seed + 1)
+        task.update(3, status="eval.h5")
+    timings["simulate"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    run = train(io.read(train_file), "gan", GANConfig.for_cpu(PARTICLE), out / "run", max_minutes=minutes,
+                max_iterations=max_iterations, checkpoint_every=100 if max_iterations is None else
+                max(1, max_iterations // 10), validation=io.read(validation_file), seed=seed, device=device,
+                progress=prog)
     timings["train"] = time.perf_counter() - t0
     bundle = load(run.bundle_dir)
     history = bundle.info.get("history", [])
     iterations = run.ranges[0].iterations
-    log(f"trained {iterations} iterations ({timings['train'] / 60:.1f} min); best validation chi2/NDF "
-        f"{run.chi2_ndf:.3g}")
+    prog.message(f"trained {iterations} iterations ({timings['train'] / 60:.1f} min); best validation chi2/NDF "
+                 f"{run.chi2_ndf:.3g}")
 
     reference = io.read(eval_file)
     t0 = time.perf_counter()
@@ -134,12 +226,13 @@ def run_demo(
     timings["generate"] = time.perf_counter() - t0
     io.write(out / "generated.h5", generated)
     per_shower = timings["generate"] / len(generated) * 1e6
-    log(f"generated {len(generated)} showers ({per_shower:.0f} us/shower at batch 10000)")
+    prog.message(f"generated {len(generated)} showers ({per_shower:.0f} us/shower at batch 10000)")
 
     t0 = time.perf_counter()
-    config = dataclasses.replace(ClassifierConfig.cpu_budget(), max_showers=classifier_showers)
+    config = classifier_config or dataclasses.replace(ClassifierConfig.cpu_budget(), max_showers=10_000)
+    config = dataclasses.replace(config, max_seconds=60.0 * classifier_minutes)
     result = evaluate(reference, generated, out / "report", mode="full", seed=seed, classifier_config=config,
-                      device=device, training_history=history)
+                      device=device, training_history=history, progress=prog)
     timings["evaluate"] = time.perf_counter() - t0
     training = result.training or {}
     return DemoResult(
@@ -152,5 +245,7 @@ def run_demo(
         verdict=str(result.verdict),
         iterations=int(iterations),
         generation_us_per_shower=per_shower,
+        classifiers={name: clf.summary() for name, clf in result.classifiers.items()},
+        plan=plan,
         timings={k: round(v, 1) for k, v in timings.items()},
     )

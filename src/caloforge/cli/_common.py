@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -16,9 +18,10 @@ from caloforge.errors import CaloforgeError, ConfigError
 
 if TYPE_CHECKING:
     from caloforge.evaluate import EvaluationResult
+    from caloforge.progress import Progress
 
-__all__ = ["GEOMETRY_HELP", "console", "device_name", "err_console", "friendly_errors", "parse_floats", "state",
-           "verdict_table"]
+__all__ = ["GEOMETRY_HELP", "THREADS_HELP", "apply_threads", "cli_progress", "console", "device_name", "err_console",
+           "friendly_errors", "parse_floats", "state", "verdict_table"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,8 +29,9 @@ R = TypeVar("R")
 GEOMETRY_HELP = "Geometry: a preset (ds1-photons, ds1-pions, ds2, ds3) or a CaloChallenge binning XML file."
 _VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "info": "blue"}
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Long lines (paths, commands) are never cut; tables in a log (not a terminal) get 120 columns, not 80.
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
 
 
 @dataclass
@@ -39,10 +43,21 @@ state = _State()
 
 
 def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn caloforge errors and Ctrl-C into a one-line message and a non-zero exit (unless ``--debug``)."""
+    """One-line errors and clean interrupts for a command (unless ``--debug``).
+
+    caloforge errors print one line and exit 2; Ctrl-C and SIGTERM stop the work (temporary
+    files are removed by the normal clean-up) and exit 130 / 143.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from caloforge.interrupts import Interrupted, exit_code
+
+        def on_sigterm(signum: int, frame: object) -> None:
+            raise Interrupted(signum)
+
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
         try:
             return func(*args, **kwargs)
         except CaloforgeError as err:
@@ -50,13 +65,44 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
                 raise
             print(f"caloforge: error: {err}", file=sys.stderr)  # noqa: T201
             raise typer.Exit(code=2) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             if state.debug:
                 raise
             print("caloforge: interrupted", file=sys.stderr)  # noqa: T201
-            raise typer.Exit(code=130) from None
+            raise typer.Exit(code=exit_code(err)) from None
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+THREADS_HELP = "CPU threads for torch (default: the free cores of this machine, see 'caloforge env')."
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's CPU threads: ``threads``, or :func:`caloforge.hardware.recommended_threads`; returns the count.
+
+    Raises:
+        ConfigError: for a count below 1.
+    """
+    import torch
+
+    from caloforge.hardware import recommended_threads
+
+    if threads is not None and threads < 1:
+        msg = f"expected --threads >= 1 but got {threads}"
+        raise ConfigError(msg)
+    count = threads if threads is not None else recommended_threads()
+    torch.set_num_threads(count)
+    return count
+
+
+def cli_progress() -> Progress:
+    """Progress on standard error: a live bar on a terminal, plain timestamped lines in a log."""
+    from caloforge.progress import Progress
+
+    return Progress()
 
 
 def device_name(device: str) -> str:

@@ -54,17 +54,33 @@ def _version_of(package: str) -> str:
 
 
 def env() -> None:
-    """Print versions of Python, torch, CUDA and key libraries, for bug reports."""
+    """Print the machine (CPU, vector unit, bf16, measured speed, threads) and library versions, for bug reports."""
+    import os
+
     import torch
 
     from caloforge import __version__
+    from caloforge.hardware import cpu_info, machine_summary, recommended_threads, use_bf16
 
+    info = cpu_info()
+    measured = machine_summary("cpu")
+    try:
+        load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "unknown"
     rows = [
         ("caloforge", __version__),
         ("python", sys.version.split()[0]),
         ("platform", platform.platform()),
+        ("CPU model", info.model),
+        ("CPU vector unit", f"{info.vector} (torch code path: {info.torch_capability})"),
+        ("bfloat16", "native" if info.bf16_native else "not native (emulated: caloforge uses float32)"),
+        ("fp32 matmul", f"{measured.fp32_gflops:.0f} GFLOP/s ({measured.threads} threads)"),
+        ("bf16 matmul", f"{measured.bf16_gflops:.0f} GFLOP/s" if measured.bf16_gflops else "not measured (not native)"),
+        ("bf16 autocast used on CPU", "yes" if use_bf16("cpu") else "no"),
+        ("usable CPUs / load average", f"{info.cpus} / {load}"),
+        ("threads caloforge uses", f"{recommended_threads()} (override with --threads)"),
         ("torch", torch.__version__),
-        ("torch threads", str(torch.get_num_threads())),
         ("CUDA available", str(torch.cuda.is_available())),
     ]
     if torch.cuda.is_available():
