@@ -60,8 +60,9 @@ def test_full_mode_end_to_end_warns_and_refuses_to_overwrite(files, tmp_path):
         (["-g", "gen.h5", "--mode", "full", "--classifier", "mid"], "expected --classifier among"),
         (["-g", "tiny.h5"], "expected at least 20 generated showers"),
         (["-g", "gen.h5", "--max-minutes", "-1"], "expected --max-minutes > 0"),
+        (["-g", "gen.h5", "--seed", "-1"], "expected a seed"),
     ],
-    ids=["geometry-mismatch", "bad-mode", "bad-classifier", "too-few-showers", "bad-budget"],
+    ids=["geometry-mismatch", "bad-mode", "bad-classifier", "too-few-showers", "bad-budget", "bad-seed"],
 )
 def test_errors_are_one_line(files, tmp_path, extra, message):
     args = ["evaluate", "-r", str(files / "ref.h5"), "--out", str(tmp_path / "e")]

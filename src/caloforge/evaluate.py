@@ -24,6 +24,7 @@ import numpy as np
 import scipy.stats
 from numpy.typing import NDArray
 
+from caloforge.checks import check_seed
 from caloforge.errors import ConfigError, DataError, GeometryMismatchError
 from caloforge.features import (
     HighLevelFeatures,
@@ -261,6 +262,7 @@ def compute_evaluation(
     if unknown:
         msg = f"expected classifiers among {list(CLASSIFIERS)} but got {unknown}, in evaluate"
         raise ConfigError(msg)
+    seed = check_seed(seed, "in evaluate")
     for name, sample in (("reference", reference), ("generated", generated)):
         if len(sample) < MIN_SHOWERS:
             msg = f"expected at least {MIN_SHOWERS} {name} showers to evaluate but got {len(sample)}, in evaluate"
