@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--extra", default="", help="extra arguments for caloforge evaluate, e.g. '--fp32'")
     args = parser.parse_args()
 
-    from caloforge.io import write
+    from caloforge.data.io import write
     from caloforge.refsim import simulate
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="caloforge-bench-"))

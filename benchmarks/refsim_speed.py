@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from caloforge.geometry import Geometry
+from caloforge.data.geometry import Geometry
 from caloforge.refsim import Spectrum, simulate, simulate_to_file
 from caloforge.refsim.spectra import default_spectrum
 

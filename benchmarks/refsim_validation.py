@@ -18,11 +18,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from caloforge.geometry import Geometry
-from caloforge.metrics.response import fit_resolution, robust_relative_width
+from caloforge.data.geometry import Geometry
 from caloforge.refsim import par04_wsi, simulate
 from caloforge.refsim.em import sample_longitudinal
 from caloforge.refsim.presets import atlas_like
+from caloforge.validation.metrics.response import fit_resolution, robust_relative_width
 
 GEV = 1e3
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from caloforge.bundle import load, resolve_device
-from caloforge.features import compute_features, high_level_inputs, low_level_inputs
-from caloforge.metrics.classifier import ClassifierConfig, classifier_test
 from caloforge.models import GANConfig
 from caloforge.refsim import simulate
-from caloforge.training import train, validation_chi2
+from caloforge.training.bundle import load, resolve_device
+from caloforge.training.loop import train, validation_chi2
+from caloforge.validation.features import compute_features, high_level_inputs, low_level_inputs
+from caloforge.validation.metrics.classifier import ClassifierConfig, classifier_test
 
 DS1_ENERGIES = 256.0 * 2.0 ** np.arange(15)  # MeV
 SPLITS = (4100.0, 262_000.0)  # MeV, CaloShowerGAN's three ranges

@@ -12,8 +12,8 @@ import pytest
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="caloforge-mpl-"))
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="caloforge-inductor-"))
 
-from caloforge.geometry import Geometry, Layer
-from caloforge.showers import ShowerSet
+from caloforge.data.geometry import Geometry, Layer
+from caloforge.data.showers import ShowerSet
 from synthetic import make_showers
 
 

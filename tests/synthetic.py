@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from caloforge.geometry import Geometry
-from caloforge.showers import ShowerSet
+from caloforge.data.geometry import Geometry
+from caloforge.data.showers import ShowerSet
 
 __all__ = ["make_showers"]
 

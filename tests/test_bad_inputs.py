@@ -12,11 +12,12 @@ import h5py
 import numpy as np
 import pytest
 
-from caloforge import checks, io, resources
+from caloforge.data import checks, io
+from caloforge.data.geometry import PRESETS, Geometry
+from caloforge.data.showers import ShowerSet
+from caloforge.data.summary import summarize
 from caloforge.errors import ConfigError, DataError, FileFormatError, OutputPathError
-from caloforge.geometry import PRESETS, Geometry
-from caloforge.showers import ShowerSet
-from caloforge.summary import summarize
+from caloforge.runtime import resources
 from synthetic import make_showers
 
 GIB = 1 << 30
@@ -197,7 +198,7 @@ def test_incident_energy_bounds_are_inclusive() -> None:
 
 
 def test_check_finite_is_still_importable_from_showers() -> None:
-    from caloforge.showers import check_finite
+    from caloforge.data.showers import check_finite
 
     assert check_finite is checks.check_finite
 

@@ -12,14 +12,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from caloforge import io
-from caloforge.bundle import ExtrapolationWarning, load, save_model
 from caloforge.cli import app
 from caloforge.cli._common import parse_floats
+from caloforge.data import io
+from caloforge.data.geometry import Geometry, Layer
 from caloforge.errors import CheckpointError, ConfigError, OutputExistsError, OutputPathError
-from caloforge.geometry import Geometry, Layer
 from caloforge.models import GAN, GANConfig
-from caloforge.preprocess import Preprocessing
+from caloforge.models.preprocess import Preprocessing
+from caloforge.training.bundle import ExtrapolationWarning, load, save_model
 from synthetic import make_showers
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),  # see tests/conftest.py

@@ -1,7 +1,7 @@
 """Bundles that were damaged or tampered with are refused at load, in one line; devices and inputs are checked.
 
 Each test edits a freshly saved tiny bundle the way a bad disk, a bad copy or a hand edit
-would, and expects a :class:`CheckpointError` from :func:`caloforge.bundle.load`.
+would, and expects a :class:`CheckpointError` from :func:`caloforge.training.bundle.load`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save
 
-from caloforge import resources
-from caloforge.bundle import check_model_size, load, resolve_device, save_model, save_split
+from caloforge.data.geometry import Geometry, Layer
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import CheckpointError, ConfigError, DataError
-from caloforge.geometry import Geometry, Layer
 from caloforge.models import GAN, GANConfig
-from caloforge.preprocess import Preprocessing
-from caloforge.showers import ShowerSet
+from caloforge.models.preprocess import Preprocessing
+from caloforge.runtime import resources
+from caloforge.training.bundle import check_model_size, load, resolve_device, save_model, save_split
 from synthetic import make_showers
 
 TINY = GANConfig(noise_dim=4, generator_layers=(8,), critic_layers=(8,), batch_size=16)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from caloforge.metrics.classifier import CALIBRATION_BOUNDS, ClassifierConfig, calibrate, classifier_test
-from caloforge.metrics.verdict import auc_verdict
+from caloforge.validation.metrics.classifier import CALIBRATION_BOUNDS, ClassifierConfig, calibrate, classifier_test
+from caloforge.validation.metrics.verdict import auc_verdict
 
 SMALL = ClassifierConfig(hidden=(64, 64), max_epochs=40, repeats=1, precision="fp32")
 
@@ -64,9 +64,9 @@ def test_default_full_mode_classifier_does_not_stop_early_on_a_distorted_pair():
     # one layer of the generated showers moved out by one radial bin. With patience 3 (the old default)
     # training stopped on a plateau (measured here: AUC 0.92 where training on reached 0.996); the default
     # now trains its 50 epochs and must come within 0.02 of a 100-epoch run on the same split.
-    from caloforge.features import low_level_inputs
+    from caloforge.data.showers import ShowerSet
     from caloforge.refsim import simulate
-    from caloforge.showers import ShowerSet
+    from caloforge.validation.features import low_level_inputs
 
     energies = np.repeat(2.0 ** np.arange(10, 14), 500)
     ref = simulate("ds1-photons", "photon", energies, seed=1)

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from caloforge import __version__, io
+from caloforge._version import __version__
 from caloforge.cli import app
-from caloforge.geometry import PRESETS
-from caloforge.showers import ShowerSet
+from caloforge.data import io
+from caloforge.data.geometry import PRESETS
+from caloforge.data.showers import ShowerSet
 from synthetic import make_showers
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from caloforge.cli import app
-from caloforge.io import write
+from caloforge.data.io import write
 from caloforge.refsim import simulate
 
 
@@ -79,7 +79,7 @@ def test_errors_are_one_line(files, tmp_path, extra, message):
 def test_a_failed_report_leaves_nothing_and_the_rerun_works(files, tmp_path, monkeypatch):
     import errno
 
-    from caloforge import plots
+    from caloforge.validation import plots
 
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

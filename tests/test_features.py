@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from caloforge.data.geometry import Geometry, Layer
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
-from caloforge.features import (
+from caloforge.validation.features import (
     apply_threshold,
     calochallenge_dataset,
     compute_features,
@@ -14,8 +16,6 @@ from caloforge.features import (
     low_level_inputs,
     readout_threshold,
 )
-from caloforge.geometry import Geometry, Layer
-from caloforge.showers import ShowerSet
 
 
 @pytest.fixture

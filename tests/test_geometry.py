@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from caloforge.data.geometry import PRESETS, Geometry, Layer, matching_presets, resolve_geometry
 from caloforge.errors import GeometryError, GeometryMismatchError
-from caloforge.geometry import PRESETS, Geometry, Layer, matching_presets, resolve_geometry
 
 OFFICIAL = {
     "ds1-photons": ("binning_dataset_1_photons.xml", 368),

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from caloforge import hardware
-from caloforge.metrics.classifier import ClassifierConfig, classifier_test
-from caloforge.progress import SILENT, Progress
+from caloforge.runtime import hardware
+from caloforge.runtime.progress import SILENT, Progress
+from caloforge.validation.metrics.classifier import ClassifierConfig, classifier_test
 
 AVX2_ONLY = hardware.CpuInfo("AMD EPYC (test)", 2, frozenset({"avx", "avx2", "fma"}), "AVX2")
 AVX512_BF16 = hardware.CpuInfo("Intel Xeon (test)", 2, frozenset({"avx2", "avx512f", "avx512_bf16"}), "AVX512")

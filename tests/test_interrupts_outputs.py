@@ -10,12 +10,12 @@ import socket
 import pytest
 from typer.testing import CliRunner
 
-from caloforge import io
 from caloforge.cli import app
+from caloforge.data import io
+from caloforge.data.outputs import _host, atomic_dir, atomic_path, remove_stale_temporaries
 from caloforge.errors import OutputPathError
-from caloforge.interrupts import Interrupted, deferred_interrupts
-from caloforge.outputs import _host, atomic_dir, atomic_path, remove_stale_temporaries
 from caloforge.refsim import simulate_to_file
+from caloforge.runtime.interrupts import Interrupted, deferred_interrupts
 
 runner = CliRunner()
 

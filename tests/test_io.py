@@ -10,7 +10,10 @@ import h5py
 import numpy as np
 import pytest
 
-from caloforge import io
+from caloforge.data import io
+from caloforge.data.geometry import PRESETS, Geometry
+from caloforge.data.outputs import atomic_dir
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import (
     DataError,
     FileFormatError,
@@ -19,9 +22,6 @@ from caloforge.errors import (
     OutputExistsError,
     OutputPathError,
 )
-from caloforge.geometry import PRESETS, Geometry
-from caloforge.outputs import atomic_dir
-from caloforge.showers import ShowerSet
 from synthetic import make_showers
 
 
@@ -135,7 +135,7 @@ def test_geometry_mismatch(tmp_path: Path, tiny_showers: ShowerSet) -> None:
         io.read(unknown)
     # a caloforge file knows its geometry; asking for another with the same voxel count is refused
     tagged = io.write(tmp_path / "t.h5", tiny_showers)
-    from caloforge.geometry import Layer
+    from caloforge.data.geometry import Layer
 
     other = Geometry((Layer(0, (0.0, 1.0, 2.0, 3.0), 2), Layer(5, (0.0, 2.0, 5.0), 1)))
     with pytest.raises(GeometryMismatchError, match="was written for geometry 'tiny'"):
@@ -243,7 +243,7 @@ def test_atomic_dir_refuses_a_target_that_appeared_while_writing(tmp_path: Path)
 
 def test_full_disk_is_refused_before_each_append(tmp_path: Path, tiny_showers: ShowerSet,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from caloforge import resources
+    from caloforge.runtime import resources
 
     free = {"bytes": 10**9}
     monkeypatch.setattr(resources, "free_disk_bytes", lambda path: free["bytes"])
@@ -285,9 +285,9 @@ def test_write_errors_become_one_line_errors_and_leave_nothing(tmp_path: Path, t
 _FSIZE_SCRIPT = """
 import resource, signal, sys
 import numpy as np
-from caloforge import io
-from caloforge.geometry import PRESETS
-from caloforge.showers import ShowerSet
+from caloforge.data import io
+from caloforge.data.geometry import PRESETS
+from caloforge.data.showers import ShowerSet
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, write() fails with EFBIG instead of killing us
 resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
 rng = np.random.default_rng(0)

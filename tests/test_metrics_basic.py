@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 
 from caloforge.errors import ConfigError, DataError
-from caloforge.metrics import (
+from caloforge.validation.metrics import (
     ClassifierConfig,
     chi2_two_sample,
     fpd,
@@ -20,7 +20,7 @@ from caloforge.metrics import (
     response_per_energy,
     separation_power,
 )
-from caloforge.metrics.verdict import chi2_verdict, distance_verdict, overall, separation_verdict
+from caloforge.validation.metrics.verdict import chi2_verdict, distance_verdict, overall, separation_verdict
 
 
 def test_chi2_hand_computed():
@@ -109,7 +109,7 @@ def test_classifier_config_is_validated():
 
 def test_chi2_groups_carry_their_own_energy_for_uneven_ladders():
     # 1, 2 and 10 GeV: the 2 GeV bin's geometric centre is 2.5 GeV, but the label must be 2 GeV
-    from caloforge.metrics.chi2 import response_chi2
+    from caloforge.validation.metrics.chi2 import response_chi2
 
     rng = np.random.default_rng(0)
     energies = np.repeat([1000.0, 2000.0, 10000.0], 200)

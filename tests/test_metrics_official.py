@@ -16,9 +16,9 @@ import pytest
 import scipy.linalg
 import scipy.optimize
 
-from caloforge.features import calochallenge_dataset, compute_features, high_level_inputs
-from caloforge.geometry import Geometry
-from caloforge.metrics import (
+from caloforge.data.geometry import Geometry
+from caloforge.validation.features import calochallenge_dataset, compute_features, high_level_inputs
+from caloforge.validation.metrics import (
     chi2_two_sample,
     feature_histograms,
     fpd,
@@ -29,9 +29,9 @@ from caloforge.metrics import (
     response_edges_per_energy,
     voxel_histogram,
 )
-from caloforge.metrics.binnings import MIN_ENERGY
-from caloforge.metrics.chi2 import response_bins
-from caloforge.metrics.distances import jetnet_line_fit, nonnegative_line_fit, subset_sizes
+from caloforge.validation.metrics.binnings import MIN_ENERGY
+from caloforge.validation.metrics.chi2 import response_bins
+from caloforge.validation.metrics.distances import jetnet_line_fit, nonnegative_line_fit, subset_sizes
 from synthetic import make_showers
 
 # ----------------------------------------------------------------------------- the reference

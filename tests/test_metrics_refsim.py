@@ -13,13 +13,13 @@ import warnings
 import numpy as np
 import pytest
 
-from caloforge.evaluate import compute_evaluation
-from caloforge.features import compute_features, low_level_inputs
-from caloforge.geometry import Geometry
-from caloforge.metrics import ClassifierConfig, classifier_test, feature_histograms, response_chi2
-from caloforge.metrics.verdict import chi2_verdict, separation_verdict
+from caloforge.data.geometry import Geometry
+from caloforge.data.showers import ShowerSet
 from caloforge.refsim import simulate
-from caloforge.showers import ShowerSet
+from caloforge.validation.evaluate import compute_evaluation
+from caloforge.validation.features import compute_features, low_level_inputs
+from caloforge.validation.metrics import ClassifierConfig, classifier_test, feature_histograms, response_chi2
+from caloforge.validation.metrics.verdict import chi2_verdict, separation_verdict
 
 ENERGIES = np.repeat(2.0 ** np.arange(8, 16), 2_500)  # 8 energies, 256 MeV - 32 GeV, 20k showers
 SMALL_NET = ClassifierConfig(hidden=(64, 64), max_epochs=6, patience=2, repeats=1, max_showers=20_000)

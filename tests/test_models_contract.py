@@ -12,10 +12,10 @@ import math
 import pytest
 import torch
 
-from caloforge.bundle import load, save_model
 from caloforge.errors import ConfigError
 from caloforge.models import FAMILIES, GAN, Batch, GANConfig, get_family, register_family
-from caloforge.preprocess import Preprocessing
+from caloforge.models.preprocess import Preprocessing
+from caloforge.training.bundle import load, save_model
 from synthetic import make_showers
 
 TINY_CONFIGS = {
@@ -130,7 +130,7 @@ def test_register_family_enrols_and_rejects_non_models():
 @pytest.mark.parametrize(("particle", "n_voxels", "expected"),
                          [("photon", 368, (261e3, 408e3)), ("pion", 533, (871e3, 829e3))])
 def test_caloshowergan_parameter_counts(particle, n_voxels, expected):
-    from caloforge.preprocess import ConditionScaler, EnergyScaler, ShowerTransform
+    from caloforge.models.preprocess import ConditionScaler, EnergyScaler, ShowerTransform
 
     p = Preprocessing(ShowerTransform("energy", (n_voxels,), (1.0,)), EnergyScaler(256.0, 4194304.0),
                       ConditionScaler())

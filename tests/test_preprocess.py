@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
-from caloforge.preprocess import EnergyScaler, Preprocessing, ShowerTransform
-from caloforge.showers import ShowerSet
+from caloforge.models.preprocess import EnergyScaler, Preprocessing, ShowerTransform
 from synthetic import make_showers
 
 

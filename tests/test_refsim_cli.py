@@ -7,7 +7,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from caloforge.cli import app
-from caloforge.io import read
+from caloforge.data.io import read
 from caloforge.refsim import simulate, simulate_to_file
 
 runner = CliRunner()

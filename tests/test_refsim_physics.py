@@ -11,14 +11,14 @@ import dataclasses
 import numpy as np
 import pytest
 
+from caloforge.data.geometry import PRESETS, Geometry
 from caloforge.errors import ConfigError, DataError, GeometryError
-from caloforge.geometry import PRESETS, Geometry
-from caloforge.metrics.response import fit_resolution, robust_relative_width
 from caloforge.refsim import PionModel, Spectrum, canonical_particle, detector_for, par04_wsi, simulate
 from caloforge.refsim.em import radial_parameters, sample_longitudinal
 from caloforge.refsim.hadron import hadronic_shape, pion_deposits, sample_pion
 from caloforge.refsim.presets import atlas_like
 from caloforge.refsim.spectra import DS1_COUNTS, DS1_ENERGIES
+from caloforge.validation.metrics.response import fit_resolution, robust_relative_width
 
 GEV = 1e3
 

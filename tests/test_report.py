@@ -10,13 +10,13 @@ import subprocess
 import numpy as np
 import pytest
 
+from caloforge.data.geometry import Geometry
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import GeometryMismatchError, OutputExistsError
-from caloforge.evaluate import compute_evaluation, evaluate
-from caloforge.geometry import Geometry
-from caloforge.metrics import ClassifierConfig
 from caloforge.refsim import simulate
-from caloforge.report import render_html
-from caloforge.showers import ShowerSet
+from caloforge.validation.evaluate import compute_evaluation, evaluate
+from caloforge.validation.metrics import ClassifierConfig
+from caloforge.validation.report import render_html
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 

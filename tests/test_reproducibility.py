@@ -11,11 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from caloforge.bundle import load
-from caloforge.evaluate import compute_evaluation
 from caloforge.models import GANConfig
 from caloforge.refsim import simulate
-from caloforge.training import train
+from caloforge.training.bundle import load
+from caloforge.training.loop import train
+from caloforge.validation.evaluate import compute_evaluation
 from synthetic import make_showers
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from caloforge.data.geometry import Geometry, Layer
+from caloforge.data.showers import ShowerSet, energy_bins
 from caloforge.errors import DataError, GeometryMismatchError
-from caloforge.geometry import Geometry, Layer
-from caloforge.showers import ShowerSet, energy_bins
 from synthetic import make_showers
 
 

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from caloforge.bundle import load
-from caloforge.callbacks import _generate_like
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExistsError, OutputPathError
 from caloforge.models import GAN, GANConfig
-from caloforge.preprocess import Preprocessing
-from caloforge.showers import ShowerSet
-from caloforge.training import _accelerator, split_validation, train, validation_chi2
+from caloforge.models.preprocess import Preprocessing
+from caloforge.training.bundle import load
+from caloforge.training.callbacks import _generate_like
+from caloforge.training.loop import _accelerator, split_validation, train, validation_chi2
 from synthetic import make_showers
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),  # see tests/conftest.py
@@ -186,7 +186,7 @@ def test_cuda_index_selects_that_gpu(device, devices, expected):
 
 
 def test_a_run_that_fails_before_its_first_checkpoint_is_removed(data, tmp_path, monkeypatch):
-    from caloforge.callbacks import GenerativeTask
+    from caloforge.training.callbacks import GenerativeTask
 
     def broken(self, batch, batch_idx):
         raise RuntimeError("a bug in a family's training step")
@@ -225,9 +225,9 @@ def test_resume_without_a_checkpoint_does_not_repeat_log_rows(data, tmp_path):
 def test_printed_resume_command_continues_with_the_budget_left(data, tmp_path):
     from typer.testing import CliRunner
 
-    from caloforge import io
     from caloforge.cli import app
     from caloforge.cli._model import _resume_command
+    from caloforge.data import io
 
     data_file = io.write(tmp_path / "train.h5", data)
     result = train(data, "gan", TINY, tmp_path / "run", max_iterations=100, checkpoint_every=10, progress=False,

@@ -1,26 +1,53 @@
-"""caloforge: machine-learning fast calorimeter simulation, from data to validated, deployable models."""
+"""caloforge: machine-learning fast calorimeter simulation, from data to validated, deployable models.
+
+The package is laid out by the stages of a shower's journey: :mod:`caloforge.data` (geometries,
+showers, CaloChallenge files), :mod:`caloforge.refsim` (the reference simulator),
+:mod:`caloforge.models` (generative families), :mod:`caloforge.training` (Lightning loop,
+checkpoint selection, bundles), :mod:`caloforge.validation` (features, metrics, report),
+:mod:`caloforge.deploy` and :mod:`caloforge.campaign`; :mod:`caloforge.runtime` holds what every
+stage needs of the machine. The public API is this module:
+
+Example:
+    >>> import caloforge
+    >>> showers = caloforge.simulate("ds1-photons", "photon", [65536.0] * 3, seed=1)
+    >>> showers
+    ShowerSet(n=3, geometry='ds1-photons')
+    >>> caloforge.Geometry.preset("ds1-photons").n_voxels
+    368
+
+With a trained bundle: ``caloforge.load("run/bundle").generate(energies, seed=1)``; files with
+``caloforge.io.read`` / ``caloforge.io.write``; validation with
+``caloforge.evaluate(reference, generated, "report/")``.
+"""
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-try:
-    __version__ = version("caloforge")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
+from caloforge._version import __version__
+from caloforge.data.geometry import Geometry, Layer
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import CaloforgeError
-from caloforge.geometry import Geometry, Layer
-from caloforge.showers import ShowerSet
 
-__all__ = ["CaloforgeError", "Geometry", "Layer", "ShowerSet", "__version__", "load"]
+__all__ = ["CaloforgeError", "Geometry", "Layer", "ShowerSet", "__version__", "evaluate", "io", "load", "simulate"]
+
+_LAZY = {  # imported on first use: they pull in h5py, torch or matplotlib
+    "io": ("caloforge.data", "io"),
+    "load": ("caloforge.training.bundle", "load"),
+    "evaluate": ("caloforge.validation.evaluate", "evaluate"),
+    "simulate": ("caloforge.refsim", "simulate"),
+}
 
 
-def __getattr__(name: str) -> object:
-    """``caloforge.load`` is :func:`caloforge.bundle.load`, imported on first use (it pulls in torch)."""
-    if name == "load":
-        from caloforge.bundle import load
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
 
-        return load
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
     msg = f"module 'caloforge' has no attribute {name!r}"
     raise AttributeError(msg)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from caloforge.errors import ConfigError, OutputExistsError
-from caloforge.metrics.classifier import ClassifierConfig
-from caloforge.progress import SILENT, Progress
+from caloforge.runtime.progress import SILENT, Progress
+from caloforge.validation.metrics.classifier import ClassifierConfig
 
 __all__ = ["DemoPlan", "DemoResult", "demo_plan", "run_demo"]
 
@@ -117,7 +117,7 @@ def demo_plan(minutes: float | None, max_iterations: int | None, n_showers: int,
     and use times measured on an idle 2-core machine.
     """
     if machine is None:
-        from caloforge.hardware import machine_summary
+        from caloforge.runtime.hardware import machine_summary
 
         machine = machine_summary(device, min_seconds=0.05).describe()
     train_s = 60.0 * minutes if minutes is not None else 0.0
@@ -175,13 +175,13 @@ def run_demo(
         ConfigError: without a training budget, or with a non-positive one.
         OutputExistsError: if ``out_dir`` holds an earlier demo and ``force`` is false.
     """
-    from caloforge import io
-    from caloforge.bundle import load
-    from caloforge.evaluate import evaluate
+    from caloforge.data import io
     from caloforge.models.gan import GANConfig
     from caloforge.refsim import simulate_to_file
     from caloforge.refsim.spectra import DS1_ENERGIES
-    from caloforge.training import train
+    from caloforge.training.bundle import load
+    from caloforge.training.loop import train
+    from caloforge.validation.evaluate import evaluate
 
     if minutes is None and max_iterations is None:
         msg = "expected a training budget (minutes or max_iterations) but got neither, in run_demo"

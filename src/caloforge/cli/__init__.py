@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from caloforge import __version__
+from caloforge._version import __version__
 from caloforge.cli import _data, _demo, _evaluate, _model, _simulate
 from caloforge.cli._common import state
 

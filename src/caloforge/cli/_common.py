@@ -17,8 +17,8 @@ from rich.table import Table
 from caloforge.errors import CaloforgeError, ConfigError
 
 if TYPE_CHECKING:
-    from caloforge.evaluate import EvaluationResult
-    from caloforge.progress import Progress
+    from caloforge.runtime.progress import Progress
+    from caloforge.validation.evaluate import EvaluationResult
 
 __all__ = ["GEOMETRY_HELP", "THREADS_HELP", "apply_threads", "cli_progress", "console", "device_name", "err_console",
            "friendly_errors", "parse_floats", "state", "verdict_table"]
@@ -51,7 +51,7 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from caloforge.interrupts import Interrupted, exit_code
+        from caloforge.runtime.interrupts import Interrupted, exit_code
 
         def on_sigterm(signum: int, frame: object) -> None:
             raise Interrupted(signum)
@@ -81,14 +81,14 @@ THREADS_HELP = "CPU threads for torch (default: the free cores of this machine, 
 
 
 def apply_threads(threads: int | None) -> int:
-    """Set torch's CPU threads: ``threads``, or :func:`caloforge.hardware.recommended_threads`; returns the count.
+    """Set torch's CPU threads to ``threads`` (default :func:`caloforge.runtime.hardware.recommended_threads`).
 
     Raises:
         ConfigError: for a count below 1.
     """
     import torch
 
-    from caloforge.hardware import recommended_threads
+    from caloforge.runtime.hardware import recommended_threads
 
     if threads is not None and threads < 1:
         msg = f"expected --threads >= 1 but got {threads}"
@@ -100,14 +100,14 @@ def apply_threads(threads: int | None) -> int:
 
 def cli_progress() -> Progress:
     """Progress on standard error: a live bar on a terminal, plain timestamped lines in a log."""
-    from caloforge.progress import Progress
+    from caloforge.runtime.progress import Progress
 
     return Progress()
 
 
 def device_name(device: str) -> str:
     """Resolve ``"auto"`` (CUDA when present) and check a device name; torch is imported only here."""
-    from caloforge.bundle import resolve_device
+    from caloforge.training.bundle import resolve_device
 
     return str(resolve_device(device))
 

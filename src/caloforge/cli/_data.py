@@ -22,7 +22,7 @@ def info(
     geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
 ) -> None:
     """Summarise a shower file: counts, energies, response per energy, sparsity, conditions."""
-    from caloforge.summary import summarize
+    from caloforge.data.summary import summarize
 
     s = summarize(file, geometry)
     presets = ", ".join(s.matching_presets) or "none"
@@ -59,8 +59,8 @@ def env() -> None:
 
     import torch
 
-    from caloforge import __version__
-    from caloforge.hardware import cpu_info, machine_summary, recommended_threads, use_bf16
+    from caloforge._version import __version__
+    from caloforge.runtime.hardware import cpu_info, machine_summary, recommended_threads, use_bf16
 
     info = cpu_info()
     measured = machine_summary("cpu")

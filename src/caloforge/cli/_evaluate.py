@@ -52,12 +52,12 @@ def evaluate(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
 ) -> None:
     """Validate generated showers against a reference: metrics.json, report.html and plots."""
+    from caloforge.data.io import read
     from caloforge.errors import ConfigError
-    from caloforge.evaluate import CLASSIFIERS
-    from caloforge.evaluate import evaluate as run_evaluation
-    from caloforge.io import read
-    from caloforge.metrics.classifier import ClassifierConfig
-    from caloforge.report import check_report_dir
+    from caloforge.validation.evaluate import CLASSIFIERS
+    from caloforge.validation.evaluate import evaluate as run_evaluation
+    from caloforge.validation.metrics.classifier import ClassifierConfig
+    from caloforge.validation.report import check_report_dir
 
     if mode not in ("fast", "full"):
         msg = f"expected --mode fast or full but got '{mode}'"

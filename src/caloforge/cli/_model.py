@@ -6,7 +6,7 @@ file has two optional sections::
     model:        # keys of the family's config, e.g. GANConfig
       batch_size: 256
       critic_steps: 5
-    training:     # keys of caloforge.training.train
+    training:     # keys of caloforge.training.loop.train
       max_minutes: 5
       checkpoint_every: 50
       split_energies: [4100, 262000]
@@ -44,7 +44,7 @@ def _read_config(path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
 
     from caloforge.errors import ConfigError
     from caloforge.models.base import _coerce
-    from caloforge.training import train as train_model
+    from caloforge.training.loop import train as train_model
 
     if path is None:
         return {}, {}
@@ -135,10 +135,10 @@ def train(
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Train a model on showers; the best checkpoint (validation chi2/NDF) is saved as RUN_DIR/bundle."""
-    from caloforge import io
+    from caloforge.data import io
     from caloforge.errors import ConfigError
     from caloforge.models import get_family
-    from caloforge.training import train as train_model
+    from caloforge.training.loop import train as train_model
 
     model_section, settings = _read_config(config)
     flags = {"max_iterations": max_iterations, "max_minutes": max_minutes, "checkpoint_every": checkpoint_every,
@@ -188,10 +188,10 @@ def generate(
     """Generate showers with a trained bundle, at a reference file's energies or at given energies."""
     import numpy as np
 
-    from caloforge import io
-    from caloforge.bundle import load
+    from caloforge.data import io
+    from caloforge.data.outputs import check_output
     from caloforge.errors import ConfigError, GeometryMismatchError
-    from caloforge.outputs import check_output
+    from caloforge.training.bundle import load
 
     values = parse_floats(energies, "--energies")
     if (like is None) == (values is None):

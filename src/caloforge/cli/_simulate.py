@@ -12,7 +12,7 @@ from caloforge.cli._common import GEOMETRY_HELP, cli_progress, console, friendly
 from caloforge.errors import ConfigError
 
 if TYPE_CHECKING:
-    from caloforge.progress import ProgressTask
+    from caloforge.runtime.progress import ProgressTask
 
 __all__ = ["register"]
 

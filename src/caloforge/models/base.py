@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
-from caloforge.preprocess import Preprocessing, TransformKind
+from caloforge.models.preprocess import Preprocessing, TransformKind
 
 __all__ = ["Batch", "FamilyConfig", "GenerativeModel"]
 

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
 from caloforge.models.base import Batch, FamilyConfig, GenerativeModel
-from caloforge.preprocess import Preprocessing
+from caloforge.models.preprocess import Preprocessing
 
 __all__ = ["GAN", "GANConfig"]
 
@@ -166,7 +166,7 @@ class GAN(GenerativeModel):
         preprocessing: The transforms fitted on the training data.
 
     Example:
-        >>> from caloforge.preprocess import ConditionScaler, EnergyScaler, Preprocessing, ShowerTransform
+        >>> from caloforge.models.preprocess import ConditionScaler, EnergyScaler, Preprocessing, ShowerTransform
         >>> p = Preprocessing(ShowerTransform("energy", (368,), (1.0,)), EnergyScaler(256.0, 4194304.0),
         ...                   ConditionScaler())
         >>> gan = GAN(GANConfig(), p)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from caloforge.geometry import Geometry
+from caloforge.data.geometry import Geometry
 from caloforge.refsim.detector import StepGrid
 
 __all__ = ["RadialComponent", "StepDeposits", "bin_deposits", "bin_spots", "stochastic_round"]

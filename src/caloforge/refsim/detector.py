@@ -20,8 +20,8 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
+from caloforge.data.geometry import Geometry
 from caloforge.errors import ConfigError, GeometryError
-from caloforge.geometry import Geometry
 from caloforge.refsim.materials import Material
 
 __all__ = ["Detector", "Readout", "Slab", "StepGrid"]

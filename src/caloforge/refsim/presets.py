@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+from caloforge.data.geometry import Geometry
 from caloforge.errors import GeometryError
-from caloforge.geometry import Geometry
 from caloforge.refsim.detector import Detector, Readout, Slab
 from caloforge.refsim.materials import ELEMENTS, Layer, Material, Stack
 

@@ -19,20 +19,20 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from caloforge.checks import check_incident_energies, check_seed
+from caloforge.data.checks import check_incident_energies, check_seed
+from caloforge.data.geometry import Geometry, resolve_geometry
+from caloforge.data.io import ShowerWriter
+from caloforge.data.outputs import check_output
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
-from caloforge.geometry import Geometry, resolve_geometry
-from caloforge.interrupts import deferred_interrupts
-from caloforge.io import ShowerWriter
-from caloforge.outputs import check_output
 from caloforge.refsim.deposit import bin_deposits, bin_spots
 from caloforge.refsim.detector import Detector
 from caloforge.refsim.em import EmModel, em_deposits
 from caloforge.refsim.hadron import PionModel, pion_deposits
 from caloforge.refsim.presets import detector_for
 from caloforge.refsim.spectra import Spectrum, default_spectrum
-from caloforge.resources import check_disk, check_memory
-from caloforge.showers import ShowerSet
+from caloforge.runtime.interrupts import deferred_interrupts
+from caloforge.runtime.resources import check_disk, check_memory
 
 __all__ = ["PARTICLES", "canonical_particle", "default_chunk_size", "simulate", "simulate_chunk", "simulate_to_file"]
 

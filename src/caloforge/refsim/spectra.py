@@ -13,8 +13,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from caloforge.data.geometry import Geometry
 from caloforge.errors import ConfigError
-from caloforge.geometry import Geometry
 
 __all__ = ["DS1_COUNTS", "DS1_ENERGIES", "Spectrum", "apportion", "default_spectrum"]
 

@@ -9,7 +9,7 @@ S = 0 for identical shapes and 1 for disjoint ones. Entries outside the plotted
 range (e.g. empty layers below the lowest log bin) are left out, as in the
 CaloChallenge evaluation (``density=True`` histograms, times the bin widths).
 
-The binnings (:mod:`caloforge.metrics.binnings`) are the CaloChallenge evaluation's
+The binnings (:mod:`caloforge.validation.metrics.binnings`) are the CaloChallenge evaluation's
 for the official datasets, so that separation powers compare with the paper, and
 chosen from the reference sample otherwise; every :class:`FeatureHistogram` records
 which (``binning``) and gives a JSON-ready ``definition``.
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from caloforge.data.geometry import Geometry
 from caloforge.errors import DataError
-from caloforge.features import HighLevelFeatures
-from caloforge.geometry import Geometry
-from caloforge.metrics.binnings import (
+from caloforge.validation.features import HighLevelFeatures
+from caloforge.validation.metrics.binnings import (
     DATA_DRIVEN,
     Binning,
     layer_energy_binning,
@@ -89,7 +89,7 @@ class FeatureHistogram:
         log_x: Whether the bins are log-spaced.
         log_y: Whether the CaloChallenge draws this histogram with a log y axis.
         binning: Where the bins come from: ``"calochallenge"`` (the official evaluation's),
-            ``"fixed"`` or ``"data-driven"`` (:mod:`caloforge.metrics.binnings`).
+            ``"fixed"`` or ``"data-driven"`` (:mod:`caloforge.validation.metrics.binnings`).
     """
 
     name: str
@@ -152,7 +152,7 @@ def _make(
 
 
 def feature_histograms(reference: HighLevelFeatures, generated: HighLevelFeatures) -> tuple[FeatureHistogram, ...]:
-    """Histogram every high-level feature of both samples (binnings: :mod:`caloforge.metrics.binnings`).
+    """Histogram every high-level feature of both samples (binnings: :mod:`caloforge.validation.metrics.binnings`).
 
     Args:
         reference: Features of the reference sample (defines data-driven ranges).

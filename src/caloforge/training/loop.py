@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from caloforge.bundle import check_model_size, fingerprint, load, resolve_device, save_split
-from caloforge.callbacks import Chi2Selection, GenerativeTask, ProgressBar, validation_chi2
-from caloforge.checks import check_seed
+from caloforge.data.checks import check_seed
+from caloforge.data.outputs import atomic_path
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import (
     CheckpointError,
     ConfigError,
@@ -43,13 +43,13 @@ from caloforge.errors import (
     OutputExistsError,
     OutputPathError,
 )
-from caloforge.metrics.chi2 import Chi2Result
 from caloforge.models import get_family
 from caloforge.models.base import FamilyConfig
-from caloforge.outputs import atomic_path
-from caloforge.preprocess import Preprocessing
-from caloforge.progress import Progress, as_progress
-from caloforge.showers import ShowerSet
+from caloforge.models.preprocess import Preprocessing
+from caloforge.runtime.progress import Progress, as_progress
+from caloforge.training.bundle import check_model_size, fingerprint, load, resolve_device, save_split
+from caloforge.training.callbacks import Chi2Selection, GenerativeTask, ProgressBar, validation_chi2
+from caloforge.validation.metrics.chi2 import Chi2Result
 
 __all__ = ["MIN_TRAINING_SHOWERS", "MIN_VALIDATION_PER_ENERGY", "RangeResult", "TrainResult", "split_validation",
            "train", "validation_chi2", "validation_counts"]
@@ -96,7 +96,7 @@ class TrainResult:
 
     Attributes:
         run_dir: The run directory.
-        bundle_dir: The final bundle (``run_dir/bundle``), loadable with :func:`caloforge.bundle.load`.
+        bundle_dir: The final bundle (``run_dir/bundle``), loadable with :func:`caloforge.training.bundle.load`.
         ranges: One result per energy range (one for an unsplit run).
         validation: chi2 of the final bundle on the whole validation split.
         elapsed_s: Wall-clock time of this call, s.
@@ -407,7 +407,7 @@ def train(
         devices: Passed to ``lightning.Trainer(devices=...)``; with ``"cuda:N"`` the default 1 means GPU N.
         strategy: Passed to ``lightning.Trainer(strategy=...)``.
         resume: Continue the run in ``out_dir`` from its last checkpoints (settings from its ``run.json``).
-        progress: A :class:`~caloforge.progress.Progress`, True (detect the terminal) or False.
+        progress: A :class:`~caloforge.runtime.progress.Progress`, True (detect the terminal) or False.
         callbacks: Extra Lightning callbacks.
 
     Returns:

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from caloforge.data.showers import energy_bins
 from caloforge.errors import DataError
-from caloforge.showers import energy_bins
 
 __all__ = ["Chi2Result", "EnergyChi2", "EnergyGroup", "chi2_two_sample", "energy_groups", "response_bins",
            "response_chi2"]

@@ -28,9 +28,9 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from caloforge.features import calochallenge_dataset
-from caloforge.geometry import Geometry
-from caloforge.metrics.chi2 import response_bins
+from caloforge.data.geometry import Geometry
+from caloforge.validation.features import calochallenge_dataset
+from caloforge.validation.metrics.chi2 import response_bins
 
 __all__ = [
     "CALOCHALLENGE",

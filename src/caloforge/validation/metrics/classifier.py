@@ -18,7 +18,7 @@ are the mean and standard deviation over the repeats.
 Both samples are cut to the same size (the smaller one, at most ``max_showers``).
 The caller chooses the device; the metric never does. Training runs in float32 unless
 ``precision`` asks for bfloat16 autocast (``"auto"``: only where the hardware does it
-natively and faster, see :func:`caloforge.hardware.use_bf16`). A wall-clock budget
+natively and faster, see :func:`caloforge.runtime.hardware.use_bf16`). A wall-clock budget
 (``max_seconds``) stops training at once; the result records the epochs run and that
 the budget cut them short, because an AUC from a cut training may be understated.
 """
@@ -39,7 +39,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from caloforge.errors import ConfigError, DataError
-from caloforge.progress import SILENT, Progress
+from caloforge.runtime.progress import SILENT, Progress
 
 __all__ = ["ClassifierConfig", "ClassifierResult", "ClassifierRun", "Precision", "classifier_test"]
 
@@ -61,7 +61,7 @@ class ClassifierConfig:
         max_showers: Use at most this many showers from each sample (None: all).
         repeats: Number of independent trainings (different seeds) averaged.
         precision: ``"fp32"``, ``"bf16"`` (autocast) or ``"auto"``: bf16 only where
-            :func:`caloforge.hardware.use_bf16` finds it native and measured faster.
+            :func:`caloforge.runtime.hardware.use_bf16` finds it native and measured faster.
         max_seconds: Wall-clock budget of the whole test (all repeats), None for none. Training
             stops at the budget, keeps the best epoch so far and records that it was cut short.
     """
@@ -333,8 +333,8 @@ def classifier_test(
     """Train the CaloChallenge classifier to separate reference (label 0) from generated (label 1) inputs.
 
     Args:
-        reference: Reference inputs, (N_r, D) (see :func:`caloforge.features.low_level_inputs`
-            and :func:`caloforge.features.high_level_inputs`).
+        reference: Reference inputs, (N_r, D) (see :func:`caloforge.validation.features.low_level_inputs`
+            and :func:`caloforge.validation.features.high_level_inputs`).
         generated: Generated inputs, (N_g, D).
         config: Network and training settings (default: the CaloChallenge recipe).
         seed: Seed of the subsampling, splits, initialisation and batch order; repeat k uses ``seed + k``.
@@ -351,7 +351,7 @@ def classifier_test(
     References:
         C. Krause et al., arXiv:2410.21611, section on the classifier metric.
     """
-    from caloforge.hardware import use_bf16
+    from caloforge.runtime.hardware import use_bf16
 
     start = time.monotonic()
     config = config or ClassifierConfig()

@@ -138,7 +138,7 @@ def check_memory(
     Args:
         nbytes: The estimated peak bytes of the work (include temporaries and copies).
         what: What needs the memory, with where it comes from, e.g. ``"reading 1000000 showers of x.h5"``.
-        hint: What to do instead, appended to the message (e.g. ``"use caloforge.io.iter_chunks"``).
+        hint: What to do instead, appended to the message (e.g. ``"use caloforge.data.io.iter_chunks"``).
         error: The caloforge error type to raise (DataError for data, ConfigError for settings, ...).
 
     Raises:

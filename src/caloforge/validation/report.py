@@ -3,7 +3,7 @@
 Layout of the output directory::
 
     report.html      verdict table, per-energy chi2 table, every figure embedded as base64 PNG
-    metrics.json     :meth:`caloforge.evaluate.EvaluationResult.to_dict` (stable keys)
+    metrics.json     :meth:`caloforge.validation.evaluate.EvaluationResult.to_dict` (stable keys)
     plots/*.png      the figures (also embedded in the page)
     plots/*.pdf      the same figures as vector graphics
 
@@ -25,16 +25,16 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from caloforge import __version__
+from caloforge._version import __version__
+from caloforge.data.outputs import scratch_dir
 from caloforge.errors import OutputExistsError, OutputPathError
-from caloforge.outputs import scratch_dir
-from caloforge.progress import SILENT, Progress
+from caloforge.runtime.progress import SILENT, Progress
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from caloforge.evaluate import EvaluationResult
-    from caloforge.metrics.separation import FeatureHistogram
+    from caloforge.validation.evaluate import EvaluationResult
+    from caloforge.validation.metrics.separation import FeatureHistogram
 
 __all__ = ["REPORT_FILES", "check_report_dir", "render_html", "write_report"]
 
@@ -87,7 +87,7 @@ def check_report_dir(out_dir: str | Path, force: bool) -> Path:
 
 def _figures(result: EvaluationResult) -> list[tuple[str, str, str, Callable[[], Figure]]]:
     """(section, file stem, caption, figure maker) for every plot of the report; figures are drawn on demand."""
-    from caloforge import plots
+    from caloforge.validation import plots
 
     by_family: dict[str, list[FeatureHistogram]] = {}
     for hist in result.histograms:
@@ -218,7 +218,7 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
     """
     import matplotlib
 
-    from caloforge import plots
+    from caloforge.validation import plots
 
     out = check_report_dir(out_dir, force)
     start = time.perf_counter()

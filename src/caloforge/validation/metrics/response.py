@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from caloforge.data.showers import energy_bins
 from caloforge.errors import DataError
-from caloforge.showers import energy_bins
 
 __all__ = [
     "EnergyResponse",
@@ -66,7 +66,7 @@ def response_per_energy(
     Args:
         energies: Incident energies, MeV, (N,).
         response: E_tot/E_inc, (N,).
-        energy_edges: Incident-energy bin edges (default: :func:`caloforge.showers.energy_bins`).
+        energy_edges: Incident-energy bin edges (default: :func:`caloforge.data.showers.energy_bins`).
 
     Example:
         >>> r = response_per_energy([100.0, 100.0, 200.0, 200.0], [0.9, 1.1, 1.0, 1.0])

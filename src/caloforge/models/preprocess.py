@@ -1,6 +1,6 @@
 """Fitted, invertible, JSON-serialisable preprocessing of showers and conditions.
 
-A :class:`Preprocessing` is fitted once on a training :class:`~caloforge.showers.ShowerSet`
+A :class:`Preprocessing` is fitted once on a training :class:`~caloforge.data.showers.ShowerSet`
 and stored in every bundle. It maps physical quantities (MeV) to network space and back:
 
 * the incident energy to ``E_hat = log(E/E_min) / log(E_max/E_min)`` in [0, 1]
@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from caloforge.data.geometry import Geometry
+from caloforge.data.showers import ShowerSet, energy_bins
 from caloforge.errors import ConfigError
-from caloforge.geometry import Geometry
-from caloforge.showers import ShowerSet, energy_bins
 
 __all__ = ["ConditionScaler", "EnergyScaler", "Preprocessing", "ShowerTransform", "TransformKind"]
 
@@ -238,7 +238,7 @@ class Preprocessing:
     """Everything fitted on the training data that maps physics to network space and back.
 
     Example:
-        >>> from caloforge.geometry import Geometry, Layer
+        >>> from caloforge.data.geometry import Geometry, Layer
         >>> g = Geometry((Layer(0, (0, 1, 2), 1),))
         >>> data = ShowerSet(np.array([10.0, 100.0]), np.array([[1.0, 2.0], [30.0, 40.0]]), g)
         >>> p = Preprocessing.fit(data, "layer")

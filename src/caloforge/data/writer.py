@@ -1,6 +1,6 @@
 """Writing CaloChallenge HDF5 files in chunks, atomically, and safely on a full disk.
 
-:class:`ShowerWriter` and :func:`write` are re-exported by :mod:`caloforge.io`, which reads
+:class:`ShowerWriter` and :func:`write` are re-exported by :mod:`caloforge.data.io`, which reads
 the same layout: ``incident_energies`` (N, 1) and ``showers`` (N, V), both in MeV, gzip
 compressed, plus one dataset per extra condition and ``caloforge_*`` attributes.
 """
@@ -18,11 +18,12 @@ from typing import Any, NoReturn
 
 import h5py
 
-from caloforge import __version__, resources
+from caloforge._version import __version__
+from caloforge.data.geometry import Geometry
+from caloforge.data.outputs import atomic_path
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import DataError, GeometryMismatchError, OutputPathError
-from caloforge.geometry import Geometry
-from caloforge.outputs import atomic_path
-from caloforge.showers import ShowerSet
+from caloforge.runtime import resources
 
 __all__ = ["ENERGY_KEY", "SHOWER_KEY", "ShowerWriter", "write"]
 
@@ -62,14 +63,14 @@ class ShowerWriter:
 
     Example:
         >>> import tempfile, pathlib
-        >>> from caloforge.geometry import Geometry, Layer
+        >>> from caloforge.data.geometry import Geometry, Layer
         >>> g = Geometry((Layer(0, (0.0, 5.0, 10.0), 1),))
         >>> chunk = ShowerSet([100.0, 200.0], [[60.0, 30.0], [150.0, 40.0]], g)
         >>> path = pathlib.Path(tempfile.mkdtemp()) / "out.h5"
         >>> with ShowerWriter(path, g) as writer:
         ...     for _ in range(3):
         ...         writer.append(chunk)
-        >>> from caloforge.io import read
+        >>> from caloforge.data.io import read
         >>> writer.n_written, len(read(path))
         (6, 6)
     """

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from caloforge.checks import check_integer
+from caloforge.data.checks import check_integer
 from caloforge.errors import GeometryError, GeometryMismatchError
 
 __all__ = ["MAX_VOXELS", "MAX_XML_BYTES", "PRESETS", "Geometry", "Layer", "matching_presets", "resolve_geometry"]

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from caloforge.checks import check_finite, check_incident_energies, to_real_array
+from caloforge.data.checks import check_finite, check_incident_energies, to_real_array
+from caloforge.data.geometry import Geometry
 from caloforge.errors import DataError, GeometryMismatchError
-from caloforge.geometry import Geometry
 
-__all__ = ["ShowerSet", "check_finite", "energy_bins"]  # check_finite lives in caloforge.checks, kept here too
+__all__ = ["ShowerSet", "check_finite", "energy_bins"]  # check_finite lives in caloforge.data.checks, kept here too
 
 
 def _check_showers(showers: NDArray[np.float32], where: str) -> None:
@@ -54,7 +54,7 @@ class ShowerSet:
 
     Validated on construction: shapes agree with each other and with the geometry,
     all values are finite real numbers, voxel energies are non-negative and incident
-    energies lie within 1 keV to 100 TeV (:func:`caloforge.checks.check_incident_energies`).
+    energies lie within 1 keV to 100 TeV (:func:`caloforge.data.checks.check_incident_energies`).
     Integer and bool arrays are converted explicitly; complex, text and compound arrays are refused.
 
     Args:

@@ -1,4 +1,4 @@
-"""Lightning glue for :mod:`caloforge.training`: the task module and its callbacks.
+"""Lightning glue for :mod:`caloforge.training.loop`: the task module and its callbacks.
 
 * :class:`GenerativeTask` wraps a model family for Lightning with manual optimisation:
   one training step is one family iteration (for the GAN: ``critic_steps`` critic updates
@@ -29,13 +29,13 @@ import lightning as L
 import numpy as np
 import torch
 
-from caloforge.bundle import save_model, update_history
+from caloforge.data.outputs import atomic_path
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import OutputPathError
-from caloforge.metrics.chi2 import Chi2Result, response_chi2
 from caloforge.models.base import Batch, GenerativeModel
-from caloforge.outputs import atomic_path
-from caloforge.progress import Progress, ProgressTask
-from caloforge.showers import ShowerSet
+from caloforge.runtime.progress import Progress, ProgressTask
+from caloforge.training.bundle import save_model, update_history
+from caloforge.validation.metrics.chi2 import Chi2Result, response_chi2
 
 __all__ = ["Chi2Selection", "GenerativeTask", "ProgressBar", "validation_chi2"]
 
@@ -50,7 +50,7 @@ def validation_chi2(reference: ShowerSet, generated: ShowerSet) -> Chi2Result:
     outside the reference's range (an untrained model does), so the log starts from a real
     untrained value, and it penalises tails that "UU" does not see.
     """
-    from caloforge.features import apply_threshold, readout_threshold
+    from caloforge.validation.features import apply_threshold, readout_threshold
 
     threshold = readout_threshold(reference.geometry)
     ref = apply_threshold(reference, threshold)

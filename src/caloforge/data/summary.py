@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from caloforge.data.geometry import Geometry, matching_presets
+from caloforge.data.io import inspect, iter_chunks
+from caloforge.data.showers import energy_bins
 from caloforge.errors import DataError
-from caloforge.geometry import Geometry, matching_presets
-from caloforge.io import inspect, iter_chunks
-from caloforge.showers import energy_bins
 
 __all__ = ["EnergyGroup", "FileSummary", "summarize"]
 
@@ -50,7 +50,7 @@ def summarize(path: str | Path, geometry: str | Path | Geometry | None = None, c
 
     Args:
         path: The HDF5 file.
-        geometry: As in :func:`caloforge.io.read`.
+        geometry: As in :func:`caloforge.data.io.read`.
         chunk_size: Showers read at a time.
 
     Returns:

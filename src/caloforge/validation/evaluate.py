@@ -24,9 +24,12 @@ import numpy as np
 import scipy.stats
 from numpy.typing import NDArray
 
-from caloforge.checks import check_seed
+from caloforge.data.checks import check_seed
+from caloforge.data.geometry import Geometry
+from caloforge.data.showers import ShowerSet, energy_bins
 from caloforge.errors import ConfigError, DataError, GeometryMismatchError
-from caloforge.features import (
+from caloforge.runtime.progress import SILENT, Progress
+from caloforge.validation.features import (
     HighLevelFeatures,
     apply_threshold,
     compute_features,
@@ -34,17 +37,14 @@ from caloforge.features import (
     low_level_inputs,
     readout_threshold,
 )
-from caloforge.geometry import Geometry
-from caloforge.metrics import verdict as v
-from caloforge.metrics.binnings import response_edges_per_energy
-from caloforge.metrics.chi2 import Chi2Result, chi2_two_sample, energy_groups, response_chi2
-from caloforge.metrics.classifier import ClassifierConfig, ClassifierResult, classifier_test
-from caloforge.metrics.distances import DistanceResult, fpd, kpd
-from caloforge.metrics.prdc import PRDCResult, prdc, prdc_inputs
-from caloforge.metrics.response import ResponseResult, layer_correlation, response_per_energy
-from caloforge.metrics.separation import FeatureHistogram, feature_histograms, voxel_histogram
-from caloforge.progress import SILENT, Progress
-from caloforge.showers import ShowerSet, energy_bins
+from caloforge.validation.metrics import verdict as v
+from caloforge.validation.metrics.binnings import response_edges_per_energy
+from caloforge.validation.metrics.chi2 import Chi2Result, chi2_two_sample, energy_groups, response_chi2
+from caloforge.validation.metrics.classifier import ClassifierConfig, ClassifierResult, classifier_test
+from caloforge.validation.metrics.distances import DistanceResult, fpd, kpd
+from caloforge.validation.metrics.prdc import PRDCResult, prdc, prdc_inputs
+from caloforge.validation.metrics.response import ResponseResult, layer_correlation, response_per_energy
+from caloforge.validation.metrics.separation import FeatureHistogram, feature_histograms, voxel_histogram
 
 __all__ = ["CLASSIFIERS", "MIN_SHOWERS", "EvaluationResult", "Mode", "compute_evaluation", "evaluate"]
 
@@ -120,7 +120,7 @@ class EvaluationResult:
             return {"value_e3": d.value * 1e3, "error_e3": d.error * 1e3, "definition": d.definition}
 
         return {
-            "schema": "caloforge.evaluate/2",
+            "schema": "caloforge.validation.evaluate/2",
             "mode": self.mode,
             "seed": self.seed,
             "geometry": {"name": self.geometry.name, "hash": self.geometry.hash},
@@ -421,7 +421,7 @@ def evaluate(
         OutputExistsError: if the report or metrics already exist and ``force`` is false
             (checked before any computation).
     """
-    from caloforge.report import check_report_dir, write_report
+    from caloforge.validation.report import check_report_dir, write_report
 
     out = check_report_dir(out_dir, force)
     start = time.perf_counter()

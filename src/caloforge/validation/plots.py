@@ -1,6 +1,6 @@
 """Validation figures (matplotlib, Agg backend, mplhep style): reference vs generated.
 
-Every function returns a :class:`matplotlib.figure.Figure`; :mod:`caloforge.report`
+Every function returns a :class:`matplotlib.figure.Figure`; :mod:`caloforge.validation.report`
 saves them as PNG and PDF and embeds the PNGs in the HTML page. Reference is drawn
 as a filled histogram, generated as a line, with a generated/reference ratio panel.
 """
@@ -17,9 +17,9 @@ from numpy.typing import NDArray
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from caloforge.evaluate import EvaluationResult
-    from caloforge.metrics.classifier import ClassifierResult
-    from caloforge.metrics.separation import FeatureHistogram
+    from caloforge.validation.evaluate import EvaluationResult
+    from caloforge.validation.metrics.classifier import ClassifierResult
+    from caloforge.validation.metrics.separation import FeatureHistogram
 
 __all__ = [
     "histogram_grid",

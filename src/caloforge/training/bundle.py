@@ -25,8 +25,17 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from caloforge import __version__, resources
-from caloforge.bundle_format import (
+from caloforge._version import __version__
+from caloforge.data.checks import check_incident_energies, check_integer, check_seed, to_real_array
+from caloforge.data.geometry import Geometry
+from caloforge.data.outputs import atomic_dir, atomic_path
+from caloforge.data.showers import ShowerSet
+from caloforge.errors import CaloforgeError, CheckpointError, ConfigError
+from caloforge.models import get_family
+from caloforge.models.base import FamilyConfig, GenerativeModel
+from caloforge.models.preprocess import Preprocessing
+from caloforge.runtime import resources
+from caloforge.training.bundle_format import (
     BUNDLE_FORMAT,
     BUNDLE_JSON,
     WEIGHTS,
@@ -36,14 +45,6 @@ from caloforge.bundle_format import (
     strict_json,
     weights_sha256,
 )
-from caloforge.checks import check_incident_energies, check_integer, check_seed, to_real_array
-from caloforge.errors import CaloforgeError, CheckpointError, ConfigError
-from caloforge.geometry import Geometry
-from caloforge.models import get_family
-from caloforge.models.base import FamilyConfig, GenerativeModel
-from caloforge.outputs import atomic_dir, atomic_path
-from caloforge.preprocess import Preprocessing
-from caloforge.showers import ShowerSet
 
 __all__ = ["BUNDLE_FORMAT", "Bundle", "ExtrapolationWarning", "check_model_size", "fingerprint", "load",
            "resolve_device", "save_model", "save_split"]

@@ -24,17 +24,17 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from caloforge import resources
-from caloforge.checks import check_dtype, check_incident_energies, check_integer, check_seed
+from caloforge.data.checks import check_dtype, check_incident_energies, check_integer, check_seed
+from caloforge.data.geometry import Geometry, resolve_geometry
+from caloforge.data.showers import ShowerSet
+from caloforge.data.writer import ENERGY_KEY, SHOWER_KEY, ShowerWriter, write
 from caloforge.errors import DataError, FileFormatError, GeometryError, GeometryMismatchError
-from caloforge.geometry import Geometry, resolve_geometry
-from caloforge.showers import ShowerSet
-from caloforge.writer import ENERGY_KEY, SHOWER_KEY, ShowerWriter, write
+from caloforge.runtime import resources
 
 __all__ = ["FileInfo", "ShowerWriter", "inspect", "iter_chunks", "read", "read_subset", "write"]
 
 _REAL = "biuf"  # dtype kinds read as numbers
-_SMALLER = "read part of it with caloforge.io.read_subset or stream it with caloforge.io.iter_chunks"
+_SMALLER = "read part of it with caloforge.data.io.read_subset or stream it with caloforge.data.io.iter_chunks"
 
 
 class FileInfo:
@@ -272,7 +272,7 @@ def read_subset(
     Returns:
         The chosen showers in file order.
     """
-    from caloforge.showers import energy_bins
+    from caloforge.data.showers import energy_bins
 
     n = check_integer(n, "n", 0, 2**62, "read_subset", DataError)
     chunk_size = check_integer(chunk_size, "chunk_size", 1, 2**62, "read_subset", DataError)

@@ -1,7 +1,7 @@
 """Fréchet and kernel physics distances (FPD, KPD) on high-level features.
 
 Both compare the joint distribution of the high-level features (by default the
-CaloChallenge's high-level classifier input, :func:`caloforge.features.high_level_inputs`),
+CaloChallenge's high-level classifier input, :func:`caloforge.validation.features.high_level_inputs`),
 each feature divided by the reference's maximum |x|. The default estimators are
 numerically those of JetNet's ``jetnet.evaluation.fpd`` / ``kpd``, which the
 CaloChallenge used for its tables; with the same seed they draw the same subsets:
@@ -43,8 +43,8 @@ import scipy.stats
 from numpy.typing import ArrayLike, NDArray
 
 from caloforge.errors import DataError
-from caloforge.metrics.extrapolation import jetnet_line_fit, nonnegative_line_fit
-from caloforge.metrics.mmd import mmd_poly_unbiased
+from caloforge.validation.metrics.extrapolation import jetnet_line_fit, nonnegative_line_fit
+from caloforge.validation.metrics.mmd import mmd_poly_unbiased
 
 __all__ = [
     "DistanceResult",

@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from caloforge import resources
 from caloforge.errors import CheckpointError
+from caloforge.runtime import resources
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_JSON", "WEIGHTS", "part_names", "read_info", "read_weights", "strict_json",
            "weights_sha256"]

@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from caloforge.data.geometry import PRESETS, Geometry
+from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
-from caloforge.geometry import PRESETS, Geometry
-from caloforge.showers import ShowerSet
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -61,7 +61,7 @@ def calochallenge_dataset(geometry: Geometry) -> str | None:
     """The CaloChallenge preset a geometry is, recognised by its binning (not its name); None for others.
 
     Example:
-        >>> from caloforge.geometry import Layer
+        >>> from caloforge.data.geometry import Layer
         >>> calochallenge_dataset(Geometry.preset("ds2")), calochallenge_dataset(Geometry((Layer(0, (0, 1)),)))
         ('ds2', None)
     """
@@ -188,7 +188,7 @@ def compute_features(showers: ShowerSet, threshold: float | None = None) -> High
 
     Example:
         >>> import numpy as np
-        >>> from caloforge.geometry import Layer
+        >>> from caloforge.data.geometry import Layer
         >>> g = Geometry((Layer(0, (0, 2, 4), 2),))  # voxels: alpha=-pi/2 (r=1, 3), alpha=+pi/2 (r=1, 3)
         >>> s = ShowerSet(np.array([10.0]), np.array([[1.0, 0.0, 0.0, 3.0]], np.float32), g)
         >>> f = compute_features(s, threshold=0.0)
