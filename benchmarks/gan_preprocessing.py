@@ -10,7 +10,6 @@ overall and per energy.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ def main() -> None:
     train_set = simulate("ds1-photons", "photon", np.resize(DS1_ENERGIES, args.n_train), seed=args.seed)
     evaluation = simulate("ds1-photons", "photon", np.resize(DS1_ENERGIES, args.n_eval), seed=args.seed + 1)
     for kind in (k.strip() for k in args.kinds.split(",")):
-        config = dataclasses.replace(GANConfig.for_cpu("photon"), preprocessing=kind)
+        config = GANConfig.for_cpu("photon").replace(preprocessing=kind)
         out = args.out / kind
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.monotonic()

@@ -23,7 +23,8 @@ import numpy as np
 
 from caloforge.models import GANConfig
 from caloforge.refsim import simulate
-from caloforge.training.bundle import load, resolve_device
+from caloforge.runtime.hardware import resolve_device
+from caloforge.training.bundle import load
 from caloforge.training.loop import train, validation_chi2
 from caloforge.validation.features import compute_features, high_level_inputs, low_level_inputs
 from caloforge.validation.metrics.classifier import ClassifierConfig, classifier_test

@@ -21,9 +21,12 @@ from caloforge.data.geometry import Geometry, Layer
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import CheckpointError, ConfigError, DataError
 from caloforge.models import GAN, GANConfig
+from caloforge.models.base import check_model_size
 from caloforge.models.preprocess import Preprocessing
 from caloforge.runtime import resources
-from caloforge.training.bundle import check_model_size, load, resolve_device, save_model, save_split
+from caloforge.runtime.hardware import resolve_device
+from caloforge.training.bundle import load
+from caloforge.training.bundle_format import save_model, save_split
 from synthetic import make_showers
 
 TINY = GANConfig(noise_dim=4, generator_layers=(8,), critic_layers=(8,), batch_size=16)

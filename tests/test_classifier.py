@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
@@ -82,7 +80,7 @@ def test_default_full_mode_classifier_does_not_stop_early_on_a_distorted_pair():
     default = ClassifierConfig.cpu_budget()
     assert default.patience is None and default.max_epochs == 50
     result = classifier_test(x_ref, x_gen, default, seed=0)
-    long = classifier_test(x_ref, x_gen, dataclasses.replace(default, max_epochs=100), seed=0)
+    long = classifier_test(x_ref, x_gen, default.replace(max_epochs=100), seed=0)
     assert result.runs[0].stopped_by == "max_epochs" and result.runs[0].epochs_run == 50
     assert long.auc > 0.9
     assert result.auc == pytest.approx(long.auc, abs=0.02)

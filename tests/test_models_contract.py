@@ -6,7 +6,6 @@ defaults); registering a family in caloforge.models.FAMILIES enrols it here.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -15,7 +14,8 @@ import torch
 from caloforge.errors import ConfigError
 from caloforge.models import FAMILIES, GAN, Batch, GANConfig, get_family, register_family
 from caloforge.models.preprocess import Preprocessing
-from caloforge.training.bundle import load, save_model
+from caloforge.training.bundle import load
+from caloforge.training.bundle_format import save_model
 from synthetic import make_showers
 
 TINY_CONFIGS = {
@@ -148,18 +148,18 @@ def test_gan_config_validation():
         GANConfig(critic_steps=0)
     with pytest.raises(ConfigError, match="particle"):
         GANConfig.for_particle("neutrino")
-    assert dataclasses.replace(GANConfig(), batch_size=64).batch_size == 64
+    assert GANConfig().replace(batch_size=64).batch_size == 64
 
 
 @pytest.mark.parametrize("scale", [0.0, -1.0, math.nan, math.inf])
 def test_energy_scale_must_be_positive(family_name, data, scale):
     config = _tiny_config(family_name)
     with pytest.raises(ConfigError, match="energy_scale"):
-        dataclasses.replace(config, energy_scale=scale)
+        config.replace(energy_scale=scale)
     with pytest.raises(ConfigError, match="energy_scale"):
         type(config).from_dict({"energy_scale": scale})
     if not math.isinf(scale):
         with pytest.raises(ConfigError, match="positive scale"):  # no silent fallback to 1.0
             Preprocessing.fit(data, "energy", scale)
-    assert dataclasses.replace(config, energy_scale=2).energy_scale == 2.0
+    assert config.replace(energy_scale=2).energy_scale == 2.0
     assert Preprocessing.fit(data, "energy", 2.0).showers.scales == (2.0,)

@@ -14,7 +14,7 @@ import pytest
 from caloforge.models import GANConfig
 from caloforge.refsim import simulate
 from caloforge.training.bundle import load
-from caloforge.training.loop import train
+from caloforge.training import train
 from caloforge.validation.evaluate import compute_evaluation
 from synthetic import make_showers
 

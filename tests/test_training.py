@@ -21,8 +21,9 @@ from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExis
 from caloforge.models import GAN, GANConfig
 from caloforge.models.preprocess import Preprocessing
 from caloforge.training.bundle import load
-from caloforge.training.callbacks import _generate_like
-from caloforge.training.loop import _accelerator, split_validation, train, validation_chi2
+from caloforge.models.sampling import sample_showers
+from caloforge.training import split_validation, train, validation_chi2
+from caloforge.training.loop import _accelerator
 from synthetic import make_showers
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),  # see tests/conftest.py
@@ -47,13 +48,14 @@ def test_training_improves_chi2_over_initialisation(tiny_geometry, tmp_path):
     raw = make_showers(tiny_geometry, 3000, seed=1, energies=(1000.0, 8000.0))
     spread = np.random.default_rng(0).uniform(0.5, 1.0, (len(raw), 1)).astype(np.float32)  # a wide response
     data = ShowerSet(raw.energies, raw.showers * spread, tiny_geometry)
-    config = dataclasses.replace(TINY, preprocessing="layer")
+    config = TINY.replace(preprocessing="layer")
     result = train(data, "gan", config, tmp_path / "run", max_iterations=200, checkpoint_every=50, progress=False,
                    validation_fraction=0.2)
     train_set, validation = split_validation(data, 0.2, seed=0)
     torch.manual_seed(0)
     untrained = GAN(config, Preprocessing.fit(train_set, "layer"))
-    before = validation_chi2(validation, _generate_like(untrained, validation, seed=0)).chi2_ndf
+    showers = sample_showers(untrained, validation.energies, generator=torch.Generator().manual_seed(0))
+    before = validation_chi2(validation, ShowerSet(validation.energies, showers, tiny_geometry)).chi2_ndf
     assert result.chi2_ndf < 0.6 * before
     assert result.bundle_dir == tmp_path / "run" / "bundle"
     rows = _log(tmp_path / "run")
@@ -161,7 +163,7 @@ def test_refused_runs_leave_nothing_behind(data, tmp_path):
     result = train(data, "gan", TINY, run, max_iterations=2, checkpoint_every=2, hold_out_energy=1000.0,
                    progress=False)
     assert result.run_dir == run and load(result.bundle_dir).info["training"]["held_out_energy"] == 1000.0
-    assert json.loads((run / "run.json").read_text())["hold_out_energy"] == 1000.0
+    assert json.loads((run / "run.json").read_text())["settings"]["hold_out_energy"] == 1000.0
     assert not [p for p in run.iterdir() if p.name.startswith(".run.json")]  # written atomically, no temporary left
 
 
@@ -284,7 +286,7 @@ def test_selected_chi2_predicts_an_independent_sample_of_the_same_size(tiny_geom
         spread = np.random.default_rng(seed).uniform(0.5, 1.0, (len(raw), 1)).astype(np.float32)
         return ShowerSet(raw.energies, raw.showers * spread, tiny_geometry)
 
-    config = dataclasses.replace(TINY, preprocessing="layer")
+    config = TINY.replace(preprocessing="layer")
     result = train(sample(8000, 1), "gan", config, tmp_path / "run", max_iterations=150, checkpoint_every=10,
                    progress=False)
     bundle, independent = load(result.bundle_dir), sample(8000, 2)

@@ -18,7 +18,6 @@ stage is printed before anything starts, with this machine's CPU and measured sp
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 import time
 from dataclasses import dataclass
@@ -229,8 +228,8 @@ def run_demo(
     prog.message(f"generated {len(generated)} showers ({per_shower:.0f} us/shower at batch 10000)")
 
     t0 = time.perf_counter()
-    config = classifier_config or dataclasses.replace(ClassifierConfig.cpu_budget(), max_showers=10_000)
-    config = dataclasses.replace(config, max_seconds=60.0 * classifier_minutes)
+    config = classifier_config or ClassifierConfig.cpu_budget().replace(max_showers=10_000)
+    config = config.replace(max_seconds=60.0 * classifier_minutes)
     result = evaluate(reference, generated, out / "report", mode="full", seed=seed, classifier_config=config,
                       device=device, training_history=history, progress=prog)
     timings["evaluate"] = time.perf_counter() - t0

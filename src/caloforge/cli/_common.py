@@ -107,7 +107,7 @@ def cli_progress() -> Progress:
 
 def device_name(device: str) -> str:
     """Resolve ``"auto"`` (CUDA when present) and check a device name; torch is imported only here."""
-    from caloforge.training.bundle import resolve_device
+    from caloforge.runtime.hardware import resolve_device
 
     return str(resolve_device(device))
 

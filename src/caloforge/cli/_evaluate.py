@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -70,17 +70,14 @@ def evaluate(
     if max_minutes is not None and not max_minutes > 0:
         msg = f"expected --max-minutes > 0 but got {max_minutes}"
         raise ConfigError(msg)
-    config = ClassifierConfig.cpu_budget(60.0 * (max_minutes if max_minutes is not None else DEFAULT_MINUTES))
-    if max_epochs is not None:
-        config = dataclasses.replace(config, max_epochs=max_epochs)
+    given: dict[str, Any] = {name: value for name, value in (("max_epochs", max_epochs), ("repeats", repeats),
+                                                              ("precision", precision)) if value is not None}
     if patience is not None:
-        config = dataclasses.replace(config, patience=patience or None)
+        given["patience"] = patience or None  # 0: no early stopping
     if max_showers is not None:
-        config = dataclasses.replace(config, max_showers=max_showers or None)
-    if repeats is not None:
-        config = dataclasses.replace(config, repeats=repeats)
-    if precision is not None:
-        config = dataclasses.replace(config, precision=precision)  # type: ignore[arg-type]  # checked by the config
+        given["max_showers"] = max_showers or None  # 0: all showers
+    config = ClassifierConfig.cpu_budget(60.0 * (max_minutes if max_minutes is not None else DEFAULT_MINUTES))
+    config = ClassifierConfig.from_dict(given, base=config, where="the classifier options")
     apply_threads(threads)
     check_report_dir(out, force)  # fail before reading large files
     progress = cli_progress()

@@ -15,7 +15,7 @@ file has two optional sections::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -30,24 +30,20 @@ from caloforge.cli._common import (
     parse_floats,
 )
 
+if TYPE_CHECKING:
+    from caloforge.training.settings import TrainingSettings
+
 __all__ = ["register"]
 
-TRAINING_KEYS = ("max_iterations", "max_minutes", "checkpoint_every", "split_energies", "hold_out_energy",
-                 "validation_fraction", "seed")
-
-
-def _read_config(path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``model`` and ``training`` sections of a YAML config file; training values are checked and coerced."""
-    from typing import get_type_hints
-
+def _read_config(path: Path | None) -> tuple[dict[str, Any], TrainingSettings]:
+    """The ``model`` section (checked later by the family's config) and the validated ``training`` section."""
     import yaml
 
     from caloforge.errors import ConfigError
-    from caloforge.models.base import _coerce
-    from caloforge.training.loop import train as train_model
+    from caloforge.training.settings import TrainingSettings
 
     if path is None:
-        return {}, {}
+        return {}, TrainingSettings()
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -60,14 +56,11 @@ def _read_config(path: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
         msg = f"expected sections 'model' and/or 'training' but got {got}, in {path}"
         raise ConfigError(msg)
-    model, training = data.get("model") or {}, data.get("training") or {}
-    unknown = sorted(set(training) - set(TRAINING_KEYS)) if isinstance(training, dict) else ["(not a mapping)"]
-    if not isinstance(model, dict) or unknown:
-        msg = f"expected training keys in {list(TRAINING_KEYS)} and a 'model' mapping but got {unknown}, in {path}"
+    model = data.get("model") or {}
+    if not isinstance(model, dict):
+        msg = f"expected the 'model' section to be a mapping but got {type(model).__name__}, in {path}"
         raise ConfigError(msg)
-    hints = get_type_hints(train_model)
-    where = f"the 'training' section of {path}"
-    return model, {k: _coerce(k, hints[k], v, where) for k, v in training.items()}
+    return model, TrainingSettings.from_dict(data.get("training") or {}, where=f"the 'training' section of {path}")
 
 
 def _devices(value: str) -> int | str | list[int]:
@@ -144,24 +137,20 @@ def train(
     flags = {"max_iterations": max_iterations, "max_minutes": max_minutes, "checkpoint_every": checkpoint_every,
              "split_energies": parse_floats(split_energies, "--split-energies"), "hold_out_energy": hold_out_energy,
              "validation_fraction": validation_fraction, "seed": seed}
-    settings.update({k: v for k, v in flags.items() if v is not None})
-    if "split_energies" in settings:
-        settings["split_energies"] = tuple(float(e) for e in settings["split_energies"])
-    if preset not in ("auto", "paper", "cpu"):
-        msg = f"expected --preset auto, paper or cpu but got '{preset}'"
+    settings = settings.replace(**{k: v for k, v in flags.items() if v is not None})  # flags win over the file
+    if preset not in ("auto", "cpu", "paper"):
+        msg = f"expected --preset auto, cpu or paper but got '{preset}'"
         raise ConfigError(msg)
     apply_threads(threads)
     showers = io.read(data, geometry)
     held_out = io.read(validation, geometry if geometry is not None else showers.geometry) if validation else None
     family = get_family(model)
     resolved = device_name(device)
-    if preset == "auto":
-        preset = "cpu" if resolved == "cpu" else "paper"
-    defaults = family.config_class.for_cpu if preset == "cpu" else family.config_class.for_particle
-    model_config = family.config_class.from_dict(model_section, defaults(particle or showers.geometry.particle))
+    defaults = family.config_class.for_preset(preset, particle or showers.geometry.particle, resolved)  # type: ignore[arg-type]
+    model_config = family.config_class.from_dict(model_section, defaults, where=f"the 'model' section of {config}")
     result = train_model(showers, model, model_config, out, device=resolved, validation=held_out,
                          devices=_devices(devices), strategy=strategy, resume=resume,
-                         progress=cli_progress() if progress else False, **settings)
+                         progress=cli_progress() if progress else False, **settings.model_dump())
     for r in result.ranges:
         console.print(f"  {r.energy_low:g}-{r.energy_high:g} MeV: {r.iterations} iterations, best chi2/NDF "
                       f"{r.best_chi2_ndf:.3f} at iteration {r.best_iteration}")
@@ -190,7 +179,7 @@ def generate(
 
     from caloforge.data import io
     from caloforge.data.outputs import check_output
-    from caloforge.errors import ConfigError, GeometryMismatchError
+    from caloforge.errors import ConfigError
     from caloforge.training.bundle import load
 
     values = parse_floats(energies, "--energies")
@@ -201,25 +190,14 @@ def generate(
     check_output(output, force)
     apply_threads(threads)
     bundle = load(model)
-    conditions: dict[str, Any] = {}
     if like is not None:
-        info = io.inspect(like)
-        bundle.geometry.check_voxels(info.n_voxels, where=f"{like} (the model was trained on '{bundle.geometry.name}')")
-        if info.geometry is not None and info.geometry != bundle.geometry:
-            msg = (f"expected showers of the model's geometry '{bundle.geometry.name}' (hash {bundle.geometry.hash}) "
-                   f"but {like} has '{info.geometry.name}' (hash {info.geometry.hash})")
-            raise GeometryMismatchError(msg)
-        if bundle.condition_names:
-            reference = io.read(like, bundle.geometry)
-            e, conditions = reference.energies, {k: reference.conditions[k] for k in bundle.condition_names}
-        else:
-            e = info.energies
+        showers = bundle.generate_like(like, batch_size=batch_size, device=device, seed=seed)
     else:
         if n < 1:
             msg = f"expected --n >= 1 but got {n}"
             raise ConfigError(msg)
-        e = np.repeat(np.asarray(values, dtype=np.float64), n)
-    showers = bundle.generate(e, conditions, batch_size=batch_size, device=device, seed=seed)
+        showers = bundle.generate(np.repeat(np.asarray(values, dtype=np.float64), n), batch_size=batch_size,
+                                  device=device, seed=seed)
     io.write(output, showers, force=force, metadata={"generator": str(bundle.path), "seed": seed})
     console.print(f"wrote {len(showers)} showers to {output}")
 

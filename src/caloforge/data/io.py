@@ -24,14 +24,14 @@ import h5py
 import numpy as np
 from numpy.typing import NDArray
 
-from caloforge.data.checks import check_dtype, check_incident_energies, check_integer, check_seed
+from caloforge.data.checks import check_dtype, check_finite, check_incident_energies, check_integer, check_seed
 from caloforge.data.geometry import Geometry, resolve_geometry
 from caloforge.data.showers import ShowerSet
 from caloforge.data.writer import ENERGY_KEY, SHOWER_KEY, ShowerWriter, write
 from caloforge.errors import DataError, FileFormatError, GeometryError, GeometryMismatchError
 from caloforge.runtime import resources
 
-__all__ = ["FileInfo", "ShowerWriter", "inspect", "iter_chunks", "read", "read_subset", "write"]
+__all__ = ["FileInfo", "ShowerWriter", "inspect", "iter_chunks", "read", "read_conditions", "read_subset", "write"]
 
 _REAL = "biuf"  # dtype kinds read as numbers
 _SMALLER = "read part of it with caloforge.data.io.read_subset or stream it with caloforge.data.io.iter_chunks"
@@ -183,6 +183,18 @@ def inspect(path: str | Path) -> FileInfo:
     """
     with _open(path) as file:
         return FileInfo(Path(path), file)
+
+
+def read_conditions(path: str | Path) -> dict[str, NDArray[np.float64]]:
+    """The extra conditions of a file (e.g. ``theta``), each shape (N,), without reading the showers."""
+    with _open(path) as file:
+        info = FileInfo(Path(path), file)
+        out = {}
+        for name in info.condition_names:
+            values = np.asarray(_read(_follow(file, name, info.path), (), info.path), dtype=np.float64).reshape(-1)
+            check_finite(values, f"condition '{name}' in {path}")
+            out[name] = values
+        return out
 
 
 def _geometry_for(info: FileInfo, geometry: str | Path | Geometry | None) -> Geometry:

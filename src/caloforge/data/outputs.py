@@ -12,21 +12,52 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import re
 import shutil
 import socket
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from caloforge.errors import CaloforgeError, OutputExistsError, OutputPathError
 
-__all__ = ["atomic_dir", "atomic_path", "check_output", "remove_stale_temporaries", "scratch_dir"]
+__all__ = ["atomic_dir", "atomic_path", "check_output", "remove_stale_temporaries", "scratch_dir", "strict_json"]
 
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
 _LEGACY_AGE_S = 24 * 3600  # temporaries of older caloforge versions (no pid in the name) older than this go
+
+
+def strict_json(value: Any, indent: int = 1) -> str:
+    """``value`` as standard JSON, the one writer of caloforge's JSON files (bundle.json, run.json, metrics.json).
+
+    NaN and infinities become ``null`` (standard JSON has no such numbers), numpy scalars and
+    arrays plain numbers and lists, tuples lists.
+
+    Example:
+        >>> import numpy as np
+        >>> strict_json({"chi2": float("inf"), "n": np.int64(3), "x": (1.5, np.float32(2))}, indent=None)
+        '{"chi2": null, "n": 3, "x": [1.5, 2.0]}'
+    """
+
+    def plain(item: Any) -> Any:
+        if isinstance(item, Mapping):
+            return {str(k): plain(v) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [plain(v) for v in item]
+        if hasattr(item, "tolist") and not isinstance(item, str):  # numpy scalars and arrays
+            item = item.tolist()
+            if isinstance(item, list):
+                return plain(item)
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        return item
+
+    return json.dumps(plain(value), indent=indent, allow_nan=False)
 
 
 def check_output(path: str | Path, force: bool = False) -> Path:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -147,6 +149,23 @@ class ShowerSet:
     def response(self) -> NDArray[np.float64]:
         """E_tot / E_inc per shower."""
         return self.total_energy / self.energies
+
+    def fingerprint(self) -> dict[str, Any]:
+        """sha256 of the energies, showers and conditions, plus counts, energies and geometry hash.
+
+        Recorded in every run and bundle, so that a resumed run or a comparison can tell whether
+        it sees the same data.
+        """
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(self.energies).tobytes())
+        digest.update(np.ascontiguousarray(self.showers).tobytes())
+        for name in sorted(self.conditions):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(self.conditions[name]).tobytes())
+        distinct = self.distinct_energies()
+        return {"sha256": digest.hexdigest(), "n_showers": len(self), "geometry_hash": self.geometry.hash,
+                "energies": None if distinct is None else [float(e) for e in distinct],
+                "energy_range": [float(self.energies.min()), float(self.energies.max())]}
 
     def distinct_energies(self, max_distinct: int = 50) -> NDArray[np.float64] | None:
         """The sorted distinct incident energies, or None when the spectrum is continuous."""

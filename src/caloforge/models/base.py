@@ -13,124 +13,65 @@ Modules never pick a device: the caller moves them and passes tensors on that de
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
-from caloforge.errors import ConfigError
+from caloforge.config import Config
+from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.models.preprocess import Preprocessing, TransformKind
+from caloforge.runtime import resources
 
-__all__ = ["Batch", "FamilyConfig", "GenerativeModel"]
+__all__ = ["Batch", "FamilyConfig", "GenerativeModel", "Preset", "check_model_size"]
 
-C = TypeVar("C", bound="FamilyConfig")
-
-
-def _coerce(name: str, hint: Any, value: Any, where: str) -> Any:
-    """Check ``value`` against a simple type hint (Literal, int, float, bool, str, tuple, Sequence, Optional)."""
-    origin, args = get_origin(hint), get_args(hint)
-    if origin is Literal:
-        if value not in args:
-            msg = f"expected {name} in {list(args)} but got {value!r}, in {where}"
-            raise ConfigError(msg)
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(name, inner[0], value, where)
-    if origin in (tuple, Sequence):
-        if not isinstance(value, list | tuple):
-            msg = f"expected {name} to be a list but got {value!r}, in {where}"
-            raise ConfigError(msg)
-        if origin is Sequence or (len(args) == 2 and args[1] is Ellipsis):
-            return tuple(_coerce(name, args[0], v, where) for v in value)
-        if len(args) != len(value):
-            msg = f"expected {name} to have {len(args)} entries but got {value!r}, in {where}"
-            raise ConfigError(msg)
-        return tuple(_coerce(name, a, v, where) for a, v in zip(args, value, strict=True))
-    if hint is bool:
-        if not isinstance(value, bool):
-            msg = f"expected {name} to be true or false but got {value!r}, in {where}"
-            raise ConfigError(msg)
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            msg = f"expected {name} to be an integer but got {value!r}, in {where}"
-            raise ConfigError(msg)
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            msg = f"expected {name} to be a number but got {value!r}, in {where}"
-            raise ConfigError(msg)
-        return float(value)
-    if hint is str and not isinstance(value, str):
-        msg = f"expected {name} to be a string but got {value!r}, in {where}"
-        raise ConfigError(msg)
-    return value
+Preset = Literal["auto", "cpu", "paper"]
 
 
-@dataclass(frozen=True)
-class FamilyConfig:
-    """Base of every family's config: typed fields, validated, exact JSON round trip.
+class FamilyConfig(Config):
+    """Base of every family's config: typed, validated, exact JSON round trip (see :class:`caloforge.config.Config`).
 
     Args:
-        preprocessing: The shower transform, ``"energy"`` (voxels / E_inc, CaloShowerGAN) or
-            ``"layer"`` (layer energy fractions plus normalised voxels per layer).
+        preprocessing: The shower transform, ``"energy"`` (voxels / E_inc, CaloShowerGAN),
+            ``"layer"`` (layer energy fractions plus normalised voxels per layer) or ``"total"``.
         energy_scale: Fixed scale of the ``"energy"`` transform (> 0); None fits it on the training data.
         batch_size: Showers per optimisation step.
     """
 
     preprocessing: TransformKind = "energy"
-    energy_scale: float | None = None
-    batch_size: int = 1024
-
-    def __post_init__(self) -> None:
-        hints = get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = _coerce(f.name, hints[f.name], getattr(self, f.name), type(self).__name__)
-            object.__setattr__(self, f.name, value)
-        if self.batch_size < 1:
-            msg = f"expected batch_size >= 1 but got {self.batch_size}, in {type(self).__name__}"
-            raise ConfigError(msg)
-        if self.energy_scale is not None and not 0 < self.energy_scale < math.inf:
-            msg = f"expected energy_scale None or > 0 but got {self.energy_scale}, in {type(self).__name__}"
-            raise ConfigError(msg)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists); :meth:`from_dict` inverts it exactly."""
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self)}
+    energy_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    batch_size: Annotated[int, Field(ge=1)] = 1024
 
     @classmethod
-    def from_dict(cls: type[C], data: dict[str, Any], base: C | None = None) -> C:
-        """Build a config from ``data``; keys not given keep ``base``'s values (or the defaults).
-
-        Raises:
-            ConfigError: on unknown keys or values of the wrong type or choice.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            msg = f"expected keys of {cls.__name__} in {sorted(known)} but got unknown {unknown}"
-            raise ConfigError(msg)
-        start = base if base is not None else cls()
-        return dataclasses.replace(start, **data)
-
-    @classmethod
-    def for_particle(cls: type[C], particle: str | None) -> C:
+    def for_particle(cls, particle: str | None) -> Self:
         """Defaults for a particle type; the base class has one set of defaults for all."""
         return cls()
 
     @classmethod
-    def for_cpu(cls: type[C], particle: str | None) -> C:
+    def for_cpu(cls, particle: str | None) -> Self:
         """Defaults for a CPU budget of minutes to hours; families override it where the paper's differ."""
         return cls.for_particle(particle)
+
+    @classmethod
+    def for_preset(cls, preset: Preset, particle: str | None, device: str = "cpu") -> Self:
+        """The defaults a user asks for with ``--preset``.
+
+        ``paper``: the published settings (:meth:`for_particle`); ``cpu``: what learns in CPU minutes
+        (:meth:`for_cpu`); ``auto``: ``cpu`` on a CPU, ``paper`` on a GPU.
+
+        Raises:
+            ConfigError: for another preset name.
+        """
+        if preset not in get_args(Preset):
+            msg = f"expected a preset in {list(get_args(Preset))} but got {preset!r}"
+            raise ConfigError(msg)
+        if preset == "auto":
+            preset = "cpu" if str(device).startswith("cpu") else "paper"
+        return cls.for_cpu(particle) if preset == "cpu" else cls.for_particle(particle)
 
 
 @dataclass(frozen=True)
@@ -171,6 +112,11 @@ class GenerativeModel(nn.Module, ABC):
     def n_features(self) -> int:
         """Width of the network-space shower vector."""
         return self.preprocessing.n_features
+
+    @property
+    def n_voxels(self) -> int:
+        """Voxels of a generated shower."""
+        return sum(self.preprocessing.showers.layer_sizes)
 
     @property
     def n_conditions(self) -> int:
@@ -246,3 +192,39 @@ class GenerativeModel(nn.Module, ABC):
 
     def extra_repr(self) -> str:
         return f"n_features={self.n_features}, n_conditions={self.n_conditions}"
+
+
+def check_model_size(
+    family: type[GenerativeModel],
+    config: FamilyConfig,
+    preprocessing: Preprocessing,
+    training: bool = True,
+    error: type[CaloforgeError] = ConfigError,
+) -> int:
+    """Refuse a model too large for the available memory, before allocating it.
+
+    The model is built on PyTorch's ``meta`` device, which allocates nothing, to count its
+    parameters and buffers. Training needs about 16 bytes per parameter (float32 weights,
+    gradients and Adam's two moments), loading 8 (the weights file's tensors and the model).
+
+    Args:
+        family: The model class, e.g. ``get_family("gan")``.
+        config: Its config.
+        preprocessing: The fitted preprocessing (sets the input and output widths).
+        training: Whether the model is about to be trained (else loaded for generation).
+        error: The error to raise: ConfigError when training, CheckpointError when loading a bundle.
+
+    Returns:
+        The number of parameters.
+
+    Raises:
+        CaloforgeError: of type ``error``, naming the parameter count, the memory needed and available.
+    """
+    with torch.device("meta"):
+        model = family(config, preprocessing)
+    n_params = sum(p.numel() for p in model.parameters())
+    n_buffers = sum(b.numel() for b in model.buffers())
+    nbytes = 4 * (n_params * (4 if training else 2) + n_buffers * (1 if training else 2))
+    what = f"a {family.__name__} with {n_params:,} parameters ({'training' if training else 'loading'})"
+    resources.check_memory(nbytes, what, "reduce the layer sizes in its config", error)
+    return n_params

@@ -16,13 +16,12 @@ References:
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
@@ -34,9 +33,10 @@ __all__ = ["GAN", "GANConfig"]
 Activation = Literal["swish", "relu", "leaky_relu"]
 Init = Literal["glorot_normal", "he_uniform"]
 OutputActivation = Literal["relu", "softplus", "sigmoid"]
+Width = Annotated[int, Field(ge=1)]
+Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
-@dataclass(frozen=True)
 class GANConfig(FamilyConfig):
     """Hyperparameters of :class:`GAN`; the defaults are CaloShowerGAN's photon network.
 
@@ -65,35 +65,19 @@ class GANConfig(FamilyConfig):
         True
     """
 
-    noise_dim: int = 100
-    noise_mean: float = 0.5
-    noise_std: float = 0.5
-    generator_layers: tuple[int, ...] = (100, 200, 400)
-    critic_layers: tuple[int, ...] = (368, 368, 368)
+    noise_dim: Annotated[int, Field(ge=1)] = 100
+    noise_mean: Annotated[float, Field(allow_inf_nan=False)] = 0.5
+    noise_std: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 0.5
+    generator_layers: tuple[Width, ...] = (100, 200, 400)
+    critic_layers: tuple[Width, ...] = (368, 368, 368)
     activation: Activation = "swish"
     init: Init = "glorot_normal"
     output_activation: OutputActivation = "relu"
-    lr: float = 1e-4
-    generator_betas: tuple[float, float] = (0.5, 0.999)
-    critic_betas: tuple[float, float] = (0.9, 0.999)
-    critic_steps: int = 8
-    gp_lambda: float = 3.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        checks = [
-            ("noise_dim", self.noise_dim >= 1),
-            ("noise_std", self.noise_std > 0),
-            ("generator_layers", all(w >= 1 for w in self.generator_layers)),
-            ("critic_layers", all(w >= 1 for w in self.critic_layers)),
-            ("lr", self.lr > 0),
-            ("critic_steps", self.critic_steps >= 1),
-            ("gp_lambda", self.gp_lambda >= 0),
-        ]
-        for name, ok in checks:
-            if not ok:
-                msg = f"expected a positive {name} but got {getattr(self, name)!r}, in GANConfig"
-                raise ConfigError(msg)
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-4
+    generator_betas: tuple[Beta, Beta] = (0.5, 0.999)
+    critic_betas: tuple[Beta, Beta] = (0.9, 0.999)
+    critic_steps: Annotated[int, Field(ge=1)] = 8
+    gp_lambda: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 3.0
 
     @classmethod
     def for_particle(cls, particle: str | None) -> GANConfig:
@@ -105,8 +89,8 @@ class GANConfig(FamilyConfig):
         if particle in (None, "photon", "electron", "gamma"):
             return cls()
         if particle == "pion":
-            return dataclasses.replace(
-                cls(), noise_dim=200, generator_layers=(200, 400, 800), critic_layers=(800, 400, 200),
+            return cls().replace(
+                noise_dim=200, generator_layers=(200, 400, 800), critic_layers=(800, 400, 200),
                 activation="relu", init="he_uniform", critic_betas=(0.5, 0.999), critic_steps=5, gp_lambda=20.0,
             )
         msg = f"expected a particle in ['photon', 'electron', 'pion'] but got '{particle}', in GANConfig.for_particle"
@@ -124,8 +108,8 @@ class GANConfig(FamilyConfig):
         preprocessing and about 20 (untrained level) with the paper's settings (batch 1024,
         D/G 8, lr 1e-4, voxels / E_inc), see docs/results.md.
         """
-        return dataclasses.replace(cls.for_particle(particle), batch_size=256, critic_steps=2, lr=5e-4,
-                                   critic_betas=(0.5, 0.9), generator_betas=(0.5, 0.9), preprocessing="total")
+        return cls.for_particle(particle).replace(batch_size=256, critic_steps=2, lr=5e-4, critic_betas=(0.5, 0.9),
+                                                  generator_betas=(0.5, 0.9), preprocessing="total")
 
 
 def _activation(name: str) -> nn.Module:

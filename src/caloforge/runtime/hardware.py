@@ -32,6 +32,8 @@ from pathlib import Path
 
 import torch
 
+from caloforge.errors import ConfigError
+
 __all__ = [
     "BF16_MIN_SPEEDUP",
     "CpuInfo",
@@ -41,6 +43,7 @@ __all__ = [
     "machine_summary",
     "matmul_gflops",
     "recommended_threads",
+    "resolve_device",
     "use_bf16",
 ]
 
@@ -235,6 +238,36 @@ def recommended_threads() -> int:
         return int(explicit)
     cpus = cpu_info().cpus
     return max(1, min(cpus, round(cpus - busy_cpus())))
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` when present.
+
+    Raises:
+        ConfigError: for another name, or a device this machine does not have (no GPU, or N >= the GPU count).
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        msg = f"expected a device 'auto', 'cpu' or 'cuda[:N]' but got {device!r}"
+        raise ConfigError(msg) from err
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            msg = f"expected a CUDA device but none is available, for device '{device}'; use --device cpu (or auto)"
+            raise ConfigError(msg)
+        if dev.index is not None and dev.index >= count:
+            msg = f"expected a CUDA device index from 0 to {count - 1} but got '{device}'; this machine has {count}"
+            raise ConfigError(msg)
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        msg = f"expected an Apple MPS device but none is available, for device '{device}'; use --device cpu"
+        raise ConfigError(msg)
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        msg = f"expected a device 'auto', 'cpu' or 'cuda[:N]' but got {device!r}"
+        raise ConfigError(msg)
+    return dev
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,8 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,203 +22,23 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
-from caloforge._version import __version__
 from caloforge.data.checks import check_incident_energies, check_integer, check_seed, to_real_array
 from caloforge.data.geometry import Geometry
-from caloforge.data.outputs import atomic_dir, atomic_path
 from caloforge.data.showers import ShowerSet
-from caloforge.errors import CaloforgeError, CheckpointError, ConfigError
+from caloforge.errors import CaloforgeError, CheckpointError, ConfigError, GeometryMismatchError
 from caloforge.models import get_family
-from caloforge.models.base import FamilyConfig, GenerativeModel
+from caloforge.models.base import GenerativeModel, check_model_size
 from caloforge.models.preprocess import Preprocessing
+from caloforge.models.sampling import sample_showers
 from caloforge.runtime import resources
-from caloforge.training.bundle_format import (
-    BUNDLE_FORMAT,
-    BUNDLE_JSON,
-    WEIGHTS,
-    part_names,
-    read_info,
-    read_weights,
-    strict_json,
-    weights_sha256,
-)
+from caloforge.runtime.hardware import resolve_device
+from caloforge.training.bundle_format import BUNDLE_JSON, WEIGHTS, part_names, read_info, read_weights
 
-__all__ = ["BUNDLE_FORMAT", "Bundle", "ExtrapolationWarning", "check_model_size", "fingerprint", "load",
-           "resolve_device", "save_model", "save_split"]
+__all__ = ["Bundle", "ExtrapolationWarning", "load"]
 
 
 class ExtrapolationWarning(UserWarning):
     """Incident energies outside the range a model was trained on."""
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` when present.
-
-    Raises:
-        ConfigError: for another name, or a device this machine does not have (no GPU, or N >= the GPU count).
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        msg = f"expected a device 'auto', 'cpu' or 'cuda[:N]' but got {device!r}"
-        raise ConfigError(msg) from err
-    if dev.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            msg = f"expected a CUDA device but none is available, for device '{device}'; use --device cpu (or auto)"
-            raise ConfigError(msg)
-        if dev.index is not None and dev.index >= count:
-            msg = f"expected a CUDA device index from 0 to {count - 1} but got '{device}'; this machine has {count}"
-            raise ConfigError(msg)
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        msg = f"expected an Apple MPS device but none is available, for device '{device}'; use --device cpu"
-        raise ConfigError(msg)
-    elif dev.type not in ("cpu", "cuda", "mps"):
-        msg = f"expected a device 'auto', 'cpu' or 'cuda[:N]' but got {device!r}"
-        raise ConfigError(msg)
-    return dev
-
-
-def check_model_size(
-    family: type[GenerativeModel],
-    config: FamilyConfig,
-    preprocessing: Preprocessing,
-    training: bool = True,
-    error: type[CaloforgeError] = ConfigError,
-) -> int:
-    """Refuse a model too large for the available memory, before allocating it.
-
-    The model is built on PyTorch's ``meta`` device, which allocates nothing, to count its
-    parameters and buffers. Training needs about 16 bytes per parameter (float32 weights,
-    gradients and Adam's two moments), loading 8 (the weights file's tensors and the model).
-
-    Args:
-        family: The model class, e.g. ``get_family("gan")``.
-        config: Its config.
-        preprocessing: The fitted preprocessing (sets the input and output widths).
-        training: Whether the model is about to be trained (else loaded for generation).
-        error: The error to raise: ConfigError when training, CheckpointError when loading a bundle.
-
-    Returns:
-        The number of parameters.
-
-    Raises:
-        CaloforgeError: of type ``error``, naming the parameter count, the memory needed and available.
-    """
-    with torch.device("meta"):
-        model = family(config, preprocessing)
-    n_params = sum(p.numel() for p in model.parameters())
-    n_buffers = sum(b.numel() for b in model.buffers())
-    nbytes = 4 * (n_params * (4 if training else 2) + n_buffers * (1 if training else 2))
-    what = f"a {family.__name__} with {n_params:,} parameters ({'training' if training else 'loading'})"
-    resources.check_memory(nbytes, what, "reduce the layer sizes in its config", error)
-    return n_params
-
-
-def fingerprint(data: ShowerSet) -> dict[str, Any]:
-    """A fingerprint of training data: sha256 of the energies, showers and conditions, plus counts."""
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(data.energies).tobytes())
-    digest.update(np.ascontiguousarray(data.showers).tobytes())
-    for name in sorted(data.conditions):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(data.conditions[name]).tobytes())
-    distinct = data.distinct_energies()
-    return {"sha256": digest.hexdigest(), "n_showers": len(data), "geometry_hash": data.geometry.hash,
-            "energies": None if distinct is None else [float(e) for e in distinct],
-            "energy_range": [float(data.energies.min()), float(data.energies.max())]}
-
-
-def save_model(
-    path: str | Path,
-    model: GenerativeModel,
-    family: str,
-    geometry: Geometry,
-    metadata: Mapping[str, Any] | None = None,
-    force: bool = False,
-) -> Path:
-    """Write ``model`` as a bundle directory (atomically).
-
-    Args:
-        path: The bundle directory.
-        model: A trained model (any device).
-        family: Its registered family name.
-        geometry: The voxel geometry.
-        metadata: Extra JSON entries: ``data`` (fingerprint), ``history``, ``validation``, ...;
-            non-finite numbers are written as null.
-        force: Replace an existing bundle.
-
-    Raises:
-        OutputExistsError: if ``path`` exists and ``force`` is false.
-        OutputPathError: if its parent directory is missing or not writable.
-    """
-    from safetensors.torch import save
-
-    path = Path(path)
-    info = {"format": BUNDLE_FORMAT, "kind": "model", "family": family, "config": model.config.to_dict(),
-            "preprocessing": model.preprocessing.to_dict(), "geometry": geometry.to_dict(),
-            "conditions": list(model.preprocessing.conditions.names), "caloforge_version": __version__,
-            **dict(metadata or {})}
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    weights = save(state, metadata={"format": "pt"})  # save_file would make the file 0o600
-    info["weights_sha256"] = weights_sha256(weights)
-    with atomic_dir(path, force) as tmp:
-        (tmp / WEIGHTS).write_bytes(weights)
-        (tmp / BUNDLE_JSON).write_text(strict_json(info))
-    return path
-
-
-def update_history(path: str | Path, history: Sequence[Mapping[str, Any]]) -> None:
-    """Replace the training history in the bundle at ``path`` (atomically; the weights are untouched).
-
-    The bundle is saved when a checkpoint improves; at the end of training its history is
-    completed with the rows after the selected checkpoint.
-    """
-    target = Path(path) / BUNDLE_JSON
-    info = json.loads(target.read_text(encoding="utf-8"))
-    info["history"] = list(history)
-    with atomic_path(target, force=True) as tmp:
-        tmp.write_text(strict_json(info), encoding="utf-8")
-
-
-def save_split(
-    path: str | Path,
-    parts: Sequence[str | Path],
-    splits: Sequence[float],
-    metadata: Mapping[str, Any] | None = None,
-    force: bool = False,
-) -> Path:
-    """Combine model bundles, one per incident-energy range, into a split bundle.
-
-    Args:
-        path: The split bundle directory.
-        parts: Model bundles, ordered by energy; they are copied into ``path``.
-        splits: The ``len(parts) - 1`` split energies (MeV); energy E goes to range
-            ``i`` with ``splits[i-1] <= E < splits[i]``.
-        metadata: Extra JSON entries; non-finite numbers are written as null.
-        force: Replace an existing bundle.
-
-    Raises:
-        ConfigError: if the split energies do not match the parts.
-        OutputExistsError: if ``path`` exists and ``force`` is false.
-        OutputPathError: if its parent directory is missing or not writable.
-    """
-    path = Path(path)
-    if len(splits) != len(parts) - 1 or list(splits) != sorted(splits):
-        msg = f"expected {len(parts) - 1} increasing split energies but got {list(splits)}"
-        raise ConfigError(msg)
-    first = load(parts[0])
-    names = [f"range-{i}" for i in range(len(parts))]
-    info = {"format": BUNDLE_FORMAT, "kind": "split", "splits": [float(s) for s in splits], "parts": names,
-            "geometry": first.geometry.to_dict(), "conditions": list(first.condition_names),
-            "caloforge_version": __version__, **dict(metadata or {})}
-    with atomic_dir(path, force) as tmp:
-        for name, part in zip(names, parts, strict=True):
-            shutil.copytree(part, tmp / name)
-        (tmp / BUNDLE_JSON).write_text(strict_json(info))
-    return path
 
 
 class Bundle:
@@ -302,20 +119,55 @@ class Bundle:
                    f"of {self.path}; the model extrapolates there")
             warnings.warn(msg, ExtrapolationWarning, stacklevel=2)
         dev = resolve_device(device)
-        showers = np.zeros((e.size, self.geometry.n_voxels), dtype=np.float32)
         part = np.searchsorted(np.asarray(self.splits), e, side="right")
-        for i, model in enumerate(self.models):
-            rows = np.flatnonzero(part == i)
-            if rows.size == 0:
-                continue
-            model.to(dev)
-            generator = torch.Generator(device=dev).manual_seed(seed + i)
-            for start in range(0, rows.size, batch_size):
-                chunk = rows[start : start + batch_size]
-                e_t = torch.as_tensor(e[chunk], device=dev)
-                c_t = {k: torch.as_tensor(v[chunk], device=dev) for k, v in cond.items()}
-                showers[chunk] = model.sample(e_t, c_t, generator).float().cpu().numpy()
+        if len(self.models) == 1:  # no copies: the samples are written straight into the result
+            showers = sample_showers(self.models[0].to(dev), e, cond, batch_size=batch_size,
+                                     generator=torch.Generator(device=dev).manual_seed(seed))
+        else:
+            showers = np.empty((e.size, self.geometry.n_voxels), dtype=np.float32)
+            for i, model in enumerate(self.models):
+                rows = np.flatnonzero(part == i)
+                if rows.size:
+                    showers[rows] = sample_showers(model.to(dev), e[rows], {k: v[rows] for k, v in cond.items()},
+                                                   batch_size=batch_size,
+                                                   generator=torch.Generator(device=dev).manual_seed(seed + i))
         return ShowerSet(e, showers, self.geometry, cond)
+
+    def generate_like(self, reference: ShowerSet | str | Path, batch_size: int = 10_000,
+                      device: str | torch.device = "auto", seed: int = 0) -> ShowerSet:
+        """One shower per reference shower: its incident energies and (the model's) conditions.
+
+        Args:
+            reference: Showers, or a CaloChallenge file (only its energies and conditions are read).
+            batch_size: Showers per forward pass.
+            device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+            seed: Seed of the noise.
+
+        Raises:
+            GeometryMismatchError: if the reference has another geometry than the model.
+            ConfigError: if the reference lacks a condition the model needs.
+        """
+        if isinstance(reference, ShowerSet):
+            energies, conditions, geometry = reference.energies, reference.conditions, reference.geometry
+            where = "the reference"
+        else:
+            from caloforge.data import io
+
+            info, where = io.inspect(reference), str(reference)
+            trained = f"{where} (the model was trained on '{self.geometry.name}')"
+            self.geometry.check_voxels(info.n_voxels, where=trained)
+            energies, geometry = info.energies, info.geometry or self.geometry
+            conditions = io.read_conditions(reference) if self.condition_names else {}
+        if geometry != self.geometry:
+            msg = (f"expected showers of the model's geometry '{self.geometry.name}' (hash {self.geometry.hash}) "
+                   f"but {where} has '{geometry.name}' (hash {geometry.hash})")
+            raise GeometryMismatchError(msg)
+        missing = sorted(set(self.condition_names) - set(conditions))
+        if missing:
+            msg = f"expected {where} to hold the model's conditions {missing}, in generate_like"
+            raise ConfigError(msg)
+        return self.generate(energies, {k: conditions[k] for k in self.condition_names}, batch_size=batch_size,
+                             device=device, seed=seed)
 
 
 def _load_model(path: Path, info: dict[str, Any]) -> tuple[GenerativeModel, Geometry]:

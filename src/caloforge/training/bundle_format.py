@@ -12,17 +12,22 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Mapping
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from caloforge.errors import CheckpointError
+from caloforge._version import __version__
+from caloforge.data.geometry import Geometry
+from caloforge.data.outputs import atomic_dir, atomic_path, strict_json
+from caloforge.errors import CheckpointError, ConfigError
+from caloforge.models.base import GenerativeModel
 from caloforge.runtime import resources
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_JSON", "WEIGHTS", "part_names", "read_info", "read_weights", "strict_json",
-           "weights_sha256"]
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_JSON", "WEIGHTS", "part_names", "read_info", "read_weights", "save_model",
+           "save_split", "update_history", "weights_sha256"]
 
 BUNDLE_FORMAT = "caloforge-bundle/1"
 BUNDLE_JSON = "bundle.json"
@@ -32,21 +37,6 @@ WEIGHTS = "model.safetensors"
 def weights_sha256(data: bytes) -> str:
     """The hex sha256 of a weights file's bytes, as recorded in ``bundle.json`` (``weights_sha256``)."""
     return hashlib.sha256(data).hexdigest()
-
-
-def strict_json(info: Mapping[str, Any]) -> str:
-    """``info`` as standard JSON: non-finite numbers (e.g. the chi2 of a non-finite generation) become null."""
-
-    def finite(value: Any) -> Any:
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, Mapping):
-            return {k: finite(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [finite(v) for v in value]
-        return value
-
-    return json.dumps(finite(info), indent=1, allow_nan=False)
 
 
 def _finite_float(text: str) -> float:
@@ -137,3 +127,91 @@ def part_names(path: Path, info: dict[str, Any]) -> list[str]:
     return [str(name) for name in names]
 
 
+def save_model(
+    path: str | Path,
+    model: GenerativeModel,
+    family: str,
+    geometry: Geometry,
+    metadata: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> Path:
+    """Write ``model`` as a bundle directory (atomically).
+
+    Args:
+        path: The bundle directory.
+        model: A trained model (any device).
+        family: Its registered family name.
+        geometry: The voxel geometry.
+        metadata: Extra JSON entries: ``data`` (fingerprint), ``history``, ``validation``, ...;
+            non-finite numbers are written as null.
+        force: Replace an existing bundle.
+
+    Raises:
+        OutputExistsError: if ``path`` exists and ``force`` is false.
+        OutputPathError: if its parent directory is missing or not writable.
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    info = {"format": BUNDLE_FORMAT, "kind": "model", "family": family, "config": model.config.to_dict(),
+            "preprocessing": model.preprocessing.to_dict(), "geometry": geometry.to_dict(),
+            "conditions": list(model.preprocessing.conditions.names), "caloforge_version": __version__,
+            **dict(metadata or {})}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    weights = save(state, metadata={"format": "pt"})  # save_file would make the file 0o600
+    info["weights_sha256"] = weights_sha256(weights)
+    with atomic_dir(path, force) as tmp:
+        (tmp / WEIGHTS).write_bytes(weights)
+        (tmp / BUNDLE_JSON).write_text(strict_json(info))
+    return path
+
+
+def update_history(path: str | Path, history: Sequence[Mapping[str, Any]]) -> None:
+    """Replace the training history in the bundle at ``path`` (atomically; the weights are untouched).
+
+    The bundle is saved when a checkpoint improves; at the end of training its history is
+    completed with the rows after the selected checkpoint.
+    """
+    target = Path(path) / BUNDLE_JSON
+    info = json.loads(target.read_text(encoding="utf-8"))
+    info["history"] = list(history)
+    with atomic_path(target, force=True) as tmp:
+        tmp.write_text(strict_json(info), encoding="utf-8")
+
+
+def save_split(
+    path: str | Path,
+    parts: Sequence[str | Path],
+    splits: Sequence[float],
+    metadata: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> Path:
+    """Combine model bundles, one per incident-energy range, into a split bundle.
+
+    Args:
+        path: The split bundle directory.
+        parts: Model bundles, ordered by energy; they are copied into ``path``.
+        splits: The ``len(parts) - 1`` split energies (MeV); energy E goes to range
+            ``i`` with ``splits[i-1] <= E < splits[i]``.
+        metadata: Extra JSON entries; non-finite numbers are written as null.
+        force: Replace an existing bundle.
+
+    Raises:
+        ConfigError: if the split energies do not match the parts.
+        OutputExistsError: if ``path`` exists and ``force`` is false.
+        OutputPathError: if its parent directory is missing or not writable.
+    """
+    path = Path(path)
+    if len(splits) != len(parts) - 1 or list(splits) != sorted(splits):
+        msg = f"expected {len(parts) - 1} increasing split energies but got {list(splits)}"
+        raise ConfigError(msg)
+    first = read_info(Path(parts[0]))
+    names = [f"range-{i}" for i in range(len(parts))]
+    info = {"format": BUNDLE_FORMAT, "kind": "split", "splits": [float(s) for s in splits], "parts": names,
+            "geometry": first["geometry"], "conditions": list(first.get("conditions", [])),
+            "caloforge_version": __version__, **dict(metadata or {})}
+    with atomic_dir(path, force) as tmp:
+        for name, part in zip(names, parts, strict=True):
+            shutil.copytree(part, tmp / name)
+        (tmp / BUNDLE_JSON).write_text(strict_json(info))
+    return path

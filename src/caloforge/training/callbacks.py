@@ -1,8 +1,5 @@
-"""Lightning glue for :mod:`caloforge.training.loop`: the task module and its callbacks.
+"""Lightning callbacks of :mod:`caloforge.training.loop` (the task module is :mod:`caloforge.training.task`).
 
-* :class:`GenerativeTask` wraps a model family for Lightning with manual optimisation:
-  one training step is one family iteration (for the GAN: ``critic_steps`` critic updates
-  and one generator update), on random batches drawn on the device from the training data.
 * :class:`Chi2Selection` evaluates the chi2/NDF of the total-energy response on the
   validation split every ``every`` iterations (DESIGN.md definition, after the readout
   threshold), keeps the best model as a bundle, writes the CSV log and the last checkpoint,
@@ -32,12 +29,13 @@ import torch
 from caloforge.data.outputs import atomic_path
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import OutputPathError
-from caloforge.models.base import Batch, GenerativeModel
+from caloforge.models.sampling import sample_showers
 from caloforge.runtime.progress import Progress, ProgressTask
-from caloforge.training.bundle import save_model, update_history
+from caloforge.training.bundle_format import save_model, update_history
+from caloforge.training.task import GenerativeTask
 from caloforge.validation.metrics.chi2 import Chi2Result, response_chi2
 
-__all__ = ["Chi2Selection", "GenerativeTask", "ProgressBar", "validation_chi2"]
+__all__ = ["Chi2Selection", "ProgressBar", "validation_chi2"]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -56,91 +54,6 @@ def validation_chi2(reference: ShowerSet, generated: ShowerSet) -> Chi2Result:
     ref = apply_threshold(reference, threshold)
     gen = apply_threshold(generated, threshold)
     return response_chi2(ref.energies, ref.response, gen.energies, gen.response, overflow=True)
-
-
-def _generate_like(
-    model: GenerativeModel, reference: ShowerSet, seed: int, batch_size: int = 10_000
-) -> ShowerSet | None:
-    """Generate showers at the reference's energies and conditions on the model's device; None if not finite."""
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    parts = []
-    for start in range(0, len(reference), batch_size):
-        rows = slice(start, start + batch_size)
-        e = torch.as_tensor(reference.energies[rows], device=device)
-        c = {k: torch.as_tensor(v[rows], device=device) for k, v in reference.conditions.items()}
-        parts.append(model.sample(e, c, generator).float().cpu().numpy())
-    showers = np.concatenate(parts)
-    if not np.all(np.isfinite(showers)):
-        return None
-    return ShowerSet(reference.energies, showers, reference.geometry, dict(reference.conditions))
-
-
-class GenerativeTask(L.LightningModule):
-    """A model family as a LightningModule with manual optimisation and on-device batch sampling.
-
-    Args:
-        model: The family's model.
-        data: The training showers (kept on the training device).
-        seed: Seed of the batch sampling and noise (offset by the process rank).
-    """
-
-    def __init__(self, model: GenerativeModel, data: ShowerSet, seed: int) -> None:
-        super().__init__()
-        self.automatic_optimization = False
-        self.model = model
-        self.seed = seed
-        self._energies = torch.as_tensor(data.energies, dtype=torch.float32)
-        self._showers = torch.as_tensor(data.showers)
-        self._conditions = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in data.conditions.items()}
-        self.iteration = 0
-        self.elapsed_s = 0.0
-        self.selection: dict[str, Any] = {"best_chi2_ndf": math.inf, "best_iteration": -1, "history": []}
-        self.last_losses: dict[str, float] = {}
-        self._rng: torch.Generator | None = None
-        self._restored: dict[str, Any] | None = None
-
-    def restore(self, checkpoint: dict[str, Any]) -> None:
-        """Take weights, optimiser states, counters and RNG state from a checkpoint loaded with ``weights_only``."""
-        prefix = "model."
-        self.model.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items()
-                                    if k.startswith(prefix)})
-        state = checkpoint["caloforge"]
-        self.iteration, self.elapsed_s = int(state["iteration"]), float(state["elapsed_s"])
-        self.selection = state["selection"]
-        self._restored = {"optimizers": checkpoint["optimizer_states"], "rng": state["rng_state"]}
-
-    def configure_optimizers(self) -> Any:
-        return self.model.configure_optimizers()
-
-    def on_fit_start(self) -> None:
-        self._energies = self._energies.to(self.device)
-        self._showers = self._showers.to(self.device)
-        self._conditions = {k: v.to(self.device) for k, v in self._conditions.items()}
-        self._rng = torch.Generator(device=self.device).manual_seed(self.seed + 7919 * self.global_rank)
-        if self._restored is not None:
-            for optimizer, state in zip(self.trainer.optimizers, self._restored["optimizers"], strict=True):
-                optimizer.load_state_dict(state)
-            if self.global_rank == 0:
-                self._rng.set_state(self._restored["rng"])
-            self._restored = None
-
-    def next_batch(self) -> Batch:
-        """A random batch (with replacement) of ``config.batch_size`` training showers."""
-        n = self._energies.shape[0]
-        idx = torch.randint(n, (min(self.model.config.batch_size, n),), generator=self._rng, device=self.device)
-        return Batch(self._energies[idx], self._showers[idx], {k: v[idx] for k, v in self._conditions.items()})
-
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        optimizers = self.optimizers()
-        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        self.last_losses = self.model.train_step(self.next_batch, optimizers, self.manual_backward, self._rng)
-        self.iteration += 1
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rng = self._rng.get_state() if self._rng is not None else torch.empty(0, dtype=torch.uint8)
-        checkpoint["caloforge"] = {"iteration": self.iteration, "elapsed_s": self.elapsed_s,
-                                   "selection": self.selection, "rng_state": rng}
 
 
 class Chi2Selection(L.Callback):
@@ -180,7 +93,7 @@ class Chi2Selection(L.Callback):
         if threading.current_thread() is threading.main_thread():
             self._previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
         task: GenerativeTask = pl_module  # type: ignore[assignment]
-        if task.iteration == 0 and not task.selection["history"]:
+        if task.iteration == 0 and not task.selection.history:
             self.checkpoint(trainer, task)  # the untrained model: the baseline every later row is read against
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -188,7 +101,7 @@ class Chi2Selection(L.Callback):
         task: GenerativeTask = pl_module  # type: ignore[assignment]
         bundle = self.run_dir / "bundle"
         if trainer.is_global_zero and (bundle / "bundle.json").is_file():
-            update_history(bundle, task.selection["history"])  # the rows after the selected checkpoint too
+            update_history(bundle, task.selection.history)  # the rows after the selected checkpoint too
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handler()
@@ -215,29 +128,29 @@ class Chi2Selection(L.Callback):
     def checkpoint(self, trainer: L.Trainer, task: GenerativeTask) -> None:
         """Evaluate, update the best bundle and the CSV log, and write ``last.ckpt`` atomically."""
         if trainer.is_global_zero:
-            generated = _generate_like(task.model, self.validation, self.seed)
-            result = validation_chi2(self.validation, generated) if generated is not None else None
+            model, validation = task.model, self.validation
+            generator = torch.Generator(device=next(model.parameters()).device).manual_seed(self.seed)
+            showers = sample_showers(model, validation.energies, validation.conditions, generator=generator)
+            result = None
+            if np.isfinite(showers).all():
+                generated = ShowerSet(validation.energies, showers, validation.geometry, dict(validation.conditions))
+                result = validation_chi2(validation, generated)
             chi2 = result.chi2_ndf if result is not None and math.isfinite(result.chi2_ndf) else math.inf
-            sel = task.selection
-            improved = chi2 < sel["best_chi2_ndf"] or sel["best_iteration"] < 0
-            if improved:
-                sel["best_chi2_ndf"], sel["best_iteration"] = chi2, task.iteration
             row = {"iteration": task.iteration, "elapsed_s": round(task.elapsed_s, 3), "chi2_ndf": chi2,
-                   "best_chi2_ndf": sel["best_chi2_ndf"],
-                   **{name: math.nan for name in task.model.loss_names}, **task.last_losses}
-            sel["history"].append(row)
-            if improved:
+                   **{name: math.nan for name in model.loss_names}, **task.last_losses}
+            sel = task.selection
+            if sel.record(row, chi2, task.iteration):
                 per_energy = [] if result is None else [
                     {"energy": e.energy, "energy_low": e.energy_low, "energy_high": e.energy_high, "chi2": e.chi2,
                      "ndf": e.ndf}
                     for e in result.per_energy]
-                meta = {**self.metadata, "history": sel["history"],
+                meta = {**self.metadata, "history": sel.history,
                         "validation": {"chi2_ndf": chi2, "iteration": task.iteration, "per_energy": per_energy,
                                        "definition": None if result is None else result.definition,
                                        "n_showers": len(self.validation)}}
-                save_model(self.run_dir / "bundle", task.model, self.metadata["family"], self.validation.geometry,
+                save_model(self.run_dir / "bundle", model, self.metadata["family"], self.validation.geometry,
                            {k: v for k, v in meta.items() if k != "family"}, force=True)
-            self._write_csv(sel["history"])
+            self._write_csv(sel.history)
         tmp = self.run_dir / ".last.ckpt.tmp"
         try:
             trainer.save_checkpoint(tmp)
@@ -297,7 +210,7 @@ class ProgressBar(L.Callback):
             return
         task: GenerativeTask = pl_module  # type: ignore[assignment]
         losses = " ".join(f"{k}={v:.3g}" for k, v in task.last_losses.items())
-        best = task.selection["best_chi2_ndf"]
+        best = task.selection.best_chi2_ndf
         status = f"it {task.iteration}  {losses}  best chi2/NDF={best:.3g}"
         completed = task.iteration if self.max_iterations is not None else time.monotonic() - self._start
         self._bar.update(completed, status=status, line=task.iteration % self.line_every == 0)

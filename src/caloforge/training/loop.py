@@ -21,7 +21,6 @@ import itertools
 import json
 import logging
 import math
-import shutil
 import time
 import warnings
 from collections.abc import Sequence
@@ -32,27 +31,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from caloforge.data.checks import check_seed
-from caloforge.data.outputs import atomic_path
+from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.data.showers import ShowerSet
-from caloforge.errors import (
-    CheckpointError,
-    ConfigError,
-    DataError,
-    GeometryMismatchError,
-    OutputExistsError,
-    OutputPathError,
-)
+from caloforge.errors import CheckpointError, ConfigError, DataError, GeometryMismatchError
 from caloforge.models import get_family
-from caloforge.models.base import FamilyConfig
+from caloforge.models.base import FamilyConfig, check_model_size
 from caloforge.models.preprocess import Preprocessing
+from caloforge.runtime.hardware import resolve_device
 from caloforge.runtime.progress import Progress, as_progress
-from caloforge.training.bundle import check_model_size, fingerprint, load, resolve_device, save_split
-from caloforge.training.callbacks import Chi2Selection, GenerativeTask, ProgressBar, validation_chi2
+from caloforge.training.bundle import load
+from caloforge.training.bundle_format import save_split
+from caloforge.training.callbacks import Chi2Selection, ProgressBar, validation_chi2
+from caloforge.training.settings import RunRecord, TrainingSettings, check_run_dir, create_run, discard_failed_run
+from caloforge.training.split import split_validation, validation_counts, warn_small_validation
+from caloforge.training.task import GenerativeTask
 from caloforge.validation.metrics.chi2 import Chi2Result
 
-__all__ = ["MIN_TRAINING_SHOWERS", "MIN_VALIDATION_PER_ENERGY", "RangeResult", "TrainResult", "split_validation",
-           "train", "validation_chi2", "validation_counts"]
+__all__ = ["MIN_TRAINING_SHOWERS", "RangeResult", "TrainResult", "train"]
 
 MIN_TRAINING_SHOWERS = 10
 """Fewest training (and validation) showers a run accepts."""
@@ -127,146 +122,6 @@ class TrainResult:
         return self.validation.chi2_ndf if self.validation is not None else float("nan")
 
 
-MIN_VALIDATION_PER_ENERGY = 200
-"""Below this many validation showers per incident energy the chi2 cannot separate checkpoints: a warning."""
-_AUTO_TARGET, _AUTO_MIN_FRACTION, _AUTO_MAX_FRACTION = 500, 0.1, 0.25
-
-
-def split_validation(data: ShowerSet, fraction: float | None, seed: int) -> tuple[ShowerSet, ShowerSet]:
-    """Split showers into training and validation sets, stratified by incident energy (bin).
-
-    Args:
-        data: The showers.
-        fraction: Fraction of each energy's showers held out, or None for the automatic size:
-            500 showers per energy where that is between 10 % and 25 % of them, else the
-            nearer bound, so the chi2 that selects the checkpoint has the statistics to do it.
-        seed: Seed of the random choice.
-
-    Raises:
-        ConfigError: if ``fraction`` is not in (0, 1).
-        DataError: if nothing is left for training.
-    """
-    if fraction is not None and not 0 < fraction < 1:
-        msg = f"expected a validation fraction in (0, 1) but got {fraction}"
-        raise ConfigError(msg)
-    rng = np.random.default_rng(seed)
-    groups = np.digitize(data.energies, data.energy_bins()[1:-1])
-    val = np.zeros(len(data), dtype=bool)
-    for g in np.unique(groups):
-        members = rng.permutation(np.flatnonzero(groups == g))
-        if fraction is None:
-            n_val = min(max(_AUTO_TARGET, round(_AUTO_MIN_FRACTION * members.size)),
-                        round(_AUTO_MAX_FRACTION * members.size))
-        else:
-            n_val = round(fraction * members.size)
-        val[members[: max(1, n_val)]] = True
-    if val.all():
-        msg = f"expected enough showers for a validation split but got {len(data)}"
-        raise DataError(msg)
-    return data[~val], data[val]
-
-
-def validation_counts(validation: ShowerSet) -> dict[float, int]:
-    """Validation showers per incident energy (or energy bin, keyed by its lower edge), MeV."""
-    edges = validation.energy_bins()
-    counts = np.histogram(validation.energies, edges)[0]
-    distinct = validation.distinct_energies()
-    keys = distinct if distinct is not None else edges[:-1]
-    return {float(k): int(c) for k, c in zip(keys, counts, strict=True) if c > 0}
-
-
-def _run_settings(family: str, config: FamilyConfig, split_energies: Sequence[float], hold_out_energy: float | None,
-                  validation_fraction: float | None, seed: int, checkpoint_every: int, data: ShowerSet,
-                  validation: ShowerSet | None, max_iterations: int | None, max_minutes: float | None
-                  ) -> dict[str, Any]:
-    return {"family": family, "config": config.to_dict(), "split_energies": [float(e) for e in split_energies],
-            "hold_out_energy": hold_out_energy, "validation_fraction": validation_fraction, "seed": seed,
-            "checkpoint_every": checkpoint_every, "data": fingerprint(data),
-            "validation_data": None if validation is None else fingerprint(validation),
-            "budget": {"max_iterations": max_iterations, "max_minutes": max_minutes}}
-
-
-_RUN_KEYS = ("family", "config", "split_energies", "hold_out_energy", "validation_fraction", "seed", "data")
-
-
-def _read_run(run_json: Path) -> dict[str, Any]:
-    """The settings of an existing run; a corrupt ``run.json`` is a :class:`CheckpointError`."""
-    try:
-        stored = json.loads(run_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        stored, problem = None, f"{type(err).__name__}: {err}"
-    else:
-        problem = "not a mapping"
-    if isinstance(stored, dict):
-        missing = [k for k in _RUN_KEYS if k not in stored]
-        if not missing and isinstance(stored["data"], dict) and "sha256" in stored["data"]:
-            return stored
-        problem = f"missing {missing or ['data.sha256']}"
-    msg = f"expected a readable run description in {run_json} but it is corrupt ({problem:.100}); start a new run"
-    raise CheckpointError(msg)
-
-
-def _check_run(run_dir: Path, settings: dict[str, Any], resume: bool) -> dict[str, Any]:
-    """Check that ``run_dir`` may hold a new run, or that a resumed run used the same data; returns the run settings.
-
-    Creates nothing: :func:`_create_run` writes the run once all inputs were checked.
-    """
-    run_json = run_dir / "run.json"
-    if run_dir.exists() and not run_dir.is_dir():
-        msg = f"expected a run directory but {run_dir} is a file; choose another --out"
-        raise OutputPathError(msg)
-    if resume:
-        if not run_json.is_file():
-            msg = f"expected a training run to resume in {run_dir} but it has no run.json"
-            raise CheckpointError(msg)
-        stored = _read_run(run_json)
-        for key, what in (("data", "--data"), ("validation_data", "--validation")):
-            old, new = stored.get(key), settings[key]
-            if (old or {}).get("sha256") != (new or {}).get("sha256"):
-                got = f"sha256 {new['sha256'][:12]}" if new else "none"
-                had = f"sha256 {old['sha256'][:12]}" if old else "none"
-                msg = (f"expected the {key.replace('_', ' ')} of the run in {run_dir} ({had}) but got other data "
-                       f"({got}); resume with the same {what}")
-                raise DataError(msg)
-        return stored
-    if run_dir.exists() and any(run_dir.iterdir()):
-        msg = f"{run_dir} already holds files; pass --resume to continue that run or choose another --out"
-        raise OutputExistsError(msg)
-    return settings
-
-
-def _create_run(run_dir: Path, settings: dict[str, Any]) -> None:
-    """Create the run directory and write its ``run.json`` (atomically)."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        msg = f"could not create the run directory {run_dir} ({err.strerror}); choose another --out"
-        raise OutputPathError(msg) from None
-    with atomic_path(run_dir / "run.json") as tmp:
-        tmp.write_text(json.dumps(settings, indent=1))
-
-
-def _trained_iterations(checkpoint: Path) -> int:
-    try:
-        return int(torch.load(checkpoint, map_location="cpu", weights_only=True)["caloforge"]["iteration"])
-    except Exception:  # an unreadable checkpoint holds nothing to resume either
-        return 0
-
-
-def _discard_failed_run(run_dir: Path, created: bool) -> None:
-    """Remove what a new run wrote when it failed before training anything (there is nothing to resume)."""
-    if not run_dir.is_dir() or any(_trained_iterations(c) > 0 for c in run_dir.rglob("last.ckpt")):
-        return
-    if created:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        return
-    for path in run_dir.iterdir():  # the directory existed empty: empty it again
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-
-
 def _accelerator(device: str, devices: int | str | list[int]) -> tuple[str, int | str | list[int]]:
     """Lightning's ``(accelerator, devices)`` for a torch device name.
 
@@ -306,8 +161,8 @@ def _fit_range(directory: Path, family: str, config: FamilyConfig, train_set: Sh
             msg = f"expected a readable checkpoint {last} of this run but: {str(err).splitlines()[0]:.200}"
             raise CheckpointError(msg) from None
     e_lo, e_hi = float(train_set.energies.min()), float(train_set.energies.max())
-    counts = validation_counts(validation)
-    meta = {"family": family, "data": fingerprint(train_set), "training": {"seed": seed, **extra},
+    counts = validation_counts(validation)  # also recorded in the bundle
+    meta = {"family": family, "data": train_set.fingerprint(), "training": {"seed": seed, **extra},
             "n_validation": len(validation), "n_validation_per_energy": {f"{e:g}": n for e, n in counts.items()}}
     selection = Chi2Selection(directory, validation, checkpoint_every, max_iterations, max_seconds, meta, seed)
     done = max_iterations is not None and task.iteration >= max_iterations
@@ -332,35 +187,11 @@ def _fit_range(directory: Path, family: str, config: FamilyConfig, train_set: Sh
         finally:
             lightning_log.setLevel(level)
     sel = task.selection
-    if sel["best_iteration"] < 0:
+    if sel.best_iteration < 0:
         msg = f"expected at least one evaluated checkpoint in {directory} but found none"
         raise CheckpointError(msg)
-    return RangeResult(directory, e_lo, e_hi, task.iteration, int(sel["best_iteration"]),
-                       float(sel["best_chi2_ndf"]), selection.interrupted, task.elapsed_s)
-
-
-def _check_budget(max_iterations: int | None, max_minutes: float | None, checkpoint_every: int) -> None:
-    if max_iterations is None and max_minutes is None:
-        msg = "expected a budget (max_iterations or max_minutes) but got neither"
-        raise ConfigError(msg)
-    if checkpoint_every < 1 or (max_iterations is not None and max_iterations < 1):
-        msg = f"expected checkpoint_every >= 1 and max_iterations >= 1 but got {checkpoint_every}, {max_iterations}"
-        raise ConfigError(msg)
-    if max_minutes is not None and not 0 < max_minutes < math.inf:
-        msg = f"expected max_minutes > 0 but got {max_minutes}"
-        raise ConfigError(msg)
-
-
-def _warn_small_validation(validation: ShowerSet) -> None:
-    counts = validation_counts(validation)
-    small = {e: n for e, n in counts.items() if n < MIN_VALIDATION_PER_ENERGY}
-    if small:
-        listed = ", ".join(f"{n} at {e:g} MeV" for e, n in list(small.items())[:5])
-        msg = (f"the validation sample has fewer than {MIN_VALIDATION_PER_ENERGY} showers at {len(small)} of "
-               f"{len(counts)} incident energies ({listed}{', ...' if len(small) > 5 else ''}): the chi2 that selects "
-               "the checkpoint cannot tell them apart well; pass more training showers or an independent "
-               "validation file")
-        warnings.warn(msg, UserWarning, stacklevel=3)
+    return RangeResult(directory, e_lo, e_hi, task.iteration, sel.best_iteration, sel.best_chi2_ndf,
+                       selection.interrupted, task.elapsed_s)
 
 
 def train(
@@ -429,9 +260,11 @@ def train(
     a new run that fails before its first checkpoint is removed again.
     """
     start = time.monotonic()
-    check_seed(seed, "in train")
+    settings = TrainingSettings(max_iterations=max_iterations, max_minutes=max_minutes,
+                                checkpoint_every=checkpoint_every, split_energies=tuple(split_energies),
+                                hold_out_energy=hold_out_energy, validation_fraction=validation_fraction, seed=seed)
     if not resume or max_iterations is not None or max_minutes is not None:
-        _check_budget(max_iterations, max_minutes, checkpoint_every)
+        settings.check_budget()
     for name, sample in (("training", data), ("validation", validation)):
         if sample is not None and len(sample) < MIN_TRAINING_SHOWERS:
             msg = f"expected at least {MIN_TRAINING_SHOWERS} {name} showers but got {len(sample)}, in train"
@@ -441,20 +274,20 @@ def train(
                f"'{validation.geometry.name}', in train")
         raise GeometryMismatchError(msg)
     resolve_device(device)
-    model_class = get_family(family)
-    config = config if config is not None else model_class.config_class.for_particle(data.geometry.particle)
+    config = config if config is not None else get_family(family).config_class.for_particle(data.geometry.particle)
     run_dir = Path(out_dir)
-    settings = _check_run(run_dir, _run_settings(family, config, split_energies, hold_out_energy,
-                                                 validation_fraction, seed, checkpoint_every, data, validation,
-                                                 max_iterations, max_minutes), resume)
-    if max_iterations is None and max_minutes is None:  # resume with the run's own budget
-        budget = settings.get("budget") or {}
-        max_iterations, max_minutes = budget.get("max_iterations"), budget.get("max_minutes")
-        _check_budget(max_iterations, max_minutes, checkpoint_every)
-    family, seed = settings["family"], int(settings["seed"])
-    config = get_family(family).config_class.from_dict(settings["config"])
-    splits = sorted(float(e) for e in settings["split_energies"])
-    held = settings["hold_out_energy"]
+    record = check_run_dir(run_dir, RunRecord(family=family, config=config.to_dict(), settings=settings,
+                                              data=data.fingerprint(),
+                                              validation_data=None if validation is None else validation.fingerprint()),
+                           resume)
+    if resume:  # the run's own settings; a budget given now replaces the stored one
+        budget = {"max_iterations": max_iterations, "max_minutes": max_minutes}
+        settings = record.settings if max_iterations is None and max_minutes is None else \
+            record.settings.replace(**budget)
+        settings.check_budget()
+    model_class = get_family(record.family)
+    config = model_class.config_class.from_dict(record.config, where=f"the config of the run in {run_dir}")
+    held = settings.hold_out_energy
     if held is not None:
         keep = ~np.isclose(data.energies, held, rtol=1e-6, atol=0)
         if keep.all():
@@ -464,10 +297,10 @@ def train(
         if validation is not None:
             validation = validation[~np.isclose(validation.energies, held, rtol=1e-6, atol=0)]
     if validation is None:
-        train_all, val_all = split_validation(data, settings["validation_fraction"], seed)
+        train_all, val_all = split_validation(data, settings.validation_fraction, settings.seed)
     else:
         train_all, val_all = data, validation
-    edges = [-np.inf, *splits, np.inf]
+    edges = [-np.inf, *settings.split_energies, np.inf]
     masks = []
     for lo, hi in itertools.pairwise(edges):
         in_tr = (train_all.energies >= lo) & (train_all.energies < hi)
@@ -476,40 +309,38 @@ def train(
             msg = f"expected training and validation showers in the energy range {lo:g}-{hi:g} MeV but found none"
             raise ConfigError(msg)
         masks.append((in_tr, in_val))
-    check_model_size(get_family(family), config, Preprocessing.fit(train_all[:2], config.preprocessing,
-                                                                   config.energy_scale))
-    _warn_small_validation(val_all)
+    check_model_size(model_class, config, Preprocessing.fit(train_all[:2], config.preprocessing, config.energy_scale))
+    warn_small_validation(val_all)
     created = not run_dir.exists()
     if not resume:  # all inputs checked: only now does the run exist on disk
-        _create_run(run_dir, settings)
+        create_run(run_dir, record)
     try:
-        ranges = _fit_ranges(run_dir, family, config, train_all, val_all, masks, edges, splits, held, seed,
-                             max_iterations=max_iterations, max_minutes=max_minutes, start=start,
-                             checkpoint_every=checkpoint_every, device=device, devices=devices, strategy=strategy,
-                             progress=as_progress(progress), callbacks=callbacks)
+        ranges = _fit_ranges(run_dir, record.family, config, settings, train_all, val_all, masks, start=start,
+                             device=device, devices=devices, strategy=strategy, progress=as_progress(progress),
+                             callbacks=callbacks)
     except Exception:
         if not resume:
-            _discard_failed_run(run_dir, created)
+            discard_failed_run(run_dir, created)
         raise
     interrupted = any(r.interrupted for r in ranges)
     bundle_dir = run_dir / "bundle"
-    if splits and not interrupted:
-        save_split(bundle_dir, [r.directory / "bundle" for r in ranges], splits,
-                   {"held_out_energy": held, "data": settings["data"]}, force=True)
+    if settings.split_energies and not interrupted:
+        save_split(bundle_dir, [r.directory / "bundle" for r in ranges], settings.split_energies,
+                   {"held_out_energy": held, "data": record.data}, force=True)
     result_chi2 = None
     if not interrupted:
-        generated = load(bundle_dir).generate(val_all.energies, dict(val_all.conditions), device=device, seed=seed)
+        generated = load(bundle_dir).generate_like(val_all, device=device, seed=settings.seed)
         result_chi2 = validation_chi2(val_all, generated)
     return TrainResult(run_dir, bundle_dir, tuple(ranges), result_chi2, time.monotonic() - start, interrupted,
-                       max_iterations, max_minutes)
+                       settings.max_iterations, settings.max_minutes)
 
 
-def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, train_all: ShowerSet, val_all: ShowerSet,
-                masks: list[tuple[Any, Any]], edges: list[float], splits: list[float], held: float | None, seed: int,
-                *, max_iterations: int | None, max_minutes: float | None, start: float, checkpoint_every: int,
-                device: str, devices: Any, strategy: Any, progress: Progress, callbacks: Sequence[Any]
-                ) -> list[RangeResult]:
+def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: TrainingSettings, train_all: ShowerSet,
+                val_all: ShowerSet, masks: list[tuple[Any, Any]], *, start: float, device: str, devices: Any,
+                strategy: Any, progress: Progress, callbacks: Sequence[Any]) -> list[RangeResult]:
     """Train one model per energy range (one for an unsplit run), skipping ranges that finished before."""
+    splits, minutes = settings.split_energies, settings.max_minutes
+    edges = [-np.inf, *splits, np.inf]
     ranges: list[RangeResult] = []
     for i, ((lo, hi), (in_tr, in_val)) in enumerate(zip(itertools.pairwise(edges), masks, strict=True)):
         directory = run_dir / f"range-{i}" if splits else run_dir
@@ -518,18 +349,19 @@ def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, train_all: Sho
             ranges.append(RangeResult(**{**json.loads(finished.read_text()), "directory": directory}))
             continue
         seconds = None
-        if max_minutes is not None:
-            seconds = max(0.0, (max_minutes * 60 - (time.monotonic() - start)) / (len(edges) - 1 - i))
+        if minutes is not None:
+            seconds = max(0.0, (minutes * 60 - (time.monotonic() - start)) / (len(edges) - 1 - i))
         label = f"train {family} {lo:g}-{hi:g} MeV" if splits else f"train {family}"
         result = _fit_range(directory, family, config, train_all[in_tr], val_all[in_val],
-                            max_iterations=max_iterations, max_seconds=seconds, checkpoint_every=checkpoint_every,
-                            seed=seed + i, device=device, devices=devices, strategy=strategy, progress=progress,
-                            label=label, extra={"held_out_energy": held, "energy_range": [lo, hi]},
+                            max_iterations=settings.max_iterations, max_seconds=seconds,
+                            checkpoint_every=settings.checkpoint_every, seed=settings.seed + i, device=device,
+                            devices=devices, strategy=strategy, progress=progress, label=label,
+                            extra={"held_out_energy": settings.hold_out_energy, "energy_range": [lo, hi]},
                             callbacks=callbacks)
         ranges.append(result)
         if result.interrupted:
             break
         if splits:
             with atomic_path(finished, force=True) as tmp:
-                tmp.write_text(json.dumps({k: v for k, v in result.__dict__.items() if k != "directory"}))
+                tmp.write_text(strict_json({k: v for k, v in result.__dict__.items() if k != "directory"}))
     return ranges

@@ -343,7 +343,7 @@ def compute_evaluation(
             job_config = config
             if deadline is not None:  # the time left, shared in proportion to each test's work
                 share = work[(kind, split_half)] / sum(work[j] for j in jobs[i:])
-                job_config = dataclasses.replace(config, max_seconds=max(1e-3, (deadline - time.monotonic()) * share))
+                job_config = config.replace(max_seconds=max(1e-3, (deadline - time.monotonic()) * share))
             label = f"classifier {kind}-level" + (" (reference split)" if split_half else "")
             result = classifier_test(x_r, x_g, job_config, seed=seed, device=device, progress=progress, label=label)
             (results_split if split_half else results)[kind] = result

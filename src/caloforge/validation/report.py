@@ -16,17 +16,16 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 import os
 import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from caloforge._version import __version__
-from caloforge.data.outputs import scratch_dir
+from caloforge.data.outputs import scratch_dir, strict_json
 from caloforge.errors import OutputExistsError, OutputPathError
 from caloforge.runtime.progress import SILENT, Progress
 
@@ -247,8 +246,7 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
         if started is not None:
             result.timings["total"] = round(time.perf_counter() - started, 3)
         (stage / "report.html").write_text(render_html(result, images), encoding="utf-8")
-        (stage / "metrics.json").write_text(json.dumps(_clean(result.to_dict()), indent=2, allow_nan=False),
-                                            encoding="utf-8")
+        (stage / "metrics.json").write_text(strict_json(result.to_dict(), indent=2), encoding="utf-8")
         _publish(stage, out)
     return out / "report.html"
 
@@ -260,16 +258,3 @@ def _publish(stage: Path, out: Path) -> None:
         path.replace(out / "plots" / path.name)
     for name in REPORT_FILES:
         (stage / name).replace(out / name)
-
-
-def _clean(value: Any) -> Any:
-    """Make a structure strict JSON: NaN/inf become null, numpy scalars plain numbers."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

@@ -30,15 +30,17 @@ import itertools
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from pydantic import Field
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from caloforge.errors import ConfigError, DataError
+from caloforge.config import Config
+from caloforge.errors import DataError
 from caloforge.runtime.progress import SILENT, Progress
 
 __all__ = ["ClassifierConfig", "ClassifierResult", "ClassifierRun", "Precision", "classifier_test"]
@@ -47,8 +49,7 @@ Precision = Literal["auto", "fp32", "bf16"]
 StopReason = Literal["max_epochs", "patience", "budget"]
 
 
-@dataclass(frozen=True)
-class ClassifierConfig:
+class ClassifierConfig(Config):
     """Settings of the classifier test; the defaults are the CaloChallenge recipe.
 
     Args:
@@ -66,34 +67,16 @@ class ClassifierConfig:
             stops at the budget, keeps the best epoch so far and records that it was cut short.
     """
 
-    hidden: tuple[int, ...] = (2048, 2048, 2048)
-    dropout: float = 0.0
-    lr: float = 2e-4
-    batch_size: int = 1000
-    max_epochs: int = 50
-    patience: int | None = None
-    max_showers: int | None = None
-    repeats: int = 10
+    hidden: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1)] = (2048, 2048, 2048)
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 2e-4
+    batch_size: Annotated[int, Field(ge=1)] = 1000
+    max_epochs: Annotated[int, Field(ge=1)] = 50
+    patience: Annotated[int, Field(ge=1)] | None = None
+    max_showers: Annotated[int, Field(ge=10)] | None = None
+    repeats: Annotated[int, Field(ge=1)] = 10
     precision: Precision = "fp32"
-    max_seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        checks = [
-            (len(self.hidden) > 0 and all(h > 0 for h in self.hidden), "hidden", "positive layer widths"),
-            (0.0 <= self.dropout < 1.0, "dropout", "a probability in [0, 1)"),
-            (self.lr > 0, "lr", "> 0"),
-            (self.batch_size > 0, "batch_size", "> 0"),
-            (self.max_epochs > 0, "max_epochs", "> 0"),
-            (self.patience is None or self.patience > 0, "patience", "None or > 0"),
-            (self.max_showers is None or self.max_showers >= 10, "max_showers", "None or >= 10"),
-            (self.repeats > 0, "repeats", "> 0"),
-            (self.precision in get_args(Precision), "precision", f"in {list(get_args(Precision))}"),
-            (self.max_seconds is None or 0 < self.max_seconds < math.inf, "max_seconds", "None or > 0"),
-        ]
-        for ok, name, what in checks:
-            if not ok:
-                msg = f"expected {name} {what} but got {getattr(self, name)!r}, in ClassifierConfig"
-                raise ConfigError(msg)
+    max_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
     @classmethod
     def cpu_budget(cls, max_seconds: float | None = None) -> ClassifierConfig:

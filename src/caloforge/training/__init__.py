@@ -1,0 +1,19 @@
+"""Stage 4, training: the Lightning loop, checkpoint selection by chi2/NDF, resume, and bundles on disk.
+
+* :mod:`~caloforge.training.loop`: :func:`train`, the one entry point (CLI ``caloforge train``, demo).
+* :mod:`~caloforge.training.settings`: the typed run state (settings, ``run.json``, selection).
+* :mod:`~caloforge.training.split`: the validation sample that selects checkpoints.
+* :mod:`~caloforge.training.task`, :mod:`~caloforge.training.callbacks`: Lightning module and callbacks.
+* :mod:`~caloforge.training.bundle`, :mod:`~caloforge.training.bundle_format`: trained models on disk.
+"""
+
+from __future__ import annotations
+
+from caloforge.training.bundle import Bundle, ExtrapolationWarning, load
+from caloforge.training.callbacks import validation_chi2
+from caloforge.training.loop import RangeResult, TrainResult, train
+from caloforge.training.settings import TrainingSettings
+from caloforge.training.split import split_validation
+
+__all__ = ["Bundle", "ExtrapolationWarning", "RangeResult", "TrainResult", "TrainingSettings", "load",
+           "split_validation", "train", "validation_chi2"]
