@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from caloforge.data import checks, io
-from caloforge.data.geometry import PRESETS, Geometry
+from caloforge.data.geometry import Geometry
+from caloforge.data.presets import PRESETS
 from caloforge.data.showers import ShowerSet
 from caloforge.data.summary import summarize
 from caloforge.errors import ConfigError, DataError, FileFormatError, OutputPathError

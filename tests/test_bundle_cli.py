@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from caloforge.cli import app
-from caloforge.cli._common import parse_floats
+from caloforge.cli.common import parse_floats
 from caloforge.data import io
 from caloforge.data.geometry import Geometry, Layer
 from caloforge.errors import CheckpointError, ConfigError, OutputExistsError, OutputPathError

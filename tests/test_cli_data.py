@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from caloforge._version import __version__
 from caloforge.cli import app
 from caloforge.data import io
-from caloforge.data.geometry import PRESETS
+from caloforge.data.presets import PRESETS
 from caloforge.data.showers import ShowerSet
 from synthetic import make_showers
 

@@ -10,7 +10,6 @@ from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
 from caloforge.validation.features import (
     apply_threshold,
-    calochallenge_dataset,
     compute_features,
     high_level_inputs,
     low_level_inputs,
@@ -32,8 +31,8 @@ def test_thresholds_of_the_presets(two_layers):
     assert readout_threshold(two_layers) == 0.0
     # presets are recognised by their binning, not their name
     renamed = Geometry(Geometry.preset("ds1-pions").layers, name="my-pions")
-    assert calochallenge_dataset(renamed) == "ds1-pions" and readout_threshold(renamed) == 1.0
-    assert calochallenge_dataset(two_layers) is None
+    assert renamed.dataset == "ds1-pions" and readout_threshold(renamed) == 1.0
+    assert two_layers.dataset is None
 
 
 def test_apply_threshold_zeroes_only_voxels_below(two_layers):

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from caloforge.data.geometry import PRESETS, Geometry, Layer, matching_presets, resolve_geometry
+from caloforge.data.geometry import Geometry, Layer
+from caloforge.data.presets import PRESETS, matching_presets, resolve_geometry
 from caloforge.errors import GeometryError, GeometryMismatchError
 
 OFFICIAL = {

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from caloforge.data import io
-from caloforge.data.geometry import PRESETS, Geometry
+from caloforge.data.geometry import Geometry
 from caloforge.data.outputs import atomic_dir
+from caloforge.data.presets import PRESETS
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import (
     DataError,
@@ -286,7 +287,7 @@ _FSIZE_SCRIPT = """
 import resource, signal, sys
 import numpy as np
 from caloforge.data import io
-from caloforge.data.geometry import PRESETS
+from caloforge.data.presets import PRESETS
 from caloforge.data.showers import ShowerSet
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit, write() fails with EFBIG instead of killing us
 resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))

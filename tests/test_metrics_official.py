@@ -16,8 +16,9 @@ import pytest
 import scipy.linalg
 import scipy.optimize
 
+from caloforge.data.datasets import DATASETS
 from caloforge.data.geometry import Geometry
-from caloforge.validation.features import calochallenge_dataset, compute_features, high_level_inputs
+from caloforge.validation.features import compute_features, high_level_inputs
 from caloforge.validation.metrics import (
     chi2_two_sample,
     feature_histograms,
@@ -29,7 +30,6 @@ from caloforge.validation.metrics import (
     response_edges_per_energy,
     voxel_histogram,
 )
-from caloforge.validation.metrics.binnings import MIN_ENERGY
 from caloforge.validation.metrics.chi2 import response_bins
 from caloforge.validation.metrics.distances import jetnet_line_fit, nonnegative_line_fit, subset_sizes
 from synthetic import make_showers
@@ -257,7 +257,7 @@ def test_chi2_uu_infinite_when_nothing_generated_falls_in_range():
 
 def test_official_binnings_for_ds1_photons():
     g = Geometry.preset("ds1-photons")
-    assert calochallenge_dataset(g) == "ds1-photons"
+    assert g.dataset == "ds1-photons"
     showers = make_showers(g, 300, seed=4, energies=(2000.0, 16000.0))
     f = compute_features(showers)
     hists = {h.name: h for h in feature_histograms(f, f)}
@@ -277,7 +277,7 @@ def test_official_binnings_for_ds1_photons():
     assert len(voxel.edges) - 1 == 49 and voxel.binning == "calochallenge" and voxel.edges[0] == pytest.approx(10.0)
     assert voxel.definition == {"binning": "calochallenge", "n_bins": 49, "low": pytest.approx(10.0),
                                 "high": pytest.approx(float(showers.showers.max())), "log_x": True}
-    assert MIN_ENERGY["ds2"] == pytest.approx(0.5e-3 / 0.033)
+    assert DATASETS["ds2"].official_min_energy_mev == pytest.approx(0.5e-3 / 0.033)
 
 
 def test_official_per_energy_response_bins():

@@ -11,7 +11,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from caloforge.data.geometry import PRESETS, Geometry
+from caloforge.data.geometry import Geometry
+from caloforge.data.presets import PRESETS
 from caloforge.errors import ConfigError, DataError, GeometryError
 from caloforge.refsim import PionModel, Spectrum, canonical_particle, detector_for, par04_wsi, simulate
 from caloforge.refsim.em import radial_parameters, sample_longitudinal

@@ -13,8 +13,8 @@ import pytest
 
 from caloforge.models import GANConfig
 from caloforge.refsim import simulate
-from caloforge.training.bundle import load
 from caloforge.training import train
+from caloforge.training.bundle import load
 from caloforge.validation.evaluate import compute_evaluation
 from synthetic import make_showers
 

@@ -20,9 +20,9 @@ from caloforge.data.showers import ShowerSet
 from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExistsError, OutputPathError
 from caloforge.models import GAN, GANConfig
 from caloforge.models.preprocess import Preprocessing
-from caloforge.training.bundle import load
 from caloforge.models.sampling import sample_showers
 from caloforge.training import split_validation, train, validation_chi2
+from caloforge.training.bundle import load
 from caloforge.training.loop import _accelerator
 from synthetic import make_showers
 
@@ -228,7 +228,7 @@ def test_printed_resume_command_continues_with_the_budget_left(data, tmp_path):
     from typer.testing import CliRunner
 
     from caloforge.cli import app
-    from caloforge.cli._model import _resume_command
+    from caloforge.cli.model import _resume_command
     from caloforge.data import io
 
     data_file = io.write(tmp_path / "train.h5", data)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import typer
 
 from caloforge._version import __version__
-from caloforge.cli import _data, _demo, _evaluate, _model, _simulate
-from caloforge.cli._common import state
+from caloforge.cli import data, demo, evaluate, model, simulate
+from caloforge.cli.common import state
 
 __all__ = ["app"]
 
@@ -41,5 +41,5 @@ def main(
     state.debug = debug
 
 
-for module in (_demo, _simulate, _model, _evaluate, _data):
+for module in (demo, simulate, model, evaluate, data):
     module.register(app)

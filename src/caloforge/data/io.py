@@ -25,7 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from caloforge.data.checks import check_dtype, check_finite, check_incident_energies, check_integer, check_seed
-from caloforge.data.geometry import Geometry, resolve_geometry
+from caloforge.data.geometry import Geometry
+from caloforge.data.presets import resolve_geometry
 from caloforge.data.showers import ShowerSet
 from caloforge.data.writer import ENERGY_KEY, SHOWER_KEY, ShowerWriter, write
 from caloforge.errors import DataError, FileFormatError, GeometryError, GeometryMismatchError

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from caloforge.data.geometry import Geometry, matching_presets
+from caloforge.data.geometry import Geometry
 from caloforge.data.io import inspect, iter_chunks
+from caloforge.data.presets import matching_presets
 from caloforge.data.showers import energy_bins
 from caloforge.errors import DataError
 

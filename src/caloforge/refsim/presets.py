@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 
+from caloforge.data.datasets import WSI_SAMPLING_FRACTION, WSI_THRESHOLD_MEV, dataset_facts
 from caloforge.data.geometry import Geometry
 from caloforge.errors import GeometryError
 from caloforge.refsim.detector import Detector, Readout, Slab
@@ -21,11 +22,8 @@ __all__ = ["ATLAS_LAYER_IDS", "WSI_THRESHOLD_MEV", "atlas_like", "detector_for",
 ATLAS_LAYER_IDS = (0, 1, 2, 3, 12, 13, 14)
 """CaloChallenge dataset-1 layer ids: PreSamplerB, EMB1-3, TileBar0-2 (CC binning XML)."""
 
-WSI_SAMPLING_FRACTION = 0.033
-"""Par04 calibration: file energy = Si energy / 0.033 (CC ``Dataset_creation.ipynb``); notes §3b."""
-
-WSI_THRESHOLD_MEV = 0.5e-3 / WSI_SAMPLING_FRACTION
-"""0.5 keV Si readout threshold in file units, 15.15 keV (CC ``evaluate.py``); notes §3b."""
+# WSI_SAMPLING_FRACTION (0.033, CC ``Dataset_creation.ipynb``) and WSI_THRESHOLD_MEV (0.5 keV in silicon,
+# 15.15 keV in file units, CC ``evaluate.py``) are dataset facts: caloforge.data.datasets; notes §3b.
 
 
 # ------------------------------------------------------------------ ATLAS-like
@@ -172,10 +170,10 @@ def par04_wsi(
 def detector_for(geometry: Geometry) -> Detector:
     """The detector description for a geometry.
 
-    ATLAS-like when the layer ids are a subset of the dataset-1 ids that includes
-    the Tile layer 12 (``ds1-photons``, ``ds1-pions`` and their sub-binnings);
-    W/Si with one 3.4 mm slab per layer when the ids are 0..n-1 (``ds2``, ``ds3``
-    and any uniform-slab binning).
+    The dataset's detector (:mod:`caloforge.data.datasets`) for the CaloChallenge binnings. For
+    a custom geometry: ATLAS-like when the layer ids are a subset of the dataset-1 ids that
+    includes the Tile layer 12 (sub-binnings of dataset 1); W/Si with one 3.4 mm slab per layer
+    when the ids are 0..n-1 (any uniform-slab binning).
 
     Raises:
         GeometryError: for any other set of layer ids.
@@ -184,7 +182,10 @@ def detector_for(geometry: Geometry) -> Detector:
         >>> detector_for(Geometry.preset("ds2")).name
         'Par04 W/Si'
     """
+    facts = dataset_facts(geometry)
     ids = geometry.layer_ids
+    if facts is not None:
+        return _atlas_cached() if facts.detector == "atlas-like" else _wsi_cached(len(ids))
     if set(ids) <= set(ATLAS_LAYER_IDS) and 12 in ids:
         return _atlas_cached()
     if ids == tuple(range(len(ids))):

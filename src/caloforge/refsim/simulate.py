@@ -20,9 +20,10 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from caloforge.data.checks import check_incident_energies, check_seed
-from caloforge.data.geometry import Geometry, resolve_geometry
+from caloforge.data.geometry import Geometry
 from caloforge.data.io import ShowerWriter
 from caloforge.data.outputs import check_output
+from caloforge.data.presets import resolve_geometry
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
 from caloforge.refsim.deposit import bin_deposits, bin_spots

@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from caloforge.data.datasets import dataset_facts
 from caloforge.data.geometry import Geometry
 from caloforge.errors import ConfigError
 
@@ -121,7 +122,11 @@ class Spectrum:
 
 
 def default_spectrum(geometry: Geometry) -> Spectrum:
-    """The dataset-1 ladder for ``ds1-*`` geometries (ATLAS-like layer ids), else log-uniform 1 GeV - 1 TeV."""
+    """The dataset's spectrum (:mod:`caloforge.data.datasets`) for the CaloChallenge binnings; for a custom
+    geometry the dataset-1 ladder when its layer ids are ATLAS-like, else log-uniform 1 GeV - 1 TeV."""
+    facts = dataset_facts(geometry)
+    if facts is not None:
+        return Spectrum.parse(facts.spectrum)
     if 12 in geometry.layer_ids and set(geometry.layer_ids) <= {0, 1, 2, 3, 12, 13, 14}:
         return Spectrum("ds1")
     return Spectrum("log-uniform")

@@ -12,11 +12,9 @@ of the reference ("reference split"), the yardstick of what statistics alone giv
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +23,6 @@ import scipy.stats
 from numpy.typing import NDArray
 
 from caloforge.data.checks import check_seed
-from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet, energy_bins
 from caloforge.errors import ConfigError, DataError, GeometryMismatchError
 from caloforge.runtime.progress import SILENT, Progress
@@ -39,12 +36,13 @@ from caloforge.validation.features import (
 )
 from caloforge.validation.metrics import verdict as v
 from caloforge.validation.metrics.binnings import response_edges_per_energy
-from caloforge.validation.metrics.chi2 import Chi2Result, chi2_two_sample, energy_groups, response_chi2
+from caloforge.validation.metrics.chi2 import chi2_two_sample, energy_groups, response_chi2
 from caloforge.validation.metrics.classifier import ClassifierConfig, ClassifierResult, classifier_test
-from caloforge.validation.metrics.distances import DistanceResult, fpd, kpd
-from caloforge.validation.metrics.prdc import PRDCResult, prdc, prdc_inputs
-from caloforge.validation.metrics.response import ResponseResult, layer_correlation, response_per_energy
+from caloforge.validation.metrics.distances import fpd, kpd
+from caloforge.validation.metrics.prdc import prdc, prdc_inputs
+from caloforge.validation.metrics.response import layer_correlation, response_per_energy
 from caloforge.validation.metrics.separation import FeatureHistogram, feature_histograms, voxel_histogram
+from caloforge.validation.result import EvaluationResult, max_abs_difference
 
 __all__ = ["CLASSIFIERS", "MIN_SHOWERS", "EvaluationResult", "Mode", "compute_evaluation", "evaluate"]
 
@@ -52,126 +50,6 @@ Mode = Literal["fast", "full"]
 CLASSIFIERS = ("low", "high")
 MIN_SHOWERS = 20
 """Fewest showers per sample an evaluation accepts (the reference is also split in two halves)."""
-
-
-@dataclass(frozen=True, eq=False)
-class EvaluationResult:
-    """Everything the validation computed; :meth:`to_dict` is the content of metrics.json.
-
-    Histogram and classifier fields hold reference-vs-generated results; ``*_split``
-    fields the same metric between two halves of the reference.
-    """
-
-    mode: str
-    seed: int
-    geometry: Geometry
-    threshold: float
-    n_reference: int
-    n_generated: int
-    chi2: Chi2Result
-    chi2_split: Chi2Result
-    histograms: tuple[FeatureHistogram, ...]
-    energy_histograms: tuple[FeatureHistogram, ...]
-    separation_split: dict[str, float]
-    response_reference: ResponseResult
-    response_generated: ResponseResult
-    correlation_reference: NDArray[np.float64]
-    correlation_generated: NDArray[np.float64]
-    correlation_split_max: float
-    mean_reference: NDArray[np.float64]
-    mean_generated: NDArray[np.float64]
-    fpd: DistanceResult
-    kpd: DistanceResult
-    fpd_split: DistanceResult
-    kpd_split: DistanceResult
-    prdc: PRDCResult | None
-    prdc_split: PRDCResult | None
-    classifiers: dict[str, ClassifierResult]
-    classifiers_split: dict[str, ClassifierResult]
-    verdicts: tuple[v.VerdictRow, ...]
-    warnings: tuple[str, ...] = ()
-    timings: dict[str, float] = field(default_factory=dict)
-    training_history: tuple[dict[str, float], ...] = ()
-
-    @property
-    def training(self) -> dict[str, float] | None:
-        """Validation chi2/NDF of the model before training (iteration 0) and at its best checkpoint, if known."""
-        rows = [r for r in self.training_history if math.isfinite(float(r.get("chi2_ndf", math.nan)))]
-        if not rows:
-            return None
-        best = min(rows, key=lambda r: float(r["chi2_ndf"]))
-        first = rows[0]
-        return {
-            "untrained_chi2_ndf": float(first["chi2_ndf"]) if int(first["iteration"]) == 0 else math.nan,
-            "best_chi2_ndf": float(best["chi2_ndf"]),
-            "best_iteration": int(best["iteration"]),
-            "iterations": int(self.training_history[-1]["iteration"]),
-            "elapsed_s": float(self.training_history[-1].get("elapsed_s", math.nan)),
-        }
-
-    @property
-    def verdict(self) -> v.Verdict:
-        """Overall verdict: the worst of the rows."""
-        return v.overall(self.verdicts)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable summary with stable keys (see docs/validation.md)."""
-        def dist(d: DistanceResult) -> dict[str, Any]:
-            return {"value_e3": d.value * 1e3, "error_e3": d.error * 1e3, "definition": d.definition}
-
-        return {
-            "schema": "caloforge.validation.evaluate/2",
-            "mode": self.mode,
-            "seed": self.seed,
-            "geometry": {"name": self.geometry.name, "hash": self.geometry.hash},
-            "readout_threshold_mev": self.threshold,
-            "n_reference": self.n_reference,
-            "n_generated": self.n_generated,
-            "verdict": self.verdict,
-            "verdicts": [dataclasses.asdict(r) for r in self.verdicts],
-            "response_chi2": {
-                "chi2_ndf": self.chi2.chi2_ndf, "chi2": self.chi2.chi2, "ndf": self.chi2.ndf,
-                "reference_split_chi2_ndf": self.chi2_split.chi2_ndf, "definition": self.chi2.definition,
-                "per_energy": [dataclasses.asdict(e) | {"chi2_ndf": e.chi2_ndf} for e in self.chi2.per_energy],
-            },
-            "separation_power": {h.name: h.separation for h in self.histograms},
-            "separation_power_per_energy": {h.name: h.separation for h in self.energy_histograms},
-            "separation_power_reference_split": dict(self.separation_split),
-            "histogram_binnings": {h.name: h.definition for h in (*self.histograms, *self.energy_histograms)},
-            "fpd": dist(self.fpd) | {"reference_split": dist(self.fpd_split)},
-            "kpd": dist(self.kpd) | {"reference_split": dist(self.kpd_split)},
-            "prdc": None if self.prdc is None else dataclasses.asdict(self.prdc)
-            | {"reference_split": dataclasses.asdict(self.prdc_split) if self.prdc_split else None},
-            "classifiers": {
-                name: {"auc": r.auc, "auc_error": r.auc_error, "jsd": r.jsd, "jsd_error": r.jsd_error,
-                       "n_per_sample": r.n_per_sample, "repeats": len(r.runs),
-                       "best_epochs": [run.best_epoch for run in r.runs],
-                       "epochs_run": [run.epochs_run for run in r.runs],
-                       "stopped_by": [run.stopped_by for run in r.runs],
-                       "budget_exhausted": r.budget_exhausted, "precision": r.runs[0].precision,
-                       "budget_s": r.config.max_seconds, "max_epochs": r.config.max_epochs,
-                       "patience": r.config.patience, "summary": r.summary(),
-                       "reference_split": {"auc": self.classifiers_split[name].auc,
-                                           "jsd": self.classifiers_split[name].jsd}
-                       if name in self.classifiers_split else None}
-                for name, r in self.classifiers.items()
-            },
-            "response": {"reference": [dataclasses.asdict(e) for e in self.response_reference.per_energy],
-                         "generated": [dataclasses.asdict(e) for e in self.response_generated.per_energy]},
-            "layer_correlation": {
-                "reference": self.correlation_reference.tolist(),
-                                  "generated": self.correlation_generated.tolist(),
-                                  "max_abs_difference": _max_abs(self.correlation_reference,
-                                                                 self.correlation_generated),
-                                  "reference_split_max_abs_difference": self.correlation_split_max},
-            "training": self.training,
-            "warnings": list(self.warnings),
-            "timings_s": dict(self.timings),
-        }
-
-
-def _max_abs(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-    return float(np.abs(a - b).max())
 
 
 def _take(features: HighLevelFeatures, index: NDArray[np.int64]) -> HighLevelFeatures:
@@ -305,7 +183,7 @@ def compute_evaluation(
     split = _separations(ref_a, ref_b)
     split["voxel"] = voxel_histogram(ref_s.showers[half_a], ref_s.showers[half_b], thr, geometry=geometry).separation
     corr_r, corr_g = layer_correlation(ref_f.e_layer), layer_correlation(gen_f.e_layer)
-    corr_split = _max_abs(layer_correlation(ref_a.e_layer), layer_correlation(ref_b.e_layer))
+    corr_split = max_abs_difference(layer_correlation(ref_a.e_layer), layer_correlation(ref_b.e_layer))
     lap("histograms")
 
     prog.message("FPD and KPD (with the reference split): started")
@@ -355,28 +233,12 @@ def compute_evaluation(
                                 f"{'/'.join(str(r.epochs_run) for r in result.runs)} epochs: its AUC may be "
                                 "understated (give it more time with --max-minutes)")
 
-    rows = [v.chi2_verdict(chi2.chi2_ndf, chi2.ndf, chi2_split.chi2_ndf)]
-    seps = {h.name: h.separation for h in histograms}
-    finite = {k: s for k, s in seps.items() if np.isfinite(s)}
-    worst = max(finite, key=finite.__getitem__) if finite else "none"
-    split_max = max((s for s in split.values() if np.isfinite(s)), default=float("nan"))
-    row = v.separation_verdict(finite.get(worst, float("nan")), split_max)
-    rows.append(dataclasses.replace(row, metric=f"separation power (max: {worst})"))
-    mean_sep = float(np.mean(list(finite.values()))) if finite else float("nan")
-    mean_split = float(np.nanmean(list(split.values()))) if split else float("nan")
-    rows.append(dataclasses.replace(v.separation_verdict(mean_sep, mean_split, "mean"), verdict="info"))
-    for key, name, res, sp in (("fpd_e3", "FPD x10^3", fpd_r, fpd_s), ("kpd_e3", "KPD x10^3", kpd_r, kpd_s)):
-        rows.append(v.distance_verdict(key, name, res.value * 1e3, res.error * 1e3, sp.value * 1e3, sp.error * 1e3))
-    for kind, clf in results.items():
-        sp_auc = results_split[kind].auc
-        rows.append(v.auc_verdict(f"auc_{kind}", f"classifier AUC ({kind}-level)", clf.auc, clf.auc_error, sp_auc))
-        rows.append(v.VerdictRow(f"jsd_{kind}", f"classifier JSD ({kind}-level)", clf.jsd, clf.jsd_error,
-                                 results_split[kind].jsd, "info", "information only"))
-    rows.append(v.correlation_verdict(_max_abs(corr_r, corr_g), corr_split))
-    if prdc_r is not None and prdc_s is not None:
-        for name in ("precision", "recall", "density", "coverage"):
-            rows.append(v.VerdictRow(name, f"{name} (k=5, voxels)", getattr(prdc_r, name), float("nan"),
-                                     getattr(prdc_s, name), "info", "information only"))
+    rows = v.assemble(
+        chi2, chi2_split, {h.name: h.separation for h in histograms}, split,
+        {"fpd": (fpd_r, fpd_s), "kpd": (kpd_r, kpd_s)},
+        {kind: (results[kind], results_split[kind]) for kind in results},
+        (max_abs_difference(corr_r, corr_g), corr_split),
+        (prdc_r, prdc_s) if prdc_r is not None and prdc_s is not None else None)
     lap("verdicts")
     return EvaluationResult(
         mode=mode, seed=seed, geometry=geometry, threshold=thr, n_reference=len(reference),
@@ -388,7 +250,7 @@ def compute_evaluation(
         mean_reference=ref_s.showers.mean(axis=0, dtype=np.float64),
         mean_generated=gen_s.showers.mean(axis=0, dtype=np.float64),
         fpd=fpd_r, kpd=kpd_r, fpd_split=fpd_s, kpd_split=kpd_s, prdc=prdc_r, prdc_split=prdc_s,
-        classifiers=results, classifiers_split=results_split, verdicts=tuple(rows),
+        classifiers=results, classifiers_split=results_split, verdicts=rows,
         warnings=tuple(messages), timings=timings,
     )
 
@@ -407,15 +269,20 @@ def evaluate(
     with_prdc: bool = True,
     training_history: Sequence[Mapping[str, float]] = (),
     progress: Progress | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> EvaluationResult:
     """Validate ``generated`` against ``reference`` and write the report into ``out_dir``.
 
     Writes ``metrics.json``, ``report.html`` (self-contained) and ``plots/*.png`` and
-    ``*.pdf``, each atomically. The arguments are those of :func:`compute_evaluation`,
-    plus the output directory (created if missing), ``force``, and optionally the
-    training history of the model that generated the showers (a bundle's ``history``:
-    rows with ``iteration``, ``elapsed_s`` and validation ``chi2_ndf``), which adds a
-    training section: chi2/NDF before training and at the chosen checkpoint.
+    ``*.pdf`` (see :func:`caloforge.validation.report.write_report`). The arguments are those of
+    :func:`compute_evaluation`, plus the output directory (created if missing), ``force``,
+    optionally the training history of the model that generated the showers (a bundle's
+    ``history``: rows with ``iteration``, ``elapsed_s`` and validation ``chi2_ndf``), which adds a
+    training section, and ``inputs``, a description of where the samples came from (files,
+    fingerprints, the model bundle) for the report's header and metrics.json.
+
+    Returns:
+        The result as written, its timings including the report and the total.
 
     Raises:
         OutputExistsError: if the report or metrics already exist and ``force`` is false
@@ -427,8 +294,6 @@ def evaluate(
     start = time.perf_counter()
     result = compute_evaluation(reference, generated, mode, classifiers, seed, classifier_config, device,
                                 threshold, with_prdc, progress)
-    if training_history:
-        rows = tuple({k: float(v) for k, v in row.items() if v is not None} for row in training_history)  # null: NaN
-        result = dataclasses.replace(result, training_history=rows)
-    write_report(result, out, force=force, progress=progress, started=start)
-    return result
+    history = tuple({k: float(v) for k, v in row.items() if v is not None} for row in training_history)  # null: NaN
+    result = dataclasses.replace(result, training_history=history, inputs=dict(inputs or {}))
+    return write_report(result, out, force=force, progress=progress, started=start)

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from caloforge.data.geometry import PRESETS, Geometry
+from caloforge.data.datasets import dataset_facts
+from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
 
@@ -39,7 +40,6 @@ __all__ = [
     "DEFAULT_THRESHOLD",
     "HighLevelFeatures",
     "apply_threshold",
-    "calochallenge_dataset",
     "compute_features",
     "high_level_inputs",
     "low_level_inputs",
@@ -49,33 +49,13 @@ __all__ = [
 #: Readout threshold (MeV) used for geometries that are not a CaloChallenge preset.
 DEFAULT_THRESHOLD = 0.0
 _GUARD = 1e-16
-_THRESHOLDS = {
-    "ds1-photons": 1.0,  # dataset 1 (ATLAS-like): 1 MeV
-    "ds1-pions": 1.0,
-    "ds2": 0.5e-3 / 0.033,  # datasets 2/3: 0.5 keV in silicon / sampling fraction 0.033 = 15.15 keV
-    "ds3": 0.5e-3 / 0.033,
-}
-
-
-def calochallenge_dataset(geometry: Geometry) -> str | None:
-    """The CaloChallenge preset a geometry is, recognised by its binning (not its name); None for others.
-
-    Example:
-        >>> from caloforge.data.geometry import Layer
-        >>> calochallenge_dataset(Geometry.preset("ds2")), calochallenge_dataset(Geometry((Layer(0, (0, 1)),)))
-        ('ds2', None)
-    """
-    for name, preset in PRESETS.items():
-        if preset == geometry:
-            return name
-    return None
 
 
 def readout_threshold(geometry: Geometry) -> float:
-    """The CaloChallenge readout threshold of a geometry, MeV.
+    """The CaloChallenge readout threshold of a geometry, MeV (:mod:`caloforge.data.datasets`).
 
     1 MeV for the dataset-1 presets, 0.5 keV / 0.033 = 15.15 keV for datasets 2 and 3,
-    and :data:`DEFAULT_THRESHOLD` (0) for any other geometry. The preset is recognised
+    and :data:`DEFAULT_THRESHOLD` (0) for any other geometry. The dataset is recognised
     by its binning, not its name, so a binning XML of an official dataset gets its threshold.
 
     Example:
@@ -84,8 +64,8 @@ def readout_threshold(geometry: Geometry) -> float:
         >>> round(readout_threshold(Geometry.preset("ds2")) * 1e3, 2)  # keV
         15.15
     """
-    name = calochallenge_dataset(geometry)
-    return DEFAULT_THRESHOLD if name is None else _THRESHOLDS[name]
+    facts = dataset_facts(geometry)
+    return DEFAULT_THRESHOLD if facts is None else facts.readout_threshold_mev
 
 
 def apply_threshold(showers: ShowerSet, threshold: float) -> ShowerSet:

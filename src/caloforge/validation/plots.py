@@ -8,17 +8,19 @@ as a filled histogram, generated as a line, with a generated/reference ratio pan
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from caloforge.validation.evaluate import EvaluationResult
+    from caloforge.data.geometry import Geometry
     from caloforge.validation.metrics.classifier import ClassifierResult
+    from caloforge.validation.metrics.response import ResponseResult
     from caloforge.validation.metrics.separation import FeatureHistogram
 
 __all__ = [
@@ -46,10 +48,17 @@ def style() -> dict[str, Any]:
     return base
 
 
-def _figure(width: float, height: float, layout: Literal["constrained"] | None = None) -> Figure:
-    from matplotlib.figure import Figure
+def _figure(width: float, height: float, layout: Literal["constrained"] | None = None,
+            fig: Figure | None = None) -> Figure:
+    """``fig`` (sized and laid out as asked) or a new figure, detached from pyplot's global state."""
+    if fig is None:
+        from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout=layout)
+        return Figure(figsize=(width, height), layout=layout)
+    fig.set_size_inches(width, height)
+    if layout is not None:
+        fig.set_layout_engine(layout)
+    return fig
 
 
 def _panel(fig: Figure, spec: object, hist: FeatureHistogram, legend: bool) -> None:
@@ -79,12 +88,13 @@ def _panel(fig: Figure, spec: object, hist: FeatureHistogram, legend: bool) -> N
         ax.legend(loc="best", frameon=False)
 
 
-def histogram_grid(histograms: Sequence[FeatureHistogram], title: str, columns: int = 4) -> Figure:
+def histogram_grid(histograms: Sequence[FeatureHistogram], title: str, columns: int = 4,
+                   fig: Figure | None = None) -> Figure:
     """One figure with a panel (histogram + ratio) per histogram, e.g. one per layer."""
     n = len(histograms)
     cols = min(columns, n)
     rows = math.ceil(n / cols)
-    fig = _figure(3.4 * cols, 3.0 * rows + 0.4)
+    fig = _figure(3.4 * cols, 3.0 * rows + 0.4, fig=fig)
     margin = 0.6 / (3.0 * rows + 0.4)
     grid = fig.add_gridspec(rows, cols, left=0.07 if cols > 1 else 0.15, right=0.98, bottom=margin + 0.02,
                             top=1 - margin, wspace=0.3, hspace=0.45)
@@ -94,28 +104,35 @@ def histogram_grid(histograms: Sequence[FeatureHistogram], title: str, columns: 
     return fig
 
 
-def _layer_grid(result: EvaluationResult, values: NDArray[np.float64], index: int) -> NDArray[np.float64]:
-    geometry = result.geometry
+def _layer_grid(geometry: Geometry, values: NDArray[np.float64], index: int) -> NDArray[np.float64]:
     layer = geometry.layers[index]
     return values[geometry.layer_slice(index)].reshape(layer.n_alpha, layer.n_r)
 
 
-def plot_mean_images(result: EvaluationResult, layers: Sequence[int]) -> Figure:
-    """Average shower per layer (polar, radial bins drawn with equal width): reference, generated, ratio."""
+def plot_mean_images(geometry: Geometry, mean_reference: NDArray[np.float64], mean_generated: NDArray[np.float64],
+                     layers: Sequence[int], fig: Figure | None = None) -> Figure:
+    """Average shower per layer (polar, radial bins drawn with equal width): reference, generated, ratio.
+
+    Args:
+        geometry: The voxel geometry.
+        mean_reference: Mean voxel energies of the reference, MeV, shape (V,).
+        mean_generated: The same for the generated showers.
+        layers: Layer positions (not ids) to draw, one row each.
+        fig: A figure to draw into (default: a new one).
+    """
     from matplotlib.colors import LogNorm, Normalize
 
-    geometry = result.geometry
-    fig = _figure(9.0, 2.6 * len(layers) + 0.4, "constrained")
+    fig = _figure(9.0, 2.6 * len(layers) + 0.4, "constrained", fig)
     grid = fig.add_gridspec(len(layers), 3)
-    vmax = max(float(result.mean_reference.max()), 1e-6)
+    vmax = max(float(mean_reference.max()), 1e-6)
     norm = LogNorm(vmin=max(vmax * 1e-5, 1e-6), vmax=vmax)
     for row, index in enumerate(layers):
         layer = geometry.layers[index]
         split = math.ceil(72 / layer.n_alpha)  # sub-divide alpha bins so that rings look round
         theta = np.linspace(-np.pi, np.pi, layer.n_alpha * split + 1)
         radius = np.arange(layer.n_r + 1, dtype=float)
-        ref = np.repeat(_layer_grid(result, result.mean_reference, index), split, axis=0)
-        gen = np.repeat(_layer_grid(result, result.mean_generated, index), split, axis=0)
+        ref = np.repeat(_layer_grid(geometry, mean_reference, index), split, axis=0)
+        gen = np.repeat(_layer_grid(geometry, mean_generated, index), split, axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(ref > 0, gen / ref, np.nan)
         panels = (("reference", ref, norm, "viridis"), ("generated", gen, norm, "viridis"),
@@ -135,13 +152,21 @@ def plot_mean_images(result: EvaluationResult, layers: Sequence[int]) -> Figure:
     return fig
 
 
-def plot_profiles(result: EvaluationResult, max_layers: int = 6) -> Figure:
-    """Mean longitudinal profile (energy per layer) and mean radial profiles of the most energetic layers."""
-    geometry = result.geometry
-    fig = _figure(10.0, 4.2, "constrained")
+def plot_profiles(geometry: Geometry, mean_reference: NDArray[np.float64], mean_generated: NDArray[np.float64],
+                  max_layers: int = 6, fig: Figure | None = None) -> Figure:
+    """Mean longitudinal profile (energy per layer) and mean radial profiles of the most energetic layers.
+
+    Args:
+        geometry: The voxel geometry.
+        mean_reference: Mean voxel energies of the reference, MeV, shape (V,).
+        mean_generated: The same for the generated showers.
+        max_layers: Radial profiles of at most this many layers (the most energetic).
+        fig: A figure to draw into (default: a new one).
+    """
+    fig = _figure(10.0, 4.2, "constrained", fig)
     ax_l, ax_r = fig.subplots(1, 2)
-    e_ref = np.array([result.mean_reference[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
-    e_gen = np.array([result.mean_generated[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
+    e_ref = np.array([mean_reference[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
+    e_gen = np.array([mean_generated[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
     x = np.arange(geometry.n_layers + 1) - 0.5
     ax_l.stairs(e_ref, x, fill=True, color=REF_COLOUR, alpha=0.35, label="reference")
     ax_l.stairs(e_gen, x, color=GEN_COLOUR, linewidth=1.5, label="generated")
@@ -157,8 +182,8 @@ def plot_profiles(result: EvaluationResult, max_layers: int = 6) -> Figure:
     for colour, index in zip(colours, sorted(top), strict=True):
         layer = geometry.layers[index]
         area = np.pi * np.diff(np.asarray(layer.r_edges) ** 2)
-        ref = _layer_grid(result, result.mean_reference, index).sum(axis=0) / area
-        gen = _layer_grid(result, result.mean_generated, index).sum(axis=0) / area
+        ref = _layer_grid(geometry, mean_reference, index).sum(axis=0) / area
+        gen = _layer_grid(geometry, mean_generated, index).sum(axis=0) / area
         ax_r.step(layer.r_edges[1:], ref, where="pre", color=colour, label=f"layer {layer.id} ref")
         ax_r.step(layer.r_edges[1:], gen, where="pre", color=colour, linestyle="--", label=f"layer {layer.id} gen")
     ax_r.set_xscale("symlog", linthresh=1.0)
@@ -170,12 +195,12 @@ def plot_profiles(result: EvaluationResult, max_layers: int = 6) -> Figure:
     return fig
 
 
-def plot_response(result: EvaluationResult) -> Figure:
+def plot_response(reference: ResponseResult, generated: ResponseResult, fig: Figure | None = None) -> Figure:
     """Mean response and relative resolution of E_tot/E_inc versus incident energy."""
-    fig = _figure(10.0, 4.0, "constrained")
+    fig = _figure(10.0, 4.0, "constrained", fig)
     ax_m, ax_s = fig.subplots(1, 2)
-    for res, colour, label, marker in ((result.response_reference, REF_COLOUR, "reference", "o"),
-                                       (result.response_generated, GEN_COLOUR, "generated", "s")):
+    for res, colour, label, marker in ((reference, REF_COLOUR, "reference", "o"),
+                                       (generated, GEN_COLOUR, "generated", "s")):
         a = res.arrays()
         ax_m.errorbar(a["energy_mean"], a["response"], a["response_error"], color=colour, marker=marker,
                       linestyle="none", markersize=4, label=label)
@@ -191,15 +216,14 @@ def plot_response(result: EvaluationResult) -> Figure:
     return fig
 
 
-def plot_correlations(result: EvaluationResult) -> Figure:
+def plot_correlations(layer_ids: Sequence[int], reference: NDArray[np.float64], generated: NDArray[np.float64],
+                      fig: Figure | None = None) -> Figure:
     """Layer-energy Pearson correlation matrices: reference, generated and their difference."""
-    fig = _figure(13.0, 4.3, "constrained")
+    fig = _figure(13.0, 4.3, "constrained", fig)
     axes = fig.subplots(1, 3)
-    ids = [str(i) for i in result.geometry.layer_ids]
-    panels = (("reference", result.correlation_reference, "RdBu_r", (-1, 1)),
-              ("generated", result.correlation_generated, "RdBu_r", (-1, 1)),
-              ("generated - reference", result.correlation_generated - result.correlation_reference, "PuOr",
-               (-0.3, 0.3)))
+    ids = [str(i) for i in layer_ids]
+    panels = (("reference", reference, "RdBu_r", (-1, 1)), ("generated", generated, "RdBu_r", (-1, 1)),
+              ("generated - reference", generated - reference, "PuOr", (-0.3, 0.3)))
     for ax, (name, matrix, cmap, (lo, hi)) in zip(axes, panels, strict=True):
         image = ax.imshow(matrix, cmap=cmap, vmin=lo, vmax=hi, origin="lower")
         step = max(1, len(ids) // 10)
@@ -212,10 +236,12 @@ def plot_correlations(result: EvaluationResult) -> Figure:
     return fig
 
 
-def plot_roc(results: dict[str, ClassifierResult], splits: dict[str, ClassifierResult]) -> Figure:
+def plot_roc(results: Mapping[str, ClassifierResult], splits: Mapping[str, ClassifierResult],
+             ax: Axes | None = None) -> Figure:
     """ROC curves (first training, calibrated validation outputs) of each classifier and its reference split."""
-    fig = _figure(5.5, 5.0, "constrained")
-    ax = fig.subplots()
+    if ax is None:
+        ax = _figure(5.5, 5.0, "constrained").subplots()
+    fig = ax.figure
     for k, (name, res) in enumerate(results.items()):
         run = res.runs[0]
         ax.plot(run.fpr, run.tpr, color=f"C{k}", label=f"{name}-level: AUC {res.auc:.3f}")
@@ -227,14 +253,15 @@ def plot_roc(results: dict[str, ClassifierResult], splits: dict[str, ClassifierR
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.legend(frameon=False, loc="lower right")
-    fig.suptitle("Classifier ROC curves")
-    return fig
+    ax.set_title("Classifier ROC curves")
+    return fig  # type: ignore[return-value]
 
 
-def plot_training(history: Sequence[dict[str, float]]) -> Figure:
+def plot_training(history: Sequence[Mapping[str, float]], ax: Axes | None = None) -> Figure:
     """Validation chi2/NDF of the total-energy response versus training iteration; iteration 0 is untrained."""
-    fig = _figure(7.0, 4.0, "constrained")
-    ax = fig.subplots()
+    if ax is None:
+        ax = _figure(7.0, 4.0, "constrained").subplots()
+    fig = ax.figure
     rows = [r for r in history if math.isfinite(r.get("chi2_ndf", math.nan))]
     it = np.array([r["iteration"] for r in rows])
     chi2 = np.array([r["chi2_ndf"] for r in rows])
@@ -249,4 +276,4 @@ def plot_training(history: Sequence[dict[str, float]]) -> Figure:
     ax.set_xlabel("training iteration")
     ax.set_ylabel(r"$\chi^2$/NDF of $E_\mathrm{tot}/E_\mathrm{inc}$")
     ax.legend(frameon=False)
-    return fig
+    return fig  # type: ignore[return-value]

@@ -3,7 +3,7 @@
 Layout of the output directory::
 
     report.html      verdict table, per-energy chi2 table, every figure embedded as base64 PNG
-    metrics.json     :meth:`caloforge.validation.evaluate.EvaluationResult.to_dict` (stable keys)
+    metrics.json     :meth:`caloforge.validation.result.EvaluationResult.to_dict` (stable keys)
     plots/*.png      the figures (also embedded in the page)
     plots/*.pdf      the same figures as vector graphics
 
@@ -14,6 +14,7 @@ Files are written atomically and never overwrite without ``force``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import math
@@ -28,11 +29,12 @@ from caloforge._version import __version__
 from caloforge.data.outputs import scratch_dir, strict_json
 from caloforge.errors import OutputExistsError, OutputPathError
 from caloforge.runtime.progress import SILENT, Progress
+from caloforge.validation import plots
+from caloforge.validation.result import EvaluationResult
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from caloforge.validation.evaluate import EvaluationResult
     from caloforge.validation.metrics.separation import FeatureHistogram
 
 __all__ = ["REPORT_FILES", "check_report_dir", "render_html", "write_report"]
@@ -86,8 +88,6 @@ def check_report_dir(out_dir: str | Path, force: bool) -> Path:
 
 def _figures(result: EvaluationResult) -> list[tuple[str, str, str, Callable[[], Figure]]]:
     """(section, file stem, caption, figure maker) for every plot of the report; figures are drawn on demand."""
-    from caloforge.validation import plots
-
     by_family: dict[str, list[FeatureHistogram]] = {}
     for hist in result.histograms:
         by_family.setdefault(hist.family, []).append(hist)
@@ -100,20 +100,22 @@ def _figures(result: EvaluationResult) -> list[tuple[str, str, str, Callable[[],
                     "E_tot/E_inc per incident energy (official binning for dataset 1)",
                     partial(plots.histogram_grid, result.energy_histograms, "E_tot/E_inc per incident energy")))
     out.append(("Response", "response_resolution", "Response and resolution vs energy",
-                partial(plots.plot_response, result)))
+                partial(plots.plot_response, result.response_reference, result.response_generated)))
     for family, title in _FAMILIES:
         if by_family.get(family):
             out.append(("Features", family, title, partial(plots.histogram_grid, by_family[family], title)))
+    means = (result.geometry, result.mean_reference, result.mean_generated)
     out.append(("Shower shape", "profiles", "Mean longitudinal and radial profiles",
-                partial(plots.plot_profiles, result)))
+                partial(plots.plot_profiles, *means)))
     n_layers = result.geometry.n_layers
     for start in range(0, n_layers, 9):
         layers = list(range(start, min(start + 9, n_layers)))
         out.append(("Shower shape", f"mean_images_{start}",
                     f"Average shower, layers {layers[0]}-{layers[-1]} (positions)",
-                    partial(plots.plot_mean_images, result, layers)))
+                    partial(plots.plot_mean_images, *means, layers)))
     out.append(("Correlations", "layer_correlations", "Layer-energy correlations",
-                partial(plots.plot_correlations, result)))
+                partial(plots.plot_correlations, result.geometry.layer_ids, result.correlation_reference,
+                        result.correlation_generated)))
     if result.training is not None:
         out.append(("Training", "training", "Validation chi2/NDF during training (checkpoint selection)",
                     partial(plots.plot_training, result.training_history)))
@@ -197,7 +199,7 @@ def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]]) 
 
 
 def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = False, pdf: bool = True,
-                 progress: Progress | None = None, started: float | None = None) -> Path:
+                 progress: Progress | None = None, started: float | None = None) -> EvaluationResult:
     """Draw every figure and write plots, report.html and metrics.json into ``out_dir``.
 
     Everything is written into a temporary directory beside the report first and moved into
@@ -210,14 +212,13 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
         force: Replace an existing report.
         pdf: Also write every figure as PDF.
         progress: Reports each figure; None is silent.
-        started: ``time.perf_counter()`` at the start of the evaluation, for the total time in metrics.json.
+        started: ``time.perf_counter()`` at the start of the evaluation, for the total time.
 
     Returns:
-        The path of report.html.
+        The result as written: ``result`` with the report's and the total time added to its timings
+        (a new object; ``result`` itself is never changed).
     """
     import matplotlib
-
-    from caloforge.validation import plots
 
     out = check_report_dir(out_dir, force)
     start = time.perf_counter()
@@ -242,13 +243,14 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
                     fig.savefig(stage / "plots" / f"{stem}.pdf", format="pdf")
                 images.append((section, caption, png))
                 task.update(advance=1, status=stem)
-        result.timings["report"] = round(time.perf_counter() - start, 3)
+        timings = {**result.timings, "report": round(time.perf_counter() - start, 3)}
         if started is not None:
-            result.timings["total"] = round(time.perf_counter() - started, 3)
+            timings["total"] = round(time.perf_counter() - started, 3)
+        result = dataclasses.replace(result, timings=timings)
         (stage / "report.html").write_text(render_html(result, images), encoding="utf-8")
         (stage / "metrics.json").write_text(strict_json(result.to_dict(), indent=2), encoding="utf-8")
         _publish(stage, out)
-    return out / "report.html"
+    return result
 
 
 def _publish(stage: Path, out: Path) -> None:

@@ -28,15 +28,14 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from caloforge.data.datasets import DATASETS
 from caloforge.data.geometry import Geometry
-from caloforge.validation.features import calochallenge_dataset
 from caloforge.validation.metrics.chi2 import response_bins
 
 __all__ = [
     "CALOCHALLENGE",
     "DATA_DRIVEN",
     "FIXED",
-    "MIN_ENERGY",
     "Binning",
     "layer_energy_binning",
     "log_binning",
@@ -51,9 +50,6 @@ CALOCHALLENGE = "calochallenge"
 DATA_DRIVEN = "data-driven"
 FIXED = "fixed"
 
-#: ``min_energy`` of the official evaluation (MeV): the lower edge of its log-spaced E_layer and voxel
-#: histograms ("minimal readout per voxel"). Not a threshold: the official code applies none.
-MIN_ENERGY = {"ds1-photons": 10.0, "ds1-pions": 10.0, "ds2": 0.5e-3 / 0.033, "ds3": 0.5e-3 / 0.033}
 
 
 class Binning(NamedTuple):
@@ -77,7 +73,7 @@ def log_binning(reference: NDArray[np.floating], low: float, n_bins: int) -> Bin
 
 
 def _official_log(dataset: str, reference: NDArray[np.floating], n_edges: int) -> Binning:
-    lo = MIN_ENERGY[dataset]
+    lo = DATASETS[dataset].official_min_energy_mev
     hi = float(np.max(reference)) if np.size(reference) else lo
     hi = hi if hi > lo else lo * 10  # the official code would fail here (decreasing edges)
     return Binning(np.logspace(np.log10(lo), np.log10(hi), n_edges), CALOCHALLENGE)
@@ -86,7 +82,7 @@ def _official_log(dataset: str, reference: NDArray[np.floating], n_edges: int) -
 def layer_energy_binning(geometry: Geometry, reference: NDArray[np.floating], threshold: float) -> Binning:
     """E_layer (MeV): official 39 log bins for the CaloChallenge datasets; else 40 log bins from the
     threshold (or the smallest positive reference value) to the reference maximum."""
-    dataset = calochallenge_dataset(geometry)
+    dataset = geometry.dataset
     if dataset is not None:
         return _official_log(dataset, reference, 40)
     return log_binning(reference, threshold, 40)
@@ -95,7 +91,7 @@ def layer_energy_binning(geometry: Geometry, reference: NDArray[np.floating], th
 def voxel_binning(geometry: Geometry | None, reference: NDArray[np.floating], threshold: float) -> Binning:
     """Voxel energies (MeV): official 49 log bins for the CaloChallenge datasets; else 50 log bins from the
     threshold (or the smallest positive reference voxel) to the reference maximum."""
-    dataset = None if geometry is None else calochallenge_dataset(geometry)
+    dataset = None if geometry is None else geometry.dataset
     if dataset is not None:
         return _official_log(dataset, reference, 50)
     return log_binning(reference, threshold, 50)
@@ -105,7 +101,7 @@ def response_binning(geometry: Geometry, reference: NDArray[np.floating]) -> Bin
     """Inclusive E_tot/E_inc: official 100 bins on [0.5, 1.5] for the CaloChallenge datasets; for other
     geometries the same, unless less than half of the reference lies there (an uncalibrated sampling
     calorimeter): then 100 bins over the reference's 0.1-99.9 percentile range."""
-    if calochallenge_dataset(geometry) is not None:
+    if geometry.dataset is not None:
         return Binning(np.linspace(0.5, 1.5, 101), CALOCHALLENGE)
     ref = np.asarray(reference, np.float64)
     if ref.size and np.mean((ref >= 0.5) & (ref <= 1.5)) >= 0.5:
@@ -133,7 +129,7 @@ def response_edges_per_energy(geometry: Geometry, energy: float, reference: NDAr
         >>> float(response_edges_per_energy(g, 2048.0, np.ones(10)).edges[0])
         0.4
     """
-    dataset = calochallenge_dataset(geometry)
+    dataset = geometry.dataset
     if dataset in ("ds1-photons", "ds1-pions"):
         if dataset == "ds1-photons" and energy >= 2.0**12:
             return Binning(np.linspace(0.9, 1.1, 21), CALOCHALLENGE)
@@ -157,7 +153,7 @@ def moment_binning(geometry: Geometry, layer_id: int, kind: str, axis: str,
     and for r always (the official code has no r histogram): centres in [-1.1 m, 1.1 m] for
     eta/phi or [0, 1.1 m] for r, widths in [0, 1.1 m], with m the reference's 99.9 percentile of |x|.
     """
-    dataset = calochallenge_dataset(geometry)
+    dataset = geometry.dataset
     if dataset is not None and axis in ("eta", "phi"):
         lim, lim_w = _official_limits(dataset, layer_id)
         edges = np.linspace(-lim, lim, 101) if kind == "centre" else np.linspace(0.0, lim_w, 101)
@@ -172,7 +168,7 @@ def moment_binning(geometry: Geometry, layer_id: int, kind: str, axis: str,
 def sparsity_binning(geometry: Geometry, layer_index: int) -> Binning:
     """Sparsity: 20 bins on [0, 1] for the CaloChallenge datasets (the official code has no sparsity
     histogram); otherwise one bin per possible value k/n for layers of n <= 100 voxels, else 50 bins."""
-    if calochallenge_dataset(geometry) is not None:
+    if geometry.dataset is not None:
         return Binning(np.linspace(0.0, 1.0, 21), FIXED)
     n_voxels = geometry.layers[layer_index].n_voxels
     if n_voxels <= 100:

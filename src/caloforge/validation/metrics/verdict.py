@@ -22,13 +22,22 @@ information only ("info").
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from caloforge.validation.metrics.chi2 import Chi2Result
+    from caloforge.validation.metrics.classifier import ClassifierResult
+    from caloforge.validation.metrics.distances import DistanceResult
+    from caloforge.validation.metrics.prdc import PRDCResult
 
 __all__ = [
     "Verdict",
     "VerdictRow",
+    "assemble",
     "auc_verdict",
     "chi2_verdict",
     "correlation_verdict",
@@ -145,3 +154,49 @@ def overall(rows: tuple[VerdictRow, ...] | list[VerdictRow]) -> Verdict:
     if "fail" in verdicts:
         return "fail"
     return "warn" if "warn" in verdicts else "pass"
+
+
+def assemble(
+    chi2: Chi2Result,
+    chi2_split: Chi2Result,
+    separations: Mapping[str, float],
+    separations_split: Mapping[str, float],
+    distances: Mapping[str, tuple[DistanceResult, DistanceResult]],
+    classifiers: Mapping[str, tuple[ClassifierResult, ClassifierResult]],
+    correlation: tuple[float, float],
+    prdc: tuple[PRDCResult, PRDCResult] | None = None,
+) -> tuple[VerdictRow, ...]:
+    """The verdict table of an evaluation, in report order.
+
+    Args:
+        chi2: Response chi2 of reference vs generated; ``chi2_split``: of the reference halves.
+        separations: Separation power per feature histogram; ``separations_split``: of the halves.
+        distances: ``{"fpd": (result, split result), "kpd": ...}``, raw units (shown x10^3).
+        classifiers: ``{"low": (result, split result), "high": ...}``.
+        correlation: Largest layer-correlation difference, generated and reference split.
+        prdc: Precision/recall/density/coverage and their reference split, shown for information.
+    """
+    rows = [chi2_verdict(chi2.chi2_ndf, chi2.ndf, chi2_split.chi2_ndf)]
+    finite = {k: s for k, s in separations.items() if math.isfinite(s)}
+    worst = max(finite, key=finite.__getitem__) if finite else "none"
+    split_finite = [s for s in separations_split.values() if math.isfinite(s)]
+    split_max = max(split_finite, default=math.nan)
+    row = separation_verdict(finite.get(worst, math.nan), split_max)
+    rows.append(dataclasses.replace(row, metric=f"separation power (max: {worst})"))
+    mean = sum(finite.values()) / len(finite) if finite else math.nan
+    mean_split = sum(split_finite) / len(split_finite) if split_finite else math.nan
+    rows.append(dataclasses.replace(separation_verdict(mean, mean_split, "mean"), verdict="info"))
+    for key, (res, split) in distances.items():
+        rows.append(distance_verdict(f"{key}_e3", f"{key.upper()} x10^3", res.value * 1e3, res.error * 1e3,
+                                     split.value * 1e3, split.error * 1e3))
+    for kind, (clf, split_clf) in classifiers.items():
+        rows.append(auc_verdict(f"auc_{kind}", f"classifier AUC ({kind}-level)", clf.auc, clf.auc_error,
+                                split_clf.auc))
+        rows.append(VerdictRow(f"jsd_{kind}", f"classifier JSD ({kind}-level)", clf.jsd, clf.jsd_error,
+                               split_clf.jsd, "info", "information only"))
+    rows.append(correlation_verdict(*correlation))
+    if prdc is not None:
+        for name in ("precision", "recall", "density", "coverage"):
+            rows.append(VerdictRow(name, f"{name} (k=5, voxels)", getattr(prdc[0], name), math.nan,
+                                   getattr(prdc[1], name), "info", "information only"))
+    return tuple(rows)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from caloforge.cli._common import THREADS_HELP, apply_threads, cli_progress, console, device_name, friendly_errors
+from caloforge.cli.common import THREADS_HELP, apply_threads, cli_progress, console, device_name, friendly_errors
 
 __all__ = ["register"]
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from caloforge.cli._common import (
+from caloforge.cli.common import (
     GEOMETRY_HELP,
     THREADS_HELP,
     apply_threads,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from caloforge.cli._common import GEOMETRY_HELP, cli_progress, console, friendly_errors, parse_floats
+from caloforge.cli.common import GEOMETRY_HELP, cli_progress, console, friendly_errors, parse_floats
 from caloforge.errors import ConfigError
 
 if TYPE_CHECKING:

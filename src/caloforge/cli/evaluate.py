@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from caloforge.cli._common import (
+from caloforge.cli.common import (
     GEOMETRY_HELP,
     THREADS_HELP,
     apply_threads,

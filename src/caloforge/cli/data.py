@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from caloforge.cli._common import GEOMETRY_HELP, console, friendly_errors
+from caloforge.cli.common import GEOMETRY_HELP, console, friendly_errors
 
 __all__ = ["register"]
 

@@ -18,7 +18,7 @@ from caloforge.errors import CaloforgeError, ConfigError
 
 if TYPE_CHECKING:
     from caloforge.runtime.progress import Progress
-    from caloforge.validation.evaluate import EvaluationResult
+    from caloforge.validation.result import EvaluationResult
 
 __all__ = ["GEOMETRY_HELP", "THREADS_HELP", "apply_threads", "cli_progress", "console", "device_name", "err_console",
            "friendly_errors", "parse_floats", "state", "verdict_table"]
