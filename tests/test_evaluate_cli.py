@@ -44,7 +44,10 @@ def test_full_mode_end_to_end_warns_and_refuses_to_overwrite(files, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == "full" and metrics["seed"] == 1 and set(metrics["classifiers"]) == {"high"}
     high = metrics["classifiers"]["high"]
-    assert 0.0 <= high["auc"] <= 1.0
+    # the samples differ only in their energy spectrum (600 vs 500/50/50 showers at 1, 2, 4 GeV), which the
+    # high-level classifier sees through its log10(E_inc) input: the best possible AUC is 0.75, and even
+    # two epochs (two optimiser steps on 720 rows) see it beyond two standard errors
+    assert high["auc"] - 2 * high["auc_error"] > 0.5 and high["auc"] < 0.77
     assert high["epochs_run"] == [2] and high["stopped_by"] == ["max_epochs"] and not high["budget_exhausted"]
     assert high["budget_s"] > 0 and high["precision"] == "fp32" and high["patience"] is None
     assert (out / "report.html").stat().st_size > 10_000

@@ -28,3 +28,35 @@ def test_ci_runs_the_readme_commands() -> None:
     install_only = install.rsplit(" && ", 1)[0]  # the first command ends by running the main job
     assert install_only in ci.splitlines()
     assert test in ci.splitlines()
+
+
+STAGES = {"_version": 0, "errors": 0, "extras": 1, "config": 1, "runtime": 1, "data": 1, "refsim": 2, "models": 3,
+          "validation": 3, "training": 4, "deploy": 5, "campaign": 5, "demo": 6, "cli": 7}
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    return [(node.module, [a.name for a in node.names]) for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("caloforge")]
+
+
+def test_lower_stages_never_import_higher_ones_nor_private_names() -> None:
+    package = ROOT / "src" / "caloforge"
+    problems = []
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        stage = parts[0]
+        for module, names in _imports(path):
+            target = module.split(".")[1] if module.count(".") else "__init__"
+            if stage in STAGES and target in STAGES and STAGES[target] > STAGES[stage]:
+                problems.append(f"{'/'.join(parts)} imports {module} (a later stage)")
+            problems += [f"{'/'.join(parts)} imports the private {module}.{n}" for n in names
+                         if n.startswith("_") and n != "__version__" and module.split(".")[-1] != parts[-1]]
+    assert problems == []
+
+
+def test_every_module_stays_small() -> None:
+    sizes = {p.relative_to(ROOT): len(p.read_text().splitlines()) for p in (ROOT / "src").rglob("*.py")}
+    assert {p: n for p, n in sizes.items() if n > 420} == {}

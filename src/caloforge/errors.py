@@ -15,6 +15,7 @@ __all__ = [
     "FileFormatError",
     "GeometryError",
     "GeometryMismatchError",
+    "MissingDependencyError",
     "OutputExistsError",
     "OutputPathError",
 ]
@@ -54,3 +55,7 @@ class ConfigError(CaloforgeError, ValueError):
 
 class CheckpointError(CaloforgeError, OSError):
     """A checkpoint or bundle that is missing, incomplete or corrupt."""
+
+
+class MissingDependencyError(CaloforgeError, ImportError):
+    """An optional package that a feature needs is not installed; the message says which extra installs it."""

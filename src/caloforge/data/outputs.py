@@ -160,6 +160,28 @@ def _write_error(path: Path, err: OSError) -> OutputPathError:
 
 
 @contextlib.contextmanager
+def _one_line_write_errors(path: Path) -> Iterator[None]:
+    """Turn a full disk, a quota or a read-only file system while writing ``path`` into an OutputPathError."""
+    try:
+        yield
+    except OSError as err:
+        if isinstance(err, CaloforgeError) or err.errno not in _WRITE_ERRORS:
+            raise
+        raise _write_error(path, err) from None
+
+
+def _temporary(path: Path, directory: bool) -> Path:
+    """A new temporary file or directory beside ``path``, named for this host and process."""
+    remove_stale_temporaries(path)
+    with _one_line_write_errors(path):
+        if directory:
+            return Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=_parent(path)))
+        fd, name = tempfile.mkstemp(prefix=_prefix(path), suffix=".tmp", dir=_parent(path))
+    os.close(fd)
+    return Path(name)
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on error delete it.
 
@@ -174,24 +196,15 @@ def atomic_path(path: str | Path, force: bool = False) -> Iterator[Path]:
         'hello'
     """
     path = check_output(path, force)
-    remove_stale_temporaries(path)
+    tmp = _temporary(path, directory=False)
     try:
-        fd, name = tempfile.mkstemp(prefix=_prefix(path), suffix=".tmp", dir=_parent(path))
-    except OSError as err:
-        raise _write_error(path, err) from None
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        if path.exists() and not force:  # appeared while we were writing
-            msg = f"{path} appeared while writing; pass --force to overwrite it"
-            raise OutputExistsError(msg)
-        tmp.chmod(0o666 & ~_umask())
-        tmp.replace(path)
-    except OSError as err:
-        if isinstance(err, CaloforgeError) or err.errno not in _WRITE_ERRORS:
-            raise
-        raise _write_error(path, err) from None
+        with _one_line_write_errors(path):
+            yield tmp
+            if path.exists() and not force:  # appeared while we were writing
+                msg = f"{path} appeared while writing; pass --force to overwrite it"
+                raise OutputExistsError(msg)
+            tmp.chmod(0o666 & ~_umask())
+            tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -221,25 +234,18 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
         msg = f"expected an output directory path but {path} is a file"
         raise OutputPathError(msg)
     path = _check_new(path, force)
-    remove_stale_temporaries(path)
+    tmp = _temporary(path, directory=True)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=_parent(path)))
-    except OSError as err:
-        raise _write_error(path, err) from None
-    try:
-        yield tmp
-        tmp.chmod(0o777 & ~_umask())
-        if not path.exists():
-            tmp.rename(path)
-        elif not force:  # appeared while we were writing
-            msg = f"{path} appeared while writing; pass --force to overwrite it"
-            raise OutputExistsError(msg)
-        else:
-            _replace_dir(tmp, path)
-    except OSError as err:
-        if isinstance(err, CaloforgeError) or err.errno not in _WRITE_ERRORS:
-            raise
-        raise _write_error(path, err) from None
+        with _one_line_write_errors(path):
+            yield tmp
+            tmp.chmod(0o777 & ~_umask())
+            if not path.exists():
+                tmp.rename(path)
+            elif not force:  # appeared while we were writing
+                msg = f"{path} appeared while writing; pass --force to overwrite it"
+                raise OutputExistsError(msg)
+            else:
+                _replace_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -253,17 +259,10 @@ def scratch_dir(path: str | Path) -> Iterator[Path]:
     :class:`OutputPathError`.
     """
     path = Path(path)
-    remove_stale_temporaries(path)
+    tmp = _temporary(path, directory=True)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=_prefix(path), suffix=".tmp", dir=_parent(path)))
-    except OSError as err:
-        raise _write_error(path, err) from None
-    try:
-        yield tmp
-    except OSError as err:
-        if isinstance(err, CaloforgeError) or err.errno not in _WRITE_ERRORS:
-            raise
-        raise _write_error(path, err) from None
+        with _one_line_write_errors(path):
+            yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from caloforge.extras import require
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -39,7 +41,7 @@ REF_COLOUR, GEN_COLOUR = "#5790fc", "#e42536"
 
 def style() -> dict[str, Any]:
     """The mplhep ROOT style with font sizes suited to multi-panel figures."""
-    import mplhep
+    mplhep = require("mplhep", "plot", "the report's figures")
 
     base = dict(mplhep.style.ROOT)
     base.update({"font.size": 11, "axes.labelsize": 11, "axes.titlesize": 11, "xtick.labelsize": 9,
@@ -52,9 +54,8 @@ def _figure(width: float, height: float, layout: Literal["constrained"] | None =
             fig: Figure | None = None) -> Figure:
     """``fig`` (sized and laid out as asked) or a new figure, detached from pyplot's global state."""
     if fig is None:
-        from matplotlib.figure import Figure
-
-        return Figure(figsize=(width, height), layout=layout)
+        figure = require("matplotlib.figure", "plot", "the report's figures")
+        return figure.Figure(figsize=(width, height), layout=layout)  # type: ignore[no-any-return]
     fig.set_size_inches(width, height)
     if layout is not None:
         fig.set_layout_engine(layout)

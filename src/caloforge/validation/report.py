@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from caloforge._version import __version__
 from caloforge.data.outputs import scratch_dir, strict_json
 from caloforge.errors import OutputExistsError, OutputPathError
+from caloforge.extras import require
 from caloforge.runtime.progress import SILENT, Progress
 from caloforge.validation import plots
 from caloforge.validation.result import EvaluationResult
@@ -66,7 +67,10 @@ def check_report_dir(out_dir: str | Path, force: bool) -> Path:
     Raises:
         OutputExistsError: if report.html, metrics.json or plots exist and ``force`` is false.
         OutputPathError: if ``out_dir`` is a file, or its nearest existing parent is not writable.
+        MissingDependencyError: if matplotlib or mplhep (``caloforge[plot]``) is not installed.
     """
+    for module in ("matplotlib", "mplhep"):  # before minutes of metrics, not after
+        require(module, "plot", "the report's figures")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         msg = f"expected an output directory but {out} is a file; choose another --out"

@@ -1,0 +1,33 @@
+"""The small public API of the top-level package, and install hints for optional extras."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+import caloforge
+from caloforge.errors import MissingDependencyError
+
+
+def test_the_public_api_works_from_the_top_level(tmp_path):
+    assert {"load", "io", "evaluate", "simulate", "Geometry", "ShowerSet", "CaloforgeError"} <= set(dir(caloforge))
+    geometry = caloforge.Geometry.preset("ds1-photons")
+    showers = caloforge.simulate(geometry, "photon", [1024.0] * 40, seed=1)
+    assert isinstance(showers, caloforge.ShowerSet) and showers.geometry == geometry
+    path = caloforge.io.write(tmp_path / "x.h5", showers)
+    np.testing.assert_array_equal(caloforge.io.read(path).showers, showers.showers)
+    assert callable(caloforge.load) and callable(caloforge.evaluate)
+    assert caloforge.__version__
+    assert "caloforge.simulate" in (caloforge.__doc__ or "")  # help(caloforge) shows an example
+    with pytest.raises(AttributeError, match="no attribute 'train_everything'"):
+        caloforge.train_everything  # noqa: B018
+
+
+def test_a_missing_plot_extra_is_an_install_hint_before_any_work(tmp_path, monkeypatch):
+    showers = caloforge.simulate("ds1-photons", "photon", [1024.0] * 40, seed=1)
+    monkeypatch.setitem(sys.modules, "mplhep", None)  # as if caloforge[plot] were not installed
+    with pytest.raises(MissingDependencyError, match=r'pip install "caloforge\[plot\]"'):
+        caloforge.evaluate(showers, showers, tmp_path / "report")
+    assert not (tmp_path / "report").exists()
