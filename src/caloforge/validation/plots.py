@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "histogram_grid",
+    "new_figure",
     "plot_correlations",
     "plot_mean_images",
     "plot_profiles",
@@ -50,7 +51,7 @@ def style() -> dict[str, Any]:
     return base
 
 
-def _figure(width: float, height: float, layout: Literal["constrained"] | None = None,
+def new_figure(width: float, height: float, layout: Literal["constrained"] | None = None,
             fig: Figure | None = None) -> Figure:
     """``fig`` (sized and laid out as asked) or a new figure, detached from pyplot's global state."""
     if fig is None:
@@ -95,7 +96,7 @@ def histogram_grid(histograms: Sequence[FeatureHistogram], title: str, columns: 
     n = len(histograms)
     cols = min(columns, n)
     rows = math.ceil(n / cols)
-    fig = _figure(3.4 * cols, 3.0 * rows + 0.4, fig=fig)
+    fig = new_figure(3.4 * cols, 3.0 * rows + 0.4, fig=fig)
     margin = 0.6 / (3.0 * rows + 0.4)
     grid = fig.add_gridspec(rows, cols, left=0.07 if cols > 1 else 0.15, right=0.98, bottom=margin + 0.02,
                             top=1 - margin, wspace=0.3, hspace=0.45)
@@ -123,7 +124,7 @@ def plot_mean_images(geometry: Geometry, mean_reference: NDArray[np.float64], me
     """
     from matplotlib.colors import LogNorm, Normalize
 
-    fig = _figure(9.0, 2.6 * len(layers) + 0.4, "constrained", fig)
+    fig = new_figure(9.0, 2.6 * len(layers) + 0.4, "constrained", fig)
     grid = fig.add_gridspec(len(layers), 3)
     vmax = max(float(mean_reference.max()), 1e-6)
     norm = LogNorm(vmin=max(vmax * 1e-5, 1e-6), vmax=vmax)
@@ -164,7 +165,7 @@ def plot_profiles(geometry: Geometry, mean_reference: NDArray[np.float64], mean_
         max_layers: Radial profiles of at most this many layers (the most energetic).
         fig: A figure to draw into (default: a new one).
     """
-    fig = _figure(10.0, 4.2, "constrained", fig)
+    fig = new_figure(10.0, 4.2, "constrained", fig)
     ax_l, ax_r = fig.subplots(1, 2)
     e_ref = np.array([mean_reference[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
     e_gen = np.array([mean_generated[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
@@ -198,7 +199,7 @@ def plot_profiles(geometry: Geometry, mean_reference: NDArray[np.float64], mean_
 
 def plot_response(reference: ResponseResult, generated: ResponseResult, fig: Figure | None = None) -> Figure:
     """Mean response and relative resolution of E_tot/E_inc versus incident energy."""
-    fig = _figure(10.0, 4.0, "constrained", fig)
+    fig = new_figure(10.0, 4.0, "constrained", fig)
     ax_m, ax_s = fig.subplots(1, 2)
     for res, colour, label, marker in ((reference, REF_COLOUR, "reference", "o"),
                                        (generated, GEN_COLOUR, "generated", "s")):
@@ -220,7 +221,7 @@ def plot_response(reference: ResponseResult, generated: ResponseResult, fig: Fig
 def plot_correlations(layer_ids: Sequence[int], reference: NDArray[np.float64], generated: NDArray[np.float64],
                       fig: Figure | None = None) -> Figure:
     """Layer-energy Pearson correlation matrices: reference, generated and their difference."""
-    fig = _figure(13.0, 4.3, "constrained", fig)
+    fig = new_figure(13.0, 4.3, "constrained", fig)
     axes = fig.subplots(1, 3)
     ids = [str(i) for i in layer_ids]
     panels = (("reference", reference, "RdBu_r", (-1, 1)), ("generated", generated, "RdBu_r", (-1, 1)),
@@ -241,7 +242,7 @@ def plot_roc(results: Mapping[str, ClassifierResult], splits: Mapping[str, Class
              ax: Axes | None = None) -> Figure:
     """ROC curves (first training, calibrated validation outputs) of each classifier and its reference split."""
     if ax is None:
-        ax = _figure(5.5, 5.0, "constrained").subplots()
+        ax = new_figure(5.5, 5.0, "constrained").subplots()
     fig = ax.figure
     for k, (name, res) in enumerate(results.items()):
         run = res.runs[0]
@@ -261,7 +262,7 @@ def plot_roc(results: Mapping[str, ClassifierResult], splits: Mapping[str, Class
 def plot_training(history: Sequence[Mapping[str, float]], ax: Axes | None = None) -> Figure:
     """Validation chi2/NDF of the total-energy response versus training iteration; iteration 0 is untrained."""
     if ax is None:
-        ax = _figure(7.0, 4.0, "constrained").subplots()
+        ax = new_figure(7.0, 4.0, "constrained").subplots()
     fig = ax.figure
     rows = [r for r in history if math.isfinite(r.get("chi2_ndf", math.nan))]
     it = np.array([r["iteration"] for r in rows])

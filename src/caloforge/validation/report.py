@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from caloforge.validation.metrics.separation import FeatureHistogram
 
-__all__ = ["REPORT_FILES", "check_report_dir", "render_html", "write_report"]
+__all__ = ["REPORT_FILES", "check_report_dir", "html_page", "png_figure", "render_html", "write_report"]
 
 REPORT_FILES = ("report.html", "metrics.json")
 _FAMILIES = (
@@ -174,13 +174,24 @@ def _classifier_lines(result: EvaluationResult) -> list[str]:
     return ["<p>classifier trainings:</p><ul>", *lines, "</ul>"] if lines else []
 
 
+def html_page(title: str, body: list[str]) -> str:
+    """A self-contained page in the report's style (no external resources): ``body`` is HTML fragments."""
+    head = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>", "<link rel='icon' href='data:,'>",
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"]
+    return "\n".join([*head, *body, "</body></html>"])
+
+
+def png_figure(png: bytes, caption: str) -> str:
+    """An embedded PNG figure with its caption."""
+    data = base64.b64encode(png).decode("ascii")
+    return (f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
 def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]]) -> str:
     """The report page; ``images`` are (section, caption, PNG bytes) in display order."""
     g = result.geometry
     parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<link rel='icon' href='data:,'>",
-        f"<title>caloforge validation report: {html.escape(g.name)}</title><style>{_CSS}</style></head><body>",
         f"<h1>Validation report <span>verdict: <b class='{result.verdict}'>{result.verdict}</b></span></h1>",
         f"<p>geometry <b>{html.escape(g.name)}</b> (hash {g.hash}), readout threshold {result.threshold:.4g} MeV, "
         f"{result.n_reference} reference and {result.n_generated} generated showers, mode <b>{result.mode}</b>, "
@@ -195,11 +206,8 @@ def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]]) 
         if name != section:
             parts.append(f"<h2>{html.escape(name)}</h2>")
             section = name
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<figure><img alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+        parts.append(png_figure(png, caption))
+    return html_page(f"caloforge validation report: {g.name}", parts)
 
 
 def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = False, pdf: bool = True,

@@ -1,0 +1,76 @@
+"""The ``leaderboard`` command: every family trained and judged the same way on the same data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from caloforge.cli.common import (
+    GEOMETRY_HELP,
+    THREADS_HELP,
+    apply_threads,
+    cli_progress,
+    console,
+    device_name,
+    friendly_errors,
+)
+
+__all__ = ["register"]
+
+
+@friendly_errors
+def leaderboard(
+    data: Path = typer.Option(..., "--data", help="Training showers (CaloChallenge HDF5)."),
+    reference: Path = typer.Option(..., "--reference", "-r", help="Independent evaluation showers."),
+    validation: Path | None = typer.Option(None, "--validation", help="Independent validation showers for "
+                                           "checkpoint selection (default: a split of --data)."),
+    families: str = typer.Option("gan,vae,flow,diffusion,parametric", "--families", help="Comma list of families."),
+    minutes_per_model: float | None = typer.Option(None, "--minutes-per-model", help="Training budget per family, "
+                                                   "wall-clock minutes."),
+    iterations_per_model: int | None = typer.Option(None, "--iterations-per-model", help="Training budget per "
+                                                    "family in iterations (the same work on every machine)."),
+    classifier_minutes: float = typer.Option(5.0, "--classifier-minutes", help="Classifier budget per family."),
+    classifier_showers: int = typer.Option(10_000, "--classifier-showers", help="Classifier showers per sample."),
+    preset: str = typer.Option("auto", "--preset", help="Model defaults: auto, cpu or paper."),
+    geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
+    out: Path = typer.Option(Path("leaderboard"), "--out", "-o", help="Output directory."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    resume: bool = typer.Option(False, "--resume", help="Keep finished families; continue interrupted trainings."),
+) -> None:
+    """Train every family under the same budget, evaluate and time each: leaderboard.json, .md and .html.
+
+    Example: caloforge leaderboard --data train.h5 -r eval.h5 --minutes-per-model 15 --out lb/
+    """
+    from caloforge.campaign.leaderboard import LeaderboardSettings, run_leaderboard
+    from caloforge.data import io
+
+    settings = LeaderboardSettings.from_dict(
+        {"families": tuple(f.strip() for f in families.split(",") if f.strip()), "minutes_per_model": minutes_per_model,
+         "iterations_per_model": iterations_per_model, "classifier_minutes": classifier_minutes,
+         "classifier_showers": classifier_showers, "preset": preset, "seed": seed}, where="the leaderboard options")
+    apply_threads(threads)
+    progress = cli_progress()
+    progress.message(f"reading {data} and {reference}")
+    train_set = io.read(data, geometry)
+    reference_set = io.read(reference, geometry if geometry is not None else train_set.geometry)
+    held_out = io.read(validation, train_set.geometry) if validation is not None else None
+    board = run_leaderboard(train_set, reference_set, out, settings, validation=held_out, device=device_name(device),
+                            resume=resume, progress=progress)
+    table = Table("family", "chi2/NDF", "AUC low", "AUC high", "us/shower", "status", title="caloforge leaderboard")
+    for e in board.entries:
+        if e.get("status") == "ok":
+            table.add_row(e["family"], f"{e['chi2_ndf']:.3g}", f"{e['auc_low']:.3f}", f"{e['auc_high']:.3f}",
+                          f"{e['us_per_shower']:.3g}", "ok")
+        else:
+            table.add_row(e["family"], "–", "–", "–", "–", f"failed: {e.get('error', '')[:60]}")
+    console.print(table)
+    console.print(f"leaderboard: {out / 'leaderboard.html'} ({board.elapsed_s / 60:.1f} min)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``leaderboard`` command to ``app``."""
+    app.command()(leaderboard)

@@ -1,0 +1,95 @@
+"""caloforge leaderboard: every family the same way; a failing family does not stop the others; resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from caloforge.campaign import leaderboard as lb
+from caloforge.campaign.leaderboard import LeaderboardSettings, pareto_front, run_leaderboard
+from caloforge.errors import ConfigError, OutputExistsError
+from caloforge.models import FAMILIES, GAN, GANConfig, register_family
+from caloforge.validation.metrics.classifier import ClassifierConfig
+from synthetic import make_showers
+
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.filterwarnings("ignore:the validation sample has fewer:UserWarning"),
+              pytest.mark.filterwarnings("ignore:FPD.*:UserWarning"), pytest.mark.filterwarnings("ignore:KPD.*")]
+
+TINY_NET = ClassifierConfig(hidden=(16,), max_epochs=2, repeats=1, precision="fp32")
+
+
+class TinyGANConfig(GANConfig):
+    """A GAN small enough for seconds-long tests, whatever the preset."""
+
+    @classmethod
+    def for_preset(cls, preset, particle, device="cpu"):
+        return cls(noise_dim=4, generator_layers=(16, 16, 16), critic_layers=(16, 16, 16), batch_size=64,
+                   critic_steps=1)
+
+
+class TinyGAN(GAN):
+    config_class = TinyGANConfig
+
+
+class Broken(TinyGAN):
+    """A family whose training step raises, as a bug in a new family would."""
+
+    def train_step(self, next_batch, optimizers, backward, generator=None):
+        raise RuntimeError("a bug in this family")
+
+
+@pytest.fixture
+def families():
+    register_family("tiny-gan", TinyGAN)
+    register_family("broken", Broken)
+    yield
+    FAMILIES.pop("tiny-gan")
+    FAMILIES.pop("broken")
+
+
+def test_tiny_leaderboard_reports_a_failing_family_and_resumes_without_retraining(tiny_geometry, tmp_path,
+                                                                                 families, monkeypatch):
+    data = make_showers(tiny_geometry, 600, seed=1, energies=(1000.0, 4000.0))
+    reference = make_showers(tiny_geometry, 300, seed=2, energies=(1000.0, 4000.0))
+    settings = LeaderboardSettings(families=("broken", "tiny-gan"), iterations_per_model=20, classifier_minutes=0.2,
+                                   timing_batch=200)
+    board = run_leaderboard(data, reference, tmp_path / "lb", settings, classifier=TINY_NET)
+    entries = {e["family"]: e for e in board.entries}
+    assert entries["broken"]["status"] == "failed" and "a bug in this family" in entries["broken"]["error"]
+    ok = entries["tiny-gan"]
+    assert ok["status"] == "ok" and ok["iterations"] == 20
+    assert 0.5 <= ok["auc_low"] <= 1.0 and ok["us_per_shower"] > 0 and ok["parameters"] > 1000
+    assert ok["chi2_ndf"] > 0 and (tmp_path / "lb" / "tiny-gan" / "report" / "report.html").is_file()
+    saved = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert saved["schema"] == "caloforge.leaderboard/1" and saved["settings"]["iterations_per_model"] == 20
+    assert saved["classifier"]["hidden"] == [16] and saved["elapsed_s"] > 0 and "GFLOP/s" in saved["machine"]
+    markdown = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "| tiny-gan |" in markdown and "failed: RuntimeError" in markdown and "20 iterations" in markdown
+    page = (tmp_path / "lb" / "leaderboard.html").read_text()
+    assert "Pareto" in page or "data:image/png" in page
+
+    with pytest.raises(OutputExistsError, match="--resume"):
+        run_leaderboard(data, reference, tmp_path / "lb", settings, classifier=TINY_NET)
+    trained = []
+    original = lb.train
+    monkeypatch.setattr(lb, "train", lambda *a, **k: trained.append(a[1]) or original(*a, **k))
+    again = run_leaderboard(data, reference, tmp_path / "lb", settings, classifier=TINY_NET, resume=True)
+    assert trained == ["broken"]  # the finished family is not trained again; the failed one is retried
+    assert {e["family"]: e for e in again.entries}["tiny-gan"] == ok
+
+
+def test_bad_leaderboards_fail_before_anything_runs(tiny_geometry, tmp_path):
+    data = make_showers(tiny_geometry, 100, seed=1)
+    with pytest.raises(ConfigError, match="expected a model family"):
+        run_leaderboard(data, data, tmp_path / "a", LeaderboardSettings(families=("gan", "transformer"),
+                                                                        iterations_per_model=2))
+    with pytest.raises(ConfigError, match="budget"):
+        run_leaderboard(data, data, tmp_path / "b", LeaderboardSettings(families=("gan",)))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(2.0, 0.9), (1.0, 0.95), (50.0, 0.6), (10.0, 0.7), (20.0, 0.8), (5.0, float("nan"))]
+    assert pareto_front(points) == [1, 0, 3, 2]
