@@ -171,6 +171,8 @@ def generate(
     batch_size: int = typer.Option(10_000, "--batch-size", help="Showers per forward pass."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime: the exported graph (--model "
+                                "is then a bundle, exported on the fly, or an export manifest .json)."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite the output file."),
 ) -> None:
@@ -188,18 +190,50 @@ def generate(
             "both" if like is not None else "neither")
         raise ConfigError(msg)
     check_output(output, force)
-    apply_threads(threads)
-    bundle = load(model)
+    if backend not in ("torch", "onnxruntime"):
+        msg = f"expected --backend torch or onnxruntime but got '{backend}'"
+        raise ConfigError(msg)
+    count = apply_threads(threads)
+    generator = _onnx_generator(model, count) if backend == "onnxruntime" else load(model)
     if like is not None:
-        showers = bundle.generate_like(like, batch_size=batch_size, device=device, seed=seed)
+        showers = _generate_like(generator, like, batch_size, device, seed)
     else:
         if n < 1:
             msg = f"expected --n >= 1 but got {n}"
             raise ConfigError(msg)
-        showers = bundle.generate(np.repeat(np.asarray(values, dtype=np.float64), n), batch_size=batch_size,
-                                  device=device, seed=seed)
-    io.write(output, showers, force=force, metadata={"generator": str(bundle.path), "seed": seed})
+        e = np.repeat(np.asarray(values, dtype=np.float64), n)
+        showers = generator.generate(e, batch_size=batch_size, seed=seed) if backend == "onnxruntime" else \
+            generator.generate(e, batch_size=batch_size, device=device, seed=seed)
+    io.write(output, showers, force=force, metadata={"generator": str(model), "backend": backend, "seed": seed})
     console.print(f"wrote {len(showers)} showers to {output}")
+
+
+def _onnx_generator(model: Path, threads: int) -> Any:
+    """ONNX Runtime on an export manifest, or on a bundle exported now into a temporary directory."""
+    import tempfile
+
+    from caloforge.deploy.export import export_onnx
+    from caloforge.deploy.onnx_runtime import OnnxGenerator
+    from caloforge.training.bundle import load
+
+    if model.suffix in (".json", ".onnx"):
+        return OnnxGenerator(model, threads)
+    manifest = export_onnx(load(model), Path(tempfile.mkdtemp(prefix="caloforge-onnx-")) / "model.onnx")
+    return OnnxGenerator(manifest, threads)
+
+
+def _generate_like(generator: Any, like: Path, batch_size: int, device: str, seed: int) -> Any:
+    """One shower per shower of the file ``like`` (its energies and conditions), with either backend."""
+    from caloforge.data import io
+    from caloforge.training.bundle import Bundle
+
+    if isinstance(generator, Bundle):
+        return generator.generate_like(like, batch_size=batch_size, device=device, seed=seed)
+    info = io.inspect(like)
+    generator.geometry.check_voxels(info.n_voxels, where=str(like))
+    conditions = io.read_conditions(like) if generator.condition_names else {}
+    return generator.generate(info.energies, {k: conditions[k] for k in generator.condition_names},
+                              batch_size=batch_size, seed=seed)
 
 
 def register(app: typer.Typer) -> None:

@@ -140,6 +140,25 @@ class GenerativeModel(nn.Module, ABC):
     def sample_features(self, conditions: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Draw network-space showers (N, n_features) for conditioning vectors (N, n_conditions)."""
 
+    def noise_size(self) -> int | None:
+        """Standard-normal numbers one shower's sampling draws when sampling is a fixed function of them.
+
+        Such families implement :meth:`sample_from_noise`, and :meth:`sample_features` draws
+        ``torch.randn(N, noise_size)`` and calls it: their sampler exports as one graph
+        (:mod:`caloforge.deploy.export`). None (the default) means sampling is not such a function
+        (e.g. gamma-distributed fluctuations, or an adaptive solver), so the family does not export.
+        """
+        return None
+
+    def sample_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
+        """Network-space showers (N, n_features) from conditions and standard-normal ``noise`` (N, noise_size).
+
+        Raises:
+            ConfigError: for a family whose sampling is not a fixed function of its noise.
+        """
+        msg = f"expected a family whose sampling is a fixed function of its noise but {type(self).__name__} is not"
+        raise ConfigError(msg)
+
     def sample(
         self,
         energies: Tensor,
@@ -154,7 +173,7 @@ class GenerativeModel(nn.Module, ABC):
         was_training = self.training
         self.eval()
         try:
-            with torch.no_grad():
+            with torch.inference_mode():
                 c = self.preprocessing.condition(energies.to(self._dtype()), conditions)
                 x = self.sample_features(c, generator)
                 return self.preprocessing.showers.inverse(x, energies.to(x))

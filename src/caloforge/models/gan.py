@@ -210,7 +210,19 @@ class GAN(GenerativeModel):
 
     def sample_features(self, conditions: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Network-space showers (N, n_features) for conditioning vectors (N, n_conditions)."""
-        return self.generate(conditions, generator)
+        noise = torch.randn(conditions.shape[0], self.config.noise_dim, generator=generator, device=conditions.device,
+                            dtype=conditions.dtype)
+        return self.sample_from_noise(conditions, noise)
+
+    def noise_size(self) -> int:
+        """The latent dimension: sampling is the generator applied to standard-normal noise (exports to ONNX)."""
+        return self.config.noise_dim
+
+    def sample_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
+        """The generator on latent ``noise_mean + noise_std * noise`` and the conditions, in the current mode."""
+        z = self.config.noise_mean + self.config.noise_std * noise
+        out: Tensor = self.generator(torch.cat([z, conditions], dim=1))
+        return out
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam for the critic, then Adam for the generator (CaloShowerGAN betas)."""

@@ -48,13 +48,20 @@ _Z_RANGE = 6.0  # standardised responses z in [-6, 6] map to [0, 1]
 
 
 def _interp(x: Tensor, xp: Tensor, fp: Tensor) -> Tensor:
-    """Piecewise-linear interpolation of (xp, fp) at x, constant beyond the ends (torch, any device)."""
+    """Piecewise-linear interpolation of (xp, fp) at x, constant beyond the ends (torch, any device).
+
+    Written as ``fp[0] + sum_k clamp((x - xp[k]) / (xp[k+1] - xp[k]), 0, 1) (fp[k+1] - fp[k])`` over
+    the K-1 segments (exact for increasing knots): no search, so it exports to ONNX as a fixed graph.
+
+    Example:
+        >>> knots, values = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([10.0, 20.0, 0.0])
+        >>> _interp(torch.tensor([0.0, 1.5, 9.0]), knots, values).tolist()
+        [10.0, 15.0, 0.0]
+    """
     if xp.numel() == 1:
         return fp.expand_as(x)
-    i = torch.searchsorted(xp, x.contiguous()).clamp(1, xp.numel() - 1)
-    x0, x1 = xp[i - 1], xp[i]
-    w = ((x - x0) / (x1 - x0)).clamp(0, 1)
-    return fp[i - 1] + (fp[i] - fp[i - 1]) * w
+    w = ((x.unsqueeze(-1) - xp[:-1]) / (xp[1:] - xp[:-1])).clamp(0, 1)
+    return fp[0] + (w * (fp[1:] - fp[:-1])).sum(dim=-1)
 
 
 @dataclass(frozen=True)

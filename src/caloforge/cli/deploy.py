@@ -1,0 +1,89 @@
+"""Deployment commands: ``bench`` (generation speed) and ``export`` (ONNX)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from caloforge.cli.common import THREADS_HELP, apply_threads, console, device_name, friendly_errors, parse_floats
+
+__all__ = ["register"]
+
+
+@friendly_errors
+def bench(
+    models: list[Path] = typer.Argument(..., help="Bundle or run directories, benchmarked side by side."),
+    batch_sizes: str = typer.Option("1,100,10000", "--batch-sizes", help="Showers per generate call."),
+    backend: str = typer.Option("torch", "--backend", help="torch, onnxruntime or all."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto (the torch backend)."),
+    repeats: int = typer.Option(5, "--repeats", help="Timed calls per batch size (after one warm-up)."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the JSON file."),
+) -> None:
+    """Time generation per shower at each batch size, next to the machine's measured fp32 limit.
+
+    Example: caloforge bench run/bundle other/bundle --batch-sizes 1,100,10000 --backend all --json bench.json
+    """
+    from caloforge.data.outputs import atomic_path, check_output, strict_json
+    from caloforge.deploy.bench import run_bench
+    from caloforge.errors import ConfigError
+
+    sizes = [float(b) for b in parse_floats(batch_sizes, "--batch-sizes") or []]
+    if any(not b.is_integer() or b < 1 for b in sizes):
+        msg = f"expected --batch-sizes as whole numbers >= 1 but got '{batch_sizes}'"
+        raise ConfigError(msg)
+    backends = ["torch", "onnxruntime"] if backend == "all" else [backend]
+    if json_out is not None:
+        check_output(json_out, force)
+    count = apply_threads(threads)
+    result = run_bench(models, [int(b) for b in sizes], backends, device_name(device), repeats, count)
+    console.print(f"machine: {result.machine['description']}")
+    table = Table("model", "backend", "device", "batch", "us/shower", "spread", "MFLOP/shower", "GFLOP/s",
+                  "of fp32 limit", "peak RSS MiB", title="generation time per shower")
+    for r in result.rows:
+        table.add_row(f"{r.family} ({Path(r.model).name})", r.backend, r.device, str(r.batch_size),
+                      f"{r.us_per_shower:.4g}", f"{r.us_spread:.2g}", f"{r.flops_per_shower / 1e6:.3g}",
+                      f"{r.gflops:.3g}", f"{r.fraction_of_limit:.0%}", f"{r.peak_rss_mb:.0f}")
+    console.print(table)
+    for geometry, us in result.refsim_us_per_shower.items():
+        console.print(f"reference simulator on {geometry}: {us:.4g} us/shower (same energies, one process)")
+    if json_out is not None:
+        with atomic_path(json_out, force) as tmp:
+            tmp.write_text(strict_json(result.to_dict(), indent=2), encoding="utf-8")
+        console.print(f"wrote {json_out}")
+
+
+@friendly_errors
+def export(
+    model: Path = typer.Argument(..., help="A bundle or run directory."),
+    output: Path = typer.Option(..., "--output", "-o", help="The ONNX file (a manifest .json is written beside it)."),
+    fmt: str = typer.Option("onnx", "--format", help="Export format: onnx."),
+    order: str = typer.Option("calochallenge", "--order", help="calochallenge (batched) or par04 (one shower "
+                              "per call, Par04's cell order)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+) -> None:
+    """Export a bundle's generator as ONNX: noise and conditions in, voxel energies in MeV out.
+
+    Example: caloforge export run/bundle --format onnx -o model.onnx
+    """
+    from caloforge.deploy.export import export_onnx
+    from caloforge.errors import ConfigError
+    from caloforge.training.bundle import load
+
+    if fmt != "onnx":
+        msg = f"expected --format onnx but got '{fmt}'"
+        raise ConfigError(msg)
+    if order not in ("calochallenge", "par04"):
+        msg = f"expected --order calochallenge or par04 but got '{order}'"
+        raise ConfigError(msg)
+    manifest = export_onnx(load(model), output, order, force)  # type: ignore[arg-type]
+    console.print(f"wrote {output} and {manifest}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the deployment commands to ``app``."""
+    app.command()(bench)
+    app.command()(export)

@@ -1,0 +1,210 @@
+"""Export a bundle's generator to ONNX: noise and conditions in, voxel energies in MeV out.
+
+The graph holds everything between the noise and the shower: the conditioning (log-scaled
+incident energy, standardised extra conditions), the family's network (for diffusion its fast
+sampler, unrolled) and the inverse preprocessing, so a C++ user (e.g. Geant4's Par04 example
+through ONNX Runtime) feeds numbers and reads MeV.
+
+Inputs of ``model.onnx`` (batch dimension dynamic, float32):
+
+* ``noise`` (N, noise_size): independent standard-normal numbers;
+* ``energy`` (N, 1): incident energies in MeV;
+* ``conditions`` (N, k): the extra conditions in the order of the manifest's ``conditions``
+  (only when the model has any), in their physical units (e.g. ``theta`` in degrees).
+
+Output ``showers`` (N, V): voxel energies in MeV, in the CaloChallenge order (layer, then alpha,
+then r fastest). The Par04 variant (``order="par04"``, geometries whose layers share one binning)
+takes one row ``input`` (1, noise_size + 1 + k) = noise, then E_inc (MeV), then the conditions,
+and returns the cells in Par04's loop order: r outermost, then phi, then z (layer) innermost.
+
+A manifest ``<name>.json`` beside the graph says how to call it (inputs, noise size, conditions,
+geometry, order) and, for a bundle split by incident energy, which graph serves which range.
+
+Families whose sampling is not a fixed function of standard-normal noise (``noise_size()`` is
+None, e.g. the parametric baseline's gamma-distributed fluctuations) do not export: a one-line
+ConfigError says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import Tensor, nn
+
+from caloforge.data.geometry import Geometry
+from caloforge.data.outputs import atomic_path, check_output, strict_json
+from caloforge.errors import ConfigError
+from caloforge.extras import require
+from caloforge.models.base import GenerativeModel
+
+__all__ = ["MANIFEST_FORMAT", "Order", "Par04Graph", "SamplingGraph", "export_onnx", "par04_order", "read_manifest"]
+
+MANIFEST_FORMAT = "caloforge-onnx/1"
+Order = Literal["calochallenge", "par04"]
+_OPSET = 18
+
+
+def par04_order(geometry: Geometry) -> NDArray[np.int64]:
+    """For each cell in Par04's order (r outermost, then phi, then z innermost), its CaloChallenge voxel index.
+
+    Raises:
+        ConfigError: if the layers do not share one binning (Par04's mesh is the same in every layer).
+
+    Example:
+        >>> from caloforge.data.geometry import Layer
+        >>> g = Geometry(tuple(Layer(i, (0.0, 1.0, 2.0), 2) for i in range(3)))  # 3 layers x 2 alpha x 2 r
+        >>> par04_order(g)[:4].tolist()  # r=0, phi=0, z=0..2 then r=0, phi=1, z=0
+        [0, 4, 8, 2]
+    """
+    first = geometry.layers[0]
+    if any(layer.r_edges != first.r_edges or layer.n_alpha != first.n_alpha for layer in geometry.layers):
+        msg = (f"expected a geometry whose layers share one binning for the Par04 order but '{geometry.name}' "
+               "has layers with different radial or alpha bins")
+        raise ConfigError(msg)
+    n_z, n_phi, n_r = geometry.n_layers, first.n_alpha, first.n_r
+    r, phi, z = np.meshgrid(np.arange(n_r), np.arange(n_phi), np.arange(n_z), indexing="ij")
+    return (z * n_phi * n_r + phi * n_r + r).reshape(-1).astype(np.int64)
+
+
+class SamplingGraph(nn.Module):
+    """The exported computation: conditioning, the family's sampler on given noise, inverse preprocessing.
+
+    Args:
+        model: A model whose :meth:`~caloforge.models.base.GenerativeModel.noise_size` is not None.
+        order: Voxel order of the output; ``par04`` also takes one concatenated input row.
+    """
+
+    def __init__(self, model: GenerativeModel, order: Order = "calochallenge",
+                 geometry: Geometry | None = None) -> None:
+        super().__init__()
+        size = model.noise_size()
+        if size is None:
+            msg = (f"expected a family whose sampling is a fixed function of standard-normal noise but "
+                   f"{type(model).__name__} is not (noise_size() is None), so it cannot be exported")
+            raise ConfigError(msg)
+        self.model = model.eval()
+        self.noise_dims = size
+        self.condition_names = tuple(model.preprocessing.conditions.names)
+        self.par04 = order == "par04"
+        index = par04_order(geometry) if self.par04 and geometry is not None else np.arange(model.n_voxels)
+        self.index: Tensor
+        self.register_buffer("index", torch.as_tensor(index), persistent=False)
+
+    def showers(self, noise: Tensor, energy: Tensor, conditions: Tensor | None) -> Tensor:
+        """Voxel energies (N, V) in MeV for noise (N, noise_size), energies (N, 1) MeV and conditions (N, k)."""
+        e = energy.reshape(-1)
+        named = {name: conditions[:, i] for i, name in enumerate(self.condition_names)} if conditions is not None \
+            else {}
+        c = self.model.preprocessing.condition(e, named)
+        x = self.model.sample_from_noise(c, noise)
+        return self.model.preprocessing.showers.inverse(x, e)
+
+    def forward(self, noise: Tensor, energy: Tensor, conditions: Tensor | None = None) -> Tensor:
+        out = self.showers(noise, energy, conditions)
+        return out[:, self.index] if self.par04 else out
+
+
+class Par04Graph(nn.Module):
+    """Par04's calling convention around a :class:`SamplingGraph`: one row (noise, E_inc, conditions) per call."""
+
+    def __init__(self, sampler: SamplingGraph) -> None:
+        super().__init__()
+        self.sampler = sampler  # not "graph": torch.fx reserves that attribute name
+
+    def forward(self, row: Tensor) -> Tensor:
+        n, k = self.sampler.noise_dims, len(self.sampler.condition_names)
+        conditions = row[:, n + 1 : n + 1 + k] if k else None
+        out: Tensor = self.sampler(row[:, :n], row[:, n : n + 1], conditions)
+        return out
+
+
+def _export_one(model: GenerativeModel, geometry: Geometry, path: Path, order: Order) -> dict[str, Any]:
+    """Export one model to ``path`` (atomically); returns its part of the manifest."""
+    require("onnxscript", "onnx", "ONNX export")
+    graph = SamplingGraph(model, order, geometry)
+    k = len(graph.condition_names)
+    module: nn.Module = graph
+    if order == "par04":
+        module = Par04Graph(graph)
+        example: tuple[Tensor, ...] = (torch.ones(1, graph.noise_dims + 1 + k),)
+        names, dynamic = ["input"], None
+    else:
+        example = (torch.zeros(2, graph.noise_dims), torch.full((2, 1), 1000.0), *([torch.ones(2, k)] if k else []))
+        names = ["noise", "energy", *(["conditions"] if k else [])]
+        batch = torch.export.Dim("batch")
+        dynamic = tuple({0: batch} for _ in names)
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # "torchvision is not installed" and other chatter of the exporter
+    with atomic_path(path, force=True) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's own deprecation and tracing chatter
+        torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["showers"],
+                          dynamic_shapes=dynamic, opset_version=_OPSET, dynamo=True, verbose=False,
+                          external_data=False)
+    exporter_log.setLevel(level)
+    return {"file": path.name, "inputs": names}
+
+
+def export_onnx(bundle: Any, path: str | Path, order: Order = "calochallenge", force: bool = False) -> Path:
+    """Export a loaded bundle (:class:`caloforge.training.bundle.Bundle`) as ONNX graph(s) plus a manifest.
+
+    Args:
+        bundle: The bundle; a split bundle gives one graph per energy range (``<stem>.range-<i>.onnx``).
+        path: The graph file (``model.onnx``); the manifest is written beside it (``model.json``).
+        order: ``calochallenge`` (batched, dynamic batch size) or ``par04`` (one shower per call,
+            Par04's cell order).
+        force: Replace existing files.
+
+    Returns:
+        The manifest's path.
+
+    Raises:
+        ConfigError: for a family that does not export, or the Par04 order on a geometry without one binning.
+        OutputExistsError: if the files exist and ``force`` is false.
+        MissingDependencyError: without ``caloforge[onnx]``.
+    """
+    path = Path(path)
+    manifest_path = path.with_suffix(".json")
+    for target in (path, manifest_path):
+        check_output(target, force)
+    if order == "par04":
+        par04_order(bundle.geometry)  # refuse before exporting anything
+    models = [m.to("cpu") for m in bundle.models]
+    files = [path] if len(models) == 1 else [path.with_name(f"{path.stem}.range-{i}.onnx") for i in range(len(models))]
+    parts = [_export_one(model, bundle.geometry, file, order) for model, file in zip(models, files, strict=True)]
+    manifest = {
+        "format": MANIFEST_FORMAT, "order": order, "family": bundle.family, "parts": parts,
+        "splits": list(bundle.splits), "noise_size": models[0].noise_size(),
+        "conditions": list(bundle.condition_names), "geometry": bundle.geometry.to_dict(),
+        "energy_range_mev": list(bundle.energy_range), "bundle": str(bundle.path),
+        "inputs": ("input (1, noise_size + 1 + k): noise, E_inc [MeV], conditions" if order == "par04" else
+                   "noise (N, noise_size) standard normal, energy (N, 1) MeV, conditions (N, k) when k > 0"),
+        "output": "showers (N, V) MeV, " + ("Par04 order: r, phi, z innermost" if order == "par04"
+                                             else "CaloChallenge order: layer, alpha, r fastest"),
+    }
+    with atomic_path(manifest_path, force=True) as tmp:
+        tmp.write_text(strict_json(manifest), encoding="utf-8")
+    return manifest_path
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest written by :func:`export_onnx` (given it, or the graph beside it)."""
+    path = Path(path)
+    manifest = path if path.suffix == ".json" else path.with_suffix(".json")
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        msg = f"expected an ONNX export manifest {manifest} (written by caloforge export) but could not read it ({err})"
+        raise ConfigError(msg) from None
+    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
+        msg = f"expected an ONNX export manifest of format {MANIFEST_FORMAT} but got something else, in {manifest}"
+        raise ConfigError(msg)
+    data["directory"] = str(manifest.parent)
+    return data

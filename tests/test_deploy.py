@@ -1,0 +1,144 @@
+"""Deployment: ONNX export (parity per family, Par04 order, energy-split manifests) and caloforge bench."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from caloforge.cli import app
+from caloforge.data import io
+from caloforge.data.geometry import Geometry, Layer
+from caloforge.deploy.export import export_onnx, par04_order
+from caloforge.deploy.onnx_runtime import OnnxGenerator
+from caloforge.errors import ConfigError
+from caloforge.models import FAMILIES, GANConfig
+from caloforge.models.preprocess import Preprocessing
+from caloforge.training import load, train
+from caloforge.training.bundle_format import save_model
+from synthetic import make_showers
+from test_models_contract import _tiny_config
+
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.filterwarnings("ignore:the validation sample has fewer:UserWarning")]
+
+runner = CliRunner()
+UNIFORM = Geometry(tuple(Layer(i, (0.0, 1.0, 2.0, 4.0), 2) for i in range(3)), name="uniform")  # 3 x 2 x 3 voxels
+TINY = GANConfig(noise_dim=4, generator_layers=(16, 16, 16), critic_layers=(16, 16, 16), batch_size=64,
+                 critic_steps=1, preprocessing="total")
+
+
+def _bundle(tmp_path, family, geometry, data):
+    config = _tiny_config(family)
+    torch.manual_seed(0)
+    model = FAMILIES[family](config, Preprocessing.fit(data, config.preprocessing))
+    model.train_step(lambda: _batch(data), model.configure_optimizers(), lambda loss: loss.backward(),
+                     torch.Generator().manual_seed(0))  # not an untrained all-zero generator
+    return load(save_model(tmp_path / family, model, family, geometry))
+
+
+def _batch(data):
+    from caloforge.models.base import Batch
+
+    return Batch(torch.tensor(data.energies, dtype=torch.float32), torch.tensor(data.showers))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_onnx_export_gives_the_pytorch_showers(family, tiny_geometry, tmp_path):
+    data = make_showers(tiny_geometry, 64, seed=2, energies=(500.0, 2000.0, 8000.0))
+    bundle = _bundle(tmp_path, family, tiny_geometry, data)
+    if bundle.models[0].noise_size() is None:  # sampling is not a fixed function of noise: refused, in one line
+        with pytest.raises(ConfigError, match="cannot be exported"):
+            export_onnx(bundle, tmp_path / "model.onnx")
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        manifest = export_onnx(bundle, tmp_path / "model.onnx")
+    energies = np.array([500.0, 2000.0, 8000.0, 1000.0] * 5)
+    expected = bundle.generate(energies, device="cpu", seed=7, batch_size=8).showers
+    got = OnnxGenerator(manifest).generate(energies, seed=7, batch_size=8).showers
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_par04_variant_is_the_calochallenge_output_reordered(tmp_path):
+    import onnxruntime
+
+    data = make_showers(UNIFORM, 64, seed=3, energies=(1000.0, 4000.0))
+    bundle = _bundle(tmp_path, "gan", UNIFORM, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export_onnx(bundle, tmp_path / "cc.onnx")
+        manifest = export_onnx(bundle, tmp_path / "par04.onnx", order="par04")
+    assert json.loads(manifest.read_text())["order"] == "par04"
+    noise = np.random.default_rng(0).normal(size=(1, bundle.models[0].noise_size())).astype(np.float32)
+    energy = np.array([[2000.0]], np.float32)
+    cc = onnxruntime.InferenceSession(str(tmp_path / "cc.onnx")).run(None, {"noise": noise, "energy": energy})[0]
+    row = np.concatenate([noise, energy], axis=1)
+    par04 = onnxruntime.InferenceSession(str(tmp_path / "par04.onnx")).run(None, {"input": row})[0]
+    np.testing.assert_allclose(par04, cc[:, par04_order(UNIFORM)], rtol=1e-6)
+    # Par04's loop: r outermost, then phi, then z innermost: the first cells are r=0, phi=0, z=0,1,2
+    assert par04_order(UNIFORM)[:4].tolist() == [0, 6, 12, 3]
+    with pytest.raises(ConfigError, match="share one binning"):
+        par04_order(Geometry.preset("ds1-photons"))
+
+
+def test_energy_split_bundle_exports_one_graph_per_range(tmp_path):
+    data = make_showers(UNIFORM, 800, seed=4, energies=(500.0, 1000.0, 4000.0, 8000.0))
+    result = train(data, "gan", TINY, tmp_path / "run", max_iterations=10, checkpoint_every=10, progress=False,
+                   split_energies=(2000.0,))
+    bundle = load(result.bundle_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        manifest_path = export_onnx(bundle, tmp_path / "split.onnx")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["splits"] == [2000.0] and [p["file"] for p in manifest["parts"]] == ["split.range-0.onnx",
+                                                                                         "split.range-1.onnx"]
+    energies = np.array([500.0, 8000.0, 1000.0, 4000.0] * 3)
+    expected = bundle.generate(energies, device="cpu", seed=5).showers
+    got = OnnxGenerator(manifest_path).generate(energies, seed=5).showers
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
+    data = make_showers(UNIFORM, 64, seed=3, energies=(1000.0, 4000.0))
+    bundle = _bundle(tmp_path, "gan", UNIFORM, data)
+    out = tmp_path / "bench.json"
+    result = runner.invoke(app, ["bench", str(bundle.path), "--batch-sizes", "1,10", "--backend", "all",
+                                 "--repeats", "2", "--json", str(out), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "GFLOP/s" in result.output and "us/shower" in result.output
+    saved = json.loads(out.read_text())
+    assert saved["schema"] == "caloforge.bench/1"
+    assert {"cpu_model", "vector", "bf16_native", "threads", "fp32_gflops", "description"} <= set(saved["machine"])
+    rows = saved["rows"]
+    assert {(r["backend"], r["batch_size"]) for r in rows} == {(b, n) for b in ("torch", "onnxruntime") for n in (1, 10)}
+    fields = {"model", "family", "backend", "device", "batch_size", "us_per_shower", "us_spread", "repeats",
+              "flops_per_shower", "gflops", "fraction_of_limit", "peak_rss_mb", "peak_cuda_mb", "threads"}
+    for row in rows:
+        assert set(row) == fields
+        assert row["us_per_shower"] > 0 and row["flops_per_shower"] > 1000 and row["peak_rss_mb"] > 50
+    for args, needle in ((["--batch-sizes", "0"], "--batch-sizes"), (["--backend", "tensorrt"], "backends"),
+                         (["--repeats", "0"], "repeats")):
+        bad = runner.invoke(app, ["bench", str(bundle.path), *args])
+        assert bad.exit_code == 2 and needle in bad.output and "Traceback" not in bad.output
+    missing = runner.invoke(app, ["bench", str(tmp_path / "nothing")])
+    assert missing.exit_code == 2 and "bundle" in missing.output
+
+
+def test_generate_with_onnxruntime_matches_torch(tmp_path):
+    data = make_showers(UNIFORM, 64, seed=3, energies=(1000.0, 4000.0))
+    bundle = _bundle(tmp_path, "gan", UNIFORM, data)
+    outputs = {}
+    for backend in ("torch", "onnxruntime"):
+        out = tmp_path / f"{backend}.h5"
+        result = runner.invoke(app, ["generate", "--model", str(bundle.path), "--energies", "1000,4000", "--n", "5",
+                                     "-o", str(out), "--backend", backend, "--seed", "2", "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        outputs[backend] = io.read(out).showers
+    np.testing.assert_allclose(outputs["onnxruntime"], outputs["torch"], rtol=1e-5,
+                               atol=1e-5 * np.abs(outputs["torch"]).max())
