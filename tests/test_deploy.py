@@ -116,7 +116,8 @@ def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
     assert saved["schema"] == "caloforge.bench/1"
     assert {"cpu_model", "vector", "bf16_native", "threads", "fp32_gflops", "description"} <= set(saved["machine"])
     rows = saved["rows"]
-    assert {(r["backend"], r["batch_size"]) for r in rows} == {(b, n) for b in ("torch", "onnxruntime") for n in (1, 10)}
+    expected = {(backend, n) for backend in ("torch", "onnxruntime") for n in (1, 10)}
+    assert {(r["backend"], r["batch_size"]) for r in rows} == expected
     fields = {"model", "family", "backend", "device", "batch_size", "us_per_shower", "us_spread", "repeats",
               "flops_per_shower", "gflops", "fraction_of_limit", "peak_rss_mb", "peak_cuda_mb", "threads"}
     for row in rows:
