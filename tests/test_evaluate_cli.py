@@ -35,7 +35,7 @@ def test_full_mode_end_to_end_warns_and_refuses_to_overwrite(files, tmp_path):
     # one report for the whole file keeps the suite fast: full mode with a small high-level classifier,
     # on a generated sample whose energy spectrum differs (the command must warn)
     out = tmp_path / "report"
-    result = run("evaluate", "-r", str(files / "ref.h5"), "-g", str(files / "skewed.h5"), "--out", str(out),
+    result = run("evaluate", "-r", str(files / "ref.h5"), "-i", str(files / "skewed.h5"), "--out", str(out),
                  "--mode", "full", "--classifier", "high", "--max-epochs", "2", "--precision", "fp32", "--device",
                  "cpu", "--seed", "1", "--max-minutes", "5", "--threads", "1")
     assert result.exit_code == 0, result.output
@@ -51,21 +51,20 @@ def test_full_mode_end_to_end_warns_and_refuses_to_overwrite(files, tmp_path):
     assert high["epochs_run"] == [2] and high["stopped_by"] == ["max_epochs"] and not high["budget_exhausted"]
     assert high["budget_s"] > 0 and high["precision"] == "fp32" and high["patience"] is None
     assert (out / "report.html").stat().st_size > 10_000
-    again = run("evaluate", "-r", str(files / "ref.h5"), "-g", str(files / "gen.h5"), "--out", str(out))
+    again = run("evaluate", "-r", str(files / "ref.h5"), "-i", str(files / "gen.h5"), "--out", str(out))
     assert again.exit_code == 2 and "--force" in again.output
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["-g", "pions.h5"], "expected"),
-        (["-g", "gen.h5", "--mode", "slow"], "expected --mode fast or full"),
-        (["-g", "gen.h5", "--mode", "full", "--classifier", "mid"], "expected --classifier among"),
-        (["-g", "tiny.h5"], "expected at least 20 generated showers"),
-        (["-g", "gen.h5", "--max-minutes", "-1"], "expected --max-minutes > 0"),
-        (["-g", "gen.h5", "--seed", "-1"], "expected a seed"),
+        (["-i", "pions.h5"], "expected"),
+        (["-i", "gen.h5", "--mode", "full", "--classifier", "mid"], "expected --classifier among"),
+        (["-i", "tiny.h5"], "expected at least 20 generated showers"),
+        (["-i", "gen.h5", "--max-minutes", "-1"], "expected --max-minutes > 0"),
+        (["-i", "gen.h5", "--seed", "-1"], "expected a seed"),
     ],
-    ids=["geometry-mismatch", "bad-mode", "bad-classifier", "too-few-showers", "bad-budget", "bad-seed"],
+    ids=["geometry-mismatch", "bad-classifier", "too-few-showers", "bad-budget", "bad-seed"],
 )
 def test_errors_are_one_line(files, tmp_path, extra, message):
     args = ["evaluate", "-r", str(files / "ref.h5"), "--out", str(tmp_path / "e")]
@@ -76,6 +75,20 @@ def test_errors_are_one_line(files, tmp_path, extra, message):
     assert last.startswith("caloforge: error:") and message in last
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 2
     assert not (tmp_path / "e").exists()  # inputs are checked before anything is created
+
+
+def test_choices_are_listed_and_calochallenge_habits_are_accepted(files, tmp_path):
+    bad = run("evaluate", "-r", str(files / "ref.h5"), "-i", str(files / "gen.h5"), "--mode", "slow")
+    assert bad.exit_code == 2 and "fast" in bad.output and "full" in bad.output  # the choices, in the message
+    out = tmp_path / "official"
+    # the CaloChallenge evaluate.py's own options: --input-file, --reference-file, -d, --output-dir, -m hist
+    result = run("evaluate", "--input-file", str(files / "gen.h5"), "--reference-file", str(files / "ref.h5"),
+                 "-d", "1-photons", "--output-dir", str(out), "-m", "hist", "--threads", "1")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == "fast" and metrics["geometry"]["name"] == "ds1-photons"
+    assert metrics["inputs"]["generated"]["path"].endswith("gen.h5")
+    assert len(metrics["inputs"]["reference"]["sha256"]) == 64
 
 
 @pytest.mark.slow
@@ -90,9 +103,9 @@ def test_a_failed_report_leaves_nothing_and_the_rerun_works(files, tmp_path, mon
     out = tmp_path / "report"
     with monkeypatch.context() as patch:
         patch.setattr(plots, "plot_correlations", full_disk)  # a figure late in the report
-        failed = run("evaluate", "-r", str(files / "ref.h5"), "-g", str(files / "gen.h5"), "--out", str(out))
+        failed = run("evaluate", "-r", str(files / "ref.h5"), "-i", str(files / "gen.h5"), "--out", str(out))
     assert failed.exit_code == 2 and "no space left" in failed.output and "Traceback" not in failed.output
     assert list(out.iterdir()) == []  # no partial plots that would block the rerun, no temporary directory
-    again = run("evaluate", "-r", str(files / "ref.h5"), "-g", str(files / "gen.h5"), "--out", str(out))
+    again = run("evaluate", "-r", str(files / "ref.h5"), "-i", str(files / "gen.h5"), "--out", str(out))
     assert again.exit_code == 0, again.output
     assert (out / "plots" / "layer_correlations.png").is_file() and (out / "metrics.json").is_file()

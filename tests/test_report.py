@@ -36,7 +36,10 @@ def report_dir(tmp_path_factory):
     ref = simulate("ds1-photons", "photon", energies, seed=1)
     gen = simulate("ds1-photons", "photon", energies, seed=2)
     out = tmp_path_factory.mktemp("report")
-    result = evaluate(ref, gen, out, mode="full", seed=3, classifier_config=TINY_NET)
+    inputs = {"reference": {"path": "ref.h5", **ref.fingerprint()},
+              "generated": {"path": "gen.h5", **gen.fingerprint()},
+              "model": {"path": "run/bundle", "family": "gan", "iterations": 1200, "training_minutes": 5.0}}
+    result = evaluate(ref, gen, out, mode="full", seed=3, classifier_config=TINY_NET, inputs=inputs)
     return out, result, ref, gen
 
 
@@ -50,8 +53,24 @@ def test_outputs_written_with_stable_keys(report_dir):
     assert set(metrics["classifiers"]) == {"low", "high"}
     assert {"value_e3", "error_e3", "reference_split"} <= set(metrics["fpd"])
     assert metrics["verdict"] == result.verdict
+    assert metrics["inputs"]["reference"]["path"] == "ref.h5" and metrics["timings_s"]["total"] > 0
+    assert len(result.energy_means) == 4 and result.energy_means[0].label == "1.02 GeV"
+
+
+def test_histograms_are_written_for_root(report_dir):
+    uproot = pytest.importorskip("uproot")
+    out, result, _, _ = report_dir
+    with uproot.open(out / "histograms.root") as file:
+        hist = file["e_layer_2/generated"]
+        counts, edges = hist.to_numpy()
+        source = next(h for h in result.histograms if h.name == "e_layer_2")
+        np.testing.assert_array_equal(counts, source.generated)
+        np.testing.assert_allclose(edges, source.edges)
+        response = next(h for h in result.histograms if h.name == "response")
+        np.testing.assert_array_equal(file["response/reference"].to_numpy()[0], response.reference)
     for stem in ("response", "e_layer", "width_r", "sparsity", "voxel", "profiles", "mean_images_0",
-                 "layer_correlations", "roc", "response_resolution", "response_per_energy"):
+                 "layer_correlations", "roc", "response_resolution", "response_per_energy",
+                 "layer_energies_by_energy", "mean_image_energy_0", "mean_image_energy_3"):
         assert (out / "plots" / f"{stem}.png").stat().st_size > 1000
         assert (out / "plots" / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
 
@@ -107,7 +126,9 @@ def test_report_opens_in_headless_chromium(report_dir, tmp_path):
         driver.get((out / "report.html").resolve().as_uri())
         widths = driver.execute_script(
             "return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0);")
-        assert len(widths) >= 14 and all(w > 0 for w in widths), widths
+        assert len(widths) >= 14 and all(w >= 600 for w in widths), widths  # readable without zooming
+        header = driver.execute_script("return document.querySelector('ul.inputs').innerText;")
+        assert "ref.h5" in header and "gen.h5" in header and "sha256" in header and "family gan" in header
         severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert severe == []
         assert "Validation report" in driver.title + driver.page_source

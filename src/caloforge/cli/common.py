@@ -8,7 +8,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,11 +18,12 @@ from rich.table import Table
 from caloforge.errors import CaloforgeError, ConfigError
 
 if TYPE_CHECKING:
+    from caloforge.data.showers import ShowerSet
     from caloforge.runtime.progress import Progress
     from caloforge.validation.result import EvaluationResult
 
 __all__ = ["GEOMETRY_HELP", "THREADS_HELP", "apply_threads", "cli_progress", "console", "device_name", "err_console",
-           "friendly_errors", "parse_floats", "state", "verdict_table"]
+           "file_description", "friendly_errors", "parse_floats", "state", "verdict_table"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -96,6 +98,11 @@ def apply_threads(threads: int | None) -> int:
     count = threads if threads is not None else recommended_threads()
     torch.set_num_threads(count)
     return count
+
+
+def file_description(path: Path, showers: ShowerSet) -> dict[str, Any]:
+    """A file for a report's header: its path and the fingerprint of its showers (sha256, counts, energies)."""
+    return {"path": str(path), **showers.fingerprint()}
 
 
 def cli_progress() -> Progress:

@@ -1,8 +1,15 @@
-"""The ``evaluate`` command: validate generated showers against a reference and write the report."""
+"""The ``evaluate`` command: validate generated showers against a reference and write the report.
+
+It also takes the options of the CaloChallenge's own ``evaluate.py`` where they do not clash:
+``-i/--input-file`` (the generated file), ``--reference-file``, ``-d/--dataset`` (``1-photons``,
+``1-pions``, ``2``, ``3``), ``--output-dir``, and its ``-m`` modes (``all``; ``hist``, ``hist-p``,
+``hist-chi``, ``avg``, ``avg-E`` run the fast mode; ``cls-low``, ``cls-high`` one classifier).
+"""
 
 from __future__ import annotations
 
 import warnings
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +23,7 @@ from caloforge.cli.common import (
     console,
     device_name,
     err_console,
+    file_description,
     friendly_errors,
     verdict_table,
 )
@@ -24,16 +32,56 @@ __all__ = ["register"]
 
 DEFAULT_MINUTES = 10.0
 """Default wall-clock budget of the classifier trainings of ``--mode full``, minutes."""
+_DATASETS = {"1-photons": "ds1-photons", "1-pions": "ds1-pions", "2": "ds2", "3": "ds3"}
+
+
+class Mode(StrEnum):
+    """``fast`` (no classifiers) or ``full``; the CaloChallenge's own mode names are accepted too."""
+
+    fast = "fast"
+    full = "full"
+    all = "all"
+    hist = "hist"
+    hist_p = "hist-p"
+    hist_chi = "hist-chi"
+    avg = "avg"
+    avg_e = "avg-E"
+    cls_low = "cls-low"
+    cls_high = "cls-high"
+
+
+class Precision(StrEnum):
+    """Classifier arithmetic."""
+
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+def _mode(mode: Mode, classifier: str) -> tuple[str, str]:
+    """caloforge's (mode, classifiers) for a mode name of either vocabulary."""
+    if mode in (Mode.full, Mode.all):
+        return "full", classifier
+    if mode in (Mode.cls_low, Mode.cls_high):
+        return "full", mode.value.removeprefix("cls-")
+    return "fast", classifier
 
 
 @friendly_errors
 def evaluate(
-    reference: Path = typer.Option(..., "--reference", "-r", help="Reference showers (CaloChallenge HDF5)."),
-    generated: Path = typer.Option(..., "--generated", "-g", help="Generated showers (CaloChallenge HDF5)."),
-    geometry: str | None = typer.Option(None, "--geometry", help=GEOMETRY_HELP),
-    out: Path = typer.Option(Path("evaluation"), "--out", "-o", help="Output directory for the report."),
-    mode: str = typer.Option("fast", "--mode", help="fast: no classifiers; full: everything."),
+    reference: Path = typer.Option(..., "--reference", "-r", "--reference-file",
+                                   help="Reference showers (CaloChallenge HDF5)."),
+    generated: Path = typer.Option(..., "--generated", "-i", "--input-file",
+                                   help="Generated showers (CaloChallenge HDF5)."),
+    geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="The CaloChallenge's dataset names: "
+                                       "1-photons, 1-pions, 2, 3 (instead of --geometry)."),
+    out: Path = typer.Option(Path("evaluation"), "--out", "-o", "--output-dir", help="Output directory."),
+    mode: Mode = typer.Option(Mode.fast, "--mode", "-m", help="fast: no classifiers; full: everything "
+                              "(CaloChallenge names: all = full, cls-low / cls-high = one classifier, others = fast)."),
     classifier: str = typer.Option("low,high", "--classifier", help="Classifier tests in full mode: low, high."),
+    run: Path | None = typer.Option(None, "--run", help="The training run (or bundle) of the generated showers: "
+                                    "adds its training history and describes the model in the header."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
     repeats: int | None = typer.Option(None, "--repeats", help="Classifier trainings to average (default 1; "
                                        "the paper: 10)."),
@@ -42,16 +90,22 @@ def evaluate(
     max_epochs: int | None = typer.Option(None, "--max-epochs", help="Maximum classifier epochs (default 50)."),
     patience: int | None = typer.Option(None, "--patience", help="Early-stopping patience in epochs (default: "
                                         "none, the classifiers stop at --max-minutes or --max-epochs)."),
-    precision: str | None = typer.Option(None, "--precision", help="Classifier arithmetic: auto (bf16 only where "
-                                         "native and measured faster), fp32 or bf16 (default auto)."),
-    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Wall-clock budget of all classifier "
-                                             "trainings in full mode, minutes (default 10)."),
-    threshold: float | None = typer.Option(None, "--threshold", help="Readout threshold in MeV (default: dataset's)."),
-    device: str = typer.Option("auto", "--device", help="Classifier device: auto, cpu, cuda, cuda:1, ..."),
+    precision: Precision = typer.Option(Precision.auto, "--precision", help="Classifier arithmetic: auto is bf16 "
+                                        "only where native and measured faster."),
+    max_minutes: float = typer.Option(DEFAULT_MINUTES, "--max-minutes", help="Wall-clock budget of all classifier "
+                                      "trainings in full mode, minutes."),
+    threshold: float | None = typer.Option(None, "--threshold", help="Readout threshold in MeV (default: the "
+                                           "dataset's)."),
+    device: str = typer.Option("auto", "--device", help="Classifier device: auto, cpu, cuda or cuda:N."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
 ) -> None:
-    """Validate generated showers against a reference: metrics.json, report.html and plots."""
+    """Validate generated showers against a reference: report.html, metrics.json, plots/ (and histograms.root).
+
+    Example: caloforge evaluate -r eval.h5 -i gen.h5 --out report/
+
+    Example: caloforge evaluate -r eval.h5 -i gen.h5 --mode full --run run/ --max-minutes 20
+    """
     from caloforge.data.io import read
     from caloforge.errors import ConfigError
     from caloforge.validation.evaluate import CLASSIFIERS
@@ -59,41 +113,61 @@ def evaluate(
     from caloforge.validation.metrics.classifier import ClassifierConfig
     from caloforge.validation.report import check_report_dir
 
-    if mode not in ("fast", "full"):
-        msg = f"expected --mode fast or full but got '{mode}'"
-        raise ConfigError(msg)
+    if dataset is not None:
+        if geometry is not None or dataset not in _DATASETS:
+            msg = f"expected --dataset in {sorted(_DATASETS)} (and no --geometry) but got '{dataset}'"
+            raise ConfigError(msg)
+        geometry = _DATASETS[dataset]
+    kind, classifier = _mode(mode, classifier)
     kinds = tuple(k.strip() for k in classifier.split(",") if k.strip())
     unknown = sorted(set(kinds) - set(CLASSIFIERS))
     if unknown or not kinds:
         msg = f"expected --classifier among {list(CLASSIFIERS)} but got {unknown or kinds}"
         raise ConfigError(msg)
-    if max_minutes is not None and not max_minutes > 0:
+    if not max_minutes > 0:
         msg = f"expected --max-minutes > 0 but got {max_minutes}"
         raise ConfigError(msg)
-    given: dict[str, Any] = {name: value for name, value in (("max_epochs", max_epochs), ("repeats", repeats),
-                                                              ("precision", precision)) if value is not None}
+    given: dict[str, Any] = {name: value for name, value in (("max_epochs", max_epochs), ("repeats", repeats))
+                             if value is not None}
     if patience is not None:
         given["patience"] = patience or None  # 0: no early stopping
     if max_showers is not None:
         given["max_showers"] = max_showers or None  # 0: all showers
-    config = ClassifierConfig.cpu_budget(60.0 * (max_minutes if max_minutes is not None else DEFAULT_MINUTES))
+    config = ClassifierConfig.cpu_budget(60.0 * max_minutes).replace(precision=precision.value)
     config = ClassifierConfig.from_dict(given, base=config, where="the classifier options")
+    history, model = _training(run)
     apply_threads(threads)
     check_report_dir(out, force)  # fail before reading large files
     progress = cli_progress()
     progress.message(f"reading {reference} and {generated}")
     ref = read(reference, geometry)
     gen = read(generated, geometry if geometry is not None else ref.geometry)
+    inputs = {"reference": file_description(reference, ref), "generated": file_description(generated, gen),
+              **({"model": model} if model else {})}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        result = run_evaluation(ref, gen, out, mode=mode, classifiers=kinds, seed=seed, force=force,  # type: ignore[arg-type]
+        result = run_evaluation(ref, gen, out, mode=kind, classifiers=kinds, seed=seed, force=force,  # type: ignore[arg-type]
                                 classifier_config=config, device=device_name(device), threshold=threshold,
-                                progress=progress)
-    for w in caught:
-        err_console.print(f"[yellow]warning:[/yellow] {w.message}")
+                                progress=progress, training_history=history, inputs=inputs)
+    for message in dict.fromkeys(str(w.message) for w in caught):  # each warning once
+        err_console.print(f"[yellow]warning:[/yellow] {message}")
     console.print(verdict_table(result))
     console.print(f"report: {out / 'report.html'}   metrics: {out / 'metrics.json'}   "
                   f"({result.timings.get('total', 0):.1f} s)")
+
+
+def _training(run: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The training history and a description of the model, from a run or bundle directory (``--run``)."""
+    if run is None:
+        return [], {}
+    from caloforge.training.bundle import load
+
+    bundle = load(run)
+    history = list(bundle.info.get("history", []))
+    last = history[-1] if history else {}
+    minutes = last.get("elapsed_s")
+    return history, {"path": str(bundle.path), "family": bundle.family, "iterations": last.get("iteration", "?"),
+                     "training_minutes": minutes / 60 if isinstance(minutes, int | float) else None}
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,8 @@ from caloforge.data.checks import check_finite, check_incident_energies, to_real
 from caloforge.data.geometry import Geometry
 from caloforge.errors import DataError, GeometryMismatchError
 
-__all__ = ["ShowerSet", "check_finite", "energy_bins"]  # check_finite lives in caloforge.data.checks, kept here too
+# check_finite lives in caloforge.data.checks and is re-exported here for older imports
+__all__ = ["ShowerSet", "check_finite", "energy_bins", "format_energy"]
 
 
 def _check_showers(showers: NDArray[np.float32], where: str) -> None:
@@ -27,6 +28,20 @@ def _check_showers(showers: NDArray[np.float32], where: str) -> None:
             f"(first at shower {first[0]}, voxel {first[1]}: {showers[first]:.4g} MeV), {where}"
         )
         raise DataError(msg)
+
+
+def format_energy(mev: float) -> str:
+    """An energy as physicists write it: ``256 MeV``, ``131 GeV``, ``4.19 TeV``.
+
+    Example:
+        >>> format_energy(131072.0), format_energy(256.0), format_energy(4194304.0), format_energy(0.01515)
+        ('131 GeV', '256 MeV', '4.19 TeV', '15.2 keV')
+    """
+    for unit, scale in (("TeV", 1e6), ("GeV", 1e3), ("MeV", 1.0)):
+        if abs(mev) >= scale:
+            value = mev / scale
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
+    return f"{mev * 1e3:.3g} keV"
 
 
 def energy_bins(energies: NDArray[np.float64], n_bins: int = 10, max_distinct: int = 50) -> NDArray[np.float64]:

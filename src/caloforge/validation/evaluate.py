@@ -42,7 +42,7 @@ from caloforge.validation.metrics.distances import fpd, kpd
 from caloforge.validation.metrics.prdc import prdc, prdc_inputs
 from caloforge.validation.metrics.response import layer_correlation, response_per_energy
 from caloforge.validation.metrics.separation import FeatureHistogram, feature_histograms, voxel_histogram
-from caloforge.validation.result import EvaluationResult, max_abs_difference
+from caloforge.validation.result import EnergyRangeMeans, EvaluationResult, max_abs_difference
 
 __all__ = ["CLASSIFIERS", "MIN_SHOWERS", "EvaluationResult", "Mode", "compute_evaluation", "evaluate"]
 
@@ -83,6 +83,34 @@ def _energy_histograms(ref: HighLevelFeatures, gen: HighLevelFeatures) -> tuple[
             f"response_E{label}", "response_per_energy", None, rf"$E_\mathrm{{tot}}/E_\mathrm{{inc}}$, E = {label} MeV",
             binning.edges, np.histogram(group.reference, binning.edges)[0].astype(float),
             np.histogram(group.generated, binning.edges)[0].astype(float), binning=binning.name))
+    return tuple(out)
+
+
+def _mean_fraction(showers: ShowerSet, rows: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Mean of voxels / E_inc over the selected showers, as one matrix-vector product (no copy of the showers)."""
+    weights = np.where(rows, 1.0 / showers.energies, 0.0).astype(np.float32) / max(int(rows.sum()), 1)
+    return np.asarray(weights @ showers.showers, dtype=np.float64)
+
+
+def _energy_range_means(reference: ShowerSet, generated: ShowerSet, n_ranges: int = 4) -> tuple[EnergyRangeMeans, ...]:
+    """Mean showers (voxels / E_inc) of both samples in up to ``n_ranges`` incident-energy ranges.
+
+    A discrete spectrum is cut into contiguous groups of its energies (one energy per range when
+    it has at most ``n_ranges``); a continuous one into log-spaced ranges.
+    """
+    edges = energy_bins(reference.energies)
+    groups = np.array_split(np.arange(len(edges) - 1), min(n_ranges, len(edges) - 1))
+    out = []
+    for group in groups:
+        lo, hi = edges[group[0]], edges[group[-1] + 1]
+        in_r = (reference.energies >= lo) & (reference.energies < hi)
+        in_g = (generated.energies >= lo) & (generated.energies < hi)
+        if not in_r.any() or not in_g.any():
+            continue
+        distinct = np.unique(reference.energies[in_r])
+        low, high = (float(distinct[0]), float(distinct[-1])) if distinct.size <= 50 else (float(lo), float(hi))
+        out.append(EnergyRangeMeans(low, high, int(in_r.sum()), int(in_g.sum()), _mean_fraction(reference, in_r),
+                                    _mean_fraction(generated, in_g)))
     return tuple(out)
 
 
@@ -247,6 +275,7 @@ def compute_evaluation(
         response_reference=response_per_energy(ref_f.energies, ref_f.response),
         response_generated=response_per_energy(gen_f.energies, gen_f.response, energy_bins(ref_f.energies)),
         correlation_reference=corr_r, correlation_generated=corr_g, correlation_split_max=corr_split,
+        energy_means=_energy_range_means(ref_s, gen_s),
         mean_reference=ref_s.showers.mean(axis=0, dtype=np.float64),
         mean_generated=gen_s.showers.mean(axis=0, dtype=np.float64),
         fpd=fpd_r, kpd=kpd_r, fpd_split=fpd_s, kpd_split=kpd_s, prdc=prdc_r, prdc_split=prdc_s,

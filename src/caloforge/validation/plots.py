@@ -14,23 +14,23 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from caloforge.data.showers import format_energy
 from caloforge.extras import require
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from caloforge.data.geometry import Geometry
     from caloforge.validation.metrics.classifier import ClassifierResult
     from caloforge.validation.metrics.response import ResponseResult
     from caloforge.validation.metrics.separation import FeatureHistogram
 
 __all__ = [
+    "DPI",
     "histogram_grid",
+    "histogram_title",
     "new_figure",
     "plot_correlations",
-    "plot_mean_images",
-    "plot_profiles",
     "plot_response",
     "plot_roc",
     "plot_training",
@@ -38,6 +38,18 @@ __all__ = [
 ]
 
 REF_COLOUR, GEN_COLOUR = "#5790fc", "#e42536"
+DPI = 110
+"""Resolution of the report's PNG figures: the narrowest figure is 6.5 in, about 700 pixels wide."""
+_WORDS = {"response": "all incident energies", "e_total": "total deposited energy", "voxel": "all voxels"}
+
+
+def histogram_title(hist: FeatureHistogram) -> str:
+    """A panel title in words: the layer, the incident energy, or what the whole-shower feature is."""
+    if hist.layer is not None:
+        return f"layer {hist.layer}"
+    if hist.family == "response_per_energy":
+        return "E_inc = " + format_energy(float(hist.name.removeprefix("response_E")))
+    return _WORDS.get(hist.name, hist.name.replace("_", " "))
 
 
 def style() -> dict[str, Any]:
@@ -47,7 +59,7 @@ def style() -> dict[str, Any]:
     base = dict(mplhep.style.ROOT)
     base.update({"font.size": 11, "axes.labelsize": 11, "axes.titlesize": 11, "xtick.labelsize": 9,
                  "ytick.labelsize": 9, "legend.fontsize": 9, "xaxis.labellocation": "right",
-                 "yaxis.labellocation": "top", "figure.dpi": 80})
+                 "yaxis.labellocation": "top", "figure.dpi": DPI, "savefig.dpi": DPI})
     return base
 
 
@@ -68,24 +80,29 @@ def _panel(fig: Figure, spec: object, hist: FeatureHistogram, legend: bool) -> N
     ax, rax = fig.add_subplot(sub[0]), fig.add_subplot(sub[1])
     ax.sharex(rax)
     widths = np.diff(hist.edges)
-    ref = hist.reference / max(hist.reference.sum(), 1.0) / widths
-    gen = hist.generated / max(hist.generated.sum(), 1.0) / widths
+    n_ref, n_gen = max(hist.reference.sum(), 1.0), max(hist.generated.sum(), 1.0)
+    ref, gen = hist.reference / n_ref / widths, hist.generated / n_gen / widths
     ax.stairs(ref, hist.edges, fill=True, color=REF_COLOUR, alpha=0.35, label="reference")
     ax.stairs(gen, hist.edges, color=GEN_COLOUR, linewidth=1.5, label="generated")
     if hist.log_y and (ref > 0).any():
         ax.set_yscale("log")
     if hist.log_x:
         rax.set_xscale("log")
-    with np.errstate(divide="ignore", invalid="ignore"):
+    centres = np.sqrt(hist.edges[1:] * hist.edges[:-1]) if hist.log_x else 0.5 * (hist.edges[1:] + hist.edges[:-1])
+    with np.errstate(divide="ignore", invalid="ignore"):  # Poisson errors of both histograms, in quadrature
         ratio = np.where(ref > 0, gen / ref, np.nan)
-    rax.stairs(np.nan_to_num(ratio, nan=1.0), hist.edges, color=GEN_COLOUR, linewidth=1.2)
+        error = ratio * np.sqrt(1.0 / np.maximum(hist.generated, 1.0) + 1.0 / np.maximum(hist.reference, 1.0))
+    shown = np.isfinite(ratio) & (hist.generated > 0)
+    rax.errorbar(centres[shown], ratio[shown], yerr=error[shown], color=GEN_COLOUR, marker="o", markersize=2,
+                 linestyle="none", elinewidth=0.8)
     rax.axhline(1.0, color="grey", linewidth=0.8)
     rax.set_ylim(0.5, 1.5)
+    rax.set_yticks([0.75, 1.0, 1.25])  # no label at the panels' shared edge
     rax.set_ylabel("gen/ref", fontsize=8)
     rax.set_xlabel(hist.label, fontsize=9)
+    ax.set_ylabel("normalised entries / bin width", fontsize=8)
     ax.tick_params(labelbottom=False)
-    title = f"layer {hist.layer}" if hist.layer is not None else hist.name
-    ax.set_title(f"{title}   S = {hist.separation:.2g}", fontsize=9)
+    ax.set_title(f"{histogram_title(hist)}   S = {hist.separation:.2g}", fontsize=9)
     if legend:
         ax.legend(loc="best", frameon=False)
 
@@ -96,104 +113,13 @@ def histogram_grid(histograms: Sequence[FeatureHistogram], title: str, columns: 
     n = len(histograms)
     cols = min(columns, n)
     rows = math.ceil(n / cols)
-    fig = new_figure(3.4 * cols, 3.0 * rows + 0.4, fig=fig)
+    fig = new_figure(max(3.4 * cols, 6.5), 3.0 * rows + 0.4, fig=fig)
     margin = 0.6 / (3.0 * rows + 0.4)
     grid = fig.add_gridspec(rows, cols, left=0.07 if cols > 1 else 0.15, right=0.98, bottom=margin + 0.02,
                             top=1 - margin, wspace=0.3, hspace=0.45)
     for k, hist in enumerate(histograms):
         _panel(fig, grid[k // cols, k % cols], hist, legend=k == 0)
     fig.suptitle(title)
-    return fig
-
-
-def _layer_grid(geometry: Geometry, values: NDArray[np.float64], index: int) -> NDArray[np.float64]:
-    layer = geometry.layers[index]
-    return values[geometry.layer_slice(index)].reshape(layer.n_alpha, layer.n_r)
-
-
-def plot_mean_images(geometry: Geometry, mean_reference: NDArray[np.float64], mean_generated: NDArray[np.float64],
-                     layers: Sequence[int], fig: Figure | None = None) -> Figure:
-    """Average shower per layer (polar, radial bins drawn with equal width): reference, generated, ratio.
-
-    Args:
-        geometry: The voxel geometry.
-        mean_reference: Mean voxel energies of the reference, MeV, shape (V,).
-        mean_generated: The same for the generated showers.
-        layers: Layer positions (not ids) to draw, one row each.
-        fig: A figure to draw into (default: a new one).
-    """
-    from matplotlib.colors import LogNorm, Normalize
-
-    fig = new_figure(9.0, 2.6 * len(layers) + 0.4, "constrained", fig)
-    grid = fig.add_gridspec(len(layers), 3)
-    vmax = max(float(mean_reference.max()), 1e-6)
-    norm = LogNorm(vmin=max(vmax * 1e-5, 1e-6), vmax=vmax)
-    for row, index in enumerate(layers):
-        layer = geometry.layers[index]
-        split = math.ceil(72 / layer.n_alpha)  # sub-divide alpha bins so that rings look round
-        theta = np.linspace(-np.pi, np.pi, layer.n_alpha * split + 1)
-        radius = np.arange(layer.n_r + 1, dtype=float)
-        ref = np.repeat(_layer_grid(geometry, mean_reference, index), split, axis=0)
-        gen = np.repeat(_layer_grid(geometry, mean_generated, index), split, axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(ref > 0, gen / ref, np.nan)
-        panels = (("reference", ref, norm, "viridis"), ("generated", gen, norm, "viridis"),
-                  ("generated / reference", ratio, Normalize(0.5, 1.5), "RdBu_r"))
-        for col, (name, data, nrm, cmap) in enumerate(panels):
-            ax = fig.add_subplot(grid[row, col], projection="polar")
-            mesh = ax.pcolormesh(theta, radius, np.ma.masked_invalid(np.where(data > 0, data, np.nan)
-                                                                     if col < 2 else data).T,
-                                 norm=nrm, cmap=cmap, shading="flat")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            ax.set_title(f"layer {layer.id}: {name}", fontsize=9)
-            if col != 0:
-                fig.colorbar(mesh, ax=ax, shrink=0.7, label="MeV" if col == 1 else "ratio")
-    fig.suptitle("Average shower per layer (rings: radial bins)")
-    return fig
-
-
-def plot_profiles(geometry: Geometry, mean_reference: NDArray[np.float64], mean_generated: NDArray[np.float64],
-                  max_layers: int = 6, fig: Figure | None = None) -> Figure:
-    """Mean longitudinal profile (energy per layer) and mean radial profiles of the most energetic layers.
-
-    Args:
-        geometry: The voxel geometry.
-        mean_reference: Mean voxel energies of the reference, MeV, shape (V,).
-        mean_generated: The same for the generated showers.
-        max_layers: Radial profiles of at most this many layers (the most energetic).
-        fig: A figure to draw into (default: a new one).
-    """
-    fig = new_figure(10.0, 4.2, "constrained", fig)
-    ax_l, ax_r = fig.subplots(1, 2)
-    e_ref = np.array([mean_reference[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
-    e_gen = np.array([mean_generated[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
-    x = np.arange(geometry.n_layers + 1) - 0.5
-    ax_l.stairs(e_ref, x, fill=True, color=REF_COLOUR, alpha=0.35, label="reference")
-    ax_l.stairs(e_gen, x, color=GEN_COLOUR, linewidth=1.5, label="generated")
-    ax_l.set_xticks(range(geometry.n_layers))
-    ax_l.set_xticklabels([str(i) for i in geometry.layer_ids], fontsize=7 if geometry.n_layers > 15 else 9)
-    if (e_ref > 0).any():
-        ax_l.set_yscale("log")
-    ax_l.set_xlabel("layer id")
-    ax_l.set_ylabel("mean energy [MeV]")
-    ax_l.legend(frameon=False)
-    top = np.argsort(-e_ref)[:max_layers]
-    colours = [f"C{k}" for k in range(len(top))]
-    for colour, index in zip(colours, sorted(top), strict=True):
-        layer = geometry.layers[index]
-        area = np.pi * np.diff(np.asarray(layer.r_edges) ** 2)
-        ref = _layer_grid(geometry, mean_reference, index).sum(axis=0) / area
-        gen = _layer_grid(geometry, mean_generated, index).sum(axis=0) / area
-        ax_r.step(layer.r_edges[1:], ref, where="pre", color=colour, label=f"layer {layer.id} ref")
-        ax_r.step(layer.r_edges[1:], gen, where="pre", color=colour, linestyle="--", label=f"layer {layer.id} gen")
-    ax_r.set_xscale("symlog", linthresh=1.0)
-    ax_r.set_yscale("log")
-    ax_r.set_xlabel("r [mm]")
-    ax_r.set_ylabel(r"mean energy density [MeV/mm$^2$]")
-    ax_r.legend(frameon=False, fontsize=7, ncol=2)
-    fig.suptitle("Mean longitudinal and radial profiles")
     return fig
 
 

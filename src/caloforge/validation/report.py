@@ -6,6 +6,7 @@ Layout of the output directory::
     metrics.json     :meth:`caloforge.validation.result.EvaluationResult.to_dict` (stable keys)
     plots/*.png      the figures (also embedded in the page)
     plots/*.pdf      the same figures as vector graphics
+    histograms.root  every histogram as TH1D pairs (reference, generated), with caloforge[root] (uproot)
 
 The page needs no server and no network: it opens from disk in any browser.
 Files are written atomically and never overwrite without ``force``.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
+import importlib
 import io
 import math
 import os
@@ -25,12 +27,15 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from caloforge._version import __version__
 from caloforge.data.outputs import scratch_dir, strict_json
+from caloforge.data.showers import format_energy
 from caloforge.errors import OutputExistsError, OutputPathError
 from caloforge.extras import require
 from caloforge.runtime.progress import SILENT, Progress
-from caloforge.validation import plots
+from caloforge.validation import plots, shower_plots
 from caloforge.validation.result import EvaluationResult
 
 if TYPE_CHECKING:
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = ["REPORT_FILES", "check_report_dir", "html_page", "png_figure", "render_html", "write_report"]
 
 REPORT_FILES = ("report.html", "metrics.json")
+ROOT_FILE = "histograms.root"
 _FAMILIES = (
     ("e_layer", "Energy per layer"),
     ("centre_eta", "Centre of energy in eta"),
@@ -75,7 +81,7 @@ def check_report_dir(out_dir: str | Path, force: bool) -> Path:
     if out.exists() and not out.is_dir():
         msg = f"expected an output directory but {out} is a file; choose another --out"
         raise OutputPathError(msg)
-    existing = [out / name for name in REPORT_FILES if (out / name).exists()]
+    existing = [out / name for name in (*REPORT_FILES, ROOT_FILE) if (out / name).exists()]
     if (out / "plots").is_dir():
         existing += sorted((out / "plots").glob("*.p[nd][gf]"))
     if existing and not force:
@@ -110,13 +116,25 @@ def _figures(result: EvaluationResult) -> list[tuple[str, str, str, Callable[[],
             out.append(("Features", family, title, partial(plots.histogram_grid, by_family[family], title)))
     means = (result.geometry, result.mean_reference, result.mean_generated)
     out.append(("Shower shape", "profiles", "Mean longitudinal and radial profiles",
-                partial(plots.plot_profiles, *means)))
+                partial(shower_plots.plot_profiles, *means)))
     n_layers = result.geometry.n_layers
     for start in range(0, n_layers, 9):
         layers = list(range(start, min(start + 9, n_layers)))
         out.append(("Shower shape", f"mean_images_{start}",
                     f"Average shower, layers {layers[0]}-{layers[-1]} (positions)",
-                    partial(plots.plot_mean_images, *means, layers)))
+                    partial(shower_plots.plot_mean_images, *means, layers)))
+    if result.energy_means:
+        out.append(("Per incident energy", "layer_energies_by_energy",
+                    "Mean fraction of E_inc per layer, per incident-energy range",
+                    partial(shower_plots.plot_layer_energies_by_range, result.geometry.layer_ids, result.geometry,
+                            result.energy_means)))
+        energetic = int(np.argmax([result.mean_reference[result.geometry.layer_slice(i)].sum()
+                                   for i in range(n_layers)]))
+        for k, group in enumerate(result.energy_means):
+            out.append(("Per incident energy", f"mean_image_energy_{k}",
+                        f"Average shower in the most energetic layer, E_inc {group.label}",
+                        partial(shower_plots.plot_mean_images, result.geometry, group.mean_reference,
+                                group.mean_generated, [energetic], title=f"E_inc {group.label}", unit="MeV/MeV")))
     out.append(("Correlations", "layer_correlations", "Layer-energy correlations",
                 partial(plots.plot_correlations, result.geometry.layer_ids, result.correlation_reference,
                         result.correlation_generated)))
@@ -146,9 +164,9 @@ def _verdict_table(result: EvaluationResult) -> str:
 
 
 def _chi2_table(result: EvaluationResult) -> str:
-    rows = ["<tr><th>E_inc [MeV]</th><th>N ref</th><th>N gen</th><th>chi2</th><th>NDF</th><th>chi2/NDF</th></tr>"]
+    rows = ["<tr><th>E_inc</th><th>N ref</th><th>N gen</th><th>chi2</th><th>NDF</th><th>chi2/NDF</th></tr>"]
     for e in result.chi2.per_energy:
-        label = f"{e.energy:.5g}"
+        label = format_energy(e.energy)
         rows.append(f"<tr><td>{label}</td><td>{e.n_reference}</td><td>{e.n_generated}</td><td>{_fmt(e.chi2)}</td>"
                     f"<td>{e.ndf}</td><td>{_fmt(e.chi2_ndf)}</td></tr>")
     rows.append(f"<tr><th>all</th><th>{result.n_reference}</th><th>{result.n_generated}</th><th>{_fmt(result.chi2.chi2)}"
@@ -163,6 +181,25 @@ def _training_lines(result: EvaluationResult) -> list[str]:
     return [f"<p>model training: validation chi2/NDF of E_tot/E_inc <b>{_fmt(t['untrained_chi2_ndf'])}</b> untrained "
             f"&rarr; <b>{_fmt(t['best_chi2_ndf'])}</b> at the selected checkpoint (iteration {t['best_iteration']} of "
             f"{t['iterations']}, {_fmt(t['elapsed_s'] / 60)} min); see the Training section.</p>"]
+
+
+def _input_lines(result: EvaluationResult) -> list[str]:
+    """The header's description of the inputs: files and their fingerprints, the model that generated."""
+    rows = []
+    for role in ("reference", "generated"):
+        item = result.inputs.get(role)
+        if isinstance(item, dict):
+            where = html.escape(str(item.get("path", "in memory")))
+            digest = str(item.get("sha256", ""))[:16]
+            rows.append(f"<li>{role}: <b>{where}</b> ({item.get('n_showers', '?')} showers, sha256 {digest}…)</li>")
+    model = result.inputs.get("model")
+    if isinstance(model, dict):
+        minutes = model.get("training_minutes")
+        trained = f", trained {minutes:.1f} min" if isinstance(minutes, int | float) else ""
+        rows.append(f"<li>model: <b>{html.escape(str(model.get('path', '')))}</b> (family "
+                    f"{html.escape(str(model.get('family', '?')))}, {model.get('iterations', '?')} iterations"
+                    f"{trained})</li>")
+    return ["<p>inputs:</p><ul class='inputs'>", *rows, "</ul>"] if rows else []
 
 
 def _classifier_lines(result: EvaluationResult) -> list[str]:
@@ -188,8 +225,8 @@ def png_figure(png: bytes, caption: str) -> str:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]]) -> str:
-    """The report page; ``images`` are (section, caption, PNG bytes) in display order."""
+def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]], note: str = "") -> str:
+    """The report page; ``images`` are (section, caption, PNG bytes) in display order; ``note`` ends the header."""
     g = result.geometry
     parts = [
         f"<h1>Validation report <span>verdict: <b class='{result.verdict}'>{result.verdict}</b></span></h1>",
@@ -197,8 +234,10 @@ def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]]) 
         f"{result.n_reference} reference and {result.n_generated} generated showers, mode <b>{result.mode}</b>, "
         f"seed {result.seed}, caloforge {html.escape(__version__)}. The reference split compares two random halves "
         "of the reference: what statistics alone give. See docs/validation.md for every definition and threshold.</p>",
+        *_input_lines(result),
+        *([f"<p>{html.escape(note)}.</p>"] if note else []),
     ]
-    parts += [f"<p class='warning'>warning: {html.escape(w)}</p>" for w in result.warnings]
+    parts += [f"<p class='warning'>warning: {html.escape(w)}</p>" for w in dict.fromkeys(result.warnings)]
     parts += ["<h2>Verdict</h2>", _verdict_table(result), *_classifier_lines(result), *_training_lines(result),
               "<h2>chi2 of E_tot/E_inc per incident energy</h2>", _chi2_table(result)]
     section = None
@@ -259,7 +298,11 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
         if started is not None:
             timings["total"] = round(time.perf_counter() - started, 3)
         result = dataclasses.replace(result, timings=timings)
-        (stage / "report.html").write_text(render_html(result, images), encoding="utf-8")
+        if _write_root(result, stage / ROOT_FILE):
+            root_note = f"every histogram is also in {ROOT_FILE} (TH1D, reference and generated) for ROOT"
+        else:
+            root_note = f'install caloforge[root] (uproot) to also get every histogram in {ROOT_FILE} for ROOT'
+        (stage / "report.html").write_text(render_html(result, images, root_note), encoding="utf-8")
         (stage / "metrics.json").write_text(strict_json(result.to_dict(), indent=2), encoding="utf-8")
         _publish(stage, out)
     return result
@@ -270,5 +313,21 @@ def _publish(stage: Path, out: Path) -> None:
     (out / "plots").mkdir(exist_ok=True)
     for path in sorted((stage / "plots").iterdir()):
         path.replace(out / "plots" / path.name)
+    if (stage / ROOT_FILE).is_file():
+        (stage / ROOT_FILE).replace(out / ROOT_FILE)
     for name in REPORT_FILES:
         (stage / name).replace(out / name)
+
+
+def _write_root(result: EvaluationResult, path: Path) -> bool:
+    """Every feature histogram as a pair of TH1D (``<name>/reference``, ``<name>/generated``); False without uproot."""
+    try:
+        uproot = importlib.import_module("uproot")
+    except ImportError:
+        return False
+    with uproot.recreate(path) as file:
+        for hist in (*result.histograms, *result.energy_histograms):
+            edges = np.asarray(hist.edges, dtype=np.float64)
+            file[f"{hist.name}/reference"] = (np.asarray(hist.reference, np.float64), edges)
+            file[f"{hist.name}/generated"] = (np.asarray(hist.generated, np.float64), edges)
+    return True

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from caloforge.data.geometry import Geometry
+from caloforge.data.showers import format_energy
 from caloforge.validation.metrics import verdict as v
 from caloforge.validation.metrics.chi2 import Chi2Result
 from caloforge.validation.metrics.classifier import ClassifierResult
@@ -26,9 +27,36 @@ from caloforge.validation.metrics.prdc import PRDCResult
 from caloforge.validation.metrics.response import ResponseResult
 from caloforge.validation.metrics.separation import FeatureHistogram
 
-__all__ = ["SCHEMA", "EvaluationResult", "max_abs_difference"]
+__all__ = ["SCHEMA", "EnergyRangeMeans", "EvaluationResult", "max_abs_difference"]
 
 SCHEMA = "caloforge.evaluate/2"
+
+
+@dataclass(frozen=True, eq=False)
+class EnergyRangeMeans:
+    """Mean showers of the reference and generated samples in one incident-energy range (MeV).
+
+    Attributes:
+        energy_low: Lower edge of the range, MeV.
+        energy_high: Upper edge, MeV.
+        n_reference: Reference showers in the range.
+        n_generated: Generated showers in the range.
+        mean_reference: Mean voxel energies divided by E_inc (per shower), shape (V,).
+        mean_generated: The same for the generated showers.
+    """
+
+    energy_low: float
+    energy_high: float
+    n_reference: int
+    n_generated: int
+    mean_reference: NDArray[np.float64]
+    mean_generated: NDArray[np.float64]
+
+    @property
+    def label(self) -> str:
+        """``1.02 GeV``, or ``1.02 - 8.19 GeV`` for a range of energies."""
+        lo, hi = format_energy(self.energy_low), format_energy(self.energy_high)
+        return lo if lo == hi else f"{lo} - {hi}"
 
 
 def max_abs_difference(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
@@ -75,6 +103,7 @@ class EvaluationResult:
     timings: Mapping[str, float] = field(default_factory=dict)
     training_history: tuple[dict[str, float], ...] = ()
     inputs: Mapping[str, Any] = field(default_factory=dict)
+    energy_means: tuple[EnergyRangeMeans, ...] = ()
 
     @property
     def training(self) -> dict[str, float] | None:
