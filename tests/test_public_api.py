@@ -31,3 +31,16 @@ def test_a_missing_plot_extra_is_an_install_hint_before_any_work(tmp_path, monke
     with pytest.raises(MissingDependencyError, match=r'pip install "caloforge\[plot\]"'):
         caloforge.evaluate(showers, showers, tmp_path / "report")
     assert not (tmp_path / "report").exists()
+
+
+def test_a_shower_set_converts_to_arrays_and_tensors_and_gives_its_layers():
+    import torch
+
+    showers = caloforge.simulate("ds1-photons", "photon", [4096.0] * 5, seed=2)
+    assert np.asarray(showers) is showers.showers and showers.to_numpy() is showers.showers
+    tensor = showers.to_torch()
+    assert tensor.shape == (5, 368) and tensor.dtype == torch.float32
+    np.testing.assert_array_equal(torch.as_tensor(np.asarray(showers)).numpy(), showers.showers)
+    layer = showers.layer(2)  # EMB2: 10 alpha x 19 r bins
+    assert layer.shape == (5, 10, 19)
+    np.testing.assert_array_equal(layer.reshape(5, -1), showers.showers[:, showers.geometry.layer_slice(2)])

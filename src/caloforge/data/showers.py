@@ -117,6 +117,45 @@ class ShowerSet:
     def __len__(self) -> int:
         return int(self.energies.shape[0])
 
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> NDArray[Any]:
+        """``np.asarray(showers)`` is the (N, V) voxel energies in MeV (for torch: :meth:`to_torch`).
+
+        Example:
+            >>> from caloforge.data.geometry import Geometry, Layer
+            >>> s = ShowerSet(np.array([10.0]), np.array([[1.0, 2.0]]), Geometry((Layer(0, (0, 1, 2)),)))
+            >>> np.asarray(s).tolist(), np.asarray(s, dtype=np.float64).dtype.name
+            ([[1.0, 2.0]], 'float64')
+        """
+        values = self.showers if dtype is None else self.showers.astype(dtype, copy=False)
+        return values.copy() if copy else values
+
+    def to_numpy(self) -> NDArray[np.float32]:
+        """The (N, V) voxel energies in MeV (the array itself, no copy); ``np.asarray(showers)`` gives the same."""
+        return self.showers
+
+    def to_torch(self, device: str | None = None) -> Any:
+        """The (N, V) voxel energies in MeV as a torch tensor (sharing memory on the CPU).
+
+        ``torch.as_tensor(showers)`` cannot work (torch reads a ShowerSet as a sequence of showers);
+        use this, or ``torch.as_tensor(np.asarray(showers))``.
+        """
+        import torch
+
+        return torch.from_numpy(self.showers).to(device) if device else torch.from_numpy(self.showers)
+
+    def layer(self, index: int) -> NDArray[np.float32]:
+        """The voxels of layer ``index`` (position, not id) as (N, n_alpha, n_r), MeV: a view, no copy.
+
+        Example:
+            >>> from caloforge.data.geometry import Geometry, Layer
+            >>> g = Geometry((Layer(0, (0, 1), 1), Layer(7, (0, 1, 2, 3), 2)))
+            >>> s = ShowerSet(np.array([10.0]), np.arange(7, dtype=np.float32)[None], g)
+            >>> s.layer(1).shape, s.layer(1)[0, 1].tolist()
+            ((1, 2, 3), [4.0, 5.0, 6.0])
+        """
+        layer = self.geometry.layers[index]
+        return self.showers[:, self.geometry.layer_slice(index)].reshape(len(self), layer.n_alpha, layer.n_r)
+
     def __repr__(self) -> str:
         conds = f", conditions={sorted(self.conditions)}" if self.conditions else ""
         return f"ShowerSet(n={len(self)}, geometry={self.geometry.name!r}{conds})"
