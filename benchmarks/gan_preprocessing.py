@@ -18,8 +18,7 @@ import numpy as np
 
 from caloforge.models import GANConfig
 from caloforge.refsim import simulate
-from caloforge.training import load
-from caloforge.training import train, validation_chi2
+from caloforge.training import load, train, validation_chi2
 
 DS1_ENERGIES = 256.0 * 2.0 ** np.arange(15)  # MeV
 

@@ -24,8 +24,7 @@ import numpy as np
 from caloforge.models import GANConfig
 from caloforge.refsim import simulate
 from caloforge.runtime.hardware import resolve_device
-from caloforge.training import load
-from caloforge.training import train, validation_chi2
+from caloforge.training import load, train, validation_chi2
 from caloforge.validation.features import compute_features, high_level_inputs, low_level_inputs
 from caloforge.validation.metrics.classifier import ClassifierConfig, classifier_test
 
