@@ -1,6 +1,7 @@
 """The detector descriptions of the physics notes (``refsim-physics.md`` §3), and the choice per geometry.
 
-:func:`atlas_like`: ATLAS barrel at |η| ≈ 0.2 as seen by CaloChallenge dataset 1.
+:func:`atlas_like`: ATLAS barrel at |η| ≈ 0.2 as seen by CaloChallenge dataset 1, or another barrel η slice
+(longer paths, optionally more material in front).
 :func:`par04_wsi`: Geant4 Par04 W/Si, CaloChallenge datasets 2 and 3.
 :func:`detector_for`: the description for a geometry. Every estimate is a named
 module constant with its source, passed to the constructors.
@@ -13,11 +14,11 @@ from functools import lru_cache
 
 from caloforge.data.datasets import WSI_SAMPLING_FRACTION, WSI_THRESHOLD_MEV, dataset_facts
 from caloforge.data.geometry import Geometry
-from caloforge.errors import GeometryError
+from caloforge.errors import ConfigError, GeometryError
 from caloforge.refsim.detector import Detector, Readout, Slab
 from caloforge.refsim.materials import ELEMENTS, Layer, Material, Stack
 
-__all__ = ["ATLAS_LAYER_IDS", "WSI_THRESHOLD_MEV", "atlas_like", "detector_for", "par04_wsi"]
+__all__ = ["ATLAS_LAYER_IDS", "MAX_BARREL_ETA", "WSI_THRESHOLD_MEV", "atlas_like", "detector_for", "par04_wsi"]
 
 ATLAS_LAYER_IDS = (0, 1, 2, 3, 12, 13, 14)
 """CaloChallenge dataset-1 layer ids: PreSamplerB, EMB1-3, TileBar0-2 (CC binning XML)."""
@@ -27,7 +28,13 @@ ATLAS_LAYER_IDS = (0, 1, 2, 3, 12, 13, 14)
 
 
 # ------------------------------------------------------------------ ATLAS-like
-COSH_ETA = math.cosh(0.2)
+ETA = 0.2
+"""The |η| of CaloChallenge dataset 1 (the slice 0.20-0.25)."""
+
+MAX_BARREL_ETA = 1.4
+"""Largest |η| of an ATLAS-like barrel slice (EMB covers |η| < 1.475)."""
+
+COSH_ETA = math.cosh(ETA)
 """Path-length factor at η = 0.2: depths quoted at η = 0 are scaled by cosh η ≈ 1.02 (notes §3a)."""
 
 EMB_SAMPLING_FRACTION = 0.18
@@ -93,15 +100,38 @@ def _tile() -> Material:
     return Stack("Tile Fe/scintillator", (Layer(e["Fe"], 14.0), Layer(e["Scint"], 3.0, active=True))).material()
 
 
-def atlas_like(cosh_eta: float = COSH_ETA) -> Detector:
-    """ATLAS barrel at |η| ≈ 0.2 as seen by CaloChallenge dataset 1 (notes §3a).
+def atlas_like(eta: float = ETA, extra_material_x0: float = 0.0, *, cosh_eta: float | None = None) -> Detector:
+    """ATLAS barrel at |η| ≈ ``eta`` as seen by CaloChallenge dataset 1 (notes §3a); the default is |η| ≈ 0.2.
 
     Upstream material (solenoid, cryostat), presampler (layer 0), EMB strips/middle/back
     (1, 2, 3), the LAr-Tile gap and Tile A/BC/D (12, 13, 14). Voxels are at the EM scale.
+    Another η slice crosses every slab on a path longer by cosh η; ``extra_material_x0`` adds
+    dead material in front of everything (inner-detector services, as at larger |η|): showers
+    start earlier, more energy is lost before the presampler and its fluctuation worsens the
+    resolution. The binning (dataset 1's) is the same for every slice.
 
     Args:
-        cosh_eta: Path-length factor for the depths quoted at η = 0.
+        eta: Pseudorapidity of the slice, in the barrel: 0 <= |η| <= :data:`MAX_BARREL_ETA`.
+        extra_material_x0: Dead material added in front, X0 at η = 0 (aluminium; >= 0).
+        cosh_eta: Path-length factor used instead of cosh(eta) (kept for callers of earlier versions).
+
+    Raises:
+        ConfigError: for |η| outside the barrel or negative (or absurd, over 20 X0) extra material.
+
+    Example:
+        >>> atlas_like() == atlas_like(0.2, 0.0)
+        True
+        >>> atlas_like(0.7, 1.0).name
+        'ATLAS-barrel-like |eta|~0.7, +1 X0 in front'
     """
+    if not (math.isfinite(eta) and abs(eta) <= MAX_BARREL_ETA):
+        msg = f"expected |eta| <= {MAX_BARREL_ETA} (the barrel) but got {eta!r}, in atlas_like"
+        raise ConfigError(msg)
+    if not (math.isfinite(extra_material_x0) and 0 <= extra_material_x0 <= 20):
+        msg = f"expected extra_material_x0 in [0, 20] X0 but got {extra_material_x0!r}, in atlas_like"
+        raise ConfigError(msg)
+    if cosh_eta is None:
+        cosh_eta = math.cosh(eta)
     emb, tile = _emb(), _tile()
     al = Material.homogeneous(ELEMENTS["Al"])
     lar = Material.homogeneous(ELEMENTS["LAr"])
@@ -117,7 +147,10 @@ def atlas_like(cosh_eta: float = COSH_ETA) -> Detector:
     emb_mm = [d * emb.x0_mm * cosh_eta for d in EMB_DEPTHS_X0]
     in_front = (upstream_mm + gap_x0) / al.lambda_mm + 11.0 * cosh_eta / lar.lambda_mm + sum(emb_mm) / emb.lambda_mm
     gap_mm = max(0.0, LAMBDA_IN_FRONT_OF_TILE * cosh_eta - in_front) * al.lambda_mm
+    extra = () if extra_material_x0 == 0 else (
+        Slab("extra material in front (services)", al, extra_material_x0 * al.x0_mm * cosh_eta),)
     slabs = (
+        *extra,
         Slab("upstream (solenoid, cryostat)", al, upstream_mm),
         Slab("PreSamplerB", lar, 11.0 * cosh_eta, 0, ps_ro, moliere_radius_mm=al.moliere_radius_mm),
         Slab("presampler-strips material", al, gap_x0),
@@ -129,7 +162,8 @@ def atlas_like(cosh_eta: float = COSH_ETA) -> Detector:
         Slab("TileBar1 (BC)", tile, TILE_DEPTHS_LAMBDA[1] * tile.lambda_mm * cosh_eta, 13, tile_ro),
         Slab("TileBar2 (D)", tile, TILE_DEPTHS_LAMBDA[2] * tile.lambda_mm * cosh_eta, 14, tile_ro),
     )
-    return Detector("ATLAS-barrel-like |eta|~0.2", slabs, emb, EMB_STOCHASTIC)
+    name = f"ATLAS-barrel-like |eta|~{abs(eta):g}" + (f", +{extra_material_x0:g} X0 in front" if extra else "")
+    return Detector(name, slabs, emb, EMB_STOCHASTIC)
 
 
 # --------------------------------------------------------------------- Par04
