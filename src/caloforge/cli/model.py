@@ -121,7 +121,9 @@ def train(
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default 0)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     devices: str = typer.Option("1", "--devices", help="Passed to lightning.Trainer(devices=...)."),
-    strategy: str = typer.Option("auto", "--strategy", help="Passed to lightning.Trainer(strategy=...)."),
+    strategy: str = typer.Option("auto", "--strategy", help="Passed to lightning.Trainer(strategy=...), e.g. ddp."),
+    num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines of a multi-node DDP run "
+                                   "(docs/scaling.md)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress (a bar on a terminal, "
                                   "lines in a log)."),
@@ -149,7 +151,7 @@ def train(
     defaults = family.config_class.for_preset(preset, particle or showers.geometry.particle, resolved)  # type: ignore[arg-type]
     model_config = family.config_class.from_dict(model_section, defaults, where=f"the 'model' section of {config}")
     result = train_model(showers, model, model_config, out, device=resolved, validation=held_out,
-                         devices=_devices(devices), strategy=strategy, resume=resume,
+                         devices=_devices(devices), strategy=strategy, num_nodes=num_nodes, resume=resume,
                          progress=cli_progress() if progress else False, **settings.model_dump())
     for r in result.ranges:
         console.print(f"  {r.energy_low:g}-{r.energy_high:g} MeV: {r.iterations} iterations, best chi2/NDF "
@@ -157,6 +159,8 @@ def train(
     if result.interrupted:
         console.print(f"interrupted; continue with: {_resume_command(data, out, geometry, validation, result)}")
         raise typer.Exit(code=130)
+    if result.validation is None:  # a DDP rank other than 0: rank 0 evaluates and reports
+        return
     console.print(f"validation chi2/NDF {result.chi2_ndf:.3f} in {result.elapsed_s:.0f} s; bundle: {result.bundle_dir}")
 
 

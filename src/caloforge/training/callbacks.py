@@ -32,6 +32,7 @@ from caloforge.errors import OutputPathError
 from caloforge.models.sampling import sample_showers
 from caloforge.runtime.progress import Progress, ProgressTask
 from caloforge.training.bundle_format import save_model, update_history
+from caloforge.training.settings import SelectionState
 from caloforge.training.task import GenerativeTask
 from caloforge.validation.metrics.chi2 import Chi2Result, response_chi2
 
@@ -151,6 +152,8 @@ class Chi2Selection(L.Callback):
                 save_model(self.run_dir / "bundle", model, self.metadata["family"], self.validation.geometry,
                            {k: v for k, v in meta.items() if k != "family"}, force=True)
             self._write_csv(sel.history)
+        if trainer.world_size > 1:
+            self._share_rank_zero_state(trainer, task)
         tmp = self.run_dir / ".last.ckpt.tmp"
         try:
             trainer.save_checkpoint(tmp)
@@ -161,6 +164,17 @@ class Chi2Selection(L.Callback):
             reason = "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
             msg = f"could not write the checkpoint {self.run_dir / 'last.ckpt'}: {reason}"
             raise OutputPathError(msg) from None
+
+    @staticmethod
+    def _share_rank_zero_state(trainer: L.Trainer, task: GenerativeTask) -> None:
+        """Under DDP every rank takes rank 0's selection and buffers (e.g. BatchNorm statistics of its own batches).
+
+        The gradient all-reduce keeps the weights identical; buffers are updated by each rank's batches.
+        """
+        task.selection = SelectionState.from_dict(trainer.strategy.broadcast(task.selection.to_dict(), src=0))
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in task.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
 
     def _write_csv(self, history: list[dict[str, Any]]) -> None:
         """Write the whole log from the history (rewritten, never appended: a resumed run has no duplicate rows)."""

@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -140,10 +141,31 @@ def _accelerator(device: str, devices: int | str | list[int]) -> tuple[str, int 
     return "gpu", devices
 
 
+def _ddp_strategy(strategy: Any) -> Any:
+    """Lightning's DDP strategies with unused-parameter detection: manual optimisation updates one player per backward.
+
+    Example:
+        >>> _ddp_strategy("ddp"), _ddp_strategy("auto")
+        ('ddp_find_unused_parameters_true', 'auto')
+    """
+    plain = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+    return f"{strategy}_find_unused_parameters_true" if strategy in plain else strategy
+
+
+def _secondary_rank(devices: Any, num_nodes: int, strategy: Any) -> bool:
+    """Whether a DDP launcher (Lightning, torchrun, SLURM's srun) started this process as a rank other than 0.
+
+    Those processes train but never write the run directory (rank 0 does).
+    """
+    distributed = num_nodes > 1 or devices not in (1, "1") or "ddp" in str(strategy)
+    keys = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return distributed and any(os.environ.get(k, "0") not in ("", "0") for k in keys)
+
+
 def _fit_range(directory: Path, family: str, config: FamilyConfig, train_set: ShowerSet, validation: ShowerSet,
                *, max_iterations: int | None, max_seconds: float | None, checkpoint_every: int, seed: int,
                device: str, devices: Any, strategy: Any, progress: Progress, label: str, extra: dict[str, Any],
-               callbacks: Sequence[Any]) -> RangeResult:
+               callbacks: Sequence[Any], num_nodes: int = 1) -> RangeResult:
     import lightning as L
     from torch.utils.data import DataLoader
 
@@ -178,14 +200,20 @@ def _fit_range(directory: Path, family: str, config: FamilyConfig, train_set: Sh
             with warnings.catch_warnings():
                 for message in _LIGHTNING_NOISE:
                     warnings.filterwarnings("ignore", message=message)
-                trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, max_epochs=1,
+                trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=_ddp_strategy(strategy),
+                                    num_nodes=num_nodes, max_epochs=1,
                                     logger=False, enable_checkpointing=False, enable_progress_bar=False,
                                     enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                                    default_root_dir=directory, callbacks=cbs)
+                                    default_root_dir=directory, callbacks=cbs,
+                                    use_distributed_sampler=False)  # every rank takes every tick
                 ticks: DataLoader[int] = DataLoader(range(remaining), batch_size=None)  # type: ignore[arg-type]
                 trainer.fit(task, train_dataloaders=ticks)
         finally:
             lightning_log.setLevel(level)
+        if trainer.world_size > 1 and last.is_file():  # ddp_spawn trains in other processes: take rank 0's state
+            state = torch.load(last, map_location="cpu", weights_only=True)
+            if int(state["caloforge"]["iteration"]) > task.iteration:
+                task.restore(state)
     sel = task.selection
     if sel.best_iteration < 0:
         msg = f"expected at least one evaluated checkpoint in {directory} but found none"
@@ -211,6 +239,7 @@ def train(
     device: str = "cpu",
     devices: int | str | list[int] = 1,
     strategy: str = "auto",
+    num_nodes: int = 1,
     resume: bool = False,
     progress: Progress | bool = True,
     callbacks: Sequence[Any] = (),
@@ -236,7 +265,10 @@ def train(
         seed: Seed of the split, the initialisation, the batches and the noise.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; the caller resolves ``"auto"``.
         devices: Passed to ``lightning.Trainer(devices=...)``; with ``"cuda:N"`` the default 1 means GPU N.
-        strategy: Passed to ``lightning.Trainer(strategy=...)``.
+        strategy: Passed to ``lightning.Trainer(strategy=...)``; ``ddp`` and ``ddp_spawn`` detect unused
+            parameters (a GAN's critic step leaves the generator out). Ranks other than 0 train but
+            write nothing; their result has no final ``validation``.
+        num_nodes: Passed to ``lightning.Trainer(num_nodes=...)`` (multi-node DDP).
         resume: Continue the run in ``out_dir`` from its last checkpoints (settings from its ``run.json``).
         progress: A :class:`~caloforge.runtime.progress.Progress`, True (detect the terminal) or False.
         callbacks: Extra Lightning callbacks.
@@ -276,10 +308,11 @@ def train(
     resolve_device(device)
     config = config if config is not None else get_family(family).config_class.for_particle(data.geometry.particle)
     run_dir = Path(out_dir)
-    record = check_run_dir(run_dir, RunRecord(family=family, config=config.to_dict(), settings=settings,
-                                              data=data.fingerprint(),
-                                              validation_data=None if validation is None else validation.fingerprint()),
-                           resume)
+    record = RunRecord(family=family, config=config.to_dict(), settings=settings, data=data.fingerprint(),
+                       validation_data=None if validation is None else validation.fingerprint())
+    secondary = _secondary_rank(devices, num_nodes, strategy)  # rank 0 made the run directory
+    if resume or not secondary:
+        record = check_run_dir(run_dir, record, resume)
     if resume:  # the run's own settings; a budget given now replaces the stored one
         budget = {"max_iterations": max_iterations, "max_minutes": max_minutes}
         settings = record.settings if max_iterations is None and max_minutes is None else \
@@ -312,18 +345,21 @@ def train(
     check_model_size(model_class, config, Preprocessing.fit(train_all[:2], config.preprocessing, config.energy_scale))
     warn_small_validation(val_all)
     created = not run_dir.exists()
-    if not resume:  # all inputs checked: only now does the run exist on disk
+    if not resume and not secondary:  # all inputs checked: only now does the run exist on disk
         create_run(run_dir, record)
     try:
         ranges = _fit_ranges(run_dir, record.family, config, settings, train_all, val_all, masks, start=start,
                              device=device, devices=devices, strategy=strategy, progress=as_progress(progress),
-                             callbacks=callbacks)
+                             callbacks=callbacks, num_nodes=num_nodes)
     except Exception:
-        if not resume:
+        if not resume and not secondary:
             discard_failed_run(run_dir, created)
         raise
     interrupted = any(r.interrupted for r in ranges)
     bundle_dir = run_dir / "bundle"
+    if secondary:
+        return TrainResult(run_dir, bundle_dir, tuple(ranges), None, time.monotonic() - start, interrupted,
+                           settings.max_iterations, settings.max_minutes)
     if settings.split_energies and not interrupted:
         save_split(bundle_dir, [r.directory / "bundle" for r in ranges], settings.split_energies,
                    {"held_out_energy": held, "data": record.data}, force=True)
@@ -337,7 +373,7 @@ def train(
 
 def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: TrainingSettings, train_all: ShowerSet,
                 val_all: ShowerSet, masks: list[tuple[Any, Any]], *, start: float, device: str, devices: Any,
-                strategy: Any, progress: Progress, callbacks: Sequence[Any]) -> list[RangeResult]:
+                strategy: Any, progress: Progress, callbacks: Sequence[Any], num_nodes: int) -> list[RangeResult]:
     """Train one model per energy range (one for an unsplit run), skipping ranges that finished before."""
     splits, minutes = settings.split_energies, settings.max_minutes
     edges = [-np.inf, *splits, np.inf]
@@ -357,7 +393,7 @@ def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: Trai
                             checkpoint_every=settings.checkpoint_every, seed=settings.seed + i, device=device,
                             devices=devices, strategy=strategy, progress=progress, label=label,
                             extra={"held_out_energy": settings.hold_out_energy, "energy_range": [lo, hi]},
-                            callbacks=callbacks)
+                            callbacks=callbacks, num_nodes=num_nodes)
         ranges.append(result)
         if result.interrupted:
             break
