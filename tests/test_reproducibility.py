@@ -8,6 +8,8 @@ sum in different orders), not for a different computation.
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 import pytest
 
@@ -35,6 +37,18 @@ def test_training_and_generation_give_the_recorded_numbers(tiny_geometry, tmp_pa
     np.testing.assert_allclose([c for _, c in history], [5.804064266328079, 4.963973942240347, 5.3708528594398155],
                                rtol=1e-4)
     assert result.ranges[0].best_iteration == 10
+    with (tmp_path / "run" / "log.csv").open() as f:  # the log a user reads: the same columns and numbers
+        log = list(csv.DictReader(f))
+    assert list(log[0]) == ["iteration", "elapsed_s", "chi2_ndf", "best_chi2_ndf", "critic", "generator",
+                            "w_distance", "gp"]
+    assert [float(r["best_chi2_ndf"]) for r in log] == pytest.approx([5.804064266328079, 4.963973942240347,
+                                                                      4.963973942240347], rel=1e-4)
+    losses = [[float(r[k]) for k in ("critic", "generator", "w_distance", "gp")] for r in log[1:]]
+    np.testing.assert_allclose(losses, [[0.5383293628692627, 0.1478606015443802, 0.0950440913438797,
+                                         0.2111244797706604],
+                                        [-0.1512008160352707, 0.4126831889152527, 0.26084980368614197,
+                                         0.03654966130852699]], rtol=1e-3, atol=1e-4)
+    assert all(r["critic"] == "nan" for r in log[:1])  # the untrained row has no losses yet
     generated = bundle.generate([500.0, 1000.0, 4000.0, 8000.0] * 2, device="cpu", seed=7)
     np.testing.assert_allclose(
         generated.showers.sum(axis=1),
