@@ -1,9 +1,10 @@
 """Same seeds, same numbers: a tiny training, generation and evaluation against values written down.
 
-The values were computed before the package was reorganised into one folder per stage (and are
-checked after every change since): a refactoring that changes a number for the same seed fails
-here. Tolerances allow for last-bit differences of floating point between CPUs (vector units
-sum in different orders), not for a different computation.
+The values were computed before the package was reorganised into one folder per stage, and the
+log.csv values before training moved onto Lightning's validation loop, ModelCheckpoint, Timer and
+resume (commit 8857b28): a refactoring that changes a number, a log row or the selected
+checkpoint for the same seed fails here. Tolerances allow for last-bit differences of floating
+point between CPUs (vector units sum in different orders), not for a different computation.
 """
 
 from __future__ import annotations

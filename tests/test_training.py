@@ -9,7 +9,6 @@ import json
 import shlex
 import signal
 import warnings
-from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -23,7 +22,7 @@ from caloforge.models.preprocess import Preprocessing
 from caloforge.models.sampling import sample_showers
 from caloforge.training import split_validation, train, validation_chi2
 from caloforge.training.bundle import load
-from caloforge.training.loop import _accelerator
+from caloforge.training.fit import accelerator_and_devices
 from synthetic import make_showers
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),  # see tests/conftest.py
@@ -184,11 +183,11 @@ def test_out_dir_that_is_a_file_is_refused(data, tmp_path):
     ("cpu", 1, ("cpu", 1)),
 ])
 def test_cuda_index_selects_that_gpu(device, devices, expected):
-    assert _accelerator(device, devices) == expected
+    assert accelerator_and_devices(device, devices) == expected
 
 
 def test_a_run_that_fails_before_its_first_checkpoint_is_removed(data, tmp_path, monkeypatch):
-    from caloforge.training.callbacks import GenerativeTask
+    from caloforge.training.task import GenerativeTask
 
     def broken(self, batch, batch_idx):
         raise RuntimeError("a bug in a family's training step")
@@ -206,15 +205,23 @@ def test_corrupt_run_json_is_a_clear_error(data, tmp_path):
         train(data, "gan", TINY, tmp_path / "run", max_iterations=4, progress=False, resume=True)
 
 
-def test_full_disk_while_checkpointing_is_one_line_and_leaves_no_temporary(data, tmp_path, monkeypatch):
-    def full(self, filepath, *args, **kwargs):
-        Path(filepath).write_bytes(b"partial")
+def test_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
+    from fsspec.implementations.local import LocalFileOpener
+
+    train(data, "gan", TINY, tmp_path / "run", max_iterations=2, checkpoint_every=2, progress=False)
+    write = LocalFileOpener.write
+
+    def full(self, data):
+        write(self, data[: len(data) // 2])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(L.Trainer, "save_checkpoint", full)
-    with pytest.raises(OutputPathError, match="no space left"):
-        train(data, "gan", TINY, tmp_path / "run", max_iterations=4, checkpoint_every=2, progress=False)
-    assert not list(tmp_path.rglob(".last.ckpt.tmp"))
+    monkeypatch.setattr(LocalFileOpener, "write", full)
+    with pytest.raises(OutputPathError, match="no space left") as err:
+        train(data, "gan", None, tmp_path / "run", max_iterations=4, progress=False, resume=True)
+    assert "\n" not in str(err.value)
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)["caloforge"]["iteration"] == 2
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")) == []
 
 
 def test_resume_without_a_checkpoint_does_not_repeat_log_rows(data, tmp_path):
@@ -298,3 +305,24 @@ def test_selected_chi2_predicts_an_independent_sample_of_the_same_size(tiny_geom
         values.append(validation_chi2(part, bundle.generate(part.energies, device="cpu", seed=k)).chi2_ndf)
     assert result.ranges[0].best_chi2_ndf > 5  # a model the chi2 can tell from the reference
     assert result.ranges[0].best_chi2_ndf == pytest.approx(np.mean(values), rel=0.2)
+
+
+def test_lightning_checkpoints_and_loggers_agree_with_the_bundle(data, tmp_path):
+    pytest.importorskip("tensorboard")
+    result = train(data, "gan", TINY, tmp_path / "run", max_iterations=25, checkpoint_every=10, progress=False,
+                   tensorboard=True)
+    run = tmp_path / "run"
+    rows = _log(run)
+    assert [int(r["iteration"]) for r in rows] == [0, 10, 20, 25]  # the stop is validated too
+    best = torch.load(run / "best.ckpt", weights_only=True)
+    bundle = load(result.bundle_dir)
+    assert best["caloforge"]["iteration"] == result.ranges[0].best_iteration == bundle.info["validation"]["iteration"]
+    trained = [float(r["chi2_ndf"]) for r in rows[1:]]
+    assert result.ranges[0].best_chi2_ndf == pytest.approx(min(trained), rel=1e-6)
+    for key, value in best["state_dict"].items():  # best.ckpt and the bundle hold the same weights
+        torch.testing.assert_close(bundle.models[0].state_dict()[key.removeprefix("model.")], value)
+    with (run / "lightning_logs" / "version_0" / "metrics.csv").open() as f:
+        logged = [r for r in csv.DictReader(f) if r["val/chi2_ndf"]]
+    assert [int(r["step"]) for r in logged] == [0, 10, 20, 25]  # the step is the iteration
+    assert [float(r["val/chi2_ndf"]) for r in logged] == pytest.approx([float(r["chi2_ndf"]) for r in rows])
+    assert list((run / "tensorboard").rglob("events.out.tfevents.*"))

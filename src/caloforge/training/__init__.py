@@ -3,6 +3,7 @@
 * :mod:`~caloforge.training.loop`: :func:`train`, the one entry point (CLI ``caloforge train``, demo).
 * :mod:`~caloforge.training.settings`: the typed run state (settings, ``run.json``, selection).
 * :mod:`~caloforge.training.split`: the validation sample that selects checkpoints.
+* :mod:`~caloforge.training.fit`: one model's Lightning fit (trainer, checkpoints, loggers, resume).
 * :mod:`~caloforge.training.task`, :mod:`~caloforge.training.callbacks`: Lightning module and callbacks.
 * :mod:`~caloforge.training.bundle`, :mod:`~caloforge.training.bundle_format`: trained models on disk.
 """
@@ -10,10 +11,10 @@
 from __future__ import annotations
 
 from caloforge.training.bundle import Bundle, ExtrapolationWarning, load
-from caloforge.training.callbacks import validation_chi2
 from caloforge.training.loop import RangeResult, TrainResult, train
 from caloforge.training.settings import TrainingSettings
 from caloforge.training.split import split_validation
+from caloforge.training.task import validation_chi2
 
 __all__ = ["Bundle", "ExtrapolationWarning", "RangeResult", "TrainResult", "TrainingSettings", "load",
            "split_validation", "train", "validation_chi2"]

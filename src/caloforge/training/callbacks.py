@@ -1,18 +1,22 @@
-"""Lightning callbacks of :mod:`caloforge.training.loop` (the task module is :mod:`caloforge.training.task`).
+"""Lightning callbacks of :mod:`caloforge.training.loop` (the module is :mod:`caloforge.training.task`).
 
-* :class:`Chi2Selection` evaluates the chi2/NDF of the total-energy response on the
-  validation split every ``every`` iterations (DESIGN.md definition, after the readout
-  threshold), keeps the best model as a bundle, writes the CSV log and the last checkpoint,
-  and stops on the iteration or wall-clock budget or on Ctrl-C (after a complete iteration).
-* :class:`ProgressBar` shows iterations, losses and the running best chi2/NDF (a live bar on a
-  terminal, plain lines in a log).
+Lightning does the checkpointing: two ``ModelCheckpoint`` callbacks (:func:`checkpoints`) write
+``last.ckpt`` after every validation and ``best.ckpt`` when the monitored validation chi2/NDF
+improves; ``max_time`` stops on the wall-clock budget; its loggers take the losses and the chi2.
+What Lightning has no mechanism for is here:
+
+* :class:`BestBundle` keeps the run's history (the untrained baseline first), writes
+  ``log.csv`` and exports the model ``ModelCheckpoint`` selects as a pickle-free bundle.
+* :class:`Budget` stops on the iteration budget (iterations, not optimiser steps: a GAN takes
+  several optimiser steps per iteration) and on Ctrl-C or SIGTERM after a complete iteration.
+* :class:`TrainingProgress` shows iterations, losses and the running best chi2/NDF (a live bar
+  on a terminal, plain timestamped lines in a log, where Lightning's bars print nothing useful).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import io
 import math
 import signal
@@ -23,158 +27,99 @@ from types import FrameType
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 
 from caloforge.data.outputs import atomic_path
-from caloforge.data.showers import ShowerSet
-from caloforge.errors import OutputPathError
-from caloforge.models.sampling import sample_showers
 from caloforge.runtime.progress import Progress, ProgressTask
 from caloforge.training.bundle_format import save_model, update_history
-from caloforge.training.settings import SelectionState
-from caloforge.training.task import GenerativeTask
-from caloforge.validation.metrics.chi2 import Chi2Result, response_chi2
+from caloforge.training.task import MONITOR, GenerativeTask
 
-__all__ = ["Chi2Selection", "ProgressBar", "validation_chi2"]
+__all__ = ["BestBundle", "Budget", "TrainingProgress", "checkpoints"]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def validation_chi2(reference: ShowerSet, generated: ShowerSet) -> Chi2Result:
-    """The checkpoint-selection chi2 of E_tot/E_inc per incident energy, after the readout threshold on both samples.
+def checkpoints(directory: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """``best.ckpt`` (lowest validation chi2/NDF) and ``last.ckpt`` (every validation, for resuming), atomically.
 
-    It counts the under- and overflow bins (ROOT's "UU UF OF"): unlike the "UU" chi2 the
-    evaluation reports, it stays finite when a model puts every shower of some energy
-    outside the reference's range (an untrained model does), so the log starts from a real
-    untrained value, and it penalises tails that "UU" does not see.
+    Lightning saves ``last.ckpt`` with ``save_last`` only when a top-k checkpoint was saved at the
+    same step; the second callback (no monitor, one file) writes it at every validation.
     """
-    from caloforge.validation.features import apply_threshold, readout_threshold
+    best = ModelCheckpoint(dirpath=directory, filename="best", monitor=MONITOR, mode="min", save_top_k=1,
+                           save_on_train_epoch_end=False, enable_version_counter=False, auto_insert_metric_name=False)
+    last = ModelCheckpoint(dirpath=directory, filename="last", monitor=None, save_top_k=1,
+                           save_on_train_epoch_end=False, enable_version_counter=False)
+    return best, last
 
-    threshold = readout_threshold(reference.geometry)
-    ref = apply_threshold(reference, threshold)
-    gen = apply_threshold(generated, threshold)
-    return response_chi2(ref.energies, ref.response, gen.energies, gen.response, overflow=True)
 
+class BestBundle(L.Callback):
+    """The run's history, ``log.csv`` and the bundle of the checkpoint ``ModelCheckpoint`` selects.
 
-class Chi2Selection(L.Callback):
-    """Checkpoint every ``every`` iterations, keep the best model by validation chi2/NDF, stop on budget or Ctrl-C.
+    The decision is ``ModelCheckpoint.check_monitor_top_k``'s (strictly lower chi2/NDF, the first
+    trained checkpoint always), asked before that callback saves, so the bundle and ``best.ckpt``
+    always hold the same model. The untrained model is evaluated when a run starts, as the
+    baseline of the log, but is not a candidate.
 
     Args:
-        run_dir: Where ``last.ckpt``, ``log.csv`` and ``bundle/`` go.
-        validation: The held-out validation showers.
-        every: Iterations between checkpoints.
-        max_iterations: Stop at this iteration (None: no limit).
-        max_seconds: Stop after this much wall-clock time of this fit (None: no limit).
+        run_dir: Where ``log.csv`` and ``bundle/`` go.
+        best: The ``ModelCheckpoint`` that monitors the validation chi2/NDF.
         bundle_metadata: Extra entries for the bundle's JSON (family, data fingerprint, ...).
-        seed: Seed of the validation generation.
     """
 
-    def __init__(self, run_dir: Path, validation: ShowerSet, every: int, max_iterations: int | None,
-                 max_seconds: float | None, bundle_metadata: dict[str, Any], seed: int) -> None:
+    def __init__(self, run_dir: Path, best: ModelCheckpoint, bundle_metadata: dict[str, Any]) -> None:
         self.run_dir = run_dir
-        self.validation = validation
-        self.every = every
-        self.max_iterations = max_iterations
-        self.max_seconds = max_seconds
+        self.best = best
         self.metadata = bundle_metadata
-        self.seed = seed
-        self.interrupted = False
-        self._previous_handlers: dict[int, Any] = {}
-        self._start = 0.0
-        self._elapsed_at_start = 0.0
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.interrupted = True
-        self._restore_handler()  # a second Ctrl-C (or SIGTERM) interrupts at once
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = time.monotonic()
-        self._elapsed_at_start = float(pl_module.elapsed_s)  # type: ignore[arg-type]
-        if threading.current_thread() is threading.main_thread():
-            self._previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
         task: GenerativeTask = pl_module  # type: ignore[assignment]
-        if task.iteration == 0 and not task.selection.history:
-            self.checkpoint(trainer, task)  # the untrained model: the baseline every later row is read against
+        if task.iteration == 0 and not task.selection.history:  # the baseline every later row is read against
+            task.model.eval()
+            with torch.inference_mode():
+                chi2 = task.evaluate_validation()
+            task.model.train()
+            task.log_to_loggers({"val/chi2_ndf": chi2})
+            task.selection.record(self._row(task, chi2), chi2, 0, candidate=False)
+            if trainer.is_global_zero:
+                self._write_csv(task.selection.history)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        task: GenerativeTask = pl_module  # type: ignore[assignment]
+        chi2 = task.last_chi2_ndf  # in double precision; ModelCheckpoint compares the logged float32 value
+        improved = self.best.check_monitor_top_k(trainer, trainer.callback_metrics[MONITOR])
+        task.selection.record(self._row(task, chi2), chi2, task.iteration, candidate=improved)
+        if not trainer.is_global_zero:
+            return
+        if improved:
+            self._save_bundle(task, chi2)
+        self._write_csv(task.selection.history)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore_handler()
         task: GenerativeTask = pl_module  # type: ignore[assignment]
         bundle = self.run_dir / "bundle"
         if trainer.is_global_zero and (bundle / "bundle.json").is_file():
             update_history(bundle, task.selection.history)  # the rows after the selected checkpoint too
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        self._restore_handler()
-
-    def _restore_handler(self) -> None:
-        if self._previous_handlers and threading.current_thread() is threading.main_thread():
-            for sig, handler in self._previous_handlers.items():
-                signal.signal(sig, handler)
-            self._previous_handlers = {}
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        task: GenerativeTask = pl_module  # type: ignore[assignment]
-        elapsed = time.monotonic() - self._start
-        task.elapsed_s = self._elapsed_at_start + elapsed
-        stop = (self.interrupted or (self.max_iterations is not None and task.iteration >= self.max_iterations)
-                or (self.max_seconds is not None and elapsed >= self.max_seconds))
-        stop = bool(trainer.strategy.reduce_boolean_decision(stop, all=False))
-        if stop or task.iteration % self.every == 0:
-            self.checkpoint(trainer, task)
-        if stop:
-            trainer.should_stop = True
-
-    def checkpoint(self, trainer: L.Trainer, task: GenerativeTask) -> None:
-        """Evaluate, update the best bundle and the CSV log, and write ``last.ckpt`` atomically."""
-        if trainer.is_global_zero:
-            model, validation = task.model, self.validation
-            generator = torch.Generator(device=next(model.parameters()).device).manual_seed(self.seed)
-            showers = sample_showers(model, validation.energies, validation.conditions, generator=generator)
-            result = None
-            if np.isfinite(showers).all():
-                generated = ShowerSet(validation.energies, showers, validation.geometry, dict(validation.conditions))
-                result = validation_chi2(validation, generated)
-            chi2 = result.chi2_ndf if result is not None and math.isfinite(result.chi2_ndf) else math.inf
-            row = {"iteration": task.iteration, "elapsed_s": round(task.elapsed_s, 3), "chi2_ndf": chi2,
-                   **{name: math.nan for name in model.loss_names}, **task.last_losses}
-            sel = task.selection
-            if sel.record(row, chi2, task.iteration):
-                per_energy = [] if result is None else [
-                    {"energy": e.energy, "energy_low": e.energy_low, "energy_high": e.energy_high, "chi2": e.chi2,
-                     "ndf": e.ndf}
-                    for e in result.per_energy]
-                meta = {**self.metadata, "history": sel.history,
-                        "validation": {"chi2_ndf": chi2, "iteration": task.iteration, "per_energy": per_energy,
-                                       "definition": None if result is None else result.definition,
-                                       "n_showers": len(self.validation)}}
-                save_model(self.run_dir / "bundle", model, self.metadata["family"], self.validation.geometry,
-                           {k: v for k, v in meta.items() if k != "family"}, force=True)
-            self._write_csv(sel.history)
-        if trainer.world_size > 1:
-            self._share_rank_zero_state(trainer, task)
-        tmp = self.run_dir / ".last.ckpt.tmp"
-        try:
-            trainer.save_checkpoint(tmp)
-            if trainer.is_global_zero:
-                tmp.replace(self.run_dir / "last.ckpt")
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            reason = "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
-            msg = f"could not write the checkpoint {self.run_dir / 'last.ckpt'}: {reason}"
-            raise OutputPathError(msg) from None
-
     @staticmethod
-    def _share_rank_zero_state(trainer: L.Trainer, task: GenerativeTask) -> None:
-        """Under DDP every rank takes rank 0's selection and buffers (e.g. BatchNorm statistics of its own batches).
+    def _row(task: GenerativeTask, chi2: float) -> dict[str, float]:
+        return {"iteration": task.iteration, "elapsed_s": round(task.elapsed_s, 3), "chi2_ndf": chi2,
+                **{name: math.nan for name in task.model.loss_names}, **task.last_losses}
 
-        The gradient all-reduce keeps the weights identical; buffers are updated by each rank's batches.
-        """
-        task.selection = SelectionState.from_dict(trainer.strategy.broadcast(task.selection.to_dict(), src=0))
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for buffer in task.model.buffers():
-                torch.distributed.broadcast(buffer, src=0)
+    def _save_bundle(self, task: GenerativeTask, chi2: float) -> None:
+        result, validation = task.validation_result, task.validation
+        per_energy = [] if result is None else [
+            {"energy": e.energy, "energy_low": e.energy_low, "energy_high": e.energy_high, "chi2": e.chi2,
+             "ndf": e.ndf}
+            for e in result.per_energy]
+        meta = {**self.metadata, "history": task.selection.history,
+                "validation": {"chi2_ndf": chi2, "iteration": task.iteration, "per_energy": per_energy,
+                               "definition": None if result is None else result.definition,
+                               "n_showers": len(validation)}}
+        save_model(self.run_dir / "bundle", task.model, self.metadata["family"], validation.geometry,
+                   {k: v for k, v in meta.items() if k != "family"}, force=True)
 
     def _write_csv(self, history: list[dict[str, Any]]) -> None:
         """Write the whole log from the history (rewritten, never appended: a resumed run has no duplicate rows)."""
@@ -189,25 +134,79 @@ class Chi2Selection(L.Callback):
             tmp.write_text(buffer.getvalue(), encoding="utf-8")
 
 
-class ProgressBar(L.Callback):
-    """Training progress: iterations (or minutes), the latest losses and the running best chi2/NDF.
+class Budget(L.Callback):
+    """Stop after ``max_iterations`` iterations (counted over resumes) or on Ctrl-C / SIGTERM; count training time.
 
-    A live bar on a terminal; in a log, one line per checkpoint and at least every few seconds.
+    Stopping sets ``trainer.should_stop``, on which Lightning runs a last validation, so the
+    final model is evaluated and checkpointed like every other. A second signal interrupts at once.
+    """
+
+    def __init__(self, max_iterations: int | None) -> None:
+        self.max_iterations = max_iterations
+        self.interrupted = False
+        self._previous_handlers: dict[int, Any] = {}
+        self._start = 0.0
+        self._elapsed_at_start = 0.0
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.interrupted = True
+        self._restore_handler()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = time.monotonic()
+        self._elapsed_at_start = float(pl_module.elapsed_s)  # type: ignore[arg-type]
+        if threading.current_thread() is threading.main_thread():
+            self._previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        task: GenerativeTask = pl_module  # type: ignore[assignment]
+        task.elapsed_s = self._elapsed_at_start + time.monotonic() - self._start
+        stop = self.interrupted or (self.max_iterations is not None and task.iteration >= self.max_iterations)
+        if trainer.strategy.reduce_boolean_decision(stop, all=False):
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handler()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handler()
+
+    def _restore_handler(self) -> None:
+        if self._previous_handlers and threading.current_thread() is threading.main_thread():
+            for sig, handler in self._previous_handlers.items():
+                signal.signal(sig, handler)
+            self._previous_handlers = {}
+
+
+class TrainingProgress(ProgressBar):
+    """Lightning's progress bar slot filled with caloforge's :class:`~caloforge.runtime.progress.Progress`.
+
+    Shows iterations (or seconds of the budget), the latest losses and the running best chi2/NDF:
+    a live bar with ETA on a terminal; in a log, one line per checkpoint and at least every few seconds.
     """
 
     def __init__(self, progress: Progress, label: str, max_iterations: int | None, max_seconds: float | None,
                  line_every: int) -> None:
+        super().__init__()
         self.progress = progress
         self.label = label
         self.max_iterations = max_iterations
         self.max_seconds = max_seconds
         self.line_every = line_every
+        self._enabled = True
         self._task: contextlib.ExitStack | None = None
         self._bar: ProgressTask | None = None
         self._start = 0.0
 
+    def disable(self) -> None:  # Lightning disables the bar on ranks other than 0
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero:
+        if not self._enabled or not trainer.is_global_zero:
             return
         self._start = time.monotonic()
         by_iterations = self.max_iterations is not None

@@ -2,9 +2,10 @@
 
 :func:`train` is the one entry point (the CLI ``caloforge train`` and the demo call it).
 A run directory holds ``run.json`` (the run's settings and the data fingerprint) and, per
-model, ``last.ckpt`` (for resuming), ``log.csv`` (losses and chi2/NDF per checkpoint) and
-``bundle/`` (the best model so far, selected by the chi2/NDF of the total-energy response
-on a held-out validation split, as CaloShowerGAN selects its iteration). With
+model, ``last.ckpt`` (for resuming), ``best.ckpt``, ``log.csv`` (losses and chi2/NDF per
+checkpoint), ``lightning_logs/`` (Lightning's CSV log) and ``bundle/`` (the best model so far,
+selected by the chi2/NDF of the total-energy response on a held-out validation split, as
+CaloShowerGAN selects its iteration). With
 ``split_energies`` one model is trained per incident-energy range (in ``range-<i>/``) and
 ``RUN_DIR/bundle`` is a split bundle that sends each energy to its model.
 
@@ -19,22 +20,19 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
-import math
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.data.showers import ShowerSet
-from caloforge.errors import CheckpointError, ConfigError, DataError, GeometryMismatchError
+from caloforge.errors import ConfigError, DataError, GeometryMismatchError
+from caloforge.extras import require
 from caloforge.models import get_family
 from caloforge.models.base import FamilyConfig, check_model_size
 from caloforge.models.preprocess import Preprocessing
@@ -42,48 +40,16 @@ from caloforge.runtime.hardware import resolve_device
 from caloforge.runtime.progress import Progress, as_progress
 from caloforge.training.bundle import load
 from caloforge.training.bundle_format import save_split
-from caloforge.training.callbacks import Chi2Selection, ProgressBar, validation_chi2
+from caloforge.training.fit import RangeResult, fit_range
 from caloforge.training.settings import RunRecord, TrainingSettings, check_run_dir, create_run, discard_failed_run
-from caloforge.training.split import split_validation, validation_counts, warn_small_validation
-from caloforge.training.task import GenerativeTask
+from caloforge.training.split import split_validation, warn_small_validation
+from caloforge.training.task import validation_chi2
 from caloforge.validation.metrics.chi2 import Chi2Result
 
 __all__ = ["MIN_TRAINING_SHOWERS", "RangeResult", "TrainResult", "train"]
 
 MIN_TRAINING_SHOWERS = 10
 """Fewest training (and validation) showers a run accepts."""
-_BIG = 10**12
-_LIGHTNING_NOISE = (  # harmless messages of Lightning for a loop that draws its own batches
-    ".*does not have many workers.*",
-    ".*You're resuming from a checkpoint.*",
-    ".*smaller than the logging interval.*",
-    ".*isinstance.treespec, LeafSpec.*",  # torch 2.13 deprecation inside Lightning's pytree helpers
-)
-
-
-@dataclass(frozen=True)
-class RangeResult:
-    """The training of one model (one incident-energy range).
-
-    Attributes:
-        directory: Its run directory (``last.ckpt``, ``log.csv``, ``bundle/``).
-        energy_low: Lowest training energy, MeV.
-        energy_high: Highest training energy, MeV.
-        iterations: Iterations done (over all resumes).
-        best_iteration: The iteration of the selected model.
-        best_chi2_ndf: Its validation chi2/NDF.
-        interrupted: Stopped by Ctrl-C or SIGTERM.
-        elapsed_s: Training time over all resumes, s.
-    """
-
-    directory: Path
-    energy_low: float
-    energy_high: float
-    iterations: int
-    best_iteration: int
-    best_chi2_ndf: float
-    interrupted: bool
-    elapsed_s: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -123,35 +89,6 @@ class TrainResult:
         return self.validation.chi2_ndf if self.validation is not None else float("nan")
 
 
-def _accelerator(device: str, devices: int | str | list[int]) -> tuple[str, int | str | list[int]]:
-    """Lightning's ``(accelerator, devices)`` for a torch device name.
-
-    A CUDA index selects that GPU when ``devices`` is left at one device: ``"cuda:1"`` gives
-    ``("gpu", [1])``, where ``accelerator="gpu", devices=1`` would train on GPU 0.
-
-    Example:
-        >>> _accelerator("cuda:1", 1), _accelerator("cuda", 2), _accelerator("cpu", 1)
-        (('gpu', [1]), ('gpu', 2), ('cpu', 1))
-    """
-    kind, _, index = str(device).partition(":")
-    if kind != "cuda":
-        return str(device), devices
-    if index.isdigit() and devices == 1:
-        return "gpu", [int(index)]
-    return "gpu", devices
-
-
-def _ddp_strategy(strategy: Any) -> Any:
-    """Lightning's DDP strategies with unused-parameter detection: manual optimisation updates one player per backward.
-
-    Example:
-        >>> _ddp_strategy("ddp"), _ddp_strategy("auto")
-        ('ddp_find_unused_parameters_true', 'auto')
-    """
-    plain = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
-    return f"{strategy}_find_unused_parameters_true" if strategy in plain else strategy
-
-
 def _secondary_rank(devices: Any, num_nodes: int, strategy: Any) -> bool:
     """Whether a DDP launcher (Lightning, torchrun, SLURM's srun) started this process as a rank other than 0.
 
@@ -160,66 +97,6 @@ def _secondary_rank(devices: Any, num_nodes: int, strategy: Any) -> bool:
     distributed = num_nodes > 1 or devices not in (1, "1") or "ddp" in str(strategy)
     keys = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
     return distributed and any(os.environ.get(k, "0") not in ("", "0") for k in keys)
-
-
-def _fit_range(directory: Path, family: str, config: FamilyConfig, train_set: ShowerSet, validation: ShowerSet,
-               *, max_iterations: int | None, max_seconds: float | None, checkpoint_every: int, seed: int,
-               device: str, devices: Any, strategy: Any, progress: Progress, label: str, extra: dict[str, Any],
-               callbacks: Sequence[Any], num_nodes: int = 1) -> RangeResult:
-    import lightning as L
-    from torch.utils.data import DataLoader
-
-    model_class = get_family(family)
-    preprocessing = Preprocessing.fit(train_set, config.preprocessing, config.energy_scale)
-    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
-        torch.manual_seed(seed)
-        model = model_class(config, preprocessing)
-    task = GenerativeTask(model, train_set, seed)
-    last = directory / "last.ckpt"
-    if last.is_file():
-        try:
-            task.restore(torch.load(last, map_location="cpu", weights_only=True))
-        except Exception as err:
-            msg = f"expected a readable checkpoint {last} of this run but: {str(err).splitlines()[0]:.200}"
-            raise CheckpointError(msg) from None
-    e_lo, e_hi = float(train_set.energies.min()), float(train_set.energies.max())
-    counts = validation_counts(validation)  # also recorded in the bundle
-    meta = {"family": family, "data": train_set.fingerprint(), "training": {"seed": seed, **extra},
-            "n_validation": len(validation), "n_validation_per_energy": {f"{e:g}": n for e, n in counts.items()}}
-    selection = Chi2Selection(directory, validation, checkpoint_every, max_iterations, max_seconds, meta, seed)
-    done = max_iterations is not None and task.iteration >= max_iterations
-    if not done:
-        directory.mkdir(parents=True, exist_ok=True)
-        cbs = [*callbacks, selection, ProgressBar(progress, label, max_iterations, max_seconds, checkpoint_every)]
-        accelerator, devices = _accelerator(device, devices)
-        remaining = _BIG if max_iterations is None else max_iterations - task.iteration
-        lightning_log = logging.getLogger("lightning.pytorch")
-        level = lightning_log.level
-        lightning_log.setLevel(logging.WARNING)  # Lightning's start-up banner; restored below
-        try:
-            with warnings.catch_warnings():
-                for message in _LIGHTNING_NOISE:
-                    warnings.filterwarnings("ignore", message=message)
-                trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=_ddp_strategy(strategy),
-                                    num_nodes=num_nodes, max_epochs=1,
-                                    logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                                    enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
-                                    default_root_dir=directory, callbacks=cbs,
-                                    use_distributed_sampler=False)  # every rank takes every tick
-                ticks: DataLoader[int] = DataLoader(range(remaining), batch_size=None)  # type: ignore[arg-type]
-                trainer.fit(task, train_dataloaders=ticks)
-        finally:
-            lightning_log.setLevel(level)
-        if trainer.world_size > 1 and last.is_file():  # ddp_spawn trains in other processes: take rank 0's state
-            state = torch.load(last, map_location="cpu", weights_only=True)
-            if int(state["caloforge"]["iteration"]) > task.iteration:
-                task.restore(state)
-    sel = task.selection
-    if sel.best_iteration < 0:
-        msg = f"expected at least one evaluated checkpoint in {directory} but found none"
-        raise CheckpointError(msg)
-    return RangeResult(directory, e_lo, e_hi, task.iteration, sel.best_iteration, sel.best_chi2_ndf,
-                       selection.interrupted, task.elapsed_s)
 
 
 def train(
@@ -243,6 +120,7 @@ def train(
     resume: bool = False,
     progress: Progress | bool = True,
     callbacks: Sequence[Any] = (),
+    tensorboard: bool = False,
 ) -> TrainResult:
     """Train a model family on showers and save the best model as a bundle.
 
@@ -272,6 +150,8 @@ def train(
         resume: Continue the run in ``out_dir`` from its last checkpoints (settings from its ``run.json``).
         progress: A :class:`~caloforge.runtime.progress.Progress`, True (detect the terminal) or False.
         callbacks: Extra Lightning callbacks.
+        tensorboard: Also log to TensorBoard (``<run>/tensorboard/``, needs the ``tensorboard`` package);
+            Lightning's CSV log (``<run>/lightning_logs/``) is always written.
 
     Returns:
         The run's result; the bundle is at ``result.bundle_dir``.
@@ -306,6 +186,8 @@ def train(
                f"'{validation.geometry.name}', in train")
         raise GeometryMismatchError(msg)
     resolve_device(device)
+    if tensorboard:
+        require("tensorboard", "tensorboard", "train --tensorboard")
     config = config if config is not None else get_family(family).config_class.for_particle(data.geometry.particle)
     run_dir = Path(out_dir)
     record = RunRecord(family=family, config=config.to_dict(), settings=settings, data=data.fingerprint(),
@@ -350,7 +232,7 @@ def train(
     try:
         ranges = _fit_ranges(run_dir, record.family, config, settings, train_all, val_all, masks, start=start,
                              device=device, devices=devices, strategy=strategy, progress=as_progress(progress),
-                             callbacks=callbacks, num_nodes=num_nodes)
+                             callbacks=callbacks, num_nodes=num_nodes, tensorboard=tensorboard)
     except Exception:
         if not resume and not secondary:
             discard_failed_run(run_dir, created)
@@ -373,7 +255,8 @@ def train(
 
 def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: TrainingSettings, train_all: ShowerSet,
                 val_all: ShowerSet, masks: list[tuple[Any, Any]], *, start: float, device: str, devices: Any,
-                strategy: Any, progress: Progress, callbacks: Sequence[Any], num_nodes: int) -> list[RangeResult]:
+                strategy: Any, progress: Progress, callbacks: Sequence[Any], num_nodes: int,
+                tensorboard: bool) -> list[RangeResult]:
     """Train one model per energy range (one for an unsplit run), skipping ranges that finished before."""
     splits, minutes = settings.split_energies, settings.max_minutes
     edges = [-np.inf, *splits, np.inf]
@@ -388,12 +271,12 @@ def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: Trai
         if minutes is not None:
             seconds = max(0.0, (minutes * 60 - (time.monotonic() - start)) / (len(edges) - 1 - i))
         label = f"train {family} {lo:g}-{hi:g} MeV" if splits else f"train {family}"
-        result = _fit_range(directory, family, config, train_all[in_tr], val_all[in_val],
+        result = fit_range(directory, family, config, train_all[in_tr], val_all[in_val],
                             max_iterations=settings.max_iterations, max_seconds=seconds,
                             checkpoint_every=settings.checkpoint_every, seed=settings.seed + i, device=device,
                             devices=devices, strategy=strategy, progress=progress, label=label,
                             extra={"held_out_energy": settings.hold_out_energy, "energy_range": [lo, hi]},
-                            callbacks=callbacks, num_nodes=num_nodes)
+                            callbacks=callbacks, num_nodes=num_nodes, tensorboard=tensorboard)
         ranges.append(result)
         if result.interrupted:
             break

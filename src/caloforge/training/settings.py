@@ -104,18 +104,20 @@ class SelectionState:
     best_iteration: int = -1
     history: list[dict[str, float]] = field(default_factory=list)
 
-    def record(self, row: dict[str, float], chi2_ndf: float, iteration: int) -> bool:
-        """Append a checkpoint's row; returns whether it is the new best (the first one always is)."""
-        improved = chi2_ndf < self.best_chi2_ndf or self.best_iteration < 0
-        if improved:
+    def record(self, row: dict[str, float], chi2_ndf: float, iteration: int, *, candidate: bool) -> None:
+        """Append a checkpoint's row; a ``candidate`` is the new selected model.
+
+        The untrained baseline is no candidate; its row shows its own chi2/NDF as the best so far.
+        """
+        if candidate:
             self.best_chi2_ndf, self.best_iteration = chi2_ndf, iteration
+        best = self.best_chi2_ndf if self.best_iteration >= 0 else chi2_ndf
         entry: dict[str, float] = {}
         for key, value in row.items():  # the log's columns: ..., chi2_ndf, best_chi2_ndf, losses
             entry[key] = value
             if key == "chi2_ndf":
-                entry["best_chi2_ndf"] = self.best_chi2_ndf
+                entry["best_chi2_ndf"] = best
         self.history.append(entry)
-        return improved
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types for a checkpoint."""

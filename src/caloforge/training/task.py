@@ -1,17 +1,46 @@
-"""A model family as a Lightning module: manual optimisation, batches drawn on the device, resumable state."""
+"""A model family as a Lightning module: manual optimisation, batches drawn on the device, a chi2 validation step.
+
+The validation step is the checkpoint-selection metric: it generates one shower per validation
+shower (seeded, so every checkpoint is judged on the same noise) and logs the chi2/NDF of the
+total-energy response per incident energy as ``val_chi2_ndf``, which Lightning's
+``ModelCheckpoint`` monitors (see :mod:`caloforge.training.callbacks`).
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
 from caloforge.data.showers import ShowerSet
 from caloforge.models.base import Batch, GenerativeModel
+from caloforge.models.sampling import sample_showers
 from caloforge.training.settings import SelectionState
+from caloforge.validation.metrics.chi2 import Chi2Result, response_chi2
 
-__all__ = ["GenerativeTask"]
+__all__ = ["MONITOR", "GenerativeTask", "validation_chi2"]
+
+MONITOR = "val_chi2_ndf"
+"""The logged metric that selects checkpoints (lower is better)."""
+
+
+def validation_chi2(reference: ShowerSet, generated: ShowerSet) -> Chi2Result:
+    """The checkpoint-selection chi2 of E_tot/E_inc per incident energy, after the readout threshold on both samples.
+
+    It counts the under- and overflow bins (ROOT's "UU UF OF"): unlike the "UU" chi2 the
+    evaluation reports, it stays finite when a model puts every shower of some energy
+    outside the reference's range (an untrained model does), so the log starts from a real
+    untrained value, and it penalises tails that "UU" does not see.
+    """
+    from caloforge.validation.features import apply_threshold, readout_threshold
+
+    threshold = readout_threshold(reference.geometry)
+    ref = apply_threshold(reference, threshold)
+    gen = apply_threshold(generated, threshold)
+    return response_chi2(ref.energies, ref.response, gen.energies, gen.response, overflow=True)
 
 
 class GenerativeTask(L.LightningModule):
@@ -20,14 +49,19 @@ class GenerativeTask(L.LightningModule):
     Args:
         model: The family's model.
         data: The training showers (kept on the training device).
-        seed: Seed of the batch sampling and noise (offset by the process rank).
+        seed: Seed of the batch sampling and noise (offset by the process rank) and of the validation noise.
+        validation: The held-out showers of the validation step.
+        log_every: Iterations between loss entries in Lightning's loggers.
     """
 
-    def __init__(self, model: GenerativeModel, data: ShowerSet, seed: int) -> None:
+    def __init__(self, model: GenerativeModel, data: ShowerSet, seed: int, validation: ShowerSet,
+                 log_every: int = 50) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.model = model
         self.seed = seed
+        self.validation = validation
+        self.log_every = log_every
         self._energies = torch.as_tensor(data.energies, dtype=torch.float32)
         self._showers = torch.as_tensor(data.showers)
         self._conditions = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in data.conditions.items()}
@@ -35,18 +69,10 @@ class GenerativeTask(L.LightningModule):
         self.elapsed_s = 0.0
         self.selection = SelectionState()
         self.last_losses: dict[str, float] = {}
+        self.validation_result: Chi2Result | None = None
+        self.last_chi2_ndf = math.inf
         self._rng: torch.Generator | None = None
-        self._restored: dict[str, Any] | None = None
-
-    def restore(self, checkpoint: dict[str, Any]) -> None:
-        """Take weights, optimiser states, counters and RNG state from a checkpoint loaded with ``weights_only``."""
-        prefix = "model."
-        self.model.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items()
-                                    if k.startswith(prefix)})
-        state = checkpoint["caloforge"]
-        self.iteration, self.elapsed_s = int(state["iteration"]), float(state["elapsed_s"])
-        self.selection = SelectionState.from_dict(state["selection"])
-        self._restored = {"optimizers": checkpoint["optimizer_states"], "rng": state["rng_state"]}
+        self._restored_rng: torch.Tensor | None = None
 
     def configure_optimizers(self) -> Any:
         return self.model.configure_optimizers()
@@ -55,13 +81,12 @@ class GenerativeTask(L.LightningModule):
         self._energies = self._energies.to(self.device)
         self._showers = self._showers.to(self.device)
         self._conditions = {k: v.to(self.device) for k, v in self._conditions.items()}
+
+    def on_train_start(self) -> None:  # after Lightning restored a checkpoint (weights, optimisers, loops)
         self._rng = torch.Generator(device=self.device).manual_seed(self.seed + 7919 * self.global_rank)
-        if self._restored is not None:
-            for optimizer, state in zip(self.trainer.optimizers, self._restored["optimizers"], strict=True):
-                optimizer.load_state_dict(state)
-            if self.global_rank == 0:
-                self._rng.set_state(self._restored["rng"])
-            self._restored = None
+        if self._restored_rng is not None and self.global_rank == 0:
+            self._rng.set_state(self._restored_rng)
+        self._restored_rng = None
 
     def next_batch(self) -> Batch:
         """A random batch (with replacement) of ``config.batch_size`` training showers."""
@@ -74,8 +99,48 @@ class GenerativeTask(L.LightningModule):
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         self.last_losses = self.model.train_step(self.next_batch, optimizers, self.manual_backward, self._rng)
         self.iteration += 1
+        if self.iteration % self.log_every == 0:
+            self.log_to_loggers({f"train/{name}": value for name, value in self.last_losses.items()})
+
+    def evaluate_validation(self) -> float:
+        """The chi2/NDF of the validation sample (inf when the model generates NaN or nothing comparable)."""
+        generator = torch.Generator(device=self.device).manual_seed(self.seed)
+        data = self.validation
+        showers = sample_showers(self.model, data.energies, data.conditions, generator=generator)
+        self.validation_result = None
+        if np.isfinite(showers).all():
+            generated = ShowerSet(data.energies, showers, data.geometry, dict(data.conditions))
+            self.validation_result = validation_chi2(data, generated)
+        result = self.validation_result
+        return result.chi2_ndf if result is not None and math.isfinite(result.chi2_ndf) else math.inf
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.model.buffers():  # e.g. BatchNorm statistics of each rank's own batches
+                torch.distributed.broadcast(buffer, src=0)
+        chi2 = self.last_chi2_ndf = self.evaluate_validation()
+        self.log(MONITOR, chi2, batch_size=len(self.validation), logger=False)  # for ModelCheckpoint
+        self.log_to_loggers({"val/chi2_ndf": chi2})
+
+    def log_to_loggers(self, metrics: dict[str, float]) -> None:
+        """Write to Lightning's loggers with the iteration as the step (optimiser steps differ between families)."""
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.iteration)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         rng = self._rng.get_state() if self._rng is not None else torch.empty(0, dtype=torch.uint8)
         checkpoint["caloforge"] = {"iteration": self.iteration, "elapsed_s": self.elapsed_s,
                                    "selection": self.selection.to_dict(), "rng_state": rng}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.restore_counters(checkpoint)
+        # The wall-clock budget is per call (``--resume --max-minutes M`` trains M more minutes):
+        # Lightning's Timer would otherwise continue from the time already spent.
+        checkpoint.get("callbacks", {}).pop("Timer", None)
+
+    def restore_counters(self, checkpoint: dict[str, Any]) -> None:
+        """Take the iteration, training time, selection and noise state from a checkpoint."""
+        state = checkpoint["caloforge"]
+        self.iteration, self.elapsed_s = int(state["iteration"]), float(state["elapsed_s"])
+        self.selection = SelectionState.from_dict(state["selection"])
+        self._restored_rng = state["rng_state"] if len(state["rng_state"]) else None

@@ -1,0 +1,179 @@
+"""One model's Lightning fit: the trainer, its callbacks and loggers, resuming from ``last.ckpt``.
+
+:func:`caloforge.training.loop.train` calls :func:`fit_range` once per incident-energy range.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from caloforge.data.showers import ShowerSet
+from caloforge.errors import CheckpointError, OutputPathError
+from caloforge.models import get_family
+from caloforge.models.base import FamilyConfig
+from caloforge.models.preprocess import Preprocessing
+from caloforge.runtime.progress import Progress
+from caloforge.training.callbacks import BestBundle, Budget, TrainingProgress, checkpoints
+from caloforge.training.split import validation_counts
+from caloforge.training.task import GenerativeTask
+
+__all__ = ["RangeResult", "accelerator_and_devices", "ddp_strategy", "fit_range", "read_checkpoint"]
+
+_BIG = 10**12
+_LIGHTNING_NOISE = (  # harmless messages of Lightning for a loop that draws its own batches
+    ".*does not have many workers.*",
+    ".*You're resuming from a checkpoint.*",
+    ".*smaller than the logging interval.*",
+    ".*isinstance.treespec, LeafSpec.*",  # torch 2.13 deprecation inside Lightning's pytree helpers
+    ".*Checkpoint directory .* exists and is not empty.*",  # it holds run.json (and last.ckpt on resume)
+)
+
+
+@dataclass(frozen=True)
+class RangeResult:
+    """The training of one model (one incident-energy range).
+
+    Attributes:
+        directory: Its run directory (``last.ckpt``, ``log.csv``, ``bundle/``).
+        energy_low: Lowest training energy, MeV.
+        energy_high: Highest training energy, MeV.
+        iterations: Iterations done (over all resumes).
+        best_iteration: The iteration of the selected model.
+        best_chi2_ndf: Its validation chi2/NDF.
+        interrupted: Stopped by Ctrl-C or SIGTERM.
+        elapsed_s: Training time over all resumes, s.
+    """
+
+    directory: Path
+    energy_low: float
+    energy_high: float
+    iterations: int
+    best_iteration: int
+    best_chi2_ndf: float
+    interrupted: bool
+    elapsed_s: float = math.nan
+
+
+def accelerator_and_devices(device: str, devices: int | str | list[int]) -> tuple[str, int | str | list[int]]:
+    """Lightning's ``(accelerator, devices)`` for a torch device name.
+
+    A CUDA index selects that GPU when ``devices`` is left at one device: ``"cuda:1"`` gives
+    ``("gpu", [1])``, where ``accelerator="gpu", devices=1`` would train on GPU 0.
+
+    Example:
+        >>> accelerator_and_devices("cuda:1", 1), accelerator_and_devices("cuda", 2), accelerator_and_devices("cpu", 1)
+        (('gpu', [1]), ('gpu', 2), ('cpu', 1))
+    """
+    kind, _, index = str(device).partition(":")
+    if kind != "cuda":
+        return str(device), devices
+    if index.isdigit() and devices == 1:
+        return "gpu", [int(index)]
+    return "gpu", devices
+
+
+def ddp_strategy(strategy: Any) -> Any:
+    """Lightning's DDP strategies with unused-parameter detection: manual optimisation updates one player per backward.
+
+    Example:
+        >>> ddp_strategy("ddp"), ddp_strategy("auto")
+        ('ddp_find_unused_parameters_true', 'auto')
+    """
+    plain = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook")
+    return f"{strategy}_find_unused_parameters_true" if strategy in plain else strategy
+
+
+def read_checkpoint(path: Path) -> dict[str, Any] | None:
+    """This run's ``last.ckpt`` (None if there is none yet), read with ``weights_only`` before Lightning resumes it."""
+    if not path.is_file():
+        return None
+    try:
+        checkpoint: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+        int(checkpoint["caloforge"]["iteration"])
+    except Exception as err:
+        msg = f"expected a readable checkpoint {path} of this run but: {str(err).splitlines()[0]:.200}"
+        raise CheckpointError(msg) from None
+    return checkpoint
+
+
+def fit_range(directory: Path, family: str, config: FamilyConfig, train_set: ShowerSet, validation: ShowerSet,
+               *, max_iterations: int | None, max_seconds: float | None, checkpoint_every: int, seed: int,
+               device: str, devices: Any, strategy: Any, progress: Progress, label: str, extra: dict[str, Any],
+               callbacks: Sequence[Any], num_nodes: int = 1, tensorboard: bool = False) -> RangeResult:
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+    from torch.utils.data import DataLoader
+
+    model_class = get_family(family)
+    preprocessing = Preprocessing.fit(train_set, config.preprocessing, config.energy_scale)
+    with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
+        torch.manual_seed(seed)
+        model = model_class(config, preprocessing)
+    log_every = min(50, checkpoint_every)
+    task = GenerativeTask(model, train_set, seed, validation, log_every)
+    last = directory / "last.ckpt"
+    checkpoint = read_checkpoint(last)
+    if checkpoint is not None:
+        task.restore_counters(checkpoint)
+    e_lo, e_hi = float(train_set.energies.min()), float(train_set.energies.max())
+    counts = validation_counts(validation)  # also recorded in the bundle
+    meta = {"family": family, "data": train_set.fingerprint(), "training": {"seed": seed, **extra},
+            "n_validation": len(validation), "n_validation_per_energy": {f"{e:g}": n for e, n in counts.items()}}
+    budget = Budget(max_iterations)
+    if max_iterations is None or task.iteration < max_iterations:
+        directory.mkdir(parents=True, exist_ok=True)
+        best, last_checkpoint = checkpoints(directory)
+        cbs = [*callbacks, budget, BestBundle(directory, best, meta), best, last_checkpoint]
+        if progress.enabled:
+            cbs.append(TrainingProgress(progress, label, max_iterations, max_seconds, checkpoint_every))
+        loggers: list[Logger] = [CSVLogger(directory, name="lightning_logs")]
+        if tensorboard:
+            loggers.append(TensorBoardLogger(directory, name="tensorboard", default_hp_metric=False))
+        accelerator, devices = accelerator_and_devices(device, devices)
+        own_rng = torch.Generator()  # the loaders draw their worker seed from it, not from the global RNG
+        ticks: DataLoader[int] = DataLoader(range(_BIG), batch_size=None, generator=own_rng)  # type: ignore[arg-type]
+        one_validation: DataLoader[int] = DataLoader([0], batch_size=None, generator=own_rng)  # type: ignore[arg-type]
+        lightning_log = logging.getLogger("lightning.pytorch")
+        level = lightning_log.level
+        lightning_log.setLevel(logging.WARNING)  # Lightning's start-up banner; restored below
+        try:
+            with warnings.catch_warnings():
+                for message in _LIGHTNING_NOISE:
+                    warnings.filterwarnings("ignore", message=message)
+                trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=ddp_strategy(strategy),
+                                    num_nodes=num_nodes, max_epochs=1, logger=loggers,
+                                    log_every_n_steps=log_every,
+                                    val_check_interval=checkpoint_every, check_val_every_n_epoch=None,
+                                    num_sanity_val_steps=0,
+                                    max_time=None if max_seconds is None else timedelta(seconds=max_seconds),
+                                    enable_progress_bar=progress.enabled, enable_model_summary=False,
+                                    default_root_dir=directory, callbacks=cbs,
+                                    use_distributed_sampler=False)  # every rank takes every tick
+                trainer.fit(task, train_dataloaders=ticks, val_dataloaders=one_validation,
+                            ckpt_path=None if checkpoint is None else last, weights_only=True)
+        except OSError as err:
+            reason = "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+            msg = f"could not write the checkpoints in {directory}: {reason}"
+            raise OutputPathError(msg) from None
+        finally:
+            lightning_log.setLevel(level)
+        if trainer.world_size > 1 and last.is_file():  # ddp_spawn trains in other processes: take rank 0's state
+            state = torch.load(last, map_location="cpu", weights_only=True)
+            if int(state["caloforge"]["iteration"]) > task.iteration:
+                task.restore_counters(state)
+    sel = task.selection
+    if sel.best_iteration < 0:
+        msg = f"expected at least one evaluated checkpoint in {directory} but found none"
+        raise CheckpointError(msg)
+    return RangeResult(directory, e_lo, e_hi, task.iteration, sel.best_iteration, sel.best_chi2_ndf,
+                       budget.interrupted, task.elapsed_s)
