@@ -316,3 +316,22 @@ def test_real_write_failure_is_one_line_without_crash_or_leftovers(tmp_path: Pat
     assert "largest file this process may write" in run.stdout
     assert "Exception ignored" not in run.stderr and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_streams_the_same_showers_and_fingerprint_as_memory(tmp_path):
+    from caloforge.data.source import ShowerFile, fingerprint, iter_showers, read_rows
+    from caloforge.refsim import simulate
+
+    energies = np.repeat([1000.0, 8000.0, 64000.0], 40)
+    data = simulate("ds1-photons", "photon", energies, seed=5)
+    f = ShowerFile.open(io.write(tmp_path / "a.h5", data))
+    assert len(f) == 120 and f.geometry == data.geometry and f.nbytes == 120 * 368 * 4
+    rows = np.sort(np.random.default_rng(0).choice(120, 37, replace=False))
+    chunks = list(iter_showers(f, rows, chunk_size=10))
+    assert [len(c) for c in chunks] == [10, 10, 10, 7]
+    np.testing.assert_array_equal(np.concatenate([c.showers for c in chunks]), data.showers[rows])
+    np.testing.assert_array_equal(read_rows(f, rows).energies, energies[rows])
+    assert fingerprint(f) == data.fingerprint()
+    assert fingerprint(f, rows) == data[rows].fingerprint() == fingerprint(data, rows)
+    with pytest.raises(DataError, match="strictly increasing"):
+        next(iter_showers(f, rows[::-1]))

@@ -32,7 +32,8 @@ from caloforge.data.writer import ENERGY_KEY, SHOWER_KEY, ShowerWriter, write
 from caloforge.errors import DataError, FileFormatError, GeometryError, GeometryMismatchError
 from caloforge.runtime import resources
 
-__all__ = ["FileInfo", "ShowerWriter", "inspect", "iter_chunks", "read", "read_conditions", "read_subset", "write"]
+__all__ = ["FileInfo", "ShowerWriter", "inspect", "iter_chunks", "iter_rows", "read", "read_conditions", "read_subset",
+           "write"]
 
 _REAL = "biuf"  # dtype kinds read as numbers
 _SMALLER = "read part of it with caloforge.data.io.read_subset or stream it with caloforge.data.io.iter_chunks"
@@ -263,6 +264,51 @@ def iter_chunks(
             yield _read_rows(file, info, slice(start, min(start + chunk_size, info.n_showers)), chosen)
 
 
+def iter_rows(
+    path: str | Path,
+    rows: NDArray[np.int64] | None = None,
+    chunk_size: int = 10_000,
+    geometry: str | Path | Geometry | None = None,
+) -> Iterator[ShowerSet]:
+    """Stream the showers of ``rows`` (all if None) in file order, at most ``chunk_size`` per step.
+
+    The file is read in contiguous blocks of ``chunk_size`` rows (each stored chunk is decompressed
+    once), so memory stays bounded by about two chunks whichever rows are asked for.
+
+    Raises:
+        DataError: ``rows`` not strictly increasing or outside the file.
+    """
+    chunk_size = check_integer(chunk_size, "chunk_size", 1, 2**62, "iter_rows", DataError)
+    with _open(path) as file:
+        info = FileInfo(Path(path), file)
+        chosen = _geometry_for(info, geometry)
+        _check_rows_memory(info, file, 2 * min(chunk_size, info.n_showers), "two chunks", "pass a smaller chunk_size")
+        if rows is None:
+            for start in range(0, info.n_showers, chunk_size):
+                yield _read_rows(file, info, slice(start, min(start + chunk_size, info.n_showers)), chosen)
+            return
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (rows[0] < 0 or rows[-1] >= info.n_showers or np.any(np.diff(rows) <= 0)):
+            msg = f"expected strictly increasing rows within 0..{info.n_showers - 1}, in iter_rows of {path}"
+            raise DataError(msg)
+        pending: list[ShowerSet] = []
+        n_pending = 0
+        for start in range(0, info.n_showers, chunk_size):
+            stop = min(start + chunk_size, info.n_showers)
+            local = rows[np.searchsorted(rows, start):np.searchsorted(rows, stop)] - start
+            if local.size == 0:
+                continue
+            pending.append(_read_rows(file, info, slice(start, stop), chosen)[local])
+            n_pending += local.size
+            if n_pending >= chunk_size:
+                joined = ShowerSet.concatenate(pending)
+                yield joined[:chunk_size]
+                pending, n_pending = ([joined[chunk_size:]], n_pending - chunk_size) if n_pending > chunk_size \
+                    else ([], 0)
+        if n_pending:
+            yield ShowerSet.concatenate(pending)
+
+
 def read_subset(
     path: str | Path,
     n: int,
@@ -306,15 +352,7 @@ def read_subset(
         chosen = np.sort(np.concatenate(chosen_parts))
     else:
         chosen = np.sort(rng.choice(info.n_showers, size=n, replace=False))
-    parts = []
     with _open(path) as file:
-        geometry_ = _geometry_for(info, geometry)
         _check_rows_memory(info, file, n + min(chunk_size, info.n_showers), f"a subset of {n} showers",
                            "choose a smaller n")
-        for start in range(0, info.n_showers, chunk_size):
-            stop = min(start + chunk_size, info.n_showers)
-            local = chosen[(chosen >= start) & (chosen < stop)]
-            if local.size:
-                block = _read_rows(file, info, slice(start, stop), geometry_)
-                parts.append(block[local - start])
-    return ShowerSet.concatenate(parts)
+    return ShowerSet.concatenate(list(iter_rows(path, chosen, chunk_size, geometry)))
