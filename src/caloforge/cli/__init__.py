@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from caloforge._version import __version__
-from caloforge.cli import data, demo, deploy, evaluate, leaderboard, model, simulate
+from caloforge.cli import campaign, data, demo, deploy, evaluate, leaderboard, model, simulate
 from caloforge.cli.common import state
 
 __all__ = ["app"]
@@ -41,5 +41,5 @@ def main(
     state.debug = debug
 
 
-for module in (demo, simulate, model, evaluate, leaderboard, deploy, data):
+for module in (demo, simulate, model, evaluate, leaderboard, campaign, deploy, data):
     module.register(app)

@@ -166,8 +166,14 @@ def train(
 
 @friendly_errors
 def generate(
-    model: Path = typer.Option(..., "--model", help="A bundle directory or a training run directory."),
+    model: Path | None = typer.Option(None, "--model", help="A bundle directory or a training run directory."),
     output: Path = typer.Option(..., "--output", "-o", help="Output HDF5 file."),
+    model_set: Path | None = typer.Option(None, "--model-set", help="A campaign's model set (model_set.json or its "
+                                          "directory) instead of --model: each shower goes to the bundle of its "
+                                          "particle, |eta| and energy."),
+    particle: str | None = typer.Option(None, "--particle", help="With --model-set: photon, electron or pion."),
+    eta: float | None = typer.Option(None, "--eta", help="With --model-set: the pseudorapidity (its sign is "
+                                     "ignored)."),
     like: Path | None = typer.Option(None, "--like", help="Generate at the incident energies (and conditions) "
                                      "of this reference file."),
     energies: list[str] | None = typer.Option(None, "--energies", help="Incident energies in MeV, e.g. 1024,65536."),
@@ -180,7 +186,7 @@ def generate(
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite the output file."),
 ) -> None:
-    """Generate showers with a trained bundle, at a reference file's energies or at given energies."""
+    """Generate showers with a trained bundle (or a model set), at a reference file's energies or at given energies."""
     import numpy as np
 
     from caloforge.data import io
@@ -193,23 +199,61 @@ def generate(
         msg = "expected exactly one of --like FILE or --energies E1,E2,... but got " + (
             "both" if like is not None else "neither")
         raise ConfigError(msg)
+    if (model is None) == (model_set is None):
+        msg = "expected exactly one of --model BUNDLE or --model-set MANIFEST but got " + (
+            "both" if model is not None else "neither")
+        raise ConfigError(msg)
     check_output(output, force)
     if backend not in ("torch", "onnxruntime"):
         msg = f"expected --backend torch or onnxruntime but got '{backend}'"
         raise ConfigError(msg)
+    if n < 1:
+        msg = f"expected --n >= 1 but got {n}"
+        raise ConfigError(msg)
     count = apply_threads(threads)
+    if model_set is not None:
+        showers = _generate_from_set(model_set, particle, eta, like, values, n, backend, batch_size, device, seed)
+        metadata: dict[str, str | int | float] = {"generator": str(model_set), "backend": backend, "seed": seed,
+                                                  "particle": str(particle), "eta": float(eta or 0.0)}
+        io.write(output, showers, force=force, metadata=metadata)
+        console.print(f"wrote {len(showers)} showers to {output}")
+        return
+    assert model is not None  # one of --model and --model-set was checked above
     generator = _onnx_generator(model, count) if backend == "onnxruntime" else load(model)
     if like is not None:
         showers = _generate_like(generator, like, batch_size, device, seed)
     else:
-        if n < 1:
-            msg = f"expected --n >= 1 but got {n}"
-            raise ConfigError(msg)
         e = np.repeat(np.asarray(values, dtype=np.float64), n)
         showers = generator.generate(e, batch_size=batch_size, seed=seed) if backend == "onnxruntime" else \
             generator.generate(e, batch_size=batch_size, device=device, seed=seed)
     io.write(output, showers, force=force, metadata={"generator": str(model), "backend": backend, "seed": seed})
     console.print(f"wrote {len(showers)} showers to {output}")
+
+
+def _generate_from_set(path: Path, particle: str | None, eta: float | None, like: Path | None,
+                       values: list[float] | None, n: int, backend: str, batch_size: int, device: str,
+                       seed: int) -> Any:
+    """Showers from a campaign's model set: the energies of ``like`` (and its conditions) or ``values`` x ``n``."""
+    import numpy as np
+
+    from caloforge.campaign.model_set import ModelSet
+    from caloforge.errors import ConfigError
+
+    if particle is None or eta is None or backend != "torch":
+        msg = ("expected --particle and --eta (and the torch backend) with --model-set but got "
+               f"--particle {particle}, --eta {eta}, --backend {backend}")
+        raise ConfigError(msg)
+    models = ModelSet.load(path)
+    conditions = None
+    if like is not None:
+        from caloforge.data import io
+
+        energies = io.inspect(like).energies
+        conditions = io.read_conditions(like) or None
+    else:
+        energies = np.repeat(np.asarray(values, dtype=np.float64), n)
+    return models.generate(particle, eta, energies, conditions, batch_size=batch_size, device=device_name(device),
+                           seed=seed)
 
 
 def _onnx_generator(model: Path, threads: int) -> Any:
