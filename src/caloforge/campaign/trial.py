@@ -186,7 +186,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     import torch
     from ray import tune
 
-    from caloforge.campaign.search import OBJECTIVE, decode_params
+    from caloforge.campaign.search import OBJECTIVE, SELECTION, decode_params
     from caloforge.training import train
 
     _clean_environment()
@@ -221,8 +221,11 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
                    resume=resume, progress=False, callbacks=[reporter])
     metrics = {"chi2_ndf": _finite(result.chi2_ndf), **evaluate(spec, result.bundle_dir, reference, device)}
     objective = metrics["chi2_ndf"] if spec.metric == "chi2_ndf" else metrics["auc"]
-    final = {**reporter.latest, **{k: _finite(v) for k, v in metrics.items()}, OBJECTIVE: _finite(objective),
-             "iterations": sum(r.iterations for r in result.ranges), "trial_s": time.monotonic() - start}
+    iterations = sum(r.iterations for r in result.ranges)
+    final = {"iteration": iterations, "elapsed_s": sum(r.elapsed_s for r in result.ranges),  # when training had
+             SELECTION: metrics["chi2_ndf"], **reporter.latest,  # ended before an interruption: nothing reported
+             **{k: _finite(v) for k, v in metrics.items()}, OBJECTIVE: _finite(objective), "iterations": iterations,
+             "trial_s": time.monotonic() - start}
     ranges = [[r.energy_low, r.energy_high] for r in result.ranges]
     _write(record_file, {**record, "status": "complete", "final": final, "energy_ranges": ranges,
                          "best_iterations": [r.best_iteration for r in result.ranges]})
