@@ -13,7 +13,9 @@ import torch
 
 from caloforge.errors import ConfigError
 from caloforge.models import FAMILIES, GAN, Batch, GANConfig, get_family, register_family
+from caloforge.models.diffusion import DiffusionConfig
 from caloforge.models.preprocess import Preprocessing
+from caloforge.models.vae import VAEConfig
 from caloforge.training.bundle import load
 from caloforge.training.bundle_format import save_model
 from synthetic import make_showers
@@ -21,6 +23,9 @@ from synthetic import make_showers
 TINY_CONFIGS = {
     "gan": GANConfig(noise_dim=4, generator_layers=(16, 16, 16), critic_layers=(16, 16, 16), batch_size=32,
                      critic_steps=2),
+    "diffusion": DiffusionConfig(width=16, depth=2, time_dim=8, embedding_dim=8, batch_size=32, normalisation_batches=2,
+                                 sampler_steps=3),
+    "vae": VAEConfig(encoder_layers=(16, 8), latent_dim=3, batch_size=32, kl_warmup_iterations=10),
 }
 
 
