@@ -62,7 +62,7 @@ class SearchParam(Config):
     log_uniform: tuple[float, float] | None = None
     integer: tuple[int, int] | None = None
     log_integer: tuple[int, int] | None = None
-    choice: Annotated[tuple[Any, ...], Field(min_length=1)] | None = None
+    choice: tuple[Any, ...] | None = None
 
     @property
     def kind(self) -> str:

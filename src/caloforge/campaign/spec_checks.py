@@ -147,6 +147,9 @@ def _check_family(spec: CampaignSpec, family: str, where: str) -> None:
         if len(given) != 1:
             msg = f"expected exactly one of {list(KINDS)} but got {given or 'none'}, in {at}"
             raise ConfigError(msg)
+        if param.choice is not None and not param.choice:
+            msg = f"expected at least one value to choose from but got none, in {at}"
+            raise ConfigError(msg)
         if param.choice is None:
             low, high = param.candidates()
             if not low < high or (param.kind.startswith("log_") and low <= 0):
