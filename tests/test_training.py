@@ -326,3 +326,33 @@ def test_lightning_checkpoints_and_loggers_agree_with_the_bundle(data, tmp_path)
     assert [int(r["step"]) for r in logged] == [0, 10, 20, 25]  # the step is the iteration
     assert [float(r["val/chi2_ndf"]) for r in logged] == pytest.approx([float(r["chi2_ndf"]) for r in rows])
     assert list((run / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_a_file_trains_like_memory_and_a_streamed_file_resumes_exactly(data, tmp_path, monkeypatch):
+    from caloforge.data import io
+    from caloforge.data.source import ShowerFile
+    from caloforge.training import batches
+
+    path = io.write(tmp_path / "train.h5", data)
+    train(data, "gan", TINY, tmp_path / "memory", max_iterations=20, checkpoint_every=10, progress=False)
+    train(ShowerFile.open(path), "gan", TINY, tmp_path / "file", max_iterations=20, checkpoint_every=10,
+          progress=False)
+    assert _log(tmp_path / "memory") == [{**r, "elapsed_s": m["elapsed_s"]}
+                                         for r, m in zip(_log(tmp_path / "file"), _log(tmp_path / "memory"))]
+    runs = [json.loads((tmp_path / d / "run.json").read_text()) for d in ("memory", "file")]
+    assert runs[0]["data"] == runs[1]["data"]  # the streamed fingerprint is the in-memory one
+
+    monkeypatch.setattr(batches, "RESIDENT_BYTES", 0)  # stream: a buffer of 4 batches, refilled every 4 iterations
+    monkeypatch.setattr(batches, "BUFFER_BYTES", 0)
+    read = []
+    original = batches.StreamedBatches.buffer_rows
+    monkeypatch.setattr(batches.StreamedBatches, "buffer_rows", lambda self, i: read.append(i) or original(self, i))
+    streamed = ShowerFile.open(path)
+    train(streamed, "gan", TINY, tmp_path / "a", max_iterations=24, checkpoint_every=8, progress=False)
+    assert {0, 1, 2, 3, 4, 5} <= set(read)  # the buffer was replaced as training went on
+    train(streamed, "gan", TINY, tmp_path / "b", max_iterations=12, checkpoint_every=8, progress=False)
+    train(streamed, "gan", None, tmp_path / "b", max_iterations=24, checkpoint_every=8, progress=False, resume=True)
+    a = torch.load(tmp_path / "a" / "last.ckpt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)["state_dict"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)

@@ -130,7 +130,7 @@ def train(
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
     """Train a model on showers; the best checkpoint (validation chi2/NDF) is saved as RUN_DIR/bundle."""
-    from caloforge.data import io
+    from caloforge.data.source import ShowerFile
     from caloforge.errors import ConfigError
     from caloforge.models import get_family
     from caloforge.training.loop import train as train_model
@@ -144,8 +144,9 @@ def train(
         msg = f"expected --preset auto, cpu or paper but got '{preset}'"
         raise ConfigError(msg)
     apply_threads(threads)
-    showers = io.read(data, geometry)
-    held_out = io.read(validation, geometry if geometry is not None else showers.geometry) if validation else None
+    showers = ShowerFile.open(data, geometry)  # streamed: see caloforge.training.batches
+    held_out = ShowerFile.open(validation, geometry if geometry is not None else showers.geometry) \
+        if validation else None
     family = get_family(model)
     resolved = device_name(device)
     defaults = family.config_class.for_preset(preset, particle or showers.geometry.particle, resolved)  # type: ignore[arg-type]

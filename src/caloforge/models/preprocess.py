@@ -34,13 +34,14 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 from torch import Tensor
 
 from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet, energy_bins
 from caloforge.errors import ConfigError
 
-__all__ = ["ConditionScaler", "EnergyScaler", "Preprocessing", "ShowerTransform", "TransformKind"]
+__all__ = ["ConditionScaler", "EnergyScaler", "Preprocessing", "ShowerSummary", "ShowerTransform", "TransformKind"]
 
 TransformKind = Literal["energy", "layer", "total"]
 _EPS = 1e-12
@@ -128,6 +129,34 @@ class ConditionScaler:
         return torch.stack(columns, dim=1)
 
 
+@dataclass(frozen=True, eq=False)
+class ShowerSummary:
+    """Per-shower sums that preprocessing is fitted on, so a file can be summarised chunk by chunk.
+
+    Attributes:
+        energies: Incident energies, MeV, (N,).
+        layer_sums: Energy per layer, MeV, (N, layers): float32 sums, as float64.
+        response: E_tot / E_inc, (N,), with E_tot summed in float64.
+        conditions: Extra conditions by name, each (N,).
+    """
+
+    energies: NDArray[np.float64]
+    layer_sums: NDArray[np.float64]
+    response: NDArray[np.float64]
+    conditions: dict[str, NDArray[np.float64]]
+
+    @classmethod
+    def of(cls, data: ShowerSet) -> ShowerSummary:
+        """The sums of a sample in memory (or of one chunk of a file)."""
+        sums = np.stack([data.showers[:, data.geometry.layer_slice(i)].sum(axis=1)
+                         for i in range(data.geometry.n_layers)], axis=1).astype(np.float64)
+        return cls(data.energies, sums, data.response, dict(data.conditions))
+
+    def __getitem__(self, rows: NDArray[np.int64]) -> ShowerSummary:
+        return ShowerSummary(self.energies[rows], self.layer_sums[rows], self.response[rows],
+                             {k: v[rows] for k, v in self.conditions.items()})
+
+
 @dataclass(frozen=True)
 class ShowerTransform:
     """Invertible voxel transform; ``kind`` is ``"energy"`` or ``"layer"`` (see the module docstring).
@@ -166,27 +195,31 @@ class ShowerTransform:
         Raises:
             ConfigError: if ``scale`` is not positive.
         """
-        sizes = tuple(layer.n_voxels for layer in data.geometry.layers)
+        summary = ShowerSummary.of(data)
+        return cls.fit_summary(summary, tuple(layer.n_voxels for layer in data.geometry.layers), kind, scale)
+
+    @classmethod
+    def fit_summary(cls, summary: ShowerSummary, layer_sizes: tuple[int, ...], kind: TransformKind,
+                    scale: float | None = None) -> ShowerTransform:
+        """:meth:`fit` from per-shower sums (what a streamed pass over a large file keeps)."""
         if kind == "energy":
             if scale is not None:  # the user's scale, checked in __post_init__
-                return cls(kind, sizes, (float(scale),))
-            fitted = float(np.max(data.response, initial=0.0))
-            return cls(kind, sizes, (fitted if fitted > 0 else 1.0,))  # 1.0 for all-empty showers
+                return cls(kind, layer_sizes, (float(scale),))
+            fitted = float(np.max(summary.response, initial=0.0))
+            return cls(kind, layer_sizes, (fitted if fitted > 0 else 1.0,))  # 1.0 for all-empty showers
+        energies, response = summary.energies, summary.response
         if kind == "total":
-            edges = energy_bins(data.energies)
-            group = np.clip(np.digitize(data.energies, edges) - 1, 0, edges.size - 2)
+            edges = energy_bins(energies)
+            group = np.clip(np.digitize(energies, edges) - 1, 0, edges.size - 2)
             knots, means, stds = [], [], []
             for g in np.unique(group):
-                r = data.response[group == g]
-                knots.append(float(np.log(np.median(data.energies[group == g]))))
+                r = response[group == g]
+                knots.append(float(np.log(np.median(energies[group == g]))))
                 means.append(float(r.mean()))
                 stds.append(float(max(r.std(), 1e-4 * abs(r.mean()), 1e-6)))
-            return cls(kind, sizes, (*knots, *means, *stds))
-        per_layer = [
-            float(np.max(data.showers[:, data.geometry.layer_slice(i)].sum(axis=1) / data.energies, initial=0.0))
-            for i in range(data.geometry.n_layers)
-        ]
-        return cls(kind, sizes, tuple(s if s > 0 else 1.0 for s in per_layer))
+            return cls(kind, layer_sizes, (*knots, *means, *stds))
+        per_layer = np.max(summary.layer_sums / energies[:, None], axis=0, initial=0.0)
+        return cls(kind, layer_sizes, tuple(float(s) if s > 0 else 1.0 for s in per_layer))
 
     @property
     def n_features(self) -> int:
@@ -263,10 +296,17 @@ class Preprocessing:
     @classmethod
     def fit(cls, data: ShowerSet, kind: TransformKind = "energy", scale: float | None = None) -> Preprocessing:
         """Fit the shower transform, the energy range and the condition scaler on ``data``."""
+        sizes = tuple(layer.n_voxels for layer in data.geometry.layers)
+        return cls.fit_summary(ShowerSummary.of(data), sizes, kind, scale)
+
+    @classmethod
+    def fit_summary(cls, summary: ShowerSummary, layer_sizes: tuple[int, ...], kind: TransformKind = "energy",
+                    scale: float | None = None) -> Preprocessing:
+        """:meth:`fit` from per-shower sums (see :class:`ShowerSummary`)."""
         return cls(
-            ShowerTransform.fit(data, kind, scale),
-            EnergyScaler.fit(data.energies),
-            ConditionScaler.fit(dict(data.conditions)),
+            ShowerTransform.fit_summary(summary, layer_sizes, kind, scale),
+            EnergyScaler.fit(summary.energies),
+            ConditionScaler.fit(dict(summary.conditions)),
         )
 
     @property

@@ -11,10 +11,10 @@
 from __future__ import annotations
 
 from caloforge.training.bundle import Bundle, ExtrapolationWarning, load
+from caloforge.training.data import validation_chi2
 from caloforge.training.loop import RangeResult, TrainResult, train
 from caloforge.training.settings import TrainingSettings
 from caloforge.training.split import split_validation
-from caloforge.training.task import validation_chi2
 
 __all__ = ["Bundle", "ExtrapolationWarning", "RangeResult", "TrainResult", "TrainingSettings", "load",
            "split_validation", "train", "validation_chi2"]

@@ -17,19 +17,21 @@ from typing import Any
 
 import torch
 
-from caloforge.data.showers import ShowerSet
 from caloforge.errors import CheckpointError, OutputPathError
 from caloforge.models import get_family
 from caloforge.models.base import FamilyConfig
 from caloforge.models.preprocess import Preprocessing
 from caloforge.runtime.progress import Progress
+from caloforge.training.batches import BatchSource
 from caloforge.training.callbacks import BestBundle, Budget, TrainingProgress, checkpoints
+from caloforge.training.data import ValidationTarget
 from caloforge.training.split import validation_counts
 from caloforge.training.task import GenerativeTask
 
-__all__ = ["RangeResult", "accelerator_and_devices", "ddp_strategy", "fit_range", "read_checkpoint"]
+__all__ = ["RangeData", "RangeResult", "accelerator_and_devices", "ddp_strategy", "fit_range", "read_checkpoint"]
 
 _BIG = 10**12
+_WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 _LIGHTNING_NOISE = (  # harmless messages of Lightning for a loop that draws its own batches
     ".*does not have many workers.*",
     ".*You're resuming from a checkpoint.*",
@@ -106,29 +108,47 @@ def read_checkpoint(path: Path) -> dict[str, Any] | None:
     return checkpoint
 
 
-def fit_range(directory: Path, family: str, config: FamilyConfig, train_set: ShowerSet, validation: ShowerSet,
-               *, max_iterations: int | None, max_seconds: float | None, checkpoint_every: int, seed: int,
-               device: str, devices: Any, strategy: Any, progress: Progress, label: str, extra: dict[str, Any],
-               callbacks: Sequence[Any], num_nodes: int = 1, tensorboard: bool = False) -> RangeResult:
+@dataclass(frozen=True)
+class RangeData:
+    """What one model trains on.
+
+    Attributes:
+        preprocessing: Fitted on its training showers.
+        batches: Its training batches.
+        validation: Its validation target.
+        fingerprint: The fingerprint of its training showers (recorded in the bundle).
+    """
+
+    preprocessing: Preprocessing
+    batches: BatchSource
+    validation: ValidationTarget
+    fingerprint: dict[str, Any]
+
+
+def fit_range(directory: Path, family: str, config: FamilyConfig, data: RangeData,
+              *, max_iterations: int | None, max_seconds: float | None, checkpoint_every: int, seed: int,
+              device: str, devices: Any, strategy: Any, progress: Progress, label: str, extra: dict[str, Any],
+              callbacks: Sequence[Any], num_nodes: int = 1, tensorboard: bool = False) -> RangeResult:
+    """Train one model in ``directory`` (resuming its ``last.ckpt`` if there is one)."""
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
     from torch.utils.data import DataLoader
 
     model_class = get_family(family)
-    preprocessing = Preprocessing.fit(train_set, config.preprocessing, config.energy_scale)
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
         torch.manual_seed(seed)
-        model = model_class(config, preprocessing)
+        model = model_class(config, data.preprocessing)
     log_every = min(50, checkpoint_every)
-    task = GenerativeTask(model, train_set, seed, validation, log_every)
+    task = GenerativeTask(model, data.batches, seed, data.validation, log_every)
     last = directory / "last.ckpt"
     checkpoint = read_checkpoint(last)
     if checkpoint is not None:
         task.restore_counters(checkpoint)
-    e_lo, e_hi = float(train_set.energies.min()), float(train_set.energies.max())
-    counts = validation_counts(validation)  # also recorded in the bundle
-    meta = {"family": family, "data": train_set.fingerprint(), "training": {"seed": seed, **extra},
-            "n_validation": len(validation), "n_validation_per_energy": {f"{e:g}": n for e, n in counts.items()}}
+    energies = data.preprocessing.energy
+    counts = validation_counts(data.validation.energies)  # also recorded in the bundle
+    meta = {"family": family, "data": data.fingerprint, "training": {"seed": seed, **extra},
+            "n_validation": len(data.validation),
+            "n_validation_per_energy": {f"{e:g}": n for e, n in counts.items()}}
     budget = Budget(max_iterations)
     if max_iterations is None or task.iteration < max_iterations:
         directory.mkdir(parents=True, exist_ok=True)
@@ -162,11 +182,14 @@ def fit_range(directory: Path, family: str, config: FamilyConfig, train_set: Sho
                 trainer.fit(task, train_dataloaders=ticks, val_dataloaders=one_validation,
                             ckpt_path=None if checkpoint is None else last, weights_only=True)
         except OSError as err:
+            if err.errno not in _WRITE_ERRORS:
+                raise
             reason = "no space left on the device" if err.errno == errno.ENOSPC else (err.strerror or str(err))
             msg = f"could not write the checkpoints in {directory}: {reason}"
             raise OutputPathError(msg) from None
         finally:
             lightning_log.setLevel(level)
+            data.batches.close()
         if trainer.world_size > 1 and last.is_file():  # ddp_spawn trains in other processes: take rank 0's state
             state = torch.load(last, map_location="cpu", weights_only=True)
             if int(state["caloforge"]["iteration"]) > task.iteration:
@@ -175,5 +198,5 @@ def fit_range(directory: Path, family: str, config: FamilyConfig, train_set: Sho
     if sel.best_iteration < 0:
         msg = f"expected at least one evaluated checkpoint in {directory} but found none"
         raise CheckpointError(msg)
-    return RangeResult(directory, e_lo, e_hi, task.iteration, sel.best_iteration, sel.best_chi2_ndf,
-                       budget.interrupted, task.elapsed_s)
+    return RangeResult(directory, energies.e_min, energies.e_max, task.iteration, sel.best_iteration,
+                       sel.best_chi2_ndf, budget.interrupted, task.elapsed_s)

@@ -22,15 +22,16 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from caloforge.data.outputs import atomic_path, strict_json
-from caloforge.data.showers import ShowerSet
+from caloforge.data.source import Showers, read_rows
 from caloforge.errors import ConfigError, DataError, GeometryMismatchError
 from caloforge.extras import require
 from caloforge.models import get_family
@@ -38,12 +39,21 @@ from caloforge.models.base import FamilyConfig, check_model_size
 from caloforge.models.preprocess import Preprocessing
 from caloforge.runtime.hardware import resolve_device
 from caloforge.runtime.progress import Progress, as_progress
+from caloforge.training.batches import batch_source
 from caloforge.training.bundle import load
 from caloforge.training.bundle_format import save_split
-from caloforge.training.fit import RangeResult, fit_range
-from caloforge.training.settings import RunRecord, TrainingSettings, check_run_dir, create_run, discard_failed_run
-from caloforge.training.split import split_validation, warn_small_validation
-from caloforge.training.task import validation_chi2
+from caloforge.training.data import ValidationTarget, bundle_response, scan
+from caloforge.training.fit import RangeData, RangeResult, fit_range
+from caloforge.training.settings import (
+    RunRecord,
+    TrainingSettings,
+    check_run_dir,
+    create_run,
+    discard_failed_run,
+    read_run,
+)
+from caloforge.training.split import split_rows, warn_small_validation
+from caloforge.validation.features import readout_threshold
 from caloforge.validation.metrics.chi2 import Chi2Result
 
 __all__ = ["MIN_TRAINING_SHOWERS", "RangeResult", "TrainResult", "train"]
@@ -100,7 +110,7 @@ def _secondary_rank(devices: Any, num_nodes: int, strategy: Any) -> bool:
 
 
 def train(
-    data: ShowerSet,
+    data: Showers,
     family: str = "gan",
     config: FamilyConfig | None = None,
     out_dir: str | Path = "run",
@@ -111,7 +121,7 @@ def train(
     split_energies: Sequence[float] = (),
     hold_out_energy: float | None = None,
     validation_fraction: float | None = None,
-    validation: ShowerSet | None = None,
+    validation: Showers | None = None,
     seed: int = 0,
     device: str = "cpu",
     devices: int | str | list[int] = 1,
@@ -125,7 +135,10 @@ def train(
     """Train a model family on showers and save the best model as a bundle.
 
     Args:
-        data: The training showers (a validation split is taken from them unless ``validation`` is given).
+        data: The training showers, in memory or a :class:`~caloforge.data.source.ShowerFile` (streamed:
+            read once for per-shower sums, then in batches; memory stays bounded, see
+            :mod:`caloforge.training.batches`). A validation split is taken from them unless
+            ``validation`` is given.
         family: A registered family name (``caloforge.models.FAMILIES``).
         config: The family's config; None uses ``for_particle(data.geometry.particle)``.
         out_dir: The run directory (new, or an existing run with ``resume``).
@@ -190,49 +203,47 @@ def train(
         require("tensorboard", "tensorboard", "train --tensorboard")
     config = config if config is not None else get_family(family).config_class.for_particle(data.geometry.particle)
     run_dir = Path(out_dir)
-    record = RunRecord(family=family, config=config.to_dict(), settings=settings, data=data.fingerprint(),
-                       validation_data=None if validation is None else validation.fingerprint())
+    prog = as_progress(progress)
+    stored = read_run(run_dir / "run.json") if resume and (run_dir / "run.json").is_file() else None
+    if stored is not None:  # the run's own settings; a budget given now replaces the stored one
+        budget = {"max_iterations": max_iterations, "max_minutes": max_minutes}
+        settings = stored.settings if max_iterations is None and max_minutes is None else \
+            stored.settings.replace(**budget)
+        settings.check_budget()
+    rows = _RunRows.choose(data, validation, settings)
+    threshold = readout_threshold(data.geometry)
+    scanned = scan(data, {"data": np.arange(len(data)), **{f"range-{i}": r for i, r in enumerate(rows.train)}},
+                   threshold, prog)
+    scanned_val = scanned if validation is None else scan(validation, {"validation": np.arange(len(validation))},
+                                                           threshold, prog)
+    record = RunRecord(family=family, config=config.to_dict(), settings=settings, data=scanned.fingerprints["data"],
+                       validation_data=None if validation is None else scanned_val.fingerprints["validation"])
     secondary = _secondary_rank(devices, num_nodes, strategy)  # rank 0 made the run directory
     if resume or not secondary:
         record = check_run_dir(run_dir, record, resume)
-    if resume:  # the run's own settings; a budget given now replaces the stored one
-        budget = {"max_iterations": max_iterations, "max_minutes": max_minutes}
-        settings = record.settings if max_iterations is None and max_minutes is None else \
-            record.settings.replace(**budget)
-        settings.check_budget()
     model_class = get_family(record.family)
     config = model_class.config_class.from_dict(record.config, where=f"the config of the run in {run_dir}")
-    held = settings.hold_out_energy
-    if held is not None:
-        keep = ~np.isclose(data.energies, held, rtol=1e-6, atol=0)
-        if keep.all():
-            msg = f"expected the hold-out energy {held:g} MeV among the training energies but it is absent"
-            raise ConfigError(msg)
-        data = data[keep]
-        if validation is not None:
-            validation = validation[~np.isclose(validation.energies, held, rtol=1e-6, atol=0)]
-    if validation is None:
-        train_all, val_all = split_validation(data, settings.validation_fraction, settings.seed)
-    else:
-        train_all, val_all = data, validation
-    edges = [-np.inf, *settings.split_energies, np.inf]
-    masks = []
-    for lo, hi in itertools.pairwise(edges):
-        in_tr = (train_all.energies >= lo) & (train_all.energies < hi)
-        in_val = (val_all.energies >= lo) & (val_all.energies < hi)
-        if not in_tr.any() or not in_val.any():
-            msg = f"expected training and validation showers in the energy range {lo:g}-{hi:g} MeV but found none"
-            raise ConfigError(msg)
-        masks.append((in_tr, in_val))
-    check_model_size(model_class, config, Preprocessing.fit(train_all[:2], config.preprocessing, config.energy_scale))
-    warn_small_validation(val_all)
+    sizes = tuple(layer.n_voxels for layer in data.geometry.layers)
+    check_model_size(model_class, config, Preprocessing.fit(read_rows(data, rows.train[0][:2]), config.preprocessing,
+                                                            config.energy_scale))
+    val_source = data if validation is None else validation
+    warn_small_validation(val_source.energies[np.concatenate(rows.validation)])
     created = not run_dir.exists()
     if not resume and not secondary:  # all inputs checked: only now does the run exist on disk
         create_run(run_dir, record)
+
+    def range_data(i: int) -> RangeData:
+        train_rows = rows.train[i]
+        preprocessing = Preprocessing.fit_summary(scanned.summary[train_rows], sizes, config.preprocessing,
+                                                  config.energy_scale)
+        batches = batch_source(data, train_rows, config.batch_size, settings.seed + i)
+        target = ValidationTarget.from_scan(val_source, scanned_val, rows.validation[i], threshold)
+        return RangeData(preprocessing, batches, target, scanned.fingerprints[f"range-{i}"])
+
     try:
-        ranges = _fit_ranges(run_dir, record.family, config, settings, train_all, val_all, masks, start=start,
-                             device=device, devices=devices, strategy=strategy, progress=as_progress(progress),
-                             callbacks=callbacks, num_nodes=num_nodes, tensorboard=tensorboard)
+        ranges = _fit_ranges(run_dir, record.family, config, settings, range_data, start=start, device=device,
+                             devices=devices, strategy=strategy, progress=prog, callbacks=callbacks,
+                             num_nodes=num_nodes, tensorboard=tensorboard)
     except Exception:
         if not resume and not secondary:
             discard_failed_run(run_dir, created)
@@ -244,24 +255,64 @@ def train(
                            settings.max_iterations, settings.max_minutes)
     if settings.split_energies and not interrupted:
         save_split(bundle_dir, [r.directory / "bundle" for r in ranges], settings.split_energies,
-                   {"held_out_energy": held, "data": record.data}, force=True)
+                   {"held_out_energy": settings.hold_out_energy, "data": record.data}, force=True)
     result_chi2 = None
     if not interrupted:
-        generated = load(bundle_dir).generate_like(val_all, device=device, seed=settings.seed)
-        result_chi2 = validation_chi2(val_all, generated)
+        everything = ValidationTarget.from_scan(val_source, scanned_val, np.sort(np.concatenate(rows.validation)),
+                                                threshold)
+        result_chi2 = everything.chi2(bundle_response(load(bundle_dir), everything, settings.seed, device))
     return TrainResult(run_dir, bundle_dir, tuple(ranges), result_chi2, time.monotonic() - start, interrupted,
                        settings.max_iterations, settings.max_minutes)
 
 
-def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: TrainingSettings, train_all: ShowerSet,
-                val_all: ShowerSet, masks: list[tuple[Any, Any]], *, start: float, device: str, devices: Any,
+@dataclass(frozen=True)
+class _RunRows:
+    """The training and validation rows of each energy range (indices into the data or the validation sample)."""
+
+    train: tuple[NDArray[np.int64], ...]
+    validation: tuple[NDArray[np.int64], ...]
+
+    @classmethod
+    def choose(cls, data: Showers, validation: Showers | None, settings: TrainingSettings) -> _RunRows:
+        """Hold out ``hold_out_energy``, split off the validation rows, cut into the energy ranges."""
+        keep = np.arange(len(data))
+        keep_val = None if validation is None else np.arange(len(validation))
+        held = settings.hold_out_energy
+        if held is not None:
+            keep = np.flatnonzero(~np.isclose(data.energies, held, rtol=1e-6, atol=0))
+            if keep.size == len(data):
+                msg = f"expected the hold-out energy {held:g} MeV among the training energies but it is absent"
+                raise ConfigError(msg)
+            if validation is not None:
+                keep_val = np.flatnonzero(~np.isclose(validation.energies, held, rtol=1e-6, atol=0))
+        if validation is None:
+            train_part, val_part = split_rows(data.energies[keep], settings.validation_fraction, settings.seed)
+            train, val, val_energies = keep[train_part], keep[val_part], data.energies
+        else:
+            assert keep_val is not None  # set with the validation sample
+            train, val, val_energies = keep, keep_val, validation.energies
+        edges = [-np.inf, *settings.split_energies, np.inf]
+        parts_train, parts_val = [], []
+        for lo, hi in itertools.pairwise(edges):
+            in_tr = train[(data.energies[train] >= lo) & (data.energies[train] < hi)]
+            in_val = val[(val_energies[val] >= lo) & (val_energies[val] < hi)]
+            if not in_tr.size or not in_val.size:
+                msg = f"expected training and validation showers in the energy range {lo:g}-{hi:g} MeV but found none"
+                raise ConfigError(msg)
+            parts_train.append(in_tr)
+            parts_val.append(in_val)
+        return cls(tuple(parts_train), tuple(parts_val))
+
+
+def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: TrainingSettings,
+                range_data: Callable[[int], RangeData], *, start: float, device: str, devices: Any,
                 strategy: Any, progress: Progress, callbacks: Sequence[Any], num_nodes: int,
                 tensorboard: bool) -> list[RangeResult]:
     """Train one model per energy range (one for an unsplit run), skipping ranges that finished before."""
     splits, minutes = settings.split_energies, settings.max_minutes
     edges = [-np.inf, *splits, np.inf]
     ranges: list[RangeResult] = []
-    for i, ((lo, hi), (in_tr, in_val)) in enumerate(zip(itertools.pairwise(edges), masks, strict=True)):
+    for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
         directory = run_dir / f"range-{i}" if splits else run_dir
         finished = directory / "finished"
         if finished.is_file():
@@ -271,12 +322,12 @@ def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: Trai
         if minutes is not None:
             seconds = max(0.0, (minutes * 60 - (time.monotonic() - start)) / (len(edges) - 1 - i))
         label = f"train {family} {lo:g}-{hi:g} MeV" if splits else f"train {family}"
-        result = fit_range(directory, family, config, train_all[in_tr], val_all[in_val],
-                            max_iterations=settings.max_iterations, max_seconds=seconds,
-                            checkpoint_every=settings.checkpoint_every, seed=settings.seed + i, device=device,
-                            devices=devices, strategy=strategy, progress=progress, label=label,
-                            extra={"held_out_energy": settings.hold_out_energy, "energy_range": [lo, hi]},
-                            callbacks=callbacks, num_nodes=num_nodes, tensorboard=tensorboard)
+        result = fit_range(directory, family, config, range_data(i),
+                           max_iterations=settings.max_iterations, max_seconds=seconds,
+                           checkpoint_every=settings.checkpoint_every, seed=settings.seed + i, device=device,
+                           devices=devices, strategy=strategy, progress=progress, label=label,
+                           extra={"held_out_energy": settings.hold_out_energy, "energy_range": [lo, hi]},
+                           callbacks=callbacks, num_nodes=num_nodes, tensorboard=tensorboard)
         ranges.append(result)
         if result.interrupted:
             break

@@ -11,22 +11,25 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from numpy.typing import NDArray
 
-from caloforge.data.showers import ShowerSet
+from caloforge.data.showers import ShowerSet, energy_bins
 from caloforge.errors import ConfigError, DataError
 
-__all__ = ["MIN_VALIDATION_PER_ENERGY", "split_validation", "validation_counts", "warn_small_validation"]
+__all__ = ["MIN_VALIDATION_PER_ENERGY", "split_rows", "split_validation", "validation_counts",
+           "warn_small_validation"]
 
 MIN_VALIDATION_PER_ENERGY = 200
 """Below this many validation showers per incident energy the chi2 cannot separate checkpoints: a warning."""
 _AUTO_TARGET, _AUTO_MIN_FRACTION, _AUTO_MAX_FRACTION = 500, 0.1, 0.25
 
 
-def split_validation(data: ShowerSet, fraction: float | None, seed: int) -> tuple[ShowerSet, ShowerSet]:
-    """Split showers into training and validation sets, stratified by incident energy (bin).
+def split_rows(energies: NDArray[np.float64], fraction: float | None, seed: int
+               ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Training and validation rows (each sorted), stratified by incident energy (bin).
 
     Args:
-        data: The showers.
+        energies: The incident energies of the showers, MeV.
         fraction: Fraction of each energy's showers held out, or None for the automatic size:
             500 showers per energy where that is between 10 % and 25 % of them, else the
             nearer bound, so the chi2 that selects the checkpoint has the statistics to do it.
@@ -40,8 +43,8 @@ def split_validation(data: ShowerSet, fraction: float | None, seed: int) -> tupl
         msg = f"expected a validation fraction in (0, 1) but got {fraction}"
         raise ConfigError(msg)
     rng = np.random.default_rng(seed)
-    groups = np.digitize(data.energies, data.energy_bins()[1:-1])
-    val = np.zeros(len(data), dtype=bool)
+    groups = np.digitize(energies, energy_bins(energies)[1:-1])
+    val = np.zeros(len(energies), dtype=bool)
     for g in np.unique(groups):
         members = rng.permutation(np.flatnonzero(groups == g))
         if fraction is None:
@@ -51,23 +54,29 @@ def split_validation(data: ShowerSet, fraction: float | None, seed: int) -> tupl
             n_val = round(fraction * members.size)
         val[members[: max(1, n_val)]] = True
     if val.all():
-        msg = f"expected enough showers for a validation split but got {len(data)}"
+        msg = f"expected enough showers for a validation split but got {len(energies)}"
         raise DataError(msg)
-    return data[~val], data[val]
+    return np.flatnonzero(~val), np.flatnonzero(val)
 
 
-def validation_counts(validation: ShowerSet) -> dict[float, int]:
+def split_validation(data: ShowerSet, fraction: float | None, seed: int) -> tuple[ShowerSet, ShowerSet]:
+    """Split showers into training and validation sets (see :func:`split_rows`)."""
+    train, val = split_rows(data.energies, fraction, seed)
+    return data[train], data[val]
+
+
+def validation_counts(energies: NDArray[np.float64]) -> dict[float, int]:
     """Validation showers per incident energy (or energy bin, keyed by its lower edge), MeV."""
-    edges = validation.energy_bins()
-    counts = np.histogram(validation.energies, edges)[0]
-    distinct = validation.distinct_energies()
-    keys = distinct if distinct is not None else edges[:-1]
+    edges = energy_bins(energies)
+    counts = np.histogram(energies, edges)[0]
+    distinct = np.unique(energies)
+    keys = distinct if distinct.size <= 50 else edges[:-1]
     return {float(k): int(c) for k, c in zip(keys, counts, strict=True) if c > 0}
 
 
-def warn_small_validation(validation: ShowerSet) -> None:
+def warn_small_validation(energies: NDArray[np.float64]) -> None:
     """Warn when some incident energy has fewer than :data:`MIN_VALIDATION_PER_ENERGY` validation showers."""
-    counts = validation_counts(validation)
+    counts = validation_counts(energies)
     small = {e: n for e, n in counts.items() if n < MIN_VALIDATION_PER_ENERGY}
     if small:
         listed = ", ".join(f"{n} at {e:g} MeV" for e, n in list(small.items())[:5])

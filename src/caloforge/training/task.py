@@ -12,35 +12,18 @@ import math
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 
-from caloforge.data.showers import ShowerSet
 from caloforge.models.base import Batch, GenerativeModel
-from caloforge.models.sampling import sample_showers
+from caloforge.training.batches import BatchSource
+from caloforge.training.data import ValidationTarget, generated_response
 from caloforge.training.settings import SelectionState
-from caloforge.validation.metrics.chi2 import Chi2Result, response_chi2
+from caloforge.validation.metrics.chi2 import Chi2Result
 
-__all__ = ["MONITOR", "GenerativeTask", "validation_chi2"]
+__all__ = ["MONITOR", "GenerativeTask"]
 
 MONITOR = "val_chi2_ndf"
 """The logged metric that selects checkpoints (lower is better)."""
-
-
-def validation_chi2(reference: ShowerSet, generated: ShowerSet) -> Chi2Result:
-    """The checkpoint-selection chi2 of E_tot/E_inc per incident energy, after the readout threshold on both samples.
-
-    It counts the under- and overflow bins (ROOT's "UU UF OF"): unlike the "UU" chi2 the
-    evaluation reports, it stays finite when a model puts every shower of some energy
-    outside the reference's range (an untrained model does), so the log starts from a real
-    untrained value, and it penalises tails that "UU" does not see.
-    """
-    from caloforge.validation.features import apply_threshold, readout_threshold
-
-    threshold = readout_threshold(reference.geometry)
-    ref = apply_threshold(reference, threshold)
-    gen = apply_threshold(generated, threshold)
-    return response_chi2(ref.energies, ref.response, gen.energies, gen.response, overflow=True)
 
 
 class GenerativeTask(L.LightningModule):
@@ -48,13 +31,13 @@ class GenerativeTask(L.LightningModule):
 
     Args:
         model: The family's model.
-        data: The training showers (kept on the training device).
+        batches: Where the training batches come from (:mod:`caloforge.training.batches`).
         seed: Seed of the batch sampling and noise (offset by the process rank) and of the validation noise.
-        validation: The held-out showers of the validation step.
+        validation: The held-out showers of the validation step (their responses).
         log_every: Iterations between loss entries in Lightning's loggers.
     """
 
-    def __init__(self, model: GenerativeModel, data: ShowerSet, seed: int, validation: ShowerSet,
+    def __init__(self, model: GenerativeModel, batches: BatchSource, seed: int, validation: ValidationTarget,
                  log_every: int = 50) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -62,9 +45,7 @@ class GenerativeTask(L.LightningModule):
         self.seed = seed
         self.validation = validation
         self.log_every = log_every
-        self._energies = torch.as_tensor(data.energies, dtype=torch.float32)
-        self._showers = torch.as_tensor(data.showers)
-        self._conditions = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in data.conditions.items()}
+        self.batches = batches
         self.iteration = 0
         self.elapsed_s = 0.0
         self.selection = SelectionState()
@@ -78,9 +59,7 @@ class GenerativeTask(L.LightningModule):
         return self.model.configure_optimizers()
 
     def on_fit_start(self) -> None:
-        self._energies = self._energies.to(self.device)
-        self._showers = self._showers.to(self.device)
-        self._conditions = {k: v.to(self.device) for k, v in self._conditions.items()}
+        self.batches.to(self.device)
 
     def on_train_start(self) -> None:  # after Lightning restored a checkpoint (weights, optimisers, loops)
         self._rng = torch.Generator(device=self.device).manual_seed(self.seed + 7919 * self.global_rank)
@@ -90,9 +69,8 @@ class GenerativeTask(L.LightningModule):
 
     def next_batch(self) -> Batch:
         """A random batch (with replacement) of ``config.batch_size`` training showers."""
-        n = self._energies.shape[0]
-        idx = torch.randint(n, (min(self.model.config.batch_size, n),), generator=self._rng, device=self.device)
-        return Batch(self._energies[idx], self._showers[idx], {k: v[idx] for k, v in self._conditions.items()})
+        assert self._rng is not None  # made in on_train_start
+        return self.batches.sample(self.model.config.batch_size, self._rng, self.iteration)
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         optimizers = self.optimizers()
@@ -104,13 +82,8 @@ class GenerativeTask(L.LightningModule):
 
     def evaluate_validation(self) -> float:
         """The chi2/NDF of the validation sample (inf when the model generates NaN or nothing comparable)."""
-        generator = torch.Generator(device=self.device).manual_seed(self.seed)
-        data = self.validation
-        showers = sample_showers(self.model, data.energies, data.conditions, generator=generator)
-        self.validation_result = None
-        if np.isfinite(showers).all():
-            generated = ShowerSet(data.energies, showers, data.geometry, dict(data.conditions))
-            self.validation_result = validation_chi2(data, generated)
+        response = generated_response(self.model, self.validation, self.seed)
+        self.validation_result = None if response is None else self.validation.chi2(response)
         result = self.validation_result
         return result.chi2_ndf if result is not None and math.isfinite(result.chi2_ndf) else math.inf
 
