@@ -118,6 +118,7 @@ def test_the_cli_refuses_a_bad_spec_before_anything_runs(tmp_path):
 def test_a_good_spec_reads_1e_numbers_and_resolves_paths(tmp_path):
     spec = load_spec(_write(tmp_path, _spec()))
     assert spec.families["gan"].search["lr"].log_uniform == (1e-4, 1e-3)
+    assert spec.families["gan"].config["generator_layers"] == [32, 32, 32]
     assert [s.label for s in spec.slices] == ["photon-eta0-0.4", "photon-eta0.4-1"]
     assert spec.slices[1].refsim.eta == pytest.approx(0.7) and spec.slices[0].refsim.geometry == "ds1-photons"
     assert spec.groups() == [("photon-eta0-0.4", "gan"), ("photon-eta0-0.4", "vae"), ("photon-eta0.4-1", "gan"),
@@ -143,6 +144,19 @@ def test_each_group_gets_its_trials_in_turn_defaults_first_and_survives_a_restor
     rest = [again.suggest(f"u{i}") for i in range(4)]
     assert all(1e-4 <= c["params"]["lr"] <= 2e-3 for c in rest)
     assert again.suggest("u4") == Searcher.FINISHED  # 2 trials x 4 groups
+
+
+def test_a_choice_of_lists_is_drawn_as_an_index_and_decoded(tmp_path):
+    from caloforge.campaign.search import decode_params, make_searcher
+
+    layers = {"choice": [[32, 32, 32], [64, 64, 64]]}
+    spec = load_spec(_write(tmp_path, _spec(families=_gan({"generator_layers": layers,
+                                                          "critic_steps": {"choice": [1, 2]}}))))
+    searcher = make_searcher(spec)
+    drawn = [searcher.suggest(f"t{i}")["params"] for i in range(4)]
+    assert drawn[0] == {"generator_layers": 0, "critic_steps": 2}  # the defaults: layers [32, 32, 32], 2 steps
+    decoded = [decode_params(spec.families["gan"].search, d) for d in drawn]
+    assert all(d["generator_layers"] in ([32, 32, 32], [64, 64, 64]) for d in decoded)
 
 
 def test_early_stopping_compares_trials_of_one_group_only(tmp_path):

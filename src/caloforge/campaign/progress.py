@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 from ray.tune import Callback
 
@@ -32,11 +32,17 @@ def _short(params: dict[str, Any]) -> str:
 class CampaignProgress(Callback):
     """Trials of a campaign as they run (see the module docstring).
 
+    Tune keeps its callbacks with the experiment, so a resumed campaign runs the instance of the
+    first run: whether it shows anything is :attr:`active`, set by each run.
+
     Args:
         total: The number of trials of the campaign.
         stream: Where to write (default standard error).
         live: A live table (default: when ``stream`` is a terminal).
     """
+
+    active: ClassVar[bool] = True
+    """Whether this process shows the progress (``--progress/--no-progress`` of the current run)."""
 
     def __init__(self, total: int, stream: TextIO | None = None, live: bool | None = None) -> None:
         self.total = total
@@ -67,7 +73,7 @@ class CampaignProgress(Callback):
                                                      "iteration": 0, "best": None, "objective": None})
 
     def _line(self, text: str) -> None:
-        if self._live():
+        if self._live() or not self.active:
             return
         elapsed = int(time.monotonic() - self._start)
         print(f"[campaign +{elapsed // 3600}:{elapsed % 3600 // 60:02d}:{elapsed % 60:02d}] {text}",
@@ -87,6 +93,8 @@ class CampaignProgress(Callback):
         return table
 
     def _refresh(self) -> None:
+        if not self.active:
+            return
         if not self._live():
             if time.monotonic() - self._last_summary > 60:
                 self._last_summary = time.monotonic()

@@ -168,10 +168,11 @@ def _tuner(spec: CampaignSpec, out: Path, trainable: Any, resume: bool, progress
     from caloforge.campaign.search import make_scheduler, make_searcher
 
     experiment = out / "tune" / _EXPERIMENT
+    CampaignProgress.active = progress  # also for the instance a resumed experiment restores
     if resume and tune.Tuner.can_restore(str(experiment)):
         return tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True)
     total = len(spec.groups()) * spec.trials
-    callbacks: list[tune.Callback] = [CampaignProgress(total)] if progress else []
+    callbacks: list[tune.Callback] = [CampaignProgress(total)]
     return tune.Tuner(
         trainable, param_space={},
         tune_config=tune.TuneConfig(search_alg=make_searcher(spec, device), scheduler=make_scheduler(spec),
