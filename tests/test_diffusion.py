@@ -15,6 +15,8 @@ from caloforge.models.diffusion_networks import ResidualMLP, VoxelConv, time_fea
 from caloforge.models.diffusion_samplers import SAMPLERS, get_sampler, time_grid
 from caloforge.models.diffusion_schedules import SCHEDULES, get_schedule, training_times
 from caloforge.models.preprocess import Preprocessing
+from caloforge.training.bundle import load
+from caloforge.training.bundle_format import save_model
 from synthetic import make_showers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -250,9 +252,14 @@ def test_time_features_and_networks_shapes():
         VoxelConv(10, 2, ((2, 2), (1, 2)), n_scalars=3)
 
 
-def test_conv_network_needs_matching_layer_shapes(data):
+def test_conv_network_needs_matching_layer_shapes(data, tmp_path):
     config = TINY.replace(network="conv", layer_shapes=((2, 3), (1, 2)), channels=4, depth=1)
+    assert DiffusionConfig.from_dict(config.to_dict()) == config  # the pairs come back from JSON lists
+    with pytest.raises(ConfigError, match="layer_shapes"):
+        DiffusionConfig.from_dict({"layer_shapes": [[2, 0]]})
     model = _model(data, config)
+    save_model(tmp_path / "b", model, "diffusion", data.geometry)
+    assert load(tmp_path / "b").models[0].config == config
     assert isinstance(model.network, VoxelConv)
     assert model.sample(torch.tensor([500.0, 2000.0]), None, torch.Generator().manual_seed(0)).shape == (2, 8)
     with pytest.raises(ConfigError, match="layer_shapes"):

@@ -43,7 +43,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
@@ -117,6 +117,14 @@ class DiffusionConfig(FamilyConfig):
     grad_clip: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.999
     normalisation_batches: Positive = 20
+
+    @field_validator("layer_shapes", mode="before")
+    @classmethod
+    def _pairs_from_lists(cls, value: Any) -> Any:
+        """JSON and YAML give the pairs as lists: accept them as tuples (their items are still checked)."""
+        if isinstance(value, list | tuple):
+            return tuple(tuple(pair) if isinstance(pair, list) else pair for pair in value)
+        return value
 
     @classmethod
     def for_particle(cls, particle: str | None) -> DiffusionConfig:
