@@ -1,7 +1,10 @@
 """One contract over every registered model family (STYLE.md rule 13).
 
 Each family provides a tiny config in TINY_CONFIGS (a family without an entry uses its
-defaults); registering a family in caloforge.models.FAMILIES enrols it here.
+defaults); registering a family in caloforge.models.FAMILIES enrols it here. A family fitted
+without gradients (class attribute ``trained_by_gradient = False``, e.g. the parametric
+baseline) is checked for what it does instead: no parameter asks for a gradient, no optimiser,
+and a training step changes its fitted statistics (buffers) and parameters.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import torch
 from caloforge.errors import ConfigError
 from caloforge.models import FAMILIES, GAN, Batch, GANConfig, get_family, register_family
 from caloforge.models.diffusion import DiffusionConfig
+from caloforge.models.flow import FlowConfig
+from caloforge.models.parametric import ParametricConfig
 from caloforge.models.preprocess import Preprocessing
 from caloforge.models.vae import VAEConfig
 from caloforge.training.bundle import load
@@ -21,6 +26,9 @@ from caloforge.training.bundle_format import save_model
 from synthetic import make_showers
 
 TINY_CONFIGS = {
+    "flow": FlowConfig(design="split", coupling="spline", blocks=2, hidden=(16,), energy_blocks=2, energy_hidden=(8,),
+                       bins=4, knots=3, batch_size=32, init_batches=2),
+    "parametric": ParametricConfig(knots=3, reservoir=16, levels=9, batch_size=32),
     "gan": GANConfig(noise_dim=4, generator_layers=(16, 16, 16), critic_layers=(16, 16, 16), batch_size=32,
                      critic_steps=2),
     "diffusion": DiffusionConfig(width=16, depth=2, time_dim=8, embedding_dim=8, batch_size=32, normalisation_batches=2,
@@ -55,9 +63,17 @@ def _batch(data):
     return Batch(torch.tensor(data.energies, dtype=torch.float32), torch.tensor(data.showers))
 
 
+def _trained_by_gradient(model):
+    return getattr(type(model), "trained_by_gradient", True)
+
+
 def test_training_step_gives_finite_loss_and_gradients(model, data):
     loss = model.loss(_batch(data), torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and torch.isfinite(loss)
+    if not _trained_by_gradient(model):  # fitted, not trained: and it must not pretend otherwise
+        assert not any(p.requires_grad for p in model.parameters())
+        assert model.configure_optimizers() == []
+        return
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, name
@@ -66,11 +82,14 @@ def test_training_step_gives_finite_loss_and_gradients(model, data):
 
 def test_train_step_updates_parameters(model, data):
     before = [p.detach().clone() for p in model.parameters()]
+    buffers = [b.clone() for b in model.buffers()]
     logs = model.train_step(lambda: _batch(data), model.configure_optimizers(), lambda loss: loss.backward(),
                             torch.Generator().manual_seed(0))
     assert logs and all(isinstance(v, float) for v in logs.values())
     assert set(logs) == set(model.loss_names)  # the CSV log's columns are declared up front
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    if not _trained_by_gradient(model):  # the step accumulated statistics
+        assert any(not torch.equal(a, b) for a, b in zip(buffers, model.buffers(), strict=True))
 
 
 def test_samples_shape_finite_non_negative(model, data):

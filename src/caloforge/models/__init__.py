@@ -17,13 +17,17 @@ from __future__ import annotations
 from caloforge.errors import ConfigError
 from caloforge.models.base import Batch, FamilyConfig, GenerativeModel
 from caloforge.models.diffusion import Diffusion
+from caloforge.models.flow import Flow
 from caloforge.models.gan import GAN, GANConfig
+from caloforge.models.parametric import Parametric
 from caloforge.models.vae import VAE
 
 __all__ = ["FAMILIES", "GAN", "Batch", "FamilyConfig", "GANConfig", "GenerativeModel", "get_family", "register_family"]
 
 FAMILIES: dict[str, type[GenerativeModel]] = {
     "gan": GAN,
+    "flow": Flow,
+    "parametric": Parametric,
     "diffusion": Diffusion,
     "vae": VAE,
 }
