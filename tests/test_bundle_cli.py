@@ -85,7 +85,7 @@ def test_generate_like_reproduces_the_reference_energies(trained, tmp_path):
 def test_generate_at_given_energies_and_refuse_overwrite(trained, tmp_path):
     run_dir, _, _ = trained
     out = tmp_path / "gen.h5"
-    args = ["generate", "--model", str(run_dir / "bundle"), "--energies", "500,2000", "--n", "3", "-o", str(out)]
+    args = ["generate", "--model", str(run_dir / "bundle"), "--energies", "500,2000", "--n-per-energy", "3", "-o", str(out)]
     assert runner.invoke(app, args).exit_code == 0
     assert io.read(out).energies.tolist() == [500.0] * 3 + [2000.0] * 3
     result = runner.invoke(app, args)
@@ -142,7 +142,7 @@ def test_energies_outside_the_trained_range_warn(trained, tmp_path):
         showers = bundle.generate([100.0, 1000.0], device="cpu")
     assert len(showers) == 2
     with pytest.warns(ExtrapolationWarning):
-        result = runner.invoke(app, ["generate", "--model", str(trained[0]), "--energies", "1e6", "--n", "2",
+        result = runner.invoke(app, ["generate", "--model", str(trained[0]), "--energies", "1e6", "--n-per-energy", "2",
                                      "-o", str(tmp_path / "g.h5")])
     assert result.exit_code == 0
 
@@ -151,7 +151,7 @@ def test_bad_cli_inputs_are_clear_errors(trained, tmp_path):
     run_dir, train_file, _ = trained
     cases = [
         (["generate", "--model", str(run_dir), "-o", str(tmp_path / "g.h5")], "--like"),
-        (["train", "--data", str(train_file), "--out", str(tmp_path / "r"), "--model", "nope",
+        (["train", "--data", str(train_file), "--out", str(tmp_path / "r"), "--family", "nope",
           "--max-iterations", "1"], "gan"),
         (["train", "--data", str(train_file), "--out", str(run_dir), "--max-iterations", "1"], "--resume"),
         (["train", "--data", str(train_file), "--out", str(tmp_path / "r"), "--particle", "muon",
@@ -287,4 +287,6 @@ def test_preset_chooses_the_model_defaults(trained, tmp_path, preset, batch_size
     assert config["noise_dim"] == 4
     bad = runner.invoke(app, ["train", "--data", str(train_file), "--out", str(tmp_path / "x"), "--preset", "gpu",
                               "--max-iterations", "1"])
-    _one_line_error(bad, "--preset")
+    assert bad.exit_code == 2 and "Traceback" not in bad.output  # the command line's own usage error
+    assert "'--preset'" in bad.output and "'auto', 'cpu', 'paper'" in bad.output
+    assert not (tmp_path / "x").exists()

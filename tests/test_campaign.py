@@ -271,7 +271,7 @@ def test_tiny_campaign_killed_after_its_first_trial_resumes_without_redoing_it(t
     runner = CliRunner()
     for eta in ("0.22", "-0.7"):
         result = runner.invoke(app, ["generate", "--model-set", str(out / "model-set"), "--particle", "gamma",
-                                     "--eta", eta, "--energies", "1024,65536", "--n", "3", "-o",
+                                     "--eta", eta, "--energies", "1024,65536", "--n-per-energy", "3", "-o",
                                      str(tmp_path / f"gen{eta}.h5")])
         assert result.exit_code == 0, result.output
         with h5py.File(tmp_path / f"gen{eta}.h5") as f:

@@ -17,7 +17,7 @@ runner = CliRunner()
 def test_demo_end_to_end_prints_its_plan_and_refuses_to_overwrite(tmp_path, one_thread):
     out = tmp_path / "demo"
     # An iteration budget (not minutes): the same training on every machine, however fast or loaded.
-    result = runner.invoke(app, ["demo", "--out", str(out), "--max-iterations", "120", "--minutes", "30",
+    result = runner.invoke(app, ["demo", "--out", str(out), "--max-iterations", "120", "--max-minutes", "30",
                                  "--classifier-minutes", "0.1", "--n-train", "4000", "--n-validation", "3000",
                                  "--n-eval", "600", "--device", "cpu", "--threads", "1"])
     assert result.exit_code == 0, result.output

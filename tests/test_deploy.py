@@ -123,7 +123,7 @@ def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
     for row in rows:
         assert set(row) == fields
         assert row["us_per_shower"] > 0 and row["flops_per_shower"] > 1000 and row["peak_rss_mb"] > 50
-    for args, needle in ((["--batch-sizes", "0"], "--batch-sizes"), (["--backend", "tensorrt"], "backends"),
+    for args, needle in ((["--batch-sizes", "0"], "--batch-sizes"), (["--backend", "tensorrt"], "--backend"),
                          (["--repeats", "0"], "repeats")):
         bad = runner.invoke(app, ["bench", str(bundle.path), *args])
         assert bad.exit_code == 2 and needle in bad.output and "Traceback" not in bad.output
@@ -137,7 +137,7 @@ def test_generate_with_onnxruntime_matches_torch(tmp_path):
     outputs = {}
     for backend in ("torch", "onnxruntime"):
         out = tmp_path / f"{backend}.h5"
-        result = runner.invoke(app, ["generate", "--model", str(bundle.path), "--energies", "1000,4000", "--n", "5",
+        result = runner.invoke(app, ["generate", "--model", str(bundle.path), "--energies", "1000,4000", "--n-per-energy", "5",
                                      "-o", str(out), "--backend", backend, "--seed", "2", "--device", "cpu"])
         assert result.exit_code == 0, result.output
         outputs[backend] = io.read(out).showers

@@ -109,7 +109,7 @@ def test_caloforge_generate_with_a_model_set(model_set, tmp_path):
     runner = CliRunner()
     out = tmp_path / "gen.h5"
     result = runner.invoke(app, ["generate", "--model-set", str(model_set / "model_set.json"), "--particle", "photon",
-                                 "--eta", "0.22", "--energies", "1000,4000", "--n", "3", "-o", str(out)])
+                                 "--eta", "0.22", "--energies", "1000,4000", "--n-per-energy", "3", "-o", str(out)])
     assert result.exit_code == 0, result.output
     import h5py
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from caloforge.cli.common import THREADS_HELP, apply_threads, console, friendly_errors
+from caloforge.cli.common import THREADS_HELP, apply_threads, console, examples, friendly_errors
 
 __all__ = ["app", "register"]
 
@@ -16,7 +16,8 @@ app = typer.Typer(name="campaign", help="Campaigns: one model per particle and e
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
-@app.command()
+@app.command(epilog=examples("caloforge campaign run benchmarks/campaign_ds1.yaml --out runs/ds1",
+                            "caloforge campaign run spec.yaml --address auto --resume"))
 @friendly_errors
 def run(
     spec: Path = typer.Argument(..., help="The campaign spec (YAML), see caloforge.campaign.spec."),
@@ -30,10 +31,7 @@ def run(
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP + " For this process only: each "
                                        "trial uses resources.cpus threads."),
 ) -> None:
-    """Run every trial of a campaign, then write trials.json and the model set (best bundle per slice).
-
-    Example: caloforge campaign run benchmarks/campaign_ds1.yaml --out runs/ds1
-    """
+    """Run every trial of a campaign, then write trials.json and the model set (best bundle per slice)."""
     from caloforge.campaign.tune import run_campaign
 
     apply_threads(threads)
@@ -55,7 +53,7 @@ def run(
     console.print(f"report: caloforge campaign report {result.out_dir} ({result.elapsed_s / 60:.1f} min)")
 
 
-@app.command()
+@app.command(epilog=examples("caloforge campaign report runs/ds1"))
 @friendly_errors
 def report(
     campaign: Path = typer.Argument(..., help="A campaign directory (holding trials.json)."),

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -22,13 +22,19 @@ if TYPE_CHECKING:
     from caloforge.runtime.progress import Progress
     from caloforge.validation.result import EvaluationResult
 
-__all__ = ["GEOMETRY_HELP", "THREADS_HELP", "apply_threads", "cli_progress", "console", "device_name", "err_console",
-           "file_description", "friendly_errors", "parse_floats", "state", "verdict_table"]
+__all__ = ["DEVICE", "FAMILY", "GEOMETRY_HELP", "THREADS_HELP", "Preset", "apply_threads", "cli_progress", "console",
+           "device_name", "err_console", "examples", "file_description", "friendly_errors", "parse_floats", "state",
+           "verdict_table"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 GEOMETRY_HELP = "Geometry: a preset (ds1-photons, ds1-pions, ds2, ds3) or a CaloChallenge binning XML file."
+DEVICE = "auto|cpu|cuda|cuda:N"
+"""Metavar of every --device option (auto: CUDA when present)."""
+FAMILY = "gan|flow|diffusion|vae|parametric"
+"""Metavar of the built-in model families (a registered plugin family is accepted too)."""
+Preset = Literal["auto", "cpu", "paper"]
 _VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "info": "blue"}
 
 # Long lines (paths, commands) are never cut; tables in a log (not a terminal) get 120 columns, not 80.
@@ -77,6 +83,11 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def examples(*lines: str) -> str:
+    """A command's help epilog: its examples, one per line, printed after the options (never re-wrapped)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 THREADS_HELP = "CPU threads for torch (default: the free cores of this machine, see 'caloforge env')."

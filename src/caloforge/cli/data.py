@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from caloforge.cli.common import GEOMETRY_HELP, console, friendly_errors
+from caloforge.cli.common import GEOMETRY_HELP, console, examples, friendly_errors
 
 __all__ = ["register"]
 
@@ -97,5 +97,5 @@ def env() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the data commands to ``app``."""
-    app.command()(info)
-    app.command()(env)
+    app.command(epilog=examples("caloforge info train.h5", "caloforge info showers.h5 -g binning_dataset_2.xml"))(info)
+    app.command(epilog=examples("caloforge env"))(env)

@@ -7,7 +7,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from caloforge.cli.common import THREADS_HELP, apply_threads, cli_progress, console, device_name, friendly_errors
+from caloforge.cli.common import (
+    DEVICE,
+    THREADS_HELP,
+    apply_threads,
+    cli_progress,
+    console,
+    device_name,
+    examples,
+    friendly_errors,
+)
 
 __all__ = ["register"]
 
@@ -15,7 +24,8 @@ __all__ = ["register"]
 @friendly_errors
 def demo(
     out: Path = typer.Option(Path("caloforge-demo"), "--out", "-o", help="Directory for data, run and report."),
-    minutes: float = typer.Option(5.0, "--minutes", "-m", min=0.01, help="Training budget, wall-clock minutes."),
+    max_minutes: float = typer.Option(5.0, "--max-minutes", min=0.01, help="Training budget, wall-clock minutes."),
+    minutes: float | None = typer.Option(None, "--minutes", min=0.01, hidden=True),  # the 0.1 spelling
     max_iterations: int | None = typer.Option(None, "--max-iterations", min=1, help="Training budget in "
                                               "iterations (stops at whichever budget comes first)."),
     classifier_minutes: float = typer.Option(1.5, "--classifier-minutes", min=0.01, help="Wall-clock budget of "
@@ -25,7 +35,7 @@ def demo(
                                      "(checkpoint selection; equal shares of the 15 energies)."),
     n_eval: int = typer.Option(10_000, "--n-eval", min=100, help="Evaluation showers to simulate."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Training and classifier device."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Replace an earlier demo's outputs in --out."),
 ) -> None:
@@ -33,7 +43,8 @@ def demo(
     from caloforge.demo import run_demo
 
     apply_threads(threads)
-    result = run_demo(out, minutes=minutes, max_iterations=max_iterations, n_train=n_train, n_validation=n_validation,
+    result = run_demo(out, minutes=max_minutes if minutes is None else minutes, max_iterations=max_iterations,
+                      n_train=n_train, n_validation=n_validation,
                       n_eval=n_eval,
                       seed=seed, device=device_name(device), classifier_minutes=classifier_minutes, force=force,
                       progress=cli_progress())
@@ -56,4 +67,6 @@ def demo(
 
 def register(app: typer.Typer) -> None:
     """Add the ``demo`` command to ``app``."""
-    app.command()(demo)
+    app.command(epilog=examples(
+        "caloforge demo --out demo/",
+        "caloforge demo --out demo/ --max-minutes 30 --classifier-minutes 5 --n-train 100000 --force"))(demo)

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.table import Table
 
-from caloforge.cli.common import THREADS_HELP, apply_threads, console, device_name, friendly_errors, parse_floats
+from caloforge.cli.common import (
+    DEVICE,
+    THREADS_HELP,
+    apply_threads,
+    console,
+    device_name,
+    examples,
+    friendly_errors,
+    parse_floats,
+)
 
 __all__ = ["register"]
 
@@ -16,16 +26,14 @@ __all__ = ["register"]
 def bench(
     models: list[Path] = typer.Argument(..., help="Bundle or run directories, benchmarked side by side."),
     batch_sizes: str = typer.Option("1,100,10000", "--batch-sizes", help="Showers per generate call."),
-    backend: str = typer.Option("torch", "--backend", help="torch, onnxruntime or all."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto (the torch backend)."),
+    backend: Literal["torch", "onnxruntime", "all"] = typer.Option("torch", "--backend", help="Runtime(s) to time."),
+    device: str = typer.Option("cpu", "--device", metavar=DEVICE, help="Device of the torch backend."),
     repeats: int = typer.Option(5, "--repeats", help="Timed calls per batch size (after one warm-up)."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
     force: bool = typer.Option(False, "--force", help="Overwrite the JSON file."),
 ) -> None:
     """Time generation per shower at each batch size, next to the machine's measured fp32 limit.
-
-    Example: caloforge bench run/bundle other/bundle --batch-sizes 1,100,10000 --backend all --json bench.json
     """
     from caloforge.data.outputs import atomic_path, check_output, strict_json
     from caloforge.deploy.bench import run_bench
@@ -59,31 +67,28 @@ def bench(
 @friendly_errors
 def export(
     model: Path = typer.Argument(..., help="A bundle or run directory."),
-    output: Path = typer.Option(..., "--output", "-o", help="The ONNX file (a manifest .json is written beside it)."),
-    fmt: str = typer.Option("onnx", "--format", help="Export format: onnx."),
-    order: str = typer.Option("calochallenge", "--order", help="calochallenge (batched) or par04 (one shower "
-                              "per call, Par04's cell order)."),
+    output: Path = typer.Option(..., "--out", "-o", "--output", help="The ONNX file (a manifest .json is written "
+                                "beside it)."),
+    fmt: Literal["onnx"] = typer.Option("onnx", "--format", help="Export format."),
+    order: Literal["calochallenge", "par04"] = typer.Option("calochallenge", "--order", help="calochallenge "
+                                                            "(batched) or par04 (one shower per call, Par04's "
+                                                            "cell order)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
 ) -> None:
     """Export a bundle's generator as ONNX: noise and conditions in, voxel energies in MeV out.
-
-    Example: caloforge export run/bundle --format onnx -o model.onnx
     """
     from caloforge.deploy.export import export_onnx
-    from caloforge.errors import ConfigError
     from caloforge.training.bundle import load
 
-    if fmt != "onnx":
-        msg = f"expected --format onnx but got '{fmt}'"
-        raise ConfigError(msg)
-    if order not in ("calochallenge", "par04"):
-        msg = f"expected --order calochallenge or par04 but got '{order}'"
-        raise ConfigError(msg)
-    manifest = export_onnx(load(model), output, order, force)  # type: ignore[arg-type]
+    manifest = export_onnx(load(model), output, order, force)
     console.print(f"wrote {output} and {manifest}")
 
 
 def register(app: typer.Typer) -> None:
     """Add the deployment commands to ``app``."""
-    app.command()(bench)
-    app.command()(export)
+    app.command(epilog=examples(
+        "caloforge bench run/bundle --batch-sizes 1,100,10000",
+        "caloforge bench run/bundle other/bundle --backend all --json bench.json"))(bench)
+    app.command(epilog=examples(
+        "caloforge export run/bundle --out model.onnx",
+        "caloforge export run/bundle --order par04 --out model_par04.onnx"))(export)

@@ -8,12 +8,15 @@ import typer
 from rich.table import Table
 
 from caloforge.cli.common import (
+    DEVICE,
     GEOMETRY_HELP,
     THREADS_HELP,
+    Preset,
     apply_threads,
     cli_progress,
     console,
     device_name,
+    examples,
     friendly_errors,
 )
 
@@ -33,17 +36,15 @@ def leaderboard(
                                                     "family in iterations (the same work on every machine)."),
     classifier_minutes: float = typer.Option(5.0, "--classifier-minutes", help="Classifier budget per family."),
     classifier_showers: int = typer.Option(10_000, "--classifier-showers", help="Classifier showers per sample."),
-    preset: str = typer.Option("auto", "--preset", help="Model defaults: auto, cpu or paper."),
+    preset: Preset = typer.Option("auto", "--preset", help="Model defaults (see caloforge train --help)."),
     geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
     out: Path = typer.Option(Path("leaderboard"), "--out", "-o", help="Output directory."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Training and classifier device."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     resume: bool = typer.Option(False, "--resume", help="Keep finished families; continue interrupted trainings."),
 ) -> None:
     """Train every family under the same budget, evaluate and time each: leaderboard.json, .md and .html.
-
-    Example: caloforge leaderboard --data train.h5 -r eval.h5 --minutes-per-model 15 --out lb/
     """
     from caloforge.campaign.leaderboard import LeaderboardSettings, run_leaderboard
     from caloforge.data import io
@@ -73,4 +74,7 @@ def leaderboard(
 
 def register(app: typer.Typer) -> None:
     """Add the ``leaderboard`` command to ``app``."""
-    app.command()(leaderboard)
+    app.command(epilog=examples(
+        "caloforge leaderboard --data train.h5 -r eval.h5 --minutes-per-model 15 --out lb/",
+        "caloforge leaderboard --data train.h5 -r eval.h5 --families gan,flow --iterations-per-model 5000 --out lb/"))(
+        leaderboard)

@@ -15,17 +15,21 @@ file has two optional sections::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
 from caloforge.cli.common import (
+    DEVICE,
+    FAMILY,
     GEOMETRY_HELP,
     THREADS_HELP,
+    Preset,
     apply_threads,
     cli_progress,
     console,
     device_name,
+    examples,
     friendly_errors,
     parse_floats,
 )
@@ -101,11 +105,12 @@ def _resume_command(data: Path, out: Path, geometry: str | None, validation: Pat
 def train(
     data: Path = typer.Option(..., "--data", help="Training showers (CaloChallenge HDF5)."),
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, log.csv, bundle/)."),
-    model: str = typer.Option("gan", "--model", help="Model family."),
+    family: str = typer.Option("gan", "--family", metavar=FAMILY, help="Model family."),
+    model: str | None = typer.Option(None, "--model", hidden=True),  # the 0.1 spelling of --family
     geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
-    particle: str | None = typer.Option(None, "--particle", help="Defaults for this particle (photon, pion); "
-                                        "default: the geometry's particle."),
-    preset: str = typer.Option("auto", "--preset", help="Model defaults: paper (the published settings), cpu "
+    particle: str | None = typer.Option(None, "--particle", metavar="photon|electron|pion",
+                                        help="Defaults for this particle; default: the geometry's particle."),
+    preset: Preset = typer.Option("auto", "--preset", help="Model defaults: paper (the published settings), cpu "
                                "(fast per CPU-minute), auto (cpu on a CPU, paper on a GPU)."),
     config: Path | None = typer.Option(None, "--config", help="YAML file with 'model' and 'training' sections."),
     max_iterations: int | None = typer.Option(None, "--max-iterations", help="Iterations per model."),
@@ -119,7 +124,7 @@ def train(
     validation: Path | None = typer.Option(None, "--validation", help="An independent validation file for "
                                            "checkpoint selection (instead of a split)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default 0)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Training device (auto: CUDA when present)."),
     devices: str = typer.Option("1", "--devices", help="Passed to lightning.Trainer(devices=...)."),
     strategy: str = typer.Option("auto", "--strategy", help="Passed to lightning.Trainer(strategy=...), e.g. ddp."),
     num_nodes: int = typer.Option(1, "--num-nodes", min=1, help="Machines of a multi-node DDP run "
@@ -129,9 +134,11 @@ def train(
                                   "lines in a log)."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
 ) -> None:
-    """Train a model on showers; the best checkpoint (validation chi2/NDF) is saved as RUN_DIR/bundle."""
+    """Train a model on showers; the best checkpoint (validation chi2/NDF) is saved as RUN_DIR/bundle.
+
+    A budget is required: --max-iterations N and/or --max-minutes M (training stops at the first reached).
+    """
     from caloforge.data.source import ShowerFile
-    from caloforge.errors import ConfigError
     from caloforge.models import get_family
     from caloforge.training.loop import train as train_model
 
@@ -140,18 +147,17 @@ def train(
              "split_energies": parse_floats(split_energies, "--split-energies"), "hold_out_energy": hold_out_energy,
              "validation_fraction": validation_fraction, "seed": seed}
     settings = settings.replace(**{k: v for k, v in flags.items() if v is not None})  # flags win over the file
-    if preset not in ("auto", "cpu", "paper"):
-        msg = f"expected --preset auto, cpu or paper but got '{preset}'"
-        raise ConfigError(msg)
+    family = model if model is not None else family
     apply_threads(threads)
     showers = ShowerFile.open(data, geometry)  # streamed: see caloforge.training.batches
     held_out = ShowerFile.open(validation, geometry if geometry is not None else showers.geometry) \
         if validation else None
-    family = get_family(model)
+    family_class = get_family(family)
     resolved = device_name(device)
-    defaults = family.config_class.for_preset(preset, particle or showers.geometry.particle, resolved)  # type: ignore[arg-type]
-    model_config = family.config_class.from_dict(model_section, defaults, where=f"the 'model' section of {config}")
-    result = train_model(showers, model, model_config, out, device=resolved, validation=held_out,
+    defaults = family_class.config_class.for_preset(preset, particle or showers.geometry.particle, resolved)
+    model_config = family_class.config_class.from_dict(model_section, defaults,
+                                                       where=f"the 'model' section of {config}")
+    result = train_model(showers, family, model_config, out, device=resolved, validation=held_out,
                          devices=_devices(devices), strategy=strategy, num_nodes=num_nodes, resume=resume,
                          progress=cli_progress() if progress else False, **settings.model_dump())
     for r in result.ranges:
@@ -168,22 +174,25 @@ def train(
 @friendly_errors
 def generate(
     model: Path | None = typer.Option(None, "--model", help="A bundle directory or a training run directory."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output HDF5 file."),
+    output: Path = typer.Option(..., "--out", "-o", "--output", help="Output HDF5 file."),
     model_set: Path | None = typer.Option(None, "--model-set", help="A campaign's model set (model_set.json or its "
                                           "directory) instead of --model: each shower goes to the bundle of its "
                                           "particle, |eta| and energy."),
-    particle: str | None = typer.Option(None, "--particle", help="With --model-set: photon, electron or pion."),
+    particle: str | None = typer.Option(None, "--particle", metavar="photon|electron|pion",
+                                        help="With --model-set: the particle."),
     eta: float | None = typer.Option(None, "--eta", help="With --model-set: the pseudorapidity (its sign is "
                                      "ignored)."),
     like: Path | None = typer.Option(None, "--like", help="Generate at the incident energies (and conditions) "
                                      "of this reference file."),
     energies: list[str] | None = typer.Option(None, "--energies", help="Incident energies in MeV, e.g. 1024,65536."),
-    n: int = typer.Option(1000, "--n", help="Showers per energy given with --energies."),
+    n_per_energy: int = typer.Option(1000, "--n-per-energy", help="Showers per energy given with --energies."),
+    n: int | None = typer.Option(None, "--n", hidden=True),  # the 0.1 spelling of --n-per-energy
     batch_size: int = typer.Option(10_000, "--batch-size", help="Showers per forward pass."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-    backend: str = typer.Option("torch", "--backend", help="torch, or onnxruntime: the exported graph (--model "
-                                "is then a bundle, exported on the fly, or an export manifest .json)."),
+    device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Generation device (the torch backend)."),
+    backend: Literal["torch", "onnxruntime"] = typer.Option(
+        "torch", "--backend", help="onnxruntime runs the exported graph (--model is then a bundle, exported on the "
+        "fly, or an export manifest .json)."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite the output file."),
 ) -> None:
@@ -205,11 +214,9 @@ def generate(
             "both" if model is not None else "neither")
         raise ConfigError(msg)
     check_output(output, force)
-    if backend not in ("torch", "onnxruntime"):
-        msg = f"expected --backend torch or onnxruntime but got '{backend}'"
-        raise ConfigError(msg)
+    n = n_per_energy if n is None else n
     if n < 1:
-        msg = f"expected --n >= 1 but got {n}"
+        msg = f"expected --n-per-energy >= 1 but got {n}"
         raise ConfigError(msg)
     count = apply_threads(threads)
     if model_set is not None:
@@ -287,5 +294,12 @@ def _generate_like(generator: Any, like: Path, batch_size: int, device: str, see
 
 def register(app: typer.Typer) -> None:
     """Add the model commands to ``app``."""
-    app.command()(train)
-    app.command()(generate)
+    app.command(epilog=examples(
+        "caloforge train --data train.h5 --family gan --max-minutes 30 --out run/",
+        "caloforge train --data train.h5 --validation val.h5 --family flow --max-iterations 20000 --out run/",
+        "caloforge train --data train.h5 --out run/ --resume --max-minutes 10"))(train)
+    app.command(epilog=examples(
+        "caloforge generate --model run/ --like eval.h5 --out gen.h5",
+        "caloforge generate --model run/bundle --energies 1024,65536 --n-per-energy 5000 --out gen.h5",
+        "caloforge generate --model-set campaign/model_set.json --particle photon --eta 0.7 --like eval.h5 "
+        "--out gen.h5"))(generate)

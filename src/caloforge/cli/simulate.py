@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from caloforge.cli.common import GEOMETRY_HELP, cli_progress, console, friendly_errors, parse_floats
+from caloforge.cli.common import (
+    GEOMETRY_HELP,
+    THREADS_HELP,
+    apply_threads,
+    cli_progress,
+    console,
+    examples,
+    friendly_errors,
+    parse_floats,
+)
 from caloforge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,10 +45,10 @@ def _parse_theta(text: str | None) -> float | tuple[float, float] | None:
 def simulate(
     geometry: str = typer.Option(..., "--geometry", "-g", help=GEOMETRY_HELP),
     particle: str = typer.Option(
-        ..., "--particle", "-p", help="photon, electron or pion (aliases: gamma, e-, pi+, ...)."
+        ..., "--particle", "-p", metavar="photon|electron|pion", help="The particle (aliases: gamma, e-, pi+, ...)."
     ),
-    n: int = typer.Option(..., "--n", "-n", help="Number of showers."),
-    output: Path = typer.Option(..., "--output", "-o", help="Output CaloChallenge HDF5 file."),
+    n: int = typer.Option(..., "--n", "-n", help="Number of showers in all (shared by the energies)."),
+    output: Path = typer.Option(..., "--out", "-o", "--output", help="Output CaloChallenge HDF5 file."),
     energies: str | None = typer.Option(
         None, "--energies", help="Comma list of incident energies in MeV, shared equally."
     ),
@@ -49,10 +58,13 @@ def simulate(
     theta: str | None = typer.Option(None, "--theta", help="Incidence angle in degrees, DEG or LOW:HIGH (W/Si only)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the file depends on it, not on --jobs."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite the output file if it exists."),
 ) -> None:
     """Simulate reference showers (GFLASH EM / two-component pion model) into a CaloChallenge file."""
     from caloforge.refsim import simulate_to_file
+
+    apply_threads(threads)
 
     values, angles = parse_floats(energies, "--energies"), _parse_theta(theta)
     with contextlib.ExitStack() as stack:
@@ -70,4 +82,6 @@ def simulate(
 
 def register(app: typer.Typer) -> None:
     """Add the ``simulate`` command to ``app``."""
-    app.command()(simulate)
+    app.command(epilog=examples(
+        "caloforge simulate -g ds1-photons -p photon -n 120000 --out train.h5 --jobs 2",
+        "caloforge simulate -g ds3 -p electron -n 20000 --spectrum log-uniform:1000:1000000 --out ds3.h5"))(simulate)
