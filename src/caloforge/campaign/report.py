@@ -66,7 +66,7 @@ def _chosen_rows(manifest: Mapping[str, Any], trials: Sequence[Mapping[str, Any]
     return rows
 
 
-_CHOSEN = ("slice", "particle", "|eta|", "family", "objective", "ref. chi2/NDF", "AUC", "defaults' objective",
+_CHOSEN = ("slice", "particle", "abs(eta)", "family", "objective", "ref. chi2/NDF", "AUC", "defaults' objective",
            "gain over defaults")
 
 
