@@ -172,6 +172,7 @@ class GAN(GenerativeModel):
         critic.append(nn.Linear(d_widths[-1], 1))
         self.critic = critic
         _initialise(self, config.init)
+        self._folded: tuple[tuple[tuple[int, int], ...], nn.Sequential] | None = None
 
     # ------------------------------------------------------------------ pieces
     def noise(self, n: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
@@ -221,8 +222,32 @@ class GAN(GenerativeModel):
     def sample_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
         """The generator on latent ``noise_mean + noise_std * noise`` and the conditions, in the current mode."""
         z = self.config.noise_mean + self.config.noise_std * noise
-        out: Tensor = self.generator(torch.cat([z, conditions], dim=1))
+        # traced for ONNX or torch.compile: the plain network (ONNX Runtime folds BatchNorm into Gemm itself)
+        plain = self.generator.training or torch.compiler.is_compiling()
+        network = self.generator if plain else self._folded_generator()
+        out: Tensor = network(torch.cat([z, conditions], dim=1))
         return out
+
+    def _folded_generator(self) -> nn.Sequential:
+        """The evaluation-mode generator with each BatchNorm folded into the Linear before it.
+
+        The same function (to float rounding) with one pass less over the activations per layer:
+        at batch 10000 the BatchNorms took 8 % of the generation time. Rebuilt when a weight or a
+        running statistic changes or the model moves (their storage and version are the cache key).
+        """
+        from torch.nn.utils.fusion import fuse_linear_bn_eval
+
+        tensors = [*self.generator.parameters(), *self.generator.buffers()]
+        key = tuple((t.data_ptr(), t._version) for t in tensors)  # moved or updated: rebuilt
+        if self._folded is None or self._folded[0] != key:
+            layers: list[nn.Module] = []
+            for module in self.generator:
+                if isinstance(module, nn.BatchNorm1d) and layers and isinstance(layers[-1], nn.Linear):
+                    layers[-1] = fuse_linear_bn_eval(layers[-1], module)
+                else:
+                    layers.append(module)
+            self._folded = (key, nn.Sequential(*layers))
+        return self._folded[1]
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam for the critic, then Adam for the generator (CaloShowerGAN betas)."""

@@ -92,7 +92,8 @@ class GenerativeTask(L.LightningModule):
             for buffer in self.model.buffers():  # e.g. BatchNorm statistics of each rank's own batches
                 torch.distributed.broadcast(buffer, src=0)
         chi2 = self.last_chi2_ndf = self.evaluate_validation()
-        self.log(MONITOR, chi2, batch_size=len(self.validation), logger=False)  # for ModelCheckpoint
+        # for ModelCheckpoint; every rank computed the same value (rank 0's buffers), so averaging changes nothing
+        self.log(MONITOR, chi2, batch_size=len(self.validation), logger=False, sync_dist=True)
         self.log_to_loggers({"val/chi2_ndf": chi2})
 
     def log_to_loggers(self, metrics: dict[str, float]) -> None:
