@@ -43,7 +43,7 @@ from caloforge.config import Config
 from caloforge.errors import DataError
 from caloforge.runtime.progress import SILENT, Progress
 
-__all__ = ["ClassifierConfig", "ClassifierResult", "ClassifierRun", "Precision", "classifier_test"]
+__all__ = ["ClassifierConfig", "ClassifierResult", "ClassifierRun", "Precision", "classifier_rows", "classifier_test"]
 
 Precision = Literal["auto", "fp32", "bf16"]
 StopReason = Literal["max_epochs", "patience", "budget"]
@@ -98,6 +98,15 @@ class ClassifierConfig(Config):
         per_row = 2.0 * sum(a * b for a, b in itertools.pairwise(widths))
         training_rows = 2 * round(0.6 * min(n_per_sample, self.max_showers or n_per_sample))  # both samples
         return 3.0 * per_row * training_rows
+
+    def memory_bytes(self, n_inputs: int, n_per_sample: int) -> float:
+        """Peak bytes of one test: both samples' inputs twice (as given and split for training), the
+        network with its gradients, Adam moments and best state, and the activations of a batch."""
+        widths = (n_inputs, *self.hidden, 1)
+        parameters = sum((a + 1) * b for a, b in itertools.pairwise(widths))
+        n = min(n_per_sample, self.max_showers or n_per_sample)
+        activations = 4 * max(self.batch_size, 10_000) * sum(self.hidden)  # training batch or prediction block
+        return 2 * 2 * n * n_inputs * 4 + 5 * parameters * 4 + activations
 
 
 @dataclass(frozen=True)
@@ -304,6 +313,23 @@ def _one_run(ref: NDArray[np.float32], gen: NDArray[np.float32], config: Classif
                          fpr=fpr, tpr=tpr)
 
 
+def classifier_rows(n_reference: int, n_generated: int, max_showers: int | None = None, seed: int = 0
+                    ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The rows of each sample that :func:`classifier_test` uses (sorted), so a caller can read only those.
+
+    Both samples are cut to ``n = min(n_reference, n_generated, max_showers)`` rows drawn without
+    replacement; inputs made of exactly these rows give the same result as the whole samples.
+
+    Example:
+        >>> r, g = classifier_rows(100, 30, max_showers=20, seed=0)
+        >>> len(r), len(g), bool((np.diff(r) > 0).all())
+        (20, 20, True)
+    """
+    n = min(n_reference, n_generated, max_showers or n_reference)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_reference, n, replace=False)), np.sort(rng.choice(n_generated, n, replace=False))
+
+
 def classifier_test(
     reference: NDArray[np.floating],
     generated: NDArray[np.floating],
@@ -350,9 +376,9 @@ def classifier_test(
     if n < 10:
         msg = f"expected at least 10 showers per sample but got {n}, in classifier_test"
         raise DataError(msg)
-    rng = np.random.default_rng(seed)
-    ref = ref[np.sort(rng.choice(len(ref), n, replace=False))]
-    gen = gen[np.sort(rng.choice(len(gen), n, replace=False))]
+    if not len(ref) == len(gen) == n:  # inputs of exactly n rows are used whole (classifier_rows picks all)
+        rows_r, rows_g = classifier_rows(len(ref), len(gen), config.max_showers, seed)
+        ref, gen = ref[rows_r], gen[rows_g]
     dev = torch.device(device)
     bf16 = config.precision == "bf16" or (config.precision == "auto" and use_bf16(dev))
     runs = []

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from caloforge.errors import DataError
 
-__all__ = ["PRDCResult", "prdc", "prdc_inputs"]
+__all__ = ["PRDCResult", "prdc", "prdc_inputs", "prdc_rows"]
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,27 @@ def _kth_radius(x: torch.Tensor, k: int) -> torch.Tensor:
     return d.kthvalue(k + 1, dim=1).values  # the 0 self-distance is the 1st
 
 
+def prdc_rows(n_reference: int, n_generated: int, max_samples: int = 10_000, seed: int = 0
+              ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The rows of each sample that :func:`prdc` uses, in its order (a caller may then read only those).
+
+    Example:
+        >>> r, g = prdc_rows(100, 50, max_samples=20, seed=0)
+        >>> len(r), len(g), bool(r.max() < 100 and g.max() < 50)
+        (20, 20, True)
+    """
+    n = min(n_reference, n_generated, max_samples)
+    rng = np.random.default_rng(seed)
+    return rng.choice(n_reference, n, replace=False), rng.choice(n_generated, n, replace=False)
+
+
 def prdc(
     reference: NDArray[np.floating],
     generated: NDArray[np.floating],
     k: int = 5,
     max_samples: int = 10_000,
     seed: int = 0,
+    subsampled: bool = False,
 ) -> PRDCResult:
     """Precision / recall / density / coverage of generated against reference points.
 
@@ -79,9 +94,11 @@ def prdc(
         k: Neighbour rank defining the ball radii.
         max_samples: Use at most this many points of each sample (memory grows as its square).
         seed: Seed of the subsampling.
+        subsampled: The points are already the rows of :func:`prdc_rows` (in its order, for this
+            ``max_samples`` and ``seed``): used as they are, with the same result.
 
     Raises:
-        DataError: for mismatched widths or fewer than k + 1 points.
+        DataError: for mismatched widths, fewer than k + 1 points, or ``subsampled`` points of other sizes.
     """
     ref = np.asarray(reference, np.float32)
     gen = np.asarray(generated, np.float32)
@@ -92,9 +109,14 @@ def prdc(
     if n <= k:
         msg = f"expected more than k={k} points per sample but got {n}, in prdc"
         raise DataError(msg)
-    rng = np.random.default_rng(seed)
-    r = torch.from_numpy(ref[rng.choice(len(ref), n, replace=False)])
-    g = torch.from_numpy(gen[rng.choice(len(gen), n, replace=False)])
+    if subsampled:
+        if not len(ref) == len(gen) == n:
+            msg = f"expected {n} subsampled points per sample but got {len(ref)} and {len(gen)}, in prdc"
+            raise DataError(msg)
+        r, g = torch.from_numpy(ref), torch.from_numpy(gen)
+    else:
+        rows_r, rows_g = prdc_rows(len(ref), len(gen), max_samples, seed)
+        r, g = torch.from_numpy(ref[rows_r]), torch.from_numpy(gen[rows_g])
     radius_r = _kth_radius(r, k)
     radius_g = _kth_radius(g, k)
     d_rg = _distances(r, g)  # (n_r, n_g)

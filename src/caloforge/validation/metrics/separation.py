@@ -41,8 +41,8 @@ from caloforge.validation.metrics.binnings import (
     voxel_binning,
 )
 
-__all__ = ["FeatureHistogram", "feature_histograms", "response_edges_per_energy", "separation_power",
-           "voxel_histogram"]
+__all__ = ["FeatureHistogram", "VoxelSpectrum", "feature_histograms", "response_edges_per_energy", "separation_power",
+           "voxel_histogram", "voxel_spectrum_binning"]
 
 
 def separation_power(p: ArrayLike, q: ArrayLike) -> float:
@@ -197,6 +197,47 @@ def feature_histograms(reference: HighLevelFeatures, generated: HighLevelFeature
     return tuple(out)
 
 
+def voxel_spectrum_binning(reference_voxels: NDArray[np.floating], threshold: float, n_bins: int = 50,
+                           geometry: Geometry | None = None) -> Binning:
+    """The bins of :func:`voxel_histogram`: official for a CaloChallenge dataset, else ``n_bins`` log bins.
+
+    The edges depend only on the largest and the smallest positive reference voxel, so any array
+    holding the same extremes (e.g. each shower's largest and smallest positive voxel) gives the same bins.
+    """
+    ref = np.asarray(reference_voxels).reshape(-1)
+    binning = voxel_binning(geometry, ref, threshold)
+    if binning.name == DATA_DRIVEN and n_bins != len(binning.edges) - 1:
+        binning = log_binning(ref, threshold, n_bins)
+    return binning
+
+
+class VoxelSpectrum:
+    """Counts of the non-zero voxel energies in fixed log bins, accumulated chunk by chunk.
+
+    The streaming form of :func:`voxel_histogram` (counts add up exactly over chunks).
+
+    Example:
+        >>> spectrum = VoxelSpectrum(Binning(np.geomspace(1.0, 100.0, 3), DATA_DRIVEN))
+        >>> spectrum.update(np.array([[0.0, 2.0], [20.0, 50.0]], np.float32))
+        >>> spectrum.update(np.array([[5.0, 0.0]], np.float32))
+        >>> spectrum.counts.tolist()
+        [2.0, 2.0]
+    """
+
+    def __init__(self, binning: Binning) -> None:
+        self.binning = binning
+        self.counts = np.zeros(len(binning.edges) - 1)
+
+    def update(self, voxels: NDArray[np.float32]) -> None:
+        """Add thresholded voxel energies (MeV, any shape)."""
+        self.counts += _hist_f32(np.asarray(voxels).reshape(-1), self.binning.edges)
+
+    def histogram(self, generated: VoxelSpectrum) -> FeatureHistogram:
+        """The voxel histogram of this (reference) spectrum against ``generated`` (same bins)."""
+        return FeatureHistogram("voxel", "voxel", None, _LABELS["voxel"], self.binning.edges, self.counts.copy(),
+                                generated.counts.copy(), True, True, self.binning.name)
+
+
 def voxel_histogram(
     reference_voxels: NDArray[np.float32],
     generated_voxels: NDArray[np.float32],
@@ -215,14 +256,11 @@ def voxel_histogram(
         geometry: The voxel geometry; for a CaloChallenge dataset the official binning is used
             (49 bins from its ``min_energy``). None: data-driven.
     """
-    ref = np.asarray(reference_voxels).reshape(-1)
-    gen = np.asarray(generated_voxels).reshape(-1)
-    binning = voxel_binning(geometry, ref, threshold)
-    if binning.name == DATA_DRIVEN and n_bins != len(binning.edges) - 1:
-        binning = log_binning(ref, threshold, n_bins)
-    edges = binning.edges
-    return FeatureHistogram("voxel", "voxel", None, _LABELS["voxel"], edges, _hist_f32(ref, edges),
-                            _hist_f32(gen, edges), True, True, binning.name)
+    binning = voxel_spectrum_binning(reference_voxels, threshold, n_bins, geometry)
+    reference, generated = VoxelSpectrum(binning), VoxelSpectrum(binning)
+    reference.update(reference_voxels)
+    generated.update(generated_voxels)
+    return reference.histogram(generated)
 
 
 def _hist_f32(values: NDArray[np.float32], edges: NDArray[np.float64]) -> NDArray[np.float64]:
