@@ -30,8 +30,10 @@ from numpy.typing import NDArray
 from caloforge.data import io
 from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
+from caloforge.errors import DataError
 
-__all__ = ["CHUNK_BYTES", "ShowerFile", "Showers", "chunk_rows", "fingerprint", "iter_showers", "read_rows"]
+__all__ = ["CHUNK_BYTES", "ShowerDigest", "ShowerFile", "Showers", "chunk_rows", "fingerprint", "iter_showers",
+           "read_rows"]
 
 CHUNK_BYTES = 64 << 20
 """Float32 shower bytes read per step (64 MiB: 414 dataset-3 showers, 45k dataset-1 photons)."""
@@ -117,20 +119,47 @@ def read_rows(data: Showers, rows: NDArray[np.int64] | None = None) -> ShowerSet
     return ShowerSet.concatenate(list(iter_showers(data, rows, max(1, len(rows)))))
 
 
+class ShowerDigest:
+    """The sha256 of :func:`fingerprint`, fed chunk by chunk by a caller that reads the showers anyway.
+
+    Feed every chunk of the selected showers, in order, to :meth:`update`; :meth:`result` then
+    equals ``fingerprint(data, rows)`` without a pass of its own.
+    """
+
+    def __init__(self, data: Showers, rows: NDArray[np.int64] | None = None) -> None:
+        self._energies = data.energies if rows is None else data.energies[rows]
+        self._conditions = {k: v if rows is None else v[rows] for k, v in data.conditions.items()}
+        self._geometry_hash = data.geometry.hash
+        self._digest = hashlib.sha256()
+        self._digest.update(np.ascontiguousarray(self._energies).tobytes())
+        self._seen = 0
+
+    def update(self, chunk: ShowerSet) -> None:
+        """Add the next showers (raw, in order)."""
+        self._digest.update(np.ascontiguousarray(chunk.showers).data)  # the buffer itself, no bytes copy
+        self._seen += len(chunk)
+
+    def result(self) -> dict[str, Any]:
+        """The fingerprint: sha256, counts, energies, geometry hash (as :meth:`ShowerSet.fingerprint`)."""
+        if self._seen != self._energies.size:
+            msg = f"expected {self._energies.size} showers in the fingerprint but got {self._seen}, in ShowerDigest"
+            raise DataError(msg)
+        digest = self._digest.copy()
+        for name in sorted(self._conditions):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(self._conditions[name]).tobytes())
+        energies = self._energies
+        distinct = np.unique(energies)
+        return {"sha256": digest.hexdigest(), "n_showers": int(energies.size), "geometry_hash": self._geometry_hash,
+                "energies": None if distinct.size > 50 else [float(e) for e in distinct],
+                "energy_range": [float(energies.min()), float(energies.max())]}
+
+
 def fingerprint(data: Showers, rows: NDArray[np.int64] | None = None) -> dict[str, Any]:
     """:meth:`ShowerSet.fingerprint` of the showers of ``rows`` (all if None), streamed: the same sha256."""
-    energies = data.energies if rows is None else data.energies[rows]
-    conditions = {k: v if rows is None else v[rows] for k, v in data.conditions.items()}
     if isinstance(data, ShowerSet) and rows is None:
         return data.fingerprint()
-    digest = hashlib.sha256()
-    digest.update(np.ascontiguousarray(energies).tobytes())
+    digest = ShowerDigest(data, rows)
     for chunk in iter_showers(data, rows):
-        digest.update(np.ascontiguousarray(chunk.showers).tobytes())
-    for name in sorted(conditions):
-        digest.update(name.encode())
-        digest.update(np.ascontiguousarray(conditions[name]).tobytes())
-    distinct = np.unique(energies)
-    return {"sha256": digest.hexdigest(), "n_showers": int(energies.size), "geometry_hash": data.geometry.hash,
-            "energies": None if distinct.size > 50 else [float(e) for e in distinct],
-            "energy_range": [float(energies.min()), float(energies.max())]}
+        digest.update(chunk)
+    return digest.result()
