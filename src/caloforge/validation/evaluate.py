@@ -7,6 +7,18 @@
 The readout threshold of the geometry is applied to both samples before
 anything is computed. Every metric is also computed between two random halves
 of the reference ("reference split"), the yardstick of what statistics alone give.
+
+Samples are :data:`~caloforge.data.source.Showers`: in memory, or a
+:class:`~caloforge.data.source.ShowerFile` streamed chunk by chunk (:mod:`caloforge.validation.passes`),
+with the same numbers. Memory is bounded, whatever the number N of showers, by:
+
+* per shower, the high-level features (about 8 x (2 + 4 L + 4 A) bytes for L layers, A of them with
+  alpha bins: 2.9 kB for dataset 3, 1.8 % of its 162 kB shower) and two voxel extremes;
+* one chunk of showers (:data:`~caloforge.data.source.CHUNK_BYTES`, 64 MiB) and its temporaries,
+  about 8 chunks;
+* PRDC (full mode): the log-voxels of its subsample, 2 x 5000 x V x 4 bytes (1.6 GB for dataset 3);
+* the low-level classifier (full mode): 2 x 2 x n x (V + 1) x 4 bytes plus the network, n =
+  ``max_showers`` of the classifier config (at most the smaller sample), checked before any pass.
 """
 
 from __future__ import annotations
@@ -23,33 +35,36 @@ import scipy.stats
 from numpy.typing import NDArray
 
 from caloforge.data.checks import check_seed
-from caloforge.data.showers import ShowerSet, energy_bins
+from caloforge.data.showers import energy_bins
+from caloforge.data.source import Showers
 from caloforge.errors import ConfigError, DataError, GeometryMismatchError
 from caloforge.runtime.progress import SILENT, Progress
-from caloforge.validation.features import (
-    HighLevelFeatures,
-    apply_threshold,
-    compute_features,
-    high_level_inputs,
-    low_level_inputs,
-    readout_threshold,
-)
+from caloforge.runtime.resources import check_memory
+from caloforge.validation.features import HighLevelFeatures, high_level_inputs, low_level_inputs, readout_threshold
 from caloforge.validation.metrics import verdict as v
 from caloforge.validation.metrics.binnings import response_edges_per_energy
 from caloforge.validation.metrics.chi2 import chi2_two_sample, energy_groups, response_chi2
-from caloforge.validation.metrics.classifier import ClassifierConfig, ClassifierResult, classifier_test
+from caloforge.validation.metrics.classifier import ClassifierConfig, ClassifierResult, classifier_rows, classifier_test
 from caloforge.validation.metrics.distances import fpd, kpd
-from caloforge.validation.metrics.prdc import prdc, prdc_inputs
+from caloforge.validation.metrics.prdc import PRDCResult, prdc, prdc_inputs, prdc_rows
 from caloforge.validation.metrics.response import layer_correlation, response_per_energy
-from caloforge.validation.metrics.separation import FeatureHistogram, feature_histograms, voxel_histogram
-from caloforge.validation.result import EnergyRangeMeans, EvaluationResult, max_abs_difference
+from caloforge.validation.metrics.separation import (
+    FeatureHistogram,
+    VoxelSpectrum,
+    feature_histograms,
+    voxel_spectrum_binning,
+)
+from caloforge.validation.passes import count_voxels, energy_range_means, energy_ranges, gather, summarise
+from caloforge.validation.result import EvaluationResult, max_abs_difference
 
-__all__ = ["CLASSIFIERS", "MIN_SHOWERS", "EvaluationResult", "Mode", "compute_evaluation", "evaluate"]
+__all__ = ["CLASSIFIERS", "MIN_SHOWERS", "PRDC_SAMPLES", "EvaluationResult", "Mode", "compute_evaluation", "evaluate"]
 
 Mode = Literal["fast", "full"]
 CLASSIFIERS = ("low", "high")
 MIN_SHOWERS = 20
 """Fewest showers per sample an evaluation accepts (the reference is also split in two halves)."""
+PRDC_SAMPLES = 5_000
+"""Showers per sample that PRDC uses (its memory grows as their square)."""
 
 
 def _take(features: HighLevelFeatures, index: NDArray[np.int64]) -> HighLevelFeatures:
@@ -58,7 +73,7 @@ def _take(features: HighLevelFeatures, index: NDArray[np.int64]) -> HighLevelFea
     return dataclasses.replace(features, **arrays)
 
 
-def _energy_warning(reference: ShowerSet, generated: ShowerSet) -> str | None:
+def _energy_warning(reference: Showers, generated: Showers) -> str | None:
     """A message when the two incident-energy distributions differ (chi2 test p < 1e-3)."""
     edges = energy_bins(reference.energies)
     edges = np.concatenate([[0.0], edges[1:-1], [np.inf]])
@@ -86,45 +101,39 @@ def _energy_histograms(ref: HighLevelFeatures, gen: HighLevelFeatures) -> tuple[
     return tuple(out)
 
 
-def _mean_fraction(showers: ShowerSet, rows: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """Mean of voxels / E_inc over the selected showers, as one matrix-vector product (no copy of the showers)."""
-    weights = np.where(rows, 1.0 / showers.energies, 0.0).astype(np.float32) / max(int(rows.sum()), 1)
-    return np.asarray(weights @ showers.showers, dtype=np.float64)
-
-
-def _energy_range_means(reference: ShowerSet, generated: ShowerSet, n_ranges: int = 4) -> tuple[EnergyRangeMeans, ...]:
-    """Mean showers (voxels / E_inc) of both samples in up to ``n_ranges`` incident-energy ranges.
-
-    A discrete spectrum is cut into contiguous groups of its energies (one energy per range when
-    it has at most ``n_ranges``); a continuous one into log-spaced ranges.
-    """
-    edges = energy_bins(reference.energies)
-    groups = np.array_split(np.arange(len(edges) - 1), min(n_ranges, len(edges) - 1))
-    out = []
-    for group in groups:
-        lo, hi = edges[group[0]], edges[group[-1] + 1]
-        in_r = (reference.energies >= lo) & (reference.energies < hi)
-        in_g = (generated.energies >= lo) & (generated.energies < hi)
-        if not in_r.any() or not in_g.any():
-            continue
-        distinct = np.unique(reference.energies[in_r])
-        low, high = (float(distinct[0]), float(distinct[-1])) if distinct.size <= 50 else (float(lo), float(hi))
-        out.append(EnergyRangeMeans(low, high, int(in_r.sum()), int(in_g.sum()), _mean_fraction(reference, in_r),
-                                    _mean_fraction(generated, in_g)))
-    return tuple(out)
-
-
 def _separations(ref: HighLevelFeatures, gen: HighLevelFeatures) -> dict[str, float]:
     return {h.name: h.separation for h in feature_histograms(ref, gen)}
 
 
-def _classifier_inputs(kind: str, showers: ShowerSet, features: HighLevelFeatures) -> NDArray[np.float32]:
-    return low_level_inputs(showers, 0.0) if kind == "low" else high_level_inputs(features)
+def _check_memory(reference: Showers, generated: Showers, mode: Mode, classifiers: Sequence[str],
+                  config: ClassifierConfig, with_prdc: bool) -> None:
+    """Refuse, before any pass over the data, the subsets that PRDC and the low-level classifier hold."""
+    n_voxels = reference.geometry.n_voxels
+    n = min(len(reference), len(generated))
+    if mode != "full":
+        return
+    if with_prdc:
+        m = min(n, PRDC_SAMPLES)
+        check_memory(2 * m * n_voxels * 4 + 5 * m * m * 4, f"PRDC on 2 x {m} showers of {n_voxels} voxels",
+                     "evaluate without PRDC (with_prdc=False; caloforge evaluate --no-prdc)", ConfigError)
+    if "low" in classifiers:
+        m = min(n, config.max_showers or n)
+        check_memory(config.memory_bytes(n_voxels + 1, m), f"the low-level classifier on 2 x {m} showers of "
+                     f"{n_voxels} voxels", "lower max_showers of the classifier config (caloforge evaluate "
+                     "--max-showers)", ConfigError)
+
+
+def _prdc(reference: Showers, generated: Showers, rows_r: NDArray[np.int64], rows_g: NDArray[np.int64],
+          threshold: float, seed: int, chunk_size: int | None) -> PRDCResult:
+    """PRDC on exactly the rows that :func:`prdc` would pick (``prdc_rows``), read from the samples."""
+    x_r = gather(reference, rows_r, threshold, lambda s: prdc_inputs(s.showers), chunk_size)
+    x_g = gather(generated, rows_g, threshold, lambda s: prdc_inputs(s.showers), chunk_size)
+    return prdc(x_r, x_g, max_samples=PRDC_SAMPLES, seed=seed, subsampled=True)
 
 
 def compute_evaluation(
-    reference: ShowerSet,
-    generated: ShowerSet,
+    reference: Showers,
+    generated: Showers,
     mode: Mode = "fast",
     classifiers: Sequence[str] = CLASSIFIERS,
     seed: int = 0,
@@ -133,11 +142,17 @@ def compute_evaluation(
     threshold: float | None = None,
     with_prdc: bool = True,
     progress: Progress | None = None,
+    chunk_size: int | None = None,
 ) -> EvaluationResult:
     """Compute every validation metric of ``generated`` against ``reference``.
 
+    Each sample is read chunk by chunk: the reference twice (features, then voxel counts once the
+    bins are known), the generated sample once, then only the rows that PRDC and the low-level
+    classifier use. The numbers do not depend on the chunk size or on whether a sample is in memory
+    (see the module docstring for the memory bound).
+
     Args:
-        reference: The reference showers (e.g. Geant4).
+        reference: The reference showers (e.g. Geant4), in memory or a :class:`~caloforge.data.source.ShowerFile`.
         generated: The generated showers; same geometry, ideally the same incident energies.
         mode: ``fast`` (no classifiers) or ``full``.
         classifiers: Which classifier tests to run in full mode: ``low`` (voxels) and/or ``high`` (features).
@@ -147,10 +162,15 @@ def compute_evaluation(
         threshold: Readout threshold in MeV (default: the geometry's, see :func:`readout_threshold`).
         with_prdc: Also compute precision/recall/density/coverage (full mode only).
         progress: Reports each stage (and each classifier epoch); None is silent.
+        chunk_size: Showers per chunk (default :func:`caloforge.data.source.chunk_rows`, 64 MiB).
+
+    Returns:
+        The result; its ``inputs`` hold the fingerprint of each sample (sha256 of the raw showers).
 
     Raises:
         GeometryMismatchError: if the samples have different geometries.
-        ConfigError: for an unknown mode or classifier name.
+        ConfigError: for an unknown mode or classifier name, or if the PRDC or low-level classifier
+            subsets cannot fit in memory (checked before any pass over the data).
         DataError: if a sample has fewer than :data:`MIN_SHOWERS` showers.
 
     Warns:
@@ -173,6 +193,8 @@ def compute_evaluation(
         if len(sample) < MIN_SHOWERS:
             msg = f"expected at least {MIN_SHOWERS} {name} showers to evaluate but got {len(sample)}, in evaluate"
             raise DataError(msg)
+    config = classifier_config or ClassifierConfig.cpu_budget()
+    _check_memory(reference, generated, mode, classifiers, config, with_prdc)
     timings: dict[str, float] = {}
     prog = progress or SILENT
     clock = time.perf_counter()
@@ -194,22 +216,35 @@ def compute_evaluation(
         messages.append(message)
     geometry = reference.geometry
     thr = readout_threshold(geometry) if threshold is None else float(threshold)
-    ref_s, gen_s = apply_threshold(reference, thr), apply_threshold(generated, thr)
-    ref_f, gen_f = compute_features(ref_s, 0.0), compute_features(gen_s, 0.0)
-    ref_f, gen_f = dataclasses.replace(ref_f, threshold=thr), dataclasses.replace(gen_f, threshold=thr)
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(reference))
     half_a, half_b = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
+    in_a = np.zeros(len(reference), dtype=bool)
+    in_a[half_a] = True
+    ranges = energy_ranges(reference.energies)
+    with prog.task("reference: features", total=len(reference), unit="showers") as task:
+        ref_sum = summarise(reference, thr, ranges, chunk_size, task=task)
+    # the voxel bins need the reference's largest voxel (those of the split, half A's): generated voxels are
+    # counted in the generated sample's only pass, the reference's in a second pass over it
+    bins = voxel_spectrum_binning(ref_sum.extremes(), thr, geometry=geometry)
+    split_bins = voxel_spectrum_binning(ref_sum.extremes(half_a), thr, geometry=geometry)  # as if half A were all
+    spectra = {"ref": VoxelSpectrum(bins), "gen": VoxelSpectrum(bins), "a": VoxelSpectrum(split_bins),
+               "b": VoxelSpectrum(split_bins)}
+    with prog.task("generated: features and voxel spectrum", total=len(generated), unit="showers") as task:
+        gen_sum = summarise(generated, thr, ranges, chunk_size, [(spectra["gen"], None)], task)
+    with prog.task("reference: voxel spectra", total=len(reference), unit="showers") as task:
+        count_voxels(reference, thr, [(spectra["ref"], None), (spectra["a"], in_a), (spectra["b"], ~in_a)],
+                     chunk_size, task)
+    ref_f, gen_f = ref_sum.features, gen_sum.features
     ref_a, ref_b = _take(ref_f, half_a), _take(ref_f, half_b)
     lap("features")
 
     chi2 = response_chi2(ref_f.energies, ref_f.response, gen_f.energies, gen_f.response)
     chi2_split = response_chi2(ref_a.energies, ref_a.response, ref_b.energies, ref_b.response)
-    histograms = (*feature_histograms(ref_f, gen_f),
-                  voxel_histogram(ref_s.showers, gen_s.showers, thr, geometry=geometry))
+    histograms = (*feature_histograms(ref_f, gen_f), spectra["ref"].histogram(spectra["gen"]))
     energy_hists = _energy_histograms(ref_f, gen_f)
     split = _separations(ref_a, ref_b)
-    split["voxel"] = voxel_histogram(ref_s.showers[half_a], ref_s.showers[half_b], thr, geometry=geometry).separation
+    split["voxel"] = spectra["a"].histogram(spectra["b"]).separation
     corr_r, corr_g = layer_correlation(ref_f.e_layer), layer_correlation(gen_f.e_layer)
     corr_split = max_abs_difference(layer_correlation(ref_a.e_layer), layer_correlation(ref_b.e_layer))
     lap("histograms")
@@ -225,36 +260,42 @@ def compute_evaluation(
 
     prdc_r = prdc_s = None
     if with_prdc and mode == "full":
-        prog.message("precision/recall/density/coverage (k=5, at most 5000 showers): started")
-        x_r, x_g = prdc_inputs(ref_s.showers), prdc_inputs(gen_s.showers)
-        prdc_r = prdc(x_r, x_g, max_samples=5_000, seed=seed)
-        prdc_s = prdc(x_r[half_a], x_r[half_b], max_samples=5_000, seed=seed)
+        prog.message(f"precision/recall/density/coverage (k=5, at most {PRDC_SAMPLES} showers): started")
+        rows_r, rows_g = prdc_rows(len(reference), len(generated), PRDC_SAMPLES, seed)
+        prdc_r = _prdc(reference, generated, rows_r, rows_g, thr, seed, chunk_size)
+        rows_a, rows_b = prdc_rows(len(half_a), len(half_b), PRDC_SAMPLES, seed)
+        prdc_s = _prdc(reference, reference, half_a[rows_a], half_b[rows_b], thr, seed, chunk_size)
         lap("prdc")
 
     results: dict[str, ClassifierResult] = {}
     results_split: dict[str, ClassifierResult] = {}
     if mode == "full":
-        config = classifier_config or ClassifierConfig.cpu_budget()
-        inputs = {kind: (_classifier_inputs(kind, ref_s, ref_f), _classifier_inputs(kind, gen_s, gen_f))
-                  for kind in classifiers}
         jobs = [(kind, split_half) for kind in classifiers for split_half in (False, True)]
-        sizes = {job: min(len(ref_s) // 2 if job[1] else min(len(ref_s), len(gen_s)), config.max_showers or 10**12)
-                 for job in jobs}
-        work = {job: config.epoch_flops(inputs[job[0]][0].shape[1], sizes[job]) for job in jobs}
+        sizes = {job: min(len(reference) // 2 if job[1] else min(len(reference), len(generated)),
+                          config.max_showers or 10**12) for job in jobs}
+        widths = {"low": geometry.n_voxels + 1, "high": hl_r.shape[1]}
+        work = {job: config.epoch_flops(widths[job[0]], sizes[job]) for job in jobs}
         deadline = None if config.max_seconds is None else time.monotonic() + config.max_seconds
         for i, (kind, split_half) in enumerate(jobs):
-            x_r, x_g = inputs[kind]
-            if split_half:
-                x_r, x_g = x_r[half_a], x_r[half_b]
+            reading = time.monotonic()
+            if kind == "high":
+                x_r, x_g = (hl_r[half_a], hl_r[half_b]) if split_half else (hl_r, hl_g)
+            else:  # only the rows the classifier uses, exactly as it would pick them from whole samples
+                sample_g, pool_r, pool_g = (reference, half_a, half_b) if split_half else \
+                    (generated, np.arange(len(reference)), np.arange(len(generated)))
+                rows_r, rows_g = classifier_rows(len(pool_r), len(pool_g), config.max_showers, seed)
+                x_r = gather(reference, pool_r[rows_r], thr, lambda s: low_level_inputs(s, 0.0), chunk_size)
+                x_g = gather(sample_g, pool_g[rows_g], thr, lambda s: low_level_inputs(s, 0.0), chunk_size)
             job_config = config
-            if deadline is not None:  # the time left, shared in proportion to each test's work
+            if deadline is not None:  # the time left (reading excluded), shared in proportion to each test's work
+                deadline += time.monotonic() - reading
                 share = work[(kind, split_half)] / sum(work[j] for j in jobs[i:])
                 job_config = config.replace(max_seconds=max(1e-3, (deadline - time.monotonic()) * share))
             label = f"classifier {kind}-level" + (" (reference split)" if split_half else "")
             result = classifier_test(x_r, x_g, job_config, seed=seed, device=device, progress=progress, label=label)
             (results_split if split_half else results)[kind] = result
+            del x_r, x_g
             lap(f"classifier_{kind}" + ("_split" if split_half else ""), announce=False)  # it reports itself
-        del inputs
         for kind, result in results.items():
             if result.budget_exhausted:
                 messages.append(f"the {kind}-level classifier was stopped by its wall-clock budget after "
@@ -275,18 +316,17 @@ def compute_evaluation(
         response_reference=response_per_energy(ref_f.energies, ref_f.response),
         response_generated=response_per_energy(gen_f.energies, gen_f.response, energy_bins(ref_f.energies)),
         correlation_reference=corr_r, correlation_generated=corr_g, correlation_split_max=corr_split,
-        energy_means=_energy_range_means(ref_s, gen_s),
-        mean_reference=ref_s.showers.mean(axis=0, dtype=np.float64),
-        mean_generated=gen_s.showers.mean(axis=0, dtype=np.float64),
-        fpd=fpd_r, kpd=kpd_r, fpd_split=fpd_s, kpd_split=kpd_s, prdc=prdc_r, prdc_split=prdc_s,
-        classifiers=results, classifiers_split=results_split, verdicts=rows,
+        energy_means=energy_range_means(ranges, ref_sum, gen_sum), mean_reference=ref_sum.mean,
+        mean_generated=gen_sum.mean, fpd=fpd_r, kpd=kpd_r, fpd_split=fpd_s, kpd_split=kpd_s, prdc=prdc_r,
+        prdc_split=prdc_s, classifiers=results, classifiers_split=results_split, verdicts=rows,
         warnings=tuple(messages), timings=timings,
+        inputs={"reference": ref_sum.fingerprint, "generated": gen_sum.fingerprint},
     )
 
 
 def evaluate(
-    reference: ShowerSet,
-    generated: ShowerSet,
+    reference: Showers,
+    generated: Showers,
     out_dir: str | Path,
     mode: Mode = "fast",
     classifiers: Sequence[str] = CLASSIFIERS,
@@ -299,6 +339,7 @@ def evaluate(
     training_history: Sequence[Mapping[str, float]] = (),
     progress: Progress | None = None,
     inputs: Mapping[str, Any] | None = None,
+    chunk_size: int | None = None,
 ) -> EvaluationResult:
     """Validate ``generated`` against ``reference`` and write the report into ``out_dir``.
 
@@ -308,7 +349,8 @@ def evaluate(
     optionally the training history of the model that generated the showers (a bundle's
     ``history``: rows with ``iteration``, ``elapsed_s`` and validation ``chi2_ndf``), which adds a
     training section, and ``inputs``, a description of where the samples came from (files,
-    fingerprints, the model bundle) for the report's header and metrics.json.
+    fingerprints, the model bundle) for the report's header and metrics.json: each sample's entry is
+    completed with the fingerprint computed while reading it (:func:`compute_evaluation`).
 
     Returns:
         The result as written, its timings including the report and the total.
@@ -322,7 +364,11 @@ def evaluate(
     out = check_report_dir(out_dir, force)
     start = time.perf_counter()
     result = compute_evaluation(reference, generated, mode, classifiers, seed, classifier_config, device,
-                                threshold, with_prdc, progress)
+                                threshold, with_prdc, progress, chunk_size)
     history = tuple({k: float(v) for k, v in row.items() if v is not None} for row in training_history)  # null: NaN
-    result = dataclasses.replace(result, training_history=history, inputs=dict(inputs or {}))
+    described = dict(inputs or {})
+    for role, computed in result.inputs.items():  # the caller's description (e.g. a path), then the fingerprint
+        given = described.get(role)
+        described[role] = {**given, **computed} if isinstance(given, Mapping) else computed
+    result = dataclasses.replace(result, training_history=history, inputs=described)
     return write_report(result, out, force=force, progress=progress, started=start)
