@@ -205,7 +205,7 @@ def test_one_layer_and_one_voxel_layers():
 def test_config_presets_and_validation():
     assert FlowConfig.for_particle("photon").threshold == 1.0
     assert FlowConfig.for_particle("electron").threshold == pytest.approx(0.01515)
-    assert FlowConfig.for_cpu("pion").coupling == "affine"
+    assert FlowConfig.for_cpu("pion").design == "split" and FlowConfig.for_cpu("pion").coupling == "spline"
     with pytest.raises(ConfigError, match="particle"):
         FlowConfig.for_particle("neutrino")
     with pytest.raises(ConfigError, match="noise"):
