@@ -300,14 +300,24 @@ class Flow(GenerativeModel):
 
     def sample_features(self, conditions: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Network-space showers (N, n_features) for conditioning vectors (N, n_conditions)."""
+        noise = torch.randn(conditions.shape[0], self.noise_size(), generator=generator, device=conditions.device,
+                            dtype=self.standardise.mean.dtype)
+        return self.sample_from_noise(conditions, noise)
+
+    def noise_size(self) -> int:
+        """The flows' base dimensions (flow I's, then flow II's): sampling is a fixed function of the noise."""
+        return sum(flow.features for flow in (self.energy_flow, self.shower_flow) if flow is not None)
+
+    def sample_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
+        """Network-space showers from conditions and standard-normal base noise (N, :meth:`noise_size`)."""
         c = conditions.to(self.standardise.mean)
-        n, device, dtype = c.shape[0], c.device, c.dtype
-        parts, context = [], c
+        dtype = c.dtype
+        parts, context, start = [], c, 0
         for flow in (self.energy_flow, self.shower_flow):
             if flow is None:
                 continue
-            noise = torch.randn(n, flow.features, generator=generator, device=device, dtype=dtype)
-            part = flow.sample(noise, context).clamp(-_Z_CLAMP, _Z_CLAMP)
+            part = flow.sample(noise[:, start:start + flow.features].to(c), context).clamp(-_Z_CLAMP, _Z_CLAMP)
+            start += flow.features
             parts.append(part)
             context = torch.cat([c, part], dim=1)
         z = torch.cat(parts, dim=1)

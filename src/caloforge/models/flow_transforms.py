@@ -154,8 +154,10 @@ class ShowerFeatures:
         y = features.double()
         total = energies.double() * torch.exp(y[:, 0])
         fractions = sigmoid_alpha(y[:, 1:], self.alpha)
-        left = torch.cumprod(torch.cat([torch.ones_like(total).unsqueeze(1), 1 - fractions], dim=1), dim=1)
-        shares = torch.cat([fractions, torch.ones_like(total).unsqueeze(1)], dim=1) * left
+        sticks = [torch.ones_like(total)]  # the stick left before each layer: a running product, written out
+        for k in range(fractions.shape[1]):  # (ONNX has no cumulative product; a few layers, so a few products)
+            sticks.append(sticks[-1] * (1 - fractions[:, k]))
+        shares = torch.cat([fractions, torch.ones_like(total).unsqueeze(1)], dim=1) * torch.stack(sticks, dim=1)
         return shares * total.unsqueeze(1)
 
     # ----------------------------------------------------------------- pattern
