@@ -77,7 +77,10 @@ def test_errors_are_one_line(files, tmp_path, extra, message):
     assert not (tmp_path / "e").exists()  # inputs are checked before anything is created
 
 
-def test_choices_are_listed_and_calochallenge_habits_are_accepted(files, tmp_path):
+def test_choices_are_listed_and_calochallenge_habits_are_accepted(files, tmp_path, monkeypatch):
+    from caloforge.data import io
+
+    monkeypatch.setattr(io, "read", None)  # the files are streamed (ShowerFile), never read whole
     bad = run("evaluate", "-r", str(files / "ref.h5"), "-i", str(files / "gen.h5"), "--mode", "slow")
     assert bad.exit_code == 2 and "fast" in bad.output and "full" in bad.output  # the choices, in the message
     out = tmp_path / "official"

@@ -175,6 +175,7 @@ def run_demo(
         OutputExistsError: if ``out_dir`` holds an earlier demo and ``force`` is false.
     """
     from caloforge.data import io
+    from caloforge.data.source import ShowerFile
     from caloforge.models.gan import GANConfig
     from caloforge.refsim import simulate_to_file
     from caloforge.refsim.spectra import DS1_ENERGIES
@@ -219,19 +220,22 @@ def run_demo(
     prog.message(f"trained {iterations} iterations ({timings['train'] / 60:.1f} min); best validation chi2/NDF "
                  f"{run.chi2_ndf:.3g}")
 
-    reference = io.read(eval_file)
+    reference = ShowerFile.open(eval_file)  # its energies; the showers are streamed by the evaluation
     t0 = time.perf_counter()
     generated = bundle.generate(reference.energies, batch_size=10_000, device=device, seed=seed + 2)
     timings["generate"] = time.perf_counter() - t0
     io.write(out / "generated.h5", generated)
     per_shower = timings["generate"] / len(generated) * 1e6
     prog.message(f"generated {len(generated)} showers ({per_shower:.0f} us/shower at batch 10000)")
+    del generated  # evaluated from its file, like the reference
 
     t0 = time.perf_counter()
     config = classifier_config or ClassifierConfig.cpu_budget().replace(max_showers=10_000)
     config = config.replace(max_seconds=60.0 * classifier_minutes)
-    result = evaluate(reference, generated, out / "report", mode="full", seed=seed, classifier_config=config,
-                      device=device, training_history=history, progress=prog)
+    result = evaluate(reference, ShowerFile.open(out / "generated.h5"), out / "report", mode="full", seed=seed,
+                      classifier_config=config, device=device, training_history=history, progress=prog,
+                      inputs={"reference": {"path": str(eval_file)},
+                              "generated": {"path": str(out / "generated.h5")}})
     timings["evaluate"] = time.perf_counter() - t0
     training = result.training or {}
     return DemoResult(

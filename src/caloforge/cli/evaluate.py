@@ -23,7 +23,7 @@ from caloforge.cli.common import (
     console,
     device_name,
     err_console,
-    file_description,
+    examples,
     friendly_errors,
     verdict_table,
 )
@@ -94,6 +94,8 @@ def evaluate(
                                         "only where native and measured faster."),
     max_minutes: float = typer.Option(DEFAULT_MINUTES, "--max-minutes", help="Wall-clock budget of all classifier "
                                       "trainings in full mode, minutes."),
+    prdc: bool = typer.Option(True, "--prdc/--no-prdc", help="Full mode: precision/recall/density/coverage "
+                              "on 2 x 5000 showers (--no-prdc spares their memory and time)."),
     threshold: float | None = typer.Option(None, "--threshold", help="Readout threshold in MeV (default: the "
                                            "dataset's)."),
     device: str = typer.Option("auto", "--device", help="Classifier device: auto, cpu, cuda or cuda:N."),
@@ -102,11 +104,9 @@ def evaluate(
 ) -> None:
     """Validate generated showers against a reference: report.html, metrics.json, plots/ (and histograms.root).
 
-    Example: caloforge evaluate -r eval.h5 -i gen.h5 --out report/
-
-    Example: caloforge evaluate -r eval.h5 -i gen.h5 --mode full --run run/ --max-minutes 20
+    The files are streamed chunk by chunk, never loaded whole (the memory bound: docs/validation.md).
     """
-    from caloforge.data.io import read
+    from caloforge.data.source import ShowerFile
     from caloforge.errors import ConfigError
     from caloforge.validation.evaluate import CLASSIFIERS
     from caloforge.validation.evaluate import evaluate as run_evaluation
@@ -139,16 +139,16 @@ def evaluate(
     apply_threads(threads)
     check_report_dir(out, force)  # fail before reading large files
     progress = cli_progress()
-    progress.message(f"reading {reference} and {generated}")
-    ref = read(reference, geometry)
-    gen = read(generated, geometry if geometry is not None else ref.geometry)
-    inputs = {"reference": file_description(reference, ref), "generated": file_description(generated, gen),
+    progress.message(f"opening {reference} and {generated} (showers are streamed, not loaded)")
+    ref = ShowerFile.open(reference, geometry)
+    gen = ShowerFile.open(generated, geometry if geometry is not None else ref.geometry)
+    inputs = {"reference": {"path": str(reference)}, "generated": {"path": str(generated)},  # + fingerprints
               **({"model": model} if model else {})}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         result = run_evaluation(ref, gen, out, mode=kind, classifiers=kinds, seed=seed, force=force,  # type: ignore[arg-type]
                                 classifier_config=config, device=device_name(device), threshold=threshold,
-                                progress=progress, training_history=history, inputs=inputs)
+                                with_prdc=prdc, progress=progress, training_history=history, inputs=inputs)
     for message in dict.fromkeys(str(w.message) for w in caught):  # each warning once
         err_console.print(f"[yellow]warning:[/yellow] {message}")
     console.print(verdict_table(result))
@@ -172,4 +172,8 @@ def _training(run: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
 def register(app: typer.Typer) -> None:
     """Add the ``evaluate`` command to ``app``."""
-    app.command()(evaluate)
+    app.command(epilog=examples(
+        "caloforge evaluate -r eval.h5 -i gen.h5 --out report/",
+        "caloforge evaluate -r eval.h5 -i gen.h5 --mode full --run run/ --max-minutes 20 --out report/",
+        "caloforge evaluate --reference-file eval.h5 --input-file gen.h5 -d 1-photons -m all --output-dir report/"))(
+        evaluate)
