@@ -49,7 +49,7 @@ from torch import Tensor, nn
 from caloforge.errors import ConfigError
 from caloforge.models.base import Batch, FamilyConfig, GenerativeModel
 from caloforge.models.diffusion_networks import ResidualMLP, VoxelConv
-from caloforge.models.diffusion_samplers import SamplerName, Spacing, get_sampler
+from caloforge.models.diffusion_samplers import Sampler, SamplerName, Spacing, get_sampler
 from caloforge.models.diffusion_schedules import ScheduleName, TimeSampling, get_schedule, training_times
 from caloforge.models.preprocess import Preprocessing, TransformKind
 
@@ -246,6 +246,7 @@ class Diffusion(GenerativeModel):
         self.space = LogitSpace(self.n_features, 1 if kind == "total" else 0, config.logit_alpha)
         self.schedule = get_schedule(config.schedule)
         self.network = self._network(config, preprocessing)
+        self.sampler = self.make_sampler()
         self.ema = _MovingAverage(self.network) if config.ema_decay > 0 else None
 
     def _network(self, config: DiffusionConfig, preprocessing: Preprocessing) -> nn.Module:
@@ -299,7 +300,14 @@ class Diffusion(GenerativeModel):
                                      spacing=spacing or self.config.spacing)
         other = copy.deepcopy(self)
         other.config = config
+        other.sampler = other.make_sampler()
         return other
+
+    def make_sampler(self) -> Sampler:
+        """The config's sampler with its time grid set (done once: a sampling call only resets it)."""
+        sampler = get_sampler(self.config.sampler, self.schedule, self.config.spacing)
+        sampler.set_timesteps(self.config.sampler_steps)
+        return sampler
 
     # --------------------------------------------------------------- interface
     def loss(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
@@ -313,13 +321,24 @@ class Diffusion(GenerativeModel):
 
     def sample_features(self, conditions: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Integrate the probability flow from noise with the config's sampler; network-space showers (N, D)."""
-        cfg = self.config
-        sampler = get_sampler(cfg.sampler, self.schedule, cfg.spacing)
-        sampler.set_timesteps(cfg.sampler_steps)
-        n = conditions.shape[0]
-        y = sampler.initial_sample((n, self.n_features), generator, conditions.device, conditions.dtype)
-        for t in sampler.timesteps:
-            times = torch.full((n,), float(t), device=y.device, dtype=y.dtype)
+        noise = torch.randn((conditions.shape[0], self.n_features), generator=generator, device=conditions.device,
+                            dtype=conditions.dtype)
+        return self.sample_from_noise(conditions, noise)
+
+    def noise_size(self) -> int:
+        """The sampler starts from one standard-normal draw per feature and is deterministic after it."""
+        return self.n_features
+
+    def sample_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
+        """Integrate the probability flow from ``noise`` (N, D) scaled to t = 1; network-space showers (N, D).
+
+        The loop runs the config's fixed number of steps, so it unrolls into one graph (ONNX export).
+        """
+        sampler = copy.copy(self.sampler)  # its own step state; the prepared time grid is shared
+        sampler.reset()
+        y = sampler.start(noise)
+        for t in sampler.timesteps.tolist():
+            times = torch.full_like(y[:, 0], float(t))  # (N,), N stays dynamic in an exported graph
             y = sampler.step(self.velocity(y, times, conditions, averaged=True), t, y).prev_sample
         return self.space.inverse(y)
 

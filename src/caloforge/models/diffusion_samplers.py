@@ -65,21 +65,23 @@ def time_grid(schedule: NoiseSchedule, n: int, spacing: Spacing) -> Tensor:
     Raises:
         ConfigError: for ``n < 1`` or an unknown spacing.
     """
+    # On the CPU even under a meta default device (bundles are first built there to check their size).
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         msg = f"expected a number of sampler steps >= 1 but got {n!r}, in set_timesteps"
         raise ConfigError(msg)
     if spacing == "uniform":
-        grid = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64)
+        grid = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64, device="cpu")
     elif spacing == "logsnr":
-        ends = torch.tensor([1.0 - _CLIP, _CLIP], dtype=torch.float64)
+        ends = torch.tensor([1.0 - _CLIP, _CLIP], dtype=torch.float64, device="cpu")
         lam = schedule.half_log_snr(ends)
-        grid = schedule.time_at(torch.linspace(float(lam[0]), float(lam[1]), n + 1, dtype=torch.float64))
+        grid = schedule.time_at(torch.linspace(float(lam[0]), float(lam[1]), n + 1, dtype=torch.float64, device="cpu"))
         grid[0], grid[-1] = 1.0, 0.0
     elif spacing == "karras":
         low, high, rho = _KARRAS
-        ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+        ramp = (torch.linspace(0, 1, n, dtype=torch.float64, device="cpu") if n > 1
+                else torch.zeros(1, dtype=torch.float64, device="cpu"))
         ratio = (high ** (1 / rho) + ramp * (low ** (1 / rho) - high ** (1 / rho))) ** rho
-        grid = torch.cat([schedule.time_at(-torch.log(ratio)), torch.zeros(1, dtype=torch.float64)])
+        grid = torch.cat([schedule.time_at(-torch.log(ratio)), torch.zeros(1, dtype=torch.float64, device="cpu")])
         grid[0] = 1.0
     else:
         msg = f"expected a time spacing in {list(get_args(Spacing))} but got {spacing!r}, in set_timesteps"
@@ -120,6 +122,9 @@ class Sampler(ABC):
         self.spacing: Spacing = spacing
         self.grid = torch.tensor([1.0, 0.0], dtype=torch.float64)
         self.timesteps = torch.empty(0, dtype=torch.float64)
+        self._grid: list[float] = [1.0, 0.0]
+        self._times: list[float] = []
+        self._table: dict[float, tuple[float, float]] = {}
         self._index = 0
 
     def set_timesteps(self, n: int) -> None:
@@ -130,6 +135,16 @@ class Sampler(ABC):
         """
         self.grid = time_grid(self.schedule, n, self.spacing)
         self.timesteps = self._evaluation_times(self.grid)
+        # Python floats from here on: a step does no tensor-to-number conversion, so the sampling
+        # loop traces into a graph (ONNX export) with the times and coefficients as constants.
+        self._grid = self.grid.tolist()
+        self._times = self.timesteps.tolist()
+        alpha, sigma = self.schedule.alpha(self.grid).tolist(), self.schedule.sigma(self.grid).tolist()
+        self._table = {t: (a, s) for t, a, s in zip(self._grid, alpha, sigma, strict=True)}
+        self.reset()
+
+    def reset(self) -> None:
+        """Start again at the first of the :attr:`timesteps` (keeps the time grid)."""
         self._index = 0
         self._reset()
 
@@ -141,8 +156,11 @@ class Sampler(ABC):
     def initial_sample(self, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
                        dtype: torch.dtype) -> Tensor:
         """Pure noise at t = 1, ``N(0, sigma(1)^2)``, drawn with ``generator``."""
-        scale = self._coefficients(float(self.grid[0]))[1]
-        return scale * torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return self.start(torch.randn(shape, generator=generator, device=device, dtype=dtype))
+
+    def start(self, noise: Tensor) -> Tensor:
+        """The sample at t = 1 from standard-normal ``noise``: ``sigma(1) * noise``."""
+        return self._coefficients(self._grid[0])[1] * noise
 
     def step(self, model_output: Tensor, t: float | Tensor, sample: Tensor) -> SamplerOutput:
         """Advance ``sample`` given the network's velocity ``model_output`` at ``(sample, t)``.
@@ -155,7 +173,7 @@ class Sampler(ABC):
             msg = (f"expected at most {self.n_evaluations} steps after set_timesteps but got one more, "
                    f"in {type(self).__name__}.step")
             raise ConfigError(msg)
-        expected = float(self.timesteps[self._index])
+        expected = self._times[self._index]
         if not math.isclose(float(t), expected, rel_tol=1e-6, abs_tol=1e-9):
             msg = f"expected t={expected:.6g} (timesteps[{self._index}]) but got t={float(t):.6g}, in {self.name}.step"
             raise ConfigError(msg)
@@ -164,6 +182,9 @@ class Sampler(ABC):
         return out
 
     def _coefficients(self, t: float) -> tuple[float, float]:
+        """(alpha, sigma) at ``t``: from the table of the grid, computed for other times."""
+        if t in self._table:
+            return self._table[t]
         value = torch.tensor(t, dtype=torch.float64)
         return float(self.schedule.alpha(value)), float(self.schedule.sigma(value))
 
@@ -201,7 +222,7 @@ class DDIMSampler(Sampler):
         return grid[:-1].clone()
 
     def _step(self, model_output: Tensor, index: int, sample: Tensor) -> SamplerOutput:
-        t, t_next = float(self.grid[index]), float(self.grid[index + 1])
+        t, t_next = self._grid[index], self._grid[index + 1]
         denoised = self._denoised(model_output, t, sample)
         return SamplerOutput(self._first_order(sample, denoised, t, t_next), denoised)
 
@@ -228,14 +249,14 @@ class HeunSampler(Sampler):
     def _step(self, model_output: Tensor, index: int, sample: Tensor) -> SamplerOutput:
         interval = (index + 1) // 2
         if index % 2 == 0:  # predictor at grid[interval]
-            t, t_next = float(self.grid[interval]), float(self.grid[interval + 1])
+            t, t_next = self._grid[interval], self._grid[interval + 1]
             self._start, self._slope = sample, model_output
             predicted = sample + (t_next - t) * model_output
             return SamplerOutput(predicted, self._denoised(model_output, t, sample))
         if self._start is None or self._slope is None:  # unreachable: an odd index always follows a predictor
             msg = f"expected a predictor step before the corrector, in {self.name}.step"
             raise ConfigError(msg)
-        t, t_next = float(self.grid[interval - 1]), float(self.grid[interval])
+        t, t_next = self._grid[interval - 1], self._grid[interval]
         corrected = self._start + (t_next - t) * 0.5 * (self._slope + model_output)
         return SamplerOutput(corrected, self._denoised(model_output, t_next, sample))
 
@@ -257,11 +278,11 @@ class DPMSolver2MSampler(Sampler):
         return math.log(a) - math.log(s) if a > 0 and s > 0 else (math.inf if s <= 0 else -math.inf)
 
     def _step(self, model_output: Tensor, index: int, sample: Tensor) -> SamplerOutput:
-        t, t_next = float(self.grid[index]), float(self.grid[index + 1])
+        t, t_next = self._grid[index], self._grid[index + 1]
         denoised = self._denoised(model_output, t, sample)
         combined = denoised
         if self._previous is not None and index >= 1:
-            lam_prev, lam, lam_next = (self._lambda(float(self.grid[i])) for i in (index - 1, index, index + 1))
+            lam_prev, lam, lam_next = (self._lambda(self._grid[i]) for i in (index - 1, index, index + 1))
             h, h_prev = lam_next - lam, lam - lam_prev
             if all(map(math.isfinite, (h, h_prev))) and h > 0 and h_prev > 0:
                 half_inv_r = 0.5 * h / h_prev

@@ -189,6 +189,14 @@ class VAE(GenerativeModel):
                         dtype=conditions.dtype)
         return self.decode(z, conditions)
 
+    def noise_size(self) -> int:
+        """The latent dimension: the decoder alone maps standard-normal latents to showers (exports to ONNX)."""
+        return self.config.latent_dim
+
+    def sample_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
+        """The decoder on latents ``noise`` (N, latent_dim) and the conditions."""
+        return self.decode(noise, conditions)
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """One Adam over encoder and decoder (Par04)."""
         return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
