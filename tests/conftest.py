@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-# Keep libraries from writing outside the sandbox (matplotlib font cache, torch inductor cache).
-os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="caloforge-mpl-"))
-os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="caloforge-inductor-"))
+# Keep libraries from writing outside the sandbox (matplotlib font cache, torch inductor cache); removed at exit.
+for _variable, _prefix in (("MPLCONFIGDIR", "caloforge-mpl-"), ("TORCHINDUCTOR_CACHE_DIR", "caloforge-inductor-")):
+    if _variable not in os.environ:
+        os.environ[_variable] = tempfile.mkdtemp(prefix=_prefix)
+        atexit.register(shutil.rmtree, os.environ[_variable], ignore_errors=True)
 
-from caloforge.data.geometry import Geometry, Layer
-from caloforge.data.showers import ShowerSet
-from synthetic import make_showers
+from caloforge.data.geometry import Geometry, Layer  # noqa: E402 (after the environment is set)
+from caloforge.data.showers import ShowerSet  # noqa: E402
+from synthetic import make_showers  # noqa: E402
 
 
 @pytest.fixture

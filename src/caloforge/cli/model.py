@@ -274,8 +274,8 @@ def _onnx_generator(model: Path, threads: int) -> Any:
 
     if model.suffix in (".json", ".onnx"):
         return OnnxGenerator(model, threads)
-    manifest = export_onnx(load(model), Path(tempfile.mkdtemp(prefix="caloforge-onnx-")) / "model.onnx")
-    return OnnxGenerator(manifest, threads)
+    with tempfile.TemporaryDirectory(prefix="caloforge-onnx-") as work:  # the sessions hold the graphs in memory
+        return OnnxGenerator(export_onnx(load(model), Path(work) / "model.onnx"), threads)
 
 
 def _generate_like(generator: Any, like: Path, batch_size: int, device: str, seed: int) -> Any:

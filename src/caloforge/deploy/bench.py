@@ -146,8 +146,8 @@ def _onnx_call(bundle: Any, threads: int) -> Callable[[np.ndarray, int, int], An
     from caloforge.deploy.export import export_onnx
     from caloforge.deploy.onnx_runtime import OnnxGenerator
 
-    runner = OnnxGenerator(export_onnx(bundle, Path(tempfile.mkdtemp(prefix="caloforge-bench-")) / "model.onnx"),
-                           threads=threads)
+    with tempfile.TemporaryDirectory(prefix="caloforge-bench-") as work:  # the sessions hold the graphs in memory
+        runner = OnnxGenerator(export_onnx(bundle, Path(work) / "model.onnx"), threads=threads)
     return lambda e, batch, seed: runner.generate(e, batch_size=batch, seed=seed)
 
 
