@@ -85,7 +85,8 @@ def test_generate_like_reproduces_the_reference_energies(trained, tmp_path):
 def test_generate_at_given_energies_and_refuse_overwrite(trained, tmp_path):
     run_dir, _, _ = trained
     out = tmp_path / "gen.h5"
-    args = ["generate", "--model", str(run_dir / "bundle"), "--energies", "500,2000", "--n-per-energy", "3", "-o", str(out)]
+    args = ["generate", "--model", str(run_dir / "bundle"), "--energies", "500,2000", "--n-per-energy", "3",
+            "-o", str(out)]
     assert runner.invoke(app, args).exit_code == 0
     assert io.read(out).energies.tolist() == [500.0] * 3 + [2000.0] * 3
     result = runner.invoke(app, args)

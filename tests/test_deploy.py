@@ -137,8 +137,9 @@ def test_generate_with_onnxruntime_matches_torch(tmp_path):
     outputs = {}
     for backend in ("torch", "onnxruntime"):
         out = tmp_path / f"{backend}.h5"
-        result = runner.invoke(app, ["generate", "--model", str(bundle.path), "--energies", "1000,4000", "--n-per-energy", "5",
-                                     "-o", str(out), "--backend", backend, "--seed", "2", "--device", "cpu"])
+        result = runner.invoke(app, ["generate", "--model", str(bundle.path), "--energies", "1000,4000",
+                                     "--n-per-energy", "5", "-o", str(out), "--backend", backend, "--seed", "2",
+                                     "--device", "cpu"])
         assert result.exit_code == 0, result.output
         outputs[backend] = io.read(out).showers
     np.testing.assert_allclose(outputs["onnxruntime"], outputs["torch"], rtol=1e-5,

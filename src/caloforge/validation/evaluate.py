@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,7 +45,7 @@ from caloforge.validation.metrics import verdict as v
 from caloforge.validation.metrics.binnings import response_edges_per_energy
 from caloforge.validation.metrics.chi2 import chi2_two_sample, energy_groups, response_chi2
 from caloforge.validation.metrics.classifier import ClassifierConfig, ClassifierResult, classifier_rows, classifier_test
-from caloforge.validation.metrics.distances import fpd, kpd
+from caloforge.validation.metrics.distances import DistanceResult, fpd, kpd
 from caloforge.validation.metrics.prdc import PRDCResult, prdc, prdc_inputs, prdc_rows
 from caloforge.validation.metrics.response import layer_correlation, response_per_energy
 from caloforge.validation.metrics.separation import (
@@ -249,12 +249,18 @@ def compute_evaluation(
     corr_split = max_abs_difference(layer_correlation(ref_a.e_layer), layer_correlation(ref_b.e_layer))
     lap("histograms")
 
-    prog.message("FPD and KPD (with the reference split): started")
     hl_r, hl_g = high_level_inputs(ref_f), high_level_inputs(gen_f)
-    with warnings.catch_warnings(record=True) as caught:  # small-sample notes go into the report
-        warnings.simplefilter("always", UserWarning)
-        fpd_r, kpd_r = fpd(hl_r, hl_g, seed=seed), kpd(hl_r, hl_g, seed=seed)
-        fpd_s, kpd_s = fpd(hl_r[half_a], hl_r[half_b], seed=seed), kpd(hl_r[half_a], hl_r[half_b], seed=seed)
+    distances: dict[str, tuple[Callable[..., DistanceResult], NDArray[np.float32], NDArray[np.float32]]] = {
+        "FPD": (fpd, hl_r, hl_g), "KPD": (kpd, hl_r, hl_g),
+                 "FPD split": (fpd, hl_r[half_a], hl_r[half_b]), "KPD split": (kpd, hl_r[half_a], hl_r[half_b])}
+    found = {}
+    with warnings.catch_warnings(record=True) as caught, \
+            prog.task("FPD and KPD (with the reference split)", total=len(distances), unit="distances") as task:
+        warnings.simplefilter("always", UserWarning)  # small-sample notes go into the report
+        for name, (metric, a, b) in distances.items():
+            found[name] = metric(a, b, seed=seed)
+            task.update(advance=1, status=name)
+    fpd_r, kpd_r, fpd_s, kpd_s = found.values()
     messages += sorted({str(w.message) for w in caught})
     lap("fpd_kpd")
 
