@@ -356,3 +356,29 @@ def test_a_file_trains_like_memory_and_a_streamed_file_resumes_exactly(data, tmp
     b = torch.load(tmp_path / "b" / "last.ckpt", weights_only=True)["state_dict"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_bundle_response_generates_large_geometries_in_bounded_slices():
+    """The final check of a dataset-3 bundle generates 64 MiB slices (414 showers), not 10000 at once (1.6 GB)."""
+    from types import SimpleNamespace
+
+    from caloforge.data.geometry import Geometry
+    from caloforge.data.source import chunk_rows
+    from caloforge.training.data import ValidationTarget, bundle_response
+
+    geometry = Geometry.preset("ds3")
+    calls = []
+
+    def generate(energies, conditions, device, seed):
+        calls.append((len(energies), seed))
+        showers = np.zeros((len(energies), geometry.n_voxels), np.float32)
+        showers[:, 0] = 0.5 * energies  # response 0.5 after the threshold
+        return SimpleNamespace(showers=showers, energies=energies)
+
+    energies = np.linspace(1e3, 1e6, 1000)
+    target = ValidationTarget(energies, {}, np.full(1000, 0.5), geometry, 0.0)
+    response = bundle_response(SimpleNamespace(generate=generate, condition_names=()), target, seed=3, device="cpu")
+    size = chunk_rows(geometry.n_voxels)
+    assert [n for n, _ in calls] == [size, size, 1000 - 2 * size]
+    assert [s for _, s in calls] == [3, 4, 5]
+    np.testing.assert_allclose(response, 0.5)

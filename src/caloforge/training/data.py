@@ -164,10 +164,10 @@ def generated_response(model: GenerativeModel, target: ValidationTarget, seed: i
 def bundle_response(bundle: Bundle, target: ValidationTarget, seed: int, device: str) -> NDArray[np.float64]:
     """Responses after the threshold of a bundle's showers at the target's energies, generated in bounded slices.
 
-    A slice holds at most 64 MiB of showers (all of them for small geometries, with ``seed``;
-    slice ``k`` of a large geometry uses ``seed + k``).
+    A slice holds at most 64 MiB of showers (:func:`~caloforge.data.source.chunk_rows`: all of them
+    for dataset 1, with ``seed``; slice ``k`` of a large geometry uses ``seed + k``).
     """
-    size = max(10_000, chunk_rows(target.geometry.n_voxels))
+    size = chunk_rows(target.geometry.n_voxels)
     out = np.empty(len(target))
     for k, start in enumerate(range(0, len(target), size)):
         rows = slice(start, start + size)
