@@ -171,14 +171,16 @@ class GenerativeModel(nn.Module, ABC):
         ``generator`` state gives the same showers. The output is finite and non-negative.
         """
         was_training = self.training
-        self.eval()
+        if was_training:  # eval() and train() walk every submodule: only when the mode changes
+            self.eval()
         try:
             with torch.inference_mode():
                 c = self.preprocessing.condition(energies.to(self._dtype()), conditions)
                 x = self.sample_features(c, generator)
                 return self.preprocessing.showers.inverse(x, energies.to(x))
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
 
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype

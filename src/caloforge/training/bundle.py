@@ -25,6 +25,7 @@ from numpy.typing import ArrayLike
 from caloforge.data.checks import check_incident_energies, check_integer, check_seed, to_real_array
 from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
+from caloforge.data.source import CHUNK_BYTES
 from caloforge.errors import CaloforgeError, CheckpointError, ConfigError, GeometryMismatchError
 from caloforge.models import get_family
 from caloforge.models.base import GenerativeModel, check_model_size
@@ -110,8 +111,10 @@ class Bundle:
             got = {k: v.size for k, v in cond.items()}
             msg = f"expected conditions {sorted(self.condition_names)} with {e.size} values each but got {got}, {where}"
             raise ConfigError(msg)
-        resources.check_memory(8 * e.size * self.geometry.n_voxels, f"{e.size} generated showers",
-                               "generate fewer showers per call", ConfigError)
+        needed = 8 * e.size * self.geometry.n_voxels
+        if needed > CHUNK_BYTES:  # reading the system's memory figures costs more than a small batch
+            resources.check_memory(needed, f"{e.size} generated showers", "generate fewer showers per call",
+                                   ConfigError)
         lo, hi = self.energy_range
         outside = int(np.sum((e < lo * (1 - 1e-6)) | (e > hi * (1 + 1e-6))))
         if outside:
@@ -121,14 +124,14 @@ class Bundle:
         dev = resolve_device(device)
         part = np.searchsorted(np.asarray(self.splits), e, side="right")
         if len(self.models) == 1:  # no copies: the samples are written straight into the result
-            showers = sample_showers(self.models[0].to(dev), e, cond, batch_size=batch_size,
+            showers = sample_showers(_on(self.models[0], dev), e, cond, batch_size=batch_size,
                                      generator=torch.Generator(device=dev).manual_seed(seed))
         else:
             showers = np.empty((e.size, self.geometry.n_voxels), dtype=np.float32)
             for i, model in enumerate(self.models):
                 rows = np.flatnonzero(part == i)
                 if rows.size:
-                    showers[rows] = sample_showers(model.to(dev), e[rows], {k: v[rows] for k, v in cond.items()},
+                    showers[rows] = sample_showers(_on(model, dev), e[rows], {k: v[rows] for k, v in cond.items()},
                                                    batch_size=batch_size,
                                                    generator=torch.Generator(device=dev).manual_seed(seed + i))
         return ShowerSet(e, showers, self.geometry, cond)
@@ -229,3 +232,10 @@ def load(path: str | Path) -> Bundle:
         return Bundle(path, info, [m for m, _ in loaded], splits, loaded[0][1])
     model, geometry = _load_model(path, info)
     return Bundle(path, info, [model], (), geometry)
+
+
+def _on(model: GenerativeModel, device: torch.device) -> GenerativeModel:
+    """``model`` on ``device``; moved only when it is elsewhere (``Module.to`` walks every submodule)."""
+    here = next(model.parameters()).device
+    same = here.type == device.type and (device.index is None or here.index == device.index)
+    return model if same else model.to(device)
