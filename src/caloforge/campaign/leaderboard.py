@@ -133,6 +133,7 @@ def _evaluate_family(family: str, data: ShowerSet, reference: ShowerSet, validat
                    device=device, resume=resume and (run_dir / "run.json").is_file(), progress=progress)
     if result.interrupted:
         raise KeyboardInterrupt
+    trained = time.perf_counter()
     bundle = load(result.bundle_dir)
     generated = bundle.generate_like(reference, device=device, seed=settings.seed + 1)
     evaluation = evaluate(reference, generated, directory / "report", mode="full", seed=settings.seed,
@@ -148,7 +149,8 @@ def _evaluate_family(family: str, data: ShowerSet, reference: ShowerSet, validat
         "kpd_e3": evaluation.kpd.value * 1e3, "kpd_error_e3": evaluation.kpd.error * 1e3,
         "us_per_shower": us, "parameters": sum(p.numel() for m in bundle.models for p in m.parameters()),
         "iterations": sum(r.iterations for r in result.ranges), "validation_chi2_ndf": result.chi2_ndf,
-        "verdict": evaluation.verdict, "train_minutes": round((time.perf_counter() - started) / 60, 2),
+        "verdict": evaluation.verdict, "train_minutes": round((trained - started) / 60, 2),
+        "evaluate_minutes": round((time.perf_counter() - trained) / 60, 2),
         "bundle": str(result.bundle_dir), "report": str(directory / "report" / "report.html"),
         "config": config.to_dict(),
     }
