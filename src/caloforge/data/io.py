@@ -264,6 +264,29 @@ def iter_chunks(
             yield _read_rows(file, info, slice(start, min(start + chunk_size, info.n_showers)), chosen)
 
 
+_SPAN_GAP_BYTES = 2**20  # unselected rows up to this size between two selected ones are read through
+
+
+def _spans(rows: NDArray[np.int64], chunk_size: int, gap: int) -> Iterator[tuple[int, int]]:
+    """Contiguous [start, stop) spans covering the increasing ``rows``, each at most ``chunk_size`` long.
+
+    Rows at most ``gap`` apart share a span; a larger gap starts a new one.
+
+    Example:
+        >>> list(_spans(np.array([0, 1, 2, 50, 51, 52, 53]), chunk_size=10, gap=4))
+        [(0, 3), (50, 54)]
+        >>> list(_spans(np.array([0, 5, 9, 12]), chunk_size=10, gap=8))
+        [(0, 10), (12, 13)]
+    """
+    for group in np.split(rows, np.flatnonzero(np.diff(rows) > gap) + 1):
+        i = 0
+        while i < len(group):
+            start = int(group[i])
+            j = int(np.searchsorted(group, start + chunk_size))
+            yield start, int(group[j - 1]) + 1
+            i = j
+
+
 def iter_rows(
     path: str | Path,
     rows: NDArray[np.int64] | None = None,
@@ -272,8 +295,10 @@ def iter_rows(
 ) -> Iterator[ShowerSet]:
     """Stream the showers of ``rows`` (all if None) in file order, at most ``chunk_size`` per step.
 
-    The file is read in contiguous blocks of ``chunk_size`` rows (each stored chunk is decompressed
-    once), so memory stays bounded by about two chunks whichever rows are asked for.
+    The file is read in contiguous spans of at most ``chunk_size`` rows that cover the selected
+    rows (:func:`_spans`: rows less than about 1 MiB apart share a span, farther ones are not read),
+    so memory stays bounded by about two chunks whichever rows are asked for, and a sparse
+    selection (e.g. random 32-row blocks) reads little more than its own rows.
 
     Raises:
         DataError: ``rows`` not strictly increasing or outside the file.
@@ -293,12 +318,11 @@ def iter_rows(
             raise DataError(msg)
         pending: list[ShowerSet] = []
         n_pending = 0
-        for start in range(0, info.n_showers, chunk_size):
-            stop = min(start + chunk_size, info.n_showers)
+        gap = max(1, _SPAN_GAP_BYTES // (4 * info.n_voxels))
+        for start, stop in _spans(rows, chunk_size, gap):
             local = rows[np.searchsorted(rows, start):np.searchsorted(rows, stop)] - start
-            if local.size == 0:
-                continue
-            pending.append(_read_rows(file, info, slice(start, stop), chosen)[local])
+            block = _read_rows(file, info, slice(start, stop), chosen)
+            pending.append(block if local.size == stop - start else block[local])
             n_pending += local.size
             if n_pending >= chunk_size:
                 joined = ShowerSet.concatenate(pending)

@@ -116,12 +116,12 @@ class StreamedBatches:
     def sample(self, n: int, generator: torch.Generator, iteration: int) -> Batch:
         index = iteration // self.refresh_every
         if index != self._index or self._pool is None:
+            self._pool = None  # the old buffer is freed before the next one arrives
             if self._next is not None and self._next[0] == index:
                 data = self._next[1].result()
             else:
                 data = self._read(index)
-            self._pool, self._index = None, index  # the old buffer is freed before the next is read
-            self._pool = _tensors(data, self.device)
+            self._pool, self._index = _tensors(data, self.device), index
             self._next = (index + 1, self._executor.submit(self._read, index + 1))
         return _draw(self._pool, n, generator)
 
