@@ -15,7 +15,7 @@ from caloforge.data import io
 from caloforge.data.geometry import Geometry, Layer
 from caloforge.deploy.export import export_onnx, par04_order
 from caloforge.deploy.onnx_runtime import OnnxGenerator
-from caloforge.errors import ConfigError
+from caloforge.errors import ConfigError, OutputExistsError
 from caloforge.models import FAMILIES, GANConfig
 from caloforge.models.preprocess import Preprocessing
 from caloforge.training import load, train
@@ -102,6 +102,11 @@ def test_energy_split_bundle_exports_one_graph_per_range(tmp_path):
     expected = bundle.generate(energies, device="cpu", seed=5).showers
     got = OnnxGenerator(manifest_path).generate(energies, seed=5).showers
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    manifest_path.unlink()  # a range graph left alone is still a user's file: not replaced without force
+    before = (tmp_path / "split.range-1.onnx").read_bytes()
+    with pytest.raises(OutputExistsError, match="range-0"):
+        export_onnx(bundle, tmp_path / "split.onnx")
+    assert (tmp_path / "split.range-1.onnx").read_bytes() == before
 
 
 def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):

@@ -125,7 +125,8 @@ class Par04Graph(nn.Module):
         return out
 
 
-def _export_one(model: GenerativeModel, geometry: Geometry, path: Path, order: Order) -> dict[str, Any]:
+def _export_one(model: GenerativeModel, geometry: Geometry, path: Path, order: Order, force: bool
+                ) -> dict[str, Any]:
     """Export one model to ``path`` (atomically); returns its part of the manifest."""
     require("onnxscript", "onnx", "ONNX export")
     graph = SamplingGraph(model, order, geometry)
@@ -143,12 +144,14 @@ def _export_one(model: GenerativeModel, geometry: Geometry, path: Path, order: O
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # "torchvision is not installed" and other chatter of the exporter
-    with atomic_path(path, force=True) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporter's own deprecation and tracing chatter
-        torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["showers"],
-                          dynamic_shapes=dynamic, opset_version=_OPSET, dynamo=True, verbose=False,
-                          external_data=False)
-    exporter_log.setLevel(level)
+    try:
+        with atomic_path(path, force=force) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's own deprecation and tracing chatter
+            torch.onnx.export(module, example, str(tmp), input_names=names, output_names=["showers"],
+                              dynamic_shapes=dynamic, opset_version=_OPSET, dynamo=True, verbose=False,
+                              external_data=False)
+    finally:
+        exporter_log.setLevel(level)
     return {"file": path.name, "inputs": names}
 
 
@@ -172,13 +175,15 @@ def export_onnx(bundle: Any, path: str | Path, order: Order = "calochallenge", f
     """
     path = Path(path)
     manifest_path = path.with_suffix(".json")
-    for target in (path, manifest_path):
+    n = len(bundle.models)
+    files = [path] if n == 1 else [path.with_name(f"{path.stem}.range-{i}.onnx") for i in range(n)]
+    for target in (*files, manifest_path):
         check_output(target, force)
     if order == "par04":
         par04_order(bundle.geometry)  # refuse before exporting anything
     models = [m.to("cpu") for m in bundle.models]
-    files = [path] if len(models) == 1 else [path.with_name(f"{path.stem}.range-{i}.onnx") for i in range(len(models))]
-    parts = [_export_one(model, bundle.geometry, file, order) for model, file in zip(models, files, strict=True)]
+    parts = [_export_one(model, bundle.geometry, file, order, force)
+             for model, file in zip(models, files, strict=True)]
     manifest = {
         "format": MANIFEST_FORMAT, "order": order, "family": bundle.family, "parts": parts,
         "splits": list(bundle.splits), "noise_size": models[0].noise_size(),
@@ -189,7 +194,7 @@ def export_onnx(bundle: Any, path: str | Path, order: Order = "calochallenge", f
         "output": "showers (N, V) MeV, " + ("Par04 order: r, phi, z innermost" if order == "par04"
                                              else "CaloChallenge order: layer, alpha, r fastest"),
     }
-    with atomic_path(manifest_path, force=True) as tmp:
+    with atomic_path(manifest_path, force=force) as tmp:
         tmp.write_text(strict_json(manifest), encoding="utf-8")
     return manifest_path
 
