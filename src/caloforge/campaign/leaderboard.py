@@ -109,14 +109,18 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _time_generation(bundle: Any, energies: np.ndarray, batch: int, device: str, seed: int) -> float:
-    """Median wall-clock microseconds per shower of ``bundle.generate`` at one batch (after a warm-up)."""
-    e = np.resize(energies, batch)
-    bundle.generate(e[: min(batch, 100)], batch_size=batch, device=device, seed=seed)  # warm-up
+def _time_generation(bundle: Any, reference: ShowerSet, batch: int, device: str, seed: int) -> float:
+    """Median wall-clock microseconds per shower of ``bundle.generate`` at one batch (after a warm-up).
+
+    The energies and conditions are the reference's, repeated to fill the batch.
+    """
+    e = np.resize(reference.energies, batch)
+    c = {name: np.resize(reference.conditions[name], batch) for name in bundle.condition_names}
+    bundle.generate(e[:100], {k: v[:100] for k, v in c.items()}, batch_size=batch, device=device, seed=seed)
     times = []
     for k in range(3):
         start = time.perf_counter()
-        bundle.generate(e, batch_size=batch, device=device, seed=seed + k)
+        bundle.generate(e, c, batch_size=batch, device=device, seed=seed + k)
         times.append(time.perf_counter() - start)
     return float(np.median(times) / batch * 1e6)
 
@@ -139,7 +143,7 @@ def _evaluate_family(family: str, data: ShowerSet, reference: ShowerSet, validat
     evaluation = evaluate(reference, generated, directory / "report", mode="full", seed=settings.seed,
                           classifier_config=classifier, device=device, force=True, progress=progress,
                           training_history=bundle.info.get("history", []), inputs={"family": family})
-    us = _time_generation(bundle, reference.energies, settings.timing_batch, device, settings.seed)
+    us = _time_generation(bundle, reference, settings.timing_batch, device, settings.seed)
     clf = evaluation.classifiers
     return {
         "family": family, "status": "ok", "chi2_ndf": evaluation.chi2.chi2_ndf,
