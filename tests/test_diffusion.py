@@ -358,3 +358,13 @@ def test_config_rejects_bad_values():
     with pytest.raises(ConfigError, match="particle"):
         DiffusionConfig.for_particle("neutrino")
     assert DiffusionConfig.for_preset("cpu", "photon").width < DiffusionConfig.for_preset("paper", "photon").width
+
+
+def test_conv_grid_gives_back_every_voxel_for_uneven_alpha_counts():
+    """Layers with 10, 3, 4 and 1 alpha bins on one 10-cell grid: grid and back is the identity."""
+    shapes = ((10, 2), (3, 2), (4, 1), (1, 3))
+    n_voxels = sum(a * r for a, r in shapes)
+    net = VoxelConv(n_voxels + 5, 1, shapes, n_scalars=5, channels=4, blocks=1)
+    voxels = torch.randn(3, n_voxels, generator=torch.Generator().manual_seed(0))
+    grid, _ = net._to_grid(voxels)
+    torch.testing.assert_close(net._from_grid(grid), voxels, rtol=1e-6, atol=1e-6)  # means of equal copies

@@ -35,13 +35,19 @@ def test_reservoir_fills_in_order_then_samples_the_stream_uniformly():
 
 
 def test_reservoir_keeps_the_last_of_items_that_pick_the_same_row():
-    seen = torch.tensor([10**9])  # every row is drawn almost never; force collisions with capacity 1
-    for seed in range(20):
+    """Capacity 1 after one item: item i of 50 replaces with probability 1/(i + 2), and of those that
+    do, the last stays. The kept item is then uniform over all 51 (index 24.5 on average, given one
+    is kept); were the first to stay, item 0 (probability 1/2) would dominate (mean index about 4)."""
+    kept = []
+    for seed in range(300):
         items, _, rows = reservoir_slots(torch.zeros(50, dtype=torch.long), torch.tensor([1]), 1,
                                          torch.Generator().manual_seed(seed))
         assert items.numel() <= 1 and (rows == 0).all()
-    items, _, _ = reservoir_slots(torch.zeros(3, dtype=torch.long), seen, 5, torch.Generator().manual_seed(0))
-    assert items.numel() == 0
+        kept += items.tolist()
+    assert 200 < len(kept) and abs(np.mean(kept) - 24.5) < 4 * 14.4 / len(kept) ** 0.5
+    items, _, _ = reservoir_slots(torch.zeros(3, dtype=torch.long), torch.tensor([10**9]), 5,
+                                  torch.Generator().manual_seed(0))
+    assert items.numel() == 0  # 10^9 seen: a replacement is (almost) never drawn
 
 
 def test_copula_reproduces_marginals_and_normal_score_correlation():

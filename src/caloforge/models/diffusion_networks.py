@@ -197,8 +197,8 @@ class VoxelConv(nn.Module):
         for i, (a, r) in enumerate(self.shapes):
             if self.n_alpha % a == 0:  # each bin was copied to n_alpha / a neighbouring cells: average them
                 layer = grid[:, i, :, :r].reshape(n, a, self.n_alpha // a, r).mean(dim=2)
-            else:  # uneven alpha counts: the first cell each bin was copied to
-                index = torch.arange(a, device=grid.device) * self.n_alpha // a
+            else:  # uneven alpha counts: the first cell each bin was copied to, ceil(j n_alpha / a)
+                index = (torch.arange(a, device=grid.device) * self.n_alpha + a - 1) // a
                 layer = grid[:, i, index, :r]
             out.append(layer.reshape(n, a * r))
         return torch.cat(out, dim=1)

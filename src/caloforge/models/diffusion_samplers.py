@@ -182,11 +182,8 @@ class Sampler(ABC):
         return out
 
     def _coefficients(self, t: float) -> tuple[float, float]:
-        """(alpha, sigma) at ``t``: from the table of the grid, computed for other times."""
-        if t in self._table:
-            return self._table[t]
-        value = torch.tensor(t, dtype=torch.float64)
-        return float(self.schedule.alpha(value)), float(self.schedule.sigma(value))
+        """(alpha, sigma) at the grid time ``t`` (every step asks for grid times only)."""
+        return self._table[t]
 
     def _denoised(self, model_output: Tensor, t: float, sample: Tensor) -> Tensor:
         return self.schedule.split(sample, model_output, t)[0]
