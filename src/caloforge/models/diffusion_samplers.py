@@ -65,10 +65,10 @@ def time_grid(schedule: NoiseSchedule, n: int, spacing: Spacing) -> Tensor:
     Raises:
         ConfigError: for ``n < 1`` or an unknown spacing.
     """
-    # On the CPU even under a meta default device (bundles are first built there to check their size).
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         msg = f"expected a number of sampler steps >= 1 but got {n!r}, in set_timesteps"
         raise ConfigError(msg)
+    # device="cpu" even under a meta default device (bundles are first built there to check their size)
     if spacing == "uniform":
         grid = torch.linspace(1.0, 0.0, n + 1, dtype=torch.float64, device="cpu")
     elif spacing == "logsnr":
