@@ -56,6 +56,8 @@ def bench(
                       f"{r.us_per_shower:.4g}", f"{r.us_spread:.2g}", f"{r.flops_per_shower / 1e6:.3g}",
                       f"{r.gflops:.3g}", f"{r.fraction_of_limit:.0%}", f"{r.peak_rss_mb:.0f}")
     console.print(table)
+    for note in result.skipped:
+        console.print(f"not timed: {note}")
     for geometry, us in result.refsim_us_per_shower.items():
         console.print(f"reference simulator on {geometry}: {us:.4g} us/shower (same energies, one process)")
     if json_out is not None:

@@ -78,11 +78,12 @@ class BenchResult:
     machine: dict[str, Any]
     refsim_us_per_shower: dict[str, float]
     rows: tuple[BenchRow, ...]
+    skipped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with stable keys (``schema: caloforge.bench/1``)."""
+        """JSON-ready, with stable keys (``schema: caloforge.bench/1``); ``skipped`` says what was not timed and why."""
         return {"schema": BENCH_SCHEMA, "machine": self.machine, "refsim_us_per_shower": self.refsim_us_per_shower,
-                "rows": [asdict(r) for r in self.rows]}
+                "rows": [asdict(r) for r in self.rows], "skipped": list(self.skipped)}
 
 
 def flops_per_shower(model: torch.nn.Module, sample: Any, n: int = 64) -> float:
@@ -199,10 +200,16 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
     threads = threads or torch.get_num_threads()
     machine = machine_summary(device)
     rows: list[BenchRow] = []
+    skipped = [f"{path} ({bundle.family}): onnxruntime, the family does not export (docs/performance.md)"
+               for path, bundle in zip(models, bundles, strict=True)
+               if "onnxruntime" in backends and bundle.models[0].noise_size() is None]
     context = multiprocessing.get_context("spawn")
-    for path in models:
+    for path, bundle in zip(models, bundles, strict=True):
+        usable = [b for b in backends if b == "torch" or bundle.models[0].noise_size() is not None]
+        if not usable:
+            continue
         with ProcessPoolExecutor(1, mp_context=context) as pool:
-            rows += pool.submit(_bench_model, str(path), list(batch_sizes), list(backends), device, repeats, threads,
+            rows += pool.submit(_bench_model, str(path), list(batch_sizes), usable, device, repeats, threads,
                                 machine.fp32_gflops).result()
     refsim_times = {}
     if refsim:
@@ -212,4 +219,5 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
             refsim_times[first.geometry.name] = _refsim_time(first.geometry, first.geometry.particle, energies)
         except CaloforgeError:
             pass  # a geometry without a detector description: nothing to compare
-    return BenchResult(asdict(machine) | {"description": machine.describe()}, refsim_times, tuple(rows))
+    return BenchResult(asdict(machine) | {"description": machine.describe()}, refsim_times, tuple(rows),
+                       tuple(skipped))
