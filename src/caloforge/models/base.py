@@ -27,9 +27,23 @@ from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.models.preprocess import Preprocessing, TransformKind
 from caloforge.runtime import resources
 
-__all__ = ["Batch", "FamilyConfig", "GenerativeModel", "Preset", "check_model_size"]
+__all__ = ["PARTICLES", "Batch", "FamilyConfig", "GenerativeModel", "Preset", "check_model_size", "check_particle"]
 
 Preset = Literal["auto", "cpu", "paper"]
+
+PARTICLES: tuple[str | None, ...] = (None, "photon", "electron", "gamma", "pion")
+"""The particle names the families' presets know (None: the photon defaults; gamma: a photon)."""
+
+
+def check_particle(particle: str | None, where: str) -> None:
+    """Refuse a particle name no family preset knows, in one line naming ``where``.
+
+    Raises:
+        ConfigError: for a name outside :data:`PARTICLES`.
+    """
+    if particle not in PARTICLES:
+        msg = f"expected a particle in {list(PARTICLES[1:])} but got '{particle}', in {where}"
+        raise ConfigError(msg)
 
 
 class FamilyConfig(Config):

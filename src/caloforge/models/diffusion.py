@@ -47,7 +47,7 @@ from pydantic import Field, field_validator
 from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
-from caloforge.models.base import Batch, FamilyConfig, GenerativeModel
+from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
 from caloforge.models.diffusion_networks import ResidualMLP, VoxelConv
 from caloforge.models.diffusion_samplers import Sampler, SamplerName, Spacing, get_sampler
 from caloforge.models.diffusion_schedules import ScheduleName, TimeSampling, get_schedule, training_times
@@ -58,7 +58,6 @@ __all__ = ["SAMPLER_PRESETS", "Diffusion", "DiffusionConfig", "LogitSpace"]
 SAMPLER_PRESETS: dict[str, tuple[SamplerName, int]] = {"fast": ("dpm2m", 10), "accurate": ("heun", 100)}
 """Named (sampler, steps) pairs for :meth:`Diffusion.with_sampler`: 10 and 199 network evaluations."""
 
-_PARTICLES = (None, "photon", "electron", "gamma", "pion")
 Positive = Annotated[int, Field(ge=1)]
 
 
@@ -135,9 +134,7 @@ class DiffusionConfig(FamilyConfig):
         Raises:
             ConfigError: for an unknown particle name.
         """
-        if particle not in _PARTICLES:
-            msg = f"expected a particle in {list(_PARTICLES[1:])} but got '{particle}', in DiffusionConfig.for_particle"
-            raise ConfigError(msg)
+        check_particle(particle, "DiffusionConfig.for_particle")
         return cls()
 
     @classmethod

@@ -41,8 +41,7 @@ import zuko
 from pydantic import Field
 from torch import Tensor, nn
 
-from caloforge.errors import ConfigError
-from caloforge.models.base import Batch, FamilyConfig, GenerativeModel
+from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
 from caloforge.models.flow_transforms import ShowerFeatures, Standardiser
 from caloforge.models.preprocess import Preprocessing
 
@@ -117,12 +116,8 @@ class FlowConfig(FamilyConfig):
         Raises:
             ConfigError: for another particle name.
         """
-        if particle in (None, "photon", "gamma", "pion"):
-            return cls()
-        if particle == "electron":
-            return cls(threshold=0.01515)
-        msg = f"expected a particle in ['photon', 'electron', 'pion'] but got '{particle}', in FlowConfig.for_particle"
-        raise ConfigError(msg)
+        check_particle(particle, "FlowConfig.for_particle")
+        return cls(threshold=0.01515) if particle == "electron" else cls()
 
     @classmethod
     def for_cpu(cls, particle: str | None) -> FlowConfig:

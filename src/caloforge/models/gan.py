@@ -24,8 +24,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from caloforge.errors import ConfigError
-from caloforge.models.base import Batch, FamilyConfig, GenerativeModel
+from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
 from caloforge.models.preprocess import Preprocessing
 
 __all__ = ["GAN", "GANConfig"]
@@ -86,15 +85,13 @@ class GANConfig(FamilyConfig):
         Raises:
             ConfigError: for another particle name.
         """
-        if particle in (None, "photon", "electron", "gamma"):
-            return cls()
+        check_particle(particle, "GANConfig.for_particle")
         if particle == "pion":
             return cls().replace(
                 noise_dim=200, generator_layers=(200, 400, 800), critic_layers=(800, 400, 200),
                 activation="relu", init="he_uniform", critic_betas=(0.5, 0.999), critic_steps=5, gp_lambda=20.0,
             )
-        msg = f"expected a particle in ['photon', 'electron', 'pion'] but got '{particle}', in GANConfig.for_particle"
-        raise ConfigError(msg)
+        return cls()
 
     @classmethod
     def for_cpu(cls, particle: str | None) -> GANConfig:

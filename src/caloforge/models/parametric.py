@@ -41,7 +41,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
-from caloforge.models.base import Batch, FamilyConfig, GenerativeModel
+from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
 from caloforge.models.parametric_stats import fit_copula, interpolate_quantiles, reservoir_slots, standard_gamma
 from caloforge.models.preprocess import Preprocessing
 
@@ -81,13 +81,8 @@ class ParametricConfig(FamilyConfig):
         Raises:
             ConfigError: for another particle name.
         """
-        if particle in (None, "photon", "gamma", "pion"):
-            return cls()
-        if particle == "electron":
-            return cls(threshold=0.01515)
-        msg = (f"expected a particle in ['photon', 'electron', 'pion'] but got '{particle}', "
-               f"in ParametricConfig.for_particle")
-        raise ConfigError(msg)
+        check_particle(particle, "ParametricConfig.for_particle")
+        return cls(threshold=0.01515) if particle == "electron" else cls()
 
 
 class Parametric(GenerativeModel):

@@ -37,14 +37,12 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from caloforge.errors import ConfigError
-from caloforge.models.base import Batch, FamilyConfig, GenerativeModel
+from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
 from caloforge.models.preprocess import Preprocessing, TransformKind
 
 __all__ = ["VAE", "VAEConfig"]
 
 Width = Annotated[int, Field(ge=1)]
-_PARTICLES = (None, "photon", "electron", "gamma", "pion")
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "swish": nn.SiLU}
 
 
@@ -89,9 +87,7 @@ class VAEConfig(FamilyConfig):
         Raises:
             ConfigError: for an unknown particle name.
         """
-        if particle not in _PARTICLES:
-            msg = f"expected a particle in {list(_PARTICLES[1:])} but got '{particle}', in VAEConfig.for_particle"
-            raise ConfigError(msg)
+        check_particle(particle, "VAEConfig.for_particle")
         return cls()
 
     @classmethod
