@@ -9,7 +9,6 @@ with, and the fingerprints of the data and of each model's training rows. A data
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ from numpy.typing import NDArray
 
 from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
-from caloforge.data.source import Showers, chunk_rows, iter_showers
+from caloforge.data.source import ShowerDigest, Showers, chunk_rows, iter_showers
 from caloforge.models.base import GenerativeModel
 from caloforge.models.preprocess import ShowerSummary
 from caloforge.models.sampling import sample_showers
@@ -79,8 +78,7 @@ def scan(data: Showers, subsets: Mapping[str, NDArray[np.int64]], threshold: flo
     n, n_layers = len(data), data.geometry.n_layers
     layer_sums = np.empty((n, n_layers))
     response, response_thr = np.empty(n), np.empty(n)
-    digests = {name: hashlib.sha256(np.ascontiguousarray(data.energies[rows]).tobytes())
-               for name, rows in subsets.items()}
+    digests = {name: ShowerDigest(data, rows) for name, rows in subsets.items()}
     start = 0
     with progress.task(f"read {n} showers", total=n, unit="showers") as bar:
         for chunk in iter_showers(data):
@@ -90,20 +88,10 @@ def scan(data: Showers, subsets: Mapping[str, NDArray[np.int64]], threshold: flo
             response_thr[start:stop] = _thresholded_response(chunk.showers, chunk.energies, threshold)
             for name, rows in subsets.items():
                 local = rows[np.searchsorted(rows, start):np.searchsorted(rows, stop)] - start
-                digests[name].update(np.ascontiguousarray(chunk.showers[local]).tobytes())
+                digests[name].update(chunk[local])
             start = stop
             bar.update(stop)
-    fingerprints = {}
-    for name, rows in subsets.items():
-        for key in sorted(data.conditions):
-            digests[name].update(key.encode())
-            digests[name].update(np.ascontiguousarray(data.conditions[key][rows]).tobytes())
-        energies = data.energies[rows]
-        distinct = np.unique(energies)
-        fingerprints[name] = {"sha256": digests[name].hexdigest(), "n_showers": int(rows.size),
-                              "geometry_hash": data.geometry.hash,
-                              "energies": None if distinct.size > 50 else [float(e) for e in distinct],
-                              "energy_range": [float(energies.min()), float(energies.max())]}
+    fingerprints = {name: digest.result() for name, digest in digests.items()}
     summary = ShowerSummary(data.energies, layer_sums, response, dict(data.conditions))
     return Scan(summary, response_thr, fingerprints)
 
