@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from caloforge.data.checks import check_incident_energies, check_seed
+from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import CheckpointError, ConfigError
@@ -107,11 +107,7 @@ class ModelSet:
         path = Path(path)
         if path.is_dir():
             path = path / MANIFEST
-        try:
-            info = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            msg = f"expected a model-set manifest {path} but could not read it ({err})"
-            raise CheckpointError(msg) from None
+        info = read_json(path, "a model-set manifest", CheckpointError)
         if not isinstance(info, dict) or info.get("format") != MODEL_SET_FORMAT:
             got = info.get("format") if isinstance(info, dict) else type(info).__name__
             msg = f"expected the format '{MODEL_SET_FORMAT}' but got {got!r}, in {path}"

@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from caloforge.campaign.spec import (
     KINDS,
     Budget,
@@ -30,6 +28,7 @@ from caloforge.campaign.spec import (
     SliceSpec,
     family_config,
 )
+from caloforge.data.documents import read_yaml
 from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.models import FAMILIES, get_family
 from caloforge.validation.metrics.classifier import ClassifierConfig
@@ -37,17 +36,6 @@ from caloforge.validation.metrics.classifier import ClassifierConfig
 __all__ = ["load_spec", "parse_spec"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
-
-
-def _yaml_loader() -> type[yaml.SafeLoader]:
-    """A safe loader that also reads ``1e-4`` as a number (YAML 1.1 needs ``1.0e-4``)."""
-
-    class Loader(yaml.SafeLoader):  # type: ignore[misc]
-        pass
-
-    number = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-    Loader.add_implicit_resolver("tag:yaml.org,2002:float", number, list("-+0123456789."))
-    return Loader
 
 
 def _sections(data: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -101,14 +89,7 @@ def load_spec(path: str | Path) -> CampaignSpec:
     """
     path = Path(path)
     where = f"the campaign spec {path}"
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader()) or {}  # a SafeLoader
-    except FileNotFoundError:
-        msg = f"expected a campaign spec file but {path} does not exist"
-        raise ConfigError(msg) from None
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as err:
-        msg = f"expected a YAML campaign spec but could not parse {path} ({' '.join(str(err).split())[:200]})"
-        raise ConfigError(msg) from None
+    data = read_yaml(path, "a YAML campaign spec") or {}  # safe, bounded, no duplicate keys
     spec = parse_spec(data, where)
     base = path.resolve().parent
     slices = tuple(_check_slice(s, i, base, where) for i, s in enumerate(spec.slices))

@@ -41,21 +41,13 @@ __all__ = ["register"]
 
 def _read_config(path: Path | None) -> tuple[dict[str, Any], TrainingSettings]:
     """The ``model`` section (checked later by the family's config) and the validated ``training`` section."""
-    import yaml
-
+    from caloforge.data.documents import read_yaml
     from caloforge.errors import ConfigError
     from caloforge.training.settings import TrainingSettings
 
     if path is None:
         return {}, TrainingSettings()
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        msg = f"config file not found: {path}"
-        raise ConfigError(msg) from None
-    except (yaml.YAMLError, OSError) as err:
-        msg = f"expected a YAML config file but could not parse {path} ({err})"
-        raise ConfigError(msg) from None
+    data = read_yaml(path, "a YAML config file") or {}  # safe, bounded, no duplicate keys
     if not isinstance(data, dict) or set(data) - {"model", "training"}:
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
         msg = f"expected sections 'model' and/or 'training' but got {got}, in {path}"

@@ -27,7 +27,6 @@ ConfigError says so.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
+from caloforge.data.documents import read_json
 from caloforge.data.geometry import Geometry
 from caloforge.data.outputs import atomic_path, check_output, strict_json
 from caloforge.errors import ConfigError
@@ -203,11 +203,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     """The manifest written by :func:`export_onnx` (given it, or the graph beside it)."""
     path = Path(path)
     manifest = path if path.suffix == ".json" else path.with_suffix(".json")
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        msg = f"expected an ONNX export manifest {manifest} (written by caloforge export) but could not read it ({err})"
-        raise ConfigError(msg) from None
+    data = read_json(manifest, "an ONNX export manifest (written by caloforge export)", ConfigError)
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         msg = f"expected an ONNX export manifest of format {MANIFEST_FORMAT} but got something else, in {manifest}"
         raise ConfigError(msg)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
-import math
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import torch
 
 from caloforge._version import __version__
+from caloforge.data.documents import read_json
 from caloforge.data.geometry import Geometry
 from caloforge.data.outputs import atomic_dir, atomic_path, strict_json
 from caloforge.errors import CheckpointError, ConfigError
@@ -39,19 +38,6 @@ def weights_sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        msg = f"expected finite numbers but got {text!r:.40}"
-        raise ValueError(msg)
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    msg = f"expected finite numbers but got {name}"
-    raise ValueError(msg)
-
-
 def read_info(path: Path) -> dict[str, Any]:
     """The parsed ``bundle.json`` of the bundle directory ``path``.
 
@@ -62,11 +48,7 @@ def read_info(path: Path) -> dict[str, Any]:
     if not path.is_dir() or not file.is_file():
         msg = f"expected a bundle directory with {BUNDLE_JSON} but {path} is missing or is not one"
         raise CheckpointError(msg)
-    try:  # NaN, Infinity and overflowing numbers such as 1e999 are refused, never loaded
-        info = json.loads(file.read_text(), parse_constant=_no_constant, parse_float=_finite_float)
-    except (ValueError, OSError) as err:
-        msg = f"expected valid JSON in {file} but could not parse it ({err})"
-        raise CheckpointError(msg) from None
+    info = read_json(file, "a bundle description", CheckpointError)  # bounded; NaN and 1e999 refused
     if not isinstance(info, dict) or info.get("format") != BUNDLE_FORMAT:
         got = info.get("format") if isinstance(info, dict) else type(info).__name__
         msg = f"expected bundle format '{BUNDLE_FORMAT}' but got {got!r}, in {file}"
@@ -173,7 +155,7 @@ def update_history(path: str | Path, history: Sequence[Mapping[str, Any]]) -> No
     completed with the rows after the selected checkpoint.
     """
     target = Path(path) / BUNDLE_JSON
-    info = json.loads(target.read_text(encoding="utf-8"))
+    info = read_json(target, "a bundle description", CheckpointError)
     info["history"] = list(history)
     with atomic_path(target, force=True) as tmp:
         tmp.write_text(strict_json(info), encoding="utf-8")

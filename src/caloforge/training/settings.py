@@ -137,10 +137,10 @@ def read_run(run_json: Path) -> RunRecord:
         CheckpointError: if ``run.json`` is missing, not JSON, or not a run record (corrupt or
             written by a caloforge before 0.2).
     """
-    import json
+    from caloforge.data.documents import read_json
 
     try:
-        stored = json.loads(run_json.read_text(encoding="utf-8"))
+        stored = read_json(run_json, "a run description")
         return RunRecord.model_validate(stored)
     except (OSError, ValueError, ConfigError, ValidationError) as err:
         problem = f"{type(err).__name__}: {' '.join(str(err).split())}"

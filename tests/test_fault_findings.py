@@ -1,0 +1,141 @@
+"""The fault findings of issue 18: hostile or absurd inputs give one line, fast, and touch nothing else.
+
+Each test feeds what a hostile or careless user could: deeply nested JSON, a YAML alias bomb,
+duplicate keys, absurd sizes, paths outside a manifest's folder, a bundle without its
+checksum, an empty shower file.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from caloforge.campaign.model_set import ModelSet
+from caloforge.campaign.spec_checks import load_spec
+from caloforge.data.geometry import Geometry
+from caloforge.deploy.export import read_manifest
+from caloforge.errors import CaloforgeError, CheckpointError, ConfigError
+from caloforge.models import GAN, GANConfig
+from caloforge.models.preprocess import Preprocessing
+from caloforge.training.bundle import load
+from caloforge.training.bundle_format import save_model
+from synthetic import make_showers
+
+TINY = GANConfig(noise_dim=4, generator_layers=(8,), critic_layers=(8,), batch_size=16)
+SPEC = {"name": "tiny", "trials": 2, "budget": {"iterations": 200},
+        "slices": [{"particle": "photon", "eta": [0.0, 0.4], "refsim": {"n_train": 600, "n_reference": 200}}],
+        "families": {"gan": {"search": {"lr": {"log_uniform": [1.0e-4, 1.0e-3]}}}}}
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, tiny_geometry: Geometry) -> Path:
+    data = make_showers(tiny_geometry, 40, seed=2, energies=(500.0, 2000.0))
+    torch.manual_seed(0)
+    return save_model(tmp_path / "bundle", GAN(TINY, Preprocessing.fit(data, TINY.preprocessing)), "gan", tiny_geometry)
+
+
+def _one_line(err: pytest.ExceptionInfo[BaseException], *words: str) -> str:
+    message = str(err.value)
+    assert isinstance(err.value, CaloforgeError) and "\n" not in message, message
+    assert all(w in message for w in words), message
+    return message
+
+
+# ------------------------------------------------------------------------------- 1. deeply nested JSON
+def test_deeply_nested_json_is_refused_in_one_line_by_every_reader(tmp_path: Path, bundle: Path) -> None:
+    deep = "[" * 200_000
+    (bundle / "bundle.json").write_text(deep)
+    with pytest.raises(CheckpointError) as err:
+        load(bundle)
+    _one_line(err, "nested", "bundle.json")
+    (tmp_path / "model_set.json").write_text(deep)
+    with pytest.raises(CheckpointError) as err:
+        ModelSet.load(tmp_path)
+    _one_line(err, "nested", "model_set.json")
+    (tmp_path / "g.json").write_text('{"format": ' + deep)
+    with pytest.raises(ConfigError) as err:
+        read_manifest(tmp_path / "g.onnx")
+    _one_line(err, "nested", "g.json")
+
+
+def test_nan_in_a_manifest_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "g.json").write_text('{"format": "caloforge-onnx/1", "noise_size": NaN}')
+    with pytest.raises(ConfigError) as err:
+        read_manifest(tmp_path / "g.onnx")
+    _one_line(err, "finite", "g.json")
+
+
+# ------------------------------------------------------------------------------- 2. hostile YAML specs
+def _spec_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_deeply_nested_spec_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_spec(_spec_file(tmp_path, "trials: " + "[" * 200_000))
+    _one_line(err, "nested", "spec.yaml")
+
+
+@pytest.mark.parametrize("budget", [False, True], ids=["bomb", "bomb-and-budget"])
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path: Path, budget: bool) -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for i, name in enumerate("bcdefghij"):
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{'abcdefghij'[i]}"] * 10) + "]")
+    if budget:
+        lines.append("budget: *j")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        load_spec(_spec_file(tmp_path, "\n".join(lines) + "\n"))
+    assert time.perf_counter() - start < 5  # the bomb expands to 10^10 values; it must never be expanded
+    _one_line(err, "alias", "spec.yaml")
+
+
+def test_a_huge_spec_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    with path.open("w") as handle:
+        handle.write("name: huge\nnotes: [")
+        handle.write("1, " * 3_000_000)  # 9 MB
+        handle.write("1]\n")
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        load_spec(path)
+    assert time.perf_counter() - start < 5
+    _one_line(err, "MiB", "spec.yaml")
+
+
+def test_a_duplicate_key_in_a_spec_is_refused_naming_it(tmp_path: Path) -> None:
+    text = yaml.safe_dump(SPEC) + "trials: 5\n"
+    with pytest.raises(ConfigError) as err:
+        load_spec(_spec_file(tmp_path, text))
+    _one_line(err, "'trials'", "repeated", "spec.yaml")
+
+
+def test_a_duplicate_key_in_a_training_config_is_refused(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from caloforge.cli import app
+
+    config = tmp_path / "cfg.yaml"
+    config.write_text("training:\n  seed: 1\n  seed: 2\n")
+    result = CliRunner().invoke(app, ["train", "--data", "nothere.h5", "--out", str(tmp_path / "b"),
+                                      "--config", str(config)])
+    assert result.exit_code == 2 and "'seed' is repeated" in result.output, result.output
+
+
+def test_harmless_aliases_still_work(tmp_path: Path) -> None:
+    text = """name: tiny
+trials: 2
+budget: {iterations: 200}
+slices:
+  - {particle: photon, eta: [0.0, 0.4], refsim: &r {n_train: 600, n_reference: 200}}
+  - {particle: photon, eta: [0.4, 1.0], refsim: *r}
+families: {gan: {search: {lr: {log_uniform: [1e-4, 1e-3]}}}}
+"""
+    spec = load_spec(_spec_file(tmp_path, text))
+    assert [s.refsim.n_train for s in spec.slices if s.refsim is not None] == [600, 600]
