@@ -80,11 +80,12 @@ def test_a_flipped_byte_in_the_weights_is_refused(bundle: Path) -> None:
     _refused(bundle, "sha256 .* recorded in bundle.json but it has .*corrupt or were replaced")
 
 
-def test_a_bundle_of_the_previous_version_without_hash_still_loads(bundle: Path) -> None:
+def test_a_bundle_without_hash_is_refused_unless_trusted_explicitly(bundle: Path) -> None:
     info = _info(bundle)
-    del info["weights_sha256"]
+    del info["weights_sha256"]  # deleting the entry must not turn the check off
     _write_info(bundle, info)
-    assert load(bundle).geometry.n_voxels == 8
+    _refused(bundle, "weights_sha256.* is missing.*trust_unverified=True")
+    assert load(bundle, trust_unverified=True).geometry.n_voxels == 8
 
 
 def test_a_missing_tensor_is_refused_even_with_a_matching_hash(bundle: Path) -> None:

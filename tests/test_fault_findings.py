@@ -7,6 +7,7 @@ checksum, an empty shower file.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -139,3 +140,21 @@ families: {gan: {search: {lr: {log_uniform: [1e-4, 1e-3]}}}}
 """
     spec = load_spec(_spec_file(tmp_path, text))
     assert [s.refsim.n_train for s in spec.slices if s.refsim is not None] == [600, 600]
+
+
+# ------------------------------------------------------------------------------- 5. bundles without a hash
+def test_a_bundle_without_its_weights_hash_needs_no_verify(tmp_path: Path, bundle: Path) -> None:
+    from typer.testing import CliRunner
+
+    from caloforge.cli import app
+
+    info = json.loads((bundle / "bundle.json").read_text())
+    del info["weights_sha256"]
+    (bundle / "bundle.json").write_text(json.dumps(info))
+    args = ["generate", "--model", str(bundle), "--energies", "1000", "--n-per-energy", "3"]
+    refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a.h5")])
+    assert refused.exit_code == 2 and "weights_sha256" in refused.output and "--no-verify" in refused.output
+    assert not (tmp_path / "a.h5").exists()
+    trusted = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b.h5"), "--no-verify"])
+    assert trusted.exit_code == 0, trusted.output
+    assert (tmp_path / "b.h5").is_file()

@@ -76,13 +76,15 @@ def export(
                                                             "(batched) or par04 (one shower per call, Par04's "
                                                             "cell order)."),
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Load a bundle whose bundle.json records no weights "
+                                   "sha256 (older or edited bundles), unverified; refused without this flag."),
 ) -> None:
     """Export a bundle's generator as ONNX: noise and conditions in, voxel energies in MeV out.
     """
     from caloforge.deploy.export import export_onnx
     from caloforge.training.bundle import load
 
-    manifest = export_onnx(load(model), output, order, force)
+    manifest = export_onnx(load(model, trust_unverified=no_verify), output, order, force)
     console.print(f"wrote {output} and {manifest}")
 
 

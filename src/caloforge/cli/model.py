@@ -186,6 +186,8 @@ def generate(
         "torch", "--backend", help="onnxruntime runs the exported graph (--model is then a bundle, exported on the "
         "fly, or an export manifest .json)."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Load a bundle whose bundle.json records no weights "
+                                   "sha256 (older or edited bundles), unverified; refused without this flag."),
     force: bool = typer.Option(False, "--force", help="Overwrite the output file."),
 ) -> None:
     """Generate showers with a trained bundle (or a model set), at a reference file's energies or at given energies."""
@@ -219,7 +221,8 @@ def generate(
         console.print(f"wrote {len(showers)} showers to {output}")
         return
     assert model is not None  # one of --model and --model-set was checked above
-    generator = _onnx_generator(model, count) if backend == "onnxruntime" else load(model)
+    generator = _onnx_generator(model, count, no_verify) if backend == "onnxruntime" else \
+        load(model, trust_unverified=no_verify)
     if like is not None:
         showers = _generate_like(generator, like, batch_size, device, seed)
     else:
@@ -256,7 +259,7 @@ def _generate_from_set(path: Path, particle: str | None, eta: float | None, like
                            seed=seed)
 
 
-def _onnx_generator(model: Path, threads: int) -> Any:
+def _onnx_generator(model: Path, threads: int, no_verify: bool = False) -> Any:
     """ONNX Runtime on an export manifest, or on a bundle exported now into a temporary directory."""
     import tempfile
 
@@ -267,7 +270,7 @@ def _onnx_generator(model: Path, threads: int) -> Any:
     if model.suffix in (".json", ".onnx"):
         return OnnxGenerator(model, threads)
     with tempfile.TemporaryDirectory(prefix="caloforge-onnx-") as work:  # the sessions hold the graphs in memory
-        return OnnxGenerator(export_onnx(load(model), Path(work) / "model.onnx"), threads)
+        return OnnxGenerator(export_onnx(load(model, trust_unverified=no_verify), Path(work) / "model.onnx"), threads)
 
 
 def _generate_like(generator: Any, like: Path, batch_size: int, device: str, seed: int) -> Any:

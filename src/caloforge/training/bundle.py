@@ -173,7 +173,7 @@ class Bundle:
                              device=device, seed=seed)
 
 
-def _load_model(path: Path, info: dict[str, Any]) -> tuple[GenerativeModel, Geometry]:
+def _load_model(path: Path, info: dict[str, Any], trust_unverified: bool) -> tuple[GenerativeModel, Geometry]:
     description = path / BUNDLE_JSON
     try:
         family = get_family(info["family"])
@@ -197,7 +197,7 @@ def _load_model(path: Path, info: dict[str, Any]) -> tuple[GenerativeModel, Geom
     except (CaloforgeError, RuntimeError, ValueError) as err:
         msg = f"expected a model that can be built from {description} but: {str(err).splitlines()[0]:.200}"
         raise CheckpointError(msg) from None
-    state = read_weights(path, info)
+    state = read_weights(path, info, trust_unverified)
     try:
         model.load_state_dict(state, strict=True)
     except Exception as err:  # missing, unexpected or mis-shaped tensors
@@ -208,13 +208,18 @@ def _load_model(path: Path, info: dict[str, Any]) -> tuple[GenerativeModel, Geom
     return model, geometry
 
 
-def load(path: str | Path) -> Bundle:
+def load(path: str | Path, trust_unverified: bool = False) -> Bundle:
     """Load a bundle directory (or a training run directory holding ``bundle/``); never unpickles.
+
+    Args:
+        path: The bundle (or run) directory.
+        trust_unverified: Load weights whose bundle.json records no sha256 (a warning is logged);
+            by default such a bundle is refused, as its weights cannot be verified.
 
     Raises:
         CheckpointError: if the bundle is missing, its JSON is invalid or holds NaN/inf, its geometry does
             not match its preprocessing, its model would not fit in memory, or its weights are missing,
-            corrupt (sha256 mismatch) or do not match the model.
+            corrupt (sha256 mismatch or none recorded) or do not match the model.
     """
     path = Path(path)
     if not (path / BUNDLE_JSON).is_file() and (path / "bundle" / BUNDLE_JSON).is_file():
@@ -223,14 +228,14 @@ def load(path: str | Path) -> Bundle:
     if info.get("kind") == "split":
         names = part_names(path, info)
         parts = [read_info(path / name) for name in names]
-        loaded = [_load_model(path / name, p) for name, p in zip(names, parts, strict=True)]
+        loaded = [_load_model(path / name, p, trust_unverified) for name, p in zip(names, parts, strict=True)]
         if any(g != loaded[0][1] for _, g in loaded):
             msg = f"expected the parts of the split bundle {path} to share one geometry but they differ"
             raise CheckpointError(msg)
         info = {**info, "members": parts}
         splits = tuple(float(s) for s in info["splits"])
         return Bundle(path, info, [m for m, _ in loaded], splits, loaded[0][1])
-    model, geometry = _load_model(path, info)
+    model, geometry = _load_model(path, info, trust_unverified)
     return Bundle(path, info, [model], (), geometry)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,6 +32,8 @@ __all__ = ["BUNDLE_FORMAT", "BUNDLE_JSON", "WEIGHTS", "part_names", "read_info",
 BUNDLE_FORMAT = "caloforge-bundle/1"
 BUNDLE_JSON = "bundle.json"
 WEIGHTS = "model.safetensors"
+
+_log = logging.getLogger(__name__)
 
 
 def weights_sha256(data: bytes) -> str:
@@ -56,10 +59,15 @@ def read_info(path: Path) -> dict[str, Any]:
     return info
 
 
-def read_weights(path: Path, info: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The weights of the bundle at ``path``, checked against the sha256 in bundle.json when it has one.
+def read_weights(path: Path, info: dict[str, Any], trust_unverified: bool = False) -> dict[str, torch.Tensor]:
+    """The weights of the bundle at ``path``, checked against the sha256 recorded in bundle.json.
 
-    Bundles written before caloforge recorded ``weights_sha256`` load without the check.
+    A bundle without ``weights_sha256`` (written before caloforge recorded it, or edited) is refused
+    unless ``trust_unverified`` is set: deleting the entry must not turn the check off silently.
+
+    Raises:
+        CheckpointError: missing or unreadable weights, a sha256 that differs, or none recorded (without
+            ``trust_unverified``).
     """
     from safetensors.torch import load as load_bytes
 
@@ -70,7 +78,14 @@ def read_weights(path: Path, info: dict[str, Any]) -> dict[str, torch.Tensor]:
     resources.check_memory(2 * weights.stat().st_size, f"the weights {weights}", error=CheckpointError)
     data = weights.read_bytes()
     expected = info.get("weights_sha256")
-    if expected is not None:
+    if expected is None and not trust_unverified:
+        msg = (f"expected the weights' sha256 (weights_sha256) in {path / BUNDLE_JSON} but it is missing, so "
+               f"{weights} cannot be verified; if you trust where the bundle came from, load it with "
+               f"trust_unverified=True (CLI: --no-verify)")
+        raise CheckpointError(msg)
+    if expected is None:
+        _log.warning("loading %s without verifying it: bundle.json records no weights_sha256", weights)
+    else:
         digest = weights_sha256(data)
         if not isinstance(expected, str) or digest != expected.lower():
             msg = (f"expected {weights} to have the sha256 {expected!r:.70} recorded in {BUNDLE_JSON} but it has "
