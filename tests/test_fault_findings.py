@@ -158,3 +158,30 @@ def test_a_bundle_without_its_weights_hash_needs_no_verify(tmp_path: Path, bundl
     trusted = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b.h5"), "--no-verify"])
     assert trusted.exit_code == 0, trusted.output
     assert (tmp_path / "b.h5").is_file()
+
+
+# ------------------------------------------------------------------------------- 7. a file without showers
+def test_every_command_that_reads_showers_says_a_file_has_none(tmp_path: Path, bundle: Path) -> None:
+    import h5py
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from caloforge.cli import app
+
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w") as file:
+        file["incident_energies"] = np.zeros((0, 1))
+        file["showers"] = np.zeros((0, 368), np.float32)  # a ds1-photons file, emptied
+    commands = {
+        "train": ["train", "--data", str(empty), "--out", str(tmp_path / "run"),
+                  "--max-iterations", "5"],
+        "evaluate": ["evaluate", "--reference", str(empty), "--generated", str(empty), "--out", str(tmp_path / "ev")],
+        "generate": ["generate", "--model", str(bundle), "--like", str(empty), "--out", str(tmp_path / "g.h5")],
+        "leaderboard": ["leaderboard", "--data", str(empty), "--reference", str(empty), "--minutes-per-model", "1",
+                        "--out", str(tmp_path / "lb")],
+    }
+    for name, args in commands.items():
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, (name, result.output)
+        assert "holds none" in result.output and "iter_rows" not in result.output, (name, result.output)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "empty.h5"]  # nothing was created

@@ -178,7 +178,7 @@ def _check_file(path: Path, geometry: str | None, at: str) -> None:
         msg = f"expected the data file {path} but it does not exist, in {at}"
         raise ConfigError(msg)
     try:
-        info = io.inspect(path)
+        info = io.inspect(path).require_showers()
         if geometry is not None or info.geometry is None:
             from caloforge.data.presets import resolve_geometry
 

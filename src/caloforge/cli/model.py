@@ -251,7 +251,7 @@ def _generate_from_set(path: Path, particle: str | None, eta: float | None, like
     if like is not None:
         from caloforge.data import io
 
-        energies = io.inspect(like).energies
+        energies = io.inspect(like).require_showers().energies
         conditions = io.read_conditions(like) or None
     else:
         energies = np.repeat(np.asarray(values, dtype=np.float64), n)
@@ -280,7 +280,7 @@ def _generate_like(generator: Any, like: Path, batch_size: int, device: str, see
 
     if isinstance(generator, Bundle):
         return generator.generate_like(like, batch_size=batch_size, device=device, seed=seed)
-    info = io.inspect(like)
+    info = io.inspect(like).require_showers()
     generator.geometry.check_voxels(info.n_voxels, where=str(like))
     conditions = io.read_conditions(like) if generator.condition_names else {}
     return generator.generate(info.energies, {k: conditions[k] for k in generator.condition_names},

@@ -81,6 +81,18 @@ class FileInfo:
             except (GeometryError, ValueError):
                 self.geometry = None  # metadata is a convenience, never a requirement
 
+    def require_showers(self) -> FileInfo:
+        """This info, after checking that the file holds at least one shower (for commands that read them).
+
+        Raises:
+            DataError: if the file holds no showers.
+        """
+        if self.n_showers == 0:
+            msg = (f"expected showers in {self.path} but the file holds none ('{SHOWER_KEY}' has shape "
+                   f"(0, {self.n_voxels})); pass a file with showers")
+            raise DataError(msg)
+        return self
+
 
 def _plain(value: Any) -> Any:
     if isinstance(value, bytes):
@@ -240,12 +252,12 @@ def read(path: str | Path, geometry: str | Path | Geometry | None = None) -> Sho
 
     Raises:
         FileFormatError: not HDF5, truncated, or missing datasets.
-        DataError: inconsistent lengths, NaN/inf, negative voxel energies, incident energies outside
-            1 keV to 100 TeV, or more showers than fit in the available memory.
+        DataError: no showers, inconsistent lengths, NaN/inf, negative voxel energies, incident energies
+            outside 1 keV to 100 TeV, or more showers than fit in the available memory.
         GeometryMismatchError: the voxel count does not match the geometry.
     """
     with _open(path) as file:
-        info = FileInfo(Path(path), file)
+        info = FileInfo(Path(path), file).require_showers()
         chosen = _geometry_for(info, geometry)
         _check_rows_memory(info, file, info.n_showers, "reading all showers", _SMALLER)
         return _read_rows(file, info, slice(0, info.n_showers), chosen)

@@ -69,8 +69,8 @@ class ShowerFile:
 
     @classmethod
     def open(cls, path: str | Path, geometry: str | Path | Geometry | None = None) -> ShowerFile:
-        """Check the file and read its energies and conditions (not its showers)."""
-        info = io.inspect(path)
+        """Check the file and read its energies and conditions (not its showers); a file without showers is refused."""
+        info = io.inspect(path).require_showers()
         first = next(io.iter_rows(path, np.zeros(1, np.int64), 1, geometry))  # checks the geometry
         return cls(Path(path), first.geometry, info.energies, io.read_conditions(path))
 

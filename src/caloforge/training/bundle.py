@@ -156,7 +156,7 @@ class Bundle:
         else:
             from caloforge.data import io
 
-            info, where = io.inspect(reference), str(reference)
+            info, where = io.inspect(reference).require_showers(), str(reference)
             trained = f"{where} (the model was trained on '{self.geometry.name}')"
             self.geometry.check_voxels(info.n_voxels, where=trained)
             energies, geometry = info.energies, info.geometry or self.geometry
