@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from caloforge.cli import app
 from caloforge.data.io import write
 from caloforge.refsim import simulate
+from caloforge.validation.missing import FALLBACK, format_value
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,27 @@ def test_choices_are_listed_and_calochallenge_habits_are_accepted(files, tmp_pat
     assert metrics["mode"] == "fast" and metrics["geometry"]["name"] == "ds1-photons"
     assert metrics["inputs"]["generated"]["path"].endswith("gen.h5")
     assert len(metrics["inputs"]["reference"]["sha256"]) == 64
+    assert_nulls_explained(metrics)
+    # the terminal prints the numbers metrics.json holds (n/a where it holds null)
+    for row in metrics["verdicts"]:
+        shown = format_value(row["value"]) if row["value"] is not None else "n/a"
+        assert shown in result.output, (row["key"], shown)
+
+
+def assert_nulls_explained(metrics) -> None:
+    """Every null in metrics.json has its specific reason beside it (never the generic fallback)."""
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if value is None:
+                    reason = node.get(f"{key}_missing")
+                    assert reason and reason != FALLBACK, f"{path}/{key} is null without a reason"
+                walk(value, f"{path}/{key}")
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(value, f"{path}[{i}]")
+
+    walk(metrics, "")
 
 
 @pytest.mark.slow

@@ -216,40 +216,49 @@ def test_moment_kpd_equals_the_direct_kernel_sum():
 
 
 def _tiny_chi2_samples() -> tuple[np.ndarray, np.ndarray]:
-    # reference: 0.5 and 99.5 percentiles are 0 and 1 -> bins k/30; 0.25, 0.55, 0.75 lie in bins 7, 16, 22,
-    # and 1.0, the upper edge, overflows (ROOT's bins are [low, up))
+    # reference: 0.5 and 99.5 percentiles are 0 and 1; generated: 100 fewer at 0.55 and 100 at 2.0,
+    # so the union of the ranges is [0, 2] -> bins k/15: 0.25, 0.55, 0.75, 1.0, 2.0 in bins 3, 8, 11, 15, 29
     reference = np.repeat([0.0, 0.25, 0.55, 0.75, 1.0], [10, 100, 780, 100, 10])
-    # generated: 100 fewer at 0.55 and 100 far above the range
     generated = np.repeat([0.0, 0.25, 0.55, 0.75, 1.0, 2.0], [10, 100, 680, 100, 10, 100])
     return reference, generated
 
 
-def test_chi2_uu_by_hand_and_with_overflow():
+def test_chi2_uu_by_hand_on_the_union_of_the_ranges():
     assert chi2_two_sample([100, 800, 100], [100, 700, 100]) == (pytest.approx(38 / 27), 2)  # 10/9 + 8/27
     reference, generated = _tiny_chi2_samples()
+    edges = response_bins(reference, generated)
+    np.testing.assert_allclose(edges, np.linspace(0.0, 2.0, 31))
+    assert edges[-1] > 2.0  # the 99.5 percentile value itself is inside ([low, up) bins)
     np.testing.assert_allclose(response_bins(reference), np.linspace(0.0, 1.0, 31))
     e_r, e_g = np.full(reference.size, 1000.0), np.full(generated.size, 1000.0)
     uu = response_chi2(e_r, reference, e_g, generated)
-    # "UU": r = (10, 100, 780, 100), N_r = 990; g = (10, 100, 680, 100), N_g = 890; 4 bins -> NDF 3
-    expected = ((890 * 10 - 990 * 10) ** 2 / (990 * 890 * 20) + 2 * (890 * 100 - 990 * 100) ** 2 / (990 * 890 * 200)
-                + (890 * 780 - 990 * 680) ** 2 / (990 * 890 * 1460))
-    assert uu.chi2 == pytest.approx(expected) and uu.ndf == 3 and uu.option == "UU"
-    assert (uu.per_energy[0].n_reference_in_range, uu.per_energy[0].n_generated_in_range) == (990, 890)
-    assert uu.chi2 == pytest.approx(1.5345, abs=1e-4)
-    of = response_chi2(e_r, reference, e_g, generated, overflow=True)
-    # "UU UF OF": N_r = N_g = 1000; only the 0.55 bin, 100*(780-680)... and the overflow (10 vs 110) differ
-    expected_of = (1000 * 780 - 1000 * 680) ** 2 / (1e6 * 1460) + (1000 * 10 - 1000 * 110) ** 2 / (1e6 * 120)
-    assert of.chi2 == pytest.approx(expected_of) and of.ndf == 4 and of.option == "UU UF OF"
-    assert of.chi2 > 50 * uu.chi2  # the tail outside the range dominates "UU UF OF" and is invisible to "UU"
-    assert uu.definition["option"] == "UU" and "0.5-99.5" in str(uu.definition["binning"])
+    r, g = np.array([10, 100, 780, 100, 10, 0]), np.array([10, 100, 680, 100, 10, 100])
+    n_r, n_g = 1000, 1000
+    expected = np.sum((n_g * r - n_r * g) ** 2 / (n_r * n_g * (r + g)))
+    assert uu.chi2 == pytest.approx(expected) and uu.ndf == 5 and uu.option == "UU"
+    e = uu.per_energy[0]
+    assert (e.n_reference_in_range, e.n_generated_in_range) == (1000, 1000)
+    assert e.reference_outside == 0.0 and e.generated_outside == 0.0 and uu.max_outside == 0.0
+    assert uu.chi2 > 80  # the 100 showers at 2.0 dominate: nothing leaves the comparison
+    assert uu.definition["option"] == "UU" and "union" in str(uu.definition["binning"])
 
 
-def test_chi2_uu_infinite_when_nothing_generated_falls_in_range():
+def test_chi2_finite_and_large_when_the_generated_sample_is_far_away():
     reference = np.random.default_rng(0).normal(1.0, 0.05, 500)
     result = response_chi2(np.ones(500), reference, np.ones(100), np.full(100, 5.0))
-    assert np.isinf(result.chi2_ndf)
-    assert result.per_energy[0].n_generated_in_range == 0 and result.per_energy[0].n_generated == 100
-    assert np.isfinite(response_chi2(np.ones(500), reference, np.ones(100), np.full(100, 5.0), overflow=True).chi2)
+    e = result.per_energy[0]
+    assert np.isfinite(result.chi2_ndf) and result.chi2_ndf > 10
+    assert e.n_generated_in_range == 100 and e.n_reference_in_range >= 495  # at most the 0.5 % tails outside
+
+
+def test_chi2_tails_outside_are_recorded():
+    rng = np.random.default_rng(3)
+    reference, generated = rng.normal(1.0, 0.05, 4000), rng.normal(1.0, 0.05, 4000)
+    e = response_chi2(np.ones(4000), reference, np.ones(4000), generated).per_energy[0]
+    # beyond the union's edges lie only a sample's own tails past its 0.5/99.5 percentiles: 1 % (+ 2 showers)
+    assert 0.0 <= e.reference_outside <= 0.0105 and 0.0 <= e.generated_outside <= 0.0105
+    assert e.reference_outside + e.generated_outside > 0.0
+    assert e.to_dict()["generated_outside"] == e.generated_outside
 
 
 # ----------------------------------------------------------------------------- binnings

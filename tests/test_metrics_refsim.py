@@ -161,3 +161,41 @@ def test_voxel_shuffle_invisible_to_energy_features_seen_by_low_level_classifier
         config = ClassifierConfig(hidden=(64, 64), max_epochs=4, repeats=1, max_showers=10_000)
         auc = classifier_test(low_level_inputs(ref), low_level_inputs(shuffled), config, seed=0).auc
     assert auc > 0.6, auc
+
+
+def _ladder_samples() -> tuple[ShowerSet, ShowerSet, np.ndarray]:
+    """Two independent ds1-photon samples on the whole ladder (256 MeV - 4.2 TeV).
+
+    Showers per energy grow with the relative resolution (24 % at 256 MeV, 1 % above 100 GeV) so that
+    a 5 % shift is ~4 standard errors of the mean at every energy: the test is about the binning, not
+    about statistics.
+    """
+    energies = 2.0 ** np.arange(8, 23)
+    n = np.array([6900, 3900, 2000, 620, 420, 300, 300, 300, 300, 300, 300, 300, 300, 300, 300])
+    e = np.repeat(energies, n)
+    a, b = simulate("ds1-photons", "photon", e, seed=11), simulate("ds1-photons", "photon", e, seed=12)
+    return a, b, energies
+
+
+def test_response_chi2_sees_a_shift_at_every_energy():
+    """x1.05, x0.95 and +3 sigma give chi2/NDF >> 1 at each of the 15 energies; identical physics gives ~1.
+
+    With bins taken from the reference alone (the old definition) a 5 % shift moved almost every
+    generated shower above 262 GeV out of the histogram and the chi2/NDF there read 0.55-0.93.
+    """
+    from scipy import stats
+
+    a, b, energies = _ladder_samples()
+    ra, rb = a.showers.sum(axis=1) / a.energies, b.showers.sum(axis=1) / b.energies
+    sigma = np.array([rb[b.energies == e].std() for e in energies])
+    same = response_chi2(a.energies, ra, b.energies, rb)
+    assert len(same.per_energy) == 15 and abs(same.chi2_ndf - 1.0) < 0.25
+    assert all(stats.chi2.sf(e.chi2, e.ndf) > 1e-4 for e in same.per_energy)
+    shifts = {"x1.05": 1.05 * rb, "x0.95": 0.95 * rb, "+3 sigma": rb + 3.0 * sigma[np.searchsorted(energies, b.energies)]}
+    for name, generated in shifts.items():
+        result = response_chi2(a.energies, ra, b.energies, generated)
+        assert len(result.per_energy) == 15
+        for e in result.per_energy:
+            assert e.chi2_ndf > 2.0 and stats.chi2.sf(e.chi2, e.ndf) < 1e-6, (name, e.energy, e.chi2_ndf)
+            # only a sample's own tails beyond its 0.5/99.5 percentiles (interpolated: + 2 showers) are outside
+            assert e.generated_outside <= 0.01 + 2 / e.n_generated and e.reference_outside <= 0.01 + 2 / e.n_reference

@@ -154,9 +154,11 @@ def parse_floats(values: str | Sequence[str] | None, what: str) -> list[float] |
 
 
 def verdict_table(result: EvaluationResult) -> Table:
-    """The verdict rows of an evaluation as a rich table."""
+    """The verdict rows of an evaluation as a rich table (values as the report and metrics.json give them)."""
+    from caloforge.validation.missing import format_value  # start-up time: the validation package is heavy
+
     table = Table("metric", "value", "error", "ref. split", "verdict", title=f"verdict: {result.verdict}")
     for row in result.verdicts:
-        table.add_row(row.metric, f"{row.value:.4g}", f"{row.error:.2g}", f"{row.reference_split:.4g}",
+        table.add_row(row.metric, format_value(row.value), format_value(row.error, 2), format_value(row.reference_split),
                       f"[{_VERDICT_STYLE[row.verdict]}]{row.verdict}[/]")
     return table

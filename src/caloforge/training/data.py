@@ -59,17 +59,16 @@ def _thresholded_response(showers: NDArray[np.float32], energies: NDArray[np.flo
 def validation_chi2(reference: ShowerSet, generated: ShowerSet) -> Chi2Result:
     """The checkpoint-selection chi2 of E_tot/E_inc per incident energy, after the readout threshold on both samples.
 
-    It counts the under- and overflow bins (ROOT's "UU UF OF"): unlike the "UU" chi2 the
-    evaluation reports, it stays finite when a model puts every shower of some energy
-    outside the reference's range (an untrained model does), so the log starts from a real
-    untrained value, and it penalises tails that "UU" does not see.
+    The same definition as the evaluation's (:func:`~caloforge.validation.metrics.chi2.response_chi2`):
+    the bins cover both samples at every energy, so the value stays finite and grows when a
+    model puts the showers of some energy far from the reference (an untrained model does).
     """
     from caloforge.validation.features import readout_threshold
 
     threshold = readout_threshold(reference.geometry)
     ref = _thresholded_response(reference.showers, reference.energies, threshold)
     gen = _thresholded_response(generated.showers, generated.energies, threshold)
-    return response_chi2(reference.energies, ref, generated.energies, gen, overflow=True)
+    return response_chi2(reference.energies, ref, generated.energies, gen)
 
 
 def scan(data: Showers, subsets: Mapping[str, NDArray[np.int64]], threshold: float,
@@ -125,7 +124,7 @@ class ValidationTarget:
 
     def chi2(self, generated: NDArray[np.float64]) -> Chi2Result:
         """The selection chi2 (see :func:`validation_chi2`) of generated responses, (n,)."""
-        return response_chi2(self.energies, self.response, self.energies, generated, overflow=True)
+        return response_chi2(self.energies, self.response, self.energies, generated)
 
 
 def generated_response(model: GenerativeModel, target: ValidationTarget, seed: int) -> NDArray[np.float64] | None:

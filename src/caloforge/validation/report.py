@@ -36,6 +36,7 @@ from caloforge.errors import OutputExistsError, OutputPathError
 from caloforge.extras import require
 from caloforge.runtime.progress import SILENT, Progress
 from caloforge.validation import plots, shower_plots
+from caloforge.validation.missing import format_value
 from caloforge.validation.result import EvaluationResult
 
 if TYPE_CHECKING:
@@ -147,10 +148,7 @@ def _figures(result: EvaluationResult) -> list[tuple[str, str, str, Callable[[],
     return out
 
 
-def _fmt(x: float) -> str:
-    if x is None or not math.isfinite(x):
-        return "–"
-    return f"{x:.4g}"
+_fmt = format_value  # "n/a" where metrics.json has null, as the terminal prints it
 
 
 def _verdict_table(result: EvaluationResult) -> str:
@@ -164,13 +162,17 @@ def _verdict_table(result: EvaluationResult) -> str:
 
 
 def _chi2_table(result: EvaluationResult) -> str:
-    rows = ["<tr><th>E_inc</th><th>N ref</th><th>N gen</th><th>chi2</th><th>NDF</th><th>chi2/NDF</th></tr>"]
+    rows = ["<tr><th>E_inc</th><th>N ref</th><th>N gen</th><th>chi2</th><th>NDF</th><th>chi2/NDF</th>"
+            "<th>range of E_tot/E_inc</th><th>outside: ref / gen</th><th>gen beyond ref 99 %</th></tr>"]
     for e in result.chi2.per_energy:
         label = format_energy(e.energy)
         rows.append(f"<tr><td>{label}</td><td>{e.n_reference}</td><td>{e.n_generated}</td><td>{_fmt(e.chi2)}</td>"
-                    f"<td>{e.ndf}</td><td>{_fmt(e.chi2_ndf)}</td></tr>")
+                    f"<td>{e.ndf}</td><td>{_fmt(e.chi2_ndf)}</td><td>{e.low:.4g} - {e.high:.4g}</td>"
+                    f"<td>{e.reference_outside:.1%} / {e.generated_outside:.1%}</td>"
+                    f"<td>{e.generated_beyond_reference:.1%}</td></tr>")
     rows.append(f"<tr><th>all</th><th>{result.n_reference}</th><th>{result.n_generated}</th><th>{_fmt(result.chi2.chi2)}"
-                f"</th><th>{result.chi2.ndf}</th><th>{_fmt(result.chi2.chi2_ndf)}</th></tr>")
+                f"</th><th>{result.chi2.ndf}</th><th>{_fmt(result.chi2.chi2_ndf)}</th><th></th>"
+                f"<th>max {result.chi2.max_outside:.1%}</th><th></th></tr>")
     return "<table>" + "".join(rows) + "</table>"
 
 

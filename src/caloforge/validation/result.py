@@ -26,6 +26,7 @@ from caloforge.validation.metrics.distances import DistanceResult
 from caloforge.validation.metrics.prdc import PRDCResult
 from caloforge.validation.metrics.response import ResponseResult
 from caloforge.validation.metrics.separation import FeatureHistogram
+from caloforge.validation.missing import explain_missing
 
 __all__ = ["SCHEMA", "EnergyRangeMeans", "EvaluationResult", "max_abs_difference"]
 
@@ -127,7 +128,14 @@ class EvaluationResult:
         return v.overall(self.verdicts)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable summary with stable keys (see docs/validation.md)."""
+        """A JSON-serialisable summary with stable keys (see docs/validation.md).
+
+        A value that could not be computed is ``None`` with the reason beside it, in ``<key>_missing``
+        (:func:`~caloforge.validation.missing.explain_missing`).
+        """
+        return explain_missing(self._raw_dict())  # type: ignore[no-any-return]
+
+    def _raw_dict(self) -> dict[str, Any]:
         def dist(d: DistanceResult) -> dict[str, Any]:
             return {"value_e3": d.value * 1e3, "error_e3": d.error * 1e3, "definition": d.definition}
 

@@ -9,6 +9,8 @@ reasons for each threshold are in docs/validation.md.
 metric                 pass                                        warn (else fail)
 =====================  ==========================================  ==========================
 response chi2/NDF      <= 1 + 3 sqrt(2/NDF) (statistics alone)     <= 3
+response tails         generated beyond the reference's 0.5-99.5   <= 5 %
+                       percentiles <= 1 % + 3 sigma (binomial)
 max separation power   <= max(0.01, 2 x split)                     <= max(0.1, 5 x split)
 FPD, KPD               <= split + 3 sigma (or consistent with 0)    <= 5 x the pass bound
 classifier AUC         <= max(0.6, split + 0.05)                   <= max(0.8, split + 0.2);
@@ -44,6 +46,7 @@ __all__ = [
     "distance_verdict",
     "overall",
     "separation_verdict",
+    "tail_verdict",
 ]
 
 Verdict = Literal["pass", "warn", "fail", "info"]
@@ -94,6 +97,36 @@ def chi2_verdict(chi2_ndf: float, ndf: int, split: float = float("nan")) -> Verd
     bound = 1.0 + 3.0 * math.sqrt(2.0 / max(ndf, 1))
     return VerdictRow("response_chi2_ndf", "response chi2/NDF", chi2_ndf, math.sqrt(2.0 / max(ndf, 1)), split,
                       _grade(chi2_ndf, bound, max(3.0, bound)), f"pass <= {bound:.3f} (1 + 3 sqrt(2/NDF)), warn <= 3")
+
+
+def tail_verdict(chi2: Chi2Result) -> VerdictRow:
+    """Generated showers beyond the reference's 0.5-99.5 percentile range of E_tot/E_inc, at the worst energy.
+
+    Expected: 1 %, plus 2/(N_ref + 1) because the percentiles of N_ref showers are estimates (a new
+    shower lies outside the range of N_ref others with probability 2/(N_ref + 1)); pass within 3
+    binomial standard deviations of that, warn up to 5 % above it.
+
+    Example:
+        >>> import numpy as np
+        >>> from caloforge.validation.metrics.chi2 import response_chi2
+        >>> rng, e = np.random.default_rng(0), np.full(1000, 1e4)
+        >>> ref = rng.normal(1.0, 0.02, 1000)
+        >>> tail_verdict(response_chi2(e, ref, e, rng.normal(1.0, 0.02, 1000))).verdict
+        'pass'
+        >>> tail_verdict(response_chi2(e, ref, e, rng.normal(1.05, 0.02, 1000))).verdict
+        'fail'
+    """
+    worst = chi2.worst_tail
+    if worst is None:
+        return VerdictRow("response_tails", "response tails (beyond the reference's 99 %)", math.nan, math.nan,
+                          math.nan, "info", "no energy to compare")
+    value = worst.generated_beyond_reference
+    expected = 0.01 + 2.0 / (worst.n_reference + 1)
+    bound = expected + 3.0 * math.sqrt(expected * (1.0 - expected) / worst.n_generated)
+    return VerdictRow("response_tails", f"response tails (generated beyond the reference's 99 %, worst at "
+                      f"{worst.energy:.4g} MeV)", value, math.sqrt(max(value * (1 - value), 1e-4) / worst.n_generated),
+                      math.nan, _grade(value, bound, bound + 0.05),
+                      f"pass <= {bound:.3f} (1 % + 2/(N_ref+1) + 3 binomial sigma), warn <= {bound + 0.05:.3f}")
 
 
 def separation_verdict(value: float, split: float = float("nan"), what: str = "max") -> VerdictRow:
@@ -176,7 +209,7 @@ def assemble(
         correlation: Largest layer-correlation difference, generated and reference split.
         prdc: Precision/recall/density/coverage and their reference split, shown for information.
     """
-    rows = [chi2_verdict(chi2.chi2_ndf, chi2.ndf, chi2_split.chi2_ndf)]
+    rows = [chi2_verdict(chi2.chi2_ndf, chi2.ndf, chi2_split.chi2_ndf), tail_verdict(chi2)]
     finite = {k: s for k, s in separations.items() if math.isfinite(s)}
     worst = max(finite, key=finite.__getitem__) if finite else "none"
     split_finite = [s for s in separations_split.values() if math.isfinite(s)]
