@@ -185,3 +185,61 @@ def test_every_command_that_reads_showers_says_a_file_has_none(tmp_path: Path, b
         assert result.exit_code == 2, (name, result.output)
         assert "holds none" in result.output and "iter_rows" not in result.output, (name, result.output)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "empty.h5"]  # nothing was created
+
+
+# ------------------------------------------------------------------------------- 4. ONNX graphs, model-set paths
+@pytest.fixture
+def exported(tmp_path: Path, bundle: Path) -> Path:
+    import warnings
+
+    pytest.importorskip("onnxruntime")
+    from caloforge.deploy.export import export_onnx
+
+    (tmp_path / "export").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return export_onnx(load(bundle), tmp_path / "export" / "g.onnx")
+
+
+def test_a_truncated_onnx_graph_is_one_line(tmp_path: Path, exported: Path) -> None:
+    from typer.testing import CliRunner
+
+    from caloforge.cli import app
+
+    graph = exported.with_suffix(".onnx")
+    graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    result = CliRunner().invoke(app, ["generate", "--model", str(exported), "--backend", "onnxruntime",
+                                      "--energies", "1000", "--n-per-energy", "2", "--out", str(tmp_path / "g.h5")])
+    assert result.exit_code == 2 and "ONNX Runtime refused" in result.output, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "g.h5").exists()
+
+
+def test_manifest_graphs_outside_its_folder_are_refused(tmp_path: Path, exported: Path) -> None:
+    from caloforge.deploy.onnx_runtime import OnnxGenerator
+
+    graph = exported.with_suffix(".onnx")
+    outside = tmp_path / "x.onnx"
+    outside.write_bytes(graph.read_bytes())  # a valid graph, but not the manifest's
+    (exported.parent / "link.onnx").symlink_to(outside)
+    info = json.loads(exported.read_text())
+    assert len(OnnxGenerator(exported).sessions) == 1  # the untouched export loads
+    for name in ("/etc/passwd", "../x.onnx", "../../x.onnx", "link.onnx", "sub/../../x.onnx"):
+        exported.write_text(json.dumps({**info, "parts": [{**info["parts"][0], "file": name}]}))
+        with pytest.raises(ConfigError) as err:
+            OnnxGenerator(exported)
+        _one_line(err, "in its folder", repr(name))
+
+
+def test_a_model_set_bundle_that_links_outside_is_refused(tmp_path: Path, bundle: Path) -> None:
+    folder = tmp_path / "set"
+    folder.mkdir()
+    entry = {"slice": "s0", "particle": "photon", "eta": [0.0, 1.0], "energy": [100.0, 1e6], "family": "gan"}
+    manifest = {"format": "caloforge-model-set/1", "entries": [{**entry, "bundle": "s0"}]}
+    (folder / "model_set.json").write_text(json.dumps(manifest))
+    (folder / "s0").symlink_to(bundle, target_is_directory=True)  # a bundle outside the model set
+    with pytest.raises(CheckpointError) as err:
+        ModelSet.load(folder)
+    _one_line(err, "inside the model set", "'s0'")
+    (folder / "s0").unlink()
+    (folder / "s0").mkdir()
+    assert len(ModelSet.load(folder).entries) == 1  # a real sub-directory is fine

@@ -113,10 +113,12 @@ class ModelSet:
             msg = f"expected the format '{MODEL_SET_FORMAT}' but got {got!r}, in {path}"
             raise CheckpointError(msg)
         entries = []
+        folder = path.parent.resolve()
         for i, raw in enumerate(info.get("entries") or []):
             try:
                 relative = Path(raw["bundle"])
-                if relative.is_absolute() or ".." in relative.parts:
+                if relative.is_absolute() or ".." in relative.parts or \
+                        not (folder / relative).resolve().is_relative_to(folder):  # a symbolic link leading out
                     msg = f"a path inside the model set but got '{relative}'"
                     raise ValueError(msg)
                 entries.append(ModelSetEntry(

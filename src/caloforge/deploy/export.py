@@ -200,12 +200,31 @@ def export_onnx(bundle: Any, path: str | Path, order: Order = "calochallenge", f
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The manifest written by :func:`export_onnx` (given it, or the graph beside it)."""
+    """The manifest written by :func:`export_onnx` (given it, or the graph beside it).
+
+    Its graphs (``parts``) must be files in the manifest's own folder: absolute paths, ``..`` and
+    symbolic links leading elsewhere are refused, so a manifest never opens a file outside its folder.
+
+    Raises:
+        ConfigError: an unreadable manifest, another format, or a graph outside the manifest's folder.
+    """
     path = Path(path)
     manifest = path if path.suffix == ".json" else path.with_suffix(".json")
     data = read_json(manifest, "an ONNX export manifest (written by caloforge export)", ConfigError)
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         msg = f"expected an ONNX export manifest of format {MANIFEST_FORMAT} but got something else, in {manifest}"
         raise ConfigError(msg)
-    data["directory"] = str(manifest.parent)
+    parts = data.get("parts")
+    if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) for p in parts):
+        msg = f"expected a list of graphs in 'parts' but got {parts!r:.80}, in {manifest}"
+        raise ConfigError(msg)
+    folder = manifest.parent.resolve()
+    for part in parts:
+        name = part.get("file")
+        plain = isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\\0:")
+        if not plain or (folder / name).resolve().parent != folder:
+            msg = (f"expected each graph of the manifest to be a file in its folder {folder} but got "
+                   f"{name!r:.80}, in {manifest}")
+            raise ConfigError(msg)
+    data["directory"] = str(folder)
     return data

@@ -18,10 +18,23 @@ from numpy.typing import ArrayLike, NDArray
 from caloforge.data.checks import check_incident_energies, check_integer, check_seed, to_real_array
 from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
-from caloforge.errors import ConfigError
+from caloforge.errors import CaloforgeError, CheckpointError, ConfigError
 from caloforge.extras import require
 
 __all__ = ["OnnxGenerator"]
+
+
+def _session(ort: Any, graph: Path, options: Any) -> Any:
+    """An ONNX Runtime session on ``graph``; a missing, truncated or foreign file is one line."""
+    if not graph.is_file():
+        msg = f"expected the ONNX graph {graph} named in its manifest but it is missing"
+        raise CheckpointError(msg)
+    try:
+        return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+        reason = " ".join(str(err).split())
+        msg = f"expected a readable ONNX graph in {graph} but ONNX Runtime refused it ({reason:.160}); export it again"
+        raise CheckpointError(msg) from None
 
 
 class OnnxGenerator:
@@ -37,22 +50,27 @@ class OnnxGenerator:
 
         ort = require("onnxruntime", "onnx", "generation with ONNX Runtime")
         self.manifest = read_manifest(manifest)
-        if self.manifest["order"] != "calochallenge":
+        if self.manifest.get("order") != "calochallenge":
             msg = (f"expected a graph exported in the CaloChallenge order for generation but {manifest} is in the "
-                   f"'{self.manifest['order']}' order (for Par04-style callers); export again without --order")
+                   f"'{self.manifest.get('order')}' order (for Par04-style callers); export again without --order")
             raise ConfigError(msg)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
             options.intra_op_num_threads = threads
-        directory = Path(self.manifest["directory"])
-        self.sessions = [ort.InferenceSession(str(directory / part["file"]), options,
-                                              providers=["CPUExecutionProvider"])
-                         for part in self.manifest["parts"]]
-        self.geometry = Geometry.from_dict(self.manifest["geometry"])
-        self.splits = tuple(float(s) for s in self.manifest["splits"])
-        self.condition_names = tuple(self.manifest["conditions"])
-        self.noise_size = int(self.manifest["noise_size"])
+        directory = Path(self.manifest["directory"])  # read_manifest keeps every graph inside it
+        self.sessions = [_session(ort, directory / part["file"], options) for part in self.manifest["parts"]]
+        try:
+            self.geometry = Geometry.from_dict(self.manifest["geometry"])
+            self.splits = tuple(float(s) for s in self.manifest["splits"])
+            self.condition_names = tuple(str(c) for c in self.manifest["conditions"])
+            self.noise_size = int(self.manifest["noise_size"])
+        except (CaloforgeError, KeyError, TypeError, ValueError) as err:
+            msg = f"expected a complete ONNX export manifest but {manifest} lacks or mangles {err!s:.120}"
+            raise ConfigError(msg) from None
+        if len(self.splits) != len(self.sessions) - 1:
+            msg = f"expected {len(self.sessions) - 1} split energies for {len(self.sessions)} graphs, in {manifest}"
+            raise ConfigError(msg)
 
     def __repr__(self) -> str:
         return (f"OnnxGenerator(family='{self.manifest['family']}', graphs={len(self.sessions)}, "
