@@ -44,3 +44,12 @@ def test_a_shower_set_converts_to_arrays_and_tensors_and_gives_its_layers():
     layer = showers.layer(2)  # EMB2: 10 alpha x 19 r bins
     assert layer.shape == (5, 10, 19)
     np.testing.assert_array_equal(layer.reshape(5, -1), showers.showers[:, showers.geometry.layer_slice(2)])
+
+
+def test_lazy_attributes_import_in_a_fresh_interpreter():
+    """``from caloforge import io`` (the README's second line) in a process that imported nothing else."""
+    import subprocess
+
+    code = "from caloforge import io, load, evaluate, simulate; import caloforge; print(io.read, caloforge.io.iter_chunks)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

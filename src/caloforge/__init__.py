@@ -31,8 +31,8 @@ from caloforge.errors import CaloforgeError
 
 __all__ = ["CaloforgeError", "Geometry", "Layer", "ShowerSet", "__version__", "evaluate", "io", "load", "simulate"]
 
-_LAZY = {  # imported on first use: they pull in h5py, torch or matplotlib
-    "io": ("caloforge.data", "io"),
+_LAZY: dict[str, tuple[str, str | None]] = {  # imported on first use: they pull in h5py, torch or matplotlib; None: the module itself
+    "io": ("caloforge.data.io", None),
     "load": ("caloforge.training.bundle", "load"),
     "evaluate": ("caloforge.validation.evaluate", "evaluate"),
     "simulate": ("caloforge.refsim", "simulate"),
@@ -44,7 +44,8 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module, attribute = _LAZY[name]
-        return getattr(importlib.import_module(module), attribute)
+        imported = importlib.import_module(module)
+        return imported if attribute is None else getattr(imported, attribute)
     msg = f"module 'caloforge' has no attribute {name!r}"
     raise AttributeError(msg)
 
