@@ -243,3 +243,40 @@ def test_a_model_set_bundle_that_links_outside_is_refused(tmp_path: Path, bundle
     (folder / "s0").unlink()
     (folder / "s0").mkdir()
     assert len(ModelSet.load(folder).entries) == 1  # a real sub-directory is fine
+
+
+# ------------------------------------------------------------------------------- 3. absurd values
+@pytest.mark.parametrize(("changes", "words"), [
+    pytest.param({"trials": 10**12}, ["trials <= 10000", "10000000000"], id="trials"),
+    pytest.param({"families": {"parametric": {"config": {"reservoir": 10**12},
+                                              "search": {"knots": {"integer": [5, 20]}}}}},
+                 ["reservoir <= 10000000"], id="reservoir"),
+    pytest.param({"budget": {"iterations": 10**30}}, ["iterations <= 1000000000"], id="iterations"),
+], )
+def test_absurd_campaign_values_are_refused_before_anything_runs(tmp_path: Path, changes: dict[str, object],
+                                                                  words: list[str]) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_spec(_spec_file(tmp_path, yaml.safe_dump({**SPEC, **changes})))
+    _one_line(err, *words)
+
+
+def test_absurd_training_and_generation_sizes_name_the_option(tmp_path: Path, bundle: Path) -> None:
+    import h5py
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from caloforge.cli import app
+
+    data = tmp_path / "ds1.h5"
+    with h5py.File(data, "w") as file:
+        file["incident_energies"] = np.full((50, 1), 1024.0)
+        file["showers"] = np.random.default_rng(0).random((50, 368)).astype(np.float32)
+    trained = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "run"),
+                                       "--max-iterations", str(10**30)])
+    assert trained.exit_code == 2 and "expected --max-iterations <= 1000000000" in trained.output, trained.output
+    assert not (tmp_path / "run").exists()
+    generated = CliRunner().invoke(app, ["generate", "--model", str(bundle), "--energies", "1000,2000",
+                                         "--n-per-energy", str(10**12), "--out", str(tmp_path / "g.h5")])
+    assert generated.exit_code == 2, generated.output
+    assert "--n-per-energy 1000000000000" in generated.output and "fit in memory" in generated.output
+    assert "Traceback" not in generated.output and not (tmp_path / "g.h5").exists()

@@ -129,8 +129,8 @@ class RefsimSource(Config):
     geometry: str | None = None
     eta: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     extra_material_x0: Annotated[float, Field(ge=0, le=20, allow_inf_nan=False)] = 0.0
-    n_train: Annotated[int, Field(ge=50)] = 10_000
-    n_reference: Annotated[int, Field(ge=10)] = 2_000
+    n_train: Annotated[int, Field(ge=50, le=10**8)] = 10_000
+    n_reference: Annotated[int, Field(ge=10, le=10**8)] = 2_000
     energies: tuple[Positive, ...] = ()
     spectrum: str | None = None
     seed: Annotated[int, Field(ge=0, lt=2**31)] = 0
@@ -182,16 +182,16 @@ class Budget(Config):
         checkpoint_every: Iterations between checkpoints (selection, reports to the scheduler).
     """
 
-    iterations: Annotated[int, Field(ge=1)] | None = None
-    minutes: Positive | None = None
-    checkpoint_every: Annotated[int, Field(ge=1)] = 100
+    iterations: Annotated[int, Field(ge=1, le=10**9)] | None = None  # bounds: a typo, not a plan
+    minutes: Annotated[float, Field(gt=0, le=10**6, allow_inf_nan=False)] | None = None  # two years
+    checkpoint_every: Annotated[int, Field(ge=1, le=10**9)] = 100
 
 
 class Resources(Config):
     """What each trial reserves on the Ray cluster (threads = cpus; a GPU trains on CUDA)."""
 
-    cpus: Positive = 1.0
-    gpus: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.0
+    cpus: Annotated[float, Field(gt=0, le=4096, allow_inf_nan=False)] = 1.0
+    gpus: Annotated[float, Field(ge=0, le=1024, allow_inf_nan=False)] = 0.0
 
 
 class EarlyStopping(Config):
@@ -220,7 +220,7 @@ class CampaignSpec(Config):
     output: str | None = None
     seed: Annotated[int, Field(ge=0, lt=2**31)] = 0
     metric: Literal["chi2_ndf", "auc"] = "chi2_ndf"
-    trials: Annotated[int, Field(ge=1)] = 8
+    trials: Annotated[int, Field(ge=1, le=10_000)] = 8  # per slice and family
     include_defaults: bool = True
     energy_split: tuple[Positive, ...] = ()
     budget: Budget

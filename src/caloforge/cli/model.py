@@ -131,6 +131,7 @@ def train(
     A budget is required: --max-iterations N and/or --max-minutes M (training stops at the first reached).
     """
     from caloforge.data.source import ShowerFile
+    from caloforge.errors import ConfigError
     from caloforge.models import get_family
     from caloforge.training.loop import train as train_model
 
@@ -138,7 +139,14 @@ def train(
     flags = {"max_iterations": max_iterations, "max_minutes": max_minutes, "checkpoint_every": checkpoint_every,
              "split_energies": parse_floats(split_energies, "--split-energies"), "hold_out_energy": hold_out_energy,
              "validation_fraction": validation_fraction, "seed": seed}
-    settings = settings.replace(**{k: v for k, v in flags.items() if v is not None})  # flags win over the file
+    given = {k: v for k, v in flags.items() if v is not None}
+    try:
+        settings = settings.from_dict(given, base=settings, where="the command line")  # flags win over the file
+    except ConfigError as err:  # name the flag, not the setting
+        text = str(err)
+        for key in given:
+            text = text.replace(f"expected {key} ", f"expected --{key.replace('_', '-')} ")
+        raise ConfigError(text) from None
     family = model if model is not None else family
     apply_threads(threads)
     showers = ShowerFile.open(data, geometry)  # streamed: see caloforge.training.batches
@@ -213,6 +221,8 @@ def generate(
         msg = f"expected --n-per-energy >= 1 but got {n}"
         raise ConfigError(msg)
     count = apply_threads(threads)
+    if values is not None:  # before np.repeat: 10^12 showers must be one line, not a 7 TiB allocation
+        _check_count(n, len(values), 1)
     if model_set is not None:
         showers = _generate_from_set(model_set, particle, eta, like, values, n, backend, batch_size, device, seed)
         metadata: dict[str, str | int | float] = {"generator": str(model_set), "backend": backend, "seed": seed,
@@ -226,11 +236,22 @@ def generate(
     if like is not None:
         showers = _generate_like(generator, like, batch_size, device, seed)
     else:
+        _check_count(n, len(values or ()), generator.geometry.n_voxels)
         e = np.repeat(np.asarray(values, dtype=np.float64), n)
         showers = generator.generate(e, batch_size=batch_size, seed=seed) if backend == "onnxruntime" else \
             generator.generate(e, batch_size=batch_size, device=device, seed=seed)
     io.write(output, showers, force=force, metadata={"generator": str(model), "backend": backend, "seed": seed})
     console.print(f"wrote {len(showers)} showers to {output}")
+
+
+def _check_count(n: int, energies: int, n_voxels: int) -> None:
+    """Refuse ``--n-per-energy`` when the energies and showers it asks for cannot fit in memory."""
+    from caloforge.errors import ConfigError
+    from caloforge.runtime import resources
+
+    total = n * energies
+    resources.check_memory(total * (8 + 4 * n_voxels), f"{total:,} showers (--n-per-energy {n} x {energies} "
+                           f"energies)", "lower --n-per-energy or generate in several files", ConfigError)
 
 
 def _generate_from_set(path: Path, particle: str | None, eta: float | None, like: Path | None,

@@ -58,7 +58,7 @@ class FamilyConfig(Config):
 
     preprocessing: TransformKind = "energy"
     energy_scale: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
-    batch_size: Annotated[int, Field(ge=1)] = 1024
+    batch_size: Annotated[int, Field(ge=1, le=2**24)] = 1024  # bounds here and in the families: typos
 
     @classmethod
     def for_particle(cls, particle: str | None) -> Self:

@@ -58,7 +58,7 @@ __all__ = ["SAMPLER_PRESETS", "Diffusion", "DiffusionConfig", "LogitSpace"]
 SAMPLER_PRESETS: dict[str, tuple[SamplerName, int]] = {"fast": ("dpm2m", 10), "accurate": ("heun", 100)}
 """Named (sampler, steps) pairs for :meth:`Diffusion.with_sampler`: 10 and 199 network evaluations."""
 
-Positive = Annotated[int, Field(ge=1)]
+Positive = Annotated[int, Field(ge=1, le=2**24)]  # bounds: typos, not plans
 
 
 class DiffusionConfig(FamilyConfig):
@@ -103,12 +103,12 @@ class DiffusionConfig(FamilyConfig):
     depth: Positive = 4
     channels: Positive = 32
     layer_shapes: tuple[tuple[Positive, Positive], ...] = ()
-    time_dim: Annotated[int, Field(ge=2)] = 64
+    time_dim: Annotated[int, Field(ge=2, le=2**20)] = 64
     embedding_dim: Positive = 128
     schedule: ScheduleName = "linear"
     time_sampling: TimeSampling = "uniform"
     sampler: SamplerName = "dpm2m"
-    sampler_steps: Positive = 10
+    sampler_steps: Annotated[int, Field(ge=1, le=100_000)] = 10
     spacing: Spacing = "uniform"
     logit_alpha: Annotated[float, Field(gt=0, lt=0.1, allow_inf_nan=False)] = 1e-6
     lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3

@@ -47,7 +47,7 @@ from caloforge.models.preprocess import Preprocessing
 
 __all__ = ["CouplingBlock", "CouplingFlow", "Flow", "FlowConfig"]
 
-Width = Annotated[int, Field(ge=1)]
+Width = Annotated[int, Field(ge=1, le=2**20)]
 _Z_CLAMP = 12.0  # sampled standardised features are kept within +-12 (no overflow from a far tail)
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -89,20 +89,20 @@ class FlowConfig(FamilyConfig):
 
     design: Literal["joint", "split"] = "joint"
     coupling: Literal["spline", "affine"] = "spline"
-    blocks: Annotated[int, Field(ge=1)] = 18
+    blocks: Annotated[int, Field(ge=1, le=1000)] = 18
     hidden: tuple[Width, ...] = (32, 32, 32)
-    energy_blocks: Annotated[int, Field(ge=1)] = 6
+    energy_blocks: Annotated[int, Field(ge=1, le=1000)] = 6
     energy_hidden: tuple[Width, ...] = (64, 64)
-    bins: Annotated[int, Field(ge=2)] = 10
+    bins: Annotated[int, Field(ge=2, le=10_000)] = 10
     spline_bound: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 5.0
     threshold: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
     noise: Annotated[float, Field(gt=0, le=1)] = 1.0
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 1e-6
-    knots: Annotated[int, Field(ge=1)] = 15
-    init_batches: Annotated[int, Field(ge=1)] = 8
+    knots: Annotated[int, Field(ge=1, le=10_000)] = 15
+    init_batches: Annotated[int, Field(ge=1, le=10_000)] = 8
     lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 5e-4
     grad_clip: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 10.0
-    batch_size: Annotated[int, Field(ge=1)] = 256
+    batch_size: Annotated[int, Field(ge=1, le=2**24)] = 256
 
     @classmethod
     def for_particle(cls, particle: str | None) -> FlowConfig:

@@ -32,7 +32,7 @@ __all__ = ["GAN", "GANConfig"]
 Activation = Literal["swish", "relu", "leaky_relu"]
 Init = Literal["glorot_normal", "he_uniform"]
 OutputActivation = Literal["relu", "softplus", "sigmoid"]
-Width = Annotated[int, Field(ge=1)]
+Width = Annotated[int, Field(ge=1, le=2**20)]
 Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -64,7 +64,7 @@ class GANConfig(FamilyConfig):
         True
     """
 
-    noise_dim: Annotated[int, Field(ge=1)] = 100
+    noise_dim: Annotated[int, Field(ge=1, le=2**20)] = 100
     noise_mean: Annotated[float, Field(allow_inf_nan=False)] = 0.5
     noise_std: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 0.5
     generator_layers: tuple[Width, ...] = (100, 200, 400)
@@ -75,7 +75,7 @@ class GANConfig(FamilyConfig):
     lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-4
     generator_betas: tuple[Beta, Beta] = (0.5, 0.999)
     critic_betas: tuple[Beta, Beta] = (0.9, 0.999)
-    critic_steps: Annotated[int, Field(ge=1)] = 8
+    critic_steps: Annotated[int, Field(ge=1, le=1000)] = 8
     gp_lambda: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 3.0
 
     @classmethod

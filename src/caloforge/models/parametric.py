@@ -68,11 +68,11 @@ class ParametricConfig(FamilyConfig):
         (15, 0.01515)
     """
 
-    knots: Annotated[int, Field(ge=1)] = 15
-    reservoir: Annotated[int, Field(ge=2)] = 10_000
-    levels: Annotated[int, Field(ge=2)] = 513
+    knots: Annotated[int, Field(ge=1, le=10_000)] = 15
+    reservoir: Annotated[int, Field(ge=2, le=10**7)] = 10_000
+    levels: Annotated[int, Field(ge=2, le=10**5)] = 513
     threshold: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
-    batch_size: Annotated[int, Field(ge=1)] = 2048
+    batch_size: Annotated[int, Field(ge=1, le=2**24)] = 2048
 
     @classmethod
     def for_particle(cls, particle: str | None) -> ParametricConfig:

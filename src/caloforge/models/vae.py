@@ -42,7 +42,7 @@ from caloforge.models.preprocess import Preprocessing, TransformKind
 
 __all__ = ["VAE", "VAEConfig"]
 
-Width = Annotated[int, Field(ge=1)]
+Width = Annotated[int, Field(ge=1, le=2**20)]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "swish": nn.SiLU}
 
 
@@ -77,7 +77,7 @@ class VAEConfig(FamilyConfig):
     batch_norm: bool = True
     reconstruction: Literal["bce", "mse"] = "bce"
     kl_weight: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
-    kl_warmup_iterations: Annotated[int, Field(ge=0)] = 1000
+    kl_warmup_iterations: Annotated[int, Field(ge=0, le=10**9)] = 1000
     lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3
 
     @classmethod

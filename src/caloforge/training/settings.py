@@ -45,9 +45,9 @@ class TrainingSettings(Config):
 of cfg.yaml
     """
 
-    max_iterations: Annotated[int, Field(ge=1)] | None = None
-    max_minutes: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
-    checkpoint_every: Annotated[int, Field(ge=1)] = 100
+    max_iterations: Annotated[int, Field(ge=1, le=10**9)] | None = None  # bounds: a typo, not a plan
+    max_minutes: Annotated[float, Field(gt=0, le=10**6, allow_inf_nan=False)] | None = None  # two years
+    checkpoint_every: Annotated[int, Field(ge=1, le=10**9)] = 100
     split_energies: tuple[Energy, ...] = ()
     hold_out_energy: Energy | None = None
     validation_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
