@@ -100,11 +100,12 @@ def test_classifier_inputs(two_layers):
     low = low_level_inputs(s, threshold=0.0)
     assert low.shape == (1, 9) and low[0, 0] == pytest.approx(2.0) and low[0, 1] == pytest.approx(0.02)
     features = compute_features(s, 0.0)
-    # the CaloChallenge columns: log E_inc, 2 E_layer, 4 eta/phi moments (1 alpha layer)
+    # the official columns: log E_inc, 2 E_layer, 4 eta/phi moments (1 alpha layer), log E_tot, 2 sparsities,
+    # 2 centres in r, 2 widths in r
     high = high_level_inputs(features)
-    assert high.shape == (1, 1 + 2 + 4)
+    assert high.shape == (1, 1 + 2 + 4 + 1 + 2 + 2 + 2)
     assert high[0, 1] == pytest.approx(np.log10(3.0 + 1e-8))
-    # extended: then 2+2 r moments, log E_tot, 2 sparsities
-    extended = high_level_inputs(features, extended=True)
-    assert extended.shape == (1, 1 + 2 + 4 + 4 + 1 + 2)
-    assert extended[0, 11] == pytest.approx(np.log10(7.0 + 1e-8))
+    assert high[0, 7] == pytest.approx(np.log10(7.0 + 1e-8))
+    np.testing.assert_allclose(high[0, 8:10], [1 - 2 / 6, 1 - 1 / 2])  # sparsities: 2 of 6, 1 of 2 voxels hit
+    np.testing.assert_allclose(high[0, 10:12], [(2 * 0.5 + 1 * 3.0) / 3 / 100, 1.0 / 100])  # centres in r / 100
+    assert high[0, 13] == 0.0  # one voxel: no width

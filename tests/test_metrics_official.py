@@ -272,7 +272,8 @@ def test_official_binnings_for_ds1_photons():
     hists = {h.name: h for h in feature_histograms(f, f)}
     layer = hists["e_layer_1"]
     assert len(layer.edges) - 1 == 39 and layer.binning == "calochallenge"
-    assert layer.edges[0] == pytest.approx(10.0) and layer.edges[-1] == pytest.approx(f.e_layer[:, 1].max())
+    # the official min_energy (1 MeV for dataset 1, also the threshold applied to both samples) is the lower edge
+    assert layer.edges[0] == pytest.approx(1.0) and layer.edges[-1] == pytest.approx(f.e_layer[:, 1].max())
     assert hists["response"].binning == "calochallenge" and len(hists["response"].edges) == 101
     eta = hists["centre_eta_1"]
     assert eta.binning == "calochallenge" and (eta.edges[0], eta.edges[-1], len(eta.edges)) == (-100.0, 100.0, 101)
@@ -283,10 +284,10 @@ def test_official_binnings_for_ds1_photons():
     # no r-moment or E_tot histogram in the official code: data-driven, and said so
     assert hists["width_r_1"].binning == "data-driven" and hists["e_total"].binning == "data-driven"
     voxel = voxel_histogram(showers.showers, showers.showers, 1.0, geometry=g)
-    assert len(voxel.edges) - 1 == 49 and voxel.binning == "calochallenge" and voxel.edges[0] == pytest.approx(10.0)
-    assert voxel.definition == {"binning": "calochallenge", "n_bins": 49, "low": pytest.approx(10.0),
+    assert len(voxel.edges) - 1 == 49 and voxel.binning == "calochallenge" and voxel.edges[0] == pytest.approx(1.0)
+    assert voxel.definition == {"binning": "calochallenge", "n_bins": 49, "low": pytest.approx(1.0),
                                 "high": pytest.approx(float(showers.showers.max())), "log_x": True}
-    assert DATASETS["ds2"].official_min_energy_mev == pytest.approx(0.5e-3 / 0.033)
+    assert DATASETS["ds2"].readout_threshold_mev == pytest.approx(0.5e-3 / 0.033)
 
 
 def test_official_per_energy_response_bins():
@@ -313,14 +314,17 @@ def test_custom_geometry_gets_data_driven_binnings(tiny_geometry):
     assert voxel_histogram(showers.showers, showers.showers, 0.0).binning == "data-driven"
 
 
-def test_high_level_inputs_official_columns_first(tiny_geometry):
+def test_high_level_inputs_follow_the_official_columns(tiny_geometry):
     showers = make_showers(tiny_geometry, 5, seed=3)
     f = compute_features(showers, threshold=0.0)
-    official, extended = high_level_inputs(f), high_level_inputs(f, extended=True)
-    # 1 + 2 layers + 4 eta/phi moments of the one alpha layer; then r moments (2 + 2), log E_tot, sparsities (2)
-    assert official.shape == (5, 7) and extended.shape == (5, 14)
-    np.testing.assert_array_equal(extended[:, :7], official)
+    official = high_level_inputs(f)
+    # log E_inc, 2 layers, 4 eta/phi moments of the one alpha layer, log E_tot, 2 sparsities, 2 + 2 r moments
+    assert official.shape == (5, 14)
     np.testing.assert_allclose(official[:, 0], np.log10(f.energies), rtol=1e-6)
+    np.testing.assert_allclose(official[:, 7], np.log10(f.e_total + 1e-8), rtol=1e-6)
+    np.testing.assert_allclose(official[:, 8:10], f.sparsity, rtol=1e-6)
+    np.testing.assert_allclose(official[:, 10:12], f.centre_r / 100.0, rtol=1e-6)
+    np.testing.assert_allclose(official[:, 12:14], f.width_r / 100.0, rtol=1e-6)
     np.testing.assert_allclose(official[:, 1:3], np.log10(f.e_layer + 1e-8), rtol=1e-6)
     for column, name in zip(range(3, 7), ("centre_eta", "centre_phi", "width_eta", "width_phi"), strict=True):
         np.testing.assert_allclose(official[:, column], getattr(f, name)[:, 0] / 100.0, rtol=1e-6, atol=1e-9)

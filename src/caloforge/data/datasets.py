@@ -1,17 +1,18 @@
 """Facts of the four CaloChallenge datasets, in one table: every stage reads them from here.
 
 Which dataset a geometry is, is decided by its binning (:attr:`caloforge.data.geometry.Geometry.dataset`);
-what follows from it (the readout threshold the features apply, the lower edge of the official
-log-spaced histograms, the particle, the energy spectrum and the detector the reference simulator
-uses) is this table. A custom geometry has no entry: callers fall back to their documented defaults.
+what follows from it (the readout threshold, ``min_energy`` of the official ``evaluate.py``: applied
+to both samples and the lower edge of the log-spaced E_layer and voxel histograms; the particle,
+the energy spectrum and the detector the reference simulator uses) is this table.
+A custom geometry has no entry: callers fall back to their documented defaults.
 
 Example:
     >>> from caloforge.data.presets import PRESETS
     >>> facts = dataset_facts(PRESETS["ds2"])
     >>> facts.particle, round(facts.readout_threshold_mev * 1e3, 2), facts.spectrum
     ('electron', 15.15, 'log-uniform:1000:1000000')
-    >>> dataset_facts(PRESETS["ds1-photons"]).official_min_energy_mev
-    10.0
+    >>> dataset_facts(PRESETS["ds1-photons"]).readout_threshold_mev
+    1.0
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ class DatasetFacts:
         name: ``ds1-photons``, ``ds1-pions``, ``ds2`` or ``ds3`` (the preset of the same name).
         particle: The particle of its showers.
         readout_threshold_mev: Voxels below this are read out as 0 (1 MeV for dataset 1,
-            15.15 keV for datasets 2 and 3); caloforge applies it before every metric.
-        official_min_energy_mev: ``min_energy`` of the official evaluation: the lower edge of its
-            log-spaced E_layer and voxel histograms (the official code applies no threshold).
+            15.15 keV for datasets 2 and 3): the official evaluation's ``min_energy``, applied to
+            both samples before every metric and the lower edge of the log-spaced E_layer and
+            voxel histograms.
         spectrum: The incident-energy spectrum (``caloforge.refsim.Spectrum.parse`` syntax).
         detector: The reference simulator's detector description for it.
     """
@@ -48,18 +49,15 @@ class DatasetFacts:
     name: str
     particle: str
     readout_threshold_mev: float
-    official_min_energy_mev: float
     spectrum: str
     detector: Literal["atlas-like", "par04-wsi"]
 
 
 DATASETS: dict[str, DatasetFacts] = {
-    "ds1-photons": DatasetFacts("ds1-photons", "photon", 1.0, 10.0, "ds1", "atlas-like"),
-    "ds1-pions": DatasetFacts("ds1-pions", "pion", 1.0, 10.0, "ds1", "atlas-like"),
-    "ds2": DatasetFacts("ds2", "electron", WSI_THRESHOLD_MEV, WSI_THRESHOLD_MEV, "log-uniform:1000:1000000",
-                        "par04-wsi"),
-    "ds3": DatasetFacts("ds3", "electron", WSI_THRESHOLD_MEV, WSI_THRESHOLD_MEV, "log-uniform:1000:1000000",
-                        "par04-wsi"),
+    "ds1-photons": DatasetFacts("ds1-photons", "photon", 1.0, "ds1", "atlas-like"),
+    "ds1-pions": DatasetFacts("ds1-pions", "pion", 1.0, "ds1", "atlas-like"),
+    "ds2": DatasetFacts("ds2", "electron", WSI_THRESHOLD_MEV, "log-uniform:1000:1000000", "par04-wsi"),
+    "ds3": DatasetFacts("ds3", "electron", WSI_THRESHOLD_MEV, "log-uniform:1000:1000000", "par04-wsi"),
 }
 
 

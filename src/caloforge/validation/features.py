@@ -1,9 +1,9 @@
 """High-level shower features of the CaloChallenge, and the readout threshold.
 
 Every feature is computed per shower, vectorised over the whole sample, after the
-dataset's readout threshold has been applied (voxels below it set to 0). The
-CaloChallenge's ``evaluate.py`` applies no threshold (its ``min_energy`` is only the
-lower edge of log-spaced histograms; docs/validation.md compares the two):
+dataset's readout threshold has been applied (voxels below it set to 0), as the
+CaloChallenge's ``evaluate.py`` does with its ``min_energy`` (docs/validation.md names the head
+followed):
 
 * ``e_total``: sum of voxel energies, MeV; ``response`` = E_tot / E_inc.
 * ``e_layer``: energy per layer, MeV.
@@ -11,10 +11,9 @@ lower edge of log-spaced histograms; docs/validation.md compares the two):
   energy-weighted mean of the voxel-centre coordinates eta = r cos(alpha) and
   phi = r sin(alpha), mm, ``sum(x E) / (sum(E) + 1e-16)``.
 * ``width_eta``, ``width_phi``: ``sqrt(<x^2> - <x>^2)``, the argument clipped at 0, mm.
-* ``centre_r``, ``width_r`` (every layer): the same with the voxel radius r, mm
-  (a caloforge extension).
-* ``sparsity``: per layer, 1 - the fraction of voxels with energy above the
-  threshold (i.e. the fraction of voxels left empty after thresholding; an extension).
+* ``centre_r``, ``width_r`` (every layer): the same with the voxel radius r, mm.
+* ``sparsity``: per layer, 1 - the fraction of voxels with energy above 0 after
+  thresholding (the fraction of voxels left empty).
 
 An empty layer has all centres and widths 0 (the 1e-16 guard).
 
@@ -41,6 +40,7 @@ __all__ = [
     "HighLevelFeatures",
     "apply_threshold",
     "compute_features",
+    "high_level_columns",
     "high_level_inputs",
     "low_level_inputs",
     "readout_threshold",
@@ -219,23 +219,38 @@ def compute_features(showers: ShowerSet, threshold: float | None = None) -> High
     )
 
 
-def high_level_inputs(features: HighLevelFeatures, extended: bool = False) -> NDArray[np.float32]:
-    """Classifier / FPD / KPD input from the high-level features, (N, D) float32.
+def high_level_columns(geometry: Geometry) -> tuple[str, ...]:
+    """Names of the columns of :func:`high_level_inputs`, in order (layer ids as in the binning).
 
-    The first columns are those of the CaloChallenge evaluation (``prepare_high_data_for_classifier``
-    in its ``evaluate.py``), in its order: log10(E_inc / MeV), log10(E_layer / MeV + 1e-8) per layer,
-    then for the layers with alpha bins the centres in eta, the centres in phi, the widths in eta
-    and the widths in phi, each in mm divided by 100. That is the default, so that FPD, KPD and
-    the high-level classifier compare with the paper's tables. ``extended=True`` appends
-    caloforge's extensions: the centres and widths in r (mm / 100) per layer,
-    log10(E_tot / MeV + 1e-8) and the sparsity per layer.
+    Example:
+        >>> cols = high_level_columns(Geometry.preset("ds1-photons"))
+        >>> len(cols), cols[:2], cols[21], cols[22]
+        (30, ('log10(E_inc)', 'log10(E_layer_0 + 1e-8)'), 'log10(E_tot + 1e-8)', 'sparsity_0')
+    """
+    ids = geometry.layer_ids
+    alpha_ids = [ids[i] for i in geometry.alpha_layers]
+    return ("log10(E_inc)",
+            *(f"log10(E_layer_{i} + 1e-8)" for i in ids),
+            *(f"{name}_{i} / 100" for name in ("centre_eta", "centre_phi", "width_eta", "width_phi")
+              for i in alpha_ids),
+            "log10(E_tot + 1e-8)",
+            *(f"sparsity_{i}" for i in ids),
+            *(f"{name}_{i} / 100" for name in ("centre_r", "width_r") for i in ids))
+
+
+def high_level_inputs(features: HighLevelFeatures) -> NDArray[np.float32]:
+    """Classifier / FPD / KPD input from the high-level features, (N, 2 + 4 L + 4 A) float32.
+
+    The columns of the CaloChallenge evaluation's ``prepare_high_data_for_classifier`` (its
+    ``evaluate.py`` at the head that docs/validation.md names), in its order and scaling, energies in
+    MeV and lengths in mm: log10(E_inc), log10(E_layer + 1e-8) per layer, then for the layers with
+    alpha bins the centres in eta, the centres in phi, the widths in eta and the widths in phi, each
+    divided by 100, then log10(E_tot + 1e-8), the sparsity per layer, and the centres and the widths
+    in r per layer, divided by 100 (names: :func:`high_level_columns`). L layers, A of them with
+    alpha bins: 30 columns for dataset-1 photons, 362 for datasets 2 and 3.
 
     Args:
-        features: The high-level features.
-        extended: Append the extensions after the official columns.
-
-    Returns:
-        D = 1 + L + 4 A columns (L layers, A layers with alpha bins), plus 3 L + 1 when extended.
+        features: The high-level features (of thresholded showers, as the official code computes them).
 
     References:
         C. Krause et al., arXiv:2410.21611 (high-level classifier input; FPD/KPD on it).
@@ -247,14 +262,11 @@ def high_level_inputs(features: HighLevelFeatures, extended: bool = False) -> ND
         features.centre_phi / 100.0,
         features.width_eta / 100.0,
         features.width_phi / 100.0,
+        np.log10(features.e_total + 1e-8)[:, None],
+        features.sparsity,
+        features.centre_r / 100.0,
+        features.width_r / 100.0,
     ]
-    if extended:
-        parts += [
-            features.centre_r / 100.0,
-            features.width_r / 100.0,
-            np.log10(features.e_total + 1e-8)[:, None],
-            features.sparsity,
-        ]
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from caloforge.data.geometry import Geometry
 from caloforge.data.showers import format_energy
+from caloforge.validation.definitions import metric_definitions
 from caloforge.validation.metrics import verdict as v
 from caloforge.validation.metrics.chi2 import Chi2Result
 from caloforge.validation.metrics.classifier import ClassifierResult
@@ -152,12 +153,14 @@ class EvaluationResult:
             "response_chi2": {
                 "chi2_ndf": self.chi2.chi2_ndf, "chi2": self.chi2.chi2, "ndf": self.chi2.ndf,
                 "reference_split_chi2_ndf": self.chi2_split.chi2_ndf, "definition": self.chi2.definition,
-                "per_energy": [dataclasses.asdict(e) | {"chi2_ndf": e.chi2_ndf} for e in self.chi2.per_energy],
+                "max_outside": self.chi2.max_outside,
+                "per_energy": [e.to_dict() for e in self.chi2.per_energy],
             },
             "separation_power": {h.name: h.separation for h in self.histograms},
             "separation_power_per_energy": {h.name: h.separation for h in self.energy_histograms},
             "separation_power_reference_split": dict(self.separation_split),
             "histogram_binnings": {h.name: h.definition for h in (*self.histograms, *self.energy_histograms)},
+            "definitions": metric_definitions(self.geometry, self.threshold, self.classifiers, self.fpd, self.kpd),
             "fpd": dist(self.fpd) | {"reference_split": dist(self.fpd_split)},
             "kpd": dist(self.kpd) | {"reference_split": dist(self.kpd_split)},
             "prdc": None if self.prdc is None else dataclasses.asdict(self.prdc)

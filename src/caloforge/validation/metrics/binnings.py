@@ -6,15 +6,19 @@ with the paper; every other histogram, and every histogram of a custom geometry,
 chosen from the reference sample. Each :class:`Binning` says which it is:
 
 * ``"calochallenge"``: the bins of the official ``evaluate.py`` / ``evaluate_plotting_helper.py``
-  (CaloChallenge/homepage, ``code/``): E_tot/E_inc ``linspace(0.5, 1.5, 101)``; E_tot/E_inc per
-  incident energy (dataset 1) ``linspace(0.4, 1.4, 21)``, or ``linspace(0.9, 1.1, 21)`` for photons
-  from 4096 MeV on; E_layer ``logspace(log10(min_energy), log10(max), 40)`` (39 bins) and voxel
-  energies the same with 50 edges (49 bins), ``max`` the reference's, ``min_energy`` 10 MeV for
-  dataset 1 and 0.5 keV / 0.033 for datasets 2/3; centres of energy in eta/phi
+  (CaloChallenge/homepage, ``code/``, at the head docs/validation.md names): E_tot/E_inc
+  ``linspace(0.5, 1.5, 101)``; E_tot/E_inc per incident energy (dataset 1) ``linspace(0.4, 1.4, 21)``,
+  or ``linspace(0.9, 1.1, 21)`` for photons from 4096 MeV on;
+  E_layer ``logspace(log10(min_energy), log10(max), 40)`` (39 bins) and voxel
+  energies the same with 50 edges (49 bins), ``max`` the reference's (thresholded), ``min_energy``
+  the readout threshold (:mod:`caloforge.data.datasets`: 1 MeV for dataset 1, 0.5 keV / 0.033 for
+  datasets 2/3), which the official code also applies to both samples; centres of energy in eta/phi
   ``linspace(-L, L, 101)`` and widths ``linspace(0, W, 101)``, (L, W) = (30, 30) mm for
   datasets 2/3, (500, 400) mm for dataset-1 layers 12 and 13, (100, 100) mm otherwise.
-* ``"fixed"``: caloforge's fixed bins where the official code has no histogram: sparsity of the
-  official datasets, 20 bins on [0, 1].
+* ``"fixed"``: caloforge's fixed bins where the official ``evaluate.py`` draws no histogram: sparsity
+  of the official datasets, 20 bins on [0, 1]. (Its helper defines ``plot_sparsity``, ``plot_ECR``
+  and ``plot_ECWidthR`` but ``evaluate.py`` calls none of them; the helper's r ranges, 500 or 1500 mm
+  in 100 bins for dataset 1, are too coarse to see a 10 % change of a width of a few mm.)
 * ``"data-driven"``: ranges from the reference sample (documented per function).
 
 References:
@@ -73,7 +77,7 @@ def log_binning(reference: NDArray[np.floating], low: float, n_bins: int) -> Bin
 
 
 def _official_log(dataset: str, reference: NDArray[np.floating], n_edges: int) -> Binning:
-    lo = DATASETS[dataset].official_min_energy_mev
+    lo = DATASETS[dataset].readout_threshold_mev
     hi = float(np.max(reference)) if np.size(reference) else lo
     hi = hi if hi > lo else lo * 10  # the official code would fail here (decreasing edges)
     return Binning(np.logspace(np.log10(lo), np.log10(hi), n_edges), CALOCHALLENGE)
@@ -150,7 +154,7 @@ def moment_binning(geometry: Geometry, layer_id: int, kind: str, axis: str,
     """Centre (``kind="centre"``) or width (``"width"``) of energy in ``axis`` (eta, phi or r), mm, 100 bins.
 
     eta/phi of the CaloChallenge datasets: the official ranges (module docstring). Otherwise,
-    and for r always (the official code has no r histogram): centres in [-1.1 m, 1.1 m] for
+    and for r always (the official evaluation draws no r histogram): centres in [-1.1 m, 1.1 m] for
     eta/phi or [0, 1.1 m] for r, widths in [0, 1.1 m], with m the reference's 99.9 percentile of |x|.
     """
     dataset = geometry.dataset
@@ -166,7 +170,7 @@ def moment_binning(geometry: Geometry, layer_id: int, kind: str, axis: str,
 
 
 def sparsity_binning(geometry: Geometry, layer_index: int) -> Binning:
-    """Sparsity: 20 bins on [0, 1] for the CaloChallenge datasets (the official code has no sparsity
+    """Sparsity: 20 bins on [0, 1] for the CaloChallenge datasets (the official evaluation draws no sparsity
     histogram); otherwise one bin per possible value k/n for layers of n <= 100 voxels, else 50 bins."""
     if geometry.dataset is not None:
         return Binning(np.linspace(0.0, 1.0, 21), FIXED)
