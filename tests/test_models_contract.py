@@ -18,6 +18,7 @@ from caloforge.errors import ConfigError
 from caloforge.models import FAMILIES, GAN, Batch, GANConfig, get_family, register_family
 from caloforge.models.diffusion import DiffusionConfig
 from caloforge.models.flow import FlowConfig
+from caloforge.models.latent import LatentConfig
 from caloforge.models.parametric import ParametricConfig
 from caloforge.models.preprocess import Preprocessing
 from caloforge.models.vae import VAEConfig
@@ -34,6 +35,9 @@ TINY_CONFIGS = {
     "diffusion": DiffusionConfig(width=16, depth=2, time_dim=8, embedding_dim=8, batch_size=32, normalisation_batches=2,
                                  sampler_steps=3),
     "vae": VAEConfig(encoder_layers=(16, 8), latent_dim=3, batch_size=32, kl_warmup_iterations=10),
+    "latent": LatentConfig(layer_shapes=((2, 3), (1, 2)), channels=(4, 8), latent_dim=4, prior_width=16,
+                           prior_depth=2, time_dim=8, embedding_dim=8, batch_size=32, normalisation_batches=2,
+                           sampler_steps=3),
 }
 
 

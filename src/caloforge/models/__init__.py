@@ -19,6 +19,7 @@ from caloforge.models.base import Batch, FamilyConfig, GenerativeModel
 from caloforge.models.diffusion import Diffusion
 from caloforge.models.flow import Flow
 from caloforge.models.gan import GAN, GANConfig
+from caloforge.models.latent import Latent
 from caloforge.models.parametric import Parametric
 from caloforge.models.vae import VAE
 
@@ -30,6 +31,7 @@ FAMILIES: dict[str, type[GenerativeModel]] = {
     "parametric": Parametric,
     "diffusion": Diffusion,
     "vae": VAE,
+    "latent": Latent,
 }
 
 

@@ -16,7 +16,7 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal, Self, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Self, get_args
 
 import torch
 from pydantic import Field
@@ -26,6 +26,9 @@ from caloforge.config import Config
 from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.models.preprocess import Preprocessing, TransformKind
 from caloforge.runtime import resources
+
+if TYPE_CHECKING:
+    from caloforge.data.geometry import Geometry
 
 __all__ = ["PARTICLES", "Batch", "FamilyConfig", "GenerativeModel", "Preset", "check_model_size", "check_particle"]
 
@@ -69,6 +72,13 @@ class FamilyConfig(Config):
     def for_cpu(cls, particle: str | None) -> Self:
         """Defaults for a CPU budget of minutes to hours; families override it where the paper's differ."""
         return cls.for_particle(particle)
+
+    def for_geometry(self, geometry: Geometry) -> Self:
+        """This config with its geometry-dependent settings filled in (e.g. layer shapes left empty).
+
+        ``train`` calls it with the training data's geometry; the base class has no such settings.
+        """
+        return self
 
     @classmethod
     def for_preset(cls, preset: Preset, particle: str | None, device: str = "cpu") -> Self:

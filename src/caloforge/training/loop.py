@@ -202,6 +202,7 @@ def train(
     if tensorboard:
         require("tensorboard", "tensorboard", "train --tensorboard")
     config = config if config is not None else get_family(family).config_class.for_particle(data.geometry.particle)
+    config = config.for_geometry(data.geometry)  # e.g. the layer shapes of geometry-aware networks
     run_dir = Path(out_dir)
     prog = as_progress(progress)
     stored = read_run(run_dir / "run.json") if resume and (run_dir / "run.json").is_file() else None

@@ -1,0 +1,279 @@
+"""Latent family: a cylindrical autoencoder to a few hundred numbers, and a flow-matching prior over them.
+
+Built for high granularity (CaloChallenge datasets 2 and 3: 6 480 and 40 500 voxels), where a
+generative network over every voxel is large and slow:
+
+* **network space**: the ``total`` preprocessing (standardised response, layer fractions,
+  voxels normalised within each layer), then the diffusion family's
+  :class:`~caloforge.models.diffusion.LogitSpace` (logit of every fraction, standardised per
+  feature, fitted at the first iteration);
+* **autoencoder** (:mod:`caloforge.models.latent_networks`): the voxels go through
+  convolutions over (layer, alpha, r), circular in alpha, down to ``latent_dim`` numbers; the
+  decoder gets them back *given* the shower's scalars (response and the L layer fractions), so
+  the energy bookkeeping is never compressed. During training the decoder reads the latent
+  with Gaussian noise of ``latent_noise`` (the latent is LayerNorm-ed to unit scale), which
+  makes it robust to the prior's errors;
+* **prior**: conditional flow matching (:class:`~caloforge.models.diffusion_networks.ResidualMLP`,
+  linear path) over ``latent_dim + 1 + L`` numbers, the latent and the scalars, conditioned on
+  the incident energy; sampling integrates its ODE with a fixed-step solver (``sampler``,
+  ``sampler_steps``), then decodes. Sampling is thus a fixed function of one Gaussian draw
+  per shower and exports as one ONNX graph.
+
+Training is joint, one Adam step on ``reconstruction + prior_weight * prior``, where the prior
+learns the encoder's current latents with the gradient stopped (the encoder is trained by the
+reconstruction only). On a CPU budget this converges as fast as two phases and needs no
+phase switch in the checkpoints; the prior catches up once the autoencoder settles.
+
+References:
+    L. Favaro, A. Ore, S. Palacios Schweitzer, T. Plehn, CaloDREAM, arXiv:2405.09629
+    (a latent generative model for datasets 2 and 3).
+    S. Diefenbacher et al., CaloVAE+INN / "New angles on fast calorimeter shower simulation", arXiv:2303.18150.
+    T. Liu et al., CaloLatent, arXiv:2304.10529 (latent diffusion for calorimeter showers).
+    R. Rombach et al., latent diffusion, arXiv:2112.10752.
+    Y. Lipman et al., Flow Matching for Generative Modeling, arXiv:2210.02747.
+    O. Amram, K. Pedro, CaloDiffusion (cylindrical convolutions), arXiv:2308.03876.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+from torch import Tensor, nn
+
+from caloforge.errors import ConfigError
+from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
+from caloforge.models.cylinder import CylinderGrid, layer_shapes_of
+from caloforge.models.diffusion import LogitSpace
+from caloforge.models.diffusion_networks import ResidualMLP
+from caloforge.models.diffusion_samplers import Sampler, SamplerName, Spacing, get_sampler
+from caloforge.models.diffusion_schedules import TimeSampling, get_schedule, training_times
+from caloforge.models.latent_networks import ConvDecoder, ConvEncoder
+from caloforge.models.preprocess import Preprocessing, TransformKind
+
+if TYPE_CHECKING:
+    from caloforge.data.geometry import Geometry
+
+__all__ = ["Latent", "LatentConfig"]
+
+Positive = Annotated[int, Field(ge=1, le=2**24)]  # bounds: typos, not plans
+
+
+class LatentConfig(FamilyConfig):
+    """Hyperparameters of :class:`Latent`.
+
+    Args:
+        layer_shapes: ``(n_alpha, n_r)`` per layer, in order; empty: filled from the geometry by
+            :meth:`for_geometry` (``train`` does it), or one alpha bin per layer when built directly.
+        channels: Channels of the autoencoder's stem, then of each down-sampling stage.
+        latent_dim: Width of the autoencoder's latent (the prior adds 1 + L scalars).
+        latent_noise: Standard deviation of the noise the decoder reads the (unit-scale) latent with.
+        prior_width: Width of the prior's residual MLP.
+        prior_depth: Its residual blocks.
+        time_dim: Sinusoidal time features of the prior.
+        embedding_dim: Width of its (time, condition) embedding.
+        time_sampling: Distribution of the prior's training times.
+        sampler: The prior's ODE solver, ``"ddim"``, ``"heun"`` or ``"dpm2m"``.
+        sampler_steps: Its steps.
+        spacing: Its time grid.
+        prior_weight: Weight of the prior's loss in the joint objective.
+        logit_alpha: Regulariser of the logit of features in [0, 1].
+        lr: Adam learning rate.
+        grad_clip: Largest gradient norm (0: no clipping).
+        normalisation_batches: Batches used to fit the network space at the first iteration.
+        preprocessing: ``total`` (default) or ``layer``; ``energy`` is refused.
+
+    Example:
+        >>> LatentConfig.for_cpu("electron").latent_dim
+        128
+        >>> LatentConfig.from_dict(LatentConfig().to_dict()) == LatentConfig()
+        True
+    """
+
+    preprocessing: TransformKind = "total"
+    batch_size: Positive = 256
+    layer_shapes: tuple[tuple[Positive, Positive], ...] = ()
+    channels: tuple[Positive, ...] = Field(default=(16, 32, 64), min_length=1, max_length=8)
+    latent_dim: Positive = 256
+    latent_noise: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.05
+    prior_width: Positive = 512
+    prior_depth: Positive = 4
+    time_dim: Annotated[int, Field(ge=2, le=2**20)] = 64
+    embedding_dim: Positive = 128
+    time_sampling: TimeSampling = "uniform"
+    sampler: SamplerName = "dpm2m"
+    sampler_steps: Annotated[int, Field(ge=1, le=100_000)] = 10
+    spacing: Spacing = "uniform"
+    prior_weight: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    logit_alpha: Annotated[float, Field(gt=0, lt=0.1, allow_inf_nan=False)] = 1e-6
+    lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3
+    grad_clip: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
+    normalisation_batches: Positive = 10
+
+    @field_validator("layer_shapes", mode="before")
+    @classmethod
+    def _pairs_from_lists(cls, value: Any) -> Any:
+        """JSON and YAML give the pairs as lists: accept them as tuples (their items are still checked)."""
+        if isinstance(value, list | tuple):
+            return tuple(tuple(pair) if isinstance(pair, list) else pair for pair in value)
+        return value
+
+    @classmethod
+    def for_particle(cls, particle: str | None) -> LatentConfig:
+        """Settings for a GPU budget (hours): channels (16, 32, 64), a 256-wide latent, a 512-wide 4-block prior.
+
+        Raises:
+            ConfigError: for an unknown particle name.
+        """
+        check_particle(particle, "LatentConfig.for_particle")
+        return cls()
+
+    @classmethod
+    def for_cpu(cls, particle: str | None) -> LatentConfig:
+        """Settings that learn in an hour on 2 cores (measured in docs/training.md): channels (8, 16, 32), batch 64."""
+        return cls.for_particle(particle).replace(channels=(8, 16, 32), latent_dim=128, prior_width=256,
+                                                  prior_depth=3, embedding_dim=64, time_dim=32, batch_size=64)
+
+    def for_geometry(self, geometry: Geometry) -> LatentConfig:
+        """Fill ``layer_shapes`` from the geometry when empty, and then above 20 000 voxels (dataset 3) add a stage."""
+        if self.layer_shapes:
+            return self
+        config = self.replace(layer_shapes=tuple((layer.n_alpha, layer.n_r) for layer in geometry.layers))
+        if geometry.n_voxels > 20_000 and len(config.channels) == 3:  # ds3: one more stage keeps the latent map small
+            config = config.replace(channels=(*config.channels, config.channels[-1]))
+        return config
+
+
+class Latent(GenerativeModel):
+    """Cylindrical autoencoder plus a flow-matching prior in its latent space, see the module docstring.
+
+    Raises:
+        ConfigError: for the ``energy`` preprocessing, or ``layer_shapes`` that do not match it.
+    """
+
+    config_class = LatentConfig
+    loss_names: ClassVar[tuple[str, ...]] = ("loss", "reconstruction", "prior")
+    config: LatentConfig
+
+    def __init__(self, config: LatentConfig, preprocessing: Preprocessing) -> None:
+        super().__init__(config, preprocessing)
+        kind = preprocessing.showers.kind
+        if kind == "energy":
+            msg = "expected the 'total' or 'layer' preprocessing but got 'energy', in Latent"
+            raise ConfigError(msg)
+        sizes = preprocessing.showers.layer_sizes
+        self.n_scalars = len(sizes) + (1 if kind == "total" else 0)
+        self.space = LogitSpace(self.n_features, 1 if kind == "total" else 0, config.logit_alpha)
+        grid = CylinderGrid(layer_shapes_of(sizes, config.layer_shapes))
+        self.encoder = ConvEncoder(grid, config.latent_dim, config.channels)
+        self.decoder = ConvDecoder(grid, config.latent_dim, self.n_scalars, config.channels, self.encoder.sizes)
+        self.schedule = get_schedule("linear")
+        self.prior = ResidualMLP(config.latent_dim + self.n_scalars, self.n_conditions, config.prior_width,
+                                 config.prior_depth, time_dim=config.time_dim, embedding_dim=config.embedding_dim)
+        self.sampler = self._make_sampler()
+
+    def _make_sampler(self) -> Sampler:
+        sampler = get_sampler(self.config.sampler, self.schedule, self.config.spacing)
+        sampler.set_timesteps(self.config.sampler_steps)
+        return sampler
+
+    # ------------------------------------------------------------------ pieces
+    def encode_latent(self, y: Tensor) -> Tensor:
+        """Network-space features (N, D) after the logit space -> latent (N, latent_dim)."""
+        scalars = y[:, : self.n_scalars]
+        out: Tensor = self.encoder(y[:, self.n_scalars :], scalars[:, -len(self.preprocessing.showers.layer_sizes):])
+        return out
+
+    def decode_latent(self, z: Tensor, scalars: Tensor) -> Tensor:
+        """Latent (N, latent_dim) and scalars (N, 1 + L) -> logit-space features (N, D)."""
+        return torch.cat([scalars, self.decoder(z, scalars)], dim=1)
+
+    def reconstruct(self, batch: Batch) -> Tensor:
+        """Showers through the autoencoder (no noise), in MeV (N, V): what the decoder can represent."""
+        with torch.no_grad():
+            x, _ = self.encode(batch)
+            y = self.space(x)
+            out = self.space.inverse(self.decode_latent(self.encode_latent(y), y[:, : self.n_scalars]))
+            return self.preprocessing.showers.inverse(out, batch.energies.to(out))
+
+    def fit_space(self, batches: Sequence[Batch]) -> None:
+        """Fit the logit space's standardisation on training batches (done by the first :meth:`train_step`)."""
+        with torch.no_grad():
+            self.space.fit(torch.cat([self.encode(batch)[0] for batch in batches]))
+
+    def losses(self, batch: Batch, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """(reconstruction, prior): the decoder's mean squared error and the prior's flow-matching loss."""
+        x, c = self.encode(batch)
+        y = self.space(x)
+        scalars = y[:, : self.n_scalars]
+        z = self.encode_latent(y)
+        noisy = z + self.config.latent_noise * torch.randn(z.shape, generator=generator, device=z.device,
+                                                           dtype=z.dtype)
+        reconstruction = F.mse_loss(self.decoder(noisy, scalars), y[:, self.n_scalars :])
+        target = torch.cat([z.detach(), scalars], dim=1)
+        t = training_times(target.shape[0], self.config.time_sampling, generator, target)
+        eps = torch.randn(target.shape, generator=generator, device=target.device, dtype=target.dtype)
+        velocity = self.prior(self.schedule.add_noise(target, eps, t), t, c)
+        prior = F.mse_loss(velocity, self.schedule.velocity(target, eps, t))
+        return reconstruction, prior
+
+    # --------------------------------------------------------------- interface
+    def loss(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
+        """``reconstruction + prior_weight * prior`` (the prior's target latents carry no gradient)."""
+        reconstruction, prior = self.losses(batch, generator)
+        return reconstruction + self.config.prior_weight * prior
+
+    def noise_size(self) -> int:
+        """One standard-normal draw per latent and scalar starts the prior's deterministic ODE."""
+        return self.config.latent_dim + self.n_scalars
+
+    def sample_features(self, conditions: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Draw the prior's noise and call :meth:`sample_from_noise`."""
+        noise = torch.randn((conditions.shape[0], self.noise_size()), generator=generator, device=conditions.device,
+                            dtype=conditions.dtype)
+        return self.sample_from_noise(conditions, noise)
+
+    def sample_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
+        """Integrate the prior from ``noise`` (N, latent_dim + 1 + L), decode; preprocessing features (N, D)."""
+        sampler = copy.copy(self.sampler)  # its own step state; the prepared time grid is shared
+        sampler.reset()
+        y = sampler.start(noise)
+        for t in sampler.timesteps.tolist():
+            times = torch.full_like(y[:, 0], float(t))
+            y = sampler.step(self.prior(y, times, conditions), t, y).prev_sample
+        z, scalars = y[:, : self.config.latent_dim], y[:, self.config.latent_dim :]
+        return self.space.inverse(self.decode_latent(z, scalars))
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """One Adam over the autoencoder and the prior."""
+        return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
+
+    def train_step(
+        self,
+        next_batch: Callable[[], Batch],
+        optimizers: Sequence[Any],
+        backward: Callable[[Tensor], None],
+        generator: torch.Generator | None = None,
+    ) -> dict[str, float]:
+        """One Adam step on the joint loss; the first step also fits the logit space."""
+        if not bool(self.space.fitted):
+            self.fit_space([next_batch() for _ in range(self.config.normalisation_batches)])
+        (optimizer,) = optimizers
+        optimizer.zero_grad()
+        reconstruction, prior = self.losses(next_batch(), generator)
+        loss = reconstruction + self.config.prior_weight * prior
+        backward(loss)
+        if self.config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip)
+        optimizer.step()
+        return {"loss": float(loss.detach()), "reconstruction": float(reconstruction.detach()),
+                "prior": float(prior.detach())}
+
+    def extra_repr(self) -> str:
+        cfg = self.config
+        return (f"{super().extra_repr()}, grid={self.encoder.grid.size}, latent_dim={cfg.latent_dim}, "
+                f"channels={cfg.channels}, sampler={cfg.sampler}, steps={cfg.sampler_steps}")

@@ -1,0 +1,133 @@
+"""The latent family's autoencoder: cylindrical convolutions down to a few hundred numbers and back.
+
+The encoder reads the network-space voxels on the (layer, alpha, r) grid of
+:class:`~caloforge.models.cylinder.CylinderGrid`, with two more channels (the in-geometry mask
+and the layer's energy fraction), through a stride-1 stem and stages that each halve the grid
+in layer and r (and in alpha while it has at least 8 bins and an even count: alpha is the
+direction with the least structure), each followed by a residual block; one linear map takes
+the last grid to ``latent_dim`` numbers, normalised per shower (a LayerNorm without weights, so
+the prior sees latents of a fixed scale). The decoder mirrors it from the latent plus the
+shower's scalars (response and layer fractions), up-sampling by nearest neighbour and
+convolving; a last convolution at full resolution sees the layer fractions and the mask again.
+
+Every convolution is circular in alpha, so the stem and each stage are equivariant under
+rotations by one alpha bin (by the product of the alpha strides before them); only the linear
+maps to and from the latent are not. Parameters: the convolutions' are independent of the
+voxels, the two linear maps' grow as (voxels / 4 to 16) x channels x latent_dim; activations
+as voxels x the stem's channels.
+
+References:
+    O. Amram, K. Pedro, CaloDiffusion (cylindrical convolutions), arXiv:2308.03876.
+    L. Favaro, A. Ore, S. Palacios Schweitzer, T. Plehn, CaloDREAM (a latent space for ds2/ds3), arXiv:2405.09629.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from caloforge.models.cylinder import CircularConv3d, CylinderGrid, ResBlock3d
+
+__all__ = ["ConvDecoder", "ConvEncoder", "down_stride", "grid_input"]
+
+
+def down_stride(size: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The stride of a down-sampling stage on a grid of ``size`` (L, A, R): 2 where the grid is large enough.
+
+    Example:
+        >>> down_stride((45, 16, 9)), down_stride((12, 25, 5)), down_stride((3, 4, 2))
+        ((2, 2, 2), (2, 1, 2), (1, 1, 1))
+    """
+    n_layers, n_alpha, n_r = size
+    return (2 if n_layers >= 4 else 1, 2 if n_alpha >= 8 and n_alpha % 2 == 0 else 1,
+            2 if n_r >= 4 else 1)
+
+
+def grid_input(grid: CylinderGrid, voxels: Tensor, fractions: Tensor) -> Tensor:
+    """(N, 3, L, A, R): the voxels on the grid, the mask, and each layer's scalar broadcast over its cells."""
+    g = grid.to_grid(voxels)
+    return torch.stack([g, grid.mask.to(g).expand_as(g), fractions[:, :, None, None].expand_as(g)], dim=1)
+
+
+class ConvEncoder(nn.Module):
+    """Network-space voxels (N, V) and layer scalars (N, L) -> latent (N, latent_dim).
+
+    Args:
+        grid: The geometry's grid.
+        latent_dim: Width of the latent vector.
+        channels: Channels of the stem, then of each down-sampling stage (one stage per extra entry).
+    """
+
+    def __init__(self, grid: CylinderGrid, latent_dim: int, channels: Sequence[int]) -> None:
+        super().__init__()
+        self.grid = grid
+        self.stem = CircularConv3d(3, channels[0])
+        self.downs = nn.ModuleList()
+        self.blocks = nn.ModuleList()
+        self.sizes = [grid.size]
+        for c_in, c_out in itertools.pairwise(channels):
+            stride = down_stride(self.sizes[-1])
+            self.downs.append(CircularConv3d(c_in, c_out, stride=stride))
+            self.blocks.append(ResBlock3d(c_out))
+            self.sizes.append(CircularConv3d.output_size(self.sizes[-1], stride))
+        self.proj = nn.Linear(channels[-1] * math.prod(self.sizes[-1]), latent_dim)
+        self.norm = nn.LayerNorm(latent_dim, elementwise_affine=False)
+
+    def trunk(self, x: Tensor) -> Tensor:
+        """The convolutional part: grid input (N, 3, L, A, R) -> (N, C, L', A', R')."""
+        h = F.silu(self.stem(x))
+        for down, block in zip(self.downs, self.blocks, strict=True):
+            h = block(down(h))
+        return h
+
+    def forward(self, voxels: Tensor, fractions: Tensor) -> Tensor:
+        h = self.trunk(grid_input(self.grid, voxels, fractions))
+        out: Tensor = self.norm(self.proj(h.flatten(1)))
+        return out
+
+
+class ConvDecoder(nn.Module):
+    """Latent (N, latent_dim) and the shower's scalars (N, n_scalars) -> network-space voxels (N, V).
+
+    Args:
+        grid: The geometry's grid.
+        latent_dim: Width of the latent vector.
+        n_scalars: Scalars given with it (response and layer fractions); the last L are the layers'.
+        channels: The encoder's channels.
+        sizes: The encoder's grid size at each stage (:attr:`ConvEncoder.sizes`).
+    """
+
+    def __init__(self, grid: CylinderGrid, latent_dim: int, n_scalars: int, channels: Sequence[int],
+                 sizes: Sequence[tuple[int, int, int]]) -> None:
+        super().__init__()
+        self.grid = grid
+        self.sizes = list(sizes)
+        self.channels = list(channels)
+        self.inp = nn.Linear(latent_dim + n_scalars, channels[-1] * math.prod(sizes[-1]))
+        self.blocks = nn.ModuleList(ResBlock3d(c) for c in reversed(channels[1:]))
+        self.ups = nn.ModuleList(CircularConv3d(c_out, c_in) for c_in, c_out in reversed(list(
+            itertools.pairwise(channels))))
+        self.head = CircularConv3d(channels[0] + 2, channels[0])
+        self.out = nn.Conv3d(channels[0], 1, 1)
+        for p in self.out.parameters():
+            nn.init.zeros_(p)
+
+    def expand(self, h: Tensor, fractions: Tensor) -> Tensor:
+        """The convolutional part: (N, C, L', A', R') and layer scalars (N, L) -> voxel grid (N, L, A, R)."""
+        for i, (block, up) in enumerate(zip(self.blocks, self.ups, strict=True)):
+            size = self.sizes[len(self.sizes) - 2 - i]
+            h = F.silu(up(F.interpolate(block(h), size=size, mode="nearest")))
+        mask = self.grid.mask.to(h).expand(h.shape[0], 1, *self.grid.size)
+        layer = fractions[:, None, :, None, None].expand_as(mask)
+        out: Tensor = self.out(F.silu(self.head(torch.cat([h, mask, layer], dim=1))))[:, 0]
+        return out
+
+    def forward(self, z: Tensor, scalars: Tensor) -> Tensor:
+        n_layers = self.grid.n_layers
+        h = self.inp(torch.cat([z, scalars], dim=1)).reshape(z.shape[0], self.channels[-1], *self.sizes[-1])
+        return self.grid.from_grid(self.expand(h, scalars[:, -n_layers:]))
