@@ -17,7 +17,7 @@ References:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from caloforge.errors import ConfigError
 
@@ -115,6 +115,8 @@ class Material:
         e_over_mip: ê, the electron-to-MIP response ratio (1 for a homogeneous medium).
         mip_sampling_fraction: Fraction of a MIP's energy loss deposited in the active medium.
         mip_dedx: Mean MIP energy loss, MeV/mm (all media of the stack).
+        components: The real sub-layers of one sampling period (a stack's layers; one layer of
+            the element for a homogeneous block), for particle transport (``refsim.cascade``).
     """
 
     name: str
@@ -127,6 +129,7 @@ class Material:
     e_over_mip: float = 1.0
     mip_sampling_fraction: float = 1.0
     mip_dedx: float = 0.0
+    components: tuple[Layer, ...] = field(default=(), repr=False)
 
     @property
     def electron_sampling_fraction(self) -> float:
@@ -145,6 +148,7 @@ class Material:
             element.x0_mm * SCALE_ENERGY_MEV / ec,
             ec,
             mip_dedx=element.dedx_mip * element.density / 10.0,
+            components=(Layer(element, element.x0_mm),),
         )
 
 
@@ -215,6 +219,7 @@ class Stack:
             e_over_mip=1.0 / (1.0 + 0.007 * (z_passive - z_active)),
             mip_sampling_fraction=mip_active / sum(mip_loss),
             mip_dedx=sum(mip_loss) / period,
+            components=self.layers,
         )
 
 

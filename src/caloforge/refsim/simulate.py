@@ -8,6 +8,7 @@ size, never on the number of worker processes.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import signal
 from collections import deque
@@ -26,6 +27,7 @@ from caloforge.data.outputs import check_output
 from caloforge.data.presets import resolve_geometry
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
+from caloforge.refsim.cascade.config import CascadeConfig, check_physics
 from caloforge.refsim.deposit import bin_deposits, bin_spots
 from caloforge.refsim.detector import Detector
 from caloforge.refsim.em import EmModel, em_deposits
@@ -62,9 +64,10 @@ CONDITIONS = ("theta",)
 ProgressCallback = Callable[[int, int], None]
 _BEST_COMPRESSION = 0.05  # gzip+shuffle of refsim showers: 0.45 of the raw size for ds1, 0.06 for ds3
 
-# geometry, particle, energies, theta, detector, seed, chunk index, EM model, pion model
+# geometry, particle, energies, theta, detector, seed, chunk index, EM model, pion model, first shower, cascade
 ChunkTask = tuple[
-    Geometry, str, NDArray[np.float64], NDArray[np.float64] | None, Detector, int, int, EmModel | None, PionModel | None
+    Geometry, str, NDArray[np.float64], NDArray[np.float64] | None, Detector, int, int, EmModel | None,
+    PionModel | None, int, CascadeConfig | None,
 ]
 
 
@@ -166,7 +169,11 @@ def _check_inputs(
 def _chunk_task(
     args: ChunkTask,
 ) -> NDArray[np.float32]:
-    geometry, particle, energies, theta, detector, seed, index, em_model, pion_model = args
+    geometry, particle, energies, theta, detector, seed, index, em_model, pion_model, start, cascade = args
+    if cascade is not None:  # per-shower seeds: independent of the chunking too
+        from caloforge.refsim.cascade import cascade_voxels
+
+        return cascade_voxels(geometry, particle, energies, detector, seed, start, cascade)  # type: ignore[no-any-return]
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, index)))
     return simulate_chunk(geometry, particle, energies, rng, theta, detector, em_model, pion_model)
 
@@ -199,11 +206,13 @@ def _run_chunks(
 
 def _chunk_tasks(geo: Geometry, part: str, energies: NDArray[np.float64], theta: NDArray[np.float64] | None,
                  det: Detector, seed: int, size: int, em_model: EmModel | None,
-                 pion_model: PionModel | None) -> Iterator[tuple[Any, ...]]:
+                 pion_model: PionModel | None, cascade: CascadeConfig | None = None) -> Iterator[tuple[Any, ...]]:
     """The arguments of each chunk's worker call; chunk ``k`` is seeded by ``(seed, k)`` whatever the job count."""
-    for k, i in enumerate(range(0, energies.size, size)):
-        yield (geo, part, energies[i : i + size], None if theta is None else theta[i : i + size], det, int(seed), k,
-               em_model, pion_model)
+    if cascade is not None and theta is not None:
+        msg = "expected no incidence angle with physics='cascade' (normal incidence only, for now) but got 'theta'"
+        raise ConfigError(msg)
+    return iter([(geo, part, energies[i : i + size], None if theta is None else theta[i : i + size], det, int(seed),
+                  k, em_model, pion_model, i, cascade) for k, i in enumerate(range(0, energies.size, size))])
 
 
 def simulate(
@@ -217,6 +226,8 @@ def simulate(
     chunk_size: int | None = None,
     em_model: EmModel | None = None,
     pion_model: PionModel | None = None,
+    physics: str = "gflash",
+    cascade: CascadeConfig | None = None,
 ) -> ShowerSet:
     """Simulate showers in memory (for tests, demos and small sets).
 
@@ -231,6 +242,9 @@ def simulate(
         chunk_size: Showers per random-number chunk; default :func:`default_chunk_size`.
         em_model: EM model choices.
         pion_model: Pion model parameters.
+        physics: ``gflash`` (parameterised showers) or ``cascade`` (particle transport through the
+            sub-layers, :mod:`caloforge.refsim.cascade`; showers then depend on the seed only, not on chunking).
+        cascade: Cuts and hybrid split of the cascade mode (default ``CascadeConfig()``).
 
     Returns:
         The showers (MeV) with their energies and conditions.
@@ -246,11 +260,12 @@ def simulate(
         ((4, 368), True)
     """
     seed = check_seed(seed, "in simulate")
+    settings = check_physics(physics, cascade)
     geo, part, e, theta, det = _check_inputs(geometry, particle, energies, conditions, detector)
     check_memory(e.size * geo.n_voxels * 12.0, f"simulating {e.size} showers in memory",
                  "use caloforge.refsim.simulate_to_file, which streams to a file")
     size = chunk_size or default_chunk_size(geo)
-    tasks = _chunk_tasks(geo, part, e, theta, det, seed, size, em_model, pion_model)
+    tasks = _chunk_tasks(geo, part, e, theta, det, seed, size, em_model, pion_model, settings)
     showers = np.concatenate(list(_run_chunks(tasks, 1)))
     return ShowerSet(e, showers, geo, {} if theta is None else {"theta": theta})
 
@@ -269,6 +284,8 @@ def simulate_to_file(
     progress: ProgressCallback | None = None,
     theta: float | tuple[float, float] | None = None,
     detector: Detector | None = None,
+    physics: str = "gflash",
+    cascade: CascadeConfig | None = None,
 ) -> Path:
     """Simulate ``n`` showers and stream them, chunk by chunk, into a CaloChallenge HDF5 file.
 
@@ -289,6 +306,8 @@ def simulate_to_file(
         progress: Called as ``progress(done, total)`` after each chunk.
         theta: Incidence angle in degrees, fixed or a (low, high) range sampled uniformly (W/Si only).
         detector: Detector description; default from the geometry.
+        physics: ``gflash`` or ``cascade`` (see :func:`simulate`).
+        cascade: Cuts and hybrid split of the cascade mode.
 
     Returns:
         The written path.
@@ -300,6 +319,7 @@ def simulate_to_file(
         msg = f"expected jobs >= 1 and n >= 1 but got jobs={jobs}, n={n}"
         raise ConfigError(msg)
     seed = check_seed(seed, "in simulate")
+    settings = check_physics(physics, cascade)
     check_output(path, force)
     geo = resolve_geometry(geometry)
     check_memory(n * 8.0 * (3 if theta is None else 5), f"drawing {n} incident energies",
@@ -325,8 +345,11 @@ def simulate_to_file(
         "refsim_seed": int(seed),
         "refsim_detector": det.name,
         "refsim_spectrum": spec.describe(),
+        "refsim_physics": physics,
     }
-    tasks = _chunk_tasks(geo, part, e_all, theta_all, det, seed, size, EmModel(), PionModel())
+    if settings is not None:
+        metadata["refsim_cascade"] = json.dumps(settings.to_dict(), sort_keys=True)
+    tasks = _chunk_tasks(geo, part, e_all, theta_all, det, seed, size, EmModel(), PionModel(), settings)
     names = tuple(conditions)
     with deferred_interrupts() as check, ShowerWriter(path, geo, names, force=force, metadata=metadata) as writer:
         done = 0

@@ -1,0 +1,350 @@
+# ruff: noqa: NPY002  (numba kernels can only use the legacy np.random API, seeded per shower)
+"""The transport kernel (numba): one shower at a time, particle by particle, through the sub-layers.
+
+Particles live on a last-in-first-out stack (columns :data:`P_TYPE` ...), so a shower is
+followed depth first and the stack stays short. Photons fly to their next interaction
+(pair, Compton, photo-absorption; exponential free paths, resampled at each boundary);
+charged particles take condensed-history steps limited by the next discrete interaction,
+the next boundary, ``max_step_x0`` and ``max_loss_fraction``; the continuous loss of a step
+is deposited at its midpoint, and multiple scattering (Highland, with the correlated lateral
+displacement of the PDG) is applied at its end. Deposits in active sub-layers of a read-out
+slab go to the voxel under them (file units: × the readout's calibration).
+
+The ledger (per shower, MeV) closes exactly: incident = active + passive + leaked + handed off
++ rest mass (2 m_e per pair minus 2 m_e per annihilation). Below-cut deposits are also counted
+apart (they are part of active/passive).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+from numpy.typing import NDArray
+
+from caloforge.refsim.cascade import sampling as sm
+from caloforge.refsim.cascade.physics import ELECTRON_MASS
+from caloforge.refsim.cascade.tables import (
+    BHABHA,
+    BREM,
+    COMPTON,
+    DEDX_E,
+    DEDX_P,
+    GRID_PER_DECADE,
+    GRID_RANGE,
+    MOLLER,
+    PAIR,
+    PHOTO,
+)
+
+__all__ = ["ACTIVE", "BELOW_CUT", "HANDOFF", "LEAKED", "LEDGER", "MASS", "PASSIVE", "transport_showers"]
+
+M = ELECTRON_MASS
+GAMMA, ELECTRON, POSITRON, PION = 0, 1, 2, 3
+ACTIVE, PASSIVE, LEAKED, HANDOFF, MASS, BELOW_CUT, INVISIBLE = range(7)
+LEDGER = ("active", "passive", "leaked", "handoff", "mass", "below_cut", "invisible")
+"""Ledger columns; incident = active + passive + leaked + handoff + mass + invisible."""
+P_TYPE, P_E, P_X, P_Y, P_Z, P_U, P_V, P_W, P_SUB = range(9)
+STACK_SIZE = 1 << 16
+WORLD_RADIUS_MM = 4000.0
+"""Particles farther than this from the axis have left the detector (lateral leakage)."""
+LOG_LO = math.log10(GRID_RANGE[0])
+CONFIG_FIELDS = 11
+"""Length of the ``cfg`` array: brems cut, δ cut, e cut, γ cut, max step X0, max loss, split, min hand-off,
+min hand-off cosine, pion model flag, largest Highland angle per step."""
+
+
+@nb.njit(cache=True)
+def _lookup(data: NDArray[np.float64], m: int, row: int, e: float) -> float:
+    x = (math.log10(e) - LOG_LO) * GRID_PER_DECADE
+    n = data.shape[2]
+    if x <= 0.0:
+        return float(data[m, row, 0])
+    i = int(x)
+    if i >= n - 1:
+        return float(data[m, row, n - 1])
+    f = x - i
+    return float(data[m, row, i] * (1.0 - f) + data[m, row, i + 1] * f)
+
+
+@nb.njit(cache=True)
+def _deposit(e: float, x: float, y: float, isub: int, row: int, active: NDArray[np.int64],
+             layer: NDArray[np.int64], calib: NDArray[np.float64], r_edges: NDArray[np.float64],
+             r_off: NDArray[np.int64], n_r: NDArray[np.int64], n_alpha: NDArray[np.int64],
+             vox_off: NDArray[np.int64], out: NDArray[np.float64], ledger: NDArray[np.float64]) -> None:
+    if active[isub] == 0:
+        ledger[row, PASSIVE] += e
+        return
+    ledger[row, ACTIVE] += e
+    li = layer[isub]
+    if li < 0:
+        return
+    r = math.sqrt(x * x + y * y)
+    lo, hi = r_off[li], r_off[li + 1]
+    if r < r_edges[lo] or r >= r_edges[hi - 1]:
+        return
+    rb = np.searchsorted(r_edges[lo:hi], r, side="right") - 1
+    na = n_alpha[li]
+    ab = int((math.atan2(y, x) + math.pi) / (2.0 * math.pi) * na)
+    ab = min(max(ab, 0), na - 1)
+    out[row, vox_off[li] + ab * n_r[li] + rb] += e * calib[isub]
+
+
+@nb.njit(cache=True)
+def _read_local(e: float, x: float, y: float, isub: int, row: int, scale: NDArray[np.float64],
+                layer_of: NDArray[np.int64], r_edges: NDArray[np.float64], r_off: NDArray[np.int64],
+                n_r: NDArray[np.int64], n_alpha: NDArray[np.int64], vox_off: NDArray[np.int64],
+                out: NDArray[np.float64]) -> None:
+    li = layer_of[isub]
+    if li < 0 or scale[isub] <= 0.0:
+        return
+    r = math.sqrt(x * x + y * y)
+    lo, hi = r_off[li], r_off[li + 1]
+    if r < r_edges[lo] or r >= r_edges[hi - 1]:
+        return
+    rb = np.searchsorted(r_edges[lo:hi], r, side="right") - 1
+    na = n_alpha[li]
+    ab = min(max(int((math.atan2(y, x) + math.pi) / (2.0 * math.pi) * na), 0), na - 1)
+    out[row, vox_off[li] + ab * n_r[li] + rb] += e * scale[isub]
+
+
+@nb.njit(cache=True)
+def _push(stack: NDArray[np.float64], top: int, kind: int, e: float, x: float, y: float, z: float,
+          u: float, v: float, w: float, isub: int) -> int:
+    if top >= stack.shape[0]:
+        msg = "cascade particle stack overflow"
+        raise RuntimeError(msg)
+    stack[top, P_TYPE], stack[top, P_E] = kind, e
+    stack[top, P_X], stack[top, P_Y], stack[top, P_Z] = x, y, z
+    stack[top, P_U], stack[top, P_V], stack[top, P_W], stack[top, P_SUB] = u, v, w, isub
+    return top + 1
+
+
+@nb.njit(cache=True)
+def _boundary(z: float, w: float, isub: int, z_edges: NDArray[np.float64]) -> float:
+    if w > 1e-12:
+        return float((z_edges[isub + 1] - z) / w)
+    if w < -1e-12:
+        return float((z_edges[isub] - z) / w)
+    return 1e300
+
+
+@nb.njit(cache=True)
+def _highland(s: float, x0: float, t: float, mass: float) -> float:
+    """θ0 of the PDG/Highland formula for a path ``s`` (mm), kinetic energy ``t`` and ``mass`` (MeV)."""
+    p = math.sqrt(t * (t + 2.0 * mass))
+    beta2 = p * p / ((t + mass) * (t + mass))
+    xr = s / x0
+    if xr <= 0.0:
+        return 0.0
+    corr = max(1.0 + 0.038 * math.log(xr / beta2), 0.0)
+    return 13.6 / (math.sqrt(beta2) * p) * math.sqrt(xr) * corr
+
+
+@nb.njit(cache=True)
+def transport_showers(
+    kinds: NDArray[np.int64], energies: NDArray[np.float64], seeds: NDArray[np.int64], cfg: NDArray[np.float64],
+    z_edges: NDArray[np.float64], material: NDArray[np.int64], active: NDArray[np.int64],
+    layer: NDArray[np.int64], calib: NDArray[np.float64], data: NDArray[np.float64], props: NDArray[np.float64],
+    r_edges: NDArray[np.float64], r_off: NDArray[np.int64], n_r: NDArray[np.int64], n_alpha: NDArray[np.int64],
+    vox_off: NDArray[np.int64], out: NDArray[np.float64], ledger: NDArray[np.float64],
+    handoff: NDArray[np.float64], local_scale: NDArray[np.float64], layer_of: NDArray[np.int64],
+) -> int:
+    """Transport each shower (incident at the origin along +z); returns the number of hand-off rows written.
+
+    In hybrid mode a particle below the hand-off minimum is read where it is (photons: where they
+    first interact) with ``local_scale`` (file MeV per MeV: the transported sampling fraction
+    times the calibration, per sub-layer) into the voxel of layer ``layer_of`` (per sub-layer).
+
+    ``handoff`` rows: shower row, type, E, x, y, z, u, v, w, three uniform-derived numbers
+    (two normals and a uniform, drawn here so that the hand-off deposit depends only on the
+    shower's seed). Returns -1 when ``handoff`` is too short (the caller grows it and repeats).
+    """
+    k_cut, d_cut, e_cut, g_cut = cfg[0], cfg[1], cfg[2], cfg[3]
+    max_x0, max_loss, split, ho_min, ho_cos = cfg[4], cfg[5], cfg[6], cfg[7], cfg[8]
+    th_max = cfg[10]
+    nsub = material.size
+    stack = np.empty((STACK_SIZE, 9))
+    n_ho = 0
+    for row in range(energies.size):
+        sm.seed_numba(seeds[row])
+        top = _push(stack, 0, kinds[row], energies[row], 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0)
+        while top > 0:
+            top -= 1
+            kind, e = int(stack[top, P_TYPE]), stack[top, P_E]
+            x, y, z = stack[top, P_X], stack[top, P_Y], stack[top, P_Z]
+            u, v, w, isub = stack[top, P_U], stack[top, P_V], stack[top, P_W], int(stack[top, P_SUB])
+            n_lambda = -math.log(1.0 - np.random.random())
+            while True:
+                if x * x + y * y > WORLD_RADIUS_MM * WORLD_RADIUS_MM:
+                    ledger[row, LEAKED] += e
+                    break
+                if split > 0.0 and kind != PION and ho_min <= e < split and w >= ho_cos:
+                    if n_ho >= handoff.shape[0]:
+                        return -1
+                    h = handoff[n_ho]
+                    h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7], h[8] = row, kind, e, x, y, z, u, v, w
+                    h[9], h[10], h[11] = np.random.standard_normal(), np.random.standard_normal(), np.random.random()
+                    n_ho += 1
+                    ledger[row, HANDOFF] += e
+                    if kind == POSITRON:  # its annihilation photons go with the sub-shower
+                        h[2] = e + 2.0 * M
+                        ledger[row, HANDOFF] += 2.0 * M
+                        ledger[row, MASS] -= 2.0 * M
+                    break
+                if split > 0.0 and kind != PION and e < ho_min:  # hybrid: a soft particle is read where it is
+                    if kind == GAMMA:  # ... after flying to its first interaction in the local medium
+                        mat = material[isub]
+                        mu = (_lookup(data, mat, PAIR, e) + _lookup(data, mat, COMPTON, e)
+                              + _lookup(data, mat, PHOTO, e))
+                        s = -math.log(1.0 - np.random.random()) / mu
+                        x, y, z = x + s * u, y + s * v, z + s * w
+                        if z < z_edges[0] or z >= z_edges[nsub]:
+                            ledger[row, LEAKED] += e
+                            break
+                        isub = np.searchsorted(z_edges, z, side="right") - 1
+                    ledger[row, HANDOFF] += e
+                    if kind == POSITRON:
+                        ledger[row, HANDOFF] += 2.0 * M
+                        ledger[row, MASS] -= 2.0 * M
+                    _read_local(e + (2.0 * M if kind == POSITRON else 0.0), x, y, isub, row, local_scale, layer_of,
+                                r_edges, r_off, n_r, n_alpha, vox_off, out)
+                    break
+                mat = material[isub]
+                x0 = props[mat, 0]
+                if kind == GAMMA:
+                    if e < g_cut:
+                        _deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                                 out, ledger)
+                        ledger[row, BELOW_CUT] += e
+                        break
+                    mu_p = _lookup(data, mat, PAIR, e)
+                    mu_c = _lookup(data, mat, COMPTON, e)
+                    mu_f = _lookup(data, mat, PHOTO, e)
+                    mu = mu_p + mu_c + mu_f
+                    s = -math.log(1.0 - np.random.random()) / mu
+                    db = _boundary(z, w, isub, z_edges)
+                    if s >= db:
+                        x, y, z = x + db * u, y + db * v, z_edges[isub + 1] if w > 0 else z_edges[isub]
+                        isub += 1 if w > 0 else -1
+                        if isub < 0 or isub >= nsub:
+                            ledger[row, LEAKED] += e
+                            break
+                        continue
+                    x, y, z = x + s * u, y + s * v, z + s * w
+                    r = np.random.random() * mu
+                    if r < mu_f:
+                        _deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                                 out, ledger)
+                        break
+                    if r < mu_f + mu_c:
+                        eps, onecost = sm.compton_epsilon(e)
+                        phi = 2.0 * math.pi * np.random.random()
+                        gu, gv, gw = sm.rotate(u, v, w, 1.0 - onecost, phi)
+                        te = e * (1.0 - eps)
+                        px, py, pz = u - eps * gu, v - eps * gv, w - eps * gw
+                        pn = math.sqrt(px * px + py * py + pz * pz)
+                        if te > 0.0 and pn > 0.0:
+                            top = _push(stack, top, ELECTRON, te, x, y, z, px / pn, py / pn, pz / pn, isub)
+                        elif te > 0.0:
+                            _deposit(te, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha,
+                                     vox_off, out, ledger)
+                        e, u, v, w = e * eps, gu, gv, gw
+                        continue
+                    xf = sm.pair_fraction(e)
+                    phi = 2.0 * math.pi * np.random.random()
+                    for j in range(2):
+                        tot = e * (xf if j == 0 else 1.0 - xf)
+                        du, dv, dw = sm.rotate(u, v, w, math.cos(sm.emission_angle(tot)), phi + j * math.pi)
+                        top = _push(stack, top, ELECTRON if j == 0 else POSITRON, max(tot - M, 0.0), x, y, z,
+                                    du, dv, dw, isub)
+                    ledger[row, MASS] += 2.0 * M
+                    break
+                # charged particles: e-, e+ and pions
+                mass = 139.57 if kind == PION else M
+                if e < e_cut or e <= 0.0:
+                    _deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                             out, ledger)
+                    ledger[row, BELOW_CUT] += e
+                    if kind == POSITRON:
+                        gu, gv, gw = sm.annihilation_direction()
+                        top = _push(stack, top, GAMMA, M, x, y, z, gu, gv, gw, isub)
+                        top = _push(stack, top, GAMMA, M, x, y, z, -gu, -gv, -gw, isub)
+                        ledger[row, MASS] -= 2.0 * M
+                    break
+                if True:
+                    dedx = _lookup(data, mat, DEDX_P if kind == POSITRON else DEDX_E, e)
+                    sig_b = _lookup(data, mat, BREM, e)
+                    sig_d = _lookup(data, mat, BHABHA if kind == POSITRON else MOLLER, e)
+                sig = sig_b + sig_d
+                s_int = n_lambda / sig if sig > 0.0 else 1e300
+                s_geo = max_x0 * x0 if kind != PION else 0.5 * max_x0 * props[mat, 2]
+                s_loss = max(max_loss * e, e_cut) / max(dedx, 1e-300)
+                bp = e * (e + 2.0 * mass) / (e + mass)
+                s_geo = min(s_geo, x0 * (th_max * bp / 13.6) ** 2)
+                db = _boundary(z, w, isub, z_edges)
+                s = min(s_int, s_geo, s_loss, db)
+                crossed = s == db
+                interacts = s == s_int and not crossed
+                loss = dedx * s
+                stopped = loss >= e
+                if stopped:
+                    s, loss = e / max(dedx, 1e-300), e
+                    crossed = interacts = False
+                xm, ym = x + 0.5 * s * u, y + 0.5 * s * v
+                _deposit(loss, xm, ym, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                         out, ledger)
+                th0 = _highland(s, x0, e - 0.5 * loss, mass) if not stopped else 0.0
+                z2, z4 = np.random.standard_normal() * th0, np.random.standard_normal() * th0
+                dx1 = s * (np.random.standard_normal() * th0 / math.sqrt(12.0) + 0.5 * z2)
+                dx2 = s * (np.random.standard_normal() * th0 / math.sqrt(12.0) + 0.5 * z4)
+                going_up = w > 0
+                nx, ny, nz = x + s * u, y + s * v, z + s * w
+                if th0 > 0.0:
+                    e1x, e1y, e1z, e2x, e2y, e2z = sm.basis(u, v, w)
+                    nx += dx1 * e1x + dx2 * e2x
+                    ny += dx1 * e1y + dx2 * e2y
+                    if not crossed:
+                        nz = min(max(nz + dx1 * e1z + dx2 * e2z, z_edges[isub]), z_edges[isub + 1])
+                    t1, t2 = math.tan(max(min(z2, 1.5), -1.5)), math.tan(max(min(z4, 1.5), -1.5))
+                    u, v, w = u + t1 * e1x + t2 * e2x, v + t1 * e1y + t2 * e2y, w + t1 * e1z + t2 * e2z
+                    norm = math.sqrt(u * u + v * v + w * w)
+                    u, v, w = u / norm, v / norm, w / norm
+                if crossed:
+                    nz = z_edges[isub + 1] if going_up else z_edges[isub]
+                x, y, z = nx, ny, nz
+                e -= loss
+                if stopped:
+                    e = 0.0
+                    continue
+                if crossed:
+                    isub += 1 if going_up else -1
+                    if isub < 0 or isub >= nsub:
+                        ledger[row, LEAKED] += e
+                        break
+                n_lambda -= sig * s
+                if not interacts:
+                    continue
+                n_lambda = -math.log(1.0 - np.random.random())
+                if np.random.random() * sig < sig_b:
+                    yk = sm.brems_fraction(min(k_cut / e, 1.0))
+                    k = yk * e
+                    du, dv, dw = sm.rotate(u, v, w, math.cos(sm.emission_angle(e + M)),
+                                           2.0 * math.pi * np.random.random())
+                    top = _push(stack, top, GAMMA, k, x, y, z, du, dv, dw, isub)
+                    e -= k
+                else:
+                    xd = sm.delta_fraction(e, min(d_cut / e, 1.0), kind == POSITRON)
+                    td = xd * e
+                    cos_d = math.sqrt(min(1.0, td * (e + 2.0 * M) / (e * (td + 2.0 * M))))
+                    phi = 2.0 * math.pi * np.random.random()
+                    du, dv, dw = sm.rotate(u, v, w, cos_d, phi)
+                    p0, pd = math.sqrt(e * (e + 2.0 * M)), math.sqrt(td * (td + 2.0 * M))
+                    px, py, pz = p0 * u - pd * du, p0 * v - pd * dv, p0 * w - pd * dw
+                    pn = math.sqrt(px * px + py * py + pz * pz)
+                    top = _push(stack, top, ELECTRON, td, x, y, z, du, dv, dw, isub)
+                    e -= td
+                    if pn > 0.0:
+                        u, v, w = px / pn, py / pn, pz / pn
+    return n_ho

@@ -1,0 +1,169 @@
+"""Physics of the cascade transport: cross sections against their formulas, samplers against their
+differential forms, and shower properties (PDG) on small samples."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate
+
+from caloforge.data.geometry import Geometry, Layer
+from caloforge.refsim.cascade import CascadeConfig, cascade_chunk
+from caloforge.refsim.cascade import physics as ph
+from caloforge.refsim.cascade import sampling as sm
+from caloforge.refsim.cascade.calibrate import stack_response
+from caloforge.refsim.detector import Detector, Readout, Slab
+from caloforge.refsim.materials import ELEMENTS, Material
+from caloforge.refsim.presets import atlas_like, par04_wsi
+
+FULL = CascadeConfig(hybrid_split_mev=0.0)
+WSI = par04_wsi()
+DS2 = Geometry.preset("ds2")
+
+
+def _slab_detector(element: str, thickness_x0: float) -> tuple[Detector, Geometry]:
+    """One homogeneous, fully read-out slab and a one-layer geometry."""
+    el = ELEMENTS[element]
+    slab = Slab(element, Material.homogeneous(el), thickness_x0 * el.x0_mm, 0, Readout(1.0, 1.0, 0.1, 0.1, 1.0))
+    return Detector(f"{element} block", (slab,), slab.material, 0.1), Geometry((Layer(0, (0.0, 1e4)),), "block")
+
+
+def test_pair_mean_free_path_is_nine_sevenths_x0_at_high_energy() -> None:
+    pb = ELEMENTS["Pb"]
+    assert 1.0 / (ph.pair_mu(pb, np.array([1e5]))[0] * pb.x0_mm) == pytest.approx(9 / 7, rel=1e-6)
+    # and in the transport: 100 GeV photons cross 1 X0 of lead untouched with probability exp(-7/9)
+    det, geo = _slab_detector("Pb", 1.0)
+    res = cascade_chunk(geo, "photon", np.full(600, 1e5), seed=3, start=0, detector=det, config=FULL)
+    untouched = np.mean(res.column("leaked") > 1e5 * (1 - 1e-9))
+    assert untouched == pytest.approx(math.exp(-7 / 9), abs=0.06)
+
+
+def test_pair_cross_section_falls_below_a_gev_and_vanishes_at_threshold() -> None:
+    k = np.array([1.0, 1.1, 5.0, 50.0, 500.0, 5e4])
+    r = ph.pair_ratio(k, 82)
+    assert r[0] == 0.0 and 0 < r[1] < r[2] < r[3] < r[4] <= r[5] == pytest.approx(1.0)
+
+
+def test_klein_nishina_total_matches_the_integrated_differential_cross_section() -> None:
+    re2 = ph.CLASSICAL_RADIUS_MM**2
+    for k in (0.05, 0.511, 2.0, 20.0):
+        kap = k / ph.ELECTRON_MASS
+
+        def dsigma(cos_t: float, kap: float = kap) -> float:
+            ratio = 1.0 / (1.0 + kap * (1 - cos_t))
+            return math.pi * re2 * ratio**2 * (ratio + 1 / ratio - (1 - cos_t**2))
+
+        numeric = integrate.quad(dsigma, -1, 1)[0]
+        assert ph.klein_nishina(np.array([k]))[0] == pytest.approx(numeric, rel=1e-6)
+
+
+def test_sampled_compton_spectrum_follows_klein_nishina() -> None:
+    k, n = 1.0, 40000
+    kap = k / ph.ELECTRON_MASS
+    sm.seed_numba(11)
+    eps = np.array([sm.compton_epsilon(k)[0] for _ in range(n)])
+    eps0 = 1 / (1 + 2 * kap)
+    assert eps.min() >= eps0 - 1e-12 and eps.max() <= 1 + 1e-12
+    edges = np.linspace(eps0, 1, 11)
+    counts = np.histogram(eps, edges)[0]
+
+    def dsde(e: float) -> float:  # dσ/dε ∝ (1/ε + ε)(1 - ε sin²θ/(1 + ε²))
+        onecost = (1 - e) / (e * kap)
+        sin2 = onecost * (2 - onecost)
+        return (1 / e + e) * (1 - e * sin2 / (1 + e * e))
+
+    expected = np.array([integrate.quad(dsde, a, b)[0] for a, b in itertools.pairwise(edges)])
+    expected *= n / expected.sum()
+    chi2 = np.sum((counts - expected) ** 2 / expected)
+    assert chi2 < 30  # 9 degrees of freedom; a wrong spectrum (e.g. flat in ε) gives thousands
+
+
+def test_sampled_bremsstrahlung_spectrum_has_the_tsai_shape() -> None:
+    yc, n = 1e-3, 40000
+    sm.seed_numba(5)
+    y = np.array([sm.brems_fraction(yc) for _ in range(n)])
+    edges = np.geomspace(yc, 1, 13)
+    counts = np.histogram(y, edges)[0]
+    shape = [integrate.quad(lambda v: (4 / 3 - 4 / 3 * v + v * v) / v, a, b)[0] for a, b in itertools.pairwise(edges)]
+    expected = np.array(shape) * n / sum(shape)
+    assert np.sum((counts - expected) ** 2 / expected) < 35  # 11 degrees of freedom
+    # photon number per X0 above the cut against the integral of the same form
+    w = ELEMENTS["W"]
+    closed = ph.brems_mu(w, np.array([1e4]), 10.0)[0] * w.x0_mm
+    assert closed == pytest.approx(integrate.quad(lambda v: (4 / 3 - 4 / 3 * v + v * v) / v, 1e-3, 1)[0], rel=1e-9)
+
+
+def test_restricted_loss_is_below_the_total_and_matches_pdg_minimum() -> None:
+    si = ELEMENTS["Si"]
+    t = np.array([1.0, 10.0, 1000.0])
+    total = ph.collision_dedx(si, t)
+    assert np.all(ph.restricted_dedx(si, t, 0.1, 1e-9) < total)  # no brems below a 1e-9 MeV cut
+    # NIST ESTAR collision stopping powers at 1 MeV (recalled): Si 1.494, W 1.017 MeV cm²/g
+    assert ph.collision_dedx(si, np.array([1.0]))[0] == pytest.approx(1.494 * si.density / 10, rel=0.05)
+    w = ELEMENTS["W"]
+    assert ph.collision_dedx(w, np.array([1.0]))[0] == pytest.approx(1.017 * w.density / 10, rel=0.05)
+    tot = ph.delta_mu(si, np.array([100.0]), 1.0)[0]
+    gam = 100 / ph.ELECTRON_MASS + 1
+    numeric = integrate.quad(lambda x: ph.moller_dxs(np.array(x), np.array(gam)), 0.01, 0.5)[0]
+    assert tot == pytest.approx(numeric * 2 * math.pi * ph.CLASSICAL_RADIUS_MM**2 * ph.electron_density(si), rel=1e-6)
+
+
+@pytest.mark.parametrize(("particle", "config"), [("electron", FULL), ("photon", FULL), ("electron", CascadeConfig()),
+                                                  ("photon", CascadeConfig())], ids=["e-full", "γ-full", "e-hybrid",
+                                                                                     "γ-hybrid"])
+def test_energy_ledger_closes_per_shower(particle: str, config: CascadeConfig) -> None:
+    for det, geo in ((WSI, DS2), (atlas_like(), Geometry.preset("ds1-photons"))):
+        e = np.array([300.0, 1000.0, 3000.0])
+        res = cascade_chunk(geo, particle, e, seed=1, start=0, detector=det, config=config)
+        total = res.ledger[:, [0, 1, 2, 3, 4, 6]].sum(axis=1)
+        np.testing.assert_allclose(total, e, rtol=1e-6)
+        assert np.all(res.column("active") >= 0)
+        assert config.hybrid or np.all(res.column("below_cut") > 0)
+
+
+def _profile(energy: float, n: int, config: CascadeConfig) -> tuple[float, float, float, float]:
+    res = cascade_chunk(DS2, "electron", np.full(n, energy), seed=4, start=0, detector=WSI, config=config)
+    sh = res.voxels.reshape(n, 45, 16, 9)
+    layer = sh.sum(axis=(2, 3)).mean(axis=0)
+    x0 = WSI.em_medium.x0_mm
+    t = (np.arange(45) + 0.5) * 3.4 / x0
+    mean = (layer * t).sum() / layer.sum()
+    var = (layer * (t - mean) ** 2).sum() / layer.sum()
+    beta = mean / var
+    radial = sh.sum(axis=(0, 1, 2))
+    cum = np.concatenate([[0.0], np.cumsum(radial)]) / radial.sum()
+    rm = WSI.em_medium.moliere_radius_mm
+    edges = np.arange(10) * 4.65
+    return (mean * beta - 1) / beta, float(np.interp(rm, edges, cum)), float(np.interp(2 * rm, edges, cum)), \
+        float(res.voxels.sum(axis=1).mean() / energy)
+
+
+def test_shower_maximum_and_lateral_containment_follow_pdg() -> None:
+    ec = WSI.em_medium.critical_energy
+    t1, c1, c2, _ = _profile(1000.0, 40, FULL)
+    t10, d1, d2, _ = _profile(10000.0, 80, CascadeConfig())
+    # PDG: t_max = ln(E/Ec) - 0.5 for electrons (the GFLASH fit gives 3.6 / 5.9 X0 at 1 / 10 GeV in W/Si)
+    assert t1 == pytest.approx(math.log(1000 / ec) - 0.5, abs=1.5)
+    assert t10 == pytest.approx(math.log(10000 / ec) - 0.5, abs=1.5)
+    assert t10 - t1 == pytest.approx(math.log(10), abs=0.8)
+    # PDG: ~90 % within one Molière radius, ~95 % within two
+    for inside1, inside2 in ((c1, c2), (d1, d2)):
+        assert inside1 == pytest.approx(0.90, abs=0.05)
+        assert inside2 == pytest.approx(0.95, abs=0.05)
+
+
+def test_sampling_fraction_comes_out_of_the_transport() -> None:
+    """Electrons see less than a MIP does in high-Z sampling stacks (ê < 1, soft photons die in the absorber)."""
+    for det in (WSI, atlas_like()):
+        stack = det.em_medium
+        resp = stack_response(stack, FULL, 1000.0)
+        ratio = resp.sampling_fraction / stack.mip_sampling_fraction
+        assert 0.6 < ratio < 1.0, (stack.name, ratio)
+        assert 0.01 < resp.stochastic < 0.3
+    # and the hybrid reads the same response as full transport at 10 GeV
+    r_full = _profile(10000.0, 30, FULL)[3]
+    r_hybrid = _profile(10000.0, 60, CascadeConfig())[3]
+    assert r_hybrid == pytest.approx(r_full, rel=0.03)
