@@ -60,9 +60,22 @@ def simulate(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Worker processes."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite the output file if it exists."),
+    physics: str = typer.Option(
+        "gflash", "--physics", metavar="gflash|cascade",
+        help="gflash: parameterised showers; cascade: particle transport through the detector's sub-layers.",
+    ),
+    split: float | None = typer.Option(
+        None, "--split", help="Cascade only: hybrid split in MeV (below it, GFLASH sub-showers; 0: full transport)."
+    ),
 ) -> None:
-    """Simulate reference showers (GFLASH EM / two-component pion model) into a CaloChallenge file."""
+    """Simulate reference showers (GFLASH parameterisation or particle cascade) into a CaloChallenge file."""
     from caloforge.refsim import simulate_to_file
+    from caloforge.refsim.cascade import CascadeConfig
+
+    if split is not None and physics != "cascade":
+        msg = f"expected --split only with --physics cascade but got --physics {physics}"
+        raise ConfigError(msg)
+    cascade = CascadeConfig(hybrid_split_mev=split) if split is not None else None
 
     apply_threads(threads)
 
@@ -76,7 +89,7 @@ def simulate(
             tasks[0].update(done, total=total)
 
         path = simulate_to_file(output, geometry, particle, n, seed, energies=values, spectrum=spectrum, jobs=jobs,
-                                force=force, progress=report, theta=angles)
+                                force=force, progress=report, theta=angles, physics=physics, cascade=cascade)
     console.print(f"wrote {n} {particle} showers to {path}")
 
 
@@ -84,4 +97,5 @@ def register(app: typer.Typer) -> None:
     """Add the ``simulate`` command to ``app``."""
     app.command(epilog=examples(
         "caloforge simulate -g ds1-photons -p photon -n 120000 --out train.h5 --jobs 2",
-        "caloforge simulate -g ds3 -p electron -n 20000 --spectrum log-uniform:1000:1000000 --out ds3.h5"))(simulate)
+        "caloforge simulate -g ds3 -p electron -n 20000 --spectrum log-uniform:1000:1000000 --out ds3.h5",
+        "caloforge simulate -g ds1-photons -p photon -n 47500 --physics cascade --out cascade.h5 --jobs 2"))(simulate)
