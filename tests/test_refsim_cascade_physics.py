@@ -167,3 +167,20 @@ def test_sampling_fraction_comes_out_of_the_transport() -> None:
     r_full = _profile(10000.0, 30, FULL)[3]
     r_hybrid = _profile(10000.0, 60, CascadeConfig())[3]
     assert r_hybrid == pytest.approx(r_full, rel=0.03)
+
+
+def test_pion_em_fraction_follows_groom_and_the_shower_is_contained() -> None:
+    geo, det = Geometry.preset("ds1-pions"), atlas_like()
+    f_em = {}
+    for e in (1e4, 1e5):
+        res = cascade_chunk(geo, "pion", np.full(60, e), seed=2, start=0, detector=det, config=CascadeConfig())
+        np.testing.assert_allclose(res.ledger[:, [0, 1, 2, 3, 4, 6]].sum(axis=1), e, rtol=1e-6)
+        f_em[e] = float(res.column("em_from_pi0").mean() / e)
+        # Groom, NIM A572 (2007) 633: <f_em> = 1 - (E / 1 GeV)^(0.82 - 1): 0.34 at 10 GeV, 0.56 at 100 GeV
+        assert f_em[e] == pytest.approx(1 - (e / 1e3) ** (0.82 - 1), abs=0.1), e
+        # 9.7 λ of calorimeter: longitudinal leakage of 10-100 GeV pions is a few per cent at most
+        assert res.column("leaked").mean() / e < 0.04
+        assert 0 < res.column("invisible").mean() / e < 0.3  # nuclear binding etc.: e/h > 1
+        response = res.voxels.sum(axis=1).mean() / e
+        assert 0.6 < response < 0.95  # π/e < 1 (non-compensation), notes §4
+    assert f_em[1e5] > f_em[1e4] + 0.05

@@ -104,7 +104,7 @@ def _transport_response(material: Material, config: CascadeConfig, energy_mev: f
                       config_array(config, hybrid=False), z, mat, active, np.full(mat.size, -1, dtype=np.int64),
                       np.zeros(mat.size), tables.data, tables.props, one_f, np.zeros(2, dtype=np.int64), one_i,
                       one_i, one_i, np.zeros((n, 1)), ledger, np.empty((1, 12)), np.zeros(mat.size),
-                      np.full(mat.size, -1, dtype=np.int64))
+                      np.full(mat.size, -1, dtype=np.int64), np.zeros(mat.size), np.zeros(mat.size))
     visible = ledger[:, ACTIVE] / energy_mev
     mean = float(visible.mean())
     return StackResponse(mean, float(visible.std() / mean * math.sqrt(energy_mev * 1e-3)), energy_mev)

@@ -24,122 +24,47 @@ import numpy as np
 from numpy.typing import NDArray
 
 from caloforge.refsim.cascade import sampling as sm
+from caloforge.refsim.cascade.hadronic import PION_STOP_MEV, pion_interaction, pion_lambda_mm
 from caloforge.refsim.cascade.physics import ELECTRON_MASS
-from caloforge.refsim.cascade.tables import (
-    BHABHA,
-    BREM,
-    COMPTON,
-    DEDX_E,
-    DEDX_P,
-    GRID_PER_DECADE,
-    GRID_RANGE,
-    MOLLER,
-    PAIR,
-    PHOTO,
+from caloforge.refsim.cascade.steps import (
+    ACTIVE,
+    BELOW_CUT,
+    EM_FROM_PI0,
+    HANDOFF,
+    INVISIBLE,
+    LEAKED,
+    LEDGER,
+    MASS,
+    P_E,
+    P_SUB,
+    P_TYPE,
+    P_U,
+    P_V,
+    P_W,
+    P_X,
+    P_Y,
+    P_Z,
+    PASSIVE,
+    boundary,
+    deposit,
+    highland,
+    lookup,
+    push,
+    read_local,
 )
+from caloforge.refsim.cascade.tables import BHABHA, BREM, COMPTON, DEDX_E, DEDX_P, DEDX_PI, MOLLER, PAIR, PHOTO
 
-__all__ = ["ACTIVE", "BELOW_CUT", "HANDOFF", "LEAKED", "LEDGER", "MASS", "PASSIVE", "transport_showers"]
+__all__ = ["ACTIVE", "BELOW_CUT", "EM_FROM_PI0", "GAMMA", "HANDOFF", "INVISIBLE", "LEAKED", "LEDGER", "MASS",
+           "PASSIVE", "transport_showers"]
 
 M = ELECTRON_MASS
 GAMMA, ELECTRON, POSITRON, PION = 0, 1, 2, 3
-ACTIVE, PASSIVE, LEAKED, HANDOFF, MASS, BELOW_CUT, INVISIBLE = range(7)
-LEDGER = ("active", "passive", "leaked", "handoff", "mass", "below_cut", "invisible")
-"""Ledger columns; incident = active + passive + leaked + handoff + mass + invisible."""
-P_TYPE, P_E, P_X, P_Y, P_Z, P_U, P_V, P_W, P_SUB = range(9)
 STACK_SIZE = 1 << 16
 WORLD_RADIUS_MM = 4000.0
 """Particles farther than this from the axis have left the detector (lateral leakage)."""
-LOG_LO = math.log10(GRID_RANGE[0])
 CONFIG_FIELDS = 11
 """Length of the ``cfg`` array: brems cut, δ cut, e cut, γ cut, max step X0, max loss, split, min hand-off,
 min hand-off cosine, pion model flag, largest Highland angle per step."""
-
-
-@nb.njit(cache=True)
-def _lookup(data: NDArray[np.float64], m: int, row: int, e: float) -> float:
-    x = (math.log10(e) - LOG_LO) * GRID_PER_DECADE
-    n = data.shape[2]
-    if x <= 0.0:
-        return float(data[m, row, 0])
-    i = int(x)
-    if i >= n - 1:
-        return float(data[m, row, n - 1])
-    f = x - i
-    return float(data[m, row, i] * (1.0 - f) + data[m, row, i + 1] * f)
-
-
-@nb.njit(cache=True)
-def _deposit(e: float, x: float, y: float, isub: int, row: int, active: NDArray[np.int64],
-             layer: NDArray[np.int64], calib: NDArray[np.float64], r_edges: NDArray[np.float64],
-             r_off: NDArray[np.int64], n_r: NDArray[np.int64], n_alpha: NDArray[np.int64],
-             vox_off: NDArray[np.int64], out: NDArray[np.float64], ledger: NDArray[np.float64]) -> None:
-    if active[isub] == 0:
-        ledger[row, PASSIVE] += e
-        return
-    ledger[row, ACTIVE] += e
-    li = layer[isub]
-    if li < 0:
-        return
-    r = math.sqrt(x * x + y * y)
-    lo, hi = r_off[li], r_off[li + 1]
-    if r < r_edges[lo] or r >= r_edges[hi - 1]:
-        return
-    rb = np.searchsorted(r_edges[lo:hi], r, side="right") - 1
-    na = n_alpha[li]
-    ab = int((math.atan2(y, x) + math.pi) / (2.0 * math.pi) * na)
-    ab = min(max(ab, 0), na - 1)
-    out[row, vox_off[li] + ab * n_r[li] + rb] += e * calib[isub]
-
-
-@nb.njit(cache=True)
-def _read_local(e: float, x: float, y: float, isub: int, row: int, scale: NDArray[np.float64],
-                layer_of: NDArray[np.int64], r_edges: NDArray[np.float64], r_off: NDArray[np.int64],
-                n_r: NDArray[np.int64], n_alpha: NDArray[np.int64], vox_off: NDArray[np.int64],
-                out: NDArray[np.float64]) -> None:
-    li = layer_of[isub]
-    if li < 0 or scale[isub] <= 0.0:
-        return
-    r = math.sqrt(x * x + y * y)
-    lo, hi = r_off[li], r_off[li + 1]
-    if r < r_edges[lo] or r >= r_edges[hi - 1]:
-        return
-    rb = np.searchsorted(r_edges[lo:hi], r, side="right") - 1
-    na = n_alpha[li]
-    ab = min(max(int((math.atan2(y, x) + math.pi) / (2.0 * math.pi) * na), 0), na - 1)
-    out[row, vox_off[li] + ab * n_r[li] + rb] += e * scale[isub]
-
-
-@nb.njit(cache=True)
-def _push(stack: NDArray[np.float64], top: int, kind: int, e: float, x: float, y: float, z: float,
-          u: float, v: float, w: float, isub: int) -> int:
-    if top >= stack.shape[0]:
-        msg = "cascade particle stack overflow"
-        raise RuntimeError(msg)
-    stack[top, P_TYPE], stack[top, P_E] = kind, e
-    stack[top, P_X], stack[top, P_Y], stack[top, P_Z] = x, y, z
-    stack[top, P_U], stack[top, P_V], stack[top, P_W], stack[top, P_SUB] = u, v, w, isub
-    return top + 1
-
-
-@nb.njit(cache=True)
-def _boundary(z: float, w: float, isub: int, z_edges: NDArray[np.float64]) -> float:
-    if w > 1e-12:
-        return float((z_edges[isub + 1] - z) / w)
-    if w < -1e-12:
-        return float((z_edges[isub] - z) / w)
-    return 1e300
-
-
-@nb.njit(cache=True)
-def _highland(s: float, x0: float, t: float, mass: float) -> float:
-    """θ0 of the PDG/Highland formula for a path ``s`` (mm), kinetic energy ``t`` and ``mass`` (MeV)."""
-    p = math.sqrt(t * (t + 2.0 * mass))
-    beta2 = p * p / ((t + mass) * (t + mass))
-    xr = s / x0
-    if xr <= 0.0:
-        return 0.0
-    corr = max(1.0 + 0.038 * math.log(xr / beta2), 0.0)
-    return 13.6 / (math.sqrt(beta2) * p) * math.sqrt(xr) * corr
 
 
 @nb.njit(cache=True)
@@ -150,6 +75,7 @@ def transport_showers(
     r_edges: NDArray[np.float64], r_off: NDArray[np.int64], n_r: NDArray[np.int64], n_alpha: NDArray[np.int64],
     vox_off: NDArray[np.int64], out: NDArray[np.float64], ledger: NDArray[np.float64],
     handoff: NDArray[np.float64], local_scale: NDArray[np.float64], layer_of: NDArray[np.int64],
+    had_vis: NDArray[np.float64], had_scale: NDArray[np.float64],
 ) -> int:
     """Transport each shower (incident at the origin along +z); returns the number of hand-off rows written.
 
@@ -157,19 +83,22 @@ def transport_showers(
     first interact) with ``local_scale`` (file MeV per MeV: the transported sampling fraction
     times the calibration, per sub-layer) into the voxel of layer ``layer_of`` (per sub-layer).
 
+    ``had_vis`` and ``had_scale`` (per sub-layer): active share and file MeV per MeV of the energy of slow
+    nucleons from pion interactions (the slab's MIP sampling fraction).
+
     ``handoff`` rows: shower row, type, E, x, y, z, u, v, w, three uniform-derived numbers
     (two normals and a uniform, drawn here so that the hand-off deposit depends only on the
     shower's seed). Returns -1 when ``handoff`` is too short (the caller grows it and repeats).
     """
     k_cut, d_cut, e_cut, g_cut = cfg[0], cfg[1], cfg[2], cfg[3]
-    max_x0, max_loss, split, ho_min, ho_cos = cfg[4], cfg[5], cfg[6], cfg[7], cfg[8]
+    max_x0, max_loss, split, ho_min, ho_cos, pions = cfg[4], cfg[5], cfg[6], cfg[7], cfg[8], cfg[9] > 0
     th_max = cfg[10]
     nsub = material.size
     stack = np.empty((STACK_SIZE, 9))
     n_ho = 0
     for row in range(energies.size):
         sm.seed_numba(seeds[row])
-        top = _push(stack, 0, kinds[row], energies[row], 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0)
+        top = push(stack, 0, kinds[row], energies[row], 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0)
         while top > 0:
             top -= 1
             kind, e = int(stack[top, P_TYPE]), stack[top, P_E]
@@ -196,8 +125,8 @@ def transport_showers(
                 if split > 0.0 and kind != PION and e < ho_min:  # hybrid: a soft particle is read where it is
                     if kind == GAMMA:  # ... after flying to its first interaction in the local medium
                         mat = material[isub]
-                        mu = (_lookup(data, mat, PAIR, e) + _lookup(data, mat, COMPTON, e)
-                              + _lookup(data, mat, PHOTO, e))
+                        mu = (lookup(data, mat, PAIR, e) + lookup(data, mat, COMPTON, e)
+                              + lookup(data, mat, PHOTO, e))
                         s = -math.log(1.0 - np.random.random()) / mu
                         x, y, z = x + s * u, y + s * v, z + s * w
                         if z < z_edges[0] or z >= z_edges[nsub]:
@@ -208,23 +137,23 @@ def transport_showers(
                     if kind == POSITRON:
                         ledger[row, HANDOFF] += 2.0 * M
                         ledger[row, MASS] -= 2.0 * M
-                    _read_local(e + (2.0 * M if kind == POSITRON else 0.0), x, y, isub, row, local_scale, layer_of,
+                    read_local(e + (2.0 * M if kind == POSITRON else 0.0), x, y, isub, row, local_scale, layer_of,
                                 r_edges, r_off, n_r, n_alpha, vox_off, out)
                     break
                 mat = material[isub]
                 x0 = props[mat, 0]
                 if kind == GAMMA:
                     if e < g_cut:
-                        _deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                        deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
                                  out, ledger)
                         ledger[row, BELOW_CUT] += e
                         break
-                    mu_p = _lookup(data, mat, PAIR, e)
-                    mu_c = _lookup(data, mat, COMPTON, e)
-                    mu_f = _lookup(data, mat, PHOTO, e)
+                    mu_p = lookup(data, mat, PAIR, e)
+                    mu_c = lookup(data, mat, COMPTON, e)
+                    mu_f = lookup(data, mat, PHOTO, e)
                     mu = mu_p + mu_c + mu_f
                     s = -math.log(1.0 - np.random.random()) / mu
-                    db = _boundary(z, w, isub, z_edges)
+                    db = boundary(z, w, isub, z_edges)
                     if s >= db:
                         x, y, z = x + db * u, y + db * v, z_edges[isub + 1] if w > 0 else z_edges[isub]
                         isub += 1 if w > 0 else -1
@@ -235,7 +164,7 @@ def transport_showers(
                     x, y, z = x + s * u, y + s * v, z + s * w
                     r = np.random.random() * mu
                     if r < mu_f:
-                        _deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                        deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
                                  out, ledger)
                         break
                     if r < mu_f + mu_c:
@@ -246,9 +175,9 @@ def transport_showers(
                         px, py, pz = u - eps * gu, v - eps * gv, w - eps * gw
                         pn = math.sqrt(px * px + py * py + pz * pz)
                         if te > 0.0 and pn > 0.0:
-                            top = _push(stack, top, ELECTRON, te, x, y, z, px / pn, py / pn, pz / pn, isub)
+                            top = push(stack, top, ELECTRON, te, x, y, z, px / pn, py / pn, pz / pn, isub)
                         elif te > 0.0:
-                            _deposit(te, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha,
+                            deposit(te, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha,
                                      vox_off, out, ledger)
                         e, u, v, w = e * eps, gu, gv, gw
                         continue
@@ -257,33 +186,41 @@ def transport_showers(
                     for j in range(2):
                         tot = e * (xf if j == 0 else 1.0 - xf)
                         du, dv, dw = sm.rotate(u, v, w, math.cos(sm.emission_angle(tot)), phi + j * math.pi)
-                        top = _push(stack, top, ELECTRON if j == 0 else POSITRON, max(tot - M, 0.0), x, y, z,
+                        top = push(stack, top, ELECTRON if j == 0 else POSITRON, max(tot - M, 0.0), x, y, z,
                                     du, dv, dw, isub)
                     ledger[row, MASS] += 2.0 * M
                     break
                 # charged particles: e-, e+ and pions
                 mass = 139.57 if kind == PION else M
+                if kind == PION and e < PION_STOP_MEV:  # absorbed where it stops: a nuclear capture
+                    top = pion_interaction(stack, top, row, e, x, y, z, u, v, w, isub, props[material[isub], 2],
+                                           z_edges, had_vis, had_scale, layer_of, r_edges, r_off, n_r, n_alpha,
+                                           vox_off, out, ledger)
+                    break
                 if e < e_cut or e <= 0.0:
-                    _deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                    deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
                              out, ledger)
                     ledger[row, BELOW_CUT] += e
                     if kind == POSITRON:
                         gu, gv, gw = sm.annihilation_direction()
-                        top = _push(stack, top, GAMMA, M, x, y, z, gu, gv, gw, isub)
-                        top = _push(stack, top, GAMMA, M, x, y, z, -gu, -gv, -gw, isub)
+                        top = push(stack, top, GAMMA, M, x, y, z, gu, gv, gw, isub)
+                        top = push(stack, top, GAMMA, M, x, y, z, -gu, -gv, -gw, isub)
                         ledger[row, MASS] -= 2.0 * M
                     break
-                if True:
-                    dedx = _lookup(data, mat, DEDX_P if kind == POSITRON else DEDX_E, e)
-                    sig_b = _lookup(data, mat, BREM, e)
-                    sig_d = _lookup(data, mat, BHABHA if kind == POSITRON else MOLLER, e)
+                if kind == PION:
+                    dedx = lookup(data, mat, DEDX_PI, e)
+                    sig_b, sig_d = 0.0, (1.0 / pion_lambda_mm(props[mat, 2]) if pions else 0.0)
+                else:
+                    dedx = lookup(data, mat, DEDX_P if kind == POSITRON else DEDX_E, e)
+                    sig_b = lookup(data, mat, BREM, e)
+                    sig_d = lookup(data, mat, BHABHA if kind == POSITRON else MOLLER, e)
                 sig = sig_b + sig_d
                 s_int = n_lambda / sig if sig > 0.0 else 1e300
-                s_geo = max_x0 * x0 if kind != PION else 0.5 * max_x0 * props[mat, 2]
+                s_geo = max_x0 * x0 if kind != PION else 0.05 * props[mat, 2]
                 s_loss = max(max_loss * e, e_cut) / max(dedx, 1e-300)
                 bp = e * (e + 2.0 * mass) / (e + mass)
                 s_geo = min(s_geo, x0 * (th_max * bp / 13.6) ** 2)
-                db = _boundary(z, w, isub, z_edges)
+                db = boundary(z, w, isub, z_edges)
                 s = min(s_int, s_geo, s_loss, db)
                 crossed = s == db
                 interacts = s == s_int and not crossed
@@ -293,9 +230,9 @@ def transport_showers(
                     s, loss = e / max(dedx, 1e-300), e
                     crossed = interacts = False
                 xm, ym = x + 0.5 * s * u, y + 0.5 * s * v
-                _deposit(loss, xm, ym, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                deposit(loss, xm, ym, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
                          out, ledger)
-                th0 = _highland(s, x0, e - 0.5 * loss, mass) if not stopped else 0.0
+                th0 = highland(s, x0, e - 0.5 * loss, mass) if not stopped else 0.0
                 z2, z4 = np.random.standard_normal() * th0, np.random.standard_normal() * th0
                 dx1 = s * (np.random.standard_normal() * th0 / math.sqrt(12.0) + 0.5 * z2)
                 dx2 = s * (np.random.standard_normal() * th0 / math.sqrt(12.0) + 0.5 * z4)
@@ -327,12 +264,16 @@ def transport_showers(
                 if not interacts:
                     continue
                 n_lambda = -math.log(1.0 - np.random.random())
+                if kind == PION:
+                    top = pion_interaction(stack, top, row, e, x, y, z, u, v, w, isub, props[mat, 2], z_edges, had_vis,
+                                           had_scale, layer_of, r_edges, r_off, n_r, n_alpha, vox_off, out, ledger)
+                    break
                 if np.random.random() * sig < sig_b:
                     yk = sm.brems_fraction(min(k_cut / e, 1.0))
                     k = yk * e
                     du, dv, dw = sm.rotate(u, v, w, math.cos(sm.emission_angle(e + M)),
                                            2.0 * math.pi * np.random.random())
-                    top = _push(stack, top, GAMMA, k, x, y, z, du, dv, dw, isub)
+                    top = push(stack, top, GAMMA, k, x, y, z, du, dv, dw, isub)
                     e -= k
                 else:
                     xd = sm.delta_fraction(e, min(d_cut / e, 1.0), kind == POSITRON)
@@ -343,7 +284,7 @@ def transport_showers(
                     p0, pd = math.sqrt(e * (e + 2.0 * M)), math.sqrt(td * (td + 2.0 * M))
                     px, py, pz = p0 * u - pd * du, p0 * v - pd * dv, p0 * w - pd * dw
                     pn = math.sqrt(px * px + py * py + pz * pz)
-                    top = _push(stack, top, ELECTRON, td, x, y, z, du, dv, dw, isub)
+                    top = push(stack, top, ELECTRON, td, x, y, z, du, dv, dw, isub)
                     e -= td
                     if pn > 0.0:
                         u, v, w = px / pn, py / pn, pz / pn

@@ -20,7 +20,7 @@ from caloforge.refsim.cascade.handoff import deposit_handoffs
 from caloforge.refsim.cascade.kernel import ELECTRON, GAMMA, LEDGER, PION, transport_showers
 from caloforge.refsim.cascade.streams import config_array, shower_seeds
 from caloforge.refsim.cascade.tables import Layout, build_layout
-from caloforge.refsim.detector import Detector
+from caloforge.refsim.detector import Detector, Slab
 
 __all__ = ["CascadeResult", "calibrated_layout", "cascade_chunk", "cascade_voxels", "run_kernel"]
 
@@ -55,7 +55,8 @@ def run_kernel(layout: Layout, kinds: NDArray[np.int64], energies: F64, seeds: N
         n = transport_showers(kinds, energies, seeds, cfg, layout.z_edges, layout.material, layout.active,
                               layout.layer, layout.calibration, layout.tables.data, layout.tables.props,
                               layout.r_edges, layout.r_offset, layout.n_r, layout.n_alpha, layout.voxel_offset,
-                              out, ledger, handoff, layout.local_scale, layout.slab_layer)
+                              out, ledger, handoff, layout.local_scale, layout.slab_layer, layout.hadron_visible,
+                              layout.hadron_scale)
         if n >= 0:
             return out, ledger, handoff[:n]
         size *= 4
@@ -71,8 +72,18 @@ def calibrated_layout(detector: Detector, geometry: Geometry, config: CascadeCon
     position = {lid: i for i, lid in enumerate(geometry.layer_ids)}
     slab_layer = np.array([position.get(s.layer_id, -1) if s.layer_id is not None else -1 for s in detector.slabs],
                           dtype=np.int64)[layout.slab]
+    mip = np.array([_mip_fraction(s) for s in detector.slabs])[layout.slab]
+    read = slab_layer >= 0
     return replace(layout, calibration=np.where(layout.active > 0, per_slab[layout.slab], 0.0), local_scale=local,
-                   slab_layer=slab_layer)
+                   slab_layer=slab_layer, hadron_visible=mip, hadron_scale=np.where(read, mip * per_slab[layout.slab],
+                                                                                    0.0))
+
+
+def _mip_fraction(slab: Slab) -> float:
+    """Active share of a slow hadron's energy: the MIP sampling fraction (1 / 0 for an active / dead block)."""
+    if slab.readout is None:
+        return 0.0
+    return slab.material.mip_sampling_fraction if len(slab.material.components) > 1 else 1.0
 
 
 def cascade_chunk(geometry: Geometry, particle: str, energies: F64, seed: int, start: int, detector: Detector,

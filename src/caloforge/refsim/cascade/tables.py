@@ -33,7 +33,7 @@ GRID_PER_DECADE = 50
 """Table points per decade of energy."""
 
 # rows of Tables.data[m]
-PAIR, COMPTON, PHOTO, DEDX_E, DEDX_P, BREM, MOLLER, BHABHA = range(8)
+PAIR, COMPTON, PHOTO, DEDX_E, DEDX_P, BREM, MOLLER, BHABHA, DEDX_PI = range(9)
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class Tables:
     """Per-element tables, ``data[m, row, i]`` at energies ``GRID_RANGE[0] * 10**(i / GRID_PER_DECADE)``.
 
     Rows: pair, Compton and photo-electric attenuation (1/mm), continuous loss of e- and e+
-    (MeV/mm), bremsstrahlung (above the cut), Møller and Bhabha (above the cut) rates (1/mm).
+    (MeV/mm), bremsstrahlung (above the cut), Møller and Bhabha (above the cut) rates (1/mm), and the
+    charged-pion stopping power (MeV/mm).
     ``props[m]``: X0 (mm), Z, λ_I (mm), electron density (1/mm³).
     """
 
@@ -64,6 +65,8 @@ class Layout:
         local_scale: File MeV per MeV of a soft particle read where it is (hybrid), per sub-layer;
             zeros until calibrated (``run.calibrated_layout``).
         slab_layer: Geometry layer position of the sub-layer's slab (whatever its medium), or -1.
+        hadron_visible, hadron_scale: Active share and file MeV per MeV of slow-nucleon energy (the slab's
+            MIP sampling fraction; zeros until calibrated).
         r_edges, r_offset, n_r, n_alpha, voxel_offset: Voxel binning per geometry layer.
     """
 
@@ -81,6 +84,8 @@ class Layout:
     tables: Tables
     local_scale: F64
     slab_layer: I64
+    hadron_visible: F64
+    hadron_scale: F64
 
     @property
     def depth_mm(self) -> float:
@@ -112,6 +117,7 @@ def build_tables(elements: tuple[Element, ...], config: CascadeConfig) -> Tables
             ph.brems_mu(el, e, config.brems_cut_mev),
             ph.delta_mu(el, e, config.delta_cut_mev, positron=False),
             ph.delta_mu(el, e, config.delta_cut_mev, positron=True),
+            ph.pion_dedx(el, e),
         ]))
     props = np.array([[el.x0_mm, el.z, el.lambda_mm, ph.electron_density(el)] for el in elements])
     return Tables(tuple(el.name for el in elements), np.ascontiguousarray(np.stack(rows)), props)
@@ -161,5 +167,6 @@ def build_layout(detector: Detector, geometry: Geometry, config: CascadeConfig) 
         np.array(cal), np.array(slab_of, dtype=np.int64), np.array(edges, dtype=np.float64),
         np.array(offsets, dtype=np.int64), np.array(n_r, dtype=np.int64), np.array(n_a, dtype=np.int64),
         np.array(vox, dtype=np.int64), build_tables(tuple(elements.values()), config),
-        np.zeros(len(mat)), np.array([lay_of_slab[k] for k in slab_of], dtype=np.int64),
+        np.zeros(len(mat)), np.array([lay_of_slab[k] for k in slab_of], dtype=np.int64), np.zeros(len(mat)),
+        np.zeros(len(mat)),
     )

@@ -1,0 +1,109 @@
+
+"""Numba helpers of the transport: table look-up, deposits into voxels, the particle stack, step limits."""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+from numpy.typing import NDArray
+
+from caloforge.refsim.cascade.tables import GRID_PER_DECADE, GRID_RANGE
+
+__all__ = ["ACTIVE", "BELOW_CUT", "EM_FROM_PI0", "HANDOFF", "INVISIBLE", "LEAKED", "LEDGER", "MASS", "PASSIVE",
+           "boundary", "deposit", "highland", "lookup", "push", "read_local"]
+
+ACTIVE, PASSIVE, LEAKED, HANDOFF, MASS, BELOW_CUT, INVISIBLE, EM_FROM_PI0 = range(8)
+LEDGER = ("active", "passive", "leaked", "handoff", "mass", "below_cut", "invisible", "em_from_pi0")
+"""Ledger columns; incident = active + passive + leaked + handoff + mass + invisible (``below_cut`` is part of
+active/passive, ``em_from_pi0`` the energy given to π0 photons: information)."""
+P_TYPE, P_E, P_X, P_Y, P_Z, P_U, P_V, P_W, P_SUB = range(9)
+LOG_LO = math.log10(GRID_RANGE[0])
+
+
+@nb.njit(cache=True)
+def lookup(data: NDArray[np.float64], m: int, row: int, e: float) -> float:
+    x = (math.log10(e) - LOG_LO) * GRID_PER_DECADE
+    n = data.shape[2]
+    if x <= 0.0:
+        return float(data[m, row, 0])
+    i = int(x)
+    if i >= n - 1:
+        return float(data[m, row, n - 1])
+    f = x - i
+    return float(data[m, row, i] * (1.0 - f) + data[m, row, i + 1] * f)
+
+
+@nb.njit(cache=True)
+def deposit(e: float, x: float, y: float, isub: int, row: int, active: NDArray[np.int64],
+             layer: NDArray[np.int64], calib: NDArray[np.float64], r_edges: NDArray[np.float64],
+             r_off: NDArray[np.int64], n_r: NDArray[np.int64], n_alpha: NDArray[np.int64],
+             vox_off: NDArray[np.int64], out: NDArray[np.float64], ledger: NDArray[np.float64]) -> None:
+    if active[isub] == 0:
+        ledger[row, PASSIVE] += e
+        return
+    ledger[row, ACTIVE] += e
+    li = layer[isub]
+    if li < 0:
+        return
+    r = math.sqrt(x * x + y * y)
+    lo, hi = r_off[li], r_off[li + 1]
+    if r < r_edges[lo] or r >= r_edges[hi - 1]:
+        return
+    rb = np.searchsorted(r_edges[lo:hi], r, side="right") - 1
+    na = n_alpha[li]
+    ab = int((math.atan2(y, x) + math.pi) / (2.0 * math.pi) * na)
+    ab = min(max(ab, 0), na - 1)
+    out[row, vox_off[li] + ab * n_r[li] + rb] += e * calib[isub]
+
+
+@nb.njit(cache=True)
+def read_local(e: float, x: float, y: float, isub: int, row: int, scale: NDArray[np.float64],
+                layer_of: NDArray[np.int64], r_edges: NDArray[np.float64], r_off: NDArray[np.int64],
+                n_r: NDArray[np.int64], n_alpha: NDArray[np.int64], vox_off: NDArray[np.int64],
+                out: NDArray[np.float64]) -> None:
+    li = layer_of[isub]
+    if li < 0 or scale[isub] <= 0.0:
+        return
+    r = math.sqrt(x * x + y * y)
+    lo, hi = r_off[li], r_off[li + 1]
+    if r < r_edges[lo] or r >= r_edges[hi - 1]:
+        return
+    rb = np.searchsorted(r_edges[lo:hi], r, side="right") - 1
+    na = n_alpha[li]
+    ab = min(max(int((math.atan2(y, x) + math.pi) / (2.0 * math.pi) * na), 0), na - 1)
+    out[row, vox_off[li] + ab * n_r[li] + rb] += e * scale[isub]
+
+
+@nb.njit(cache=True)
+def push(stack: NDArray[np.float64], top: int, kind: int, e: float, x: float, y: float, z: float,
+          u: float, v: float, w: float, isub: int) -> int:
+    if top >= stack.shape[0]:
+        msg = "cascade particle stack overflow"
+        raise RuntimeError(msg)
+    stack[top, P_TYPE], stack[top, P_E] = kind, e
+    stack[top, P_X], stack[top, P_Y], stack[top, P_Z] = x, y, z
+    stack[top, P_U], stack[top, P_V], stack[top, P_W], stack[top, P_SUB] = u, v, w, isub
+    return top + 1
+
+
+@nb.njit(cache=True)
+def boundary(z: float, w: float, isub: int, z_edges: NDArray[np.float64]) -> float:
+    if w > 1e-12:
+        return float((z_edges[isub + 1] - z) / w)
+    if w < -1e-12:
+        return float((z_edges[isub] - z) / w)
+    return 1e300
+
+
+@nb.njit(cache=True)
+def highland(s: float, x0: float, t: float, mass: float) -> float:
+    """θ0 of the PDG/Highland formula for a path ``s`` (mm), kinetic energy ``t`` and ``mass`` (MeV)."""
+    p = math.sqrt(t * (t + 2.0 * mass))
+    beta2 = p * p / ((t + mass) * (t + mass))
+    xr = s / x0
+    if xr <= 0.0:
+        return 0.0
+    corr = max(1.0 + 0.038 * math.log(xr / beta2), 0.0)
+    return 13.6 / (math.sqrt(beta2) * p) * math.sqrt(xr) * corr
