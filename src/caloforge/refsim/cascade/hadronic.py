@@ -7,9 +7,9 @@ energy E:
 
 * a fraction 1 - s(E) of E goes to new pions, s(E) = s1 (E/GeV)^-p (:data:`NUCLEAR_SHARE_1GEV`,
   :data:`NUCLEAR_SHARE_POWER`); ⟨n⟩ = A + B ln(E/GeV) of them (Poisson), sharing it at random
-  (flat Dirichlet), each emitted at a transverse momentum of mean :data:`PT_MEAN_MEV`; each is neutral with probability :data:`NEUTRAL_FRACTION` and then decays at
-  once into two photons (flat energy sharing) that are transported as EM sub-showers; charged ones
-  are transported on;
+  (flat Dirichlet), each emitted at a transverse momentum of mean :data:`PT_MEAN_MEV`; each is
+  neutral with probability :data:`NEUTRAL_FRACTION` and then decays at once into two photons (flat
+  energy sharing) that are transported as EM sub-showers; charged ones are transported on;
 * the rest is nuclear: a fraction :data:`INVISIBLE_FRACTION` is invisible (binding energy, neutrinos,
   escaping slow neutrons), the remainder is deposited by slow protons and neutrons in blobs of at most
   :data:`NUCLEON_BLOB_MEV`, each displaced isotropically by an exponential distance of mean
