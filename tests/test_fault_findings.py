@@ -280,3 +280,126 @@ def test_absurd_training_and_generation_sizes_name_the_option(tmp_path: Path, bu
     assert generated.exit_code == 2, generated.output
     assert "--n-per-energy 1000000000000" in generated.output and "fit in memory" in generated.output
     assert "Traceback" not in generated.output and not (tmp_path / "g.h5").exists()
+
+
+# ------------------------------------------------------------------------------- 6. signals leave nothing behind
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import numpy as np
+
+    from caloforge.data.io import write
+    from caloforge.refsim import simulate
+
+    base = tmp_path_factory.mktemp("pair")
+    energies = np.repeat(2.0 ** np.arange(10, 13), 150)
+    write(base / "ref.h5", simulate("ds1-photons", "photon", energies, seed=1))
+    write(base / "gen.h5", simulate("ds1-photons", "photon", energies, seed=2))
+    return base
+
+
+def _signal_at(task: str, sig: int, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Raise ``sig`` in this process at the first progress update of the task named ``task`` (prefix)."""
+    import signal
+
+    from caloforge.runtime.progress import ProgressTask
+
+    original = ProgressTask.update
+    sent: list[str] = []
+
+    def signalled(self: ProgressTask, *args: object, **kwargs: object) -> None:
+        if self.name.startswith(task) and not sent:
+            sent.append(self.name)
+            signal.raise_signal(sig)  # as if Ctrl-C or kill arrived here
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ProgressTask, "update", signalled)
+    return sent
+
+
+def _evaluate_with_a_signal(pair: Path, out: Path, sig: int, task: str, monkeypatch: pytest.MonkeyPatch,
+                            disposition: object = None) -> tuple[int, str]:
+    """``caloforge evaluate`` that receives ``sig`` at the first progress of ``task``; (exit code, output)."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    from caloforge.cli import app
+
+    sent = _signal_at(task, sig, monkeypatch)
+    previous = signal.signal(sig, disposition) if disposition is not None else None  # type: ignore[arg-type]
+    try:
+        result = CliRunner().invoke(app, ["evaluate", "-r", str(pair / "ref.h5"), "-i", str(pair / "gen.h5"),
+                                          "--out", str(out)])
+    finally:
+        if previous is not None:
+            signal.signal(sig, previous)
+    assert sent, result.output
+    return result.exit_code, result.output
+
+
+def test_ctrl_c_stops_evaluate_even_when_the_shell_ignores_it(pair: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    # a command started in the background by a non-interactive shell inherits SIGINT ignored: kill -INT must
+    # still stop it, at the next safe point
+    out = tmp_path / "report"
+    code, output = _evaluate_with_a_signal(pair, out, signal.SIGINT, "reference: features", monkeypatch,
+                                           signal.SIG_IGN)
+    assert code == 130 and "interrupted" in output and "reference: features: stopped" in output, output
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_sigterm_while_evaluate_writes_its_report_exits_143_and_leaves_no_empty_directory(
+        pair: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    out = tmp_path / "new" / "report"
+    code, output = _evaluate_with_a_signal(pair, out, signal.SIGTERM, "report figures", monkeypatch)
+    assert code == 143 and "interrupted" in output and "report figures: stopped" in output, output
+    assert not (tmp_path / "new").exists()  # the directories evaluate created are gone, no half-written report
+
+
+def test_the_directory_guard_removes_only_what_it_created_empty(tmp_path: Path) -> None:
+    from caloforge.data.outputs import new_directory_guard
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for out in (mine, tmp_path / "empty-before"):
+        out.mkdir(exist_ok=True)
+        with pytest.raises(KeyboardInterrupt), new_directory_guard(out):
+            raise KeyboardInterrupt
+        assert out.is_dir()  # existed before: kept, even empty
+    assert (mine / "notes.txt").read_text() == "keep me"
+    created = tmp_path / "a" / "b"
+    with pytest.raises(OSError), new_directory_guard(created):
+        created.mkdir(parents=True)
+        (tmp_path / "a" / "partial").write_text("x")  # not empty: kept
+        raise OSError(28, "No space left on device")
+    assert not created.exists() and (tmp_path / "a" / "partial").is_file()
+    with new_directory_guard(tmp_path / "ok"):  # success keeps everything
+        (tmp_path / "ok").mkdir()
+    assert (tmp_path / "ok").is_dir()
+
+
+@pytest.mark.parametrize(("sig", "code"), [(2, 130), (15, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_train_exits_128_plus_its_number_with_the_resume_command(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None, sig: int, code: int) -> None:
+    import h5py
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from caloforge.cli import app
+
+    data = tmp_path / "ds1.h5"
+    with h5py.File(data, "w") as file:
+        file["incident_energies"] = np.full((60, 1), 1024.0)
+        file["showers"] = np.random.default_rng(0).random((60, 368)).astype(np.float32)
+    sent = _signal_at("train gan", sig, monkeypatch)
+    with pytest.warns(UserWarning, match="fewer than 200 showers"):
+        result = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "run"),
+                                          "--max-iterations", "100000", "--checkpoint-every", "5"])
+    assert sent and result.exit_code == code, result.output
+    assert "--resume" in result.output and (tmp_path / "run" / "bundle" / "bundle.json").is_file()

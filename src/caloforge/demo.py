@@ -213,6 +213,10 @@ def run_demo(
                 max_iterations=max_iterations, checkpoint_every=100 if max_iterations is None else
                 max(1, max_iterations // 10), validation=io.read(validation_file), seed=seed, device=device,
                 progress=prog)
+    if run.interrupted:  # Ctrl-C or SIGTERM stopped training: stop here, not generate with a half-trained model
+        from caloforge.runtime.interrupts import Interrupted
+
+        raise Interrupted(run.signum or 2)
     timings["train"] = time.perf_counter() - t0
     bundle = load(run.bundle_dir)
     history = bundle.info.get("history", [])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError, OutputExistsError
 from caloforge.models import get_family
 from caloforge.runtime.hardware import machine_summary
+from caloforge.runtime.interrupts import Interrupted
 from caloforge.runtime.progress import SILENT, Progress
 from caloforge.training import load, train
 from caloforge.validation.evaluate import evaluate
@@ -135,8 +137,8 @@ def _evaluate_family(family: str, data: ShowerSet, reference: ShowerSet, validat
     result = train(data, family, config, run_dir, max_minutes=settings.minutes_per_model,
                    max_iterations=settings.iterations_per_model, seed=settings.seed, validation=validation,
                    device=device, resume=resume and (run_dir / "run.json").is_file(), progress=progress)
-    if result.interrupted:
-        raise KeyboardInterrupt
+    if result.interrupted:  # the CLI exits 130 after Ctrl-C, 143 after SIGTERM
+        raise Interrupted(result.signum or signal.SIGINT)
     trained = time.perf_counter()
     bundle = load(result.bundle_dir)
     generated = bundle.generate_like(reference, device=device, seed=settings.seed + 1)

@@ -106,8 +106,10 @@ def evaluate(
 
     The files are streamed chunk by chunk, never loaded whole (the memory bound: docs/validation.md).
     """
+    from caloforge.data.outputs import new_directory_guard
     from caloforge.data.source import ShowerFile
     from caloforge.errors import ConfigError
+    from caloforge.runtime.interrupts import deferred_interrupts
     from caloforge.validation.evaluate import CLASSIFIERS
     from caloforge.validation.evaluate import evaluate as run_evaluation
     from caloforge.validation.metrics.classifier import ClassifierConfig
@@ -144,8 +146,11 @@ def evaluate(
     gen = ShowerFile.open(generated, geometry if geometry is not None else ref.geometry)
     inputs = {"reference": {"path": str(reference)}, "generated": {"path": str(generated)},  # + fingerprints
               **({"model": model} if model else {})}
-    with warnings.catch_warnings(record=True) as caught:
+    # Ctrl-C and SIGTERM stop at the next progress update (even when the shell started us ignoring SIGINT);
+    # an --out directory created here and left empty by a failure or an interrupt is removed
+    with warnings.catch_warnings(record=True) as caught, new_directory_guard(out), deferred_interrupts() as check:
         warnings.simplefilter("always", UserWarning)
+        progress.check = check
         result = run_evaluation(ref, gen, out, mode=kind, classifiers=kinds, seed=seed, force=force,  # type: ignore[arg-type]
                                 classifier_config=config, device=device_name(device), threshold=threshold,
                                 with_prdc=prdc, progress=progress, training_history=history, inputs=inputs)

@@ -165,7 +165,7 @@ def train(
                       f"{r.best_chi2_ndf:.3f} at iteration {r.best_iteration}")
     if result.interrupted:
         console.print(f"interrupted; continue with: {_resume_command(data, out, geometry, validation, result)}")
-        raise typer.Exit(code=130)
+        raise typer.Exit(code=128 + (result.signum or 2))  # 130 after Ctrl-C, 143 after SIGTERM
     if result.validation is None:  # a DDP rank other than 0: rank 0 evaluates and reports
         return
     console.print(f"validation chi2/NDF {result.chi2_ndf:.3f} in {result.elapsed_s:.0f} s; bundle: {result.bundle_dir}")

@@ -26,7 +26,8 @@ from typing import Any
 
 from caloforge.errors import CaloforgeError, OutputExistsError, OutputPathError
 
-__all__ = ["atomic_dir", "atomic_path", "check_output", "remove_stale_temporaries", "scratch_dir", "strict_json"]
+__all__ = ["atomic_dir", "atomic_path", "check_output", "new_directory_guard", "remove_stale_temporaries",
+           "scratch_dir", "strict_json"]
 
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
 _LEGACY_AGE_S = 24 * 3600  # temporaries of older caloforge versions (no pid in the name) older than this go
@@ -265,6 +266,40 @@ def scratch_dir(path: str | Path) -> Iterator[Path]:
             yield tmp
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def new_directory_guard(path: str | Path) -> Iterator[Path]:
+    """On an error or interrupt inside the block, remove ``path`` (and its parents) if the block created them empty.
+
+    For outputs written into a directory that the work creates (a report): a failure must not
+    leave an empty directory behind. A directory that existed before, or holds anything, is kept.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "report" / "ds1"
+        >>> try:
+        ...     with new_directory_guard(out):
+        ...         out.mkdir(parents=True)
+        ...         raise KeyboardInterrupt
+        ... except KeyboardInterrupt:
+        ...     pass
+        >>> out.parent.exists()
+        False
+    """
+    path = Path(path)
+    missing = []
+    candidate = path
+    while not candidate.exists() and candidate != candidate.parent:
+        missing.append(candidate)  # deepest first
+        candidate = candidate.parent
+    try:
+        yield path
+    except BaseException:
+        for directory in missing:
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only when empty
+        raise
 
 
 def _replace_dir(new: Path, path: Path) -> None:

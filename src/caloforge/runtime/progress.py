@@ -67,6 +67,7 @@ class ProgressTask:
             self.completed += advance
         if status is not None:
             self.status = status
+        self.owner.safe_point()
         self.owner._show(self, line)
 
     def eta(self) -> float | None:
@@ -111,6 +112,12 @@ class Progress:
         target = stream if stream is not None else sys.stderr
         self.live = bool(target.isatty()) if live is None else live
         self._bar: Any = None
+        self.check: Callable[[], None] | None = None  # e.g. deferred_interrupts' check: updates are safe points
+
+    def safe_point(self) -> None:
+        """Call :attr:`check` (if set): every task start and update is a point where the work may stop."""
+        if self.check is not None:
+            self.check()
 
     @property
     def _out(self) -> TextIO:
@@ -129,6 +136,7 @@ class Progress:
     def task(self, name: str, total: float | None = None, unit: str = "") -> Iterator[ProgressTask]:
         """A task from start to end; its last line (or bar) says how long it took."""
         task = ProgressTask(self, name, total, unit)
+        self.safe_point()
         if not self.enabled:
             yield task
             return

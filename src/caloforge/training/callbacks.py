@@ -144,12 +144,14 @@ class Budget(L.Callback):
     def __init__(self, max_iterations: int | None) -> None:
         self.max_iterations = max_iterations
         self.interrupted = False
+        self.signum = 0  # the signal that stopped training (SIGINT 2, SIGTERM 15), 0 when none did
         self._previous_handlers: dict[int, Any] = {}
         self._start = 0.0
         self._elapsed_at_start = 0.0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.interrupted = True
+        self.signum = int(signum)
         self._restore_handler()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -54,6 +54,7 @@ class RangeResult:
         best_chi2_ndf: Its validation chi2/NDF.
         interrupted: Stopped by Ctrl-C or SIGTERM.
         elapsed_s: Training time over all resumes, s.
+        signum: The signal that stopped it (2 SIGINT, 15 SIGTERM), 0 when none did.
     """
 
     directory: Path
@@ -64,6 +65,7 @@ class RangeResult:
     best_chi2_ndf: float
     interrupted: bool
     elapsed_s: float = math.nan
+    signum: int = 0
 
 
 def accelerator_and_devices(device: str, devices: int | str | list[int]) -> tuple[str, int | str | list[int]]:
@@ -199,4 +201,4 @@ def fit_range(directory: Path, family: str, config: FamilyConfig, data: RangeDat
         msg = f"expected at least one evaluated checkpoint in {directory} but found none"
         raise CheckpointError(msg)
     return RangeResult(directory, energies.e_min, energies.e_max, task.iteration, sel.best_iteration,
-                       sel.best_chi2_ndf, budget.interrupted, task.elapsed_s)
+                       sel.best_chi2_ndf, budget.interrupted, task.elapsed_s, budget.signum)

@@ -75,6 +75,7 @@ class TrainResult:
         interrupted: Stopped by Ctrl-C or SIGTERM; resume with ``resume=True``.
         max_iterations: The iteration budget the run used.
         max_minutes: The wall-clock budget of this call, minutes.
+        signum: The signal that stopped it (2 SIGINT, 15 SIGTERM), 0 when none did.
     """
 
     run_dir: Path
@@ -85,6 +86,7 @@ class TrainResult:
     interrupted: bool
     max_iterations: int | None = None
     max_minutes: float | None = None
+    signum: int = 0
 
     @property
     def remaining_minutes(self) -> float | None:
@@ -250,10 +252,11 @@ def train(
             discard_failed_run(run_dir, created)
         raise
     interrupted = any(r.interrupted for r in ranges)
+    signum = next((r.signum for r in ranges if r.interrupted and r.signum), 0)
     bundle_dir = run_dir / "bundle"
     if secondary:
         return TrainResult(run_dir, bundle_dir, tuple(ranges), None, time.monotonic() - start, interrupted,
-                           settings.max_iterations, settings.max_minutes)
+                           settings.max_iterations, settings.max_minutes, signum)
     if settings.split_energies and not interrupted:
         save_split(bundle_dir, [r.directory / "bundle" for r in ranges], settings.split_energies,
                    {"held_out_energy": settings.hold_out_energy, "data": record.data}, force=True)
@@ -263,7 +266,7 @@ def train(
                                                 threshold)
         result_chi2 = everything.chi2(bundle_response(load(bundle_dir), everything, settings.seed, device))
     return TrainResult(run_dir, bundle_dir, tuple(ranges), result_chi2, time.monotonic() - start, interrupted,
-                       settings.max_iterations, settings.max_minutes)
+                       settings.max_iterations, settings.max_minutes, signum)
 
 
 @dataclass(frozen=True)
