@@ -1,0 +1,224 @@
+"""The cascade mode of the reference simulator: speed, hybrid vs full transport, and shower structure.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py speed       # showers/s/core, both modes
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py hybrid      # separation power full vs hybrid
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py structure   # centre-of-energy spread, width-depth
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py physics     # t_max, containment, SF, <f_em>
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py cuts        # effect of each cut and of the split
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py targets     # 47.5k ds1 photons, 100k ds2 e-, 2 jobs
+    ... --quick                                                                 # smaller samples
+
+Targets (issue 19, 2 idle cores): the demo's 47.5k ds1 photons (ds1 ladder) in <= 2 min; 100k ds2 electrons
+(log-uniform 1 GeV - 1 TeV) in <= 15 min; hybrid vs full transport: every high-level feature's separation
+power <= 0.01 at 1, 10, 100 GeV. Figures go to docs/refsim.md ("cascade mode").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from caloforge.data.geometry import Geometry
+from caloforge.refsim import simulate, simulate_to_file
+from caloforge.refsim.cascade import CascadeConfig
+from caloforge.validation.features import compute_features
+from caloforge.validation.metrics.separation import feature_histograms
+
+FULL = CascadeConfig(hybrid_split_mev=0.0)
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                      if ln.startswith("model name")), model)
+    return f"{model}; load average {os.getloadavg()[0]:.2f}; {platform.python_version()}"
+
+
+def _rate(geometry: str, particle: str, energy: float, n: int, physics: str, config: CascadeConfig | None) -> float:
+    kw = {"physics": physics, "cascade": config} if physics == "cascade" else {}
+    simulate(geometry, particle, [energy] * 2, seed=99, **kw)  # type: ignore[arg-type]  # warm-up
+    start = time.perf_counter()
+    simulate(geometry, particle, [energy] * n, seed=1, **kw)  # type: ignore[arg-type]
+    return n / (time.perf_counter() - start)
+
+
+def speed(quick: bool) -> None:
+    """Showers per second on one core: GFLASH, cascade (hybrid default), full transport (1-10 GeV)."""
+    print(f"# speed, one process; {_machine()}")
+    print("| sample | E (GeV) | gflash | cascade (hybrid) | cascade (full transport) |")
+    print("|---|---|---|---|---|")
+    for geometry, particle in (("ds1-photons", "photon"), ("ds2", "electron"), ("ds1-pions", "pion")):
+        for e_gev in (1, 10, 100, 1000):
+            budget = 2e4 if quick else 1e5  # GeV per measurement
+            n = int(max(4, min(2000, budget / e_gev)))
+            g = _rate(geometry, particle, e_gev * 1e3, max(n, 50), "gflash", None)
+            c = _rate(geometry, particle, e_gev * 1e3, n, "cascade", CascadeConfig())
+            f = "" if e_gev > 10 or particle == "pion" else \
+                f"{_rate(geometry, particle, e_gev * 1e3, max(4, n // (50 if quick else 20)), 'cascade', FULL):.2f}"
+            print(f"| {geometry} {particle} | {e_gev} | {g:.0f} | {c:.1f} | {f} |", flush=True)
+
+
+def hybrid(quick: bool) -> None:
+    """Separation power of every high-level feature between full transport and the hybrid (ds2 electrons)."""
+    print(f"# hybrid vs full transport, ds2 electrons; {_machine()}")
+    print("| E (GeV) | N | mean S | max S (feature) | noise floor: mean / max S, hybrid vs hybrid |")
+    print("|---|---|---|---|---|")
+    for e_gev, n in ((1, 400), (10, 200), (100, 50)):
+        n = n // 4 if quick else n
+        full = simulate("ds2", "electron", [e_gev * 1e3] * n, seed=11, physics="cascade", cascade=FULL)
+        hyb = simulate("ds2", "electron", [e_gev * 1e3] * n, seed=12, physics="cascade")
+        hyb2 = simulate("ds2", "electron", [e_gev * 1e3] * n, seed=13, physics="cascade")
+        f_full, f_hyb, f_hyb2 = compute_features(full), compute_features(hyb), compute_features(hyb2)
+        seps = {h.name: h.separation() for h in feature_histograms(f_full, f_hyb)}
+        floor = [h.separation() for h in feature_histograms(f_hyb2, f_hyb)]
+        worst = max(seps, key=lambda k: np.nan_to_num(seps[k]))
+        print(f"| {e_gev} | {n} | {np.nanmean(list(seps.values())):.3f} | {seps[worst]:.3f} ({worst}) | "
+              f"{np.nanmean(floor):.3f} / {np.nanmax(floor):.3f} |", flush=True)
+        r_full, r_hyb = full.showers.sum(axis=1) / e_gev / 1e3, hyb.showers.sum(axis=1) / e_gev / 1e3
+        print(f"|   | response full {r_full.mean():.4f} ± {r_full.std():.4f}, hybrid {r_hyb.mean():.4f} ± "
+              f"{r_hyb.std():.4f} | | | |")
+
+
+def _structure_rows(geometry: str, particle: str, energy: float, n: int, physics: str) -> list[str]:
+    kw = {"physics": "cascade"} if physics == "cascade" else {}
+    s = simulate(geometry, particle, [energy] * n, seed=5, **kw)  # type: ignore[arg-type]
+    f = compute_features(s)
+    g = s.geometry
+    depth = (f.e_layer * np.arange(g.n_layers)).sum(axis=1) / np.maximum(f.e_layer.sum(axis=1), 1e-9)
+    rows = []
+    for j, i in enumerate(g.alpha_layers):
+        ce = np.hypot(f.centre_eta[:, j], f.centre_phi[:, j])
+        lid = g.layer_ids[i]
+        width = f.width_r[:, i]
+        ok = np.isfinite(width) & (f.e_layer[:, i] > 0)
+        corr = float(np.corrcoef(width[ok], depth[ok])[0, 1]) if ok.sum() > 3 else float("nan")
+        rows.append(f"| {physics} | {lid} | {np.std(f.centre_eta[:, j]):.2f} | {np.std(f.centre_phi[:, j]):.2f} | "
+                    f"{np.mean(ce):.2f} | {corr:+.2f} |")
+    return rows
+
+
+def structure(quick: bool) -> None:
+    """Shower-to-shower spread of the per-layer centre of energy and corr(width_r, depth), both modes."""
+    n = 300 if quick else 1000
+    for geometry, particle, energy in (("ds1-photons", "photon", 65536.0), ("ds2", "electron", 50000.0)):
+        print(f"# structure, {geometry} {particle} {energy / 1e3:g} GeV, N={n}; {_machine()}")
+        print("| mode | layer | σ(centre η) mm | σ(centre φ) mm | <|centre|> mm | corr(width_r, depth) |")
+        print("|---|---|---|---|---|---|")
+        for physics in ("gflash", "cascade"):
+            rows = _structure_rows(geometry, particle, energy, n, physics)
+            step = max(1, len(rows) // 6)
+            for row in rows[::step]:
+                print(row, flush=True)
+
+
+def cuts(quick: bool) -> None:
+    """Effect of each cut on 1 GeV ds2 electrons (full transport), and of the split on 50 GeV ones."""
+    n = 30 if quick else 100
+    print(f"# cuts, ds2 electrons, N={n}; {_machine()}")
+    print("| setting | E (GeV) | response (Si/0.033) | σ/E | ms/shower |")
+    print("|---|---|---|---|---|")
+    settings: list[tuple[str, float, CascadeConfig]] = [("full transport, defaults", 1.0, FULL)]
+    for name, values in (("electron_cut_mev", (0.1, 1.0)), ("brems_cut_mev", (0.1, 5.0)), ("delta_cut_mev", (0.1, 5.0)),
+                         ("max_scatter_rad", (0.15, 0.6)), ("max_step_x0", (0.05, 1.0))):
+        settings += [(f"full, {name}={v:g}", 1.0, FULL.replace(**{name: v})) for v in values]
+    settings += [(f"hybrid, split {v:g} MeV", 50.0, CascadeConfig(hybrid_split_mev=v)) for v in (300.0, 1000.0, 3000.0)]
+    settings += [("hybrid, handoff_min_mev 50", 50.0, CascadeConfig(handoff_min_mev=50.0))]
+    for label, e_gev, config in settings:
+        m = n if e_gev < 10 else 3 * n
+        simulate("ds2", "electron", [e_gev * 1e3] * 2, seed=99, physics="cascade", cascade=config)
+        start = time.perf_counter()
+        s = simulate("ds2", "electron", [e_gev * 1e3] * m, seed=1, physics="cascade", cascade=config)
+        ms = (time.perf_counter() - start) / m * 1e3
+        r = s.showers.sum(axis=1) / e_gev / 1e3
+        print(f"| {label} | {e_gev:g} | {r.mean():.4f} ± {r.std() / np.sqrt(m):.4f} | {r.std() / r.mean():.4f} | "
+              f"{ms:.1f} |", flush=True)
+
+
+def physics(quick: bool) -> None:
+    """The physics checks of docs/refsim.md: t_max, containment, resolution, sampling fraction, pion <f_em>."""
+    from caloforge.refsim.cascade import cascade_chunk
+    from caloforge.refsim.cascade.calibrate import stack_response
+    from caloforge.refsim.presets import atlas_like, par04_wsi
+
+    k = 4 if quick else 1
+    wsi, atlas = par04_wsi(), atlas_like()
+    m = wsi.em_medium
+    print(f"# physics checks; {_machine()}")
+    print("| ds2 e- | E (GeV) | mode | N | t_max (X0) | ln(E/Ec)-0.5 | within 1 R_M | within 2 R_M | σ/E | σ/E·√E |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for e_gev, config, n in ((1, FULL, 200), (10, FULL, 60), (10, CascadeConfig(), 400), (100, CascadeConfig(), 200),
+                             (1000, CascadeConfig(), 50)):
+        n = max(10, n // k)
+        s = cascade_chunk(Geometry.preset("ds2"), "electron", np.full(n, e_gev * 1e3), 3, 0, wsi, config).voxels
+        sh = s.reshape(n, 45, 16, 9)
+        layer = sh.sum(axis=(2, 3)).mean(axis=0)
+        t = (np.arange(45) + 0.5) * 3.4 / m.x0_mm
+        mean = (layer * t).sum() / layer.sum()
+        beta = mean / ((layer * (t - mean) ** 2).sum() / layer.sum())
+        cum = np.concatenate([[0.0], np.cumsum(sh.sum(axis=(0, 1, 2)))])
+        cum /= cum[-1]
+        edges = np.arange(10) * 4.65
+        tot = s.sum(axis=1)
+        res = tot.std() / tot.mean()
+        mode = "full" if not config.hybrid else "hybrid"
+        print(f"| | {e_gev} | {mode} | {n} | {(mean * beta - 1) / beta:.2f} | "
+              f"{np.log(e_gev * 1e3 / m.critical_energy) - 0.5:.2f} | "
+              f"{np.interp(m.moliere_radius_mm, edges, cum):.3f} | {np.interp(2 * m.moliere_radius_mm, edges, cum):.3f} | "
+              f"{res:.4f} | {res * np.sqrt(e_gev):.3f} |",
+              flush=True)
+    print("| stack | transported e- sampling fraction (1 GeV) | MIP fraction | GFLASH ê·MIP | preset | c_s (1 GeV) |")
+    print("|---|---|---|---|---|---|")
+    for det, preset in ((wsi, 0.033), (atlas, 0.18)):
+        r = stack_response(det.em_medium, CascadeConfig(), 1000.0)
+        med = det.em_medium
+        print(f"| {med.name} | {r.sampling_fraction:.4f} | {med.mip_sampling_fraction:.4f} | "
+              f"{med.electron_sampling_fraction:.4f} | {preset} | {r.stochastic:.3f} |")
+    print("| ds1 pions | E (GeV) | N | <f_em> | Groom 1-(E/GeV)^-0.18 | response | σ/E | leaked | invisible |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for e_gev, n in ((10, 300), (100, 100), (1000, 30)):
+        n = max(10, n // k)
+        r = cascade_chunk(Geometry.preset("ds1-pions"), "pion", np.full(n, e_gev * 1e3), 3, 0, atlas, CascadeConfig())
+        tot = r.voxels.sum(axis=1)
+        print(f"| | {e_gev} | {n} | {r.column('em_from_pi0').mean() / e_gev / 1e3:.3f} | {1 - e_gev ** -0.18:.3f} | "
+              f"{tot.mean() / e_gev / 1e3:.3f} | {tot.std() / tot.mean():.3f} | "
+              f"{r.column('leaked').mean() / e_gev / 1e3:.4f} | {r.column('invisible').mean() / e_gev / 1e3:.3f} |",
+              flush=True)
+
+
+def targets(quick: bool) -> None:
+    """The two speed targets, written to files with 2 worker processes."""
+    print(f"# targets, jobs=2; {_machine()}")
+    scale = 0.1 if quick else 1.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for geometry, particle, n, spectrum, limit in (("ds1-photons", "photon", 47500, "ds1", 120),
+                                                       ("ds2", "electron", 100000, "log-uniform", 900)):
+            m = int(n * scale)
+            start = time.perf_counter()
+            simulate_to_file(Path(tmp) / f"{geometry}.h5", geometry, particle, m, seed=0, spectrum=spectrum, jobs=2,
+                             physics="cascade")
+            elapsed = time.perf_counter() - start
+            print(f"| {geometry} {particle} | {m} | {elapsed:.0f} s | target {limit * scale:.0f} s | "
+                  f"{'met' if elapsed <= limit * scale else 'missed'} |", flush=True)
+            Geometry.preset(geometry)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("speed", "hybrid", "structure", "cuts", "physics", "targets"))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    runs = {"speed": speed, "hybrid": hybrid, "structure": structure, "cuts": cuts, "physics": physics,
+            "targets": targets}
+    runs[args.what](args.quick)
+
+
+if __name__ == "__main__":
+    main()
