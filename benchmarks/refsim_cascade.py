@@ -171,8 +171,8 @@ def physics(quick: bool) -> None:
         mode = "full" if not config.hybrid else "hybrid"
         print(f"| | {e_gev} | {mode} | {n} | {(mean * beta - 1) / beta:.2f} | "
               f"{np.log(e_gev * 1e3 / m.critical_energy) - 0.5:.2f} | "
-              f"{np.interp(m.moliere_radius_mm, edges, cum):.3f} | {np.interp(2 * m.moliere_radius_mm, edges, cum):.3f} | "
-              f"{res:.4f} | {res * np.sqrt(e_gev):.3f} |",
+              f"{np.interp(m.moliere_radius_mm, edges, cum):.3f} | "
+              f"{np.interp(2 * m.moliere_radius_mm, edges, cum):.3f} | {res:.4f} | {res * np.sqrt(e_gev):.3f} |",
               flush=True)
     print("| stack | transported e- sampling fraction (1 GeV) | MIP fraction | GFLASH ê·MIP | preset | c_s (1 GeV) |")
     print("|---|---|---|---|---|---|")
