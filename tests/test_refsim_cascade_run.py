@@ -85,3 +85,13 @@ def test_cli_simulates_with_cascade_physics(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["simulate", "-g", "ds2", "-p", "electron", "-n", "3", "--physics", "fluka",
                               "--out", str(tmp_path / "d.h5")])
     assert bad.exit_code == 2 and "expected physics in" in bad.output
+
+
+def test_spot_batching_does_not_change_the_showers(monkeypatch: pytest.MonkeyPatch) -> None:
+    from caloforge.refsim.cascade import handoff
+
+    energies = [30000.0, 5000.0, 60000.0]
+    whole = simulate("ds1-photons", "photon", energies, seed=4, physics="cascade")
+    monkeypatch.setattr(handoff, "SPOT_BATCH", 500)
+    batched = simulate("ds1-photons", "photon", energies, seed=4, physics="cascade")
+    np.testing.assert_array_equal(whole.showers, batched.showers)

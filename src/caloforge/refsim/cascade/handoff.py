@@ -18,6 +18,7 @@ Steps 2 and 4 draw from per-shower streams, so the result does not depend on the
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numba as nb
@@ -37,6 +38,9 @@ __all__ = ["deposit_handoffs", "slab_responses"]
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
+
+SPOT_BATCH = 2_000_000
+"""Energy spots placed per batch (whole showers): bounds the memory of a chunk of TeV showers (~150 B a spot)."""
 
 
 def slab_responses(detector: Detector, geometry: Geometry, config: CascadeConfig) -> tuple[F64, F64, I64]:
@@ -137,7 +141,7 @@ def _bin_spots(rows: F64, seeds: I64, owner: I64, path: F64, slab: I64, energy: 
         extra[row, vox_off[li] + ab * n_r[li] + rb] += e
         layer_e[row, li] += e
         layer_c[row, li] = max(layer_c[row, li], stoch[j])
-    for row in range(n_rows):  # sampling fluctuations of each layer's parameterised energy (Gamma shapes add)
+    for row in range(int(rows[0, 0]), int(rows[-1, 0]) + 1):  # sampling fluctuations (Gamma shapes add)
         seed_numba(seeds[row] ^ 0x5BD1E995)
         for li in range(n_layers):
             c = layer_c[row, li]
@@ -182,12 +186,22 @@ def deposit_handoffs(rows: F64, seeds: I64, detector: Detector, geometry: Geomet
                                                                                                  model.spot_exponent)
     slab_z = np.concatenate([[0.0], np.cumsum([s.thickness_mm for s in detector.slabs])])
     slab_x0 = np.array([s.material.x0_mm for s in detector.slabs])
-    owner, depth, path, slab, spot_e = _place_depths(rows, seeds, n_mean, alpha, beta, t0, slab_z, slab_x0)
-    inside = slab < len(detector.slabs)
-    rm = np.array([s.rm_mm for s in detector.slabs] + [1.0])[slab]
-    tau = np.clip(depth / t_scale[owner], 0.0, 50.0)  # beyond 50 centres of gravity the profile is empty
-    rc, rt, p = radial_parameters(tau, e_gev[owner], medium)
+    rm_of = np.array([s.rm_mm for s in detector.slabs] + [1.0])
     scale, stoch, slab_layer = slab_responses(detector, geometry, config)
-    _bin_spots(rows, seeds, owner, np.where(inside, path, 0.0), slab, spot_e, p, rc * rm, rt * rm,
-               model.radial_cut_rm * rm, scale, stoch, slab_layer, layout.r_edges, layout.r_offset, layout.n_r,
-               layout.n_alpha, layout.voxel_offset, geometry.n_layers, out)
+    cum = np.concatenate([[0.0], np.cumsum(n_mean)])
+    bounds = [0]
+    for start in np.flatnonzero(np.diff(rows[:, 0])) + 1:  # batches of whole showers, about SPOT_BATCH spots each
+        if cum[start] - cum[bounds[-1]] > SPOT_BATCH:
+            bounds.append(int(start))
+    bounds.append(rows.shape[0])
+    for lo, hi in itertools.pairwise(bounds):
+        sl = slice(lo, hi)
+        owner, depth, path, slab, spot_e = _place_depths(rows[sl], seeds, n_mean[sl], alpha[sl], beta[sl], t0[sl],
+                                                         slab_z, slab_x0)
+        inside = slab < len(detector.slabs)
+        rm = rm_of[slab]
+        tau = np.clip(depth / t_scale[sl][owner], 0.0, 50.0)  # beyond 50 centres of gravity the profile is empty
+        rc, rt, p = radial_parameters(tau, e_gev[sl][owner], medium)
+        _bin_spots(rows[sl], seeds, owner, np.where(inside, path, 0.0), slab, spot_e, p, rc * rm, rt * rm,
+                   model.radial_cut_rm * rm, scale, stoch, slab_layer, layout.r_edges, layout.r_offset, layout.n_r,
+                   layout.n_alpha, layout.voxel_offset, geometry.n_layers, out)
