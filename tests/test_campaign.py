@@ -284,3 +284,30 @@ def test_tiny_campaign_killed_after_its_first_trial_resumes_without_redoing_it(t
     page = (out / "report" / "campaign.html").read_text()
     assert "data:image/png" in page and "photon-eta0.4-1" in page
     assert time.monotonic() - start < 180
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_campaign_with_exit_130_and_our_resume_command(tmp_path):
+    sig, code = signal.SIGINT, 130  # SIGTERM takes the same path and exits 143
+    spec = _spec(trials=4, slices=_spec()["slices"][:1], families={"gan": _spec()["families"]["gan"]},
+                 budget={"iterations": 100_000, "checkpoint_every": 50})
+    path, out = _write(tmp_path, spec), tmp_path / "out"
+    ray_tmp = tempfile.mkdtemp(prefix="cft")
+    env = {**os.environ, "TMPDIR": ray_tmp, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [sys.executable, "-c", "from caloforge.cli import app; app()", "campaign", "run", str(path), "--out",
+               str(out), "--threads", "1", "--no-progress"]
+    try:
+        run = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+        start = time.monotonic()  # a trial has written a checkpoint: Tune is running
+        while not list(out.glob("trials/*/*/*/run/*.ckpt")) and run.poll() is None and time.monotonic() - start < 120:
+            time.sleep(0.1)
+        run.send_signal(sig)  # to the driver only, as kill does
+        output, _ = run.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(run.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert run.returncode == code, output[-3000:]
+    assert f"caloforge campaign run {path} --out {out} --resume" in output and "Tuner.restore" not in output
+    assert not json.loads((out / "trials.json").read_text())["finished"]

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from caloforge._version import __version__
@@ -33,6 +37,7 @@ from caloforge.campaign.spec_checks import load_spec
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.errors import CheckpointError, ConfigError, OutputExistsError
 from caloforge.extras import require
+from caloforge.runtime.interrupts import Interrupted
 from caloforge.runtime.progress import Progress, as_progress
 
 __all__ = ["CAMPAIGN_FORMAT", "CampaignResult", "campaign_dir", "run_campaign"]
@@ -52,6 +57,7 @@ class CampaignResult:
         model_set: The model-set manifest, or None when no trial is complete.
         finished: Every trial ended (complete, stopped early or failed).
         elapsed_s: Wall-clock time of this call, s.
+        signum: The signal that stopped the campaign (2 SIGINT, 15 SIGTERM), 0 when none did.
     """
 
     out_dir: Path
@@ -59,6 +65,57 @@ class CampaignResult:
     model_set: Path | None
     finished: bool
     elapsed_s: float
+    signum: int = 0
+
+
+class _NoRestoreHint(logging.Filter):
+    """Drops Ray Tune's "resume with Tuner.restore(...)" advice: ``caloforge campaign run --resume`` is ours."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _signals_to_tune() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM stop Tune the way its own Ctrl-C does (state saved, trials resumable); yields the signals.
+
+    Tune's SIGINT handler is replaced by one that records the signal (SIGTERM too) and passes it on
+    as SIGUSR1, on which Tune ends the run gracefully; before Tune listens, or on a second
+    signal, the run stops at once (:class:`~caloforge.runtime.interrupts.Interrupted`).
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    before_tune = signal.getsignal(signal.SIGUSR1)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        tune_listens = signal.getsignal(signal.SIGUSR1) is not before_tune  # Tune installs it when fit() starts
+        first = not received
+        received.append(int(signum))
+        if first and tune_listens:
+            signal.raise_signal(signal.SIGUSR1)
+        else:
+            raise Interrupted(signum)
+
+    saved_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGUSR1] = before_tune
+    tune_log = logging.getLogger("ray.tune.tune")
+    hint = _NoRestoreHint()
+    tune_log.addFilter(hint)
+    try:
+        yield received
+    finally:
+        tune_log.removeFilter(hint)
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+        if saved_env is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = saved_env
 
 
 def campaign_dir(spec: CampaignSpec, spec_path: Path | None, out_dir: str | Path | None) -> Path:
@@ -254,12 +311,13 @@ def _search(spec: CampaignSpec, out: Path, files: dict[str, Any], address: str |
         context = TrialContext(spec, str(out), files)
         resources = {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus}
         trainable = tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
-        grid = _tuner(spec, out, trainable, resume, progress, device, _slots(ray, spec)).fit()
+        with _signals_to_tune() as signals:
+            grid = _tuner(spec, out, trainable, resume, progress, device, _slots(ray, spec)).fit()
         total = len(spec.groups()) * spec.trials
-        finished = len(grid) == total and grid.num_terminated + grid.num_errors == total
+        finished = not signals and len(grid) == total and grid.num_terminated + grid.num_errors == total
         results = [grid[i] for i in range(len(grid))]
     rows = collect_trials(spec, out, results, finished)
     machine = machine_summary("cpu", min_seconds=0.05).describe()
     write_trials(out, spec, rows, finished, time.monotonic() - start, machine)
     manifest = build_model_set(spec, out, rows, files, finished)
-    return CampaignResult(out, tuple(rows), manifest, finished, time.monotonic() - start)
+    return CampaignResult(out, tuple(rows), manifest, finished, time.monotonic() - start, signals[0] if signals else 0)

@@ -49,7 +49,7 @@ def run(
         console.print(f"model set: {result.model_set}")
     if not result.finished:
         console.print(f"not finished; continue with: caloforge campaign run {spec} --out {result.out_dir} --resume")
-        raise typer.Exit(code=130)
+        raise typer.Exit(code=128 + (result.signum or 2))  # 130 after Ctrl-C (or an unfinished run), 143 SIGTERM
     console.print(f"report: caloforge campaign report {result.out_dir} ({result.elapsed_s / 60:.1f} min)")
 
 
