@@ -69,22 +69,27 @@ def speed(quick: bool) -> None:
 def hybrid(quick: bool) -> None:
     """Separation power of every high-level feature between full transport and the hybrid (ds2 electrons)."""
     print(f"# hybrid vs full transport, ds2 electrons; {_machine()}")
-    print("| E (GeV) | N | mean S | max S (feature) | noise floor: mean / max S, hybrid vs hybrid |")
-    print("|---|---|---|---|---|")
+    print("| E (GeV) | N | mean / median S | max S (feature) | floor, hybrid vs hybrid: mean / median / max "
+          "| features |")
+    print("|---|---|---|---|---|---|")
     for e_gev, n in ((1, 400), (10, 200), (100, 50)):
         n = n // 4 if quick else n
         full = simulate("ds2", "electron", [e_gev * 1e3] * n, seed=11, physics="cascade", cascade=FULL)
         hyb = simulate("ds2", "electron", [e_gev * 1e3] * n, seed=12, physics="cascade")
         hyb2 = simulate("ds2", "electron", [e_gev * 1e3] * n, seed=13, physics="cascade")
         f_full, f_hyb, f_hyb2 = compute_features(full), compute_features(hyb), compute_features(hyb2)
-        seps = {h.name: h.separation() for h in feature_histograms(f_full, f_hyb)}
-        floor = [h.separation() for h in feature_histograms(f_hyb2, f_hyb)]
+        def filled(h: object, m: int = n // 2) -> bool:  # features with enough entries in both samples
+            return bool(h.reference.sum() >= m and h.generated.sum() >= m)  # type: ignore[attr-defined]
+
+        seps = {h.name: h.separation for h in feature_histograms(f_full, f_hyb) if filled(h)}
+        floor = [h.separation for h in feature_histograms(f_hyb2, f_hyb) if filled(h)]
         worst = max(seps, key=lambda k: np.nan_to_num(seps[k]))
-        print(f"| {e_gev} | {n} | {np.nanmean(list(seps.values())):.3f} | {seps[worst]:.3f} ({worst}) | "
-              f"{np.nanmean(floor):.3f} / {np.nanmax(floor):.3f} |", flush=True)
+        print(f"| {e_gev} | {n} | {np.nanmean(list(seps.values())):.3f} / {np.nanmedian(list(seps.values())):.3f} | "
+              f"{seps[worst]:.3f} ({worst}) | {np.nanmean(floor):.3f} / {np.nanmedian(floor):.3f} / "
+              f"{np.nanmax(floor):.3f} | {len(seps)} |", flush=True)
         r_full, r_hyb = full.showers.sum(axis=1) / e_gev / 1e3, hyb.showers.sum(axis=1) / e_gev / 1e3
         print(f"|   | response full {r_full.mean():.4f} ± {r_full.std():.4f}, hybrid {r_hyb.mean():.4f} ± "
-              f"{r_hyb.std():.4f} | | | |")
+              f"{r_hyb.std():.4f} | | | | |")
 
 
 def _structure_rows(geometry: str, particle: str, energy: float, n: int, physics: str) -> list[str]:

@@ -2,8 +2,10 @@
 
 GFLASH electromagnetic showers (e±, γ) and a two-component pion model, deposited
 as energy spots into any CaloChallenge geometry that has a detector description
-(ATLAS-barrel-like for dataset 1, Par04 W/Si for datasets 2 and 3). See
-``docs/refsim.md`` for the model, its parameters and its validation.
+(ATLAS-barrel-like for dataset 1, Par04 W/Si for datasets 2 and 3); or, with
+``physics="cascade"``, particle transport through the detector's sub-layers
+(:mod:`caloforge.refsim.cascade`). See ``docs/refsim.md`` for the models, their
+parameters and their validation.
 
 Example:
     >>> from caloforge.refsim import simulate
@@ -14,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+from caloforge.refsim.cascade.config import CascadeConfig
 from caloforge.refsim.detector import Detector, Readout, Slab
 from caloforge.refsim.em import EmModel
 from caloforge.refsim.hadron import PionModel
@@ -23,6 +26,7 @@ from caloforge.refsim.spectra import Spectrum
 
 __all__ = [
     "PARTICLES",
+    "CascadeConfig",
     "Detector",
     "EmModel",
     "PionModel",
