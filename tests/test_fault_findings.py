@@ -63,6 +63,16 @@ def test_deeply_nested_json_is_refused_in_one_line_by_every_reader(tmp_path: Pat
     _one_line(err, "nested", "g.json")
 
 
+def test_a_deeply_nested_campaign_record_is_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from caloforge.cli import app
+
+    (tmp_path / "trials.json").write_text('{"trials": ' + "[" * 200_000)
+    result = CliRunner().invoke(app, ["campaign", "report", str(tmp_path)])
+    assert result.exit_code == 2 and "nested" in result.output and "Traceback" not in result.output, result.output
+
+
 def test_nan_in_a_manifest_is_refused(tmp_path: Path) -> None:
     (tmp_path / "g.json").write_text('{"format": "caloforge-onnx/1", "noise_size": NaN}')
     with pytest.raises(ConfigError) as err:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from caloforge.campaign.model_set import MANIFEST
 from caloforge.campaign.results import TRIALS, improvement
+from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path
 from caloforge.errors import CheckpointError
 
@@ -137,13 +137,12 @@ def write_report(out_dir: str | Path) -> Path:
     from caloforge.validation.report import html_page, png_figure
 
     out = Path(out_dir)
-    try:
-        data = json.loads((out / TRIALS).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        msg = f"expected a campaign directory with {TRIALS} but could not read {out / TRIALS} ({err})"
-        raise CheckpointError(msg) from None
+    data = read_json(out / TRIALS, f"a campaign directory with {TRIALS}", CheckpointError)  # bounded, no NaN
     manifest_file = out / "model-set" / MANIFEST
-    manifest = json.loads(manifest_file.read_text(encoding="utf-8")) if manifest_file.is_file() else {}
+    manifest = read_json(manifest_file, "a model-set manifest", CheckpointError) if manifest_file.is_file() else {}
+    if not isinstance(data, dict) or not isinstance(data.get("trials"), list) or not isinstance(manifest, dict):
+        msg = f"expected the trials of a campaign in {out / TRIALS} (and a manifest) but they have another form"
+        raise CheckpointError(msg)
     trials = data["trials"]
     chosen = _chosen_rows(manifest, trials)
     ranked = [[_cell(t, key, fmt) for _, key, fmt in _TRIAL_COLUMNS] for t in _ranked(trials)]

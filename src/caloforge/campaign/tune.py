@@ -34,6 +34,7 @@ from typing import Any
 from caloforge._version import __version__
 from caloforge.campaign.spec import CampaignSpec
 from caloforge.campaign.spec_checks import load_spec
+from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.errors import CheckpointError, ConfigError, OutputExistsError
 from caloforge.extras import require
@@ -138,7 +139,11 @@ def _check_out(out: Path, spec: CampaignSpec, resume: bool, where: str) -> None:
     if not record.is_file():
         msg = f"expected a campaign to resume in {out} but it has no campaign.json; start it without --resume"
         raise CheckpointError(msg)
-    stored = json.loads(record.read_text(encoding="utf-8"))["spec"]
+    stored = read_json(record, "a campaign record", CheckpointError)
+    if not isinstance(stored, dict) or not isinstance(stored.get("spec"), dict):
+        msg = f"expected a campaign record with its spec in {record} but it has another form; start a new campaign"
+        raise CheckpointError(msg)
+    stored = stored["spec"]
     current = json.loads(strict_json(spec.to_dict()))
     changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
     if changed:
