@@ -413,3 +413,28 @@ def test_a_signal_during_train_exits_128_plus_its_number_with_the_resume_command
                                           "--max-iterations", "100000", "--checkpoint-every", "5"])
     assert sent and result.exit_code == code, result.output
     assert "--resume" in result.output and (tmp_path / "run" / "bundle" / "bundle.json").is_file()
+
+
+def test_every_command_stops_on_ctrl_c_even_when_started_with_it_ignored(pair: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from typer.testing import CliRunner
+
+    from caloforge.cli import app
+    from caloforge.data import summary
+
+    original = summary.summarize
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        signal.raise_signal(signal.SIGINT)  # kill -INT while the command works
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(summary, "summarize", interrupted)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job of a non-interactive shell
+    try:
+        result = CliRunner().invoke(app, ["info", str(pair / "ref.h5")])
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # the command restores what it found
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert result.exit_code == 130 and "interrupted" in result.output, result.output

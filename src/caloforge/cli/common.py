@@ -61,11 +61,12 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from caloforge.runtime.interrupts import Interrupted, exit_code
 
-        def on_sigterm(signum: int, frame: object) -> None:
+        def on_signal(signum: int, frame: object) -> None:
             raise Interrupted(signum)
 
         main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, on_sigterm) if main else None
+        # SIGINT too: a command started in the background by a non-interactive shell inherits it ignored
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
         try:
             return func(*args, **kwargs)
         except CaloforgeError as err:
@@ -79,8 +80,8 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             print("caloforge: interrupted", file=sys.stderr)  # noqa: T201
             raise typer.Exit(code=exit_code(err)) from None
         finally:
-            if main:
-                signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     return wrapper
 
