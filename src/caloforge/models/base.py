@@ -30,9 +30,13 @@ from caloforge.runtime import resources
 if TYPE_CHECKING:
     from caloforge.data.geometry import Geometry
 
-__all__ = ["PARTICLES", "Batch", "FamilyConfig", "GenerativeModel", "Preset", "check_model_size", "check_particle"]
+__all__ = ["MAX_RUN_BYTES", "PARTICLES", "Batch", "FamilyConfig", "GenerativeModel", "Preset", "check_model_size",
+           "check_particle", "run_bytes"]
 
 Preset = Literal["auto", "cpu", "paper"]
+
+MAX_RUN_BYTES = 1_000_000_000
+"""The most a training run may write for one model (two checkpoints and a bundle): a toy run never writes a gigabyte."""
 
 PARTICLES: tuple[str | None, ...] = (None, "photon", "electron", "gamma", "pion")
 """The particle names the families' presets know (None: the photon defaults; gamma: a photon)."""
@@ -245,8 +249,9 @@ def check_model_size(
     preprocessing: Preprocessing,
     training: bool = True,
     error: type[CaloforgeError] = ConfigError,
+    max_run_bytes: int | None = MAX_RUN_BYTES,
 ) -> int:
-    """Refuse a model too large for the available memory, before allocating it.
+    """Refuse a model too large for the available memory or for the disk of a run, before allocating it.
 
     The model is built on PyTorch's ``meta`` device, which allocates nothing, to count its
     parameters and buffers. Training needs about 16 bytes per parameter (float32 weights,
@@ -258,18 +263,45 @@ def check_model_size(
         preprocessing: The fitted preprocessing (sets the input and output widths).
         training: Whether the model is about to be trained (else loaded for generation).
         error: The error to raise: ConfigError when training, CheckpointError when loading a bundle.
+        max_run_bytes: When training, refuse a model whose run would write more (:func:`run_bytes`):
+            e.g. the coupling flow, whose conditioners grow as voxels x width x spline bins, on
+            dataset 2 (2.3 GB) or 3. None: no limit.
 
     Returns:
         The number of parameters.
 
     Raises:
-        CaloforgeError: of type ``error``, naming the parameter count, the memory needed and available.
+        CaloforgeError: of type ``error``, naming the parameter count, the memory needed and available, or
+            the bytes the run would write and the families to use instead.
     """
     with torch.device("meta"):
         model = family(config, preprocessing)
     n_params = sum(p.numel() for p in model.parameters())
     n_buffers = sum(b.numel() for b in model.buffers())
+    if training and max_run_bytes is not None:
+        written = run_bytes(n_params, n_buffers)
+        if written > max_run_bytes:
+            name = family.__name__.lower()
+            msg = (f"expected a model whose checkpoints and bundle stay under {max_run_bytes / 1e9:.1f} GB but "
+                   f"{name} with {n_params:,} parameters on {model.n_voxels} voxels writes ~{written / 1e9:.1f} GB "
+                   f"per run (two checkpoints with Adam's moments and a bundle); use the family 'latent' or "
+                   f"'diffusion' with network='unet' for high granularity, or reduce its layer sizes")
+            raise error(msg)
     nbytes = 4 * (n_params * (4 if training else 2) + n_buffers * (1 if training else 2))
     what = f"a {family.__name__} with {n_params:,} parameters ({'training' if training else 'loading'})"
     resources.check_memory(nbytes, what, "reduce the layer sizes in its config", error)
     return n_params
+
+
+def run_bytes(n_params: int, n_buffers: int) -> int:
+    """Bytes a training run writes for a model of float32 ``n_params`` parameters and ``n_buffers`` buffer numbers.
+
+    Each Lightning checkpoint holds the weights, the buffers and Adam's two moments (3 x the
+    weights); a run keeps two (``best.ckpt``, ``last.ckpt``) and exports one bundle (weights and
+    buffers): ``4 (7 n_params + 3 n_buffers)`` bytes.
+
+    Example:
+        >>> run_bytes(80_640_000, 250_000) / 1e9  # the CPU flow preset on dataset 2
+        2.26092
+    """
+    return 4 * (7 * n_params + 3 * n_buffers)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,12 +48,20 @@ from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
 from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
+from caloforge.models.cylinder import layer_shapes_of
 from caloforge.models.diffusion_networks import ResidualMLP, VoxelConv
 from caloforge.models.diffusion_samplers import Sampler, SamplerName, Spacing, get_sampler
 from caloforge.models.diffusion_schedules import ScheduleName, TimeSampling, get_schedule, training_times
+from caloforge.models.diffusion_unet import CylinderUNet
 from caloforge.models.preprocess import Preprocessing, TransformKind
 
-__all__ = ["SAMPLER_PRESETS", "Diffusion", "DiffusionConfig", "LogitSpace"]
+if TYPE_CHECKING:
+    from caloforge.data.geometry import Geometry
+
+__all__ = ["SAMPLER_PRESETS", "UNET_ABOVE", "Diffusion", "DiffusionConfig", "LogitSpace"]
+
+UNET_ABOVE = 2000
+"""Voxels above which ``network="auto"`` is the U-Net (datasets 2 and 3), below which the MLP (dataset 1)."""
 
 SAMPLER_PRESETS: dict[str, tuple[SamplerName, int]] = {"fast": ("dpm2m", 10), "accurate": ("heun", 100)}
 """Named (sampler, steps) pairs for :meth:`Diffusion.with_sampler`: 10 and 199 network evaluations."""
@@ -65,11 +73,15 @@ class DiffusionConfig(FamilyConfig):
     """Hyperparameters of :class:`Diffusion`.
 
     Args:
-        network: ``"mlp"`` (:class:`~caloforge.models.diffusion_networks.ResidualMLP`) or ``"conv"``
-            (:class:`~caloforge.models.diffusion_networks.VoxelConv`, needs ``layer_shapes``).
+        network: ``"mlp"`` (:class:`~caloforge.models.diffusion_networks.ResidualMLP`), ``"conv"``
+            (:class:`~caloforge.models.diffusion_networks.VoxelConv`, full resolution), ``"unet"``
+            (:class:`~caloforge.models.diffusion_unet.CylinderUNet`, for high granularity) or ``"auto"``
+            (the default: ``"unet"`` above :data:`UNET_ABOVE` voxels, else ``"mlp"``). The
+            convolutions take ``layer_shapes`` (``train`` fills them from the geometry).
         width: Width of the MLP's residual blocks.
         depth: Number of residual blocks (MLP) or convolution blocks (conv).
-        channels: Channels of the convolutions (conv).
+        channels: Channels of the convolutions (conv; the U-Net's at full resolution).
+        levels: Down-sampling levels of the U-Net (unet).
         layer_shapes: ``(n_alpha, n_r)`` per layer, in order (conv only; e.g. ds1 photons
             ``((1, 8), (10, 16), (10, 19), (1, 5), (1, 5))``).
         time_dim: Sinusoidal time features.
@@ -98,10 +110,11 @@ class DiffusionConfig(FamilyConfig):
 
     preprocessing: TransformKind = "total"
     batch_size: Positive = 512
-    network: Literal["mlp", "conv"] = "mlp"
+    network: Literal["auto", "mlp", "conv", "unet"] = "auto"
     width: Positive = 512
     depth: Positive = 4
     channels: Positive = 32
+    levels: Annotated[int, Field(ge=1, le=8)] = 2
     layer_shapes: tuple[tuple[Positive, Positive], ...] = ()
     time_dim: Annotated[int, Field(ge=2, le=2**20)] = 64
     embedding_dim: Positive = 128
@@ -139,8 +152,24 @@ class DiffusionConfig(FamilyConfig):
 
     @classmethod
     def for_cpu(cls, particle: str | None) -> DiffusionConfig:
-        """Settings that learn in CPU minutes (measured in docs/training.md): a 256-wide MLP, batch 256."""
+        """Settings that learn in CPU minutes (measured in docs/training.md): a 256-wide MLP, batch 256.
+
+        At high granularity (``network="auto"`` above :data:`UNET_ABOVE` voxels) :meth:`for_geometry`
+        makes the U-Net narrower and the batch smaller.
+        """
         return cls.for_particle(particle).replace(width=256, batch_size=256)
+
+    def network_for(self, n_voxels: int) -> Literal["mlp", "conv", "unet"]:
+        """The network built for ``n_voxels`` voxels (``"auto"`` resolved)."""
+        if self.network == "auto":
+            return "unet" if n_voxels > UNET_ABOVE else "mlp"
+        return self.network
+
+    def for_geometry(self, geometry: Geometry) -> DiffusionConfig:
+        """Fill ``layer_shapes`` from the geometry for the convolutional networks, when empty."""
+        if self.network_for(geometry.n_voxels) == "mlp" or self.layer_shapes:
+            return self
+        return self.replace(layer_shapes=tuple((layer.n_alpha, layer.n_r) for layer in geometry.layers))
 
 
 class LogitSpace(nn.Module):
@@ -248,13 +277,18 @@ class Diffusion(GenerativeModel):
 
     def _network(self, config: DiffusionConfig, preprocessing: Preprocessing) -> nn.Module:
         common = {"time_dim": config.time_dim, "embedding_dim": config.embedding_dim}
-        if config.network == "mlp":
+        network = config.network_for(self.n_voxels)
+        if network == "mlp":
             return ResidualMLP(self.n_features, self.n_conditions, config.width, config.depth, **common)
         kind = preprocessing.showers.kind
         if kind == "energy":
-            msg = "expected the 'total' or 'layer' preprocessing for network='conv' but got 'energy', in Diffusion"
+            msg = f"expected the 'total' or 'layer' preprocessing for network='{network}' but got 'energy'"
             raise ConfigError(msg)
         n_scalars = len(preprocessing.showers.layer_sizes) + (1 if kind == "total" else 0)
+        if network == "unet":
+            return CylinderUNet(self.n_features, self.n_conditions,
+                                layer_shapes_of(preprocessing.showers.layer_sizes, config.layer_shapes), n_scalars,
+                                config.channels, config.levels, **common)
         sizes = [a * r for a, r in config.layer_shapes]
         if sizes != list(preprocessing.showers.layer_sizes):
             msg = (f"expected layer_shapes (n_alpha, n_r) with {list(preprocessing.showers.layer_sizes)} voxels per "
