@@ -438,3 +438,17 @@ def test_every_command_stops_on_ctrl_c_even_when_started_with_it_ignored(pair: P
     finally:
         signal.signal(signal.SIGINT, previous)
     assert result.exit_code == 130 and "interrupted" in result.output, result.output
+
+
+def test_a_deeply_nested_geometry_attribute_in_a_shower_file_is_ignored(tmp_path: Path) -> None:
+    import h5py
+    import numpy as np
+
+    from caloforge.data import io
+
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as file:
+        file["incident_energies"] = np.full((3, 1), 1024.0)
+        file["showers"] = np.ones((3, 368), np.float32)
+        file.attrs["caloforge_geometry"] = "[" * 200_000  # metadata is a convenience: a hostile one is ignored
+    assert io.inspect(path).geometry is None and io.read(path).geometry.name == "ds1-photons"

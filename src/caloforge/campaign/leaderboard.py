@@ -61,13 +61,13 @@ class LeaderboardSettings(Config):
     """
 
     families: Annotated[tuple[str, ...], Field(min_length=1)]
-    minutes_per_model: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
-    iterations_per_model: Annotated[int, Field(ge=1)] | None = None
+    minutes_per_model: Annotated[float, Field(gt=0, le=10**6, allow_inf_nan=False)] | None = None  # bounds: typos
+    iterations_per_model: Annotated[int, Field(ge=1, le=10**9)] | None = None
     preset: str = "auto"
     seed: Annotated[int, Field(ge=0)] = 0
-    classifier_minutes: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 5.0
-    classifier_showers: Annotated[int, Field(ge=10)] = 10_000
-    timing_batch: Annotated[int, Field(ge=1)] = 10_000
+    classifier_minutes: Annotated[float, Field(gt=0, le=10**6, allow_inf_nan=False)] = 5.0
+    classifier_showers: Annotated[int, Field(ge=10, le=10**8)] = 10_000
+    timing_batch: Annotated[int, Field(ge=1, le=2**24)] = 10_000
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ cannot make a reader allocate gigabytes.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from caloforge.data.checks import check_dtype, check_finite, check_incident_energies, check_integer, check_seed
+from caloforge.data.documents import parse_json
 from caloforge.data.geometry import Geometry
 from caloforge.data.presets import resolve_geometry
 from caloforge.data.showers import ShowerSet
@@ -77,7 +77,9 @@ class FileInfo:
         self.geometry: Geometry | None = None
         if "caloforge_geometry" in self.attrs:
             try:
-                self.geometry = Geometry.from_dict(json.loads(str(self.attrs["caloforge_geometry"])))
+                where = f"the caloforge_geometry attribute of {path}"
+                self.geometry = Geometry.from_dict(parse_json(str(self.attrs["caloforge_geometry"]), where,
+                                                              GeometryError))  # bounded: a hostile file stays one line
             except (GeometryError, ValueError):
                 self.geometry = None  # metadata is a convenience, never a requirement
 
