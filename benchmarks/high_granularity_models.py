@@ -31,7 +31,7 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
-def measure(family: str, preset: str, data, iterations: int, n_generate: int) -> str:  # noqa: ANN001
+def measure(family: str, preset: str, data, iterations: int, n_generate: int) -> str:
     model_class = FAMILIES[family]
     config = model_class.config_class.for_preset(preset, "electron").for_geometry(data.geometry)  # type: ignore[arg-type]
     preprocessing = Preprocessing.fit(data, config.preprocessing)
@@ -65,7 +65,8 @@ def measure(family: str, preset: str, data, iterations: int, n_generate: int) ->
         state = {"model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers]}
         torch.save(state, Path(tmp) / "state.pt")
         checkpoint = _size(Path(tmp) / "state.pt")
-    return (f"{family:10s} {preset:5s} params={n_params / 1e6:.2f}M  run<={run_bytes(n_params, n_buffers) / 1e6:.0f}MB  "
+    written = run_bytes(n_params, n_buffers) / 1e6
+    return (f"{family:10s} {preset:5s} params={n_params / 1e6:.2f}M  run<={written:.0f}MB  "
             f"bundle={bundle / 1e6:.1f}MB  checkpoint={checkpoint / 1e6:.1f}MB  batch={config.batch_size}  "
             f"s/iteration={per_iteration:.2f}  ms/shower(generate {n_generate})={per_shower_ms:.2f}")
 

@@ -352,7 +352,7 @@ def test_moving_average_is_saved_but_never_trained(data):
 
 def test_config_rejects_bad_values():
     for bad in ({"sampler": "euler"}, {"sampler_steps": 0}, {"schedule": "sigmoid"}, {"logit_alpha": 0.5},
-                {"ema_decay": 1.0}, {"network": "unet"}):
+                {"ema_decay": 1.0}, {"network": "transformer"}):
         with pytest.raises(ConfigError, match=next(iter(bad))):
             DiffusionConfig.from_dict(bad)
     with pytest.raises(ConfigError, match="particle"):

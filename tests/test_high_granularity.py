@@ -27,7 +27,7 @@ from caloforge.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-STEPS = 40  # autoencoder steps: 0.08 of the baseline error here, 0.01 after 120
+STEPS = 40  # autoencoder steps (the error falls well below the 0.3 asserted)
 SHAPES = ((6, 4), (6, 4), (6, 4))  # three layers of 6 alpha x 4 r bins: dataset 2's structure, small
 CYLINDER = Geometry(tuple(Layer(i, (0.0, 1.0, 2.0, 4.0, 8.0), 6) for i in range(3)), name="cylinder")
 
@@ -95,7 +95,7 @@ def test_cylinder_grid_round_trip_and_rotation():
 
 # ------------------------------------------------------------------ latent family
 def _latent(data: ShowerSet, **overrides) -> Latent:
-    config = LatentConfig(channels=(4, 8), latent_dim=6, prior_width=32, prior_depth=2, time_dim=8,
+    config = LatentConfig(channels=(8, 16), latent_dim=6, prior_width=32, prior_depth=2, time_dim=8,
                           embedding_dim=16, batch_size=64, normalisation_batches=4, sampler_steps=4,
                           lr=3e-3).for_geometry(data.geometry).replace(**overrides)
     torch.manual_seed(0)
@@ -104,7 +104,6 @@ def _latent(data: ShowerSet, **overrides) -> Latent:
 
 def test_latent_config_takes_the_layer_shapes_of_the_geometry():
     assert LatentConfig().for_geometry(CYLINDER).layer_shapes == SHAPES
-    assert len(LatentConfig().for_geometry(resolve_geometry("ds3")).channels) == 4  # one more stage at 40 500 voxels
     with pytest.raises(ConfigError, match="layer_shapes"):
         _latent(_smooth_showers(8, 0), layer_shapes=((4, 5), (6, 4), (6, 4)))
 

@@ -69,7 +69,7 @@ class LatentConfig(FamilyConfig):
     Args:
         layer_shapes: ``(n_alpha, n_r)`` per layer, in order; empty: filled from the geometry by
             :meth:`for_geometry` (``train`` does it), or one alpha bin per layer when built directly.
-        channels: Channels of the autoencoder's stem, then of each down-sampling stage.
+        channels: Channels of the autoencoder after its patch embedding, then after each down-sampling stage.
         latent_dim: Width of the autoencoder's latent (the prior adds 1 + L scalars).
         latent_noise: Standard deviation of the noise the decoder reads the (unit-scale) latent with.
         prior_width: Width of the prior's residual MLP.
@@ -139,13 +139,10 @@ class LatentConfig(FamilyConfig):
                                                   prior_depth=3, embedding_dim=64, time_dim=32, batch_size=64)
 
     def for_geometry(self, geometry: Geometry) -> LatentConfig:
-        """Fill ``layer_shapes`` from the geometry when empty, and then above 20 000 voxels (dataset 3) add a stage."""
+        """Fill ``layer_shapes`` from the geometry when empty."""
         if self.layer_shapes:
             return self
-        config = self.replace(layer_shapes=tuple((layer.n_alpha, layer.n_r) for layer in geometry.layers))
-        if geometry.n_voxels > 20_000 and len(config.channels) == 3:  # ds3: one more stage keeps the latent map small
-            config = config.replace(channels=(*config.channels, config.channels[-1]))
-        return config
+        return self.replace(layer_shapes=tuple((layer.n_alpha, layer.n_r) for layer in geometry.layers))
 
 
 class Latent(GenerativeModel):
@@ -170,7 +167,8 @@ class Latent(GenerativeModel):
         self.space = LogitSpace(self.n_features, 1 if kind == "total" else 0, config.logit_alpha)
         grid = CylinderGrid(layer_shapes_of(sizes, config.layer_shapes))
         self.encoder = ConvEncoder(grid, config.latent_dim, config.channels)
-        self.decoder = ConvDecoder(grid, config.latent_dim, self.n_scalars, config.channels, self.encoder.sizes)
+        self.decoder = ConvDecoder(grid, config.latent_dim, self.n_scalars, config.channels, self.encoder.sizes,
+                                   self.encoder.patch)
         self.schedule = get_schedule("linear")
         self.prior = ResidualMLP(config.latent_dim + self.n_scalars, self.n_conditions, config.prior_width,
                                  config.prior_depth, time_dim=config.time_dim, embedding_dim=config.embedding_dim)

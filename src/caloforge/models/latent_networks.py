@@ -2,19 +2,22 @@
 
 The encoder reads the network-space voxels on the (layer, alpha, r) grid of
 :class:`~caloforge.models.cylinder.CylinderGrid`, with two more channels (the in-geometry mask
-and the layer's energy fraction), through a stride-1 stem and stages that each halve the grid
-in layer and r (and in alpha while it has at least 8 bins and an even count: alpha is the
-direction with the least structure), each followed by a residual block; one linear map takes
-the last grid to ``latent_dim`` numbers, normalised per shower (a LayerNorm without weights, so
-the prior sees latents of a fixed scale). The decoder mirrors it from the latent plus the
-shower's scalars (response and layer fractions), up-sampling by nearest neighbour and
-convolving; a last convolution at full resolution sees the layer fractions and the mask again.
+and the layer's energy fraction). A patch embedding (a convolution whose kernel is its stride,
+2 in layer and r, and in alpha while it has at least 8 bins and an even count) halves the grid
+at the cost of a pointwise map, so nothing of size 3 x 3 x 3 x channels^2 runs at full
+resolution; then stages of cylindrical convolutions (circular in alpha) each halve the grid
+again and are followed by a residual block; one linear map takes the last grid to
+``latent_dim`` numbers, normalised per shower (a LayerNorm without weights, so the prior sees
+latents of a fixed scale). The decoder mirrors it from the latent plus the shower's scalars
+(response and layer fractions): residual blocks, nearest-neighbour up-sampling and
+convolutions, a transposed patch embedding back to full resolution, and a pointwise head that
+sees the layer fractions and the mask again.
 
-Every convolution is circular in alpha, so the stem and each stage are equivariant under
-rotations by one alpha bin (by the product of the alpha strides before them); only the linear
-maps to and from the latent are not. Parameters: the convolutions' are independent of the
-voxels, the two linear maps' grow as (voxels / 4 to 16) x channels x latent_dim; activations
-as voxels x the stem's channels.
+Every convolution is circular in alpha, so each part is equivariant under rotations by the
+product of the alpha strides before it (one bin where alpha is not down-sampled); only the
+linear maps to and from the latent are not. Parameters: the convolutions' are independent of
+the voxels, the two linear maps' grow as (voxels / 8 to 64) x channels x latent_dim;
+activations as voxels x channels / 8.
 
 References:
     O. Amram, K. Pedro, CaloDiffusion (cylindrical convolutions), arXiv:2308.03876.
@@ -33,7 +36,7 @@ from torch import Tensor, nn
 
 from caloforge.models.cylinder import CircularConv3d, CylinderGrid, ResBlock3d
 
-__all__ = ["ConvDecoder", "ConvEncoder", "down_stride", "grid_input"]
+__all__ = ["ConvDecoder", "ConvEncoder", "down_stride", "grid_input", "patches", "unpatches"]
 
 
 def down_stride(size: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -60,16 +63,18 @@ class ConvEncoder(nn.Module):
     Args:
         grid: The geometry's grid.
         latent_dim: Width of the latent vector.
-        channels: Channels of the stem, then of each down-sampling stage (one stage per extra entry).
+        channels: Channels after the patch embedding, then after each further down-sampling stage.
     """
 
     def __init__(self, grid: CylinderGrid, latent_dim: int, channels: Sequence[int]) -> None:
         super().__init__()
         self.grid = grid
-        self.stem = CircularConv3d(3, channels[0])
+        self.patch = down_stride(grid.size)
+        self.sizes = [grid.size, _ceil_div(grid.size, self.patch)]
+        self.stem = nn.Linear(3 * math.prod(self.patch), channels[0])  # a patch embedding, as a matrix product
+        self.stem_block = ResBlock3d(channels[0])
         self.downs = nn.ModuleList()
         self.blocks = nn.ModuleList()
-        self.sizes = [grid.size]
         for c_in, c_out in itertools.pairwise(channels):
             stride = down_stride(self.sizes[-1])
             self.downs.append(CircularConv3d(c_in, c_out, stride=stride))
@@ -80,7 +85,9 @@ class ConvEncoder(nn.Module):
 
     def trunk(self, x: Tensor) -> Tensor:
         """The convolutional part: grid input (N, 3, L, A, R) -> (N, C, L', A', R')."""
-        h = F.silu(self.stem(x))
+        n_layers, _, n_r = self.sizes[1]
+        padded = F.pad(x, (0, n_r * self.patch[2] - x.shape[4], 0, 0, 0, n_layers * self.patch[0] - x.shape[2]))
+        h: Tensor = self.stem_block(self.stem(patches(padded, self.patch)).permute(0, 4, 1, 2, 3))
         for down, block in zip(self.downs, self.blocks, strict=True):
             h = block(down(h))
         return h
@@ -91,6 +98,37 @@ class ConvEncoder(nn.Module):
         return out
 
 
+def _ceil_div(size: tuple[int, int, int], stride: tuple[int, int, int]) -> tuple[int, int, int]:
+    return (-(-size[0] // stride[0]), -(-size[1] // stride[1]), -(-size[2] // stride[2]))
+
+
+def patches(x: Tensor, patch: tuple[int, int, int]) -> Tensor:
+    """(N, C, L, A, R), dimensions multiples of ``patch`` -> (N, L/p, A/p, R/p, C * prod(patch)), channels last.
+
+    Example:
+        >>> patches(torch.arange(8.0).reshape(1, 1, 2, 2, 2), (2, 1, 2)).shape
+        torch.Size([1, 1, 2, 1, 4])
+    """
+    n, c, n_layers, n_alpha, n_r = x.shape
+    sl, sa, sr = patch
+    x = x.reshape(n, c, n_layers // sl, sl, n_alpha // sa, sa, n_r // sr, sr)
+    return x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(n, n_layers // sl, n_alpha // sa, n_r // sr, c * sl * sa * sr)
+
+
+def unpatches(h: Tensor, patch: tuple[int, int, int]) -> Tensor:
+    """(N, L', A', R', prod(patch) * C) -> (N, L' pl, A' pa, R' pr, C), channels last: :func:`patches` undone.
+
+    Example:
+        >>> x = torch.arange(8.0).reshape(1, 1, 2, 2, 2)
+        >>> torch.equal(unpatches(patches(x, (2, 1, 2)), (2, 1, 2)).permute(0, 4, 1, 2, 3), x)
+        True
+    """
+    n, n_layers, n_alpha, n_r, _ = h.shape
+    sl, sa, sr = patch
+    h = h.reshape(n, n_layers, n_alpha, n_r, -1, sl, sa, sr).permute(0, 1, 5, 2, 6, 3, 7, 4)
+    return h.reshape(n, n_layers * sl, n_alpha * sa, n_r * sr, -1)
+
+
 class ConvDecoder(nn.Module):
     """Latent (N, latent_dim) and the shower's scalars (N, n_scalars) -> network-space voxels (N, V).
 
@@ -99,11 +137,12 @@ class ConvDecoder(nn.Module):
         latent_dim: Width of the latent vector.
         n_scalars: Scalars given with it (response and layer fractions); the last L are the layers'.
         channels: The encoder's channels.
-        sizes: The encoder's grid size at each stage (:attr:`ConvEncoder.sizes`).
+        sizes: The encoder's grid sizes (:attr:`ConvEncoder.sizes`: full, after the patches, after each stage).
+        patch: The encoder's patch size (:attr:`ConvEncoder.patch`).
     """
 
     def __init__(self, grid: CylinderGrid, latent_dim: int, n_scalars: int, channels: Sequence[int],
-                 sizes: Sequence[tuple[int, int, int]]) -> None:
+                 sizes: Sequence[tuple[int, int, int]], patch: tuple[int, int, int]) -> None:
         super().__init__()
         self.grid = grid
         self.sizes = list(sizes)
@@ -112,8 +151,11 @@ class ConvDecoder(nn.Module):
         self.blocks = nn.ModuleList(ResBlock3d(c) for c in reversed(channels[1:]))
         self.ups = nn.ModuleList(CircularConv3d(c_out, c_in) for c_in, c_out in reversed(list(
             itertools.pairwise(channels))))
-        self.head = CircularConv3d(channels[0] + 2, channels[0])
-        self.out = nn.Conv3d(channels[0], 1, 1)
+        self.last_block = ResBlock3d(channels[0])
+        self.patch = patch
+        self.unpatch = nn.Linear(channels[0], channels[0] * math.prod(patch))  # pointwise maps, channels last
+        self.head = nn.Linear(channels[0] + 2, channels[0])
+        self.out = nn.Linear(channels[0], 1)
         for p in self.out.parameters():
             nn.init.zeros_(p)
 
@@ -122,9 +164,12 @@ class ConvDecoder(nn.Module):
         for i, (block, up) in enumerate(zip(self.blocks, self.ups, strict=True)):
             size = self.sizes[len(self.sizes) - 2 - i]
             h = F.silu(up(F.interpolate(block(h), size=size, mode="nearest")))
-        mask = self.grid.mask.to(h).expand(h.shape[0], 1, *self.grid.size)
-        layer = fractions[:, None, :, None, None].expand_as(mask)
-        out: Tensor = self.out(F.silu(self.head(torch.cat([h, mask, layer], dim=1))))[:, 0]
+        n_layers, n_alpha, n_r = self.grid.size
+        h = self.unpatch(self.last_block(h).permute(0, 2, 3, 4, 1))
+        h = F.silu(unpatches(h, self.patch)[:, :n_layers, :n_alpha, :n_r])
+        mask = self.grid.mask.to(h)[None, :, :, :, None].expand(h.shape[0], -1, -1, -1, 1)
+        layer = fractions[:, :, None, None, None].expand_as(mask)
+        out: Tensor = self.out(F.silu(self.head(torch.cat([h, mask, layer], dim=4))))[..., 0]
         return out
 
     def forward(self, z: Tensor, scalars: Tensor) -> Tensor:
