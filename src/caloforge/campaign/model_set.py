@@ -28,7 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from caloforge.data.checks import check_incident_energies, check_seed
-from caloforge.data.documents import read_json
+from caloforge.data.documents import read_versioned_json
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import CheckpointError, ConfigError
@@ -107,11 +107,7 @@ class ModelSet:
         path = Path(path)
         if path.is_dir():
             path = path / MANIFEST
-        info = read_json(path, "a model-set manifest", CheckpointError)
-        if not isinstance(info, dict) or info.get("format") != MODEL_SET_FORMAT:
-            got = info.get("format") if isinstance(info, dict) else type(info).__name__
-            msg = f"expected the format '{MODEL_SET_FORMAT}' but got {got!r}, in {path}"
-            raise CheckpointError(msg)
+        info = read_versioned_json(path, "model-set manifest", MODEL_SET_FORMAT, CheckpointError)
         entries = []
         folder = path.parent.resolve()
         for i, raw in enumerate(info.get("entries") or []):

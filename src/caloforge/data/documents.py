@@ -19,7 +19,8 @@ import yaml
 
 from caloforge.errors import CaloforgeError, ConfigError
 
-__all__ = ["MAX_DEPTH", "MAX_JSON_BYTES", "MAX_YAML_BYTES", "MAX_YAML_NODES", "parse_json", "read_json", "read_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_JSON_BYTES", "MAX_YAML_BYTES", "MAX_YAML_NODES", "parse_json", "read_json",
+           "read_versioned_json", "read_yaml"]
 
 MAX_JSON_BYTES = 64 * 2**20  # bundle.json with a long training history stays far below
 MAX_YAML_BYTES = 2**20  # a campaign spec or a training config is a few kB
@@ -109,6 +110,30 @@ def read_json(path: str | Path, what: str = "a JSON file", error: type[Caloforge
     """
     path = Path(path)
     return parse_json(_read_bounded(path, what, max_bytes, error), str(path), error)
+
+
+def read_versioned_json(path: str | Path, what: str, format_name: str, error: type[CaloforgeError] = ConfigError
+                        ) -> dict[str, Any]:
+    """:func:`read_json` of a caloforge file format: a JSON object whose ``format`` entry is ``format_name``.
+
+    The one reader of bundle.json, model_set.json and ONNX export manifests.
+
+    Args:
+        path: The file.
+        what: What the file should be, for the error ("bundle", "model-set manifest").
+        format_name: The expected ``format`` entry, e.g. ``"caloforge-bundle/1"``.
+        error: The error type raised.
+
+    Raises:
+        CaloforgeError: of type ``error``, for any fault of :func:`read_json` or another format.
+    """
+    path = Path(path)
+    data = read_json(path, f"a {what}", error)
+    if not isinstance(data, dict) or data.get("format") != format_name:
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        msg = f"expected {what} format '{format_name}' but got {got!r:.80}, in {path}"
+        raise error(msg)
+    return data
 
 
 class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]

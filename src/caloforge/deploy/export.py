@@ -37,7 +37,7 @@ import torch
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from caloforge.data.documents import read_json
+from caloforge.data.documents import read_versioned_json
 from caloforge.data.geometry import Geometry
 from caloforge.data.outputs import atomic_path, check_output, strict_json
 from caloforge.errors import ConfigError
@@ -210,10 +210,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     manifest = path if path.suffix == ".json" else path.with_suffix(".json")
-    data = read_json(manifest, "an ONNX export manifest (written by caloforge export)", ConfigError)
-    if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
-        msg = f"expected an ONNX export manifest of format {MANIFEST_FORMAT} but got something else, in {manifest}"
-        raise ConfigError(msg)
+    data = read_versioned_json(manifest, "ONNX export manifest (written by caloforge export)", MANIFEST_FORMAT,
+                               ConfigError)
     parts = data.get("parts")
     if not isinstance(parts, list) or not parts or not all(isinstance(p, dict) for p in parts):
         msg = f"expected a list of graphs in 'parts' but got {parts!r:.80}, in {manifest}"

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from caloforge._version import __version__
-from caloforge.data.documents import read_json
+from caloforge.data.documents import read_json, read_versioned_json
 from caloforge.data.geometry import Geometry
 from caloforge.data.outputs import atomic_dir, atomic_path, strict_json
 from caloforge.errors import CheckpointError, ConfigError
@@ -51,12 +51,7 @@ def read_info(path: Path) -> dict[str, Any]:
     if not path.is_dir() or not file.is_file():
         msg = f"expected a bundle directory with {BUNDLE_JSON} but {path} is missing or is not one"
         raise CheckpointError(msg)
-    info = read_json(file, "a bundle description", CheckpointError)  # bounded; NaN and 1e999 refused
-    if not isinstance(info, dict) or info.get("format") != BUNDLE_FORMAT:
-        got = info.get("format") if isinstance(info, dict) else type(info).__name__
-        msg = f"expected bundle format '{BUNDLE_FORMAT}' but got {got!r}, in {file}"
-        raise CheckpointError(msg)
-    return info
+    return read_versioned_json(file, "bundle", BUNDLE_FORMAT, CheckpointError)  # bounded; NaN and 1e999 refused
 
 
 def read_weights(path: Path, info: dict[str, Any], trust_unverified: bool = False) -> dict[str, torch.Tensor]:
@@ -81,7 +76,7 @@ def read_weights(path: Path, info: dict[str, Any], trust_unverified: bool = Fals
     if expected is None and not trust_unverified:
         msg = (f"expected the weights' sha256 (weights_sha256) in {path / BUNDLE_JSON} but it is missing, so "
                f"{weights} cannot be verified; if you trust where the bundle came from, load it with "
-               f"trust_unverified=True (CLI: --no-verify)")
+               f"trust_unverified=True (caloforge generate and export: --no-verify)")
         raise CheckpointError(msg)
     if expected is None:
         _log.warning("loading %s without verifying it: bundle.json records no weights_sha256", weights)
