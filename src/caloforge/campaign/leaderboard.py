@@ -17,7 +17,6 @@ checkpoint.
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
@@ -30,9 +29,10 @@ import numpy as np
 from pydantic import Field
 
 from caloforge.config import Config
+from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.data.showers import ShowerSet
-from caloforge.errors import ConfigError, OutputExistsError
+from caloforge.errors import CheckpointError, ConfigError, OutputExistsError
 from caloforge.models import get_family
 from caloforge.runtime.hardware import machine_summary
 from caloforge.runtime.interrupts import Interrupted
@@ -213,7 +213,7 @@ def run_leaderboard(
         entry_file = directory / ENTRY
         if resume and entry_file.is_file():
             prog.message(f"leaderboard: {family} is complete, not trained again")
-            entries.append(json.loads(entry_file.read_text(encoding="utf-8")))
+            entries.append(read_json(entry_file, "a leaderboard entry", CheckpointError))
             continue
         prog.message(f"leaderboard: {family} ({len(entries) + 1}/{len(settings.families)})")
         directory.mkdir(exist_ok=True)

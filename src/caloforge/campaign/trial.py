@@ -11,7 +11,6 @@ resumed campaign re-reports it), and an interrupted trial continues from its las
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -24,8 +23,10 @@ import lightning as L
 
 from caloforge.campaign.spec import CampaignSpec, family_config
 from caloforge.config import Config
+from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.data.showers import ShowerSet
+from caloforge.errors import CheckpointError
 
 __all__ = ["SliceFiles", "TrialContext", "TuneReport", "run_trial", "trial_dir"]
 
@@ -111,7 +112,7 @@ def _finite(value: float) -> float:
 
 def _finished_ranges(run_dir: Path) -> tuple[int, float]:
     """Iterations and seconds of the energy ranges a split run finished before."""
-    done = [json.loads(p.read_text()) for p in sorted(run_dir.glob("range-*/finished"))]
+    done = [read_json(p, "a finished-range record", CheckpointError) for p in sorted(run_dir.glob("range-*/finished"))]
     return sum(int(d["iterations"]) for d in done), sum(float(d.get("elapsed_s") or 0.0) for d in done)
 
 
@@ -196,7 +197,7 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     directory = trial_dir(context.out_dir, slice_label, family, trial_id)
     record_file, run_dir = directory / "trial.json", directory / "run"
     if record_file.is_file():
-        stored = json.loads(record_file.read_text(encoding="utf-8"))
+        stored = read_json(record_file, "a trial record", CheckpointError)
         if stored.get("status") == "complete":  # finished before an interruption: never trained again
             tune.report({**stored["final"], "resumed": True})
             return

@@ -19,7 +19,6 @@ References:
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -30,9 +29,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.data.source import Showers, read_rows
-from caloforge.errors import ConfigError, DataError, GeometryMismatchError
+from caloforge.errors import CheckpointError, ConfigError, DataError, GeometryMismatchError
 from caloforge.extras import require
 from caloforge.models import get_family
 from caloforge.models.base import FamilyConfig, check_model_size
@@ -320,7 +320,12 @@ def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: Trai
         directory = run_dir / f"range-{i}" if splits else run_dir
         finished = directory / "finished"
         if finished.is_file():
-            ranges.append(RangeResult(**{**json.loads(finished.read_text()), "directory": directory}))
+            record = read_json(finished, "a finished-range record", CheckpointError)
+            try:
+                ranges.append(RangeResult(**{**record, "directory": directory}))
+            except TypeError as err:  # keys of another version, or not a mapping
+                msg = f"expected a finished-range record in {finished} but: {err}; remove it to train the range again"
+                raise CheckpointError(msg) from None
             continue
         seconds = None
         if minutes is not None:
