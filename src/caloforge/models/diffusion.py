@@ -154,10 +154,11 @@ class DiffusionConfig(FamilyConfig):
     def for_cpu(cls, particle: str | None) -> DiffusionConfig:
         """Settings that learn in CPU minutes (measured in docs/training.md): a 256-wide MLP, batch 256.
 
-        At high granularity (``network="auto"`` above :data:`UNET_ABOVE` voxels) :meth:`for_geometry`
-        makes the U-Net narrower and the batch smaller.
+        At high granularity (``network="auto"`` above :data:`UNET_ABOVE` voxels) the U-Net has 8 channels
+        at full resolution (and the convolution network, when chosen, 8 channels): a diffusion model over
+        every voxel stays slow on a CPU, where the ``latent`` family is the one to train.
         """
-        return cls.for_particle(particle).replace(width=256, batch_size=256)
+        return cls.for_particle(particle).replace(width=256, batch_size=256, channels=8)
 
     def network_for(self, n_voxels: int) -> Literal["mlp", "conv", "unet"]:
         """The network built for ``n_voxels`` voxels (``"auto"`` resolved)."""

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from caloforge.models.cylinder import CircularConv3d, CylinderGrid, ResBlock3d
+from caloforge.models.cylinder import CircularConv3d, CylinderGrid, ResBlock3d, patches, unpatches
 
-__all__ = ["ConvDecoder", "ConvEncoder", "down_stride", "grid_input", "patches", "unpatches"]
+__all__ = ["ConvDecoder", "ConvEncoder", "down_stride", "grid_input"]
 
 
 def down_stride(size: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -100,33 +100,6 @@ class ConvEncoder(nn.Module):
 
 def _ceil_div(size: tuple[int, int, int], stride: tuple[int, int, int]) -> tuple[int, int, int]:
     return (-(-size[0] // stride[0]), -(-size[1] // stride[1]), -(-size[2] // stride[2]))
-
-
-def patches(x: Tensor, patch: tuple[int, int, int]) -> Tensor:
-    """(N, C, L, A, R), dimensions multiples of ``patch`` -> (N, L/p, A/p, R/p, C * prod(patch)), channels last.
-
-    Example:
-        >>> patches(torch.arange(8.0).reshape(1, 1, 2, 2, 2), (2, 1, 2)).shape
-        torch.Size([1, 1, 2, 1, 4])
-    """
-    n, c, n_layers, n_alpha, n_r = x.shape
-    sl, sa, sr = patch
-    x = x.reshape(n, c, n_layers // sl, sl, n_alpha // sa, sa, n_r // sr, sr)
-    return x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(n, n_layers // sl, n_alpha // sa, n_r // sr, c * sl * sa * sr)
-
-
-def unpatches(h: Tensor, patch: tuple[int, int, int]) -> Tensor:
-    """(N, L', A', R', prod(patch) * C) -> (N, L' pl, A' pa, R' pr, C), channels last: :func:`patches` undone.
-
-    Example:
-        >>> x = torch.arange(8.0).reshape(1, 1, 2, 2, 2)
-        >>> torch.equal(unpatches(patches(x, (2, 1, 2)), (2, 1, 2)).permute(0, 4, 1, 2, 3), x)
-        True
-    """
-    n, n_layers, n_alpha, n_r, _ = h.shape
-    sl, sa, sr = patch
-    h = h.reshape(n, n_layers, n_alpha, n_r, -1, sl, sa, sr).permute(0, 1, 5, 2, 6, 3, 7, 4)
-    return h.reshape(n, n_layers * sl, n_alpha * sa, n_r * sr, -1)
 
 
 class ConvDecoder(nn.Module):
