@@ -220,3 +220,9 @@ def test_train_refuses_the_flow_on_dataset_2_before_writing(tmp_path):
     with pytest.raises(ConfigError, match="latent"):
         train(data, "flow", out_dir=tmp_path / "run", max_iterations=1, progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_names_every_registered_family():
+    from caloforge.cli.common import FAMILY
+
+    assert set(FAMILY.split("|")) == set(FAMILIES)

@@ -32,8 +32,9 @@ R = TypeVar("R")
 GEOMETRY_HELP = "Geometry: a preset (ds1-photons, ds1-pions, ds2, ds3) or a CaloChallenge binning XML file."
 DEVICE = "auto|cpu|cuda|cuda:N"
 """Metavar of every --device option (auto: CUDA when present)."""
-FAMILY = "gan|flow|diffusion|vae|parametric"
-"""Metavar of the built-in model families (a registered plugin family is accepted too)."""
+FAMILY = "gan|flow|diffusion|latent|vae|parametric"
+"""Metavar of the built-in model families, those of ``caloforge.models.FAMILIES`` (a test keeps them equal;
+written out so that ``--help`` does not import torch); a registered plugin family is accepted too."""
 Preset = Literal["auto", "cpu", "paper"]
 _VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "info": "blue"}
 

@@ -29,7 +29,7 @@ def leaderboard(
     reference: Path = typer.Option(..., "--reference", "-r", help="Independent evaluation showers."),
     validation: Path | None = typer.Option(None, "--validation", help="Independent validation showers for "
                                            "checkpoint selection (default: a split of --data)."),
-    families: str = typer.Option("gan,vae,flow,diffusion,parametric", "--families", help="Comma list of families."),
+    families: str = typer.Option("", "--families", help="Comma list of families (default: every registered one)."),
     minutes_per_model: float | None = typer.Option(None, "--minutes-per-model", help="Training budget per family, "
                                                    "wall-clock minutes."),
     iterations_per_model: int | None = typer.Option(None, "--iterations-per-model", help="Training budget per "
@@ -48,9 +48,11 @@ def leaderboard(
     """
     from caloforge.campaign.leaderboard import LeaderboardSettings, run_leaderboard
     from caloforge.data import io
+    from caloforge.models import FAMILIES
 
+    names = tuple(f.strip() for f in families.split(",") if f.strip()) or tuple(FAMILIES)
     settings = LeaderboardSettings.from_dict(
-        {"families": tuple(f.strip() for f in families.split(",") if f.strip()), "minutes_per_model": minutes_per_model,
+        {"families": names, "minutes_per_model": minutes_per_model,
          "iterations_per_model": iterations_per_model, "classifier_minutes": classifier_minutes,
          "classifier_showers": classifier_showers, "preset": preset, "seed": seed}, where="the leaderboard options")
     apply_threads(threads)
