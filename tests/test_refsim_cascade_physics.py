@@ -164,8 +164,8 @@ def test_sampling_fraction_comes_out_of_the_transport() -> None:
         assert 0.6 < ratio < 1.0, (stack.name, ratio)
         assert 0.01 < resp.stochastic < 0.3
     # and the hybrid reads the same response as full transport at 10 GeV
-    r_full = _profile(10000.0, 30, FULL)[3]
-    r_hybrid = _profile(10000.0, 60, CascadeConfig())[3]
+    r_full = _profile(10000.0, 20, FULL)[3]
+    r_hybrid = _profile(10000.0, 40, CascadeConfig())[3]
     assert r_hybrid == pytest.approx(r_full, rel=0.03)
 
 
