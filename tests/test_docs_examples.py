@@ -66,4 +66,4 @@ def test_the_documented_example_runs(code, workdir, monkeypatch):
     monkeypatch.chdir(workdir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # e.g. tiny samples; the example's own output is not tested
-        exec(compile(code, "<example>", "exec"), {"__name__": "__example__"})  # noqa: S102
+        exec(compile(code, "<example>", "exec"), {"__name__": "__example__"})

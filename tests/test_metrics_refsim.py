@@ -191,7 +191,8 @@ def test_response_chi2_sees_a_shift_at_every_energy():
     same = response_chi2(a.energies, ra, b.energies, rb)
     assert len(same.per_energy) == 15 and abs(same.chi2_ndf - 1.0) < 0.25
     assert all(stats.chi2.sf(e.chi2, e.ndf) > 1e-4 for e in same.per_energy)
-    shifts = {"x1.05": 1.05 * rb, "x0.95": 0.95 * rb, "+3 sigma": rb + 3.0 * sigma[np.searchsorted(energies, b.energies)]}
+    plus_3_sigma = rb + 3.0 * sigma[np.searchsorted(energies, b.energies)]
+    shifts = {"x1.05": 1.05 * rb, "x0.95": 0.95 * rb, "+3 sigma": plus_3_sigma}
     for name, generated in shifts.items():
         result = response_chi2(a.energies, ra, b.energies, generated)
         assert len(result.per_energy) == 15

@@ -50,6 +50,7 @@ def test_lazy_attributes_import_in_a_fresh_interpreter():
     """``from caloforge import io`` (the README's second line) in a process that imported nothing else."""
     import subprocess
 
-    code = "from caloforge import io, load, evaluate, simulate; import caloforge; print(io.read, caloforge.io.iter_chunks)"
+    code = ("from caloforge import io, load, evaluate, simulate; import caloforge; "
+            "print(io.read, caloforge.io.iter_chunks)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -31,7 +31,8 @@ from caloforge.errors import CaloforgeError
 
 __all__ = ["CaloforgeError", "Geometry", "Layer", "ShowerSet", "__version__", "evaluate", "io", "load", "simulate"]
 
-_LAZY: dict[str, tuple[str, str | None]] = {  # imported on first use: they pull in h5py, torch or matplotlib; None: the module itself
+# imported on first use: they pull in h5py, torch or matplotlib; an attribute of None is the module itself
+_LAZY: dict[str, tuple[str, str | None]] = {
     "io": ("caloforge.data.io", None),
     "load": ("caloforge.training.bundle", "load"),
     "evaluate": ("caloforge.validation.evaluate", "evaluate"),

@@ -161,6 +161,6 @@ def verdict_table(result: EvaluationResult) -> Table:
 
     table = Table("metric", "value", "error", "ref. split", "verdict", title=f"verdict: {result.verdict}")
     for row in result.verdicts:
-        table.add_row(row.metric, format_value(row.value), format_value(row.error, 2), format_value(row.reference_split),
-                      f"[{_VERDICT_STYLE[row.verdict]}]{row.verdict}[/]")
+        table.add_row(row.metric, format_value(row.value), format_value(row.error, 2),
+                      format_value(row.reference_split), f"[{_VERDICT_STYLE[row.verdict]}]{row.verdict}[/]")
     return table

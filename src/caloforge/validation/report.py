@@ -19,7 +19,6 @@ import dataclasses
 import html
 import importlib
 import io
-import math
 import os
 import time
 from collections.abc import Callable
