@@ -118,19 +118,32 @@ def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
                                  "--backend", "all", "--repeats", "2", "--json", str(out), "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "GFLOP/s" in result.output and "us/shower" in result.output and "not timed" in result.output
+    assert "best native" in result.output and "16-84 %" in result.output
     saved = json.loads(out.read_text())
-    assert saved["schema"] == "caloforge.bench/1"
-    assert {"cpu_model", "vector", "bf16_native", "threads", "fp32_gflops", "description"} <= set(saved["machine"])
+    assert saved["schema"] == "caloforge.bench/2"
+    machine = saved["machine"]
+    assert {"cpu_model", "vector", "bf16_native", "threads", "fp32_gflops", "description", "fp32_limit_gflops",
+            "best_limit_gflops", "best_precision", "limit_note", "busy_cpus_at_start"} <= set(machine)
+    assert len(machine["fp32_limits"]) == 3  # the parent and each model's process probe the limit
+    assert machine["best_limit_gflops"] >= machine["fp32_limit_gflops"] >= max(machine["fp32_limits"])
+    assert machine["best_precision"] == ("bf16" if machine["best_limit_gflops"] > machine["fp32_limit_gflops"]
+                                         else "fp32")
     rows = saved["rows"]
     expected = {("gan", backend, n) for backend in ("torch", "onnxruntime") for n in (1, 10)}
+    expected |= {("gan", "torch-lean", 1), ("gan", "onnxruntime-lean", 1)}  # one shower per call: batch 1 only
     expected |= {("parametric", "torch", n) for n in (1, 10)}
     assert {(r["family"], r["backend"], r["batch_size"]) for r in rows} == expected
     assert len(saved["skipped"]) == 1 and "parametric" in saved["skipped"][0]
-    fields = {"model", "family", "backend", "device", "batch_size", "us_per_shower", "us_spread", "repeats",
-              "flops_per_shower", "gflops", "fraction_of_limit", "peak_rss_mb", "peak_cuda_mb", "threads"}
+    fields = {"model", "family", "backend", "precision", "device", "batch_size", "us_per_shower", "us_p16", "us_p84",
+              "spread_note", "repeats", "flops_per_shower", "gflops", "fraction_of_fp32", "fraction_of_best",
+              "peak_rss_mb", "peak_cuda_mb", "threads"}
     for row in rows:
         assert set(row) == fields
-        assert row["us_per_shower"] > 0 and row["peak_rss_mb"] > 50
+        assert 0 < row["us_p16"] <= row["us_per_shower"] <= row["us_p84"] and row["peak_rss_mb"] > 50
+        assert row["repeats"] >= 2 and row["precision"] == "fp32"
+        assert bool(row["spread_note"]) == ((row["us_p84"] - row["us_p16"]) / 2 > row["us_per_shower"])
+        assert 0 <= row["fraction_of_best"] <= row["fraction_of_fp32"] <= 1  # never above the run's limits
+        assert row["fraction_of_fp32"] == pytest.approx(row["gflops"] / machine["fp32_limit_gflops"])
         assert row["flops_per_shower"] > 1000 or row["family"] == "parametric"  # counted: matmuls only
     for args, needle in ((["--batch-sizes", "0"], "--batch-sizes"), (["--backend", "tensorrt"], "--backend"),
                          (["--repeats", "0"], "repeats")):
@@ -138,6 +151,26 @@ def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
         assert bad.exit_code == 2 and needle in bad.output and "Traceback" not in bad.output
     missing = runner.invoke(app, ["bench", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "bundle" in missing.output
+
+
+def test_bench_fractions_never_exceed_the_limit_and_say_why_the_limit_moved():
+    from dataclasses import replace
+
+    from caloforge.deploy.bench import BenchRow, _with_fractions
+
+    row = BenchRow("m", "gan", "onnxruntime", "cpu", "fp32", 100, 8.0, 7.5, 9.0, "", 25, 0.5e6, 0.0, float("nan"),
+                   float("nan"), 600.0, None, 1)
+    slow, fast = replace(row, gflops=40.0), replace(row, gflops=150.0, batch_size=1000)  # faster than the probes
+    machine = {"fp32_limits": [100.0, 90.0], "bf16_limits": [200.0]}
+    rows = _with_fractions([slow, fast], machine)
+    assert machine["fp32_limit_gflops"] == 150.0 and "faster" in machine["limit_note"]  # a probe slowed by load
+    assert machine["best_limit_gflops"] == 200.0 and machine["best_precision"] == "bf16"
+    assert [r.fraction_of_fp32 for r in rows] == pytest.approx([40 / 150, 1.0])
+    assert [r.fraction_of_best for r in rows] == pytest.approx([0.2, 0.75])
+    machine = {"fp32_limits": [100.0], "bf16_limits": []}  # no native bf16: the best native limit is fp32's
+    rows = _with_fractions([slow], machine)
+    assert machine["best_precision"] == "fp32" and rows[0].fraction_of_best == rows[0].fraction_of_fp32 == 0.4
+    assert "probe" not in machine["limit_note"] or "faster" not in machine["limit_note"]
 
 
 def test_generate_with_onnxruntime_matches_torch(tmp_path):

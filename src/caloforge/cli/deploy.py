@@ -26,36 +26,47 @@ __all__ = ["register"]
 def bench(
     models: list[Path] = typer.Argument(..., help="Bundle or run directories, benchmarked side by side."),
     batch_sizes: str = typer.Option("1,100,10000", "--batch-sizes", help="Showers per generate call."),
-    backend: Literal["torch", "onnxruntime", "all"] = typer.Option("torch", "--backend", help="Runtime(s) to time."),
+    backend: Literal["torch", "onnxruntime", "torch-lean", "onnxruntime-lean", "all"] = typer.Option(
+        "torch", "--backend", help="Runtime(s) to time; the -lean ones time one shower per call (batch 1), as "
+        "Geant4 calls; all: every one."),
     device: str = typer.Option("cpu", "--device", metavar=DEVICE, help="Device of the torch backend."),
     repeats: int = typer.Option(5, "--repeats", help="Timed calls per batch size (after one warm-up)."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
     force: bool = typer.Option(False, "--force", help="Overwrite the JSON file."),
 ) -> None:
-    """Time generation per shower at each batch size, next to the machine's measured fp32 limit.
+    """Time generation per shower at each batch size, next to the machine's measured fp32 and best native limits.
     """
     from caloforge.data.outputs import atomic_path, check_output, strict_json
-    from caloforge.deploy.bench import run_bench
+    from caloforge.deploy.bench import BACKENDS, run_bench
     from caloforge.errors import ConfigError
 
     sizes = [float(b) for b in parse_floats(batch_sizes, "--batch-sizes") or []]
     if any(not b.is_integer() or b < 1 for b in sizes):
         msg = f"expected --batch-sizes as whole numbers >= 1 but got '{batch_sizes}'"
         raise ConfigError(msg)
-    backends = ["torch", "onnxruntime"] if backend == "all" else [backend]
+    backends = list(BACKENDS) if backend == "all" else [backend]
     if json_out is not None:
         check_output(json_out, force)
     count = apply_threads(threads)
     result = run_bench(models, [int(b) for b in sizes], backends, device_name(device), repeats, count)
-    console.print(f"machine: {result.machine['description']}")
-    table = Table("model", "backend", "device", "batch", "us/shower", "spread", "MFLOP/shower", "GFLOP/s",
-                  "of fp32 limit", "peak RSS MiB", title="generation time per shower")
+    m = result.machine
+    console.print(f"machine: {m['description']}; {m['busy_cpus_at_start']:.1f} CPUs busy with other work at the start")
+    console.print(f"limits in this run: fp32 {m['fp32_limit_gflops']:.4g} GFLOP/s, best native "
+                  f"({m['best_precision']}) {m['best_limit_gflops']:.4g} GFLOP/s ({m['limit_note']})")
+    table = Table("model", "backend", "device", "batch", "us/shower (median)", "16-84 %", "MFLOP/shower", "GFLOP/s",
+                  "of fp32", f"of {m['best_precision']}", "peak RSS MiB", title="generation time per shower")
     for r in result.rows:
         table.add_row(f"{r.family} ({Path(r.model).name})", r.backend, r.device, str(r.batch_size),
-                      f"{r.us_per_shower:.4g}", f"{r.us_spread:.2g}", f"{r.flops_per_shower / 1e6:.3g}",
-                      f"{r.gflops:.3g}", f"{r.fraction_of_limit:.0%}", f"{r.peak_rss_mb:.0f}")
+                      f"{r.us_per_shower:.4g}", f"{r.us_p16:.3g}-{r.us_p84:.3g}" + (" *" if r.spread_note else ""),
+                      f"{r.flops_per_shower / 1e6:.3g}", f"{r.gflops:.3g}", f"{r.fraction_of_fp32:.0%}",
+                      f"{r.fraction_of_best:.0%}", f"{r.peak_rss_mb:.0f}")
     console.print(table)
+    if any(r.spread_note for r in result.rows):
+        console.print("* the 16-84 % range is wider than twice the median: other work on the machine delayed "
+                      "some calls; compare the medians")
+    console.print("FLOPs: the dense layers' (the GEMMs both runtimes run), counted by torch; element-wise work is "
+                  "not counted, so a small fraction at batch 1 is per-call overhead, not arithmetic")
     for note in result.skipped:
         console.print(f"not timed: {note}")
     for geometry, us in result.refsim_us_per_shower.items():

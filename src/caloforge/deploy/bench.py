@@ -2,24 +2,33 @@
 
 For each model, backend and batch size (CaloChallenge: 1, 100 and 10000) the wall clock of the
 whole ``generate`` call is timed (noise, network, inverse preprocessing, MeV output in numpy)
-after one warm-up call, ``repeats`` times; the median and half the inter-quartile range are
-reported per shower. Each model runs in its own process, so its peak memory (RSS, and CUDA's
-peak allocation on a GPU) is its own. The machine is described and measured in the same run (CPU
-model and vector unit, threads, fp32 matmul throughput, bf16 where native), and each model's
-dense-layer FLOPs per shower give the fraction of the fp32 limit it reaches. The reference
-simulator is timed on the same geometry and energies. Ratios measured in one run are what hold
-on a noisy shared machine.
+after one warm-up call, at least ``repeats`` times and for at least 0.2 s; the median and the
+16th and 84th percentiles are reported per shower. The lean backends (``torch-lean``,
+``onnxruntime-lean``, :mod:`caloforge.deploy.lean`) time one shower per call, as Geant4 calls.
+Each model runs in its own process, so its peak memory (RSS, and CUDA's peak allocation on a GPU)
+is its own.
+
+The limits: the machine's dense matmul throughput in fp32 and, where the CPU has it natively, in
+bf16, each the best over several matrix sizes (:func:`caloforge.runtime.hardware.peak_gflops`),
+measured in the parent and again in each model's process with the same threads, so load that
+comes and goes is seen by both. Each model's dense-layer FLOPs per shower (torch's
+FlopCounterMode: the GEMMs both runtimes execute; element-wise work is not counted) give its
+GFLOP/s and its fraction of the fp32 limit and of the best native limit. A fraction cannot exceed
+1: where a model ran faster than every probe (a probe slowed by other work), the limit is that
+model's rate and ``machine["limit_note"]`` says so. The reference simulator is timed on the same
+geometry and energies. Ratios measured in one run are what hold on a noisy shared machine.
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,10 +37,13 @@ import torch
 
 from caloforge.errors import CaloforgeError, ConfigError
 
-__all__ = ["BENCH_SCHEMA", "Backend", "BenchResult", "BenchRow", "flops_per_shower", "run_bench"]
+__all__ = ["BACKENDS", "BENCH_SCHEMA", "Backend", "BenchResult", "BenchRow", "flops_per_shower", "run_bench"]
 
-BENCH_SCHEMA = "caloforge.bench/1"
-Backend = Literal["torch", "onnxruntime"]
+BENCH_SCHEMA = "caloforge.bench/2"
+Backend = Literal["torch", "onnxruntime", "torch-lean", "onnxruntime-lean"]
+BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "torch-lean", "onnxruntime-lean")
+MIN_SECONDS = 0.2
+"""Each batch size is timed for at least this long (and at least ``repeats`` calls): batch-1 calls need hundreds."""
 
 
 @dataclass(frozen=True)
@@ -41,15 +53,19 @@ class BenchRow:
     Attributes:
         model: The bundle's path.
         family: Its family.
-        backend: ``torch`` or ``onnxruntime``.
+        backend: One of :data:`BACKENDS`.
+        precision: The arithmetic the model ran in (``fp32``).
         device: ``cpu`` or the CUDA device's name.
-        batch_size: Showers per ``generate`` call.
+        batch_size: Showers per call.
         us_per_shower: Median wall-clock microseconds per shower.
-        us_spread: Half the inter-quartile range of the repeats, microseconds per shower.
+        us_p16: 16th percentile of the calls, microseconds per shower.
+        us_p84: 84th percentile of the calls, microseconds per shower.
+        spread_note: Why the 16-84 % spread exceeds the median, when it does (other work on the machine), else "".
         repeats: Timed calls (after one warm-up call).
         flops_per_shower: Dense-layer floating-point operations per shower (torch's FlopCounterMode).
         gflops: Achieved dense-layer GFLOP/s.
-        fraction_of_limit: ``gflops`` over the fp32 matmul throughput measured in the same run.
+        fraction_of_fp32: ``gflops`` over the run's fp32 limit (at most 1).
+        fraction_of_best: ``gflops`` over the run's best native-precision limit (bf16 where native; at most 1).
         peak_rss_mb: Peak resident memory of the model's process, MiB.
         peak_cuda_mb: Peak CUDA allocation, MiB (None on a CPU).
         threads: torch (or ONNX Runtime) threads.
@@ -59,13 +75,17 @@ class BenchRow:
     family: str
     backend: str
     device: str
+    precision: str
     batch_size: int
     us_per_shower: float
-    us_spread: float
+    us_p16: float
+    us_p84: float
+    spread_note: str
     repeats: int
     flops_per_shower: float
     gflops: float
-    fraction_of_limit: float
+    fraction_of_fp32: float
+    fraction_of_best: float
     peak_rss_mb: float
     peak_cuda_mb: float | None
     threads: int
@@ -81,7 +101,7 @@ class BenchResult:
     skipped: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with stable keys (``schema: caloforge.bench/1``); ``skipped`` says what was not timed and why."""
+        """JSON-ready, with stable keys (``schema: caloforge.bench/2``); ``skipped`` says what was not timed and why."""
         return {"schema": BENCH_SCHEMA, "machine": self.machine, "refsim_us_per_shower": self.refsim_us_per_shower,
                 "rows": [asdict(r) for r in self.rows], "skipped": list(self.skipped)}
 
@@ -101,15 +121,45 @@ def _energies(bundle: Any, n: int, seed: int) -> np.ndarray:
     return np.exp(np.random.default_rng(seed).uniform(np.log(lo), np.log(hi), n))
 
 
+def _timed(call: Callable[[int], Any], repeats: int) -> list[float]:
+    """Seconds per call: one warm-up, then at least ``repeats`` calls and :data:`MIN_SECONDS` (at most 5000 calls)."""
+    call(0)  # warm-up: first-call allocations, lazy initialisation
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < repeats or (spent < MIN_SECONDS and len(times) < 5000):
+        start = time.perf_counter()
+        call(len(times) + 1)
+        took = time.perf_counter() - start
+        times.append(took)
+        spent += took
+    return times
+
+
+def _row(path: str, bundle: Any, backend: str, device: str, batch: int, times: list[float], flops: float,
+         threads: int, dev: torch.device) -> BenchRow:
+    median = statistics.median(times)
+    p16, p84 = (float(v) for v in np.percentile(times, [16, 84]))
+    note = ""
+    if (p84 - p16) / 2 > median:
+        note = "calls vary more than their median: other work on the machine delays some of them"
+    return BenchRow(path, bundle.family, backend, device, "fp32", batch, median / batch * 1e6, p16 / batch * 1e6,
+                    p84 / batch * 1e6, note, len(times), flops, flops * batch / median / 1e9, float("nan"),
+                    float("nan"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                    torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None, threads)
+
+
 def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str], device: str, repeats: int,
-                 threads: int, limit_gflops: float) -> list[BenchRow]:
-    """Runs in a child process: load one bundle, time every backend and batch size."""
+                 threads: int) -> tuple[list[BenchRow], dict[str, float]]:
+    """Runs in a child process: probe the limits, load one bundle, time every backend and batch size."""
     torch.set_num_threads(threads)
-    from caloforge.runtime.hardware import resolve_device
+    from caloforge.runtime.hardware import cpu_info, peak_gflops, resolve_device
     from caloforge.training.bundle import load
 
-    bundle = load(path)
     dev = resolve_device(device)
+    limits = {"fp32": peak_gflops(torch.float32, dev)}
+    if dev.type == "cpu" and cpu_info().bf16_native:
+        limits["bf16"] = peak_gflops(torch.bfloat16, dev)
+    bundle = load(path)
     energies = _energies(bundle, max(batch_sizes), seed=0)
     model = bundle.models[0].to(dev)
     e_t = torch.as_tensor(_energies(bundle, 64, seed=0), device=dev)
@@ -117,24 +167,30 @@ def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str],
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     rows = []
     for backend in backends:
+        if backend.endswith("-lean"):
+            if 1 in batch_sizes:
+                lean = _lean_call(bundle, backend, threads, energies)
+                rows.append(_row(path, bundle, backend, "cpu", 1, _timed(lean, repeats), flops, threads, dev))
+            continue
         call = _onnx_call(bundle, threads) if backend == "onnxruntime" else _torch_call(bundle, dev)
         for batch in batch_sizes:
-            e = energies[:batch]
-            call(e, batch, 0)  # warm-up: first-call allocations, lazy initialisation
-            times = []
-            for k in range(repeats):
-                start = time.perf_counter()
-                call(e, batch, k + 1)
-                times.append(time.perf_counter() - start)
-            median = statistics.median(times)
-            q = np.percentile(times, [25, 75])
-            gflops = flops * batch / median / 1e9
-            rows.append(BenchRow(path, bundle.family, backend, device_name if backend == "torch" else "cpu", batch,
-                                 median / batch * 1e6, float(q[1] - q[0]) / 2 / batch * 1e6, repeats, flops, gflops,
-                                 gflops / limit_gflops if limit_gflops > 0 else float("nan"),
-                                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                                 torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None, threads))
-    return rows
+            times = _timed(functools.partial(_batch_call, call, energies[:batch], batch), repeats)
+            rows.append(_row(path, bundle, backend, device_name if backend == "torch" else "cpu", batch, times, flops,
+                             threads, dev))
+    return rows, limits
+
+
+def _batch_call(call: Callable[[np.ndarray, int, int], Any], energies: np.ndarray, batch: int, seed: int) -> Any:
+    return call(energies, batch, seed)
+
+
+def _lean_call(bundle: Any, backend: str, threads: int, energies: np.ndarray) -> Callable[[int], Any]:
+    from caloforge.deploy.lean import LeanGenerator
+
+    lean = LeanGenerator(bundle, "torch" if backend == "torch-lean" else "onnxruntime", threads=threads)
+    values = [float(v) for v in energies[:64]]
+    conditions = [0.0] * len(lean.condition_names)
+    return lambda k: lean(values[k % len(values)], conditions)
 
 
 def _torch_call(bundle: Any, dev: torch.device) -> Callable[[np.ndarray, int, int], Any]:
@@ -150,6 +206,24 @@ def _onnx_call(bundle: Any, threads: int) -> Callable[[np.ndarray, int, int], An
     with tempfile.TemporaryDirectory(prefix="caloforge-bench-") as work:  # the sessions hold the graphs in memory
         runner = OnnxGenerator(export_onnx(bundle, Path(work) / "model.onnx"), threads=threads)
     return lambda e, batch, seed: runner.generate(e, batch_size=batch, seed=seed)
+
+
+def _with_fractions(rows: list[BenchRow], machine: dict[str, Any]) -> list[BenchRow]:
+    """Set the run's limits in ``machine`` and each row's fractions of them (never above 1, see the module)."""
+    fp32 = max(machine["fp32_limits"])
+    bf16 = max(machine["bf16_limits"]) if machine["bf16_limits"] else None
+    fastest = max(rows, key=lambda r: r.gflops, default=None)
+    note = "the best fp32 matmul over sizes 128-1024, in the parent and in each model's process"
+    if fastest is not None and fastest.gflops > fp32:
+        note = (f"{fastest.family} ({fastest.backend}, batch {fastest.batch_size}) ran its dense layers faster "
+                f"({fastest.gflops:.3g} GFLOP/s) than every matmul probe ({fp32:.3g}): other work slowed the probes, "
+                "so the limit is that model's rate")
+        fp32 = fastest.gflops
+    best, precision = (bf16, "bf16") if bf16 is not None and bf16 > fp32 else (fp32, "fp32")
+    machine |= {"fp32_limit_gflops": fp32, "best_limit_gflops": best, "best_precision": precision,
+                "limit_note": note}
+    return [replace(r, fraction_of_fp32=r.gflops / fp32 if fp32 > 0 else float("nan"),
+                    fraction_of_best=r.gflops / best if best > 0 else float("nan")) for r in rows]
 
 
 def _refsim_time(geometry: Any, particle: str | None, energies: np.ndarray) -> float:
@@ -170,7 +244,7 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
     Args:
         models: Bundle (or run) directories.
         batch_sizes: Showers per ``generate`` call.
-        backends: ``torch`` and/or ``onnxruntime`` (CPU).
+        backends: Among :data:`BACKENDS` (``onnxruntime`` and the lean ones on the CPU; lean ones at batch 1).
         device: ``cpu`` or ``cuda[:N]`` for the torch backend (resolved by the caller).
         repeats: Timed calls per batch size.
         threads: torch threads (default: the current setting).
@@ -180,7 +254,7 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
         ConfigError: for an empty model list, a batch size < 1, an unknown backend or repeats < 1.
         CheckpointError: for a missing or damaged bundle (before anything is timed).
     """
-    from caloforge.runtime.hardware import machine_summary
+    from caloforge.runtime.hardware import busy_cpus, machine_summary
     from caloforge.training.bundle import load
 
     if not models:
@@ -189,28 +263,37 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
     if not batch_sizes or any(int(b) != b or b < 1 for b in batch_sizes):
         msg = f"expected batch sizes >= 1 but got {list(batch_sizes)}"
         raise ConfigError(msg)
-    unknown = sorted(set(backends) - {"torch", "onnxruntime"})
+    unknown = sorted(set(backends) - set(BACKENDS))
     if unknown or not backends:
-        msg = f"expected backends among ['torch', 'onnxruntime'] but got {list(backends)}"
+        msg = f"expected backends among {list(BACKENDS)} but got {list(backends)}"
         raise ConfigError(msg)
     if repeats < 1:
         msg = f"expected repeats >= 1 but got {repeats}"
         raise ConfigError(msg)
     bundles = [load(m) for m in models]  # damaged bundles fail here, in one line, before any timing
     threads = threads or torch.get_num_threads()
-    machine = machine_summary(device)
+    busy = busy_cpus()
+    summary = machine_summary(device)
+    machine: dict[str, Any] = asdict(summary) | {
+        "description": summary.describe(), "busy_cpus_at_start": busy,
+        "fp32_limits": [summary.fp32_gflops], "bf16_limits": [summary.bf16_gflops] if summary.bf16_gflops else []}
     rows: list[BenchRow] = []
-    skipped = [f"{path} ({bundle.family}): onnxruntime, the family does not export (docs/performance.md)"
-               for path, bundle in zip(models, bundles, strict=True)
-               if "onnxruntime" in backends and bundle.models[0].noise_size() is None]
+    skipped = [f"{path} ({bundle.family}): {', '.join(b for b in backends if b != 'torch')}, the family does not "
+               "export (docs/performance.md)" for path, bundle in zip(models, bundles, strict=True)
+               if set(backends) - {"torch"} and bundle.models[0].noise_size() is None]
     context = multiprocessing.get_context("spawn")
     for path, bundle in zip(models, bundles, strict=True):
         usable = [b for b in backends if b == "torch" or bundle.models[0].noise_size() is not None]
         if not usable:
             continue
         with ProcessPoolExecutor(1, mp_context=context) as pool:
-            rows += pool.submit(_bench_model, str(path), list(batch_sizes), usable, device, repeats, threads,
-                                machine.fp32_gflops).result()
+            model_rows, limits = pool.submit(_bench_model, str(path), list(batch_sizes), usable, device, repeats,
+                                             threads).result()
+        rows += model_rows
+        machine["fp32_limits"].append(limits["fp32"])
+        if "bf16" in limits:
+            machine["bf16_limits"].append(limits["bf16"])
+    rows = _with_fractions(rows, machine)
     refsim_times = {}
     if refsim:
         first = bundles[0]
@@ -219,5 +302,4 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
             refsim_times[first.geometry.name] = _refsim_time(first.geometry, first.geometry.particle, energies)
         except CaloforgeError:
             pass  # a geometry without a detector description: nothing to compare
-    return BenchResult(asdict(machine) | {"description": machine.describe()}, refsim_times, tuple(rows),
-                       tuple(skipped))
+    return BenchResult(machine, refsim_times, tuple(rows), tuple(skipped))
