@@ -52,14 +52,16 @@ def measure(family: str, preset: str, data, iterations: int, n_generate: int) ->
     optimizers = model.configure_optimizers()
     generator = torch.Generator().manual_seed(0)
     times = []
-    for _ in range(iterations + 2):
+    for _ in range(iterations + 2 if iterations else 1):  # 0: one step (the Adam state exists), not timed
         start = time.perf_counter()
         model.train_step(batch, optimizers, lambda loss: loss.backward(), generator)
         times.append(time.perf_counter() - start)
-    per_iteration = float(np.median(times[2:]))
-    start = time.perf_counter()
-    model.sample(torch.tensor(data.energies[:n_generate]), None, torch.Generator().manual_seed(1))
-    per_shower_ms = 1e3 * (time.perf_counter() - start) / n_generate
+    per_iteration = float(np.median(times[2:])) if iterations else float("nan")
+    per_shower_ms = float("nan")
+    if n_generate:
+        start = time.perf_counter()
+        model.sample(torch.tensor(data.energies[:n_generate]), None, torch.Generator().manual_seed(1))
+        per_shower_ms = 1e3 * (time.perf_counter() - start) / n_generate
     with tempfile.TemporaryDirectory() as tmp:
         bundle = _size(save_model(Path(tmp) / "bundle", model, family, data.geometry))
         state = {"model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers]}
@@ -77,8 +79,8 @@ def main() -> None:
     parser.add_argument("--families", default="latent,diffusion")
     parser.add_argument("--presets", default="cpu,paper")
     parser.add_argument("--n-showers", type=int, default=2000)
-    parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--generate", type=int, default=1000)
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations (0: sizes only)")
+    parser.add_argument("--generate", type=int, default=1000, help="showers generated for the timing (0: none)")
     args = parser.parse_args()
     energies = np.exp(np.random.default_rng(0).uniform(np.log(1e3), np.log(1e6), args.n_showers))
     data = simulate(args.dataset, "electron", energies, seed=0)
