@@ -4,7 +4,8 @@
 * :mod:`~caloforge.validation.metrics`: one metric per module (chi2, separation power and the
   official binnings, classifier test, FPD/KPD, PRDC, response) and the verdict rules.
 * :mod:`~caloforge.validation.evaluate`: :func:`compute_evaluation` (numbers only) and
-  :func:`evaluate` (numbers, then the report); :mod:`~caloforge.validation.result`: the result type.
+  :func:`evaluate` (numbers, then the report); :mod:`~caloforge.validation.result`: the result type;
+  :mod:`~caloforge.validation.definitions`: what each metric computes (metrics.json ``definitions``).
 * :mod:`~caloforge.validation.plots` (figures from arrays) and :mod:`~caloforge.validation.report`
   (writes report.html, metrics.json and plots/).
 

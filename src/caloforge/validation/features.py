@@ -224,7 +224,7 @@ def high_level_columns(geometry: Geometry) -> tuple[str, ...]:
 
     Example:
         >>> cols = high_level_columns(Geometry.preset("ds1-photons"))
-        >>> len(cols), cols[:2], cols[21], cols[22]
+        >>> len(cols), cols[:2], cols[14], cols[15]
         (30, ('log10(E_inc)', 'log10(E_layer_0 + 1e-8)'), 'log10(E_tot + 1e-8)', 'sparsity_0')
     """
     ids = geometry.layer_ids
