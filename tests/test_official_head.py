@@ -15,9 +15,10 @@ import pytest
 
 from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
-from caloforge.validation.definitions import OFFICIAL_CODE
+from caloforge.validation.definitions import OFFICIAL_CODE, metric_definitions
 from caloforge.validation.evaluate import compute_evaluation
 from caloforge.validation.features import compute_features, high_level_columns, high_level_inputs
+from caloforge.validation.metrics.classifier import ClassifierConfig, classifier_test
 from caloforge.validation.metrics.separation import feature_histograms, voxel_histogram
 
 
@@ -142,3 +143,15 @@ def test_metrics_json_holds_every_definition(noisy_against_clean):
     for key in ("response", "resolution", "layer_correlation"):
         assert "definition" in d[key] and d[key]["definition"]
     assert metrics["fpd"]["definition"]["min_samples"] == 10_000
+
+
+def test_classifier_definition_records_the_settings_used():
+    g = Geometry.preset("ds1-photons")
+    rng = np.random.default_rng(0)
+    config = ClassifierConfig(hidden=(16, 8), lr=1e-3, batch_size=50, max_epochs=1, repeats=1, precision="fp32")
+    result = classifier_test(rng.normal(size=(40, 30)), rng.normal(size=(40, 30)), config, seed=0)
+    d = metric_definitions(g, 1.0, {"high": result})["classifier"]
+    assert d["high"]["run"] is True and d["low"]["run"] is False
+    assert "input -> 16 -> 8 -> 1" in d["high"]["architecture"]
+    assert (d["high"]["learning_rate"], d["high"]["batch_size"], d["high"]["max_epochs"]) == (1e-3, 50, 1)
+    assert d["low"]["learning_rate"] == 2e-4  # not run: the recipe's settings
