@@ -17,7 +17,7 @@ reads them, the time-condition embedding and the mean of the deepest features.
 References:
     O. Amram, K. Pedro, CaloDiffusion, arXiv:2308.03876.
     O. Ronneberger, P. Fischer, T. Brox, U-Net, arXiv:1505.04597.
-    V. Mikuni, B. Nachman, CaloScore v2, arXiv:2308.00102.
+    V. Mikuni, B. Nachman, CaloScore v2, arXiv:2308.03847.
 """
 
 from __future__ import annotations

@@ -21,14 +21,15 @@ generative network over every voxel is large and slow:
 
 Training is joint, one Adam step on ``reconstruction + prior_weight * prior``, where the prior
 learns the encoder's current latents with the gradient stopped (the encoder is trained by the
-reconstruction only). On a CPU budget this converges as fast as two phases and needs no
-phase switch in the checkpoints; the prior catches up once the autoencoder settles.
+reconstruction only): one optimiser, no phase switch in checkpoints or resumes; the prior
+chases moving latents until the autoencoder settles (a two-phase schedule was not compared).
 
 References:
     L. Favaro, A. Ore, S. Palacios Schweitzer, T. Plehn, CaloDREAM, arXiv:2405.09629
     (a latent generative model for datasets 2 and 3).
-    S. Diefenbacher et al., CaloVAE+INN / "New angles on fast calorimeter shower simulation", arXiv:2303.18150.
-    T. Liu et al., CaloLatent, arXiv:2304.10529 (latent diffusion for calorimeter showers).
+    F. Ernst, L. Favaro, C. Krause, T. Plehn, D. Shih, Normalizing Flows for High-Dimensional Detector
+    Simulations (CaloVAE+INN: an INN in a VAE's latent space for datasets 2 and 3), arXiv:2312.09290.
+    CaloLatent (a score-based model in a learned latent space, a CaloChallenge entry; no arXiv number checked).
     R. Rombach et al., latent diffusion, arXiv:2112.10752.
     Y. Lipman et al., Flow Matching for Generative Modeling, arXiv:2210.02747.
     O. Amram, K. Pedro, CaloDiffusion (cylindrical convolutions), arXiv:2308.03876.
