@@ -93,3 +93,39 @@ def test_bf16_is_refused_in_one_line_where_the_cpu_lacks_it_and_fp32_runs_as_tod
     with pytest.raises(ConfigError, match="fp32 only"):
         prec.generate(parametric, ENERGIES[:10], precision="int8")
     torch.manual_seed(0)
+
+
+def test_cli_precision_flags_generate_export_and_refuse_in_one_line(cpu, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from caloforge.cli import app
+    from caloforge.data import io
+    from caloforge.deploy.onnx_runtime import OnnxGenerator
+
+    runner = CliRunner()
+    data = make_showers(UNIFORM, 256, seed=3, energies=(1000.0, 4000.0))
+    bundle = _bundle(tmp_path, "gan", UNIFORM, data)
+    args = ["generate", "--model", str(bundle.path), "--energies", "1000,4000", "--n-per-energy", "50", "--seed", "2",
+            "--device", "cpu"]
+    outputs = {}
+    for precision in ("fp32", "int8"):
+        out = tmp_path / f"{precision}.h5"
+        result = runner.invoke(app, [*args, "-o", str(out), "--precision", precision])
+        assert result.exit_code == 0, result.output
+        outputs[precision] = io.read(out).showers
+    ref, got = outputs["fp32"].sum(1), outputs["int8"].sum(1)
+    assert np.median(np.abs(got - ref) / ref) < 0.05 and not np.array_equal(outputs["fp32"], outputs["int8"])
+    cpu(AVX2_ONLY)  # the capability forced off: bf16 is refused in one line, before anything runs
+    refused = runner.invoke(app, [*args, "-o", str(tmp_path / "bf16.h5"), "--precision", "bf16"])
+    assert refused.exit_code == 2 and "native bf16" in refused.output and "Traceback" not in refused.output
+    assert len(refused.output.strip().splitlines()) == 1 and not (tmp_path / "bf16.h5").exists()
+    bf16_export = runner.invoke(app, ["export", str(bundle.path), "-o", str(tmp_path / "x.onnx"),
+                                      "--precision", "bf16"])
+    assert bf16_export.exit_code == 2 and "ONNX Runtime" in bf16_export.output  # int8: quantised graph, recorded
+    result = runner.invoke(app, ["export", str(bundle.path), "-o", str(tmp_path / "q.onnx"), "--precision", "int8"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "q.json").read_text())["precision"] == "int8"
+    quantised = OnnxGenerator(tmp_path / "q.json").generate(np.repeat([1000.0, 4000.0], 50), seed=2).showers
+    np.testing.assert_allclose(quantised, outputs["int8"], rtol=1e-5, atol=1e-5 * np.abs(quantised).max())

@@ -34,6 +34,9 @@ def bench(
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
     force: bool = typer.Option(False, "--force", help="Overwrite the JSON file."),
+    precision: Literal["auto", "fp32", "bf16", "int8"] = typer.Option(
+        "fp32", "--precision", help="bf16: the torch rows (CPUs with native bf16); int8: the onnxruntime rows; "
+        "auto: chosen per model by measurement; each row says its precision."),
 ) -> None:
     """Time generation per shower at each batch size, next to the machine's measured fp32 and best native limits.
     """
@@ -49,15 +52,16 @@ def bench(
     if json_out is not None:
         check_output(json_out, force)
     count = apply_threads(threads)
-    result = run_bench(models, [int(b) for b in sizes], backends, device_name(device), repeats, count)
+    result = run_bench(models, [int(b) for b in sizes], backends, device_name(device), repeats, count,
+                       precision=precision)
     m = result.machine
     console.print(f"machine: {m['description']}; {m['busy_cpus_at_start']:.1f} CPUs busy with other work at the start")
     console.print(f"limits in this run: fp32 {m['fp32_limit_gflops']:.4g} GFLOP/s, best native "
                   f"({m['best_precision']}) {m['best_limit_gflops']:.4g} GFLOP/s ({m['limit_note']})")
-    table = Table("model", "backend", "device", "batch", "us/shower (median)", "16-84 %", "MFLOP/shower", "GFLOP/s",
+    table = Table("model", "backend", "precision", "batch", "us/shower (median)", "16-84 %", "MFLOP/shower", "GFLOP/s",
                   "of fp32", f"of {m['best_precision']}", "peak RSS MiB", title="generation time per shower")
     for r in result.rows:
-        table.add_row(f"{r.family} ({Path(r.model).name})", r.backend, r.device, str(r.batch_size),
+        table.add_row(f"{r.family} ({Path(r.model).name})", r.backend, r.precision, str(r.batch_size),
                       f"{r.us_per_shower:.4g}", f"{r.us_p16:.3g}-{r.us_p84:.3g}" + (" *" if r.spread_note else ""),
                       f"{r.flops_per_shower / 1e6:.3g}", f"{r.gflops:.3g}", f"{r.fraction_of_fp32:.0%}",
                       f"{r.fraction_of_best:.0%}", f"{r.peak_rss_mb:.0f}")
@@ -89,14 +93,27 @@ def export(
     force: bool = typer.Option(False, "--force", help="Overwrite existing files."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Load a bundle whose bundle.json records no weights "
                                    "sha256 (older or edited bundles), unverified; refused without this flag."),
+    precision: Literal["auto", "fp32", "bf16", "int8"] = typer.Option(
+        "fp32", "--precision", help="int8: weights quantised by ONNX Runtime; auto: int8 where measured faster "
+        "and within the errors of fp32; bf16 is refused (ONNX Runtime's CPU has no bf16 products)."),
 ) -> None:
     """Export a bundle's generator as ONNX: noise and conditions in, voxel energies in MeV out.
     """
     from caloforge.deploy.export import export_onnx
+    from caloforge.deploy.precision import check_precision, choose_precision
     from caloforge.training.bundle import load
 
-    manifest = export_onnx(load(model, trust_unverified=no_verify), output, order, force)
-    console.print(f"wrote {output} and {manifest}")
+    check_precision(precision, "onnxruntime")
+    bundle = load(model, trust_unverified=no_verify)
+    if precision == "auto":
+        choice = choose_precision(bundle)
+        int8 = [p for p in choice.parities if p.precision == "int8" and p.accepted]
+        fast = choice.us_per_shower.get("int8", float("inf")) < 0.9 * choice.us_per_shower.get("fp32", 0.0)
+        precision = "int8" if int8 and fast else "fp32"
+        console.print(f"--precision auto: {precision} (us/shower measured here: "
+                      + ", ".join(f"{k} {v:.3g}" for k, v in choice.us_per_shower.items()) + ")")
+    manifest = export_onnx(bundle, output, order, force, precision)
+    console.print(f"wrote {output} and {manifest} ({precision})")
 
 
 def register(app: typer.Typer) -> None:

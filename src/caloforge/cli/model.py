@@ -197,6 +197,9 @@ def generate(
     no_verify: bool = typer.Option(False, "--no-verify", help="Load a bundle whose bundle.json records no weights "
                                    "sha256 (older or edited bundles), unverified; refused without this flag."),
     force: bool = typer.Option(False, "--force", help="Overwrite the output file."),
+    precision: Literal["auto", "fp32", "bf16", "int8"] = typer.Option(
+        "fp32", "--precision", help="bf16 (torch, CPUs with native bf16) or int8 (ONNX Runtime quantisation); auto: "
+        "the fastest measured here within the errors of fp32 (docs/performance.md)."),
 ) -> None:
     """Generate showers with a trained bundle (or a model set), at a reference file's energies or at given energies."""
     import numpy as np
@@ -223,6 +226,9 @@ def generate(
     count = apply_threads(threads)
     if values is not None:  # before np.repeat: 10^12 showers must be one line, not a 7 TiB allocation
         _check_count(n, len(values), 1)
+    if model_set is not None and precision != "fp32":
+        msg = f"expected --precision fp32 with --model-set but got {precision}; generate per bundle with --model"
+        raise ConfigError(msg)
     if model_set is not None:
         showers = _generate_from_set(model_set, particle, eta, like, values, n, backend, batch_size, device, seed)
         metadata: dict[str, str | int | float] = {"generator": str(model_set), "backend": backend, "seed": seed,
@@ -231,16 +237,23 @@ def generate(
         console.print(f"wrote {len(showers)} showers to {output}")
         return
     assert model is not None  # one of --model and --model-set was checked above
-    generator = _onnx_generator(model, count, no_verify) if backend == "onnxruntime" else \
-        load(model, trust_unverified=no_verify)
+    used = str(precision)
+    if precision != "fp32":
+        generator, used = _reduced_generator(model, precision, backend, device, count, no_verify)
+        backend = "onnxruntime" if used == "int8" else backend  # int8 runs the quantised graph
+    elif backend == "onnxruntime":
+        generator = _onnx_generator(model, count, no_verify)
+    else:
+        generator = load(model, trust_unverified=no_verify)
     if like is not None:
         showers = _generate_like(generator, like, batch_size, device, seed)
     else:
         _check_count(n, len(values or ()), generator.geometry.n_voxels)
         e = np.repeat(np.asarray(values, dtype=np.float64), n)
-        showers = generator.generate(e, batch_size=batch_size, seed=seed) if backend == "onnxruntime" else \
-            generator.generate(e, batch_size=batch_size, device=device, seed=seed)
-    io.write(output, showers, force=force, metadata={"generator": str(model), "backend": backend, "seed": seed})
+        showers = generator.generate(e, batch_size=batch_size, seed=seed) if backend == "onnxruntime" or \
+            used != "fp32" else generator.generate(e, batch_size=batch_size, device=device, seed=seed)
+    io.write(output, showers, force=force, metadata={"generator": str(model), "backend": backend, "seed": seed,
+                                                     "precision": used})
     console.print(f"wrote {len(showers)} showers to {output}")
 
 
@@ -292,6 +305,26 @@ def _onnx_generator(model: Path, threads: int, no_verify: bool = False) -> Any:
         return OnnxGenerator(model, threads)
     with tempfile.TemporaryDirectory(prefix="caloforge-onnx-") as work:  # the sessions hold the graphs in memory
         return OnnxGenerator(export_onnx(load(model, trust_unverified=no_verify), Path(work) / "model.onnx"), threads)
+
+
+def _reduced_generator(model: Path, precision: str, backend: str, device: str, threads: int,
+                       no_verify: bool) -> tuple[Any, str]:
+    """A bundle generating in bf16 or int8 (``auto`` chosen by measurement here), and the precision used."""
+    from caloforge.deploy.precision import ReducedGenerator, check_precision, choose_precision
+    from caloforge.errors import ConfigError
+    from caloforge.runtime.hardware import resolve_device
+    from caloforge.training.bundle import load
+
+    check_precision(precision, "onnxruntime" if precision == "int8" else backend, resolve_device(device))
+    if model.suffix in (".json", ".onnx"):
+        msg = (f"expected a bundle for --precision {precision} but got the export {model}; its precision was fixed "
+               "when it was exported (caloforge export --precision)")
+        raise ConfigError(msg)
+    bundle = load(model, trust_unverified=no_verify)
+    if precision == "auto":
+        precision = choose_precision(bundle).precision
+        console.print(f"--precision auto: {precision} (measured on this CPU, within the errors of fp32)")
+    return (ReducedGenerator(bundle, precision, threads) if precision != "fp32" else bundle), precision
 
 
 def _generate_like(generator: Any, like: Path, batch_size: int, device: str, seed: int) -> Any:

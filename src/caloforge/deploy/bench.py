@@ -136,20 +136,20 @@ def _timed(call: Callable[[int], Any], repeats: int) -> list[float]:
 
 
 def _row(path: str, bundle: Any, backend: str, device: str, batch: int, times: list[float], flops: float,
-         threads: int, dev: torch.device) -> BenchRow:
+         threads: int, dev: torch.device, precision: str = "fp32") -> BenchRow:
     median = statistics.median(times)
     p16, p84 = (float(v) for v in np.percentile(times, [16, 84]))
     note = ""
     if (p84 - p16) / 2 > median:
         note = "calls vary more than their median: other work on the machine delays some of them"
-    return BenchRow(path, bundle.family, backend, device, "fp32", batch, median / batch * 1e6, p16 / batch * 1e6,
+    return BenchRow(path, bundle.family, backend, device, precision, batch, median / batch * 1e6, p16 / batch * 1e6,
                     p84 / batch * 1e6, note, len(times), flops, flops * batch / median / 1e9, float("nan"),
                     float("nan"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                     torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None, threads)
 
 
 def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str], device: str, repeats: int,
-                 threads: int) -> tuple[list[BenchRow], dict[str, float]]:
+                 threads: int, precision: str = "fp32") -> tuple[list[BenchRow], dict[str, float]]:
     """Runs in a child process: probe the limits, load one bundle, time every backend and batch size."""
     torch.set_num_threads(threads)
     from caloforge.runtime.hardware import cpu_info, peak_gflops, resolve_device
@@ -165,6 +165,10 @@ def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str],
     e_t = torch.as_tensor(_energies(bundle, 64, seed=0), device=dev)
     flops = flops_per_shower(model, lambda n: model.sample(e_t[:n], None, torch.Generator(device=dev).manual_seed(0)))
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+    if precision == "auto":
+        from caloforge.deploy.precision import choose_precision
+
+        precision = choose_precision(bundle).precision
     rows = []
     for backend in backends:
         if backend.endswith("-lean"):
@@ -172,11 +176,14 @@ def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str],
                 lean = _lean_call(bundle, backend, threads, energies)
                 rows.append(_row(path, bundle, backend, "cpu", 1, _timed(lean, repeats), flops, threads, dev))
             continue
-        call = _onnx_call(bundle, threads) if backend == "onnxruntime" else _torch_call(bundle, dev)
+        # bf16 runs with torch, int8 with ONNX Runtime (precision.py); the other backend stays fp32
+        used = precision if (precision, backend) in (("bf16", "torch"), ("int8", "onnxruntime")) else "fp32"
+        used = used if model.noise_size() is not None else "fp32"  # e.g. the parametric baseline: fp32 only
+        call = _onnx_call(bundle, threads, used) if backend == "onnxruntime" else _torch_call(bundle, dev, used)
         for batch in batch_sizes:
             times = _timed(functools.partial(_batch_call, call, energies[:batch], batch), repeats)
             rows.append(_row(path, bundle, backend, device_name if backend == "torch" else "cpu", batch, times, flops,
-                             threads, dev))
+                             threads, dev, used))
     return rows, limits
 
 
@@ -193,16 +200,24 @@ def _lean_call(bundle: Any, backend: str, threads: int, energies: np.ndarray) ->
     return lambda k: lean(values[k % len(values)], conditions)
 
 
-def _torch_call(bundle: Any, dev: torch.device) -> Callable[[np.ndarray, int, int], Any]:
+def _torch_call(bundle: Any, dev: torch.device, precision: str) -> Callable[[np.ndarray, int, int], Any]:
+    if precision == "bf16":
+        from caloforge.deploy.precision import generate
+
+        return lambda e, batch, seed: generate(bundle, e, None, "bf16", batch_size=batch, seed=seed)
     return lambda e, batch, seed: bundle.generate(e, batch_size=batch, device=dev, seed=seed)
 
 
-def _onnx_call(bundle: Any, threads: int) -> Callable[[np.ndarray, int, int], Any]:
+def _onnx_call(bundle: Any, threads: int, precision: str) -> Callable[[np.ndarray, int, int], Any]:
     import tempfile
 
     from caloforge.deploy.export import export_onnx
     from caloforge.deploy.onnx_runtime import OnnxGenerator
+    from caloforge.deploy.precision import int8_generator
 
+    if precision == "int8":
+        int8 = int8_generator(bundle, threads)
+        return lambda e, batch, seed: int8.generate(e, batch_size=batch, seed=seed)
     with tempfile.TemporaryDirectory(prefix="caloforge-bench-") as work:  # the sessions hold the graphs in memory
         runner = OnnxGenerator(export_onnx(bundle, Path(work) / "model.onnx"), threads=threads)
     return lambda e, batch, seed: runner.generate(e, batch_size=batch, seed=seed)
@@ -238,7 +253,7 @@ def _refsim_time(geometry: Any, particle: str | None, energies: np.ndarray) -> f
 
 def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100, 10_000),
               backends: Sequence[str] = ("torch",), device: str = "cpu", repeats: int = 5, threads: int | None = None,
-              refsim: bool = True) -> BenchResult:
+              refsim: bool = True, precision: str = "fp32") -> BenchResult:
     """Benchmark generation of several bundles side by side (see the module docstring).
 
     Args:
@@ -249,9 +264,12 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
         repeats: Timed calls per batch size.
         threads: torch threads (default: the current setting).
         refsim: Also time the reference simulator on the first model's geometry and energies.
+        precision: ``fp32``; ``bf16`` (the torch rows, where native), ``int8`` (the onnxruntime rows), or ``auto``
+            (chosen per model by :func:`caloforge.deploy.precision.choose_precision`); each row says its precision.
 
     Raises:
-        ConfigError: for an empty model list, a batch size < 1, an unknown backend or repeats < 1.
+        ConfigError: for an empty model list, a batch size < 1, an unknown backend, repeats < 1 or a precision
+            this CPU lacks (one line, before anything is timed).
         CheckpointError: for a missing or damaged bundle (before anything is timed).
     """
     from caloforge.runtime.hardware import busy_cpus, machine_summary
@@ -270,6 +288,9 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
     if repeats < 1:
         msg = f"expected repeats >= 1 but got {repeats}"
         raise ConfigError(msg)
+    from caloforge.deploy.precision import check_precision
+
+    check_precision(precision, "torch", device)
     bundles = [load(m) for m in models]  # damaged bundles fail here, in one line, before any timing
     threads = threads or torch.get_num_threads()
     busy = busy_cpus()
@@ -288,7 +309,7 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
             continue
         with ProcessPoolExecutor(1, mp_context=context) as pool:
             model_rows, limits = pool.submit(_bench_model, str(path), list(batch_sizes), usable, device, repeats,
-                                             threads).result()
+                                             threads, precision).result()
         rows += model_rows
         machine["fp32_limits"].append(limits["fp32"])
         if "bf16" in limits:

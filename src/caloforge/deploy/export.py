@@ -155,7 +155,8 @@ def _export_one(model: GenerativeModel, geometry: Geometry, path: Path, order: O
     return {"file": path.name, "inputs": names}
 
 
-def export_onnx(bundle: Any, path: str | Path, order: Order = "calochallenge", force: bool = False) -> Path:
+def export_onnx(bundle: Any, path: str | Path, order: Order = "calochallenge", force: bool = False,
+                precision: str = "fp32") -> Path:
     """Export a loaded bundle (:class:`caloforge.training.bundle.Bundle`) as ONNX graph(s) plus a manifest.
 
     Args:
@@ -164,6 +165,8 @@ def export_onnx(bundle: Any, path: str | Path, order: Order = "calochallenge", f
         order: ``calochallenge`` (batched, dynamic batch size) or ``par04`` (one shower per call,
             Par04's cell order).
         force: Replace existing files.
+        precision: ``fp32``, or ``int8`` (MatMul/Gemm weights quantised by ONNX Runtime's dynamic
+            quantisation, :func:`caloforge.deploy.precision.quantize_onnx`); recorded in the manifest.
 
     Returns:
         The manifest's path.
@@ -179,13 +182,22 @@ def export_onnx(bundle: Any, path: str | Path, order: Order = "calochallenge", f
     files = [path] if n == 1 else [path.with_name(f"{path.stem}.range-{i}.onnx") for i in range(n)]
     for target in (*files, manifest_path):
         check_output(target, force)
+    if precision not in ("fp32", "int8"):
+        msg = f"expected an export precision 'fp32' or 'int8' but got {precision!r} (bf16: ONNX Runtime's CPU has none)"
+        raise ConfigError(msg)
     if order == "par04":
         par04_order(bundle.geometry)  # refuse before exporting anything
     models = [m.to("cpu") for m in bundle.models]
     parts = [_export_one(model, bundle.geometry, file, order, force)
              for model, file in zip(models, files, strict=True)]
+    if precision == "int8":
+        from caloforge.deploy.precision import quantize_onnx
+
+        for file in files:
+            with atomic_path(file, force=True) as tmp:
+                quantize_onnx(file, tmp)
     manifest = {
-        "format": MANIFEST_FORMAT, "order": order, "family": bundle.family, "parts": parts,
+        "format": MANIFEST_FORMAT, "order": order, "family": bundle.family, "parts": parts, "precision": precision,
         "splits": list(bundle.splits), "noise_size": models[0].noise_size(),
         "conditions": list(bundle.condition_names), "geometry": bundle.geometry.to_dict(),
         "energy_range_mev": list(bundle.energy_range), "bundle": str(bundle.path),

@@ -37,7 +37,8 @@ from caloforge.data.checks import check_incident_energies, check_integer, check_
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
 
-__all__ = ["CHI2_TOLERANCE", "PRECISIONS", "SEPARATION_TOLERANCE", "Parity", "Precision", "check_precision",
+__all__ = ["CHI2_TOLERANCE", "PRECISIONS", "SEPARATION_TOLERANCE", "Parity", "Precision", "ReducedGenerator",
+           "check_precision",
            "choose_precision", "generate", "int8_generator", "parity", "quantize_onnx"]
 
 Precision = Literal["auto", "fp32", "bf16", "int8"]
@@ -291,3 +292,28 @@ def quantize_onnx(graph: Any, out: Any) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(graph), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+
+
+class ReducedGenerator:
+    """A bundle generating in a reduced precision, called as :class:`~caloforge.deploy.onnx_runtime.OnnxGenerator` is.
+
+    Args:
+        bundle: The loaded bundle.
+        precision: ``bf16`` or ``int8`` (resolve ``auto`` first with :func:`choose_precision`).
+        threads: ONNX Runtime threads for int8.
+    """
+
+    def __init__(self, bundle: Any, precision: str, threads: int | None = None) -> None:
+        check_precision(precision)
+        _noise_size(bundle, precision)
+        self.bundle, self.precision = bundle, precision
+        self.geometry, self.condition_names = bundle.geometry, tuple(bundle.condition_names)
+        self._int8 = int8_generator(bundle, threads) if precision == "int8" else None
+
+    def generate(self, energies: ArrayLike, conditions: Mapping[str, ArrayLike] | None = None,
+                 batch_size: int = 10_000, seed: int = 0) -> ShowerSet:
+        """One shower per incident energy (MeV), in this generator's precision."""
+        if self._int8 is not None:
+            out: ShowerSet = self._int8.generate(energies, conditions, batch_size=batch_size, seed=seed)
+            return out
+        return generate(self.bundle, energies, conditions, self.precision, batch_size=batch_size, seed=seed)
