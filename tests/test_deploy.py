@@ -163,14 +163,20 @@ def test_bench_fractions_never_exceed_the_limit_and_say_why_the_limit_moved():
     slow, fast = replace(row, gflops=40.0), replace(row, gflops=150.0, batch_size=1000)  # faster than the probes
     machine = {"fp32_limits": [100.0, 90.0], "bf16_limits": [200.0]}
     rows = _with_fractions([slow, fast], machine)
-    assert machine["fp32_limit_gflops"] == 150.0 and "faster" in machine["limit_note"]  # a probe slowed by load
+    assert machine["fp32_limit_gflops"] == 150.0 and "slowed" in machine["limit_note"]  # a probe slowed by load
     assert machine["best_limit_gflops"] == 200.0 and machine["best_precision"] == "bf16"
     assert [r.fraction_of_fp32 for r in rows] == pytest.approx([40 / 150, 1.0])
     assert [r.fraction_of_best for r in rows] == pytest.approx([0.2, 0.75])
     machine = {"fp32_limits": [100.0], "bf16_limits": []}  # no native bf16: the best native limit is fp32's
     rows = _with_fractions([slow], machine)
     assert machine["best_precision"] == "fp32" and rows[0].fraction_of_best == rows[0].fraction_of_fp32 == 0.4
-    assert "probe" not in machine["limit_note"] or "faster" not in machine["limit_note"]
+    assert "faster" not in machine["limit_note"]
+    int8 = replace(row, precision="int8", gflops=260.0)  # int8 products beat bf16's limit: the best limit is theirs
+    machine = {"fp32_limits": [100.0], "bf16_limits": [200.0]}
+    rows = _with_fractions([slow, int8], machine)
+    assert machine["fp32_limit_gflops"] == 100.0 and machine["best_limit_gflops"] == 260.0  # fp32's limit unmoved
+    assert machine["best_precision"] == "int8" and "int8" in machine["limit_note"]
+    assert rows[0].fraction_of_fp32 == 0.4 and np.isnan(rows[1].fraction_of_fp32) and rows[1].fraction_of_best == 1
 
 
 def test_generate_with_onnxruntime_matches_torch(tmp_path):

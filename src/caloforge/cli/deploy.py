@@ -63,7 +63,7 @@ def bench(
     for r in result.rows:
         table.add_row(f"{r.family} ({Path(r.model).name})", r.backend, r.precision, str(r.batch_size),
                       f"{r.us_per_shower:.4g}", f"{r.us_p16:.3g}-{r.us_p84:.3g}" + (" *" if r.spread_note else ""),
-                      f"{r.flops_per_shower / 1e6:.3g}", f"{r.gflops:.3g}", f"{r.fraction_of_fp32:.0%}",
+                      f"{r.flops_per_shower / 1e6:.3g}", f"{r.gflops:.3g}", _percent(r.fraction_of_fp32),
                       f"{r.fraction_of_best:.0%}", f"{r.peak_rss_mb:.0f}")
     console.print(table)
     if any(r.spread_note for r in result.rows):
@@ -114,6 +114,11 @@ def export(
                       + ", ".join(f"{k} {v:.3g}" for k, v in choice.us_per_shower.items()) + ")")
     manifest = export_onnx(bundle, output, order, force, precision)
     console.print(f"wrote {output} and {manifest} ({precision})")
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage; NaN (a bf16 or int8 row against the fp32 limit) as "-"."""
+    return "-" if fraction != fraction else f"{fraction:.0%}"
 
 
 def register(app: typer.Typer) -> None:

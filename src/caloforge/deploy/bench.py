@@ -224,20 +224,33 @@ def _onnx_call(bundle: Any, threads: int, precision: str) -> Callable[[np.ndarra
 
 
 def _with_fractions(rows: list[BenchRow], machine: dict[str, Any]) -> list[BenchRow]:
-    """Set the run's limits in ``machine`` and each row's fractions of them (never above 1, see the module)."""
+    """Set the run's limits in ``machine`` and each row's fractions of them (never above 1, see the module).
+
+    An fp32 row is a fraction of the fp32 limit and of the best native one; a bf16 or int8 row only of the
+    best native one (its fraction of fp32 is NaN, JSON null: int8 and bf16 products are not bound by fp32's).
+    """
     fp32 = max(machine["fp32_limits"])
     bf16 = max(machine["bf16_limits"]) if machine["bf16_limits"] else None
-    fastest = max(rows, key=lambda r: r.gflops, default=None)
-    note = "the best fp32 matmul over sizes 128-1024, in the parent and in each model's process"
-    if fastest is not None and fastest.gflops > fp32:
-        note = (f"{fastest.family} ({fastest.backend}, batch {fastest.batch_size}) ran its dense layers faster "
-                f"({fastest.gflops:.3g} GFLOP/s) than every matmul probe ({fp32:.3g}): other work slowed the probes, "
-                "so the limit is that model's rate")
-        fp32 = fastest.gflops
+    notes = ["the best matmul over sizes 128-1024, in the parent and in each model's process"]
+
+    def faster(candidates: list[BenchRow], limit: float, what: str) -> float:
+        fastest = max(candidates, key=lambda r: r.gflops, default=None)
+        if fastest is None or fastest.gflops <= limit:
+            return limit
+        notes.append(f"{fastest.family} ({fastest.backend}, {fastest.precision}, batch {fastest.batch_size}) ran its "
+                     f"dense layers faster ({fastest.gflops:.3g} GFLOP/s) than the {what} limit ({limit:.3g}), so "
+                     f"that limit is its rate{': other work slowed the probes' if what == 'fp32' else ''}")
+        return fastest.gflops
+
+    fp32 = faster([r for r in rows if r.precision == "fp32"], fp32, "fp32")
     best, precision = (bf16, "bf16") if bf16 is not None and bf16 > fp32 else (fp32, "fp32")
+    reduced = [r for r in rows if r.precision != "fp32"]
+    raised = faster(reduced, best, "best native")
+    if raised > best:
+        best, precision = raised, max(reduced, key=lambda r: r.gflops).precision
     machine |= {"fp32_limit_gflops": fp32, "best_limit_gflops": best, "best_precision": precision,
-                "limit_note": note}
-    return [replace(r, fraction_of_fp32=r.gflops / fp32 if fp32 > 0 else float("nan"),
+                "limit_note": "; ".join(notes)}
+    return [replace(r, fraction_of_fp32=r.gflops / fp32 if fp32 > 0 and r.precision == "fp32" else float("nan"),
                     fraction_of_best=r.gflops / best if best > 0 else float("nan")) for r in rows]
 
 
