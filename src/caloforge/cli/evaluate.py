@@ -96,6 +96,12 @@ def evaluate(
                                       "trainings in full mode, minutes."),
     prdc: bool = typer.Option(True, "--prdc/--no-prdc", help="Full mode: precision/recall/density/coverage "
                               "on 2 x 5000 showers (--no-prdc spares their memory and time)."),
+    skip: str = typer.Option("", "--skip", help="Expensive metrics not to compute, comma-separated: fpd, kpd, "
+                             "split (their reference split), prdc; shown as not computed, with the reason."),
+    fpd_draws: int | None = typer.Option(None, "--fpd-draws", help="FPD subsets per size (official: 20); "
+                                         "other values are recorded as not the official settings."),
+    kpd_batches: int | None = typer.Option(None, "--kpd-batches", help="KPD batches (official: 10); other "
+                                           "values are recorded as not the official settings."),
     threshold: float | None = typer.Option(None, "--threshold", help="Readout threshold in MeV (default: the "
                                            "dataset's)."),
     device: str = typer.Option("auto", "--device", help="Classifier device: auto, cpu, cuda or cuda:N."),
@@ -110,7 +116,7 @@ def evaluate(
     from caloforge.data.source import ShowerFile
     from caloforge.errors import ConfigError
     from caloforge.runtime.interrupts import deferred_interrupts
-    from caloforge.validation.evaluate import CLASSIFIERS
+    from caloforge.validation.evaluate import CLASSIFIERS, DistanceConfig
     from caloforge.validation.evaluate import evaluate as run_evaluation
     from caloforge.validation.metrics.classifier import ClassifierConfig
     from caloforge.validation.report import check_report_dir
@@ -137,6 +143,9 @@ def evaluate(
         given["max_showers"] = max_showers or None  # 0: all showers
     config = ClassifierConfig.cpu_budget(60.0 * max_minutes).replace(precision=precision.value)
     config = ClassifierConfig.from_dict(given, base=config, where="the classifier options")
+    distances = DistanceConfig(skip=DistanceConfig.parse_skip(skip),
+                               **{k: v for k, v in (("fpd_draws", fpd_draws), ("kpd_batches", kpd_batches))
+                                  if v is not None})
     history, model = _training(run)
     apply_threads(threads)
     check_report_dir(out, force)  # fail before reading large files
@@ -153,7 +162,8 @@ def evaluate(
         progress.check = check
         result = run_evaluation(ref, gen, out, mode=kind, classifiers=kinds, seed=seed, force=force,  # type: ignore[arg-type]
                                 classifier_config=config, device=device_name(device), threshold=threshold,
-                                with_prdc=prdc, progress=progress, training_history=history, inputs=inputs)
+                                with_prdc=prdc, progress=progress, training_history=history, inputs=inputs,
+                                distances=distances)
     for message in dict.fromkeys(str(w.message) for w in caught):  # each warning once
         err_console.print(f"[yellow]warning:[/yellow] {message}")
     console.print(verdict_table(result))
@@ -180,5 +190,6 @@ def register(app: typer.Typer) -> None:
     app.command(epilog=examples(
         "caloforge evaluate -r eval.h5 -i gen.h5 --out report/",
         "caloforge evaluate -r eval.h5 -i gen.h5 --mode full --run run/ --max-minutes 20 --out report/",
+        "caloforge evaluate -r eval.h5 -i gen.h5 --skip fpd,kpd --out report/",
         "caloforge evaluate --reference-file eval.h5 --input-file gen.h5 -d 1-photons -m all --output-dir report/"))(
         evaluate)

@@ -102,7 +102,7 @@ class Progress:
         clock: Time source in seconds (tests pass a fake one).
     """
 
-    def __init__(self, stream: TextIO | None = None, live: bool | None = None, interval_s: float = 15.0,
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None, interval_s: float = 10.0,
                  enabled: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         self.stream = stream
         self.enabled = enabled

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from caloforge.data.geometry import Geometry
+from caloforge.validation.distance_stage import FPD_DRAWS, FPD_MIN_SAMPLES, KPD_BATCH_SIZE, KPD_BATCHES
 from caloforge.validation.features import high_level_columns
 from caloforge.validation.metrics.classifier import CALIBRATION_BOUNDS, ClassifierConfig, ClassifierResult
 from caloforge.validation.metrics.distances import DistanceResult
@@ -69,8 +70,19 @@ def classifier_definition(config: ClassifierConfig, kind: str, geometry: Geometr
     }
 
 
+def _official(result: DistanceResult) -> dict[str, Any]:
+    """Whether the distance used the official evaluate.py's settings, and which differ (numbers not comparable)."""
+    official = {"fpd": {"min_samples": FPD_MIN_SAMPLES, "max_samples": 50_000, "n_points": 10, "n_draws": FPD_DRAWS},
+                "kpd": {"batch_size": KPD_BATCH_SIZE, "n_batches": KPD_BATCHES}}.get(result.metric, {})
+    used = dict(result.settings)
+    differ = {k: {"used": used.get(k), "official": v} for k, v in official.items() if used.get(k) != v}
+    return {"official_settings": not differ, **({"differs_from_official": differ} if differ else {})}
+
+
 def _distance(result: DistanceResult | None, columns: list[str]) -> dict[str, Any]:
     settings = {} if result is None else result.definition
+    if result is not None and result.missing is None:
+        settings |= _official(result)
     return {"feature_columns": columns, "n_features": len(columns),
             "normalisation": "each column divided by the reference's max |x| (JetNet's normalise=True)", **settings}
 

@@ -24,10 +24,9 @@ with the same numbers. Memory is bounded, whatever the number N of showers, by:
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,12 +40,19 @@ from caloforge.data.source import Showers
 from caloforge.errors import ConfigError, DataError, GeometryMismatchError
 from caloforge.runtime.progress import SILENT, Progress
 from caloforge.runtime.resources import check_memory
+from caloforge.validation.distance_stage import (
+    DISTANCE_SEED,
+    FPD_MIN_SAMPLES,
+    KPD_BATCH_SIZE,
+    SKIPPABLE,
+    DistanceConfig,
+    compute_distances,
+)
 from caloforge.validation.features import HighLevelFeatures, high_level_inputs, low_level_inputs, readout_threshold
 from caloforge.validation.metrics import verdict as v
 from caloforge.validation.metrics.binnings import response_edges_per_energy
 from caloforge.validation.metrics.chi2 import chi2_two_sample, energy_groups, response_chi2
 from caloforge.validation.metrics.classifier import ClassifierConfig, ClassifierResult, classifier_rows, classifier_test
-from caloforge.validation.metrics.distances import DistanceResult, fpd, kpd
 from caloforge.validation.metrics.prdc import PRDCResult, prdc, prdc_inputs, prdc_rows
 from caloforge.validation.metrics.response import layer_correlation, response_per_energy
 from caloforge.validation.metrics.separation import (
@@ -59,7 +65,7 @@ from caloforge.validation.passes import count_voxels, energy_range_means, energy
 from caloforge.validation.result import EvaluationResult, max_abs_difference
 
 __all__ = ["CLASSIFIERS", "DISTANCE_SEED", "FPD_MIN_SAMPLES", "KPD_BATCH_SIZE", "MIN_SHOWERS", "PRDC_SAMPLES",
-           "EvaluationResult", "Mode", "compute_evaluation", "evaluate"]
+           "SKIPPABLE", "DistanceConfig", "EvaluationResult", "Mode", "compute_evaluation", "evaluate"]
 
 Mode = Literal["fast", "full"]
 CLASSIFIERS = ("low", "high")
@@ -67,12 +73,6 @@ MIN_SHOWERS = 20
 """Fewest showers per sample an evaluation accepts (the reference is also split in two halves)."""
 PRDC_SAMPLES = 5_000
 """Showers per sample that PRDC uses (its memory grows as their square)."""
-FPD_MIN_SAMPLES = 10_000
-"""The official ``evaluate.py`` calls ``jetnet.evaluation.fpd(min_samples=10000)`` (JetNet's defaults otherwise)."""
-KPD_BATCH_SIZE = 10_000
-"""The official ``evaluate.py`` calls ``jetnet.evaluation.kpd(batch_size=10000)`` (JetNet's defaults otherwise)."""
-DISTANCE_SEED = 42
-"""FPD and KPD use seed ``DISTANCE_SEED + seed``: JetNet's default 42, the official one, at the default seed 0."""
 
 
 def _take(features: HighLevelFeatures, index: NDArray[np.int64]) -> HighLevelFeatures:
@@ -151,6 +151,8 @@ def compute_evaluation(
     with_prdc: bool = True,
     progress: Progress | None = None,
     chunk_size: int | None = None,
+    distances: DistanceConfig | None = None,
+    skip: Collection[str] = (),
 ) -> EvaluationResult:
     """Compute every validation metric of ``generated`` against ``reference``.
 
@@ -171,6 +173,9 @@ def compute_evaluation(
         with_prdc: Also compute precision/recall/density/coverage (full mode only).
         progress: Reports each stage (and each classifier epoch); None is silent.
         chunk_size: Showers per chunk (default :func:`caloforge.data.source.chunk_rows`, 64 MiB).
+        distances: FPD/KPD settings (default: the official code's, :class:`DistanceConfig`).
+        skip: Metrics not to compute, among :data:`SKIPPABLE` (``fpd``, ``kpd``, ``split``: their reference
+            split, ``prdc``): null in metrics.json with the reason, "not computed" in the verdict table.
 
     Returns:
         The result; its ``inputs`` hold the fingerprint of each sample (sha256 of the raw showers).
@@ -197,6 +202,9 @@ def compute_evaluation(
         msg = f"expected classifiers among {list(CLASSIFIERS)} but got {unknown}, in evaluate"
         raise ConfigError(msg)
     seed = check_seed(seed, "in evaluate")
+    distances = DistanceConfig() if distances is None else distances
+    distances = dataclasses.replace(distances, skip=distances.skip | DistanceConfig.parse_skip(skip))
+    with_prdc = with_prdc and "prdc" not in distances.skip
     for name, sample in (("reference", reference), ("generated", generated)):
         if len(sample) < MIN_SHOWERS:
             msg = f"expected at least {MIN_SHOWERS} {name} showers to evaluate but got {len(sample)}, in evaluate"
@@ -258,20 +266,9 @@ def compute_evaluation(
     lap("histograms")
 
     hl_r, hl_g = high_level_inputs(ref_f), high_level_inputs(gen_f)
-    fpd_call = functools.partial(fpd, seed=DISTANCE_SEED + seed, min_samples=FPD_MIN_SAMPLES)  # as the official
-    kpd_call = functools.partial(kpd, seed=DISTANCE_SEED + seed, batch_size=KPD_BATCH_SIZE)  # code calls them
-    distances: dict[str, tuple[Callable[..., DistanceResult], NDArray[np.float32], NDArray[np.float32]]] = {
-        "FPD": (fpd_call, hl_r, hl_g), "KPD": (kpd_call, hl_r, hl_g),
-        "FPD split": (fpd_call, hl_r[half_a], hl_r[half_b]), "KPD split": (kpd_call, hl_r[half_a], hl_r[half_b])}
-    found = {}
-    with warnings.catch_warnings(record=True) as caught, \
-            prog.task("FPD and KPD (with the reference split)", total=len(distances), unit="distances") as task:
-        warnings.simplefilter("always", UserWarning)  # small-sample notes go into the report
-        for name, (metric, a, b) in distances.items():
-            found[name] = metric(a, b)
-            task.update(advance=1, status=name)
-    fpd_r, kpd_r, fpd_s, kpd_s = found.values()
-    messages += sorted({str(w.message) for w in caught})
+    dist = compute_distances(hl_r, hl_g, half_a, half_b, seed, distances, progress)
+    fpd_r, kpd_r, fpd_s, kpd_s = dist.fpd, dist.kpd, dist.fpd_split, dist.kpd_split
+    messages += dist.messages
     lap("fpd_kpd")
 
     prdc_r = prdc_s = None
@@ -356,6 +353,8 @@ def evaluate(
     progress: Progress | None = None,
     inputs: Mapping[str, Any] | None = None,
     chunk_size: int | None = None,
+    distances: DistanceConfig | None = None,
+    skip: Collection[str] = (),
 ) -> EvaluationResult:
     """Validate ``generated`` against ``reference`` and write the report into ``out_dir``.
 
@@ -380,7 +379,7 @@ def evaluate(
     out = check_report_dir(out_dir, force)
     start = time.perf_counter()
     result = compute_evaluation(reference, generated, mode, classifiers, seed, classifier_config, device,
-                                threshold, with_prdc, progress, chunk_size)
+                                threshold, with_prdc, progress, chunk_size, distances, skip)
     history = tuple({k: float(v) for k, v in row.items() if v is not None} for row in training_history)  # null: NaN
     described = dict(inputs or {})
     for role, computed in result.inputs.items():  # the caller's description (e.g. a path), then the fingerprint

@@ -64,6 +64,7 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th{background:#f0f0f0}td.l{text-align:left}.pass{background:#c8f0c8}.warn{background:#fff0b0}
 .fail{background:#f8c0c0}.info{background:#eef}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 .warning{background:#fff0b0;padding:.5em;border-left:4px solid #e0a000}h1 span{font-size:60%}
+.not-computed{background:#eee;color:#555}
 """
 
 
@@ -155,7 +156,7 @@ def _verdict_table(result: EvaluationResult) -> str:
             "<th>rule</th></tr>"]
     for r in result.verdicts:
         rows.append(f'<tr><td class="l">{html.escape(r.metric)}</td><td>{_fmt(r.value)}</td><td>{_fmt(r.error)}</td>'
-                    f'<td>{_fmt(r.reference_split)}</td><td class="{r.verdict}">{r.verdict}</td>'
+                    f'<td>{_fmt(r.reference_split)}</td><td class="{r.verdict.replace(" ", "-")}">{r.verdict}</td>'
                     f'<td class="l">{html.escape(r.rule)}</td></tr>')
     return "<table>" + "".join(rows) + "</table>"
 

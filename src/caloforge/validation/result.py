@@ -61,6 +61,13 @@ class EnergyRangeMeans:
         return lo if lo == hi else f"{lo} - {hi}"
 
 
+def _skipped(row: v.VerdictRow) -> dict[str, str]:
+    """The reason of a row that was not computed, beside each of its null numbers (metrics.json)."""
+    if row.verdict != "not computed":
+        return {}
+    return {f"{k}_missing": row.rule for k in ("value", "error", "reference_split")}
+
+
 def max_abs_difference(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
     """The largest absolute difference of two arrays (e.g. correlation matrices)."""
     return float(np.abs(a - b).max())
@@ -138,7 +145,10 @@ class EvaluationResult:
 
     def _raw_dict(self) -> dict[str, Any]:
         def dist(d: DistanceResult) -> dict[str, Any]:
-            return {"value_e3": d.value * 1e3, "error_e3": d.error * 1e3, "definition": d.definition}
+            out = {"value_e3": d.value * 1e3, "error_e3": d.error * 1e3, "definition": d.definition}
+            if d.missing is not None:  # the specific reason (explain_missing would give a generic one)
+                out |= {"value_e3_missing": d.missing, "error_e3_missing": d.missing}
+            return out
 
         return {
             "schema": "caloforge.validation.evaluate/2",
@@ -149,7 +159,7 @@ class EvaluationResult:
             "n_reference": self.n_reference,
             "n_generated": self.n_generated,
             "verdict": self.verdict,
-            "verdicts": [dataclasses.asdict(r) for r in self.verdicts],
+            "verdicts": [dataclasses.asdict(r) | _skipped(r) for r in self.verdicts],
             "response_chi2": {
                 "chi2_ndf": self.chi2.chi2_ndf, "chi2": self.chi2.chi2, "ndf": self.chi2.ndf,
                 "reference_split_chi2_ndf": self.chi2_split.chi2_ndf, "definition": self.chi2.definition,

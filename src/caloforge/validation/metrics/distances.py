@@ -34,17 +34,18 @@ References:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import scipy.linalg
 import scipy.stats
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
 from caloforge.errors import DataError
 from caloforge.validation.metrics.extrapolation import jetnet_line_fit, nonnegative_line_fit
-from caloforge.validation.metrics.mmd import mmd_poly_unbiased
+from caloforge.validation.metrics.frechet import frechet, frechet_distance, trace_sqrt_method, weighted_stats
+from caloforge.validation.metrics.mmd import Method, mmd_poly_batches, mmd_poly_unbiased
 
 __all__ = [
     "DistanceResult",
@@ -79,6 +80,7 @@ class DistanceResult:
         estimator: ``"jetnet"`` (JetNet's estimator, comparable with the CaloChallenge) or
             ``"debiased"`` (:func:`fpd_debiased`).
         settings: The estimator's settings as (name, value) pairs.
+        missing: Why the distance was not computed (value and error NaN), e.g. skipped by the user; None if it was.
     """
 
     value: float
@@ -89,44 +91,21 @@ class DistanceResult:
     metric: str = "fpd"
     estimator: str = "jetnet"
     settings: tuple[tuple[str, Setting], ...] = ()
+    missing: str | None = None
     higher_is_better = False
+
+    @classmethod
+    def not_computed(cls, metric: str, reason: str, n_reference: int, n_generated: int) -> DistanceResult:
+        """A distance that was not computed, with the reason (metrics.json: null and ``<key>_missing``)."""
+        return cls(float("nan"), float("nan"), 0, n_reference, n_generated, metric, "not computed", (), reason)
 
     @property
     def definition(self) -> dict[str, Setting]:
         """What was computed, JSON-ready: metric, estimator, seed, sample sizes and settings."""
+        if self.missing is not None:
+            return {"metric": self.metric, "computed": False, "reason": self.missing}
         return {"metric": self.metric, "estimator": self.estimator, "seed": self.seed,
                 "n_reference": self.n_reference, "n_generated": self.n_generated, **dict(self.settings)}
-
-
-def _frechet(mu1: NDArray[np.float64], s1: NDArray[np.float64], mu2: NDArray[np.float64],
-             s2: NDArray[np.float64]) -> float:
-    """The Fréchet distance without clipping; a near-singular product is retried with 1e-6 on the diagonals."""
-    with warnings.catch_warnings():  # singular products are expected when a feature is constant (empty layer)
-        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        covmean = scipy.linalg.sqrtm(s1 @ s2)
-        if not np.all(np.isfinite(covmean)):
-            offset = np.eye(len(s1)) * 1e-6
-            covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * np.trace(np.real(covmean)))
-
-
-def frechet_distance(
-    mu1: ArrayLike, sigma1: ArrayLike, mu2: ArrayLike, sigma2: ArrayLike
-) -> float:
-    """Fréchet distance between two Gaussians N(mu1, sigma1) and N(mu2, sigma2), clipped at 0.
-
-    Example:
-        >>> import numpy as np
-        >>> frechet_distance(np.zeros(2), np.eye(2), np.ones(2), np.eye(2))
-        2.0
-        >>> round(frechet_distance([0.0], [[1.0]], [0.0], [[4.0]]), 6)  # (sqrt(1) - sqrt(4))^2
-        1.0
-    """
-    m1, m2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
-    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
-    return max(_frechet(m1, s1, m2, s2), 0.0)
 
 
 def scale_by_reference(
@@ -155,8 +134,8 @@ def _inputs(reference: NDArray[np.floating], generated: NDArray[np.floating], no
     return ref, gen
 
 
-def _stats(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
+Tick = Callable[[], None] | None
+"""Called after each unit of work (an FPD draw, a KPD block of kernel rows): progress and budgets."""
 
 
 def subset_sizes(min_samples: int, max_samples: int, n_points: int) -> NDArray[np.int64]:
@@ -188,6 +167,7 @@ def fpd(
     n_draws: int = 20,
     normalise: bool = True,
     fit: Literal["jetnet", "exact"] = "jetnet",
+    tick: Tick = None,
 ) -> DistanceResult:
     """Fréchet physics distance, JetNet's estimator (the CaloChallenge's).
 
@@ -203,6 +183,10 @@ def fpd(
         fit: ``"jetnet"``: JetNet's bounded ``curve_fit`` (:func:`jetnet_line_fit`), numerically the
             CaloChallenge's values; ``"exact"``: the exact bounded least-squares solution
             (:func:`nonnegative_line_fit`; estimator ``"jetnet-exact-fit"``, not comparable with the paper).
+        tick: Called after each draw (``n_points * n_draws`` calls), e.g. to report progress.
+
+    The mean and covariance of each subset come from its distinct rows with their multiplicities
+    (:func:`~caloforge.validation.metrics.frechet.weighted_stats`), the same numbers as JetNet's up to rounding.
 
     Returns:
         The intercept of the bounded fit in 1/N and its error.
@@ -224,9 +208,11 @@ def fpd(
     for i, size in enumerate(sizes):
         total = 0.0
         for _ in range(n_draws):
-            a = ref[rng.choice(len(ref), size=int(size))]
-            b = gen[rng.choice(len(gen), size=int(size))]
-            total += _frechet(*_stats(a), *_stats(b))
+            a = rng.choice(len(ref), size=int(size))
+            b = rng.choice(len(gen), size=int(size))
+            total += frechet(*weighted_stats(ref, a), *weighted_stats(gen, b))
+            if tick is not None:
+                tick()
         means[i] = total / n_draws
     if fit == "jetnet":
         value, error = jetnet_line_fit(1.0 / sizes, means)
@@ -236,7 +222,8 @@ def fpd(
         how = "exact least squares of a + b/N, a, b >= 0; error sqrt(cov[a, a])"
     settings: tuple[tuple[str, Setting], ...] = (
         ("min_samples", min_samples), ("max_samples", max_samples), ("n_points", n_points),
-        ("n_draws", n_draws), ("normalise", normalise), ("sampling", "with replacement"), ("fit", how))
+        ("n_draws", n_draws), ("normalise", normalise), ("sampling", "with replacement"), ("fit", how),
+        ("matrix_sqrt", trace_sqrt_method(ref.shape[1])))
     estimator = "jetnet" if fit == "jetnet" else "jetnet-exact-fit"
     return DistanceResult(value, error, seed, len(ref), len(gen), "fpd", estimator, settings)
 
@@ -288,9 +275,9 @@ def fpd_debiased(
     for n in sizes:
         draws = []
         for _ in range(n_draws):
-            a = ref[rng.choice(len(ref), size=n, replace=False)]
-            b = gen[rng.choice(len(gen), size=n, replace=False)]
-            draws.append(_frechet(*_stats(a), *_stats(b)))
+            a = rng.choice(len(ref), size=n, replace=False)
+            b = rng.choice(len(gen), size=n, replace=False)
+            draws.append(frechet(*weighted_stats(ref, a), *weighted_stats(gen, b)))
         values.append(np.mean(draws))
     fit = scipy.stats.linregress(1.0 / sizes, values)
     settings: tuple[tuple[str, Setting], ...] = (
@@ -307,6 +294,8 @@ def kpd(
     batch_size: int = 5_000,
     n_batches: int = 10,
     normalise: bool = True,
+    method: Method = "auto",
+    tick: Tick = None,
 ) -> DistanceResult:
     """Kernel physics distance, JetNet's estimator (the CaloChallenge's): median unbiased MMD^2 over batches.
 
@@ -320,6 +309,9 @@ def kpd(
         batch_size: Showers per batch from each sample.
         n_batches: Number of batches.
         normalise: Divide each feature by the reference's max |x| first.
+        method: How the kernel sums are computed (:func:`~caloforge.validation.metrics.mmd.mmd_poly_batches`):
+            ``auto`` picks the cheapest exact one; all give JetNet's numbers up to rounding.
+        tick: Called after each block of kernel rows (or each batch of moments), e.g. to report progress.
 
     Returns:
         The median over batches and half the 16.275-83.725 % interquantile range.
@@ -335,16 +327,16 @@ def kpd(
     """
     ref, gen = _inputs(reference, generated, normalise, 2, "kpd")
     _few_showers_warning("KPD", len(ref), len(gen), batch_size, "showers of a batch")
-    values = np.empty(n_batches)
-    for i in range(n_batches):
+    wx, wy = np.zeros((len(ref), n_batches)), np.zeros((len(gen), n_batches))
+    for i in range(n_batches):  # batch i: how often each row is drawn
         rng = np.random.default_rng(seed + 1000 * i)
-        a = ref[rng.choice(len(ref), size=batch_size)]
-        b = gen[rng.choice(len(gen), size=batch_size)]
-        values[i] = mmd_poly_unbiased(a, b)
+        wx[:, i] = np.bincount(rng.choice(len(ref), size=batch_size), minlength=len(ref))
+        wy[:, i] = np.bincount(rng.choice(len(gen), size=batch_size), minlength=len(gen))
+    values, used = mmd_poly_batches(ref, gen, wx, wy, 4, method, tick)
     low, high = np.percentile(values, KPD_PERCENTILES)
     settings: tuple[tuple[str, Setting], ...] = (
         ("batch_size", batch_size), ("n_batches", n_batches), ("normalise", normalise),
         ("sampling", "with replacement"), ("kernel", "(x.y/d + 1)^4"),
-        ("error", "half the 16.275-83.725 % interquantile range"))
+        ("error", "half the 16.275-83.725 % interquantile range"), ("kernel_sums", used))
     return DistanceResult(float(np.median(values)), float((high - low) / 2), seed, len(ref), len(gen), "kpd",
                           "jetnet", settings)

@@ -19,7 +19,8 @@ layer correlations     max |dC| <= max(0.05, 2 x split)            <= max(0.15, 
 =====================  ==========================================  ==========================
 
 JSD, precision/recall/density/coverage and response/resolution are shown for
-information only ("info").
+information only ("info"). A metric the user skipped (``caloforge evaluate --skip fpd``) has the
+verdict "not computed", with the reason as its rule; like "info" it does not enter the overall verdict.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ __all__ = [
     "tail_verdict",
 ]
 
-Verdict = Literal["pass", "warn", "fail", "info"]
+Verdict = Literal["pass", "warn", "fail", "info", "not computed"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class VerdictRow:
         value: The reference-vs-generated value.
         error: Its uncertainty (NaN if none).
         reference_split: The same metric on two halves of the reference (NaN if not computed).
-        verdict: pass, warn, fail or info.
+        verdict: pass, warn, fail, info or not computed (skipped; the rule gives the reason).
         rule: The threshold applied, in words.
     """
 
@@ -177,7 +178,7 @@ def correlation_verdict(value: float, split: float = float("nan")) -> VerdictRow
 
 
 def overall(rows: tuple[VerdictRow, ...] | list[VerdictRow]) -> Verdict:
-    """fail if any row fails, else warn if any warns, else pass (info rows ignored).
+    """fail if any row fails, else warn if any warns, else pass (info and not-computed rows ignored).
 
     Example:
         >>> overall([auc_verdict("a", "a", 0.5, 0.0), auc_verdict("b", "b", 0.7, 0.0)])
@@ -220,8 +221,15 @@ def assemble(
     mean_split = sum(split_finite) / len(split_finite) if split_finite else math.nan
     rows.append(dataclasses.replace(separation_verdict(mean, mean_split, "mean"), verdict="info"))
     for key, (res, split) in distances.items():
-        rows.append(distance_verdict(f"{key}_e3", f"{key.upper()} x10^3", res.value * 1e3, res.error * 1e3,
-                                     split.value * 1e3, split.error * 1e3))
+        name = f"{key.upper()} x10^3"
+        if res.missing is not None:
+            rows.append(VerdictRow(f"{key}_e3", name, math.nan, math.nan, math.nan, "not computed", res.missing))
+            continue
+        row = distance_verdict(f"{key}_e3", name, res.value * 1e3, res.error * 1e3, split.value * 1e3,
+                               split.error * 1e3)
+        if split.missing is not None:  # nothing to grade against: FPD of one distribution is not 0 (bias c/N)
+            row = dataclasses.replace(row, verdict="info", rule=f"not graded: {split.missing}")
+        rows.append(row)
     for kind, (clf, split_clf) in classifiers.items():
         rows.append(auc_verdict(f"auc_{kind}", f"classifier AUC ({kind}-level)", clf.auc, clf.auc_error,
                                 split_clf.auc))

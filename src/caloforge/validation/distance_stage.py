@@ -1,0 +1,193 @@
+"""The FPD/KPD stage of an evaluation: its settings, what may be skipped, and its progress.
+
+:class:`DistanceConfig` holds the settings. The defaults are the official ``evaluate.py``'s calls
+(``jetnet.evaluation.fpd(min_samples=10000)``, ``kpd(batch_size=10000)``, JetNet's 20 draws per
+size and 10 batches, seed 42), for every dataset: with the exact fast kernel sums and weighted
+covariances of :mod:`caloforge.validation.metrics.mmd` and :mod:`~caloforge.validation.metrics.frechet`
+they take seconds to a minute even on the 362 columns of datasets 2 and 3, and their cost does not
+grow with the number of showers beyond the subset sizes (50k showers at most per FPD subset, 10 x
+10k per KPD). Fewer draws or batches (``fpd_draws``, ``kpd_batches``) or a skipped metric (``skip``)
+are recorded: a distance computed with other settings than the official ones names them in its
+definition and in a warning of the report; a skipped one is ``null`` in metrics.json with the reason.
+
+Each distance reports through a :class:`~caloforge.runtime.progress.Progress` task: one update per
+FPD draw and per block of 1024 kernel rows (well under a second each), so a log gets a line at least
+every :attr:`Progress.interval_s` seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from caloforge.errors import ConfigError
+from caloforge.runtime.progress import SILENT, Progress, ProgressTask
+from caloforge.validation.metrics.distances import DistanceResult, fpd, kpd
+
+__all__ = ["DISTANCE_SEED", "FPD_DRAWS", "FPD_MIN_SAMPLES", "KPD_BATCHES", "KPD_BATCH_SIZE", "SKIPPABLE",
+           "DistanceConfig", "Distances", "compute_distances"]
+
+FPD_MIN_SAMPLES = 10_000
+"""The official ``evaluate.py`` calls ``jetnet.evaluation.fpd(min_samples=10000)`` (JetNet's defaults otherwise)."""
+FPD_DRAWS = 20
+"""JetNet's draws per subset size (``num_batches``)."""
+KPD_BATCH_SIZE = 10_000
+"""The official ``evaluate.py`` calls ``jetnet.evaluation.kpd(batch_size=10000)`` (JetNet's defaults otherwise)."""
+KPD_BATCHES = 10
+"""JetNet's number of KPD batches."""
+DISTANCE_SEED = 42
+"""FPD and KPD use seed ``DISTANCE_SEED + seed``: JetNet's default 42, the official one, at the default seed 0."""
+SKIPPABLE = ("fpd", "kpd", "split", "prdc")
+"""Expensive metrics an evaluation can skip: FPD, KPD, their reference split (``split``), PRDC (full mode)."""
+
+
+@dataclass(frozen=True)
+class DistanceConfig:
+    """Settings of FPD and KPD in an evaluation (defaults: the official code's).
+
+    Attributes:
+        fpd_min_samples: Smallest FPD subset (the largest is 50k, 10 sizes).
+        fpd_draws: Subsets drawn per size.
+        kpd_batch_size: Showers per KPD batch and sample.
+        kpd_batches: KPD batches.
+        skip: Metrics not to compute, among :data:`SKIPPABLE`.
+
+    Example:
+        >>> DistanceConfig().deviations()
+        []
+        >>> DistanceConfig(fpd_draws=5).deviations()
+        ['FPD with 5 draws per subset size instead of the official 20']
+    """
+
+    fpd_min_samples: int = FPD_MIN_SAMPLES
+    fpd_draws: int = FPD_DRAWS
+    kpd_batch_size: int = KPD_BATCH_SIZE
+    kpd_batches: int = KPD_BATCHES
+    skip: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "skip", frozenset(self.skip))
+        unknown = sorted(self.skip - set(SKIPPABLE))
+        if unknown:
+            msg = f"expected metrics to skip among {list(SKIPPABLE)} but got {unknown}, in the evaluation settings"
+            raise ConfigError(msg)
+        for name, least in (("fpd_min_samples", 2), ("fpd_draws", 1), ("kpd_batch_size", 2), ("kpd_batches", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                msg = f"expected {name} an integer >= {least} but got {value!r}, in the evaluation settings"
+                raise ConfigError(msg)
+        if self.fpd_min_samples >= 50_000:
+            msg = f"expected fpd_min_samples < 50000 (the largest subset) but got {self.fpd_min_samples}, in the " \
+                  "evaluation settings"
+            raise ConfigError(msg)
+
+    @classmethod
+    def parse_skip(cls, text: str | Collection[str]) -> frozenset[str]:
+        """``"fpd,kpd"`` (or a collection of names) as a set of names to skip; unknown names are refused."""
+        names = [s.strip() for s in text.split(",")] if isinstance(text, str) else [str(s) for s in text]
+        return cls(skip=frozenset(n for n in names if n)).skip
+
+    def deviations(self) -> list[str]:
+        """Each setting that differs from the official code's, in words (empty: numbers comparable)."""
+        out = []
+        for name, value, official, what in (
+                ("fpd", self.fpd_min_samples, FPD_MIN_SAMPLES, "as the smallest subset"),
+                ("fpd", self.fpd_draws, FPD_DRAWS, "draws per subset size"),
+                ("kpd", self.kpd_batch_size, KPD_BATCH_SIZE, "showers per batch"),
+                ("kpd", self.kpd_batches, KPD_BATCHES, "batches")):
+            if value != official and name not in self.skip:
+                out.append(f"{name.upper()} with {value} {what} instead of the official {official}")
+        return out
+
+
+@dataclass(frozen=True)
+class Distances:
+    """FPD and KPD of reference vs generated and of the reference split, and notes for the report."""
+
+    fpd: DistanceResult
+    kpd: DistanceResult
+    fpd_split: DistanceResult
+    kpd_split: DistanceResult
+    messages: tuple[str, ...] = ()
+
+
+def _skipped(metric: str, what: str, n_ref: int, n_gen: int) -> DistanceResult:
+    return DistanceResult.not_computed(metric, f"not computed: skipped ({what}; caloforge evaluate --skip {what})",
+                                       n_ref, n_gen)
+
+
+def compute_distances(
+    hl_r: NDArray[np.floating],
+    hl_g: NDArray[np.floating],
+    half_a: NDArray[np.int64],
+    half_b: NDArray[np.int64],
+    seed: int = 0,
+    config: DistanceConfig | None = None,
+    progress: Progress | None = None,
+) -> Distances:
+    """FPD and KPD on the high-level columns, and on the reference halves ``half_a``/``half_b``.
+
+    Args:
+        hl_r: Reference high-level inputs (N_r, D).
+        hl_g: Generated high-level inputs (N_g, D).
+        half_a: Reference rows of the first half of the reference split.
+        half_b: The other half.
+        seed: The evaluation's seed (the distances use ``DISTANCE_SEED + seed``).
+        config: The settings (default: the official ones).
+        progress: Reports each distance, per draw and per block of kernel rows.
+
+    Returns:
+        The four distances (skipped ones with their reason) and the notes for the report (small
+        samples, settings other than the official ones, skipped metrics).
+    """
+    config = config or DistanceConfig()
+    prog = progress or SILENT
+    s = DISTANCE_SEED + seed
+    fpd_call = functools.partial(fpd, seed=s, min_samples=config.fpd_min_samples, n_draws=config.fpd_draws)
+    kpd_call = functools.partial(kpd, seed=s, batch_size=config.kpd_batch_size, n_batches=config.kpd_batches)
+    n_points = 10
+    jobs: dict[str, tuple[str, Callable[..., DistanceResult], NDArray[np.floating], NDArray[np.floating]]] = {
+        "FPD": ("fpd", fpd_call, hl_r, hl_g), "KPD": ("kpd", kpd_call, hl_r, hl_g),
+        "FPD (reference split)": ("fpd", fpd_call, hl_r[half_a], hl_r[half_b]),
+        "KPD (reference split)": ("kpd", kpd_call, hl_r[half_a], hl_r[half_b])}
+    found: dict[str, DistanceResult] = {}
+    messages = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)  # small-sample notes go into the report
+        for name, (metric, call, a, b) in jobs.items():
+            split = "split" in name
+            if metric in config.skip or (split and "split" in config.skip):
+                found[name] = _skipped(metric, metric if metric in config.skip else "split", len(a), len(b))
+                continue
+            total, unit = (n_points * config.fpd_draws, "draws") if metric == "fpd" else (None, "blocks")
+            with prog.task(f"{name} on {a.shape[1]} columns", total=total, unit=unit) as task:
+                found[name] = call(a, b, tick=_ticker(task, metric))
+    messages += sorted({str(w.message) for w in caught})
+    for deviation in config.deviations():
+        messages.append(f"{deviation}: not comparable with the official numbers (definitions in metrics.json)")
+    for metric in ("fpd", "kpd"):
+        if metric in config.skip:
+            messages.append(f"{metric.upper()} not computed (--skip {metric})")
+        elif "split" in config.skip:
+            messages.append(f"{metric.upper()} of the reference split not computed (--skip split): {metric.upper()} "
+                            "is shown without a verdict")
+    return Distances(found["FPD"], found["KPD"], found["FPD (reference split)"], found["KPD (reference split)"],
+                     tuple(messages))
+
+
+def _ticker(task: ProgressTask, metric: str) -> Callable[[], None]:
+    if metric == "fpd":
+        return lambda: task.update(advance=1)
+
+    done = [0]
+
+    def tick() -> None:
+        done[0] += 1
+        task.update(advance=1, status=f"{done[0]} blocks of kernel rows")
+
+    return tick
