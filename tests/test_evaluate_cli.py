@@ -64,8 +64,9 @@ def test_full_mode_end_to_end_warns_and_refuses_to_overwrite(files, tmp_path):
         (["-i", "tiny.h5"], "expected at least 20 generated showers"),
         (["-i", "gen.h5", "--max-minutes", "-1"], "expected --max-minutes > 0"),
         (["-i", "gen.h5", "--seed", "-1"], "expected a seed"),
+        (["-i", "gen.h5", "--skip", "fpd,cls"], "expected metrics to skip among"),
     ],
-    ids=["geometry-mismatch", "bad-classifier", "too-few-showers", "bad-budget", "bad-seed"],
+    ids=["geometry-mismatch", "bad-classifier", "too-few-showers", "bad-budget", "bad-seed", "bad-skip"],
 )
 def test_errors_are_one_line(files, tmp_path, extra, message):
     args = ["evaluate", "-r", str(files / "ref.h5"), "--out", str(tmp_path / "e")]

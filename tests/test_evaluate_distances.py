@@ -1,0 +1,168 @@
+"""The FPD/KPD stage of an evaluation: exact fast estimators, progress, skipping and other settings recorded.
+
+The fast kernel sums (one kernel matrix for all KPD batches, from row weights) and the FPD covariances of the
+distinct drawn rows must give the numbers of the direct computation on the drawn subsets (JetNet's loops);
+the stage must report while it runs; a skipped metric must be null with its reason and "not computed" in the
+verdict table; settings other than the official ones must be named in metrics.json.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from caloforge.data.geometry import Geometry
+from caloforge.data.showers import ShowerSet
+from caloforge.errors import ConfigError
+from caloforge.runtime.progress import Progress
+from caloforge.validation.evaluate import DistanceConfig, compute_evaluation
+from caloforge.validation.metrics.distances import fpd, kpd, subset_sizes
+from caloforge.validation.metrics.extrapolation import jetnet_line_fit
+from caloforge.validation.metrics.mmd import mmd_poly_batches
+from caloforge.validation.report import render_html
+
+
+def _direct_mmd(a: np.ndarray, b: np.ndarray) -> float:
+    """JetNet's unbiased MMD^2 with (x.y/d + 1)^4, written out on the drawn rows."""
+    d = a.shape[1]
+    kxx, kyy, kxy = ((a @ a.T) / d + 1) ** 4, ((b @ b.T) / d + 1) ** 4, ((a @ b.T) / d + 1) ** 4
+    m, n = len(a), len(b)
+    return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+            - 2 * kxy.mean())
+
+
+@pytest.mark.parametrize("d", [3, 50])
+def test_every_kernel_sum_method_equals_the_direct_sums_on_batches_with_repeated_rows(d):
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(70, d)) * 0.3, rng.normal(size=(90, d)) * 0.3 + 0.1
+    draws = [(rng.choice(70, 120), rng.choice(90, 120)) for _ in range(4)]  # batches larger than the samples
+    wx = np.stack([np.bincount(a, minlength=70) for a, _ in draws], axis=1).astype(float)
+    wy = np.stack([np.bincount(b, minlength=90) for _, b in draws], axis=1).astype(float)
+    direct = [_direct_mmd(x[a], y[b]) for a, b in draws]
+    for method in ("gram", "per-batch", "moments"):
+        values, used = mmd_poly_batches(x, y, wx, wy, method=method)  # type: ignore[arg-type]
+        assert used == method
+        np.testing.assert_allclose(values, direct, rtol=1e-9, atol=1e-12)
+
+
+def test_kpd_on_many_columns_equals_jetnets_loop():
+    rng = np.random.default_rng(1)
+    ref, gen = rng.normal(size=(300, 60)), rng.normal(size=(200, 60)) * 1.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ours = kpd(ref, gen, seed=3, batch_size=250, n_batches=5)
+    scale = np.abs(ref).max(axis=0)
+    r, g = ref / scale, gen / scale
+    values = []
+    for i in range(5):
+        batch = np.random.default_rng(3 + 1000 * i)
+        values.append(_direct_mmd(r[batch.choice(300, 250)], g[batch.choice(200, 250)]))
+    low, high = np.percentile(values, [16.275, 83.725])
+    assert ours.value == pytest.approx(np.median(values), rel=1e-9)
+    assert ours.error == pytest.approx((high - low) / 2, rel=1e-7)
+
+
+def test_fpd_on_many_columns_equals_jetnets_loop():
+    """Above 40 columns the covariances come from the distinct drawn rows and the square root from eigenvalues."""
+    rng = np.random.default_rng(2)
+    ref = rng.normal(size=(400, 50))
+    gen = ref[rng.permutation(400)[:300]] * 1.05 + 0.02
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        ours = fpd(ref, gen, seed=7, min_samples=200, max_samples=800, n_points=3, n_draws=3)
+    scale = np.abs(ref).max(axis=0)
+    r, g = ref / scale, gen / scale
+    draws = np.random.default_rng(7)
+    sizes = subset_sizes(200, 800, 3)
+    means = []
+    for size in sizes:
+        total = 0.0
+        for _ in range(3):
+            a, b = r[draws.choice(400, int(size))], g[draws.choice(300, int(size))]
+            s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+            diff = a.mean(0) - b.mean(0)
+            total += diff @ diff + np.trace(s1 + s2) - 2 * np.trace(np.real(scipy.linalg.sqrtm(s1 @ s2)))
+        means.append(total / 3)
+    value, error = jetnet_line_fit(1.0 / sizes, np.array(means))
+    assert ours.value == pytest.approx(value, rel=1e-7) and ours.error == pytest.approx(error, rel=1e-5)
+    assert "eigenvalues" in dict(ours.settings)["matrix_sqrt"]
+
+
+def _pair(n: int = 80) -> tuple[ShowerSet, ShowerSet]:
+    g = Geometry.preset("ds1-photons")
+    rng = np.random.default_rng(4)
+    energies = rng.choice([1024.0, 4096.0], n)
+    ref = rng.gamma(1.0, 30.0, (n, g.n_voxels)).astype(np.float32) * (rng.random((n, g.n_voxels)) < 0.3)
+    gen = rng.gamma(1.0, 33.0, (n, g.n_voxels)).astype(np.float32) * (rng.random((n, g.n_voxels)) < 0.3)
+    return ShowerSet(energies, ref, g), ShowerSet(energies, gen, g)
+
+
+def test_the_distance_stage_reports_at_least_every_ten_seconds():
+    """A clock that advances 1 s per reading: the log gets a line of each distance at least every ~10 s."""
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    out = io.StringIO()
+    ref, gen = _pair()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        compute_evaluation(ref, gen, mode="fast", progress=Progress(stream=out, live=False, clock=clock))
+    lines = out.getvalue().splitlines()
+    stage = [ln for ln in lines if re.search(r"\] (FPD|KPD)", ln)]
+    assert any(re.search(r"FPD on 30 columns: \d+/200 draws", ln) for ln in stage)  # lines while it runs
+    for name in ("FPD on", "KPD on", "FPD (reference split) on", "KPD (reference split) on"):
+        assert any(f"] {name} 30 columns: started" in ln for ln in stage)
+        assert any(f"] {name} 30 columns: done" in ln for ln in stage)
+    seconds = [sum(int(p) * f for p, f in zip(re.search(r"\+(\d+):(\d+):(\d+)", ln).groups(), (3600, 60, 1),
+                                               strict=True)) for ln in stage]
+    assert max(np.diff(seconds)) <= 13  # the 10 s interval plus the clock readings of one update
+
+
+def test_a_skipped_metric_is_null_with_its_reason_and_not_computed():
+    ref, gen = _pair()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = compute_evaluation(ref, gen, mode="fast", skip=("fpd", "split"))
+    metrics = json.loads(json.dumps(result.to_dict()))  # as written to metrics.json
+    assert metrics["fpd"]["value_e3"] is None and "skipped" in metrics["fpd"]["value_e3_missing"]
+    assert "--skip fpd" in metrics["fpd"]["value_e3_missing"]
+    assert metrics["definitions"]["fpd"]["computed"] is False
+    rows = {r["key"]: r for r in metrics["verdicts"]}
+    assert rows["fpd_e3"]["verdict"] == "not computed" and rows["fpd_e3"]["value"] is None
+    assert "--skip fpd" in rows["fpd_e3"]["value_missing"]
+    # KPD is computed, but without its reference split there is nothing to grade it against
+    assert metrics["kpd"]["value_e3"] > 0 and metrics["kpd"]["reference_split"]["value_e3"] is None
+    assert rows["kpd_e3"]["verdict"] == "info" and "split" in rows["kpd_e3"]["rule"]
+    assert result.verdict == metrics["verdict"] and result.verdict in ("pass", "warn", "fail")
+    html = render_html(result, [])  # the report's page, without drawing the figures
+    assert "not computed" in html and "FPD not computed (--skip fpd)" in html
+    with pytest.raises(ConfigError, match="expected metrics to skip among"):
+        compute_evaluation(ref, gen, skip=("fdp",))
+
+
+def test_other_settings_than_the_official_ones_are_named():
+    ref, gen = _pair()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        official = compute_evaluation(ref, gen, mode="fast").to_dict()
+        fewer = compute_evaluation(ref, gen, mode="fast", distances=DistanceConfig(fpd_draws=4, kpd_batches=3))
+    assert official["definitions"]["fpd"]["official_settings"] is True
+    assert official["definitions"]["kpd"]["official_settings"] is True
+    d = fewer.to_dict()["definitions"]
+    assert d["fpd"]["official_settings"] is False and d["fpd"]["differs_from_official"] == {
+        "n_draws": {"used": 4, "official": 20}}
+    assert d["kpd"]["differs_from_official"] == {"n_batches": {"used": 3, "official": 10}}
+    assert any("FPD with 4 draws per subset size instead of the official 20" in w for w in fewer.warnings)
+    # KPD's batch i is the official batch i: fewer batches are the first ones
+    assert fewer.kpd.definition["n_batches"] == 3 and fewer.kpd.value != official["kpd"]["value_e3"] / 1e3
+    with pytest.raises(ConfigError, match="expected kpd_batches an integer >= 1"):
+        DistanceConfig(kpd_batches=0)
