@@ -7,7 +7,6 @@ iterations. A block that stops working (an import, a renamed argument) fails her
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import warnings
@@ -23,7 +22,7 @@ from caloforge.refsim import simulate
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
-XMLS = ROOT.parent / "shared" / "calochallenge"
+XMLS = ROOT / "tests" / "data" / "calochallenge"  # the official binning files, kept in the repository
 
 
 def _blocks() -> list[pytest.param]:
@@ -46,11 +45,8 @@ def workdir(tmp_path_factory):
     photons = simulate("ds1-photons", "photon", energies, seed=1)
     write(base / "dataset_1_photons_1.hdf5", photons)
     write(base / "dataset_3_1.hdf5", simulate("ds3", "electron", [2e3, 2e4], seed=2))
-    if XMLS.is_dir():
-        shutil.copy(XMLS / "binning_dataset_1_pions.xml", base)
-        shutil.copy(XMLS / "binning_dataset_2.xml", base / "my_binning.xml")  # an electron binning
-    elif os.environ.get("CI"):
-        pytest.fail(f"expected the official binning files in {XMLS}")
+    shutil.copy(XMLS / "binning_dataset_1_pions.xml", base)
+    shutil.copy(XMLS / "binning_dataset_2.xml", base / "my_binning.xml")  # an electron binning
     tiny = GANConfig(noise_dim=8, generator_layers=(32, 32), critic_layers=(32, 32), batch_size=64, critic_steps=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a tiny validation sample
@@ -61,8 +57,6 @@ def workdir(tmp_path_factory):
 @pytest.mark.parametrize("code", _blocks())
 @pytest.mark.usefixtures("one_thread")
 def test_the_documented_example_runs(code, workdir, monkeypatch):
-    if not XMLS.is_dir() and ".xml" in code:
-        pytest.skip("the official binning files are not beside the checkout")
     monkeypatch.chdir(workdir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # e.g. tiny samples; the example's own output is not tested
