@@ -2,11 +2,13 @@
 
 :class:`DistanceConfig` holds the settings. The defaults are the official ``evaluate.py``'s calls
 (``jetnet.evaluation.fpd(min_samples=10000)``, ``kpd(batch_size=10000)``, JetNet's 20 draws per
-size and 10 batches, seed 42), for every dataset: with the exact fast kernel sums and weighted
-covariances of :mod:`caloforge.validation.metrics.mmd` and :mod:`~caloforge.validation.metrics.frechet`
-they take seconds to a minute even on the 362 columns of datasets 2 and 3, and their cost does not
-grow with the number of showers beyond the subset sizes (50k showers at most per FPD subset, 10 x
-10k per KPD). Fewer draws or batches (``fpd_draws``, ``kpd_batches``) or a skipped metric (``skip``)
+size and 10 batches, seed 42). With the exact fast kernel sums and weighted covariances of
+:mod:`caloforge.validation.metrics.mmd` and :mod:`~caloforge.validation.metrics.frechet`, KPD takes seconds
+even on the 362 columns of datasets 2 and 3; FPD's 400 covariances of 362 columns stay costly (3.9e11
+multiply-adds at 10k vs 10k showers), so by default (``fpd_draws="auto"``) FPD draws fewer subsets per
+size where they would exceed :data:`FPD_WORK`, which datasets 1 never do. Neither cost grows with the
+number of showers beyond the subset sizes (50k showers at most per FPD subset, 10 x 10k per KPD).
+Fewer draws or batches (``fpd_draws``, ``kpd_batches``) or a skipped metric (``skip``)
 are recorded: a distance computed with other settings than the official ones names them in its
 definition and in a warning of the report; a skipped one is ``null`` in metrics.json with the reason.
 
@@ -21,13 +23,14 @@ import functools
 import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from caloforge.errors import ConfigError
 from caloforge.runtime.progress import SILENT, Progress, ProgressTask
-from caloforge.validation.metrics.distances import DistanceResult, fpd, kpd
+from caloforge.validation.metrics.distances import DistanceResult, fpd, kpd, subset_sizes
 
 __all__ = ["DISTANCE_SEED", "FPD_DRAWS", "FPD_MIN_SAMPLES", "KPD_BATCHES", "KPD_BATCH_SIZE", "SKIPPABLE",
            "DistanceConfig", "Distances", "compute_distances"]
@@ -42,6 +45,12 @@ KPD_BATCHES = 10
 """JetNet's number of KPD batches."""
 DISTANCE_SEED = 42
 """FPD and KPD use seed ``DISTANCE_SEED + seed``: JetNet's default 42, the official one, at the default seed 0."""
+FPD_WORK = 5e10
+"""Multiply-adds of the FPD covariances (with the reference split) above which ``fpd_draws="auto"`` draws fewer
+subsets per size than the official 20: about 15 s of one loaded CPU core. Datasets 1 stay far below it (30 or 46
+columns); 10k vs 10k showers of datasets 2/3 (362 columns) need 3.9e11 at 20 draws, and get 4."""
+FPD_MIN_DRAWS = 4
+"""The fewest draws per size ``fpd_draws="auto"`` uses."""
 SKIPPABLE = ("fpd", "kpd", "split", "prdc")
 """Expensive metrics an evaluation can skip: FPD, KPD, their reference split (``split``), PRDC (full mode)."""
 
@@ -52,7 +61,10 @@ class DistanceConfig:
 
     Attributes:
         fpd_min_samples: Smallest FPD subset (the largest is 50k, 10 sizes).
-        fpd_draws: Subsets drawn per size.
+        fpd_draws: Subsets drawn per size, or ``"auto"``: the official 20 unless their covariances would take
+            more than :data:`FPD_WORK` multiply-adds (362 columns and thousands of showers: datasets 2 and 3),
+            then as many as fit (at least :data:`FPD_MIN_DRAWS`). A count of operations, not a clock, so the
+            numbers are the same on every machine; fewer draws than 20 are named in the report and metrics.json.
         kpd_batch_size: Showers per KPD batch and sample.
         kpd_batches: KPD batches.
         skip: Metrics not to compute, among :data:`SKIPPABLE`.
@@ -65,7 +77,7 @@ class DistanceConfig:
     """
 
     fpd_min_samples: int = FPD_MIN_SAMPLES
-    fpd_draws: int = FPD_DRAWS
+    fpd_draws: int | Literal["auto"] = "auto"
     kpd_batch_size: int = KPD_BATCH_SIZE
     kpd_batches: int = KPD_BATCHES
     skip: frozenset[str] = field(default_factory=frozenset)
@@ -78,6 +90,8 @@ class DistanceConfig:
             raise ConfigError(msg)
         for name, least in (("fpd_min_samples", 2), ("fpd_draws", 1), ("kpd_batch_size", 2), ("kpd_batches", 1)):
             value = getattr(self, name)
+            if name == "fpd_draws" and value == "auto":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < least:
                 msg = f"expected {name} an integer >= {least} but got {value!r}, in the evaluation settings"
                 raise ConfigError(msg)
@@ -92,6 +106,22 @@ class DistanceConfig:
         names = [s.strip() for s in text.split(",")] if isinstance(text, str) else [str(s) for s in text]
         return cls(skip=frozenset(n for n in names if n)).skip
 
+    def draws(self, n_reference: int, n_generated: int, n_columns: int) -> int:
+        """FPD draws per size for these sample sizes (``auto`` resolved, see :attr:`fpd_draws`).
+
+        Example:
+            >>> DistanceConfig().draws(10_000, 10_000, 30), DistanceConfig().draws(10_000, 10_000, 362)
+            (20, 4)
+        """
+        if self.fpd_draws != "auto":
+            return int(self.fpd_draws)
+        sizes = subset_sizes(self.fpd_min_samples, 50_000, 10)
+        half = n_reference // 2
+        rows = sum(min(n_reference, k) + min(n_generated, k) + min(half, k) + min(n_reference - half, k)
+                   for k in sizes.tolist())
+        work = FPD_DRAWS * rows * n_columns * (n_columns + 1) / 2
+        return FPD_DRAWS if work <= FPD_WORK else max(FPD_MIN_DRAWS, int(FPD_DRAWS * FPD_WORK / work))
+
     def deviations(self) -> list[str]:
         """Each setting that differs from the official code's, in words (empty: numbers comparable)."""
         out = []
@@ -100,7 +130,7 @@ class DistanceConfig:
                 ("fpd", self.fpd_draws, FPD_DRAWS, "draws per subset size"),
                 ("kpd", self.kpd_batch_size, KPD_BATCH_SIZE, "showers per batch"),
                 ("kpd", self.kpd_batches, KPD_BATCHES, "batches")):
-            if value != official and name not in self.skip:
+            if value != official and value != "auto" and name not in self.skip:
                 out.append(f"{name.upper()} with {value} {what} instead of the official {official}")
         return out
 
@@ -148,7 +178,8 @@ def compute_distances(
     config = config or DistanceConfig()
     prog = progress or SILENT
     s = DISTANCE_SEED + seed
-    fpd_call = functools.partial(fpd, seed=s, min_samples=config.fpd_min_samples, n_draws=config.fpd_draws)
+    draws = config.draws(len(hl_r), len(hl_g), hl_r.shape[1])
+    fpd_call = functools.partial(fpd, seed=s, min_samples=config.fpd_min_samples, n_draws=draws)
     kpd_call = functools.partial(kpd, seed=s, batch_size=config.kpd_batch_size, n_batches=config.kpd_batches)
     n_points = 10
     jobs: dict[str, tuple[str, Callable[..., DistanceResult], NDArray[np.floating], NDArray[np.floating]]] = {
@@ -164,10 +195,14 @@ def compute_distances(
             if metric in config.skip or (split and "split" in config.skip):
                 found[name] = _skipped(metric, metric if metric in config.skip else "split", len(a), len(b))
                 continue
-            total, unit = (n_points * config.fpd_draws, "draws") if metric == "fpd" else (None, "blocks")
+            total, unit = (n_points * draws, "draws") if metric == "fpd" else (None, "blocks")
             with prog.task(f"{name} on {a.shape[1]} columns", total=total, unit=unit) as task:
                 found[name] = call(a, b, tick=_ticker(task, metric))
     messages += sorted({str(w.message) for w in caught})
+    if config.fpd_draws == "auto" and draws != FPD_DRAWS and "fpd" not in config.skip:
+        messages.append(f"FPD with {draws} draws per subset size instead of the official {FPD_DRAWS} (fpd_draws auto: "
+                        f"{hl_r.shape[1]} columns; --fpd-draws 20 for the official settings): its error is larger; "
+                        "not comparable with the official numbers (definitions in metrics.json)")
     for deviation in config.deviations():
         messages.append(f"{deviation}: not comparable with the official numbers (definitions in metrics.json)")
     for metric in ("fpd", "kpd"):
@@ -180,14 +215,14 @@ def compute_distances(
                      tuple(messages))
 
 
-def _ticker(task: ProgressTask, metric: str) -> Callable[[], None]:
+def _ticker(task: ProgressTask, metric: str) -> Callable[[float], None]:
     if metric == "fpd":
-        return lambda: task.update(advance=1)
+        return lambda work: task.update(advance=work)
 
-    done = [0]
+    done = [0.0]
 
-    def tick() -> None:
-        done[0] += 1
-        task.update(advance=1, status=f"{done[0]} blocks of kernel rows")
+    def tick(work: float) -> None:
+        done[0] += work
+        task.update(advance=work, status=f"{done[0]:.0f} blocks of kernel rows")
 
     return tick

@@ -134,8 +134,8 @@ def _inputs(reference: NDArray[np.floating], generated: NDArray[np.floating], no
     return ref, gen
 
 
-Tick = Callable[[], None] | None
-"""Called after each unit of work (an FPD draw, a KPD block of kernel rows): progress and budgets."""
+Tick = Callable[[float], None] | None
+"""Called with the work done since the last call (FPD: half a draw; KPD: 1 per block of kernel rows)."""
 
 
 def subset_sizes(min_samples: int, max_samples: int, n_points: int) -> NDArray[np.int64]:
@@ -183,7 +183,7 @@ def fpd(
         fit: ``"jetnet"``: JetNet's bounded ``curve_fit`` (:func:`jetnet_line_fit`), numerically the
             CaloChallenge's values; ``"exact"``: the exact bounded least-squares solution
             (:func:`nonnegative_line_fit`; estimator ``"jetnet-exact-fit"``, not comparable with the paper).
-        tick: Called after each draw (``n_points * n_draws`` calls), e.g. to report progress.
+        tick: Called with 0.5 after each half draw (one sample's covariance), e.g. to report progress.
 
     The mean and covariance of each subset come from its distinct rows with their multiplicities
     (:func:`~caloforge.validation.metrics.frechet.weighted_stats`), the same numbers as JetNet's up to rounding.
@@ -210,9 +210,12 @@ def fpd(
         for _ in range(n_draws):
             a = rng.choice(len(ref), size=int(size))
             b = rng.choice(len(gen), size=int(size))
-            total += frechet(*weighted_stats(ref, a), *weighted_stats(gen, b))
+            stats_a = weighted_stats(ref, a)
             if tick is not None:
-                tick()
+                tick(0.5)
+            total += frechet(*stats_a, *weighted_stats(gen, b))
+            if tick is not None:
+                tick(0.5)
         means[i] = total / n_draws
     if fit == "jetnet":
         value, error = jetnet_line_fit(1.0 / sizes, means)
@@ -332,7 +335,7 @@ def kpd(
         rng = np.random.default_rng(seed + 1000 * i)
         wx[:, i] = np.bincount(rng.choice(len(ref), size=batch_size), minlength=len(ref))
         wy[:, i] = np.bincount(rng.choice(len(gen), size=batch_size), minlength=len(gen))
-    values, used = mmd_poly_batches(ref, gen, wx, wy, 4, method, tick)
+    values, used = mmd_poly_batches(ref, gen, wx, wy, 4, method, None if tick is None else lambda: tick(1.0))
     low, high = np.percentile(values, KPD_PERCENTILES)
     settings: tuple[tuple[str, Setting], ...] = (
         ("batch_size", batch_size), ("n_batches", n_batches), ("normalise", normalise),
