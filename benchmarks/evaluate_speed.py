@@ -1,10 +1,13 @@
-"""Speed of ``caloforge evaluate`` on 2 x N dataset-1-photon showers (issue targets: full <= 10 min, fast <= 1 min).
+"""Speed of ``caloforge evaluate`` on 2 x N showers of a dataset (targets: ds1 photons fast <= 1 min, full <= 10 min;
+10k vs 10k fast: ds2 <= 3 min, ds3 <= 10 min, on 2 cores).
 
-Simulates a reference and an independent "generated" sample with the reference simulator,
+Simulates a reference and an independent "generated" sample with the reference simulator (ds2/ds3:
+``caloforge simulate -p electron``, the GFLASH mode), prints the time of each stage from metrics.json,
 writes them as CaloChallenge files, then times the ``caloforge evaluate`` command end to end
 (reading the files, every metric, the plots and the report) in each requested mode.
 
     python benchmarks/evaluate_speed.py --n 100000 --modes fast,full --threads 2
+    python benchmarks/evaluate_speed.py --dataset ds2 --n 10000 --modes fast --threads 2
 
 Timings depend on the machine and on its load: run it on an otherwise idle machine.
 """
@@ -12,6 +15,7 @@ Timings depend on the machine and on its load: run it on an otherwise idle machi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -26,6 +30,7 @@ import numpy as np
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="showers per sample")
+    parser.add_argument("--dataset", default="ds1-photons", choices=["ds1-photons", "ds2", "ds3"])
     parser.add_argument("--modes", default="fast,full", help="comma-separated: fast, full")
     parser.add_argument("--threads", type=int, default=2, help="torch / BLAS threads (the target is 2 cores)")
     parser.add_argument("--workdir", type=Path, default=None, help="where to put the files (default: a temp dir)")
@@ -44,9 +49,16 @@ def main() -> None:
         path = work / f"{name}.h5"
         if not path.exists():
             start = time.perf_counter()
-            write(path, simulate("ds1-photons", "photon", rng.choice(energies, args.n), seed=seed))
+            if args.dataset == "ds1-photons":
+                write(path, simulate("ds1-photons", "photon", rng.choice(energies, args.n), seed=seed))
+            else:
+                subprocess.run([sys.executable, "-c", "from caloforge.cli import app; app()", "simulate", "-g",
+                                args.dataset, "-p", "electron", "--n", str(args.n), "-o", str(path), "--seed",
+                                str(seed)], check=True, stdout=subprocess.DEVNULL)
             print(f"simulated {name}: {args.n} showers in {time.perf_counter() - start:.1f} s")
         files[name] = path
+    cpu_model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), "?") if Path("/proc/cpuinfo").exists() else "?"
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                MPLCONFIGDIR=str(work / "mpl"))
     cpu = platform.processor() or platform.machine()
@@ -61,8 +73,10 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
         elapsed = time.perf_counter() - start
-        print(f"caloforge evaluate --mode {mode} on 2 x {args.n} ds1-photon showers: {elapsed:.1f} s "
-              f"(load average now {os.getloadavg()[0]:.2f}); report in {out}")
+        print(f"caloforge evaluate --mode {mode} on 2 x {args.n} {args.dataset} showers: {elapsed:.1f} s "
+              f"(load average now {os.getloadavg()[0]:.2f}; {cpu_model}); report in {out}")
+        timings = json.loads((out / "metrics.json").read_text())["timings_s"]
+        print("  stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
 from caloforge.runtime.progress import Progress
-from caloforge.validation.evaluate import DistanceConfig, compute_evaluation
+from caloforge.validation.evaluate import DistanceConfig, compute_evaluation, evaluate
 from caloforge.validation.metrics.distances import fpd, kpd, subset_sizes
 from caloforge.validation.metrics.extrapolation import jetnet_line_fit
 from caloforge.validation.metrics.mmd import mmd_poly_batches
@@ -166,3 +166,14 @@ def test_other_settings_than_the_official_ones_are_named():
     assert fewer.kpd.definition["n_batches"] == 3 and fewer.kpd.value != official["kpd"]["value_e3"] / 1e3
     with pytest.raises(ConfigError, match="expected kpd_batches an integer >= 1"):
         DistanceConfig(kpd_batches=0)
+
+
+def test_skipping_the_figures_writes_metrics_and_the_page_without_plots(tmp_path):
+    ref, gen = _pair()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = evaluate(ref, gen, tmp_path / "r", mode="fast", skip=("figures", "kpd"))
+    assert not list((tmp_path / "r" / "plots").glob("*.png"))
+    assert "figures not drawn (caloforge evaluate --skip figures)" in (tmp_path / "r" / "report.html").read_text()
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["kpd"]["value_e3"] is None and metrics["fpd"]["value_e3"] == pytest.approx(result.fpd.value * 1e3)

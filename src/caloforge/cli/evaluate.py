@@ -96,8 +96,9 @@ def evaluate(
                                       "trainings in full mode, minutes."),
     prdc: bool = typer.Option(True, "--prdc/--no-prdc", help="Full mode: precision/recall/density/coverage "
                               "on 2 x 5000 showers (--no-prdc spares their memory and time)."),
-    skip: str = typer.Option("", "--skip", help="Expensive metrics not to compute, comma-separated: fpd, kpd, "
-                             "split (their reference split), prdc; shown as not computed, with the reason."),
+    skip: str = typer.Option("", "--skip", help="Expensive parts not to compute, comma-separated: fpd, kpd, "
+                             "split (their reference split), prdc; shown as not computed, with the reason; "
+                             "figures: no plots (minutes on datasets 2/3)."),
     fpd_draws: int | None = typer.Option(None, "--fpd-draws", help="FPD subsets per size (default: the "
                                          "official 20, fewer where costly: 4 on 10k ds2/ds3 showers; 20 forces the "
                                          "official). Other values are named in the report and metrics.json."),

@@ -51,8 +51,10 @@ subsets per size than the official 20: about 15 s of one loaded CPU core. Datase
 columns); 10k vs 10k showers of datasets 2/3 (362 columns) need 3.9e11 at 20 draws, and get 4."""
 FPD_MIN_DRAWS = 4
 """The fewest draws per size ``fpd_draws="auto"`` uses."""
-SKIPPABLE = ("fpd", "kpd", "split", "prdc")
-"""Expensive metrics an evaluation can skip: FPD, KPD, their reference split (``split``), PRDC (full mode)."""
+SKIPPABLE = ("fpd", "kpd", "split", "prdc", "figures")
+"""What an evaluation can skip: FPD, KPD, their reference split (``split``), PRDC (full mode), and the report's
+figures (``figures``: minutes for the 45-layer panels of datasets 2/3 on a loaded CPU; metrics.json and the
+verdict table are written all the same)."""
 
 
 @dataclass(frozen=True)

@@ -386,4 +386,5 @@ def evaluate(
         given = described.get(role)
         described[role] = {**given, **computed} if isinstance(given, Mapping) else computed
     result = dataclasses.replace(result, training_history=history, inputs=described)
-    return write_report(result, out, force=force, progress=progress, started=start)
+    return write_report(result, out, force=force, progress=progress, started=start,
+                        figures="figures" not in DistanceConfig.parse_skip(skip))

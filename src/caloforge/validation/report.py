@@ -252,7 +252,8 @@ def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]], 
 
 
 def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = False, pdf: bool = True,
-                 progress: Progress | None = None, started: float | None = None) -> EvaluationResult:
+                 progress: Progress | None = None, started: float | None = None, figures: bool = True
+                 ) -> EvaluationResult:
     """Draw every figure and write plots, report.html and metrics.json into ``out_dir``.
 
     Everything is written into a temporary directory beside the report first and moved into
@@ -266,6 +267,7 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
         pdf: Also write every figure as PDF.
         progress: Reports each figure; None is silent.
         started: ``time.perf_counter()`` at the start of the evaluation, for the total time.
+        figures: Draw the figures (False: ``caloforge evaluate --skip figures``; the page says they were skipped).
 
     Returns:
         The result as written: ``result`` with the report's and the total time added to its timings
@@ -283,10 +285,10 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
     with scratch_dir(out / "report") as stage:
         (stage / "plots").mkdir()
         images = []
-        figures = _figures(result)
-        with (progress or SILENT).task("report figures", total=len(figures), unit="figures") as task, \
+        drawn = _figures(result) if figures else []
+        with (progress or SILENT).task("report figures", total=len(drawn), unit="figures") as task, \
                 matplotlib.rc_context(plots.style()):  # type: ignore[arg-type]
-            for section, stem, caption, make in figures:
+            for section, stem, caption, make in drawn:
                 fig = make()
                 buffer = io.BytesIO()
                 fig.savefig(buffer, format="png")
@@ -304,6 +306,8 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
             root_note = f"every histogram is also in {ROOT_FILE} (TH1D, reference and generated) for ROOT"
         else:
             root_note = f'install caloforge[root] (uproot) to also get every histogram in {ROOT_FILE} for ROOT'
+        if not figures:
+            root_note = "figures not drawn (caloforge evaluate --skip figures); " + root_note
         (stage / "report.html").write_text(render_html(result, images, root_note), encoding="utf-8")
         (stage / "metrics.json").write_text(strict_json(result.to_dict(), indent=2), encoding="utf-8")
         _publish(stage, out)
