@@ -172,7 +172,8 @@ def test_skipping_the_figures_writes_metrics_and_the_page_without_plots(tmp_path
     ref, gen = _pair()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        result = evaluate(ref, gen, tmp_path / "r", mode="fast", skip=("figures", "kpd"))
+        result = evaluate(ref, gen, tmp_path / "r", mode="fast", skip=("kpd",),
+                          distances=DistanceConfig(skip=frozenset({"figures"})))  # as the command passes it
     assert not list((tmp_path / "r" / "plots").glob("*.png"))
     assert "figures not drawn (caloforge evaluate --skip figures)" in (tmp_path / "r" / "report.html").read_text()
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())

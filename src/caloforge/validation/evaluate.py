@@ -337,6 +337,11 @@ def compute_evaluation(
     )
 
 
+def result_skips(distances: DistanceConfig | None, skip: Collection[str]) -> frozenset[str]:
+    """Everything skipped, from the distance settings' ``skip`` and the ``skip`` argument together."""
+    return DistanceConfig.parse_skip(skip) | (distances.skip if distances is not None else frozenset())
+
+
 def evaluate(
     reference: Showers,
     generated: Showers,
@@ -387,4 +392,4 @@ def evaluate(
         described[role] = {**given, **computed} if isinstance(given, Mapping) else computed
     result = dataclasses.replace(result, training_history=history, inputs=described)
     return write_report(result, out, force=force, progress=progress, started=start,
-                        figures="figures" not in DistanceConfig.parse_skip(skip))
+                        figures="figures" not in result_skips(distances, skip))
