@@ -201,6 +201,7 @@ def compute_distances(
             with prog.task(f"{name} on {a.shape[1]} columns", total=total, unit=unit) as task:
                 found[name] = call(a, b, tick=_ticker(task, metric))
     messages += sorted({str(w.message) for w in caught})
+    noted = len(messages)
     if config.fpd_draws == "auto" and draws != FPD_DRAWS and "fpd" not in config.skip:
         messages.append(f"FPD with {draws} draws per subset size instead of the official {FPD_DRAWS} (fpd_draws auto: "
                         f"{hl_r.shape[1]} columns; --fpd-draws 20 for the official settings): its error is larger; "
@@ -213,6 +214,8 @@ def compute_distances(
         elif "split" in config.skip:
             messages.append(f"{metric.upper()} of the reference split not computed (--skip split): {metric.upper()} "
                             "is shown without a verdict")
+    for message in messages[noted:]:  # settings other than the official ones, skips: also on the terminal
+        warnings.warn(message, UserWarning, stacklevel=3)
     return Distances(found["FPD"], found["KPD"], found["FPD (reference split)"], found["KPD (reference split)"],
                      tuple(messages))
 
