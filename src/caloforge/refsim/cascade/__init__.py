@@ -8,20 +8,10 @@ particle may deposit a GFLASH sub-shower from where it is (the hybrid). See
 
 numba compiles the kernels on first use (about 20 s) and caches them under the user cache
 directory (``$NUMBA_CACHE_DIR``, default ``~/.cache/caloforge/numba/<hash of these sources>``), not
-in the source tree. The hash matters: numba checks only the file of a cached function, not the
-functions it calls from other modules, so a changed kernel module gets a fresh cache.
+in the source tree (:mod:`.jit`).
 """
 
 from __future__ import annotations
-
-import hashlib
-import os
-from pathlib import Path
-
-if "NUMBA_CACHE_DIR" not in os.environ:  # before numba is imported: keep compiled kernels out of the tree
-    _digest = hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py"))))
-    _cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "caloforge" / "numba"
-    os.environ["NUMBA_CACHE_DIR"] = str(_cache / _digest.hexdigest()[:16])
 
 from typing import Any
 

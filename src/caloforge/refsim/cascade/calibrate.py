@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from caloforge.data.datasets import WSI_SAMPLING_FRACTION
+from caloforge.data.documents import read_json
+from caloforge.data.outputs import atomic_path, strict_json
+from caloforge.errors import CaloforgeError, CheckpointError
 from caloforge.refsim.cascade.config import CascadeConfig
 from caloforge.refsim.cascade.kernel import ACTIVE, ELECTRON, LEDGER, transport_showers
 from caloforge.refsim.cascade.streams import config_array, shower_seeds
@@ -71,17 +73,18 @@ def stack_response(material: Material, config: CascadeConfig, energy_mev: float)
     parts = material.components
     if len(parts) <= 1:
         return StackResponse(1.0, 0.0, energy_mev)
-    path = _cache_file(material, config, energy_mev)
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        saved = json.loads(path.read_text())
+    path = None
+    with contextlib.suppress(OSError, RuntimeError, CaloforgeError, KeyError, TypeError):  # no or a bad cache
+        path = _cache_file(material, config, energy_mev)
+        saved = read_json(path, "a cascade calibration", CheckpointError)
         return StackResponse(float(saved["sampling_fraction"]), float(saved["stochastic"]), energy_mev)
     resp = _transport_response(material, config, energy_mev)
-    with contextlib.suppress(OSError):  # a read-only home only costs the recomputation
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"sampling_fraction": resp.sampling_fraction, "stochastic": resp.stochastic}, fh)
-        Path(tmp).replace(path)
+    if path is not None:
+        with contextlib.suppress(OSError, CaloforgeError):  # a read-only home only costs the recomputation
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path, force=True) as tmp:
+                tmp.write_text(strict_json({"sampling_fraction": resp.sampling_fraction,
+                                            "stochastic": resp.stochastic}))
     return resp
 
 

@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 
 from caloforge.refsim.cascade import sampling as sm
+from caloforge.refsim.cascade.jit import nb
 from caloforge.refsim.cascade.steps import ACTIVE, EM_FROM_PI0, INVISIBLE, LEAKED, PASSIVE, push
 
 __all__ = ["ABSORPTION_MEV", "INVISIBLE_FRACTION", "MULTIPLICITY_A", "MULTIPLICITY_B", "NEUTRAL_FRACTION",

@@ -21,13 +21,13 @@ from __future__ import annotations
 import itertools
 import math
 
-import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 
 from caloforge.data.geometry import Geometry
 from caloforge.refsim.cascade.calibrate import slab_calibrations
 from caloforge.refsim.cascade.config import CascadeConfig
+from caloforge.refsim.cascade.jit import nb
 from caloforge.refsim.cascade.kernel import GAMMA
 from caloforge.refsim.cascade.sampling import basis, seed_numba
 from caloforge.refsim.cascade.tables import Layout

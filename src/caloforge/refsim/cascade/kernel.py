@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 
 from caloforge.refsim.cascade import sampling as sm
 from caloforge.refsim.cascade.hadronic import PION_STOP_MEV, pion_interaction, pion_lambda_mm
+from caloforge.refsim.cascade.jit import nb
 from caloforge.refsim.cascade.physics import ELECTRON_MASS
 from caloforge.refsim.cascade.steps import (
     ACTIVE,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
 
+from caloforge.refsim.cascade.jit import nb
 from caloforge.refsim.cascade.physics import ELECTRON_MASS
 
 __all__ = ["annihilation_direction", "basis", "brems_fraction", "compton_epsilon", "delta_fraction", "emission_angle",

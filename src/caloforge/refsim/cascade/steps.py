@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 
-import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 
+from caloforge.refsim.cascade.jit import nb
 from caloforge.refsim.cascade.tables import GRID_PER_DECADE, GRID_RANGE
 
 __all__ = ["ACTIVE", "BELOW_CUT", "EM_FROM_PI0", "HANDOFF", "INVISIBLE", "LEAKED", "LEDGER", "MASS", "PASSIVE",
