@@ -321,9 +321,15 @@ def _reduced_generator(model: Path, precision: str, backend: str, device: str, t
                "when it was exported (caloforge export --precision)")
         raise ConfigError(msg)
     bundle = load(model, trust_unverified=no_verify)
-    if precision == "auto":
-        precision = choose_precision(bundle).precision
+    if precision == "auto" and resolve_device(device).type != "cpu":
+        precision = "fp32"  # auto measures CPU precisions; on a GPU the showers are generated in fp32 there
+        console.print(f"--precision auto: fp32 (on {device}; bf16 and int8 are chosen by measurement on a CPU)")
+    elif precision == "auto":
+        allowed = ("fp32", "int8") if backend == "onnxruntime" else ("fp32", "bf16", "int8")
+        precision = choose_precision(bundle, allowed=allowed).precision
         console.print(f"--precision auto: {precision} (measured on this CPU, within the errors of fp32)")
+    if precision == "fp32" and backend == "onnxruntime":
+        return _onnx_generator(model, threads, no_verify), precision
     return (ReducedGenerator(bundle, precision, threads) if precision != "fp32" else bundle), precision
 
 

@@ -21,6 +21,7 @@ the comparison is shower by shower. Families whose sampling is not a fixed funct
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import tempfile
 import time
 import warnings
@@ -254,13 +255,14 @@ class Choice:
     parities: tuple[Parity, ...]
 
 
-def choose_precision(bundle: Any, n: int = 2000, seed: int = 0) -> Choice:
+def choose_precision(bundle: Any, n: int = 2000, seed: int = 0,
+                     allowed: tuple[str, ...] = ("fp32", "bf16", "int8")) -> Choice:
     """The fastest precision this CPU runs natively whose showers stay within the tolerances of fp32.
 
-    Candidates: fp32; bf16 where :func:`caloforge.runtime.hardware.use_bf16` finds it native and faster;
-    int8. Each is timed on ``n`` showers of this bundle (log-uniform energies, fixed seed) and
-    compared with fp32 by :func:`parity` (yardstick: fp32 on another seed); fp32 is chosen
-    unless another is at least 10 % faster.
+    Candidates, among ``allowed``: fp32; bf16 where :func:`caloforge.runtime.hardware.use_bf16` finds it
+    native and faster; int8 where ONNX Runtime is installed (``caloforge[onnx]``). Each is timed on ``n``
+    showers of this bundle (log-uniform energies, fixed seed) and compared with fp32 by :func:`parity`
+    (yardstick: fp32 on another seed); fp32 is chosen unless another is at least 10 % faster.
     """
     from caloforge.runtime.hardware import use_bf16
 
@@ -269,13 +271,15 @@ def choose_precision(bundle: Any, n: int = 2000, seed: int = 0) -> Choice:
     lo, hi = bundle.energy_range
     energies = np.exp(np.random.default_rng(seed).uniform(np.log(lo), np.log(hi), n))
     conditions = {k: np.zeros(n) for k in bundle.condition_names}
-    candidates = ["fp32", *(["bf16"] if use_bf16("cpu") else []), "int8"]
+    has_ort = importlib.util.find_spec("onnxruntime") is not None
+    candidates = ["fp32", *(["bf16"] if "bf16" in allowed and use_bf16("cpu") else []),
+                  *(["int8"] if "int8" in allowed and has_ort else [])]
     times, samples = {}, {}
-    int8 = int8_generator(bundle, threads=torch.get_num_threads())
+    int8 = int8_generator(bundle, threads=torch.get_num_threads()) if "int8" in candidates else None
     for precision in candidates:
         def run(m: int, precision: str = precision) -> ShowerSet:
             c = {k: v[:m] for k, v in conditions.items()}
-            if precision == "int8":
+            if precision == "int8" and int8 is not None:
                 out: ShowerSet = int8.generate(energies[:m], c, batch_size=n, seed=seed)
                 return out
             return generate(bundle, energies[:m], c, precision, batch_size=n, seed=seed)
