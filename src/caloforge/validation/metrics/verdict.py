@@ -9,8 +9,8 @@ reasons for each threshold are in docs/validation.md.
 metric                 pass                                        warn (else fail)
 =====================  ==========================================  ==========================
 response chi2/NDF      <= 1 + 3 sqrt(2/NDF) (statistics alone)     <= 3
-response tails         generated beyond the reference's 0.5-99.5   <= 5 %
-                       percentiles <= 1 % + 3 sigma (binomial)
+response tails         generated beyond the reference's 0.5-99.5   <= pass bound + 5 %
+                       percentiles <= 1 % + 2/(N_ref+1) + 3 sigma
 max separation power   <= max(0.01, 2 x split)                     <= max(0.1, 5 x split)
 FPD, KPD               <= split + 3 sigma (or consistent with 0)    <= 5 x the pass bound
 classifier AUC         <= max(0.6, split + 0.05)                   <= max(0.8, split + 0.2);
