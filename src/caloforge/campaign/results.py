@@ -9,7 +9,6 @@ improvement over the defaults.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,9 @@ from caloforge.campaign.model_set import write_model_set
 from caloforge.campaign.search import OBJECTIVE, SELECTION, decode_params
 from caloforge.campaign.spec import CampaignSpec, family_config, same_value
 from caloforge.campaign.trial import SliceFiles, trial_dir
+from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_dir, atomic_path, strict_json
+from caloforge.errors import CheckpointError
 
 __all__ = ["TRIALS", "build_model_set", "collect_trials", "improvement", "write_trials"]
 
@@ -109,7 +110,7 @@ def build_model_set(spec: CampaignSpec, out_dir: Path, rows: Sequence[Mapping[st
         with atomic_dir(directory / s.label, force=True) as tmp:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
         energies = slice_energies(files[s.label])
-        record = json.loads((out_dir / best["dir"] / "trial.json").read_text(encoding="utf-8"))
+        record = read_json(out_dir / best["dir"] / "trial.json", "a trial record", CheckpointError)
         metrics = {k: best[k] for k in _METRICS if k in best}
         gain = improvement(rows, s.label, best["family"])
         if gain is not None:

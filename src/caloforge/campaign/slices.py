@@ -17,11 +17,20 @@ import numpy as np
 
 from caloforge.campaign.spec import CampaignSpec, SliceSpec
 from caloforge.campaign.trial import SliceFiles
+from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
-from caloforge.errors import ConfigError
+from caloforge.errors import CheckpointError, ConfigError
 from caloforge.runtime.progress import SILENT, Progress
 
 __all__ = ["prepare_slices", "slice_energies"]
+
+
+def _recorded(record: Path) -> object:
+    """The settings a slice's files were simulated with; None when there is no readable record (simulate again)."""
+    try:
+        return read_json(record, "a campaign slice record", CheckpointError) if record.is_file() else None
+    except CheckpointError:
+        return None
 
 
 def _simulate(s: SliceSpec, directory: Path, progress: Progress) -> SliceFiles:
@@ -35,7 +44,7 @@ def _simulate(s: SliceSpec, directory: Path, progress: Progress) -> SliceFiles:
     settings = {"particle": s.particle, **r.to_dict()}
     record = directory / "refsim.json"
     train, reference = directory / "train.h5", directory / "reference.h5"
-    if record.is_file() and json.loads(record.read_text(encoding="utf-8")) == json.loads(strict_json(settings)):
+    if _recorded(record) == json.loads(strict_json(settings)):
         return SliceFiles(train=str(train), reference=str(reference), geometry=geometry)
     directory.mkdir(parents=True, exist_ok=True)
     detector = atlas_like(r.eta if r.eta is not None else 0.5 * sum(s.eta), r.extra_material_x0)

@@ -54,10 +54,13 @@ def _read_bounded(path: Path, what: str, limit: int, error: type[CaloforgeError]
 def _json_depth(text: str) -> int:
     """The deepest nesting of ``[`` and ``{`` in JSON text (brackets inside strings do not count)."""
     data = np.frombuffer(_STRING.sub(b'""', text.encode("utf-8")), dtype=np.uint8)
-    if data.size == 0:
-        return 0
-    step = np.isin(data, (ord("["), ord("{"))).astype(np.int64) - np.isin(data, (ord("]"), ord("}")))
-    return int(np.cumsum(step).max())
+    depth = deepest = 0
+    for start in range(0, data.size, 2**20):  # in slices of 1 MiB: memory stays small for any accepted file
+        chunk = data[start:start + 2**20]
+        step = np.isin(chunk, (ord("["), ord("{"))).astype(np.int8) - np.isin(chunk, (ord("]"), ord("}")))
+        levels = np.cumsum(step, dtype=np.int64) + depth
+        deepest, depth = max(deepest, int(levels.max())), int(levels[-1])
+    return deepest
 
 
 def _finite_float(text: str) -> float:
