@@ -315,6 +315,9 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
     skipped = [f"{path} ({bundle.family}): {', '.join(b for b in backends if b != 'torch')}, the family does not "
                "export (docs/performance.md)" for path, bundle in zip(models, bundles, strict=True)
                if set(backends) - {"torch"} and bundle.models[0].noise_size() is None]
+    lean = [b for b in backends if b.endswith("-lean")]
+    if lean and 1 not in batch_sizes:
+        skipped.append(f"{', '.join(lean)}: one shower per call, timed only when the batch sizes include 1")
     context = multiprocessing.get_context("spawn")
     for path, bundle in zip(models, bundles, strict=True):
         usable = [b for b in backends if b == "torch" or bundle.models[0].noise_size() is not None]
