@@ -251,6 +251,20 @@ def test_chi2_finite_and_large_when_the_generated_sample_is_far_away():
     assert e.n_generated_in_range == 100 and e.n_reference_in_range >= 495  # at most the 0.5 % tails outside
 
 
+def test_checkpoint_selection_uses_the_evaluation_chi2(tiny_geometry):
+    """The training's selection chi2 is the evaluation's, number for number (it used to add under/overflow)."""
+    from caloforge.data.showers import ShowerSet
+    from caloforge.training.data import validation_chi2
+
+    reference = make_showers(tiny_geometry, 400, seed=1, energies=(1000.0, 4000.0))
+    generated = ShowerSet(reference.energies, reference.showers * 1.3, tiny_geometry)  # partly beyond the range
+    selection = validation_chi2(reference, generated)
+    response = lambda s: s.showers.sum(axis=1, dtype=np.float64) / s.energies  # noqa: E731 (threshold 0 here)
+    evaluation = response_chi2(reference.energies, response(reference), generated.energies, response(generated))
+    assert selection.chi2 == pytest.approx(evaluation.chi2, rel=1e-12) and selection.ndf == evaluation.ndf
+    assert selection.definition == evaluation.definition and selection.chi2_ndf > 3
+
+
 def test_chi2_tails_outside_are_recorded():
     rng = np.random.default_rng(3)
     reference, generated = rng.normal(1.0, 0.05, 4000), rng.normal(1.0, 0.05, 4000)
