@@ -21,17 +21,32 @@ References:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import BeforeValidator, Field
 from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
 
-__all__ = ["CircularConv3d", "CylinderGrid", "ResBlock3d", "layer_shapes_of", "patches", "rotate_alpha", "unpatches"]
+__all__ = ["CircularConv3d", "CylinderGrid", "LayerShapes", "ResBlock3d", "layer_shapes_of", "patches", "rotate_alpha",
+           "unpatches"]
 
 Shape3 = tuple[int, int, int]
 
+
+
+def _pairs_from_lists(value: Any) -> Any:
+    """JSON and YAML give the pairs as lists: accept them as tuples (their items are still checked)."""
+    if isinstance(value, list | tuple):
+        return tuple(tuple(pair) if isinstance(pair, list) else pair for pair in value)
+    return value
+
+
+_Count = Annotated[int, Field(ge=1, le=2**24)]
+LayerShapes = Annotated[tuple[tuple[_Count, _Count], ...], BeforeValidator(_pairs_from_lists)]
+"""A config field of ``(n_alpha, n_r)`` per layer, in order (the latent and diffusion families)."""
 
 def layer_shapes_of(layer_sizes: Sequence[int], layer_shapes: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     """The ``(n_alpha, n_r)`` of each layer: ``layer_shapes`` checked against the voxel counts, or ``(1, size)``.

@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
 from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
-from caloforge.models.cylinder import layer_shapes_of
+from caloforge.models.cylinder import LayerShapes, layer_shapes_of
 from caloforge.models.diffusion_networks import ResidualMLP, VoxelConv
 from caloforge.models.diffusion_samplers import Sampler, SamplerName, Spacing, get_sampler
 from caloforge.models.diffusion_schedules import ScheduleName, TimeSampling, get_schedule, training_times
@@ -115,7 +115,7 @@ class DiffusionConfig(FamilyConfig):
     depth: Positive = 4
     channels: Positive = 32
     levels: Annotated[int, Field(ge=1, le=8)] = 2
-    layer_shapes: tuple[tuple[Positive, Positive], ...] = ()
+    layer_shapes: LayerShapes = ()
     time_dim: Annotated[int, Field(ge=2, le=2**20)] = 64
     embedding_dim: Positive = 128
     schedule: ScheduleName = "linear"
@@ -129,14 +129,6 @@ class DiffusionConfig(FamilyConfig):
     grad_clip: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.999
     normalisation_batches: Positive = 20
-
-    @field_validator("layer_shapes", mode="before")
-    @classmethod
-    def _pairs_from_lists(cls, value: Any) -> Any:
-        """JSON and YAML give the pairs as lists: accept them as tuples (their items are still checked)."""
-        if isinstance(value, list | tuple):
-            return tuple(tuple(pair) if isinstance(pair, list) else pair for pair in value)
-        return value
 
     @classmethod
     def for_particle(cls, particle: str | None) -> DiffusionConfig:

@@ -43,12 +43,12 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
 from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
-from caloforge.models.cylinder import CylinderGrid, layer_shapes_of
+from caloforge.models.cylinder import CylinderGrid, LayerShapes, layer_shapes_of
 from caloforge.models.diffusion import LogitSpace
 from caloforge.models.diffusion_networks import ResidualMLP
 from caloforge.models.diffusion_samplers import Sampler, SamplerName, Spacing, get_sampler
@@ -100,7 +100,7 @@ class LatentConfig(FamilyConfig):
 
     preprocessing: TransformKind = "total"
     batch_size: Positive = 256
-    layer_shapes: tuple[tuple[Positive, Positive], ...] = ()
+    layer_shapes: LayerShapes = ()
     channels: tuple[Positive, ...] = Field(default=(16, 32, 64), min_length=1, max_length=8)
     latent_dim: Positive = 256
     latent_noise: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.05
@@ -118,14 +118,6 @@ class LatentConfig(FamilyConfig):
     lr: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1e-3
     grad_clip: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
     normalisation_batches: Positive = 10
-
-    @field_validator("layer_shapes", mode="before")
-    @classmethod
-    def _pairs_from_lists(cls, value: Any) -> Any:
-        """JSON and YAML give the pairs as lists: accept them as tuples (their items are still checked)."""
-        if isinstance(value, list | tuple):
-            return tuple(tuple(pair) if isinstance(pair, list) else pair for pair in value)
-        return value
 
     @classmethod
     def for_particle(cls, particle: str | None) -> LatentConfig:
