@@ -83,3 +83,91 @@ def test_renamed_options_keep_their_old_spelling_hidden(tmp_path):
     assert "--n-per-energy" in _help(["generate"]) and "--n " not in _help(["generate"])
     assert "--family" in _help(["train"]) and "--model " not in _help(["train"])
     assert "--max-minutes" in _help(["demo"]) and "--minutes " not in _help(["demo"])
+    assert "--classifier-minutes" in _help(["evaluate"]) and "--max-minutes" not in _help(["evaluate"])
+    assert "--max-minutes" in _help(["leaderboard"]) and "--minutes-per-model" not in _help(["leaderboard"])
+
+
+def _options(command):
+    for param in command.params:
+        if param.param_type_name == "option" and not param.hidden:
+            yield next(o for o in param.opts if o.startswith("--")), param
+
+
+def test_every_option_has_one_meaning_and_every_meaning_one_name():
+    """Each option name is in the vocabulary, its help says the vocabulary's meaning, and no meaning has two names."""
+    from caloforge.cli.common import DEPRECATED, VOCABULARY
+
+    meanings = [meaning for meaning, _ in VOCABULARY.values()]
+    assert len(set(meanings)) == len(meanings)  # one meaning, one name
+    wrong = []
+    for words, command in [((), typer.main.get_command(app)), *COMMANDS]:
+        for long, param in _options(command):
+            if long not in VOCABULARY:
+                wrong.append(f"{' '.join(words)} {long}: not in cli.common.VOCABULARY")
+                continue
+            help_text = (param.help or "").lower()
+            if not any(word in help_text for word in VOCABULARY[long][1]):  # the same name, another meaning
+                wrong.append(f"{' '.join(words)} {long}: help '{param.help}' is not '{VOCABULARY[long][0]}'")
+            for opt in param.opts:  # a second visible spelling must not be another option's name
+                assert opt == long or opt not in VOCABULARY, (words, opt)
+        for old, new in DEPRECATED.get(words[-1] if words else "", {}).items():
+            assert new in dict(_options(command)), (words, new)
+            assert old not in dict(_options(command)), (words, old)
+    assert wrong == []
+
+
+def test_writing_commands_take_out_and_devices_default_to_auto():
+    for words, command in COMMANDS:
+        options = dict(_options(command))
+        if "--device" in options:
+            assert options["--device"].default == "auto", words
+        if "--force" in options:  # the commands that write files
+            assert "-o" in options["--out"].opts, words
+
+
+@pytest.mark.parametrize(("old", "new"), [("--max-minutes", "--classifier-minutes"),
+                                          ("--max-showers", "--classifier-showers")])
+def test_a_deprecated_spelling_still_works_and_says_the_new_name(tmp_path, old, new):
+    # the value reaches the new option: a bad value gives the new option's error, after the one deprecation line
+    value = "-1" if old == "--max-minutes" else "x"
+    result = CliRunner().invoke(app, ["evaluate", "-r", "r.h5", "-i", "g.h5", old, value])
+    assert result.exit_code == 2
+    lines = result.output.splitlines()
+    assert f"caloforge: {old} is deprecated, use {new}" in lines[0]
+    assert lines.count(lines[0]) == 1
+    assert new in result.output.split("\n", 1)[1]
+    assert f"--{old}" not in _help(["evaluate"]) and old + " " not in _help(["evaluate"])
+
+
+def test_choices_and_names_are_case_insensitive(tmp_path):
+    # --family GAN is gan: the run fails later, on the missing data file, not on the family
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "none.h5"), "-o", str(tmp_path / "run"),
+                                      "--family", "GAN", "--preset", "CPU", "--max-iterations", "1"])
+    assert result.exit_code == 2, result.output
+    assert "none.h5" in result.output and "family" not in result.output.lower()
+    result = CliRunner().invoke(app, ["evaluate", "-r", "r.h5", "-i", "g.h5", "--mode", "FULL",
+                                      "--classifier-minutes", "0"])
+    assert "expected --classifier-minutes > 0" in result.output  # FULL was accepted as full
+
+
+def test_library_parameter_names_become_option_names():
+    from caloforge.cli.common import cli_names
+
+    assert cli_names("expected a budget (max_iterations or max_minutes) but got neither") == \
+        "expected a budget (--max-iterations or --max-minutes) but got neither"
+    assert cli_names("in /data/max_minutes/x.h5: max_showers") == "in /data/max_minutes/x.h5: --classifier-showers"
+
+
+def test_python_warnings_are_one_clean_line(capsys):
+    import warnings
+
+    from caloforge.cli.common import install_warning_format
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        install_warning_format()
+        warnings.warn("the validation sample has fewer\n than 200 showers", UserWarning, stacklevel=1)
+        warnings.warn("outside the fitted range", RuntimeWarning, stacklevel=1)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["caloforge: warning: the validation sample has fewer than 200 showers",
+                   "caloforge: warning (RuntimeWarning): outside the fitted range"]

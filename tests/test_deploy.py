@@ -115,7 +115,7 @@ def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
     baseline = _bundle(tmp_path, "parametric", UNIFORM, data)  # does not export: timed with torch only
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", str(bundle.path), str(baseline.path), "--batch-sizes", "1,10",
-                                 "--backend", "all", "--repeats", "2", "--json", str(out), "--threads", "1"])
+                                 "--backend", "all", "--repeats", "2", "--out", str(out), "--threads", "1"])
     assert result.exit_code == 0, result.output
     assert "GFLOP/s" in result.output and "us/shower" in result.output and "not timed" in result.output
     assert "best native" in result.output and "16-84 %" in result.output

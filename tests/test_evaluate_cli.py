@@ -37,8 +37,8 @@ def test_full_mode_end_to_end_warns_and_refuses_to_overwrite(files, tmp_path):
     # on a generated sample whose energy spectrum differs (the command must warn)
     out = tmp_path / "report"
     result = run("evaluate", "-r", str(files / "ref.h5"), "-i", str(files / "skewed.h5"), "--out", str(out),
-                 "--mode", "full", "--classifier", "high", "--max-epochs", "2", "--precision", "fp32", "--device",
-                 "cpu", "--seed", "1", "--max-minutes", "5", "--threads", "1")
+                 "--mode", "full", "--classifier", "high", "--classifier-epochs", "2", "--classifier-precision",
+                 "fp32", "--device", "cpu", "--seed", "1", "--classifier-minutes", "5", "--threads", "1")
     assert result.exit_code == 0, result.output
     assert "warning:" in result.output and "incident-energy distributions" in result.output
     assert "verdict" in result.output and "report.html" in result.output
@@ -62,7 +62,7 @@ def test_full_mode_end_to_end_warns_and_refuses_to_overwrite(files, tmp_path):
         (["-i", "pions.h5"], "expected"),
         (["-i", "gen.h5", "--mode", "full", "--classifier", "mid"], "expected --classifier among"),
         (["-i", "tiny.h5"], "expected at least 20 generated showers"),
-        (["-i", "gen.h5", "--max-minutes", "-1"], "expected --max-minutes > 0"),
+        (["-i", "gen.h5", "--classifier-minutes", "-1"], "expected --classifier-minutes > 0"),
         (["-i", "gen.h5", "--seed", "-1"], "expected a seed"),
         (["-i", "gen.h5", "--skip", "fpd,cls"], "expected metrics to skip among"),
     ],

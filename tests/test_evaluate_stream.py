@@ -121,7 +121,7 @@ def test_a_classifier_subset_too_large_is_refused_before_reading(files, monkeypa
     reference, generated = ShowerFile.open(ref_path), ShowerFile.open(gen_path)
     monkeypatch.setattr(resources, "available_memory_bytes", lambda: 10 << 20)  # 10 MiB
     monkeypatch.setattr(io, "iter_rows", None)  # any read of showers would fail differently
-    with pytest.raises(ConfigError, match="low-level classifier.*max_showers.*--max-showers") as err:
+    with pytest.raises(ConfigError, match="low-level classifier.*max_showers.*--classifier-showers") as err:
         compute_evaluation(reference, generated, mode="full", classifiers=("low",), with_prdc=False,
                            classifier_config=TINY_NET.replace(hidden=(4096,)))
     assert "\n" not in str(err.value)

@@ -187,7 +187,7 @@ def test_every_command_that_reads_showers_says_a_file_has_none(tmp_path: Path, b
                   "--max-iterations", "5"],
         "evaluate": ["evaluate", "--reference", str(empty), "--generated", str(empty), "--out", str(tmp_path / "ev")],
         "generate": ["generate", "--model", str(bundle), "--like", str(empty), "--out", str(tmp_path / "g.h5")],
-        "leaderboard": ["leaderboard", "--data", str(empty), "--reference", str(empty), "--minutes-per-model", "1",
+        "leaderboard": ["leaderboard", "--data", str(empty), "--reference", str(empty), "--max-minutes", "1",
                         "--out", str(tmp_path / "lb")],
     }
     for name, args in commands.items():

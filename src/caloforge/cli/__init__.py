@@ -8,10 +8,11 @@ Each subcommand parses its options and calls one library function. Errors from
 from __future__ import annotations
 
 import typer
+import typer.core
 
 from caloforge._version import __version__
 from caloforge.cli import campaign, data, demo, deploy, evaluate, leaderboard, model, simulate
-from caloforge.cli.common import state
+from caloforge.cli.common import Command, install_warning_format, state
 
 __all__ = ["app"]
 
@@ -40,7 +41,21 @@ def main(
 ) -> None:
     """caloforge: ML fast calorimeter simulation."""
     state.debug = debug
+    install_warning_format()
 
 
 for module in (demo, simulate, model, evaluate, leaderboard, campaign, deploy, data):
     module.register(app)
+
+
+def _use_command_class(group: typer.Typer) -> None:
+    """Every command, in sub-groups too, built as :class:`caloforge.cli.common.Command` (one vocabulary)."""
+    for info in group.registered_commands:
+        if info.cls in (None, typer.core.TyperCommand):
+            info.cls = Command
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _use_command_class(sub.typer_instance)
+
+
+_use_command_class(app)

@@ -1,17 +1,25 @@
-"""Shared CLI plumbing: one-line errors, the console, geometry options."""
+"""Shared CLI plumbing: one-line errors and warnings, the console, the option vocabulary.
+
+The vocabulary (:data:`VOCABULARY`) gives every option name one meaning across all commands;
+``tests/test_cli_help.py`` checks every command's options against it. Renamed options keep their
+old spelling as a hidden alias (:data:`DEPRECATED`) that prints one line naming the new one.
+"""
 
 from __future__ import annotations
 
 import functools
+import re
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.table import Table
 
@@ -22,9 +30,9 @@ if TYPE_CHECKING:
     from caloforge.runtime.progress import Progress
     from caloforge.validation.result import EvaluationResult
 
-__all__ = ["DEVICE", "FAMILY", "GEOMETRY_HELP", "THREADS_HELP", "Preset", "apply_threads", "cli_progress", "console",
-           "device_name", "err_console", "examples", "file_description", "friendly_errors", "parse_floats", "state",
-           "verdict_table"]
+__all__ = ["DEPRECATED", "DEVICE", "FAMILY", "GEOMETRY_HELP", "LIBRARY_NAMES", "THREADS_HELP", "VOCABULARY", "Command",
+           "Preset", "apply_threads", "cli_names", "cli_progress", "console", "device_name", "err_console", "examples",
+           "file_description", "friendly_errors", "install_warning_format", "parse_floats", "state", "verdict_table"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,9 +51,175 @@ console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isat
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 120)
 
 
+VOCABULARY: dict[str, tuple[str, tuple[str, ...]]] = {
+    # option: (its one meaning, words of which its help must contain at least one, in every command)
+    "--out": ("where the command writes its output (file or directory)", ("output", "directory", "file", "write")),
+    "--data": ("training showers", ("training showers",)),
+    "--reference": ("reference showers the others are judged against", ("reference", "evaluation showers")),
+    "--generated": ("generated showers to judge", ("generated",)),
+    "--label": ("names of the generated samples in the report", ("label", "name")),
+    "--validation": ("independent validation showers for checkpoint selection", ("validation",)),
+    "--geometry": ("the binning: a preset or a CaloChallenge XML", ("geometry",)),
+    "--dataset": ("the CaloChallenge's dataset names instead of --geometry", ("dataset",)),
+    "--particle": ("the particle", ("particle",)),
+    "--eta": ("pseudorapidity of a model set", ("pseudorapidity",)),
+    "--family": ("one model family", ("family",)),
+    "--families": ("several model families", ("families",)),
+    "--model": ("a trained bundle or run directory", ("bundle",)),
+    "--model-set": ("a campaign's model set", ("model set",)),
+    "--preset": ("model defaults", ("model defaults",)),
+    "--config": ("a YAML config file", ("yaml",)),
+    "--max-iterations": ("training budget in iterations", ("training budget", "iterations")),
+    "--max-minutes": ("training budget in wall-clock minutes", ("training budget", "wall-clock")),
+    "--checkpoint-every": ("iterations between checkpoints", ("checkpoints",)),
+    "--split-energies": ("energies splitting training into one model per range", ("split energies",)),
+    "--hold-out-energy": ("an energy left out of training", ("without this energy",)),
+    "--validation-fraction": ("held-out fraction of the training showers", ("held-out",)),
+    "--classifier": ("which classifier tests run", ("classifier tests",)),
+    "--classifier-minutes": ("classifier budget in wall-clock minutes", ("classifier",)),
+    "--classifier-showers": ("classifier showers per sample", ("classifier showers",)),
+    "--classifier-epochs": ("maximum classifier epochs", ("classifier epochs",)),
+    "--classifier-repeats": ("classifier trainings to average", ("classifier trainings",)),
+    "--classifier-patience": ("classifier early-stopping patience", ("early-stopping",)),
+    "--classifier-precision": ("classifier arithmetic", ("classifier arithmetic",)),
+    "--seed": ("random seed", ("seed",)),
+    "--device": ("compute device (default auto: CUDA when present)", ("device",)),
+    "--devices": ("Lightning's devices", ("lightning",)),
+    "--strategy": ("Lightning's strategy", ("lightning",)),
+    "--num-nodes": ("machines of a multi-node run", ("machines",)),
+    "--threads": ("CPU threads", ("threads",)),
+    "--jobs": ("worker processes", ("worker processes",)),
+    "--resume": ("continue an interrupted run in --out", ("continue", "keep finished")),
+    "--progress": ("show progress", ("progress", "live")),
+    "--force": ("overwrite existing outputs", ("overwrite", "replace")),
+    "--no-verify": ("load a bundle without a recorded weights hash", ("unverified",)),
+    "--precision": ("generation arithmetic", ("bf16", "int8")),
+    "--backend": ("generation runtime", ("onnxruntime", "runtime")),
+    "--batch-size": ("showers per forward pass", ("showers per forward pass",)),
+    "--batch-sizes": ("showers per generate call, timed", ("showers per generate call",)),
+    "--repeats": ("timed calls per batch size", ("timed calls",)),
+    "--like": ("generate at a reference file's energies", ("energies",)),
+    "--energies": ("incident energies in MeV", ("energies",)),
+    "--n-per-energy": ("showers per energy", ("per energy",)),
+    "--n": ("number of showers in all", ("number of showers",)),
+    "--spectrum": ("incident-energy spectrum", ("log-uniform",)),
+    "--theta": ("incidence angle", ("angle",)),
+    "--physics": ("simulator physics", ("gflash",)),
+    "--split": ("cascade hybrid split energy", ("split",)),
+    "--mode": ("evaluation mode", ("fast",)),
+    "--run": ("the training run of the generated showers", ("training run",)),
+    "--prdc": ("precision/recall/density/coverage", ("precision/recall",)),
+    "--skip": ("expensive evaluation parts not to compute", ("not to compute",)),
+    "--fpd-draws": ("FPD subsets per size", ("fpd",)),
+    "--kpd-batches": ("KPD batches", ("kpd",)),
+    "--threshold": ("readout threshold in MeV", ("threshold",)),
+    "--n-train": ("training showers to simulate", ("training showers",)),
+    "--n-validation": ("validation showers to simulate", ("validation showers",)),
+    "--n-eval": ("evaluation showers to simulate", ("evaluation showers",)),
+    "--format": ("export format", ("format",)),
+    "--order": ("voxel order and call convention of an export", ("par04",)),
+    "--address": ("a Ray cluster", ("ray",)),
+    "--version": ("print the version", ("version",)),
+    "--debug": ("full tracebacks", ("traceback",)),
+}
+"""Every option name of the command line and its one meaning: a name is never reused for another
+meaning, a meaning never gets a second name (``tests/test_cli_help.py`` checks every command)."""
+
+DEPRECATED: dict[str, dict[str, str]] = {
+    # command: {old spelling: the option that replaced it}; hidden, each use prints one line
+    "evaluate": {"--max-minutes": "--classifier-minutes", "--max-showers": "--classifier-showers",
+                 "--max-epochs": "--classifier-epochs", "--repeats": "--classifier-repeats",
+                 "--patience": "--classifier-patience", "--precision": "--classifier-precision"},
+    "leaderboard": {"--minutes-per-model": "--max-minutes", "--iterations-per-model": "--max-iterations"},
+    "bench": {"--json": "--out"},
+    "simulate": {"--output": "--out"},
+    "generate": {"--output": "--out"},
+    "export": {"--output": "--out"},
+}
+"""Renamed options: the old spelling still works (hidden from ``--help``) and says the new name."""
+
+LIBRARY_NAMES: dict[str, str] = {
+    # parameter names of the library that appear in its error messages, and the option that sets them
+    "max_iterations": "--max-iterations", "max_minutes": "--max-minutes", "minutes_per_model": "--max-minutes",
+    "iterations_per_model": "--max-iterations", "classifier_minutes": "--classifier-minutes",
+    "classifier_showers": "--classifier-showers", "max_showers": "--classifier-showers",
+    "max_epochs": "--classifier-epochs", "checkpoint_every": "--checkpoint-every",
+    "split_energies": "--split-energies", "hold_out_energy": "--hold-out-energy",
+    "validation_fraction": "--validation-fraction", "n_per_energy": "--n-per-energy", "batch_size": "--batch-size",
+    "fpd_draws": "--fpd-draws", "kpd_batches": "--kpd-batches",
+}
+"""Library errors name parameters (``max_minutes``); the CLI prints the option (``--max-minutes``)."""
+
+_LOWERCASE = ("family", "families", "particle", "device")
+"""Free-text options whose values are names compared in lower case (``--family GAN`` is ``gan``)."""
+
+
+def cli_names(text: str, command: typer.core.TyperCommand | None = None) -> str:
+    """``text`` with the library's parameter names replaced by the options of the command line.
+
+    Example:
+        >>> cli_names("expected a budget (max_iterations or max_minutes) but got neither")
+        'expected a budget (--max-iterations or --max-minutes) but got neither'
+    """
+    names = dict(LIBRARY_NAMES)
+    for param in command.params if command is not None else ():
+        longs = [o for o in param.opts if o.startswith("--")]
+        if param.name and "_" in param.name and longs and not getattr(param, "hidden", False):
+            names[param.name] = longs[0]
+    for name in sorted(names, key=len, reverse=True):
+        text = re.sub(rf"(?<![\w./-]){re.escape(name)}(?![\w/])", names[name], text)
+    return text
+
+
+class Command(typer.core.TyperCommand):
+    """Every caloforge command: choices case-insensitive, names lower-cased, deprecated spellings renamed."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            descriptor = getattr(param, "type_descriptor", None)
+            if descriptor is not None and descriptor.is_choice:
+                descriptor.parameter_info.case_sensitive = False  # --preset CPU, --mode FULL
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        renamed = DEPRECATED.get(self.name or "", {})
+        words: list[str] = []
+        for i, word in enumerate(args):
+            if word == "--":
+                words += args[i:]
+                break
+            old, sep, value = word.partition("=")
+            if old in renamed:
+                print(f"caloforge: {old} is deprecated, use {renamed[old]}", file=sys.stderr)  # noqa: T201
+                word = renamed[old] + sep + value
+            words.append(word)
+        return super().parse_args(ctx, words)
+
+    def invoke(self, ctx: Any) -> Any:
+        for name in _LOWERCASE:  # --family GAN
+            if isinstance(ctx.params.get(name), str):
+                ctx.params[name] = ctx.params[name].lower()
+        state.command = self  # for the option names in its error messages
+        return super().invoke(ctx)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """One line per warning, without the file path and the source line Python adds."""
+    text = " ".join(str(message).split())
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    print(f"caloforge: warning{kind}: {text}", file=sys.stderr if file is None else file)
+
+
+def install_warning_format() -> None:
+    """Show Python warnings as one clean line each on standard error (the command line's entry point calls it)."""
+    warnings.showwarning = _show_warning
+
+
 @dataclass
 class _State:
     debug: bool = False
+    command: typer.core.TyperCommand | None = None
 
 
 state = _State()
@@ -73,7 +247,8 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
         except CaloforgeError as err:
             if state.debug:
                 raise
-            print(f"caloforge: error: {err}", file=sys.stderr)  # noqa: T201
+            text = cli_names(str(err), state.command)
+            print(f"caloforge: error: {text}", file=sys.stderr)  # noqa: T201
             raise typer.Exit(code=2) from None
         except KeyboardInterrupt as err:
             if state.debug:

@@ -29,10 +29,11 @@ def bench(
     backend: Literal["torch", "onnxruntime", "torch-lean", "onnxruntime-lean", "all"] = typer.Option(
         "torch", "--backend", help="Runtime(s) to time; the -lean ones time one shower per call (batch 1), as "
         "Geant4 calls; all: every one."),
-    device: str = typer.Option("cpu", "--device", metavar=DEVICE, help="Device of the torch backend."),
+    device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Device of the torch backend (auto: CUDA "
+                               "when present)."),
     repeats: int = typer.Option(5, "--repeats", help="Timed calls per batch size (after one warm-up)."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
-    json_out: Path | None = typer.Option(None, "--json", help="Also write the results as JSON."),
+    json_out: Path | None = typer.Option(None, "--out", "-o", help="Also write the results to this JSON file."),
     force: bool = typer.Option(False, "--force", help="Overwrite the JSON file."),
     precision: Literal["auto", "fp32", "bf16", "int8"] = typer.Option(
         "fp32", "--precision", help="bf16: the torch rows (CPUs with native bf16); int8: the onnxruntime rows; "
@@ -84,7 +85,7 @@ def bench(
 @friendly_errors
 def export(
     model: Path = typer.Argument(..., help="A bundle or run directory."),
-    output: Path = typer.Option(..., "--out", "-o", "--output", help="The ONNX file (a manifest .json is written "
+    output: Path = typer.Option(..., "--out", "-o", help="The ONNX file (a manifest .json is written "
                                 "beside it)."),
     fmt: Literal["onnx"] = typer.Option("onnx", "--format", help="Export format."),
     order: Literal["calochallenge", "par04"] = typer.Option("calochallenge", "--order", help="calochallenge "
@@ -125,7 +126,7 @@ def register(app: typer.Typer) -> None:
     """Add the deployment commands to ``app``."""
     app.command(epilog=examples(
         "caloforge bench run/bundle --batch-sizes 1,100,10000",
-        "caloforge bench run/bundle other/bundle --backend all --json bench.json"))(bench)
+        "caloforge bench run/bundle other/bundle --backend all --out bench.json"))(bench)
     app.command(epilog=examples(
         "caloforge export run/bundle --out model.onnx",
         "caloforge export run/bundle --order par04 --out model_par04.onnx"))(export)

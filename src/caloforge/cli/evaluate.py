@@ -16,6 +16,7 @@ from typing import Any
 import typer
 
 from caloforge.cli.common import (
+    DEVICE,
     GEOMETRY_HELP,
     THREADS_HELP,
     apply_threads,
@@ -83,17 +84,19 @@ def evaluate(
     run: Path | None = typer.Option(None, "--run", help="The training run (or bundle) of the generated showers: "
                                     "adds its training history and describes the model in the header."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
-    repeats: int | None = typer.Option(None, "--repeats", help="Classifier trainings to average (default 1; "
-                                       "the paper: 10)."),
-    max_showers: int | None = typer.Option(None, "--max-showers", help="Classifier showers per sample, 0: all "
-                                           "(default 20000)."),
-    max_epochs: int | None = typer.Option(None, "--max-epochs", help="Maximum classifier epochs (default 50)."),
-    patience: int | None = typer.Option(None, "--patience", help="Early-stopping patience in epochs (default: "
-                                        "none, the classifiers stop at --max-minutes or --max-epochs)."),
-    precision: Precision = typer.Option(Precision.auto, "--precision", help="Classifier arithmetic: auto is bf16 "
-                                        "only where native and measured faster."),
-    max_minutes: float = typer.Option(DEFAULT_MINUTES, "--max-minutes", help="Wall-clock budget of all classifier "
-                                      "trainings in full mode, minutes."),
+    repeats: int | None = typer.Option(None, "--classifier-repeats", help="Classifier trainings to average "
+                                       "(default 1; the paper: 10)."),
+    max_showers: int | None = typer.Option(None, "--classifier-showers", help="Classifier showers per sample, "
+                                           "0: all (default 20000)."),
+    max_epochs: int | None = typer.Option(None, "--classifier-epochs", help="Maximum classifier epochs (default "
+                                          "50)."),
+    patience: int | None = typer.Option(None, "--classifier-patience", help="Classifier early-stopping patience in "
+                                        "epochs (default: none, the classifiers stop at --classifier-minutes or "
+                                        "--classifier-epochs)."),
+    precision: Precision = typer.Option(Precision.auto, "--classifier-precision", help="Classifier arithmetic: auto "
+                                        "is bf16 only where native and measured faster."),
+    max_minutes: float = typer.Option(DEFAULT_MINUTES, "--classifier-minutes", help="Wall-clock budget of all "
+                                      "classifier trainings in full mode, minutes."),
     prdc: bool = typer.Option(True, "--prdc/--no-prdc", help="Full mode: precision/recall/density/coverage "
                               "on 2 x 5000 showers (--no-prdc spares their memory and time)."),
     skip: str = typer.Option("", "--skip", help="Expensive parts not to compute, comma-separated: fpd, kpd, "
@@ -106,7 +109,8 @@ def evaluate(
                                            "values are recorded as not the official settings."),
     threshold: float | None = typer.Option(None, "--threshold", help="Readout threshold in MeV (default: the "
                                            "dataset's)."),
-    device: str = typer.Option("auto", "--device", help="Classifier device: auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Classifier device (auto: CUDA when "
+                               "present)."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
 ) -> None:
@@ -135,7 +139,7 @@ def evaluate(
         msg = f"expected --classifier among {list(CLASSIFIERS)} but got {unknown or kinds}"
         raise ConfigError(msg)
     if not max_minutes > 0:
-        msg = f"expected --max-minutes > 0 but got {max_minutes}"
+        msg = f"expected --classifier-minutes > 0 but got {max_minutes}"
         raise ConfigError(msg)
     given: dict[str, Any] = {name: value for name, value in (("max_epochs", max_epochs), ("repeats", repeats))
                              if value is not None}
@@ -191,7 +195,7 @@ def register(app: typer.Typer) -> None:
     """Add the ``evaluate`` command to ``app``."""
     app.command(epilog=examples(
         "caloforge evaluate -r eval.h5 -i gen.h5 --out report/",
-        "caloforge evaluate -r eval.h5 -i gen.h5 --mode full --run run/ --max-minutes 20 --out report/",
+        "caloforge evaluate -r eval.h5 -i gen.h5 --mode full --run run/ --classifier-minutes 20 --out report/",
         "caloforge evaluate -r eval.h5 -i gen.h5 --skip fpd,kpd --out report/",
         "caloforge evaluate --reference-file eval.h5 --input-file gen.h5 -d 1-photons -m all --output-dir report/"))(
         evaluate)

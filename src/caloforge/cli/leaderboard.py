@@ -30,11 +30,12 @@ def leaderboard(
     validation: Path | None = typer.Option(None, "--validation", help="Independent validation showers for "
                                            "checkpoint selection (default: a split of --data)."),
     families: str = typer.Option("", "--families", help="Comma list of families (default: every registered one)."),
-    minutes_per_model: float | None = typer.Option(None, "--minutes-per-model", help="Training budget per family, "
+    minutes_per_model: float | None = typer.Option(None, "--max-minutes", help="Training budget per family, "
                                                    "wall-clock minutes."),
-    iterations_per_model: int | None = typer.Option(None, "--iterations-per-model", help="Training budget per "
+    iterations_per_model: int | None = typer.Option(None, "--max-iterations", help="Training budget per "
                                                     "family in iterations (the same work on every machine)."),
-    classifier_minutes: float = typer.Option(5.0, "--classifier-minutes", help="Classifier budget per family."),
+    classifier_minutes: float = typer.Option(5.0, "--classifier-minutes", help="Classifier budget per family, "
+                                             "wall-clock minutes."),
     classifier_showers: int = typer.Option(10_000, "--classifier-showers", help="Classifier showers per sample."),
     preset: Preset = typer.Option("auto", "--preset", help="Model defaults (see caloforge train --help)."),
     geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
@@ -77,6 +78,6 @@ def leaderboard(
 def register(app: typer.Typer) -> None:
     """Add the ``leaderboard`` command to ``app``."""
     app.command(epilog=examples(
-        "caloforge leaderboard --data train.h5 -r eval.h5 --minutes-per-model 15 --out lb/",
-        "caloforge leaderboard --data train.h5 -r eval.h5 --families gan,flow --iterations-per-model 5000 --out lb/"))(
+        "caloforge leaderboard --data train.h5 -r eval.h5 --max-minutes 15 --out lb/",
+        "caloforge leaderboard --data train.h5 -r eval.h5 --families gan,flow --max-iterations 5000 --out lb/"))(
         leaderboard)

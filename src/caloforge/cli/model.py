@@ -96,7 +96,7 @@ def _resume_command(data: Path, out: Path, geometry: str | None, validation: Pat
 @friendly_errors
 def train(
     data: Path = typer.Option(..., "--data", help="Training showers (CaloChallenge HDF5)."),
-    out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, log.csv, bundle/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, log.csv, bundle/)."),
     family: str = typer.Option("gan", "--family", metavar=FAMILY, help="Model family."),
     model: str | None = typer.Option(None, "--model", hidden=True),  # the 0.1 spelling of --family
     geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
@@ -105,8 +105,9 @@ def train(
     preset: Preset = typer.Option("auto", "--preset", help="Model defaults: paper (the published settings), cpu "
                                "(fast per CPU-minute), auto (cpu on a CPU, paper on a GPU)."),
     config: Path | None = typer.Option(None, "--config", help="YAML file with 'model' and 'training' sections."),
-    max_iterations: int | None = typer.Option(None, "--max-iterations", help="Iterations per model."),
-    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Wall-clock budget in minutes."),
+    max_iterations: int | None = typer.Option(None, "--max-iterations", help="Training budget in iterations "
+                                              "(per model of --split-energies)."),
+    max_minutes: float | None = typer.Option(None, "--max-minutes", help="Training budget, wall-clock minutes."),
     checkpoint_every: int | None = typer.Option(None, "--checkpoint-every", help="Iterations between checkpoints."),
     split_energies: list[str] | None = typer.Option(
         None, "--split-energies", help="Split energies in MeV, e.g. 4100,262000: one model per range."),
@@ -174,7 +175,7 @@ def train(
 @friendly_errors
 def generate(
     model: Path | None = typer.Option(None, "--model", help="A bundle directory or a training run directory."),
-    output: Path = typer.Option(..., "--out", "-o", "--output", help="Output HDF5 file."),
+    output: Path = typer.Option(..., "--out", "-o", help="Output HDF5 file."),
     model_set: Path | None = typer.Option(None, "--model-set", help="A campaign's model set (model_set.json or its "
                                           "directory) instead of --model: each shower goes to the bundle of its "
                                           "particle, |eta| and energy."),

@@ -48,7 +48,7 @@ def simulate(
         ..., "--particle", "-p", metavar="photon|electron|pion", help="The particle (aliases: gamma, e-, pi+, ...)."
     ),
     n: int = typer.Option(..., "--n", "-n", help="Number of showers in all (shared by the energies)."),
-    output: Path = typer.Option(..., "--out", "-o", "--output", help="Output CaloChallenge HDF5 file."),
+    output: Path = typer.Option(..., "--out", "-o", help="Output CaloChallenge HDF5 file."),
     energies: str | None = typer.Option(
         None, "--energies", help="Comma list of incident energies in MeV, shared equally."
     ),

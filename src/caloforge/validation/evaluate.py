@@ -128,7 +128,7 @@ def _check_memory(reference: Showers, generated: Showers, mode: Mode, classifier
         m = min(n, config.max_showers or n)
         check_memory(config.memory_bytes(n_voxels + 1, m), f"the low-level classifier on 2 x {m} showers of "
                      f"{n_voxels} voxels", "lower max_showers of the classifier config (caloforge evaluate "
-                     "--max-showers)", ConfigError)
+                     "--classifier-showers)", ConfigError)
 
 
 def _prdc(reference: Showers, generated: Showers, rows_r: NDArray[np.int64], rows_g: NDArray[np.int64],
@@ -313,7 +313,7 @@ def compute_evaluation(
             if result.budget_exhausted:
                 messages.append(f"the {kind}-level classifier was stopped by its wall-clock budget after "
                                 f"{'/'.join(str(r.epochs_run) for r in result.runs)} epochs: its AUC may be "
-                                "understated (give it more time with --max-minutes)")
+                                "understated (give it more time with --classifier-minutes)")
 
     rows = v.assemble(
         chi2, chi2_split, {h.name: h.separation for h in histograms}, split,
