@@ -11,8 +11,8 @@ its wall time, next to the file size, the float32 size of the showers, the machi
 * ``simulate``: writing one file (only when it is made, not when reused);
 * ``evaluate-fast``: ``caloforge evaluate --mode fast`` (the files are streamed: the peak must not
   grow with N x 40500);
-* ``evaluate-full``: ``--mode full`` with a small classifier budget (``--max-minutes``,
-  ``--max-showers``; PRDC on its 5000-shower subsample);
+* ``evaluate-full``: ``--mode full`` with a small classifier budget (``--classifier-minutes``,
+  ``--classifier-showers``; PRDC on its 5000-shower subsample);
 * ``train``: ``caloforge train`` of the GAN on the reference file for ``--train-iterations``
   iterations (streamed batches, the validation split, two checkpoint selections).
 
@@ -104,7 +104,7 @@ def evaluate_full(args: argparse.Namespace, files: dict[str, Path]) -> list[str]
     """``caloforge evaluate --mode full`` with a small classifier budget and subset (PRDC on 5000 showers)."""
     return [*CALOFORGE, "evaluate", "-r", str(files["reference"]), "-i", str(files["generated"]),
             "--out", str(args.workdir / "report-full"), "--mode", "full", "--threads", str(args.threads),
-            "--max-minutes", str(args.classifier_minutes), "--max-showers", str(args.classifier_showers),
+            "--classifier-minutes", str(args.classifier_minutes), "--classifier-showers", str(args.classifier_showers),
             "--device", "cpu", "--force"]
 
 
@@ -168,8 +168,8 @@ def main() -> None:
                         help=f"comma list among {', '.join(COMMANDS)}")
     parser.add_argument("--threads", type=int, default=2, help="torch / BLAS threads of the measured commands")
     parser.add_argument("--jobs", type=int, default=2, help="simulation worker processes")
-    parser.add_argument("--classifier-minutes", type=float, default=2.0, help="full mode: --max-minutes")
-    parser.add_argument("--classifier-showers", type=int, default=2000, help="full mode: --max-showers")
+    parser.add_argument("--classifier-minutes", type=float, default=2.0, help="full mode: --classifier-minutes")
+    parser.add_argument("--classifier-showers", type=int, default=2000, help="full mode: --classifier-showers")
     parser.add_argument("--train-iterations", type=int, default=200, help="train: --max-iterations")
     parser.add_argument("--out", type=Path, default=None, help="JSON result (default: WORKDIR/memory_ds3-N.json)")
     parser.add_argument("--force", action="store_true", help="overwrite the result and remake files")
