@@ -35,7 +35,7 @@ from caloforge.runtime.progress import Progress, ProgressTask
 from caloforge.training.bundle_format import save_model, update_history
 from caloforge.training.task import MONITOR, GenerativeTask
 
-__all__ = ["BestBundle", "Budget", "TrainingProgress", "checkpoints"]
+__all__ = ["BestBundle", "Budget", "TrainingProgress", "checkpoints", "status_line"]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -181,6 +181,17 @@ class Budget(L.Callback):
             self._previous_handlers = {}
 
 
+def status_line(task: GenerativeTask) -> str:
+    """Iteration, latest losses and the best validation chi2/NDF so far, as the run's summary prints it (3 decimals).
+
+    Before the first trained checkpoint there is no best: "not yet measured", never ``inf``.
+    """
+    losses = " ".join(f"{k}={v:.3g}" for k, v in task.last_losses.items())
+    best = task.selection.best_chi2_ndf
+    measured = task.selection.best_iteration >= 0  # inf after that: the selected model generates nothing comparable
+    return f"it {task.iteration}  {losses}  best chi2/NDF " + (f"{best:.3f}" if measured else "not yet measured")
+
+
 class TrainingProgress(ProgressBar):
     """Lightning's progress bar slot filled with caloforge's :class:`~caloforge.runtime.progress.Progress`.
 
@@ -224,13 +235,14 @@ class TrainingProgress(ProgressBar):
         if self._bar is None:
             return
         task: GenerativeTask = pl_module  # type: ignore[assignment]
-        losses = " ".join(f"{k}={v:.3g}" for k, v in task.last_losses.items())
-        best = task.selection.best_chi2_ndf
-        status = f"it {task.iteration}  {losses}  best chi2/NDF={best:.3g}"
         completed = task.iteration if self.max_iterations is not None else time.monotonic() - self._start
-        self._bar.update(completed, status=status, line=task.iteration % self.line_every == 0)
+        self._bar.update(completed, status=status_line(task), line=task.iteration % self.line_every == 0)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._bar is not None:  # the last validation ran after the last batch: the line the summary agrees with
+            task: GenerativeTask = pl_module  # type: ignore[assignment]
+            completed = task.iteration if self.max_iterations is not None else time.monotonic() - self._start
+            self._bar.update(completed, status=status_line(task), line=True)
         self._stop()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
