@@ -130,6 +130,8 @@ def test_geometry_mismatch_between_model_and_data(trained, tmp_path):
     ref = io.write(tmp_path / "other.h5", make_showers(other, 5, seed=3))
     result = runner.invoke(app, ["generate", "--model", str(run_dir), "--like", str(ref), "-o", str(tmp_path / "g.h5")])
     assert result.exit_code == 2 and "voxels" in result.output
+    # the mismatch is the model's, not a missing --geometry (generate has none)
+    assert "trained on" in result.output and "pass the geometry" not in result.output
     same_size = Geometry((Layer(0, (0.0, 1.0, 3.0, 4.0), 2), Layer(5, (0.0, 2.0, 5.0), 1)), name="same-size")
     ref2 = io.write(tmp_path / "other2.h5", make_showers(same_size, 5, seed=3))
     args = ["generate", "--model", str(run_dir), "--like", str(ref2), "-o", str(tmp_path / "g.h5")]

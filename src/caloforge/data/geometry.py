@@ -214,8 +214,9 @@ class Geometry:
         lead = layers[0].shape[:-2]
         return np.concatenate([a.reshape(*lead, -1) for a in layers], axis=-1)
 
-    def check_voxels(self, n_voxels: int, where: str = "the data") -> None:
-        """Raise :class:`GeometryMismatchError` unless ``n_voxels`` matches this geometry."""
+    def check_voxels(self, n_voxels: int, where: str = "the data",
+                     advice: str = "pass the geometry that the data was made with") -> None:
+        """Raise :class:`GeometryMismatchError` unless ``n_voxels`` matches this geometry; ``advice`` ends it."""
         if n_voxels != self.n_voxels:
             from caloforge.data.presets import matching_presets
 
@@ -223,7 +224,7 @@ class Geometry:
             also = f"; presets with {n_voxels} voxels: {', '.join(hint)}" if hint else ""
             msg = (
                 f"expected {self.n_voxels} voxels for geometry '{self.name}' but got {n_voxels}, "
-                f"in {where}{also}; pass the geometry that the data was made with"
+                f"in {where}{also}; {advice}"
             )
             raise GeometryMismatchError(msg)
 
