@@ -38,17 +38,21 @@ def demo(
     device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Training and classifier device."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Replace an earlier demo's outputs in --out."),
+    family: str | None = typer.Option(None, "--family", help="Model family (its CPU preset); default: the "
+                                      "measured best in the demo's budget (docs/results.md)."),
+    physics: str = typer.Option("cascade", "--physics", help="Reference simulator: cascade (particle "
+                                "transport) or gflash (parameterisation, 20x faster)."),
 ) -> None:
-    """Simulate dataset-1 photons, train a GAN, generate, validate: prints a summary and the report's path."""
-    from caloforge.demo import run_demo
+    """Simulate dataset-1 photons, train a model, generate, validate: prints a summary and the report's path."""
+    from caloforge.demo import FAMILY, run_demo
 
     apply_threads(threads)
     result = run_demo(out, minutes=max_minutes if minutes is None else minutes, max_iterations=max_iterations,
                       n_train=n_train, n_validation=n_validation,
                       n_eval=n_eval,
                       seed=seed, device=device_name(device), classifier_minutes=classifier_minutes, force=force,
-                      progress=cli_progress())
-    table = Table("", "value", title="caloforge demo: ds1 photons, GAN")
+                      progress=cli_progress(), family=(family or FAMILY).lower(), physics=physics.lower())
+    table = Table("", "value", title=f"caloforge demo: ds1 photons ({result.physics}), {result.family}")
     table.add_row("validation chi2/NDF of E_tot/E_inc, untrained", f"{result.untrained_chi2_ndf:.3g}")
     table.add_row("validation chi2/NDF, selected checkpoint", f"{result.trained_chi2_ndf:.3g}")
     table.add_row("evaluation chi2/NDF (independent sample)", f"{result.evaluation_chi2_ndf:.3g}")
@@ -61,6 +65,9 @@ def demo(
         table.add_row(f"time: {step}", f"{seconds:.0f} s")
     table.add_row("time: total (planned)", f"{sum(result.timings.values()):.0f} s ({result.plan.total_s:.0f} s)")
     console.print(table)
+    console.print(f"verdict {result.verdict}, in plain words:")
+    for line in result.explanation:
+        console.print(f"  {line}", highlight=False)
     console.print(f"report: {result.report}")
     console.print(f"model bundle: {result.bundle}")
 
