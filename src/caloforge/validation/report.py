@@ -326,14 +326,12 @@ def _publish(stage: Path, out: Path) -> None:
 
 
 def _write_root(result: EvaluationResult, path: Path) -> bool:
-    """Every feature histogram as a pair of TH1D (``<name>/reference``, ``<name>/generated``); False without uproot."""
+    """Every feature histogram as a pair of titled TH1D (``<name>/reference``, ``<name>/generated``); False
+    without uproot (:mod:`caloforge.validation.root_export`)."""
     try:
-        uproot = importlib.import_module("uproot")
+        importlib.import_module("uproot")  # optional: caloforge[root]
     except ImportError:
         return False
-    with uproot.recreate(path) as file:
-        for hist in (*result.histograms, *result.energy_histograms):
-            edges = np.asarray(hist.edges, dtype=np.float64)
-            file[f"{hist.name}/reference"] = (np.asarray(hist.reference, np.float64), edges)
-            file[f"{hist.name}/generated"] = (np.asarray(hist.generated, np.float64), edges)
-    return True
+    from caloforge.validation.root_export import write_root
+
+    return write_root(path, (*result.histograms, *result.energy_histograms))
