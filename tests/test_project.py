@@ -30,8 +30,8 @@ def test_ci_runs_the_readme_commands() -> None:
     assert test in ci.splitlines()
 
 
-STAGES = {"_version": 0, "errors": 0, "extras": 1, "config": 1, "runtime": 1, "data": 1, "refsim": 2, "models": 3,
-          "validation": 3, "training": 4, "deploy": 5, "campaign": 5, "demo": 6, "cli": 7}
+STAGES = {"_version": 0, "errors": 0, "extras": 1, "config": 1, "runtime": 1, "data": 1, "generator": 2, "refsim": 2,
+          "models": 3, "validation": 3, "training": 4, "deploy": 5, "campaign": 5, "demo": 6, "cli": 7}
 
 
 def _imports(path: Path) -> list[tuple[str, list[str]]]:

@@ -14,6 +14,8 @@ requested shower to the entry that serves its particle, |eta| and incident energ
 Example:
     >>> models = ModelSet.load("campaign/model-set")  # doctest: +SKIP
     >>> showers = models.generate("pion", 0.22, [1024.0, 65536.0], seed=1)  # doctest: +SKIP
+    >>> pions = models.at("pion", 0.22)  # the same as a Generator  # doctest: +SKIP
+    >>> showers = pions.generate([1024.0, 65536.0], seed=1)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from numpy.typing import ArrayLike
 
 from caloforge.data.checks import check_incident_energies, check_seed
 from caloforge.data.documents import read_versioned_json
+from caloforge.data.geometry import Geometry
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import CheckpointError, ConfigError
 
-__all__ = ["MANIFEST", "MODEL_SET_FORMAT", "ModelSet", "ModelSetEntry", "write_model_set"]
+__all__ = ["MANIFEST", "MODEL_SET_FORMAT", "ModelSet", "ModelSetEntry", "ModelSetPoint", "write_model_set"]
 
 MODEL_SET_FORMAT = "caloforge-model-set/1"
 MANIFEST = "model_set.json"
@@ -141,19 +144,19 @@ class ModelSet:
             last = not any(e.slice == entry.slice and e.energy[0] > entry.energy[0] for e in self.entries)
             if entry.serves(name, abs_eta, float(energy), last):
                 return entry
-        covered = "; ".join(f"{e.particle} |eta| {e.eta[0]:g}-{e.eta[1]:g}, {e.energy[0]:g}-{e.energy[1]:g} MeV"
-                            for e in self.entries)
-        msg = (f"expected a {name} at |eta| {abs_eta:g} and {float(energy):g} MeV inside a slice of the model set "
-               f"but it is outside every one ({covered}), in {self.path}")
-        raise ConfigError(msg)
+        raise _outside(self, f"a {name} at |eta| {abs_eta:g} and {float(energy):g} MeV")
 
     def bundle(self, entry: ModelSetEntry) -> Any:
         """The loaded bundle of ``entry`` (:class:`caloforge.training.Bundle`), cached."""
-        from caloforge.training import load
+        from caloforge.training import load  # campaign and training are both heavy; loaded when first used
 
         if entry.bundle not in self._bundles:
             self._bundles[entry.bundle] = load(entry.bundle)
         return self._bundles[entry.bundle]
+
+    def at(self, particle: str, eta: float, device: str = "auto") -> ModelSetPoint:
+        """The model set for one particle at pseudorapidity ``eta``: a :class:`caloforge.generator.Generator`."""
+        return ModelSetPoint(self, _canonical(particle), float(eta), device)
 
     def generate(self, particle: str, eta: float, energies: ArrayLike,
                  conditions: Mapping[str, ArrayLike] | None = None, batch_size: int = 10_000,
@@ -172,9 +175,57 @@ class ModelSet:
         Raises:
             ConfigError: for a point outside every slice, or bundles of different geometries.
         """
-        e = check_incident_energies(energies, f"in generate ({self.path})", allow_empty=False)
-        seed = check_seed(seed, f"in generate ({self.path})")
-        chosen = [self.lookup(particle, eta, float(x)) for x in e]
+        return self.at(particle, eta, device).generate(energies, conditions, batch_size=batch_size, seed=seed)
+
+
+class ModelSetPoint:
+    """A model set at one particle and pseudorapidity: each energy goes to the bundle serving it. Use
+    :meth:`ModelSet.at`.
+
+    Attributes:
+        models: The model set.
+        particle: The canonical particle name.
+        eta: The pseudorapidity (its sign is ignored).
+        device: Where the bundles generate.
+    """
+
+    def __init__(self, models: ModelSet, particle: str, eta: float, device: str = "auto") -> None:
+        self.models, self.particle, self.eta, self.device = models, particle, eta, device
+
+    def __repr__(self) -> str:
+        return f"ModelSetPoint(path='{self.models.path}', particle='{self.particle}', eta={self.eta:g})"
+
+    def _first(self) -> Any:
+        """The bundle of the first entry serving this particle and |eta| (at any energy)."""
+        abs_eta = abs(self.eta)
+        for entry in self.models.entries:
+            if entry.particle == self.particle and entry.eta[0] <= abs_eta < entry.eta[1]:
+                return self.models.bundle(entry)
+        raise _outside(self.models, f"a {self.particle} at |eta| {abs_eta:g}")
+
+    @property
+    def geometry(self) -> Geometry:
+        """The voxel geometry of the bundles serving this point."""
+        geometry: Geometry = self._first().geometry
+        return geometry
+
+    @property
+    def condition_names(self) -> tuple[str, ...]:
+        """The conditions the bundles serving this point need."""
+        return tuple(self._first().condition_names)
+
+    def generate(self, energies: ArrayLike, conditions: Mapping[str, ArrayLike] | None = None,
+                 batch_size: int = 10_000, seed: int = 0) -> ShowerSet:
+        """One shower per incident energy (:class:`caloforge.generator.Generator`); entry ``k`` of the call
+        draws from ``seed + k``.
+
+        Raises:
+            ConfigError: for an energy outside every slice, or bundles of different geometries.
+        """
+        where = f"in generate ({self.models.path})"
+        e = check_incident_energies(energies, where, allow_empty=False)
+        seed = check_seed(seed, where)
+        chosen = [self.models.lookup(self.particle, self.eta, float(x)) for x in e]
         order = list(dict.fromkeys(c.bundle for c in chosen))
         cond = {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in dict(conditions or {}).items()}
         out: np.ndarray | None = None
@@ -182,10 +233,11 @@ class ModelSet:
         for k, path in enumerate(order):
             rows = np.flatnonzero([c.bundle == path for c in chosen])
             entry = next(c for c in chosen if c.bundle == path)
-            part = self.bundle(entry).generate(e[rows], {n: v[rows] for n, v in cond.items()} or None,
-                                               batch_size=batch_size, device=device, seed=seed + k)
+            part = self.models.bundle(entry).generate(e[rows], {n: v[rows] for n, v in cond.items()} or None,
+                                                      batch_size=batch_size, device=self.device, seed=seed + k)
             if geometry is not None and part.geometry != geometry:
-                msg = f"expected the bundles serving one slice to share a geometry but they differ, in {self.path}"
+                msg = ("expected the bundles serving one slice to share a geometry but they differ, "
+                       f"in {self.models.path}")
                 raise ConfigError(msg)
             geometry = part.geometry
             if out is None:
@@ -193,6 +245,14 @@ class ModelSet:
             out[rows] = part.showers
         assert out is not None and geometry is not None  # e is not empty
         return ShowerSet(e, out, geometry, cond)
+
+
+def _outside(models: ModelSet, point: str) -> ConfigError:
+    """The error for a point outside every slice; it lists what the set covers."""
+    covered = "; ".join(f"{e.particle} |eta| {e.eta[0]:g}-{e.eta[1]:g}, {e.energy[0]:g}-{e.energy[1]:g} MeV"
+                        for e in models.entries)
+    msg = f"expected {point} inside a slice of the model set but it is outside every one ({covered}), in {models.path}"
+    return ConfigError(msg)
 
 
 def _energy_ranges(low: float, high: float, splits: Sequence[float]) -> list[tuple[float, float]]:

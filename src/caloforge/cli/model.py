@@ -207,8 +207,9 @@ def generate(
 
     from caloforge.data import io
     from caloforge.data.outputs import check_output
+    from caloforge.deploy.backends import open_generator
     from caloforge.errors import ConfigError
-    from caloforge.training.bundle import load
+    from caloforge.generator import generate_like
 
     values = parse_floats(energies, "--energies")
     if (like is None) == (values is None):
@@ -227,34 +228,29 @@ def generate(
     count = apply_threads(threads)
     if values is not None:  # before np.repeat: 10^12 showers must be one line, not a 7 TiB allocation
         _check_count(n, len(values), 1)
+    if model_set is not None and (particle is None or eta is None or backend != "torch"):
+        msg = ("expected --particle and --eta (and the torch backend) with --model-set but got "
+               f"--particle {particle}, --eta {eta}, --backend {backend}")
+        raise ConfigError(msg)
     if model_set is not None and precision != "fp32":
         msg = f"expected --precision fp32 with --model-set but got {precision}; generate per bundle with --model"
         raise ConfigError(msg)
-    if model_set is not None:
-        showers = _generate_from_set(model_set, particle, eta, like, values, n, backend, batch_size, device, seed)
-        metadata: dict[str, str | int | float] = {"generator": str(model_set), "backend": backend, "seed": seed,
-                                                  "particle": str(particle), "eta": float(eta or 0.0)}
-        io.write(output, showers, force=force, metadata=metadata)
-        console.print(f"wrote {len(showers)} showers to {output}")
-        return
-    assert model is not None  # one of --model and --model-set was checked above
-    used = str(precision)
-    if precision != "fp32":
-        generator, used = _reduced_generator(model, precision, backend, device, count, no_verify)
-        backend = "onnxruntime" if used == "int8" else backend  # int8 runs the quantised graph
-    elif backend == "onnxruntime":
-        generator = _onnx_generator(model, count, no_verify)
-    else:
-        generator = load(model, trust_unverified=no_verify)
+    source = model if model is not None else model_set
+    assert source is not None  # one of --model and --model-set was checked above
+    generator = open_generator(source, backend, device=device, precision=precision, threads=count,
+                               trust_unverified=no_verify, particle=particle if model_set else None,
+                               eta=eta if model_set else None, report=console.print)
     if like is not None:
-        showers = _generate_like(generator, like, batch_size, device, seed)
+        showers = generate_like(generator, like, seed=seed, batch_size=batch_size)
     else:
         _check_count(n, len(values or ()), generator.geometry.n_voxels)
-        e = np.repeat(np.asarray(values, dtype=np.float64), n)
-        showers = generator.generate(e, batch_size=batch_size, seed=seed) if backend == "onnxruntime" or \
-            used != "fp32" else generator.generate(e, batch_size=batch_size, device=device, seed=seed)
-    io.write(output, showers, force=force, metadata={"generator": str(model), "backend": backend, "seed": seed,
-                                                     "precision": used})
+        showers = generator.generate(np.repeat(np.asarray(values, dtype=np.float64), n), seed=seed,
+                                     batch_size=batch_size)
+    used = str(getattr(generator, "precision", "fp32"))  # a reduced-precision generator says which it runs
+    metadata: dict[str, str | int | float] = {"generator": str(source), "seed": seed,
+                                              "backend": "onnxruntime" if used == "int8" else backend}
+    metadata |= {"particle": str(particle), "eta": float(eta or 0.0)} if model_set else {"precision": used}
+    io.write(output, showers, force=force, metadata=metadata)
     console.print(f"wrote {len(showers)} showers to {output}")
 
 
@@ -266,86 +262,6 @@ def _check_count(n: int, energies: int, n_voxels: int) -> None:
     total = n * energies
     resources.check_memory(total * (8 + 4 * n_voxels), f"{total:,} showers (--n-per-energy {n} x {energies} "
                            f"energies)", "lower --n-per-energy or generate in several files", ConfigError)
-
-
-def _generate_from_set(path: Path, particle: str | None, eta: float | None, like: Path | None,
-                       values: list[float] | None, n: int, backend: str, batch_size: int, device: str,
-                       seed: int) -> Any:
-    """Showers from a campaign's model set: the energies of ``like`` (and its conditions) or ``values`` x ``n``."""
-    import numpy as np
-
-    from caloforge.campaign.model_set import ModelSet
-    from caloforge.errors import ConfigError
-
-    if particle is None or eta is None or backend != "torch":
-        msg = ("expected --particle and --eta (and the torch backend) with --model-set but got "
-               f"--particle {particle}, --eta {eta}, --backend {backend}")
-        raise ConfigError(msg)
-    models = ModelSet.load(path)
-    conditions = None
-    if like is not None:
-        from caloforge.data import io
-
-        energies = io.inspect(like).require_showers().energies
-        conditions = io.read_conditions(like) or None
-    else:
-        energies = np.repeat(np.asarray(values, dtype=np.float64), n)
-    return models.generate(particle, eta, energies, conditions, batch_size=batch_size, device=device_name(device),
-                           seed=seed)
-
-
-def _onnx_generator(model: Path, threads: int, no_verify: bool = False) -> Any:
-    """ONNX Runtime on an export manifest, or on a bundle exported now into a temporary directory."""
-    import tempfile
-
-    from caloforge.deploy.export import export_onnx
-    from caloforge.deploy.onnx_runtime import OnnxGenerator
-    from caloforge.training.bundle import load
-
-    if model.suffix in (".json", ".onnx"):
-        return OnnxGenerator(model, threads)
-    with tempfile.TemporaryDirectory(prefix="caloforge-onnx-") as work:  # the sessions hold the graphs in memory
-        return OnnxGenerator(export_onnx(load(model, trust_unverified=no_verify), Path(work) / "model.onnx"), threads)
-
-
-def _reduced_generator(model: Path, precision: str, backend: str, device: str, threads: int,
-                       no_verify: bool) -> tuple[Any, str]:
-    """A bundle generating in bf16 or int8 (``auto`` chosen by measurement here), and the precision used."""
-    from caloforge.deploy.precision import ReducedGenerator, check_precision, choose_precision
-    from caloforge.errors import ConfigError
-    from caloforge.runtime.hardware import resolve_device
-    from caloforge.training.bundle import load
-
-    check_precision(precision, "onnxruntime" if precision == "int8" else backend, resolve_device(device))
-    if model.suffix in (".json", ".onnx"):
-        msg = (f"expected a bundle for --precision {precision} but got the export {model}; its precision was fixed "
-               "when it was exported (caloforge export --precision)")
-        raise ConfigError(msg)
-    bundle = load(model, trust_unverified=no_verify)
-    if precision == "auto" and resolve_device(device).type != "cpu":
-        precision = "fp32"  # auto measures CPU precisions; on a GPU the showers are generated in fp32 there
-        console.print(f"--precision auto: fp32 (on {device}; bf16 and int8 are chosen by measurement on a CPU)")
-    elif precision == "auto":
-        allowed = ("fp32", "int8") if backend == "onnxruntime" else ("fp32", "bf16", "int8")
-        precision = choose_precision(bundle, allowed=allowed).precision
-        console.print(f"--precision auto: {precision} (measured on this CPU, within the errors of fp32)")
-    if precision == "fp32" and backend == "onnxruntime":
-        return _onnx_generator(model, threads, no_verify), precision
-    return (ReducedGenerator(bundle, precision, threads) if precision != "fp32" else bundle), precision
-
-
-def _generate_like(generator: Any, like: Path, batch_size: int, device: str, seed: int) -> Any:
-    """One shower per shower of the file ``like`` (its energies and conditions), with either backend."""
-    from caloforge.data import io
-    from caloforge.training.bundle import Bundle
-
-    if isinstance(generator, Bundle):
-        return generator.generate_like(like, batch_size=batch_size, device=device, seed=seed)
-    info = io.inspect(like).require_showers()
-    generator.geometry.check_voxels(info.n_voxels, where=str(like))
-    conditions = io.read_conditions(like) if generator.condition_names else {}
-    return generator.generate(info.energies, {k: conditions[k] for k in generator.condition_names},
-                              batch_size=batch_size, seed=seed)
 
 
 def register(app: typer.Typer) -> None:

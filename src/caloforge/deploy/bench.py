@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from caloforge.deploy.backends import bundle_generator
 from caloforge.errors import CaloforgeError, ConfigError
 
 __all__ = ["BACKENDS", "BENCH_SCHEMA", "Backend", "BenchResult", "BenchRow", "flops_per_shower", "run_bench"]
@@ -179,7 +180,7 @@ def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str],
         # bf16 runs with torch, int8 with ONNX Runtime (precision.py); the other backend stays fp32
         used = precision if (precision, backend) in (("bf16", "torch"), ("int8", "onnxruntime")) else "fp32"
         used = used if model.noise_size() is not None else "fp32"  # e.g. the parametric baseline: fp32 only
-        call = _onnx_call(bundle, threads, used) if backend == "onnxruntime" else _torch_call(bundle, dev, used)
+        call = _call(bundle, backend, dev, used, threads)
         for batch in batch_sizes:
             times = _timed(functools.partial(_batch_call, call, energies[:batch], batch), repeats)
             rows.append(_row(path, bundle, backend, device_name if backend == "torch" else "cpu", batch, times, flops,
@@ -200,27 +201,12 @@ def _lean_call(bundle: Any, backend: str, threads: int, energies: np.ndarray) ->
     return lambda k: lean(values[k % len(values)], conditions)
 
 
-def _torch_call(bundle: Any, dev: torch.device, precision: str) -> Callable[[np.ndarray, int, int], Any]:
-    if precision == "bf16":
-        from caloforge.deploy.precision import generate
-
-        return lambda e, batch, seed: generate(bundle, e, None, "bf16", batch_size=batch, seed=seed)
-    return lambda e, batch, seed: bundle.generate(e, batch_size=batch, device=dev, seed=seed)
-
-
-def _onnx_call(bundle: Any, threads: int, precision: str) -> Callable[[np.ndarray, int, int], Any]:
-    import tempfile
-
-    from caloforge.deploy.export import export_onnx
-    from caloforge.deploy.onnx_runtime import OnnxGenerator
-    from caloforge.deploy.precision import int8_generator
-
-    if precision == "int8":
-        int8 = int8_generator(bundle, threads)
-        return lambda e, batch, seed: int8.generate(e, batch_size=batch, seed=seed)
-    with tempfile.TemporaryDirectory(prefix="caloforge-bench-") as work:  # the sessions hold the graphs in memory
-        runner = OnnxGenerator(export_onnx(bundle, Path(work) / "model.onnx"), threads=threads)
-    return lambda e, batch, seed: runner.generate(e, batch_size=batch, seed=seed)
+def _call(bundle: Any, backend: str, dev: torch.device, precision: str, threads: int
+          ) -> Callable[[np.ndarray, int, int], Any]:
+    """Generation of ``bundle`` on ``backend`` in ``precision``: ``call(energies, batch, seed)``."""
+    generator = bundle_generator(bundle, "onnxruntime" if backend == "onnxruntime" else "torch", device=dev,
+                                 precision=precision, threads=threads)
+    return lambda e, batch, seed: generator.generate(e, batch_size=batch, seed=seed)
 
 
 def _with_fractions(rows: list[BenchRow], machine: dict[str, Any]) -> list[BenchRow]:

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from caloforge.data.checks import check_incident_energies, check_integer, check_seed, to_real_array
 from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import CaloforgeError, CheckpointError, ConfigError
 from caloforge.extras import require
+from caloforge.generator import Request, check_request, generate_routed
 
 __all__ = ["OnnxGenerator"]
 
@@ -76,37 +76,28 @@ class OnnxGenerator:
         return (f"OnnxGenerator(family='{self.manifest['family']}', graphs={len(self.sessions)}, "
                 f"geometry='{self.geometry.name}')")
 
-    def _run(self, session: Any, energies: NDArray[np.float64], conditions: Mapping[str, NDArray[np.float64]],
-             out: NDArray[np.float32], batch_size: int, generator: torch.Generator) -> None:
-        for start in range(0, len(energies), batch_size):
-            rows = slice(start, start + batch_size)
-            n = len(energies[rows])
+    def _run(self, session: Any, part: Request, generator: torch.Generator) -> NDArray[np.float32]:
+        out = np.empty((part.energies.size, self.geometry.n_voxels), dtype=np.float32)
+        for start in range(0, len(part.energies), part.batch_size):
+            rows = slice(start, start + part.batch_size)
+            n = len(part.energies[rows])
             feeds = {"noise": torch.randn(n, self.noise_size, generator=generator).numpy(),
-                     "energy": energies[rows].astype(np.float32).reshape(-1, 1)}
+                     "energy": part.energies[rows].astype(np.float32).reshape(-1, 1)}
             if self.condition_names:
-                feeds["conditions"] = np.stack([conditions[k][rows] for k in self.condition_names], axis=1) \
+                feeds["conditions"] = np.stack([part.conditions[k][rows] for k in self.condition_names], axis=1) \
                     .astype(np.float32)
             out[rows] = session.run(None, feeds)[0]
+        return out
 
     def generate(self, energies: ArrayLike, conditions: Mapping[str, ArrayLike] | None = None,
                  batch_size: int = 10_000, seed: int = 0) -> ShowerSet:
-        """One shower per incident energy (MeV); the arguments are those of ``Bundle.generate``."""
-        where = "in generate (onnxruntime)"
-        e = check_incident_energies(energies, where, allow_empty=False)
-        seed = check_seed(seed, where)
-        batch_size = check_integer(batch_size, "batch_size", 1, 2**62, "generate (onnxruntime)")
-        cond = {k: to_real_array(v, np.float64, f"condition '{k}' {where}").reshape(-1)
-                for k, v in dict(conditions or {}).items()}
-        if sorted(cond) != sorted(self.condition_names) or any(v.shape != e.shape for v in cond.values()):
-            msg = f"expected conditions {sorted(self.condition_names)} with {e.size} values each, {where}"
-            raise ConfigError(msg)
-        showers = np.empty((e.size, self.geometry.n_voxels), dtype=np.float32)
-        part = np.searchsorted(np.asarray(self.splits), e, side="right")
-        for i, session in enumerate(self.sessions):
-            rows = np.flatnonzero(part == i)
-            if rows.size:
-                block = np.empty((rows.size, self.geometry.n_voxels), dtype=np.float32)
-                self._run(session, e[rows], {k: v[rows] for k, v in cond.items()}, block, batch_size,
-                          torch.Generator().manual_seed(seed + i))
-                showers[rows] = block
-        return ShowerSet(e, np.maximum(showers, 0.0), self.geometry, cond)
+        """One shower per incident energy (MeV) (:class:`caloforge.generator.Generator`)."""
+        request = check_request(energies, conditions, seed=seed, batch_size=batch_size,
+                                condition_names=self.condition_names, where="generate (onnxruntime)",
+                                n_voxels=self.geometry.n_voxels)
+
+        def sample(k: int, part: Request) -> NDArray[np.float32]:
+            return self._run(self.sessions[k], part, torch.Generator().manual_seed(part.seed + k))
+
+        showers = generate_routed(request, self.splits, self.geometry.n_voxels, sample)
+        return ShowerSet(request.energies, np.maximum(showers, 0.0), self.geometry, request.conditions)

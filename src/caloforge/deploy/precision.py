@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
 
-from caloforge.data.checks import check_incident_energies, check_integer, check_seed, to_real_array
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
+from caloforge.generator import Request, check_request, generate_routed
 
 __all__ = ["CHI2_TOLERANCE", "PRECISIONS", "SEPARATION_TOLERANCE", "Parity", "Precision", "ReducedGenerator",
            "check_precision",
@@ -159,29 +159,21 @@ def generate(bundle: Any, energies: ArrayLike, conditions: Mapping[str, ArrayLik
         result: ShowerSet = bundle.generate(energies, conditions, batch_size=batch_size, device=device, seed=seed)
         return result
     size = _noise_size(bundle, precision)
-    where = f"in generate --precision {precision}"
-    e = check_incident_energies(energies, where, allow_empty=False)
-    seed = check_seed(seed, where)
-    batch_size = check_integer(batch_size, "batch_size", 1, 2**62, where)
-    cond = {k: to_real_array(v, np.float64, f"condition '{k}' {where}").reshape(-1)
-            for k, v in dict(conditions or {}).items()}
-    if sorted(cond) != sorted(bundle.condition_names) or any(v.shape != e.shape for v in cond.values()):
-        msg = f"expected conditions {sorted(bundle.condition_names)} with {e.size} values each, {where}"
-        raise ConfigError(msg)
+    request = check_request(energies, conditions, seed=seed, batch_size=batch_size,
+                            condition_names=bundle.condition_names, where=f"generate --precision {precision}")
     if precision == "int8":
-        result = int8_generator(bundle).generate(e, cond, batch_size=batch_size, seed=seed)
+        result = int8_generator(bundle).generate(request.energies, request.conditions, batch_size=request.batch_size,
+                                                 seed=request.seed)
         return result
-    showers = np.empty((e.size, bundle.geometry.n_voxels), dtype=np.float32)
-    part = np.searchsorted(np.asarray(bundle.splits), e, side="right")
-    for i, model in enumerate(bundle.models):
-        rows = np.flatnonzero(part == i)
-        if rows.size:
-            runner = model.to("cpu").eval()
-            block = np.empty((rows.size, bundle.geometry.n_voxels), dtype=np.float32)
-            _sample(runner, e[rows], {k: v[rows] for k, v in cond.items()}, block, size, batch_size,
-                    torch.Generator().manual_seed(seed + i), bf16=True)
-            showers[rows] = block
-    return ShowerSet(e, np.maximum(showers, 0.0), bundle.geometry, cond)
+
+    def sample(k: int, part: Request) -> NDArray[np.float32]:
+        block = np.empty((part.energies.size, bundle.geometry.n_voxels), dtype=np.float32)
+        _sample(bundle.models[k].to("cpu").eval(), part.energies, part.conditions, block, size, part.batch_size,
+                torch.Generator().manual_seed(part.seed + k), bf16=True)
+        return block
+
+    showers = generate_routed(request, bundle.splits, bundle.geometry.n_voxels, sample)
+    return ShowerSet(request.energies, np.maximum(showers, 0.0), bundle.geometry, request.conditions)
 
 
 @dataclass(frozen=True)

@@ -20,18 +20,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
-from caloforge.data.checks import check_incident_energies, check_integer, check_seed, to_real_array
 from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
-from caloforge.data.source import CHUNK_BYTES
-from caloforge.errors import CaloforgeError, CheckpointError, ConfigError, GeometryMismatchError
+from caloforge.errors import CaloforgeError, CheckpointError
+from caloforge.generator import Request, check_request, generate_routed, reference_inputs
 from caloforge.models import get_family
 from caloforge.models.base import GenerativeModel, check_model_size
 from caloforge.models.preprocess import Preprocessing
 from caloforge.models.sampling import sample_showers
-from caloforge.runtime import resources
 from caloforge.runtime.hardware import resolve_device
 from caloforge.training.bundle_format import BUNDLE_JSON, WEIGHTS, part_names, read_info, read_weights
 
@@ -52,6 +50,7 @@ class Bundle:
         condition_names: Names of the extra conditions :meth:`generate` needs.
         models: The models, ordered by energy range.
         splits: The split energies (MeV) between consecutive models.
+        device: Where :meth:`generate` runs when its call names no device (``"auto"``: CUDA when present).
     """
 
     def __init__(self, path: Path, info: dict[str, Any], models: list[GenerativeModel], splits: tuple[float, ...],
@@ -62,6 +61,7 @@ class Bundle:
         self.splits = splits
         self.geometry = geometry
         self.condition_names = tuple(models[0].preprocessing.conditions.names)
+        self.device: str | torch.device = "auto"
 
     def __repr__(self) -> str:
         lo, hi = self.energy_range
@@ -83,16 +83,16 @@ class Bundle:
         energies: ArrayLike,
         conditions: Mapping[str, ArrayLike] | None = None,
         batch_size: int = 10_000,
-        device: str | torch.device = "auto",
+        device: str | torch.device | None = None,
         seed: int = 0,
     ) -> ShowerSet:
-        """Generate one shower per incident energy.
+        """Generate one shower per incident energy (:class:`caloforge.generator.Generator`).
 
         Args:
             energies: Incident energies, MeV, shape (N,).
             conditions: The extra conditions the model was trained with, each shape (N,).
             batch_size: Showers per forward pass (bounds the memory).
-            device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...
+            device: ``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ...; None: :attr:`device`.
             seed: Seed of the noise; the same seed, batch size and inputs give the same showers.
 
         Returns:
@@ -101,76 +101,42 @@ class Bundle:
         Warns:
             ExtrapolationWarning: if energies lie outside the trained range.
         """
-        where = f"in generate ({self.path})"
-        e = check_incident_energies(energies, where, allow_empty=False)
-        seed = check_seed(seed, where)
-        batch_size = check_integer(batch_size, "batch_size", 1, 2**62, f"generate ({self.path})")
-        cond = {k: to_real_array(v, np.float64, f"condition '{k}' {where}").reshape(-1)
-                for k, v in dict(conditions or {}).items()}
-        if sorted(cond) != sorted(self.condition_names) or any(v.shape != e.shape for v in cond.values()):
-            got = {k: v.size for k, v in cond.items()}
-            msg = f"expected conditions {sorted(self.condition_names)} with {e.size} values each but got {got}, {where}"
-            raise ConfigError(msg)
-        needed = 8 * e.size * self.geometry.n_voxels
-        if needed > CHUNK_BYTES:  # reading the system's memory figures costs more than a small batch
-            resources.check_memory(needed, f"{e.size} generated showers", "generate fewer showers per call",
-                                   ConfigError)
+        request = check_request(energies, conditions, seed=seed, batch_size=batch_size,
+                                condition_names=self.condition_names, where=f"generate ({self.path})",
+                                n_voxels=self.geometry.n_voxels)
+        e = request.energies
         lo, hi = self.energy_range
         outside = int(np.sum((e < lo * (1 - 1e-6)) | (e > hi * (1 + 1e-6))))
         if outside:
             msg = (f"{outside} of {e.size} incident energies lie outside the trained range {lo:g}-{hi:g} MeV "
                    f"of {self.path}; the model extrapolates there")
             warnings.warn(msg, ExtrapolationWarning, stacklevel=2)
-        dev = resolve_device(device)
-        part = np.searchsorted(np.asarray(self.splits), e, side="right")
-        if len(self.models) == 1:  # no copies: the samples are written straight into the result
-            showers = sample_showers(_on(self.models[0], dev), e, cond, batch_size=batch_size,
-                                     generator=torch.Generator(device=dev).manual_seed(seed))
-        else:
-            showers = np.empty((e.size, self.geometry.n_voxels), dtype=np.float32)
-            for i, model in enumerate(self.models):
-                rows = np.flatnonzero(part == i)
-                if rows.size:
-                    showers[rows] = sample_showers(_on(model, dev), e[rows], {k: v[rows] for k, v in cond.items()},
-                                                   batch_size=batch_size,
-                                                   generator=torch.Generator(device=dev).manual_seed(seed + i))
-        return ShowerSet(e, showers, self.geometry, cond)
+        dev = resolve_device(self.device if device is None else device)
+
+        def sample(k: int, part: Request) -> NDArray[np.float32]:
+            return sample_showers(_on(self.models[k], dev), part.energies, part.conditions,
+                                  batch_size=part.batch_size,
+                                  generator=torch.Generator(device=dev).manual_seed(part.seed + k))
+
+        showers = generate_routed(request, self.splits, self.geometry.n_voxels, sample)
+        return ShowerSet(e, showers, self.geometry, request.conditions)
 
     def generate_like(self, reference: ShowerSet | str | Path, batch_size: int = 10_000,
-                      device: str | torch.device = "auto", seed: int = 0) -> ShowerSet:
+                      device: str | torch.device | None = None, seed: int = 0) -> ShowerSet:
         """One shower per reference shower: its incident energies and (the model's) conditions.
 
         Args:
             reference: Showers, or a CaloChallenge file (only its energies and conditions are read).
             batch_size: Showers per forward pass.
-            device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+            device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...; None: :attr:`device`.
             seed: Seed of the noise.
 
         Raises:
             GeometryMismatchError: if the reference has another geometry than the model.
             ConfigError: if the reference lacks a condition the model needs.
         """
-        if isinstance(reference, ShowerSet):
-            energies, conditions, geometry = reference.energies, reference.conditions, reference.geometry
-            where = "the reference"
-        else:
-            from caloforge.data import io
-
-            info, where = io.inspect(reference).require_showers(), str(reference)
-            trained = f"{where} (the model was trained on '{self.geometry.name}')"
-            self.geometry.check_voxels(info.n_voxels, where=trained)
-            energies, geometry = info.energies, info.geometry or self.geometry
-            conditions = io.read_conditions(reference) if self.condition_names else {}
-        if geometry != self.geometry:
-            msg = (f"expected showers of the model's geometry '{self.geometry.name}' (hash {self.geometry.hash}) "
-                   f"but {where} has '{geometry.name}' (hash {geometry.hash})")
-            raise GeometryMismatchError(msg)
-        missing = sorted(set(self.condition_names) - set(conditions))
-        if missing:
-            msg = f"expected {where} to hold the model's conditions {missing}, in generate_like"
-            raise ConfigError(msg)
-        return self.generate(energies, {k: conditions[k] for k in self.condition_names}, batch_size=batch_size,
-                             device=device, seed=seed)
+        energies, conditions = reference_inputs(self, reference)
+        return self.generate(energies, conditions, batch_size=batch_size, device=device, seed=seed)
 
 
 def _load_model(path: Path, info: dict[str, Any], trust_unverified: bool) -> tuple[GenerativeModel, Geometry]:
