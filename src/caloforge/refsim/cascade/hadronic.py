@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 
 from caloforge.refsim.cascade import sampling as sm
 from caloforge.refsim.cascade.jit import nb
-from caloforge.refsim.cascade.steps import ACTIVE, EM_FROM_PI0, INVISIBLE, LEAKED, PASSIVE, push
+from caloforge.refsim.cascade.steps import ACTIVE, EM_FROM_PI0, INVISIBLE, LEAKED, PASSIVE, push, voxel_index
 
 __all__ = ["ABSORPTION_MEV", "INVISIBLE_FRACTION", "MULTIPLICITY_A", "MULTIPLICITY_B", "NEUTRAL_FRACTION",
            "NUCLEAR_SHARE_1GEV", "NUCLEAR_SHARE_POWER", "NUCLEON_BLOB_MEV", "NUCLEON_SPREAD_LAMBDA",
@@ -100,14 +100,9 @@ def _nucleons(e: float, x: float, y: float, z: float, lam: float, row: int, z_ed
         li = layer_of[isub]
         if li < 0 or scale[isub] <= 0.0:
             continue
-        r = math.sqrt(bx * bx + by * by)
-        lo, hi = r_off[li], r_off[li + 1]
-        if r < r_edges[lo] or r >= r_edges[hi - 1]:
-            continue
-        rb = np.searchsorted(r_edges[lo:hi], r, side="right") - 1
-        na = n_alpha[li]
-        ab = min(max(int((math.atan2(by, bx) + math.pi) / (2.0 * math.pi) * na), 0), na - 1)
-        out[row, vox_off[li] + ab * n_r[li] + rb] += part * scale[isub]
+        k = voxel_index(bx, by, li, r_edges, r_off, n_r, n_alpha, vox_off)
+        if k >= 0:
+            out[row, k] += part * scale[isub]
 
 
 @nb.njit(cache=True)

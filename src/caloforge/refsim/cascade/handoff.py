@@ -30,6 +30,7 @@ from caloforge.refsim.cascade.config import CascadeConfig
 from caloforge.refsim.cascade.jit import nb
 from caloforge.refsim.cascade.kernel import GAMMA
 from caloforge.refsim.cascade.sampling import basis, seed_numba
+from caloforge.refsim.cascade.steps import voxel_index
 from caloforge.refsim.cascade.tables import Layout
 from caloforge.refsim.detector import Detector
 from caloforge.refsim.em import EmModel, mean_log_parameters, radial_parameters
@@ -130,15 +131,11 @@ def _bin_spots(rows: F64, seeds: I64, owner: I64, path: F64, slab: I64, energy: 
         c, s = r * math.cos(phi), r * math.sin(phi)
         x = rows[h, 3] + path[k] * rows[h, 6] + c * frame[h, 0] + s * frame[h, 2]
         y = rows[h, 4] + path[k] * rows[h, 7] + c * frame[h, 1] + s * frame[h, 3]
-        rr = math.sqrt(x * x + y * y)
-        lo, hi = r_off[li], r_off[li + 1]
-        if rr < r_edges[lo] or rr >= r_edges[hi - 1]:
+        vox = voxel_index(x, y, li, r_edges, r_off, n_r, n_alpha, vox_off)
+        if vox < 0:
             continue
-        rb = np.searchsorted(r_edges[lo:hi], rr, side="right") - 1
-        na = n_alpha[li]
-        ab = min(max(int((math.atan2(y, x) + math.pi) / (2.0 * math.pi) * na), 0), na - 1)
         e = energy[k] * scale[j]
-        extra[row, vox_off[li] + ab * n_r[li] + rb] += e
+        extra[row, vox] += e
         layer_e[row, li] += e
         layer_c[row, li] = max(layer_c[row, li], stoch[j])
     for row in range(int(rows[0, 0]), int(rows[-1, 0]) + 1):  # sampling fluctuations (Gamma shapes add)

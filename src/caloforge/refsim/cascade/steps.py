@@ -12,7 +12,7 @@ from caloforge.refsim.cascade.jit import nb
 from caloforge.refsim.cascade.tables import GRID_PER_DECADE, GRID_RANGE
 
 __all__ = ["ACTIVE", "BELOW_CUT", "EM_FROM_PI0", "HANDOFF", "INVISIBLE", "LEAKED", "LEDGER", "MASS", "PASSIVE",
-           "boundary", "deposit", "highland", "lookup", "push", "read_local"]
+           "boundary", "deposit", "highland", "lookup", "push", "read_local", "voxel_index"]
 
 ACTIVE, PASSIVE, LEAKED, HANDOFF, MASS, BELOW_CUT, INVISIBLE, EM_FROM_PI0 = range(8)
 LEDGER = ("active", "passive", "leaked", "handoff", "mass", "below_cut", "invisible", "em_from_pi0")
@@ -36,6 +36,20 @@ def lookup(data: NDArray[np.float64], m: int, row: int, e: float) -> float:
 
 
 @nb.njit(cache=True)
+def voxel_index(x: float, y: float, li: int, r_edges: NDArray[np.float64], r_off: NDArray[np.int64],
+                n_r: NDArray[np.int64], n_alpha: NDArray[np.int64], vox_off: NDArray[np.int64]) -> int:
+    """The voxel (layer -> alpha -> r order) of the point (x, y) mm in geometry layer ``li``; -1 outside the binning."""
+    r = math.sqrt(x * x + y * y)
+    lo, hi = r_off[li], r_off[li + 1]
+    if r < r_edges[lo] or r >= r_edges[hi - 1]:
+        return -1
+    rb = np.searchsorted(r_edges[lo:hi], r, side="right") - 1
+    na = n_alpha[li]
+    ab = min(max(int((math.atan2(y, x) + math.pi) / (2.0 * math.pi) * na), 0), na - 1)
+    return int(vox_off[li] + ab * n_r[li] + rb)
+
+
+@nb.njit(cache=True)
 def deposit(e: float, x: float, y: float, isub: int, row: int, active: NDArray[np.int64],
              layer: NDArray[np.int64], calib: NDArray[np.float64], r_edges: NDArray[np.float64],
              r_off: NDArray[np.int64], n_r: NDArray[np.int64], n_alpha: NDArray[np.int64],
@@ -47,15 +61,9 @@ def deposit(e: float, x: float, y: float, isub: int, row: int, active: NDArray[n
     li = layer[isub]
     if li < 0:
         return
-    r = math.sqrt(x * x + y * y)
-    lo, hi = r_off[li], r_off[li + 1]
-    if r < r_edges[lo] or r >= r_edges[hi - 1]:
-        return
-    rb = np.searchsorted(r_edges[lo:hi], r, side="right") - 1
-    na = n_alpha[li]
-    ab = int((math.atan2(y, x) + math.pi) / (2.0 * math.pi) * na)
-    ab = min(max(ab, 0), na - 1)
-    out[row, vox_off[li] + ab * n_r[li] + rb] += e * calib[isub]
+    k = voxel_index(x, y, li, r_edges, r_off, n_r, n_alpha, vox_off)
+    if k >= 0:
+        out[row, k] += e * calib[isub]
 
 
 @nb.njit(cache=True)
@@ -66,14 +74,9 @@ def read_local(e: float, x: float, y: float, isub: int, row: int, scale: NDArray
     li = layer_of[isub]
     if li < 0 or scale[isub] <= 0.0:
         return
-    r = math.sqrt(x * x + y * y)
-    lo, hi = r_off[li], r_off[li + 1]
-    if r < r_edges[lo] or r >= r_edges[hi - 1]:
-        return
-    rb = np.searchsorted(r_edges[lo:hi], r, side="right") - 1
-    na = n_alpha[li]
-    ab = min(max(int((math.atan2(y, x) + math.pi) / (2.0 * math.pi) * na), 0), na - 1)
-    out[row, vox_off[li] + ab * n_r[li] + rb] += e * scale[isub]
+    k = voxel_index(x, y, li, r_edges, r_off, n_r, n_alpha, vox_off)
+    if k >= 0:
+        out[row, k] += e * scale[isub]
 
 
 @nb.njit(cache=True)
