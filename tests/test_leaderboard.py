@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,39 @@ def test_tiny_leaderboard_reports_a_failing_family_and_resumes_without_retrainin
     again = run_leaderboard(data, reference, tmp_path / "lb", settings, classifier=TINY_NET, resume=True)
     assert trained == ["broken"]  # the finished family is not trained again; the failed one is retried
     assert {e["family"]: e for e in again.entries}["tiny-gan"] == ok
+    # where the time went, per row and in all; a resume adds its time to the first call's, keeps its machine
+    assert set(lb.STAGES) <= set(ok) and all(ok[key] >= 0 for key in lb.STAGES) and ok["machine"] == board.machine
+    resumed = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert resumed["calls"] == 2 and resumed["total_elapsed_s"] >= saved["total_elapsed_s"] + resumed["elapsed_s"] - 0.2
+    assert set(resumed["minutes_by_stage"]) == {"training", "generation", "evaluation", "timing", "other"}
+    assert "over 2 calls" in (tmp_path / "lb" / "leaderboard.md").read_text()
+
+
+def _board(entries, **settings):
+    return lb.Leaderboard(tuple(entries), LeaderboardSettings(families=("gan",), **settings), "machine A", 90.0,
+                          Path("lb"), earlier_s=30.0, calls=2)
+
+
+def test_the_table_gives_errors_flags_budget_stopped_classifiers_and_its_time():
+    from caloforge.campaign.leaderboard_report import render_markdown
+
+    entry = {"family": "vae", "status": "ok", "chi2_ndf": 1.46, "auc_low": 0.5412, "auc_low_error": 0.0042,
+             "auc_high": 0.94, "auc_high_error": float("nan"), "auc_high_budget_stopped": True, "fpd_e3": 12.5,
+             "fpd_error_e3": 0.5, "kpd_e3": 0.1, "kpd_error_e3": 0.02, "us_per_shower": 30.0, "parameters": 12345,
+             "iterations": 500, "verdict": "fail", "train_minutes": 1.0, "generate_minutes": 0.25,
+             "evaluate_minutes": 0.5, "timing_minutes": 0.05, "machine": "machine B"}
+    text = render_markdown(_board([entry, {"family": "gan", "status": "failed", "error": "boom"}],
+                                  minutes_per_model=1.0))
+    row = next(line for line in text.splitlines() if line.startswith("| vae |"))
+    assert "| 0.541 ± 0.004 |" in row and "| 0.940 † |" in row and "| 12.5 ± 0.5 |" in row
+    assert "† the classifier stopped at its wall-clock budget" in text
+    assert "trained for 1 minute (" in text and "1 minutes" not in text
+    # 30 s earlier + 90 s now = 2 minutes: training 1, generation 0.25, evaluation 0.5, timing 0.05, other 0.2
+    assert "took 2.0 minutes over 2 calls (--resume; this one 1.5) (training 1.0, generation 0.2, evaluation 0.5, " \
+           "timing 0.1, other 0.2)" in text
+    assert "Machines: vae: machine B; gan: machine A." in text
+    board = _board([entry], iterations_per_model=1)
+    assert "trained for 1 iteration (" in render_markdown(board) and "Machine: machine B." in render_markdown(board)
 
 
 def test_bad_leaderboards_fail_before_anything_runs(tiny_geometry, tmp_path):

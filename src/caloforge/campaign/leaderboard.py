@@ -12,7 +12,9 @@ times generation at batch 10000 and counts parameters. It writes, in ``out_dir``
 
 A family that fails is recorded with its error and the others go on; with ``resume`` a family
 with a complete row is not trained again, and an interrupted training continues from its last
-checkpoint.
+checkpoint. Each row records where its time went (training, generation, evaluation, timing) and
+the machine it was measured on; a resumed leaderboard adds its time to the earlier calls' instead
+of replacing it.
 """
 
 from __future__ import annotations
@@ -41,9 +43,12 @@ from caloforge.training import load, train
 from caloforge.validation.evaluate import evaluate
 from caloforge.validation.metrics.classifier import ClassifierConfig
 
-__all__ = ["Leaderboard", "LeaderboardSettings", "pareto_front", "run_leaderboard"]
+__all__ = ["STAGES", "Leaderboard", "LeaderboardSettings", "pareto_front", "run_leaderboard"]
 
 ENTRY = "entry.json"
+STAGES = {"train_minutes": "training", "generate_minutes": "generation", "evaluate_minutes": "evaluation",
+          "timing_minutes": "timing"}
+"""The stages of each family whose wall-clock minutes a row records, and their names in the outputs."""
 
 
 class LeaderboardSettings(Config):
@@ -77,9 +82,12 @@ class Leaderboard:
     Attributes:
         entries: One dict per family (see ``leaderboard.json``); failed families have ``status: failed``.
         settings: The settings used.
-        machine: The CPU (and GPU) the numbers were measured on.
+        machine: The CPU (and GPU) of this call (each row records its own: a resumed leaderboard may span two).
         elapsed_s: Wall-clock time of this call, s.
         out_dir: Where the files are.
+        classifier: The classifier settings of every family.
+        earlier_s: Wall-clock time of the earlier calls of a resumed leaderboard, s.
+        calls: Calls that made it (1, plus one per ``resume``).
     """
 
     entries: tuple[dict[str, Any], ...]
@@ -88,11 +96,34 @@ class Leaderboard:
     elapsed_s: float
     out_dir: Path
     classifier: dict[str, Any] = field(default_factory=dict)
+    earlier_s: float = 0.0
+    calls: int = 1
+
+    @property
+    def total_s(self) -> float:
+        """Wall-clock time of every call together, s."""
+        return self.earlier_s + self.elapsed_s
+
+    def minutes_by_stage(self) -> dict[str, float]:
+        """Minutes spent per stage over the complete rows, and ``other`` (reading data, failed families, ...)."""
+        split = {name: sum(float(e.get(key) or 0.0) for e in self.entries) for key, name in STAGES.items()}
+        split["other"] = max(self.total_s / 60 - sum(split.values()), 0.0)
+        return split
+
+    def machines(self) -> dict[str, list[str]]:
+        """Each machine and the families measured on it (rows without one: this call's machine)."""
+        out: dict[str, list[str]] = {}
+        for entry in self.entries:
+            out.setdefault(str(entry.get("machine") or self.machine), []).append(str(entry["family"]))
+        return out or {self.machine: []}
 
     def to_dict(self) -> dict[str, Any]:
         """The content of ``leaderboard.json``."""
         return {"schema": "caloforge.leaderboard/1", "settings": self.settings.to_dict(), "machine": self.machine,
-                "classifier": self.classifier, "elapsed_s": round(self.elapsed_s, 1), "entries": list(self.entries)}
+                "classifier": self.classifier, "elapsed_s": round(self.elapsed_s, 1),
+                "total_elapsed_s": round(self.total_s, 1), "calls": self.calls,
+                "minutes_by_stage": {k: round(v, 2) for k, v in self.minutes_by_stage().items()},
+                "entries": list(self.entries)}
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -133,30 +164,36 @@ def _evaluate_family(family: str, data: ShowerSet, reference: ShowerSet, validat
     model_class = get_family(family)
     config = model_class.config_class.for_preset(settings.preset, data.geometry.particle, device)  # type: ignore[arg-type]
     run_dir = directory / "run"
-    started = time.perf_counter()
+    marks = [time.perf_counter()]
     result = train(data, family, config, run_dir, max_minutes=settings.minutes_per_model,
                    max_iterations=settings.iterations_per_model, seed=settings.seed, validation=validation,
                    device=device, resume=resume and (run_dir / "run.json").is_file(), progress=progress)
     if result.interrupted:  # the CLI exits 130 after Ctrl-C, 143 after SIGTERM
         raise Interrupted(result.signum or signal.SIGINT)
-    trained = time.perf_counter()
+    marks.append(time.perf_counter())
     bundle = load(result.bundle_dir)
+    progress.message(f"leaderboard: {family}: generating {len(reference)} showers for the evaluation")
     generated = bundle.generate_like(reference, device=device, seed=settings.seed + 1)
+    marks.append(time.perf_counter())
     evaluation = evaluate(reference, generated, directory / "report", mode="full", seed=settings.seed,
                           classifier_config=classifier, device=device, force=True, progress=progress,
                           training_history=bundle.info.get("history", []), inputs={"family": family})
+    marks.append(time.perf_counter())
+    progress.message(f"leaderboard: {family}: timing generation at batch {settings.timing_batch}")
     us = _time_generation(bundle, reference, settings.timing_batch, device, settings.seed)
+    marks.append(time.perf_counter())
     clf = evaluation.classifiers
     return {
         "family": family, "status": "ok", "chi2_ndf": evaluation.chi2.chi2_ndf,
         "auc_low": clf["low"].auc, "auc_low_error": clf["low"].auc_error,
         "auc_high": clf["high"].auc, "auc_high_error": clf["high"].auc_error,
+        "auc_low_budget_stopped": clf["low"].budget_exhausted, "auc_high_budget_stopped": clf["high"].budget_exhausted,
         "fpd_e3": evaluation.fpd.value * 1e3, "fpd_error_e3": evaluation.fpd.error * 1e3,
         "kpd_e3": evaluation.kpd.value * 1e3, "kpd_error_e3": evaluation.kpd.error * 1e3,
         "us_per_shower": us, "parameters": sum(p.numel() for m in bundle.models for p in m.parameters()),
         "iterations": sum(r.iterations for r in result.ranges), "validation_chi2_ndf": result.chi2_ndf,
-        "verdict": evaluation.verdict, "train_minutes": round((trained - started) / 60, 2),
-        "evaluate_minutes": round((time.perf_counter() - trained) / 60, 2),
+        "verdict": evaluation.verdict,
+        **{key: round((end - begin) / 60, 2) for key, begin, end in zip(STAGES, marks[:-1], marks[1:], strict=True)},
         "bundle": str(result.bundle_dir), "report": str(directory / "report" / "report.html"),
         "config": config.to_dict(),
     }
@@ -207,13 +244,15 @@ def run_leaderboard(
     classifier = (classifier or ClassifierConfig.cpu_budget().replace(max_showers=settings.classifier_showers))
     classifier = classifier.replace(max_seconds=60.0 * settings.classifier_minutes)
     machine = machine_summary(device, min_seconds=0.05).describe()
+    earlier_s, calls, earlier_machine = _earlier_calls(out) if resume else (0.0, 1, machine)
     entries: list[dict[str, Any]] = []
     for family in settings.families:
         directory = out / family
         entry_file = directory / ENTRY
         if resume and entry_file.is_file():
             prog.message(f"leaderboard: {family} is complete, not trained again")
-            entries.append(read_json(entry_file, "a leaderboard entry", CheckpointError))
+            kept = read_json(entry_file, "a leaderboard entry", CheckpointError)
+            entries.append({**kept, "machine": kept.get("machine") or earlier_machine})
             continue
         prog.message(f"leaderboard: {family} ({len(entries) + 1}/{len(settings.families)})")
         directory.mkdir(exist_ok=True)
@@ -224,14 +263,28 @@ def run_leaderboard(
             entry = {"family": family, "status": "failed", "error": f"{type(err).__name__}: {err}"[:500]}
             prog.message(f"leaderboard: {family} failed ({entry['error']}); the others go on")
         else:
+            entry["machine"] = machine
             with atomic_path(entry_file, force=True) as tmp:
                 tmp.write_text(strict_json(entry), encoding="utf-8")
         entries.append(entry)
         _write_outputs(Leaderboard(tuple(entries), settings, machine, time.perf_counter() - start, out,
-                                   classifier.to_dict()))
-    board = Leaderboard(tuple(entries), settings, machine, time.perf_counter() - start, out, classifier.to_dict())
+                                   classifier.to_dict(), earlier_s, calls))
+    board = Leaderboard(tuple(entries), settings, machine, time.perf_counter() - start, out, classifier.to_dict(),
+                        earlier_s, calls)
     _write_outputs(board)
     return board
+
+
+def _earlier_calls(out: Path) -> tuple[float, int, str]:
+    """Time (s), number and machine of the earlier calls of a leaderboard being resumed (none: 0, 1, "")."""
+    path = out / "leaderboard.json"
+    if not path.is_file():
+        return 0.0, 1, ""
+    earlier = read_json(path, "a leaderboard", CheckpointError)
+    seconds = earlier.get("total_elapsed_s", earlier.get("elapsed_s", 0.0))
+    calls = earlier.get("calls", 1)
+    return (float(seconds) if isinstance(seconds, int | float) else 0.0,
+            (int(calls) if isinstance(calls, int) else 1) + 1, str(earlier.get("machine", "")))
 
 
 def _write_outputs(board: Leaderboard) -> None:

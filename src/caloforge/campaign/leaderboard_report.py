@@ -14,48 +14,102 @@ if TYPE_CHECKING:
 
     from caloforge.campaign.leaderboard import Leaderboard
 
-__all__ = ["pareto_figure", "render_html", "render_markdown"]
+__all__ = ["BUDGET_MARK", "BUDGET_NOTE", "COLUMNS", "notes", "pareto_figure", "plural", "render_html",
+           "render_markdown", "table_rows", "time_summary"]
 
-_COLUMNS = (
+COLUMNS = (
     ("family", "family", "{}"), ("chi2/NDF", "chi2_ndf", "{:.3g}"), ("AUC low", "auc_low", "{:.3f}"),
     ("AUC high", "auc_high", "{:.3f}"), ("FPD x10^3", "fpd_e3", "{:.3g}"), ("KPD x10^3", "kpd_e3", "{:.3g}"),
     ("us/shower", "us_per_shower", "{:.3g}"), ("parameters", "parameters", "{:,}"), ("iterations", "iterations", "{}"),
     ("verdict", "verdict", "{}"),
 )
+_ERRORS = {"auc_low": "auc_low_error", "auc_high": "auc_high_error", "fpd_e3": "fpd_error_e3",
+           "kpd_e3": "kpd_error_e3"}
+"""The columns shown with their error (``value ± error``, as leaderboard.json has them)."""
+BUDGET_MARK = "†"
+BUDGET_NOTE = (f"{BUDGET_MARK} the classifier stopped at its wall-clock budget (--classifier-minutes) before its "
+               "epochs: the AUC may be understated, so the model may look better than it is.")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _cell(entry: dict[str, Any], key: str, fmt: str) -> str:
     value = entry.get(key)
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
-    return fmt.format(value)
+    text = fmt.format(value)
+    error = entry.get(_ERRORS.get(key, ""))
+    if _finite(error):
+        text += " ± " + fmt.format(error)
+    if entry.get(f"{key}_budget_stopped"):
+        text += " " + BUDGET_MARK
+    return text
 
 
-def _rows(board: Leaderboard) -> list[list[str]]:
+def plural(count: float, unit: str) -> str:
+    """``1 minute``, ``2.5 minutes``, ``1 iteration``.
+
+    Example:
+        >>> plural(1.0, "minute"), plural(15, "minute"), plural(1, "iteration")
+        ('1 minute', '15 minutes', '1 iteration')
+    """
+    return f"{count:g} {unit}" if count == 1 else f"{count:g} {unit}s"
+
+
+def time_summary(board: Leaderboard) -> str:
+    """Where the leaderboard's wall-clock time went, over every call of a resumed one.
+
+    Example: ``8.4 minutes (training 2.0, generation 1.5, evaluation 3.3, timing 1.5, other 0.1)``.
+    """
+    split = board.minutes_by_stage()
+    parts = ", ".join(f"{name} {minutes:.1f}" for name, minutes in split.items())
+    calls = f" over {board.calls} calls (--resume; this one {board.elapsed_s / 60:.1f})" if board.calls > 1 else ""
+    return f"{board.total_s / 60:.1f} minutes{calls} ({parts})"
+
+
+def _machines(board: Leaderboard) -> str:
+    machines = board.machines()
+    if len(machines) == 1:
+        return f"Machine: {next(iter(machines))}."
+    return "Machines: " + "; ".join(f"{', '.join(families)}: {m}" for m, families in machines.items()) + "."
+
+
+def table_rows(board: Leaderboard) -> list[list[str]]:
+    """The table's cells, one row per family (values with their errors, budget-stopped classifiers marked)."""
     rows = []
     for entry in board.entries:
         if entry.get("status") == "ok":
-            rows.append([_cell(entry, key, fmt) for _, key, fmt in _COLUMNS])
+            rows.append([_cell(entry, key, fmt) for _, key, fmt in COLUMNS])
         else:
-            rows.append([entry["family"], *(["–"] * (len(_COLUMNS) - 2)), f"failed: {entry.get('error', '')[:80]}"])
+            rows.append([entry["family"], *(["–"] * (len(COLUMNS) - 2)), f"failed: {entry.get('error', '')[:80]}"])
     return rows
 
 
 def _caption(board: Leaderboard) -> str:
     s = board.settings
-    budget = (f"{s.minutes_per_model:g} minutes" if s.minutes_per_model is not None
-              else f"{s.iterations_per_model} iterations")
+    budget = (plural(s.minutes_per_model, "minute") if s.minutes_per_model is not None
+              else plural(s.iterations_per_model or 0, "iteration"))
     return (f"Each family trained for {budget} (seed {s.seed}, preset {s.preset}); classifier AUC from the full "
             f"evaluation with the same settings for every family ({s.classifier_showers} showers per sample, "
-            f"{s.classifier_minutes:g}-minute budget); generation timed at batch {s.timing_batch}. "
-            f"Machine: {board.machine}. The leaderboard took {board.elapsed_s / 60:.1f} minutes.")
+            f"{s.classifier_minutes:g}-minute budget); errors as the evaluation gives them (± one standard "
+            f"deviation); generation timed at batch {s.timing_batch}. {_machines(board)} "
+            f"The leaderboard took {time_summary(board)}.")
+
+
+def notes(board: Leaderboard) -> list[str]:
+    """The notes under the table (a classifier stopped by its budget)."""
+    stopped = any(e.get(f"{k}_budget_stopped") for e in board.entries for k in ("auc_low", "auc_high"))
+    return [BUDGET_NOTE] if stopped else []
 
 
 def render_markdown(board: Leaderboard) -> str:
     """The leaderboard as a Markdown table with its settings underneath."""
-    lines = ["| " + " | ".join(name for name, _, _ in _COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
-    lines += ["| " + " | ".join(row) + " |" for row in _rows(board)]
-    return "\n".join([*lines, "", _caption(board), ""])
+    lines = ["| " + " | ".join(name for name, _, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in table_rows(board)]
+    under = [line for note in notes(board) for line in ("", note)]
+    return "\n".join([*lines, *under, "", _caption(board), ""])
 
 
 def pareto_figure(board: Leaderboard) -> Figure | None:
@@ -85,10 +139,10 @@ def pareto_figure(board: Leaderboard) -> Figure | None:
 
 def render_html(board: Leaderboard) -> str:
     """The leaderboard page: the table, the settings, and AUC versus time with the Pareto front."""
-    head = "".join(f"<th>{html.escape(name)}</th>" for name, _, _ in _COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in _rows(board))
+    head = "".join(f"<th>{html.escape(name)}</th>" for name, _, _ in COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_rows(board))
     parts = ["<h1>caloforge leaderboard</h1>", f"<table><tr>{head}</tr>{body}</table>",
-             f"<p>{html.escape(_caption(board))}</p>"]
+             *(f"<p>{html.escape(note)}</p>" for note in notes(board)), f"<p>{html.escape(_caption(board))}</p>"]
     fig = pareto_figure(board)
     if fig is not None:
         buffer = io.BytesIO()

@@ -48,6 +48,7 @@ def leaderboard(
     """Train every family under the same budget, evaluate and time each: leaderboard.json, .md and .html.
     """
     from caloforge.campaign.leaderboard import LeaderboardSettings, run_leaderboard
+    from caloforge.campaign.leaderboard_report import COLUMNS, notes, table_rows, time_summary
     from caloforge.data import io
     from caloforge.models import FAMILIES
 
@@ -64,15 +65,14 @@ def leaderboard(
     held_out = io.read(validation, train_set.geometry) if validation is not None else None
     board = run_leaderboard(train_set, reference_set, out, settings, validation=held_out, device=device_name(device),
                             resume=resume, progress=progress)
-    table = Table("family", "chi2/NDF", "AUC low", "AUC high", "us/shower", "status", title="caloforge leaderboard")
-    for e in board.entries:
-        if e.get("status") == "ok":
-            table.add_row(e["family"], f"{e['chi2_ndf']:.3g}", f"{e['auc_low']:.3f}", f"{e['auc_high']:.3f}",
-                          f"{e['us_per_shower']:.3g}", "ok")
-        else:
-            table.add_row(e["family"], "–", "–", "–", "–", f"failed: {e.get('error', '')[:60]}")
+    shown = [i for i, (name, _, _) in enumerate(COLUMNS) if name not in ("parameters", "KPD x10^3")]
+    table = Table(*(COLUMNS[i][0] for i in shown), title="caloforge leaderboard")
+    for row in table_rows(board):
+        table.add_row(*(row[i] for i in shown))
     console.print(table)
-    console.print(f"leaderboard: {out / 'leaderboard.html'} ({board.elapsed_s / 60:.1f} min)")
+    for note in notes(board):
+        console.print(note)
+    console.print(f"leaderboard: {out / 'leaderboard.html'}; it took {time_summary(board)}")
 
 
 def register(app: typer.Typer) -> None:
