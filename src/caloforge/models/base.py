@@ -4,8 +4,10 @@ Every family (one file in :mod:`caloforge.models`) provides a :class:`FamilyConf
 subclass and a :class:`GenerativeModel` subclass built as ``Family(config, preprocessing)``.
 The base class handles the conditioning (log-scaled incident energy in [0, 1] plus
 standardised extra conditions) and the fitted preprocessing; a family implements
-:meth:`GenerativeModel.loss` and :meth:`GenerativeModel.sample_features`, and may override
-:meth:`GenerativeModel.train_step` (e.g. several critic steps per generator step).
+:meth:`GenerativeModel.loss` and :meth:`GenerativeModel.sample_features`. The training step is
+written once (:meth:`GenerativeModel.train_step`); a family changes it through its hooks
+(``prepare``, ``loss_terms``, ``clip_gradients``, ``after_step``), or replaces it when it has
+several players (the GAN's critic steps) or no gradients (the parametric baseline).
 
 Modules never pick a device: the caller moves them and passes tensors on that device.
 """
@@ -224,7 +226,13 @@ class GenerativeModel(nn.Module, ABC):
         backward: Callable[[Tensor], None],
         generator: torch.Generator | None = None,
     ) -> dict[str, float]:
-        """One training iteration; returns named loss values for logging.
+        """One training iteration, the same for every family with one optimiser; returns named loss values.
+
+        The steps, each a hook a family overrides for what differs: :meth:`prepare` (fit what is fitted
+        once from data), :meth:`loss_terms` on a new batch (``"loss"`` is minimised, the others logged),
+        back-propagation, :meth:`clip_gradients` (whether to take the step), the optimiser's step, then
+        :meth:`after_step` (e.g. a moving average of the weights). Families with several players or no
+        gradients (the GAN, the parametric baseline) override the whole step.
 
         Args:
             next_batch: Draws a new training batch on the model's device.
@@ -232,12 +240,32 @@ class GenerativeModel(nn.Module, ABC):
             backward: Back-propagates a loss (Lightning's ``manual_backward``).
             generator: Random numbers for noise.
         """
+        self.prepare(next_batch, generator)
         (optimizer,) = optimizers
         optimizer.zero_grad()
-        loss = self.loss(next_batch(), generator)
-        backward(loss)
-        optimizer.step()
-        return {"loss": float(loss.detach())}
+        terms = self.loss_terms(next_batch(), generator)
+        backward(terms["loss"])
+        logged = {name: float(value.detach()) for name, value in terms.items()}
+        if self.clip_gradients(logged):
+            optimizer.step()
+        else:
+            optimizer.zero_grad()
+        self.after_step()
+        return logged
+
+    def prepare(self, next_batch: Callable[[], Batch], generator: torch.Generator | None = None) -> None:
+        """Hook before each training step: fit, once, what is fitted from training batches (none by default)."""
+
+    def loss_terms(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """Hook: the named loss terms of one batch; ``"loss"`` is minimised (default: :meth:`loss` alone)."""
+        return {"loss": self.loss(batch, generator)}
+
+    def clip_gradients(self, logged: dict[str, float]) -> bool:
+        """Hook after back-propagation: clip the gradients (adding what to log to ``logged``); whether to step."""
+        return True
+
+    def after_step(self) -> None:
+        """Hook after the optimiser's step (none by default)."""
 
     def extra_repr(self) -> str:
         return f"n_features={self.n_features}, n_conditions={self.n_conditions}"

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -370,26 +370,21 @@ class Diffusion(GenerativeModel):
         """One Adam over the network."""
         return [torch.optim.Adam(self.network.parameters(), lr=self.config.lr, betas=self.config.betas)]
 
-    def train_step(
-        self,
-        next_batch: Callable[[], Batch],
-        optimizers: Sequence[Any],
-        backward: Callable[[Tensor], None],
-        generator: torch.Generator | None = None,
-    ) -> dict[str, float]:
-        """One Adam step on the velocity loss, then the moving average; the first also fits the network space."""
+    def prepare(self, next_batch: Callable[[], Batch], generator: torch.Generator | None = None) -> None:
+        """The first step fits the network space."""
         if not bool(self.space.fitted):
             self.fit_space([next_batch() for _ in range(self.config.normalisation_batches)])
-        (optimizer,) = optimizers
-        optimizer.zero_grad()
-        loss = self.loss(next_batch(), generator)
-        backward(loss)
+
+    def clip_gradients(self, logged: dict[str, float]) -> bool:
+        """The network's gradient norm clipped at ``grad_clip`` (0: not clipped)."""
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
-        optimizer.step()
+        return True
+
+    def after_step(self) -> None:
+        """The moving average of the network's weights follows the step."""
         if self.ema is not None:
             self.ema.update(self.network, self.config.ema_decay)
-        return {"loss": float(loss.detach())}
 
     def extra_repr(self) -> str:
         cfg = self.config

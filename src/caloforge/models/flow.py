@@ -327,33 +327,20 @@ class Flow(GenerativeModel):
         """One Adam over every parameter."""
         return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
 
-    def train_step(
-        self,
-        next_batch: Callable[[], Batch],
-        optimizers: Sequence[Any],
-        backward: Callable[[Tensor], None],
-        generator: torch.Generator | None = None,
-    ) -> dict[str, float]:
-        """One Adam step with the gradient norm clipped at ``grad_clip``; a non-finite gradient skips the step.
-
-        The first step also sets the standardisation from ``init_batches`` batches.
-        """
-        (optimizer,) = optimizers
+    def prepare(self, next_batch: Callable[[], Batch], generator: torch.Generator | None = None) -> None:
+        """The first step sets the standardisation from ``init_batches`` batches."""
         if not bool(self.standardise.initialised):
             with torch.no_grad():
                 batches = [next_batch() for _ in range(self.config.init_batches)]
                 f = torch.cat([self.features(b, generator) for b in batches])
                 e = torch.cat([self.preprocessing.energy.forward(b.energies.double()) for b in batches])
                 self.standardise.fit_once(f, e)
-        optimizer.zero_grad()
-        loss = self.loss(next_batch(), generator)
-        backward(loss)
+
+    def clip_gradients(self, logged: dict[str, float]) -> bool:
+        """The gradient norm clipped at ``grad_clip`` (logged); a non-finite gradient skips the step."""
         norm = nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip)
-        if torch.isfinite(norm):
-            optimizer.step()
-        else:
-            optimizer.zero_grad()
-        return {"loss": float(loss.detach()), "grad_norm": float(norm)}
+        logged["grad_norm"] = float(norm)
+        return bool(torch.isfinite(norm))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, design={self.config.design}, coupling={self.config.coupling}"

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -248,26 +248,22 @@ class Latent(GenerativeModel):
         """One Adam over the autoencoder and the prior."""
         return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
 
-    def train_step(
-        self,
-        next_batch: Callable[[], Batch],
-        optimizers: Sequence[Any],
-        backward: Callable[[Tensor], None],
-        generator: torch.Generator | None = None,
-    ) -> dict[str, float]:
-        """One Adam step on the joint loss; the first step also fits the logit space."""
+    def prepare(self, next_batch: Callable[[], Batch], generator: torch.Generator | None = None) -> None:
+        """The first step fits the logit space."""
         if not bool(self.space.fitted):
             self.fit_space([next_batch() for _ in range(self.config.normalisation_batches)])
-        (optimizer,) = optimizers
-        optimizer.zero_grad()
-        reconstruction, prior = self.losses(next_batch(), generator)
-        loss = reconstruction + self.config.prior_weight * prior
-        backward(loss)
+
+    def loss_terms(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """The joint loss and its two parts."""
+        reconstruction, prior = self.losses(batch, generator)
+        return {"loss": reconstruction + self.config.prior_weight * prior, "reconstruction": reconstruction,
+                "prior": prior}
+
+    def clip_gradients(self, logged: dict[str, float]) -> bool:
+        """The gradient norm clipped at ``grad_clip`` (0: not clipped)."""
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip)
-        optimizer.step()
-        return {"loss": float(loss.detach()), "reconstruction": float(reconstruction.detach()),
-                "prior": float(prior.detach())}
+        return True
 
     def extra_repr(self) -> str:
         cfg = self.config

@@ -29,8 +29,8 @@ References:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Sequence
+from typing import Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -197,21 +197,13 @@ class VAE(GenerativeModel):
         """One Adam over encoder and decoder (Par04)."""
         return [torch.optim.Adam(self.parameters(), lr=self.config.lr)]
 
-    def train_step(
-        self,
-        next_batch: Callable[[], Batch],
-        optimizers: Sequence[Any],
-        backward: Callable[[Tensor], None],
-        generator: torch.Generator | None = None,
-    ) -> dict[str, float]:
-        """One Adam step on the loss; then the iteration count (and with it ``beta``) advances."""
-        (optimizer,) = optimizers
-        optimizer.zero_grad()
-        parts = self.losses(next_batch(), generator)
-        backward(parts["loss"])
-        optimizer.step()
+    def loss_terms(self, batch: Batch, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """The loss, its reconstruction and KL parts and ``beta``."""
+        return self.losses(batch, generator)
+
+    def after_step(self) -> None:
+        """The iteration count (and with it ``beta``) advances."""
         self.iteration += 1
-        return {name: float(value.detach()) for name, value in parts.items()}
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, latent_dim={self.config.latent_dim}, iteration={int(self.iteration)}"
