@@ -182,3 +182,35 @@ def test_refuses_extra_conditions_and_unknown_particles(tiny_geometry):
         Parametric(ParametricConfig(), Preprocessing.fit(with_theta))
     with pytest.raises(ConfigError, match="particle"):
         ParametricConfig.for_particle("neutrino")
+
+
+@pytest.mark.filterwarnings("ignore:the validation sample has fewer:UserWarning")
+def test_selects_its_best_checkpoint_and_resumes_like_the_other_families(tiny_geometry, tmp_path, one_thread):
+    """The parametric family has no optimiser; it still gets best.ckpt and last.ckpt, the bundle of its best
+    validation chi2/NDF (not its last state), and a resume that continues where it stopped, number for number."""
+    import csv
+
+    from caloforge.training import train
+    from caloforge.training.bundle import load
+
+    data = make_showers(tiny_geometry, 1600, seed=1, energies=(500.0, 1000.0, 4000.0, 8000.0))
+    config = ParametricConfig(batch_size=64, reservoir=200, knots=4)
+    result = train(data, "parametric", config, tmp_path / "run", max_iterations=60, checkpoint_every=10,
+                   progress=False)
+    assert (tmp_path / "run" / "best.ckpt").is_file() and (tmp_path / "run" / "last.ckpt").is_file()
+    with (tmp_path / "run" / "log.csv").open() as f:
+        rows = [(int(r["iteration"]), float(r["chi2_ndf"]), float(r["best_chi2_ndf"])) for r in csv.DictReader(f)]
+    trained = [(it, chi2) for it, chi2, _ in rows if it > 0]
+    best_it, best = min(trained, key=lambda r: (r[1], r[0]))
+    assert best < trained[-1][1], rows  # the data make the last state worse than the best: the choice matters
+    assert [b for _, _, b in rows[1:]] == [min(c for _, c in trained[:k + 1]) for k in range(len(trained))]
+    assert (result.ranges[0].best_iteration, result.ranges[0].best_chi2_ndf) == (best_it, best)
+    assert load(result.bundle_dir).info["validation"]["iteration"] == best_it
+
+    train(data, "parametric", config, tmp_path / "halves", max_iterations=30, checkpoint_every=10, progress=False)
+    resumed = train(data, "parametric", None, tmp_path / "halves", max_iterations=60, checkpoint_every=10,
+                    progress=False, resume=True)
+    with (tmp_path / "halves" / "log.csv").open() as f:
+        again = [(int(r["iteration"]), float(r["chi2_ndf"]), float(r["best_chi2_ndf"])) for r in csv.DictReader(f)]
+    assert again == rows  # the statistics, reservoir and noise continue exactly
+    assert resumed.ranges[0].best_iteration == best_it

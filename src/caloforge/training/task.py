@@ -76,6 +76,11 @@ class GenerativeTask(L.LightningModule):
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         self.last_losses = self.model.train_step(self.next_batch, optimizers, self.manual_backward, self._rng)
+        if not optimizers:  # a family fitted without gradients (parametric) still takes steps: ModelCheckpoint
+            # saves only after a new global step, so without this no best.ckpt or last.ckpt would ever be written
+            steps = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+            steps.increment_ready()
+            steps.increment_completed()
         self.iteration += 1
         if self.iteration % self.log_every == 0:
             self.log_to_loggers({f"train/{name}": value for name, value in self.last_losses.items()})
