@@ -35,7 +35,7 @@ __all__ = ["CaloforgeError", "Geometry", "Layer", "ShowerSet", "__version__", "e
 _LAZY: dict[str, tuple[str, str | None]] = {
     "io": ("caloforge.data.io", None),
     "load": ("caloforge.training.bundle", "load"),
-    "evaluate": ("caloforge.validation.evaluate", "evaluate"),
+    "evaluate": ("caloforge.validation.compare", "evaluate"),
     "simulate": ("caloforge.refsim", "simulate"),
 }
 

@@ -44,7 +44,8 @@ FAMILY = "gan|flow|diffusion|latent|vae|parametric"
 """Metavar of the built-in model families, those of ``caloforge.models.FAMILIES`` (a test keeps them equal;
 written out so that ``--help`` does not import torch); a registered plugin family is accepted too."""
 Preset = Literal["auto", "cpu", "paper"]
-_VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "info": "blue", "not computed": "dim"}
+_VERDICT_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "info": "blue", "not computed": "dim",
+                  "too small": "magenta"}
 
 # Long lines (paths, commands) are never cut; tables in a log (not a terminal) get 120 columns, not 80.
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)

@@ -72,8 +72,11 @@ def _mode(mode: Mode, classifier: str) -> tuple[str, str]:
 def evaluate(
     reference: Path = typer.Option(..., "--reference", "-r", "--reference-file",
                                    help="Reference showers (CaloChallenge HDF5)."),
-    generated: Path = typer.Option(..., "--generated", "-i", "--input-file",
-                                   help="Generated showers (CaloChallenge HDF5)."),
+    generated: list[Path] = typer.Option(..., "--generated", "-i", "--input-file",
+                                         help="Generated showers (CaloChallenge HDF5); repeat it to compare several "
+                                         "samples in one report (every histogram overlaid, a table per sample)."),
+    label: list[str] = typer.Option([], "--label", help="A name for each --generated sample, in the same order "
+                                    "(default: the file names without .h5); only with several samples."),
     geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="The CaloChallenge's dataset names: "
                                        "1-photons, 1-pions, 2, 3 (instead of --geometry)."),
@@ -122,9 +125,11 @@ def evaluate(
     from caloforge.data.source import ShowerFile
     from caloforge.errors import ConfigError
     from caloforge.runtime.interrupts import deferred_interrupts
+    from caloforge.validation.compare import evaluate_samples
     from caloforge.validation.evaluate import CLASSIFIERS, DistanceConfig
     from caloforge.validation.evaluate import evaluate as run_evaluation
     from caloforge.validation.metrics.classifier import ClassifierConfig
+    from caloforge.validation.metrics.verdict import too_small_message
     from caloforge.validation.report import check_report_dir
 
     if dataset is not None:
@@ -152,29 +157,66 @@ def evaluate(
     distances = DistanceConfig(skip=DistanceConfig.parse_skip(skip),
                                **{k: v for k, v in (("fpd_draws", fpd_draws), ("kpd_batches", kpd_batches))
                                   if v is not None})
+    labels = _labels(generated, label, run)
     history, model = _training(run)
     apply_threads(threads)
     check_report_dir(out, force)  # fail before reading large files
     progress = cli_progress()
-    progress.message(f"opening {reference} and {generated} (showers are streamed, not loaded)")
+    progress.message(f"opening {reference} and {', '.join(map(str, generated))} (showers are streamed, not loaded)")
     ref = ShowerFile.open(reference, geometry)
-    gen = ShowerFile.open(generated, geometry if geometry is not None else ref.geometry)
-    inputs = {"reference": {"path": str(reference)}, "generated": {"path": str(generated)},  # + fingerprints
-              **({"model": model} if model else {})}
+    gens = {name: ShowerFile.open(path, geometry if geometry is not None else ref.geometry)
+            for name, path in zip(labels, generated, strict=True)}
+    inputs = {"reference": {"path": str(reference)}, **({"model": model} if model else {}),  # + fingerprints
+              "generated": {"path": str(generated[0])} if labels == ("generated",) else
+              {name: {"path": str(path)} for name, path in zip(labels, generated, strict=True)}}
     # Ctrl-C and SIGTERM stop at the next progress update (even when the shell started us ignoring SIGINT);
     # an --out directory created here and left empty by a failure or an interrupt is removed
     with warnings.catch_warnings(record=True) as caught, new_directory_guard(out), deferred_interrupts() as check:
         warnings.simplefilter("always", UserWarning)
         progress.check = check
-        result = run_evaluation(ref, gen, out, mode=kind, classifiers=kinds, seed=seed, force=force,  # type: ignore[arg-type]
-                                classifier_config=config, device=device_name(device), threshold=threshold,
-                                with_prdc=prdc, progress=progress, training_history=history, inputs=inputs,
-                                distances=distances)
+        options: dict[str, Any] = {"mode": kind, "classifiers": kinds, "seed": seed, "force": force,
+                                    "classifier_config": config, "device": device_name(device),
+                                    "threshold": threshold, "with_prdc": prdc, "progress": progress,
+                                    "inputs": inputs, "distances": distances}
+        if labels == ("generated",):
+            result = run_evaluation(ref, gens["generated"], out, training_history=history, **options)
+            results, total = [("", result)], result.timings.get("total", 0.0)
+        else:
+            comparison = evaluate_samples(ref, gens, out, **options)
+            results, total = comparison.samples, comparison.timings.get("total", 0.0)
     for message in dict.fromkeys(str(w.message) for w in caught):  # each warning once
         err_console.print(f"[yellow]warning:[/yellow] {message}")
-    console.print(verdict_table(result))
+    small = ""
+    for name, one in results:
+        if name:
+            console.print(f"sample [bold]{name}[/bold]")
+        console.print(verdict_table(one))
+        small = small or (too_small_message(one.verdicts) or "")
+    if small:  # once, whatever the number of samples
+        err_console.print(f"[yellow]warning:[/yellow] {small}")
     console.print(f"report: {out / 'report.html'}   metrics: {out / 'metrics.json'}   "
-                  f"({result.timings.get('total', 0):.1f} s)")
+                  f"({total:.1f} s)")
+
+
+def _labels(generated: list[Path], labels: list[str], run: Path | None) -> tuple[str, ...]:
+    """("generated",) for one sample; else each sample's label (--label, or the file stems), checked."""
+    from caloforge.errors import ConfigError
+    from caloforge.validation.compare import sample_labels
+
+    if len(generated) == 1 and not labels:
+        return ("generated",)
+    if run is not None:
+        msg = (f"expected --run with one --generated file (its model's) but got {len(generated)} files; "
+               "evaluate that model's file alone to add its training history")
+        raise ConfigError(msg)
+    names = [path.name.removesuffix(".hdf5").removesuffix(".h5") for path in generated]
+    try:
+        return sample_labels(names, labels)
+    except ConfigError as err:
+        duplicate = not labels and "duplicates" in str(err)
+        msg = (f"expected generated files with different names but got {names}; name each with --label"
+               if duplicate else str(err))
+        raise ConfigError(msg) from None
 
 
 def _training(run: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:

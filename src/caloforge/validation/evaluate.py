@@ -101,9 +101,9 @@ def _energy_histograms(ref: HighLevelFeatures, gen: HighLevelFeatures) -> tuple[
         if group.reference.size < 2:
             continue
         binning = response_edges_per_energy(ref.geometry, group.energy, group.reference)
-        label = f"{group.energy:.4g}"
+        label = f"{group.energy:.4g}"  # the key; the panel's title says the energy (format_energy)
         out.append(FeatureHistogram(
-            f"response_E{label}", "response_per_energy", None, rf"$E_\mathrm{{tot}}/E_\mathrm{{inc}}$, E = {label} MeV",
+            f"response_E{label}", "response_per_energy", None, r"$E_\mathrm{tot}/E_\mathrm{inc}$",
             binning.edges, np.histogram(group.reference, binning.edges)[0].astype(float),
             np.histogram(group.generated, binning.edges)[0].astype(float), binning=binning.name))
     return tuple(out)
@@ -321,6 +321,10 @@ def compute_evaluation(
         {kind: (results[kind], results_split[kind]) for kind in results},
         (max_abs_difference(corr_r, corr_g), corr_split),
         (prdc_r, prdc_s) if prdc_r is not None and prdc_s is not None else None)
+    rows = v.judge_sizes(rows, chi2, len(reference), len(generated), {k: r.n_per_sample for k, r in results.items()})
+    small = v.too_small_message(rows)
+    if small:  # one note for all of them, in the report (the terminal prints it under the verdict table)
+        messages.append(small)
     lap("verdicts")
     return EvaluationResult(
         mode=mode, seed=seed, geometry=geometry, threshold=thr, n_reference=len(reference),

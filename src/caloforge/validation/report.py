@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,8 +34,9 @@ from caloforge.data.showers import format_energy
 from caloforge.errors import OutputExistsError, OutputPathError
 from caloforge.extras import require
 from caloforge.runtime.progress import SILENT, Progress
-from caloforge.validation import plots, shower_plots
+from caloforge.validation import plots, shape_plots, shower_plots
 from caloforge.validation.missing import format_value
+from caloforge.validation.plots import Samples
 from caloforge.validation.result import EvaluationResult
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ if TYPE_CHECKING:
 
     from caloforge.validation.metrics.separation import FeatureHistogram
 
-__all__ = ["REPORT_FILES", "check_report_dir", "html_page", "png_figure", "render_html", "write_report"]
+__all__ = ["REPORT_FILES", "check_report_dir", "draw_figures", "html_page", "png_figure", "publish",
+           "render_html", "report_figures", "write_report"]
 
 REPORT_FILES = ("report.html", "metrics.json")
 ROOT_FILE = "histograms.root"
@@ -64,7 +66,7 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 th{background:#f0f0f0}td.l{text-align:left}.pass{background:#c8f0c8}.warn{background:#fff0b0}
 .fail{background:#f8c0c0}.info{background:#eef}img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 .warning{background:#fff0b0;padding:.5em;border-left:4px solid #e0a000}h1 span{font-size:60%}
-.not-computed{background:#eee;color:#555}
+.not-computed{background:#eee;color:#555}.too-small{background:#e8e0f0;color:#444}
 """
 
 
@@ -97,54 +99,70 @@ def check_report_dir(out_dir: str | Path, force: bool) -> Path:
     return out
 
 
-def _figures(result: EvaluationResult) -> list[tuple[str, str, str, Callable[[], Figure]]]:
-    """(section, file stem, caption, figure maker) for every plot of the report; figures are drawn on demand."""
-    by_family: dict[str, list[FeatureHistogram]] = {}
-    for hist in result.histograms:
-        by_family.setdefault(hist.family, []).append(hist)
+def report_figures(samples: Samples[EvaluationResult]) -> list[tuple[str, str, str, Callable[[], Figure]]]:
+    """(section, file stem, caption, figure maker) for every plot of the report; figures are drawn on demand.
+
+    ``samples`` are (label, result) of each generated sample, evaluated against the same reference: every
+    histogram overlays them all on the reference (one pair: the single-sample report).
+    """
+    result = samples[0][1]
+    g = result.geometry
+
+    def each(get: Callable[[EvaluationResult], Any]) -> list[tuple[str, Any]]:
+        return [(label, get(r)) for label, r in samples]
+
+    def family(*names: str) -> Callable[[EvaluationResult], list[FeatureHistogram]]:
+        return lambda r: [h for h in r.histograms if h.family in names]
+
     out: list[tuple[str, str, str, Callable[[], Figure]]] = [
         ("Response", "response", "E_tot/E_inc and E_tot, all energies",
-         partial(plots.histogram_grid, [*by_family["response"], *by_family["e_total"]], "Total energy", columns=2)),
+         partial(plots.histogram_grid, each(family("response", "e_total")), "Total energy", columns=2)),
     ]
     if result.energy_histograms:
         out.append(("Response", "response_per_energy",
                     "E_tot/E_inc per incident energy (official binning for dataset 1)",
-                    partial(plots.histogram_grid, result.energy_histograms, "E_tot/E_inc per incident energy")))
+                    partial(plots.histogram_grid, each(lambda r: r.energy_histograms),
+                            "E_tot/E_inc per incident energy")))
     out.append(("Response", "response_resolution", "Response and resolution vs energy",
-                partial(plots.plot_response, result.response_reference, result.response_generated)))
-    for family, title in _FAMILIES:
-        if by_family.get(family):
-            out.append(("Features", family, title, partial(plots.histogram_grid, by_family[family], title)))
-    means = (result.geometry, result.mean_reference, result.mean_generated)
+                partial(plots.plot_response, result.response_reference, each(lambda r: r.response_generated))))
+    present = {h.family for h in result.histograms}
+    for name, title in _FAMILIES:
+        if name in present:
+            out.append(("Features", name, title, partial(plots.histogram_grid, each(family(name)), title)))
+    means = each(lambda r: r.mean_generated)
     out.append(("Shower shape", "profiles", "Mean longitudinal and radial profiles",
-                partial(shower_plots.plot_profiles, *means)))
-    n_layers = result.geometry.n_layers
-    for start in range(0, n_layers, 9):
-        layers = list(range(start, min(start + 9, n_layers)))
+                partial(shower_plots.plot_profiles, g, result.mean_reference, means)))
+    per_figure = 9 if len(samples) == 1 else 5
+    for start in range(0, g.n_layers, per_figure):
+        layers = list(range(start, min(start + per_figure, g.n_layers)))
         out.append(("Shower shape", f"mean_images_{start}",
-                    f"Average shower, layers {layers[0]}-{layers[-1]} (positions)",
-                    partial(shower_plots.plot_mean_images, *means, layers)))
+                    f"Average shower, {shower_plots.layer_list([g.layers[i].id for i in layers])}",
+                    partial(shower_plots.plot_mean_images, g, result.mean_reference, means, layers)))
     if result.energy_means:
+        ranges = each(lambda r: r.energy_means)
         out.append(("Per incident energy", "layer_energies_by_energy",
                     "Mean fraction of E_inc per layer, per incident-energy range",
-                    partial(shower_plots.plot_layer_energies_by_range, result.geometry.layer_ids, result.geometry,
-                            result.energy_means)))
-        energetic = int(np.argmax([result.mean_reference[result.geometry.layer_slice(i)].sum()
-                                   for i in range(n_layers)]))
+                    partial(shower_plots.plot_layer_energies_by_range, g.layer_ids, g, ranges)))
+        out.append(("Per incident energy", "shapes_by_energy",
+                    "Radial centre and width of the mean shower per layer, per incident-energy range",
+                    partial(shape_plots.plot_shapes_by_energy, g, ranges)))
+        energetic = int(np.argmax([result.mean_reference[g.layer_slice(i)].sum() for i in range(g.n_layers)]))
         for k, group in enumerate(result.energy_means):
+            at_k = [(label, r.energy_means[k].mean_generated) for label, r in samples]
             out.append(("Per incident energy", f"mean_image_energy_{k}",
-                        f"Average shower in the most energetic layer, E_inc {group.label}",
-                        partial(shower_plots.plot_mean_images, result.geometry, group.mean_reference,
-                                group.mean_generated, [energetic], title=f"E_inc {group.label}", unit="MeV/MeV")))
+                        f"Average shower in the most energetic layer, E_inc = {group.label}",
+                        partial(shower_plots.plot_mean_images, g, group.mean_reference,
+                                at_k, [energetic],
+                                title=f"E_inc = {group.label}", unit="MeV/MeV")))
     out.append(("Correlations", "layer_correlations", "Layer-energy correlations",
-                partial(plots.plot_correlations, result.geometry.layer_ids, result.correlation_reference,
-                        result.correlation_generated)))
-    if result.training is not None:
+                partial(plots.plot_correlations, g.layer_ids, result.correlation_reference,
+                        each(lambda r: r.correlation_generated))))
+    if result.training is not None and len(samples) == 1:
         out.append(("Training", "training", "Validation chi2/NDF during training (checkpoint selection)",
                     partial(plots.plot_training, result.training_history)))
     if result.classifiers:
         out.append(("Classifiers", "roc", "ROC curves of the classifiers",
-                    partial(plots.plot_roc, result.classifiers, result.classifiers_split)))
+                    partial(plots.plot_roc, each(lambda r: r.classifiers), result.classifiers_split)))
     return out
 
 
@@ -273,8 +291,6 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
         The result as written: ``result`` with the report's and the total time added to its timings
         (a new object; ``result`` itself is never changed).
     """
-    import matplotlib
-
     out = check_report_dir(out_dir, force)
     start = time.perf_counter()
     try:
@@ -283,21 +299,7 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
         msg = f"could not create the output directory {out} ({err.strerror}); choose another --out"
         raise OutputPathError(msg) from None
     with scratch_dir(out / "report") as stage:
-        (stage / "plots").mkdir()
-        images = []
-        drawn = _figures(result) if figures else []
-        with (progress or SILENT).task("report figures", total=len(drawn), unit="figures") as task, \
-                matplotlib.rc_context(plots.style()):  # type: ignore[arg-type]
-            for section, stem, caption, make in drawn:
-                fig = make()
-                buffer = io.BytesIO()
-                fig.savefig(buffer, format="png")
-                png = buffer.getvalue()
-                (stage / "plots" / f"{stem}.png").write_bytes(png)
-                if pdf:
-                    fig.savefig(stage / "plots" / f"{stem}.pdf", format="pdf")
-                images.append((section, caption, png))
-                task.update(advance=1, status=stem)
+        images = draw_figures(report_figures([("generated", result)]) if figures else [], stage, pdf, progress)
         timings = {**result.timings, "report": round(time.perf_counter() - start, 3)}
         if started is not None:
             timings["total"] = round(time.perf_counter() - started, 3)
@@ -310,11 +312,34 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
             root_note = "figures not drawn (caloforge evaluate --skip figures); " + root_note
         (stage / "report.html").write_text(render_html(result, images, root_note), encoding="utf-8")
         (stage / "metrics.json").write_text(strict_json(result.to_dict(), indent=2), encoding="utf-8")
-        _publish(stage, out)
+        publish(stage, out)
     return result
 
 
-def _publish(stage: Path, out: Path) -> None:
+
+def draw_figures(drawn: list[tuple[str, str, str, Callable[[], Figure]]], stage: Path, pdf: bool = True,
+                 progress: Progress | None = None) -> list[tuple[str, str, bytes]]:
+    """Draw each figure into ``stage/plots`` (PNG, and PDF if ``pdf``); returns (section, caption, PNG) in order."""
+    import matplotlib
+
+    (stage / "plots").mkdir(exist_ok=True)
+    images = []
+    with (progress or SILENT).task("report figures", total=len(drawn), unit="figures") as task, \
+            matplotlib.rc_context(plots.style()):  # type: ignore[arg-type]
+        for section, stem, caption, make in drawn:
+            fig = make()
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format="png")
+            png = buffer.getvalue()
+            (stage / "plots" / f"{stem}.png").write_bytes(png)
+            if pdf:
+                fig.savefig(stage / "plots" / f"{stem}.pdf", format="pdf")
+            images.append((section, caption, png))
+            task.update(advance=1, status=stem)
+    return images
+
+
+def publish(stage: Path, out: Path) -> None:
     """Move the finished files from ``stage`` into ``out`` (plots first, the page and metrics.json last)."""
     (out / "plots").mkdir(exist_ok=True)
     for path in sorted((stage / "plots").iterdir()):

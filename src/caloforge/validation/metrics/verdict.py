@@ -19,8 +19,11 @@ layer correlations     max |dC| <= max(0.05, 2 x split)            <= max(0.15, 
 =====================  ==========================================  ==========================
 
 JSD, precision/recall/density/coverage and response/resolution are shown for
-information only ("info"). A metric the user skipped (``caloforge evaluate --skip fpd``) has the
-verdict "not computed", with the reason as its rule; like "info" it does not enter the overall verdict.
+information only ("info"). A graded metric on samples too small for it (:data:`JUDGE_MIN_SHOWERS`,
+:data:`JUDGE_MIN_PER_ENERGY`) is "too small" to judge: its value is shown, its rule says which size it needs,
+and it does not enter the overall verdict (:func:`judge_sizes`). A metric the user skipped
+(``caloforge evaluate --skip fpd``) has the verdict "not computed", with the reason as its rule; like "info"
+it does not enter the overall verdict.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from caloforge.data.showers import format_energy
+
 if TYPE_CHECKING:
     from caloforge.validation.metrics.chi2 import Chi2Result
     from caloforge.validation.metrics.classifier import ClassifierResult
@@ -38,6 +43,8 @@ if TYPE_CHECKING:
     from caloforge.validation.metrics.prdc import PRDCResult
 
 __all__ = [
+    "JUDGE_MIN_PER_ENERGY",
+    "JUDGE_MIN_SHOWERS",
     "Verdict",
     "VerdictRow",
     "assemble",
@@ -45,12 +52,23 @@ __all__ = [
     "chi2_verdict",
     "correlation_verdict",
     "distance_verdict",
+    "judge_sizes",
     "overall",
     "separation_verdict",
     "tail_verdict",
+    "too_small_message",
 ]
 
-Verdict = Literal["pass", "warn", "fail", "info", "not computed"]
+Verdict = Literal["pass", "warn", "fail", "info", "not computed", "too small"]
+
+JUDGE_MIN_SHOWERS = 1000
+"""Fewest showers per sample that separation power, layer correlations and classifier AUCs need to be graded:
+min(N_gen, N_ref / 2) (the reference split compares two halves), or the classifier's showers per sample.
+Below it, the statistical noise alone (the reference split) is so large that the bounds it sets admit a
+visibly wrong model."""
+JUDGE_MIN_PER_ENERGY = 50
+"""Fewest showers per incident energy, in either sample, that the response chi2 and tail rules need:
+below it the chi2 per energy is not chi2-distributed and a 1 % tail is less than one shower."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,11 @@ class VerdictRow:
     reference_split: float
     verdict: Verdict
     rule: str
+
+    @property
+    def graded(self) -> bool:
+        """Whether the row enters the overall verdict (pass, warn or fail)."""
+        return self.verdict in ("pass", "warn", "fail")
 
 
 def _grade(value: float, pass_bound: float, warn_bound: float) -> Verdict:
@@ -125,7 +148,8 @@ def tail_verdict(chi2: Chi2Result) -> VerdictRow:
     expected = 0.01 + 2.0 / (worst.n_reference + 1)
     bound = expected + 3.0 * math.sqrt(expected * (1.0 - expected) / worst.n_generated)
     return VerdictRow("response_tails", f"response tails (generated beyond the reference's 99 %, worst at "
-                      f"{worst.energy:.4g} MeV)", value, math.sqrt(max(value * (1 - value), 1e-4) / worst.n_generated),
+                      f"{format_energy(worst.energy)})", value,
+                      math.sqrt(max(value * (1 - value), 1e-4) / worst.n_generated),
                       math.nan, _grade(value, bound, bound + 0.05),
                       f"pass <= {bound:.3f} (1 % + 2/(N_ref+1) + 3 binomial sigma), warn <= {bound + 0.05:.3f}")
 
@@ -178,7 +202,8 @@ def correlation_verdict(value: float, split: float = float("nan")) -> VerdictRow
 
 
 def overall(rows: tuple[VerdictRow, ...] | list[VerdictRow]) -> Verdict:
-    """fail if any row fails, else warn if any warns, else pass (info and not-computed rows ignored).
+    """fail if any row fails, else warn if any warns, else pass (info, not-computed and too-small rows ignored);
+    "too small" when no row could be graded and at least one was too small.
 
     Example:
         >>> overall([auc_verdict("a", "a", 0.5, 0.0), auc_verdict("b", "b", 0.7, 0.0)])
@@ -187,7 +212,61 @@ def overall(rows: tuple[VerdictRow, ...] | list[VerdictRow]) -> Verdict:
     verdicts = {r.verdict for r in rows}
     if "fail" in verdicts:
         return "fail"
-    return "warn" if "warn" in verdicts else "pass"
+    if "warn" in verdicts:
+        return "warn"
+    return "too small" if "pass" not in verdicts and "too small" in verdicts else "pass"
+
+
+_BY_SIZE = ("separation_power_max", "layer_correlation_max_diff")
+_BY_ENERGY = ("response_chi2_ndf", "response_tails")
+
+
+def judge_sizes(rows: tuple[VerdictRow, ...], chi2: Chi2Result, n_reference: int, n_generated: int,
+                classifier_sizes: Mapping[str, int] | None = None) -> tuple[VerdictRow, ...]:
+    """The rows with every graded metric whose samples are too small for it turned into "too small".
+
+    Args:
+        rows: The verdict table (:func:`assemble`).
+        chi2: The response chi2 (its showers per energy).
+        n_reference: Reference showers (halved: the reference split).
+        n_generated: Generated showers.
+        classifier_sizes: Showers per sample of each classifier (``{"low": n}``), keys as in ``auc_<kind>``.
+
+    Example:
+        >>> import numpy as np
+        >>> from caloforge.validation.metrics.chi2 import response_chi2
+        >>> e, rng = np.full(400, 1e4), np.random.default_rng(0)
+        >>> c = response_chi2(e, rng.normal(1, .02, 400), e, rng.normal(1, .02, 400))
+        >>> rows = judge_sizes((separation_verdict(0.004, 0.002, "max"),), c, 400, 400)
+        >>> rows[0].verdict, rows[0].rule.split(" (")[0]
+        ('too small', 'too small to judge: needs min(N_gen, N_ref/2) >= 1000 showers but got 200')
+    """
+    n = min(n_reference // 2, n_generated)
+    per_energy = min((min(e.n_reference, e.n_generated) for e in chi2.per_energy), default=0)
+    out = []
+    for row in rows:
+        need, got, what = 0, 0, ""
+        if row.key in _BY_SIZE:
+            need, got, what = JUDGE_MIN_SHOWERS, n, "min(N_gen, N_ref/2)"
+        elif row.key in _BY_ENERGY:
+            need, got, what = JUDGE_MIN_PER_ENERGY, per_energy, "showers per incident energy in each sample"
+        elif row.key.startswith("auc_") and classifier_sizes and row.key[4:] in classifier_sizes:
+            need, got, what = JUDGE_MIN_SHOWERS, classifier_sizes[row.key[4:]], "classifier showers per sample"
+        if row.graded and got < need:
+            row = dataclasses.replace(row, verdict="too small", rule=f"too small to judge: needs {what} >= {need} "
+                                      f"showers but got {got} (if it were enough: {row.verdict}, {row.rule})")
+        out.append(row)
+    return tuple(out)
+
+
+def too_small_message(rows: tuple[VerdictRow, ...]) -> str | None:
+    """The one warning for every metric that was too small to judge (None if none was)."""
+    small = [r for r in rows if r.verdict == "too small"]
+    if not small:
+        return None
+    needs = sorted({r.rule.split(" (if it were")[0].removeprefix("too small to judge: ") for r in small})
+    return (f"samples too small to judge {len(small)} metric(s) ({', '.join(r.metric for r in small)}): "
+            f"{'; '.join(needs)}. Their values are shown, without pass/fail; generate and compare more showers")
 
 
 def assemble(
