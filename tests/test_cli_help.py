@@ -171,3 +171,10 @@ def test_python_warnings_are_one_clean_line(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == ["caloforge: warning: the validation sample has fewer than 200 showers",
                    "caloforge: warning (RuntimeWarning): outside the fitted range"]
+
+
+def test_the_0_1_spellings_say_their_new_name(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "none.h5"), "-o", str(tmp_path / "run"),
+                                      "--model", "VAE", "--max-iterations", "1"])
+    assert result.output.startswith("caloforge: --model is deprecated, use --family")
+    assert result.exit_code == 2 and "none.h5" in result.output  # the family was taken, the data file is missing

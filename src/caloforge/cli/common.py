@@ -76,6 +76,7 @@ VOCABULARY: dict[str, tuple[str, tuple[str, ...]]] = {
     "--split-energies": ("energies splitting training into one model per range", ("split energies",)),
     "--hold-out-energy": ("an energy left out of training", ("without this energy",)),
     "--validation-fraction": ("held-out fraction of the training showers", ("held-out",)),
+    "--select-by": ("what selects the checkpoint", ("selects the checkpoint",)),
     "--classifier": ("which classifier tests run", ("classifier tests",)),
     "--classifier-minutes": ("classifier budget in wall-clock minutes", ("classifier",)),
     "--classifier-showers": ("classifier showers per sample", ("classifier showers",)),
@@ -134,8 +135,10 @@ DEPRECATED: dict[str, dict[str, str]] = {
     "leaderboard": {"--minutes-per-model": "--max-minutes", "--iterations-per-model": "--max-iterations"},
     "bench": {"--json": "--out"},
     "simulate": {"--output": "--out"},
-    "generate": {"--output": "--out"},
+    "generate": {"--output": "--out", "--n": "--n-per-energy"},
     "export": {"--output": "--out"},
+    "train": {"--model": "--family"},  # the 0.1 spellings (their hidden parameters stay for old scripts' values)
+    "demo": {"--minutes": "--max-minutes"},
 }
 """Renamed options: the old spelling still works (hidden from ``--help``) and says the new name."""
 
