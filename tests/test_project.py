@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -35,8 +36,6 @@ STAGES = {"_version": 0, "errors": 0, "extras": 1, "config": 1, "runtime": 1, "d
 
 
 def _imports(path: Path) -> list[tuple[str, list[str]]]:
-    import ast
-
     tree = ast.parse(path.read_text())
     return [(node.module, [a.name for a in node.names]) for node in ast.walk(tree)
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("caloforge")]
@@ -60,3 +59,43 @@ def test_lower_stages_never_import_higher_ones_nor_private_names() -> None:
 def test_every_module_stays_small() -> None:
     sizes = {p.relative_to(ROOT): len(p.read_text().splitlines()) for p in (ROOT / "src").rglob("*.py")}
     assert {p: n for p, n in sizes.items() if n > 420} == {}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT / "src").with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(tree: ast.AST, modules: set[str]) -> set[str]:
+    """The caloforge modules a module imports when it runs (at its top or inside functions); imports under
+    ``if TYPE_CHECKING:`` only name types and are left out."""
+    found: set[str] = set()
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for other in node.orelse:
+                found |= _runtime_imports(ast.Module(body=[other], type_ignores=[]), modules)
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("caloforge"):
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else str(node.module)
+                      for a in node.names}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("caloforge")}
+        found |= _runtime_imports(node, modules)
+    return found & modules
+
+
+def test_no_import_circle_inside_caloforge() -> None:
+    paths = {_module_name(p): p for p in (ROOT / "src" / "caloforge").rglob("*.py")}
+    graph = {name: _runtime_imports(ast.parse(path.read_text()), set(paths)) - {name} for name, path in paths.items()}
+    circles = []
+    for start in sorted(graph):  # a path from start back to itself, found depth first
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            node, route = stack.pop()
+            for nxt in sorted(graph[node]):
+                if nxt == start:
+                    circles.append(" -> ".join((*route, start)))
+                elif nxt not in seen and nxt > start:  # each circle reported once, from its smallest module
+                    seen.add(nxt)
+                    stack.append((nxt, (*route, nxt)))
+    assert not circles, circles

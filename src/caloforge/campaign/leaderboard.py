@@ -19,10 +19,8 @@ of replacing it.
 
 from __future__ import annotations
 
-import math
 import signal
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +28,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
+from caloforge.campaign.leaderboard_report import pareto_front, render_html, render_markdown
 from caloforge.config import Config
 from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
@@ -124,22 +123,6 @@ class Leaderboard:
                 "total_elapsed_s": round(self.total_s, 1), "calls": self.calls,
                 "minutes_by_stage": {k: round(v, 2) for k, v in self.minutes_by_stage().items()},
                 "entries": list(self.entries)}
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points no other point beats in both coordinates (lower is better in both), by x.
-
-    Example:
-        >>> pareto_front([(1.0, 0.9), (10.0, 0.6), (5.0, 0.95), (100.0, 0.6)])
-        [0, 1]
-    """
-    order = sorted((i for i, p in enumerate(points) if all(math.isfinite(v) for v in p)), key=lambda i: points[i])
-    front, best = [], math.inf
-    for i in order:
-        if points[i][1] < best:
-            front.append(i)
-            best = points[i][1]
-    return front
 
 
 def _time_generation(bundle: Any, reference: ShowerSet, batch: int, device: str, seed: int) -> float:
@@ -288,8 +271,6 @@ def _earlier_calls(out: Path) -> tuple[float, int, str]:
 
 
 def _write_outputs(board: Leaderboard) -> None:
-    from caloforge.campaign.leaderboard_report import render_html, render_markdown
-
     out = board.out_dir
     for name, text in (("leaderboard.json", strict_json(board.to_dict(), indent=2)),
                        ("leaderboard.md", render_markdown(board)), ("leaderboard.html", render_html(board))):

@@ -5,8 +5,10 @@ from __future__ import annotations
 import html
 import io
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from caloforge.validation.plots import new_figure
 from caloforge.validation.report import html_page, png_figure
 
 if TYPE_CHECKING:
@@ -14,7 +16,7 @@ if TYPE_CHECKING:
 
     from caloforge.campaign.leaderboard import Leaderboard
 
-__all__ = ["BUDGET_MARK", "BUDGET_NOTE", "COLUMNS", "notes", "pareto_figure", "plural", "render_html",
+__all__ = ["BUDGET_MARK", "BUDGET_NOTE", "COLUMNS", "notes", "pareto_figure", "pareto_front", "plural", "render_html",
            "render_markdown", "table_rows", "time_summary"]
 
 COLUMNS = (
@@ -110,6 +112,22 @@ def render_markdown(board: Leaderboard) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in table_rows(board)]
     under = [line for note in notes(board) for line in ("", note)]
     return "\n".join([*lines, *under, "", _caption(board), ""])
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats in both coordinates (lower is better in both), by x.
+
+    Example:
+        >>> pareto_front([(1.0, 0.9), (10.0, 0.6), (5.0, 0.95), (100.0, 0.6)])
+        [0, 1]
+    """
+    order = sorted((i for i, p in enumerate(points) if all(math.isfinite(v) for v in p)), key=lambda i: points[i])
+    front, best = [], math.inf
+    for i in order:
+        if points[i][1] < best:
+            front.append(i)
+            best = points[i][1]
+    return front
 
 
 def pareto_figure(board: Leaderboard) -> Figure | None:

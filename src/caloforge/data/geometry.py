@@ -11,6 +11,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -25,9 +26,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from caloforge.data.checks import check_integer
+from caloforge.data.preset_layers import PRESET_LAYERS
 from caloforge.errors import GeometryError, GeometryMismatchError
 
-__all__ = ["MAX_VOXELS", "MAX_XML_BYTES", "Geometry", "Layer"]
+__all__ = ["MAX_VOXELS", "MAX_XML_BYTES", "Geometry", "Layer", "presets"]
 
 MAX_VOXELS = 10**7
 """Most voxels a geometry may have (ds3 has 40500); more is a typo or a forged binning file."""
@@ -178,9 +180,7 @@ class Geometry:
         Recognised by the binning itself, not the name, so an official binning XML is its dataset;
         the facts of each dataset are in :mod:`caloforge.data.datasets`.
         """
-        from caloforge.data.presets import PRESETS
-
-        return next((name for name, preset in PRESETS.items() if preset == self), None)
+        return next((name for name, preset in presets().items() if preset == self), None)
 
     @cached_property
     def hash(self) -> str:
@@ -218,9 +218,7 @@ class Geometry:
                      advice: str = "pass the geometry that the data was made with") -> None:
         """Raise :class:`GeometryMismatchError` unless ``n_voxels`` matches this geometry; ``advice`` ends it."""
         if n_voxels != self.n_voxels:
-            from caloforge.data.presets import matching_presets
-
-            hint = matching_presets(n_voxels)
+            hint = [name for name, preset in presets().items() if preset.n_voxels == n_voxels]
             also = f"; presets with {n_voxels} voxels: {', '.join(hint)}" if hint else ""
             msg = (
                 f"expected {self.n_voxels} voxels for geometry '{self.name}' but got {n_voxels}, "
@@ -286,12 +284,10 @@ class Geometry:
     @classmethod
     def preset(cls, name: str) -> Geometry:
         """One of the CaloChallenge presets: ``ds1-photons``, ``ds1-pions``, ``ds2``, ``ds3``."""
-        from caloforge.data.presets import PRESETS
-
         try:
-            return PRESETS[name]
+            return presets()[name]
         except KeyError:
-            msg = f"expected a geometry preset in {sorted(PRESETS)} but got '{name}'; or pass a binning XML file"
+            msg = f"expected a geometry preset in {sorted(presets())} but got '{name}'; or pass a binning XML file"
             raise GeometryError(msg) from None
 
     @classmethod
@@ -361,9 +357,14 @@ class Geometry:
         except GeometryError as err:
             msg = f"{err}, in {path}"
             raise GeometryError(msg) from None
-        from caloforge.data.presets import PRESETS  # the presets are Geometry objects themselves
-
-        for preset in PRESETS.values():  # an official file gets the preset's name
+        for preset in presets().values():  # an official file gets the preset's name
             if preset == geometry:
                 return preset
         return geometry
+
+
+@functools.cache
+def presets() -> dict[str, Geometry]:
+    """The four CaloChallenge binnings by name (built once; :data:`caloforge.data.presets.PRESETS` is this dict)."""
+    return {name: Geometry(tuple(Layer(*spec) for spec in layers), name=name, particle=particle)
+            for name, (particle, layers) in PRESET_LAYERS.items()}

@@ -11,50 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from caloforge.data.geometry import Geometry, Layer
+from caloforge.data.geometry import Geometry, presets
 from caloforge.errors import GeometryError
 
 __all__ = ["PRESETS", "matching_presets", "resolve_geometry"]
 
 
-def _uniform(step: str, n: int) -> tuple[float, ...]:
-    """Edges 0, step, ..., n*step, rounded to the decimals of ``step`` as the official XML writes them."""
-    decimals = len(step.split(".")[1]) if "." in step else 0
-    return tuple(round(k * float(step), decimals) for k in range(n + 1))
-
-
-_DS1_PRE = (0, 5, 10, 30, 50, 100, 200, 400, 600)
-_DS1_EMB3 = (0, 50, 100, 200, 400, 600)
-
-PRESETS: dict[str, Geometry] = {
-    "ds1-photons": Geometry(
-        (
-            Layer(0, _DS1_PRE, 1),
-            Layer(1, (0, 2, 4, 6, 8, 10, 12, 15, 20, 30, 40, 50, 70, 90, 120, 150, 200), 10),
-            Layer(2, (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 100, 130, 160, 200, 250, 300, 350, 400), 10),
-            Layer(3, _DS1_EMB3, 1),
-            Layer(12, (0, 100, 200, 400, 1000, 2000), 1),
-        ),
-        name="ds1-photons",
-        particle="photon",
-    ),
-    "ds1-pions": Geometry(
-        (
-            Layer(0, _DS1_PRE, 1),
-            Layer(1, (0, 1, 4, 7, 10, 15, 30, 50, 90, 150, 200), 10),
-            Layer(2, (0, 5, 10, 20, 30, 50, 80, 130, 200, 300, 400), 10),
-            Layer(3, _DS1_EMB3, 1),
-            Layer(12, (0, 10, 20, 30, 50, 80, 100, 130, 160, 200, 250, 300, 350, 400, 1000, 2000), 10),
-            Layer(13, (0, 10, 20, 30, 50, 80, 100, 130, 160, 200, 250, 300, 350, 400, 600, 1000, 2000), 10),
-            Layer(14, (0, 50, 100, 150, 200, 250, 300, 400, 600, 1000, 2000), 1),
-        ),
-        name="ds1-pions",
-        particle="pion",
-    ),
-    # Par04 W/Si readout mesh: 45 layers, 9 x 4.65 mm (ds2) or 18 x 2.325 mm (ds3) radial bins.
-    "ds2": Geometry(tuple(Layer(i, _uniform("4.65", 9), 16) for i in range(45)), name="ds2", particle="electron"),
-    "ds3": Geometry(tuple(Layer(i, _uniform("2.325", 18), 50) for i in range(45)), name="ds3", particle="electron"),
-}
+PRESETS: dict[str, Geometry] = presets()
+"""The presets by name (the objects :meth:`Geometry.preset` returns)."""
 
 
 def matching_presets(n_voxels: int) -> list[str]:

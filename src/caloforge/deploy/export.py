@@ -44,7 +44,8 @@ from caloforge.errors import ConfigError
 from caloforge.extras import require
 from caloforge.models.base import GenerativeModel
 
-__all__ = ["MANIFEST_FORMAT", "Order", "Par04Graph", "SamplingGraph", "export_onnx", "par04_order", "read_manifest"]
+__all__ = ["MANIFEST_FORMAT", "Order", "Par04Graph", "SamplingGraph", "export_onnx", "par04_order", "quantize_onnx",
+           "read_manifest"]
 
 MANIFEST_FORMAT = "caloforge-onnx/1"
 Order = Literal["calochallenge", "par04"]
@@ -166,7 +167,7 @@ def export_onnx(bundle: Any, path: str | Path, order: Order = "calochallenge", f
             Par04's cell order).
         force: Replace existing files.
         precision: ``fp32``, or ``int8`` (MatMul/Gemm weights quantised by ONNX Runtime's dynamic
-            quantisation, :func:`caloforge.deploy.precision.quantize_onnx`); recorded in the manifest.
+            quantisation, :func:`quantize_onnx`); recorded in the manifest.
 
     Returns:
         The manifest's path.
@@ -191,8 +192,6 @@ def export_onnx(bundle: Any, path: str | Path, order: Order = "calochallenge", f
     parts = [_export_one(model, bundle.geometry, file, order, force)
              for model, file in zip(models, files, strict=True)]
     if precision == "int8":
-        from caloforge.deploy.precision import quantize_onnx
-
         for file in files:
             with atomic_path(file, force=True) as tmp:
                 quantize_onnx(file, tmp)
@@ -238,3 +237,11 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             raise ConfigError(msg)
     data["directory"] = str(folder)
     return data
+
+
+def quantize_onnx(graph: Any, out: Any) -> None:
+    """Quantise an exported ONNX graph's MatMul/Gemm weights to int8 (ONNX Runtime dynamic quantisation)."""
+    require("onnxruntime", "onnx", "int8 quantisation of ONNX graphs")
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # optional dependency (the onnx extra)
+
+    quantize_dynamic(str(graph), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])

@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
+from caloforge.deploy.export import read_manifest
 from caloforge.errors import CaloforgeError, CheckpointError, ConfigError
 from caloforge.extras import require
 from caloforge.generator import Request, check_request, generate_routed
@@ -46,8 +47,6 @@ class OnnxGenerator:
     """
 
     def __init__(self, manifest: str | Path, threads: int | None = None) -> None:
-        from caloforge.deploy.export import read_manifest
-
         ort = require("onnxruntime", "onnx", "generation with ONNX Runtime")
         self.manifest = read_manifest(manifest)
         if self.manifest.get("order") != "calochallenge":

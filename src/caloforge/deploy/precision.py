@@ -35,6 +35,8 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from caloforge.data.showers import ShowerSet
+from caloforge.deploy.export import export_onnx, quantize_onnx, read_manifest
+from caloforge.deploy.onnx_runtime import OnnxGenerator
 from caloforge.errors import ConfigError
 from caloforge.generator import Request, check_request, generate_routed
 
@@ -89,9 +91,6 @@ def _noise_size(bundle: Any, precision: str) -> int:
 
 def int8_generator(bundle: Any, threads: int | None = None) -> Any:
     """An :class:`~caloforge.deploy.onnx_runtime.OnnxGenerator` on the bundle's graphs quantised to int8."""
-    from caloforge.deploy.export import export_onnx, read_manifest
-    from caloforge.deploy.onnx_runtime import OnnxGenerator
-
     _noise_size(bundle, "int8")
     with tempfile.TemporaryDirectory(prefix="caloforge-int8-") as work:  # the sessions hold the graphs in memory
         with warnings.catch_warnings():
@@ -285,16 +284,6 @@ def choose_precision(bundle: Any, n: int = 2000, seed: int = 0,
     accepted = ["fp32", *(p.precision for p in parities if p.accepted)]
     best = min(accepted, key=lambda p: times[p])
     return Choice(best if times[best] < 0.9 * times["fp32"] else "fp32", times, parities)
-
-
-def quantize_onnx(graph: Any, out: Any) -> None:
-    """Quantise an exported ONNX graph's MatMul/Gemm weights to int8 (ONNX Runtime dynamic quantisation)."""
-    from caloforge.extras import require
-
-    require("onnxruntime", "onnx", "int8 quantisation of ONNX graphs")
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(graph), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
 
 
 class ReducedGenerator:
