@@ -248,8 +248,9 @@ def png_figure(png: bytes, caption: str) -> str:
 def render_html(result: EvaluationResult, images: list[tuple[str, str, bytes]], note: str = "") -> str:
     """The report page; ``images`` are (section, caption, PNG bytes) in display order; ``note`` ends the header."""
     g = result.geometry
+    css = result.verdict.replace(" ", "-")
     parts = [
-        f"<h1>Validation report <span>verdict: <b class='{result.verdict}'>{result.verdict}</b></span></h1>",
+        f"<h1>Validation report <span>verdict: <b class='{css}'>{result.verdict}</b></span></h1>",
         f"<p>geometry <b>{html.escape(g.name)}</b> (hash {g.hash}), readout threshold {result.threshold:.4g} MeV, "
         f"{result.n_reference} reference and {result.n_generated} generated showers, mode <b>{result.mode}</b>, "
         f"seed {result.seed}, caloforge {html.escape(__version__)}. The reference split compares two random halves "

@@ -227,7 +227,7 @@ def plot_layer_energies_by_range(layer_ids: Sequence[int], geometry: Geometry,
             ax.set_yscale("log")
         ax.set_ylabel(r"$\langle E_\mathrm{layer}/E_\mathrm{inc}\rangle$", fontsize=11)
         counts = " / ".join(str(sample[k].n_generated) for _, sample in ranges)
-        ax.set_title(f"E_inc {means.label} ({means.n_reference} ref. / {counts} gen. showers)", fontsize=11)
+        ax.set_title(f"E_inc = {means.label} ({means.n_reference} ref. / {counts} gen. showers)", fontsize=11)
         ax.tick_params(labelbottom=False)
         limits = ratio_limits(ratios)
         for s, ratio in enumerate(ratios):
