@@ -6,6 +6,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py physics     # t_max, containment, SF, <f_em>
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py cuts        # effect of each cut and of the split
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py targets     # 47.5k ds1 photons, 100k ds2 e-, 2 jobs
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py gflash-fit  # GFLASH's laws fitted to each mode
     ... --quick                                                                 # smaller samples
 
 Targets (issue 19, 2 idle cores): the demo's 47.5k ds1 photons (ds1 ladder) in <= 2 min; 100k ds2 electrons
@@ -215,13 +216,41 @@ def targets(quick: bool) -> None:
             Geometry.preset(geometry)
 
 
+def gflash_fit(quick: bool) -> None:
+    """GFLASH's log-normal laws fitted to ds2 electrons of each mode, beside the published W/Si laws."""
+    from caloforge.refsim.em import mean_log_parameters
+    from caloforge.refsim.gflash_fit import fit_gflash, layer_depths_x0
+    from caloforge.refsim.presets import detector_for
+
+    geometry = Geometry.preset("ds2")
+    detector = detector_for(geometry)
+    depth, width = layer_depths_x0(detector, geometry)
+    k = 4 if quick else 1
+    print(f"# GFLASH fit, ds2 electrons (W/Si); {_machine()}")
+    print("| E (GeV) | sample | N | <ln T> | <ln α> | σ(ln T) | σ(ln α) | ρ |")
+    print("|---|---|---|---|---|---|---|---|")
+    for e_gev, n_full in ((1, 400), (3, 120), (10, 40)):
+        pub = [float(x[0]) for x in mean_log_parameters(np.array([e_gev * 1e3]), detector.em_medium)]
+        print(f"| {e_gev} | published (Grindhammer-Peters, sampling) | – | " + " | ".join(f"{x:.3f}" for x in pub)
+              + " |")
+        for name, kw, n in (("gflash mode", {"physics": "gflash"}, 2000), ("cascade, full transport",
+                            {"physics": "cascade", "cascade": FULL}, n_full),
+                            ("cascade, hybrid", {"physics": "cascade"}, 2000)):
+            n = max(20, n // k)
+            showers = simulate(geometry, "electron", [e_gev * 1e3] * n, seed=5, **kw).showers  # type: ignore[arg-type]
+            f = fit_gflash(showers.reshape(n, geometry.n_layers, -1).sum(axis=2), depth, width)
+            print(f"| | {name} | {f.n_showers} | {f.mean_ln_t:.3f} | {f.mean_ln_alpha:.3f} | {f.sigma_ln_t:.3f} | "
+                  f"{f.sigma_ln_alpha:.3f} | {f.rho:.3f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("speed", "hybrid", "structure", "cuts", "physics", "targets"))
+    parser.add_argument("what", choices=("speed", "hybrid", "structure", "cuts", "physics", "targets",
+                                               "gflash-fit"))
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     runs = {"speed": speed, "hybrid": hybrid, "structure": structure, "cuts": cuts, "physics": physics,
-            "targets": targets}
+            "targets": targets, "gflash-fit": gflash_fit}
     runs[args.what](args.quick)
 
 

@@ -11,11 +11,14 @@ import pytest
 from scipy import integrate
 
 from caloforge.data.geometry import Geometry, Layer
+from caloforge.refsim import simulate
 from caloforge.refsim.cascade import CascadeConfig, cascade_chunk
 from caloforge.refsim.cascade import physics as ph
 from caloforge.refsim.cascade import sampling as sm
 from caloforge.refsim.cascade.calibrate import stack_response
 from caloforge.refsim.detector import Detector, Readout, Slab
+from caloforge.refsim.em import mean_log_parameters
+from caloforge.refsim.gflash_fit import fit_gflash, layer_depths_x0
 from caloforge.refsim.materials import ELEMENTS, Material
 from caloforge.refsim.presets import atlas_like, par04_wsi
 
@@ -153,6 +156,26 @@ def test_shower_maximum_and_lateral_containment_follow_pdg() -> None:
     for inside1, inside2 in ((c1, c2), (d1, d2)):
         assert inside1 == pytest.approx(0.90, abs=0.05)
         assert inside2 == pytest.approx(0.95, abs=0.05)
+
+
+def test_gflash_fit_of_transported_showers_recovers_the_published_laws_within_their_spread() -> None:
+    """Grindhammer-Peters' <ln T>, <ln alpha> (W/Si) recovered by full transport within sigma(ln T), sigma(ln alpha)."""
+    geometry = Geometry.preset("ds2")
+    depth, width = layer_depths_x0(WSI, geometry)
+    energy = 2000.0
+    mu_t, mu_a, sig_t, sig_a, _ = (float(x[0]) for x in mean_log_parameters(np.array([energy]), WSI.em_medium))
+    showers = cascade_chunk(geometry, "electron", np.full(40, energy), 5, 0, WSI, FULL).voxels
+    fit = fit_gflash(showers.reshape(40, 45, -1).sum(axis=2), depth, width)
+    assert fit.n_showers >= 35
+    assert abs(fit.mean_ln_t - mu_t) < sig_t and abs(fit.mean_ln_alpha - mu_a) < sig_a
+    # the fit itself closes on GFLASH-mode showers, whose laws are the published ones (sampling noise widens sigma)
+    gflash = simulate(geometry, "electron", [energy] * 400, seed=5).showers.reshape(400, 45, -1).sum(axis=2)
+    closure = fit_gflash(gflash, depth, width)
+    assert closure.mean_ln_t == pytest.approx(mu_t, abs=0.1) and closure.mean_ln_alpha == pytest.approx(mu_a, abs=0.2)
+    assert sig_t < closure.sigma_ln_t < 1.6 * sig_t
+    # a wrong depth scale (lengths in mm instead of X0) is far outside the spread
+    wrong = fit_gflash(showers.reshape(40, 45, -1).sum(axis=2), depth * WSI.em_medium.x0_mm, width)
+    assert abs(wrong.mean_ln_t - mu_t) > 3 * sig_t
 
 
 def test_sampling_fraction_comes_out_of_the_transport() -> None:
