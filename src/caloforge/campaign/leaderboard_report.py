@@ -132,9 +132,6 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 def pareto_figure(board: Leaderboard) -> Figure | None:
     """Low-level classifier AUC against generation time per shower, with the Pareto front; None without rows."""
-    from caloforge.campaign.leaderboard import pareto_front
-    from caloforge.validation.plots import new_figure
-
     ok = [e for e in board.entries if e.get("status") == "ok" and e.get("auc_low") is not None]
     if not ok:
         return None
