@@ -154,6 +154,8 @@ LIBRARY_NAMES: dict[str, str] = {
 }
 """Library errors name parameters (``max_minutes``); the CLI prints the option (``--max-minutes``)."""
 
+_FILE_CONTEXT = re.compile(r"\.(ya?ml|json)\b|\bsection\b")
+"""Messages about a file's content: its keys are the names to show, not the options."""
 _LOWERCASE = ("family", "families", "particle", "device")
 """Free-text options whose values are names compared in lower case (``--family GAN`` is ``gan``)."""
 
@@ -161,10 +163,17 @@ _LOWERCASE = ("family", "families", "particle", "device")
 def cli_names(text: str, command: typer.core.TyperCommand | None = None) -> str:
     """``text`` with the library's parameter names replaced by the options of the command line.
 
+    A message about a file the user wrote (a YAML config's section, a campaign spec, a JSON record) keeps
+    its names: they are the file's keys.
+
     Example:
         >>> cli_names("expected a budget (max_iterations or max_minutes) but got neither")
         'expected a budget (--max-iterations or --max-minutes) but got neither'
+        >>> cli_names("expected max_minutes to be a number but got 'x', in the 'training' section of cfg.yaml")
+        "expected max_minutes to be a number but got 'x', in the 'training' section of cfg.yaml"
     """
+    if _FILE_CONTEXT.search(text):
+        return text
     names = dict(LIBRARY_NAMES)
     for param in command.params if command is not None else ():
         longs = [o for o in param.opts if o.startswith("--")]
