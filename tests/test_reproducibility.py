@@ -58,8 +58,9 @@ def test_training_and_generation_give_the_recorded_numbers(tiny_geometry, tmp_pa
     history = [(row["iteration"], row["chi2_ndf"]) for row in bundle.info["history"]]
     assert [it for it, _ in history] == [0, 10, 20]
     np.testing.assert_allclose([c for _, c in history], CHI2, rtol=2e-2)
-    assert list(log[0]) == ["iteration", "elapsed_s", "chi2_ndf", "best_chi2_ndf", "critic", "generator",
-                            "w_distance", "gp"]
+    assert list(log[0]) == ["iteration", "elapsed_s", "chi2_ndf", "best_chi2_ndf", "fd", "fd_norm", "score",
+                            "best_score", "critic", "generator", "w_distance", "gp"]
+    assert [r["score"] for r in log] == [r["chi2_ndf"] for r in log]  # the gan's default selection: the chi2
     assert result.ranges[0].best_iteration == int(np.argmin(CHI2)) * 10
     assert [float(r["best_chi2_ndf"]) for r in log] == pytest.approx(np.minimum.accumulate(CHI2), rel=2e-2)
     losses = [[float(r[k]) for k in ("critic", "generator", "w_distance", "gp")] for r in log[1:]]

@@ -37,7 +37,7 @@ from caloforge.cli.common import (
 if TYPE_CHECKING:
     from caloforge.training.settings import TrainingSettings
 
-__all__ = ["register"]
+__all__ = ["register", "resume_command"]
 
 def _read_config(path: Path | None) -> tuple[dict[str, Any], TrainingSettings]:
     """The ``model`` section (checked later by the family's config) and the validated ``training`` section."""
@@ -77,7 +77,7 @@ def _devices(value: str) -> int | str | list[int]:
     return value
 
 
-def _resume_command(data: Path, out: Path, geometry: str | None, validation: Path | None, result: Any) -> str:
+def resume_command(data: Path, out: Path, geometry: str | None, validation: Path | None, result: Any) -> str:
     """The command that continues an interrupted run with the budget it has left."""
     import shlex
 
@@ -117,6 +117,10 @@ def train(
     validation: Path | None = typer.Option(None, "--validation", help="An independent validation file for "
                                            "checkpoint selection (instead of a split)."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (default 0)."),
+    select_by: str | None = typer.Option(None, "--select-by", metavar="chi2|fpd|combined", help="What selects "
+                                         "the checkpoint: the response chi2/NDF, the shower shapes' Frechet "
+                                         "distance (normalised), or their geometric mean; default: the family's "
+                                         "(docs/training.md)."),
     device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Training device (auto: CUDA when present)."),
     devices: str = typer.Option("1", "--devices", help="Passed to lightning.Trainer(devices=...)."),
     strategy: str = typer.Option("auto", "--strategy", help="Passed to lightning.Trainer(strategy=...), e.g. ddp."),
@@ -139,14 +143,16 @@ def train(
     model_section, settings = _read_config(config)
     flags = {"max_iterations": max_iterations, "max_minutes": max_minutes, "checkpoint_every": checkpoint_every,
              "split_energies": parse_floats(split_energies, "--split-energies"), "hold_out_energy": hold_out_energy,
-             "validation_fraction": validation_fraction, "seed": seed}
+             "validation_fraction": validation_fraction, "seed": seed,
+             "selection": None if select_by is None else select_by.lower()}
     given = {k: v for k, v in flags.items() if v is not None}
     try:
         settings = settings.from_dict(given, base=settings, where="the command line")  # flags win over the file
     except ConfigError as err:  # name the flag, not the setting
         text = str(err)
         for key in given:
-            text = text.replace(f"expected {key} ", f"expected --{key.replace('_', '-')} ")
+            flag = "--select-by" if key == "selection" else f"--{key.replace('_', '-')}"
+            text = text.replace(f"expected {key} ", f"expected {flag} ")
         raise ConfigError(text) from None
     family = model if model is not None else family
     apply_threads(threads)
@@ -165,7 +171,7 @@ def train(
         console.print(f"  {r.energy_low:g}-{r.energy_high:g} MeV: {r.iterations} iterations, best chi2/NDF "
                       f"{r.best_chi2_ndf:.3f} at iteration {r.best_iteration}")
     if result.interrupted:
-        console.print(f"interrupted; continue with: {_resume_command(data, out, geometry, validation, result)}")
+        console.print(f"interrupted; continue with: {resume_command(data, out, geometry, validation, result)}")
         raise typer.Exit(code=128 + (result.signum or 2))  # 130 after Ctrl-C, 143 after SIGTERM
     if result.validation is None:  # a DDP rank other than 0: rank 0 evaluates and reports
         return

@@ -33,20 +33,21 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from caloforge.data.outputs import atomic_path
 from caloforge.runtime.progress import Progress, ProgressTask
 from caloforge.training.bundle_format import save_model, update_history
-from caloforge.training.task import MONITOR, GenerativeTask
+from caloforge.training.shapes import Selection
+from caloforge.training.task import GenerativeTask, monitor
 
 __all__ = ["BestBundle", "Budget", "TrainingProgress", "checkpoints", "status_line"]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def checkpoints(directory: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
-    """``best.ckpt`` (lowest validation chi2/NDF) and ``last.ckpt`` (every validation, for resuming), atomically.
+def checkpoints(directory: Path, selection: Selection = "chi2") -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """``best.ckpt`` (lowest selection score: chi2/NDF by default) and ``last.ckpt`` (every validation), atomically.
 
     Lightning saves ``last.ckpt`` with ``save_last`` only when a top-k checkpoint was saved at the
     same step; the second callback (no monitor, one file) writes it at every validation.
     """
-    best = ModelCheckpoint(dirpath=directory, filename="best", monitor=MONITOR, mode="min", save_top_k=1,
+    best = ModelCheckpoint(dirpath=directory, filename="best", monitor=monitor(selection), mode="min", save_top_k=1,
                            save_on_train_epoch_end=False, enable_version_counter=False, auto_insert_metric_name=False)
     last = ModelCheckpoint(dirpath=directory, filename="last", monitor=None, save_top_k=1,
                            save_on_train_epoch_end=False, enable_version_counter=False)
@@ -77,10 +78,11 @@ class BestBundle(L.Callback):
         if task.iteration == 0 and not task.selection.history:  # the baseline every later row is read against
             task.model.eval()
             with torch.inference_mode():
-                chi2 = task.evaluate_validation()
+                chi2 = task.last_chi2_ndf = task.evaluate_validation()
             task.model.train()
-            task.log_to_loggers({"val/chi2_ndf": chi2})
-            task.selection.record(self._row(task, chi2), chi2, 0, candidate=False)
+            task.log_to_loggers(task.validation_metrics())
+            task.selection.record(self._row(task, chi2), chi2, 0, candidate=False, score=task.last_score,
+                                  fd_norm=task.last_shape.fd_norm)
             if trainer.is_global_zero:
                 self._write_csv(task.selection.history)
 
@@ -89,8 +91,10 @@ class BestBundle(L.Callback):
             return
         task: GenerativeTask = pl_module  # type: ignore[assignment]
         chi2 = task.last_chi2_ndf  # in double precision; ModelCheckpoint compares the logged float32 value
-        improved = self.best.check_monitor_top_k(trainer, trainer.callback_metrics[MONITOR])
-        task.selection.record(self._row(task, chi2), chi2, task.iteration, candidate=improved)
+        assert self.best.monitor is not None  # set in checkpoints()
+        improved = self.best.check_monitor_top_k(trainer, trainer.callback_metrics[self.best.monitor])
+        task.selection.record(self._row(task, chi2), chi2, task.iteration, candidate=improved,
+                              score=task.last_score, fd_norm=task.last_shape.fd_norm)
         if not trainer.is_global_zero:
             return
         if improved:
@@ -105,7 +109,9 @@ class BestBundle(L.Callback):
 
     @staticmethod
     def _row(task: GenerativeTask, chi2: float) -> dict[str, float]:
+        shape = task.last_shape
         return {"iteration": task.iteration, "elapsed_s": round(task.elapsed_s, 3), "chi2_ndf": chi2,
+                "fd": shape.fd, "fd_norm": shape.fd_norm, "score": task.last_score,
                 **{name: math.nan for name in task.model.loss_names}, **task.last_losses}
 
     def _save_bundle(self, task: GenerativeTask, chi2: float) -> None:
@@ -116,6 +122,8 @@ class BestBundle(L.Callback):
             for e in result.per_energy]
         meta = {**self.metadata, "history": task.selection.history,
                 "validation": {"chi2_ndf": chi2, "iteration": task.iteration, "per_energy": per_energy,
+                               "selection": task.selection_by, "score": task.last_score,
+                               "fd": task.last_shape.fd, "fd_norm": task.last_shape.fd_norm,
                                "definition": None if result is None else result.definition,
                                "n_showers": len(validation)}}
         save_model(self.run_dir / "bundle", task.model, self.metadata["family"], validation.geometry,
@@ -182,14 +190,21 @@ class Budget(L.Callback):
 
 
 def status_line(task: GenerativeTask) -> str:
-    """Iteration, latest losses and the best validation chi2/NDF so far, as the run's summary prints it (3 decimals).
+    """Iteration, latest losses and the selected checkpoint's chi2/NDF, as the run's summary prints it (3 decimals).
 
+    Then its normalised shape distance and, when selecting by another score than chi2, that score.
     Before the first trained checkpoint there is no best: "not yet measured", never ``inf``.
     """
     losses = " ".join(f"{k}={v:.3g}" for k, v in task.last_losses.items())
-    best = task.selection.best_chi2_ndf
-    measured = task.selection.best_iteration >= 0  # inf after that: the selected model generates nothing comparable
-    return f"it {task.iteration}  {losses}  best chi2/NDF " + (f"{best:.3f}" if measured else "not yet measured")
+    sel = task.selection
+    if sel.best_iteration < 0:  # inf after that: the selected model generates nothing comparable
+        return f"it {task.iteration}  {losses}  best chi2/NDF not yet measured"
+    line = f"it {task.iteration}  {losses}  best chi2/NDF {sel.best_chi2_ndf:.3f}"
+    if not math.isnan(sel.best_fd_norm):
+        line += f"  FD/FD(halves) {sel.best_fd_norm:.3f}"
+    if getattr(task, "selection_by", "chi2") != "chi2":
+        line += f"  score {sel.best_score:.3f}"
+    return line
 
 
 class TrainingProgress(ProgressBar):

@@ -10,7 +10,7 @@ with, and the fingerprints of the data and of each model's training rows. A data
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from caloforge.models.base import GenerativeModel
 from caloforge.models.preprocess import ShowerSummary
 from caloforge.models.sampling import sample_showers
 from caloforge.runtime.progress import SILENT, Progress
+from caloforge.training.shapes import ShapeAccumulator, ShapeReference, shower_columns
 from caloforge.validation.metrics.chi2 import Chi2Result, response_chi2
 
 if TYPE_CHECKING:
@@ -40,11 +41,15 @@ class Scan:
         summary: Energies, layer sums, responses and conditions of every shower.
         response_after_threshold: E_tot / E_inc after the readout threshold, (N,).
         fingerprints: :meth:`ShowerSet.fingerprint` of each requested subset, by name.
+        feature_rows: The rows whose high-level columns were computed (the validation rows), increasing.
+        features: Their columns (:func:`~caloforge.training.shapes.shower_columns`), (len(feature_rows), D).
     """
 
     summary: ShowerSummary
     response_after_threshold: NDArray[np.float64]
     fingerprints: dict[str, dict[str, Any]]
+    feature_rows: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    features: NDArray[np.float64] | None = None
 
 
 def _thresholded_response(showers: NDArray[np.float32], energies: NDArray[np.float64],
@@ -72,12 +77,18 @@ def validation_chi2(reference: ShowerSet, generated: ShowerSet) -> Chi2Result:
 
 
 def scan(data: Showers, subsets: Mapping[str, NDArray[np.int64]], threshold: float,
-         progress: Progress = SILENT) -> Scan:
-    """Go once through ``data`` chunk by chunk; ``subsets`` are strictly increasing row indices to fingerprint."""
+         progress: Progress = SILENT, feature_rows: NDArray[np.int64] | None = None) -> Scan:
+    """Go once through ``data`` chunk by chunk; ``subsets`` are strictly increasing row indices to fingerprint.
+
+    The high-level columns of the shape distance are computed for ``feature_rows`` (strictly
+    increasing; the validation rows), so the validation side of checkpoint selection costs no second pass.
+    """
     n, n_layers = len(data), data.geometry.n_layers
     layer_sums = np.empty((n, n_layers))
     response, response_thr = np.empty(n), np.empty(n)
     digests = {name: ShowerDigest(data, rows) for name, rows in subsets.items()}
+    wanted = np.empty(0, np.int64) if feature_rows is None else np.asarray(feature_rows, np.int64)
+    features: list[NDArray[np.float64]] = []
     start = 0
     with progress.task(f"read {n} showers", total=n, unit="showers") as bar:
         for chunk in iter_showers(data):
@@ -88,11 +99,15 @@ def scan(data: Showers, subsets: Mapping[str, NDArray[np.int64]], threshold: flo
             for name, rows in subsets.items():
                 local = rows[np.searchsorted(rows, start):np.searchsorted(rows, stop)] - start
                 digests[name].update(chunk[local])
+            local = wanted[np.searchsorted(wanted, start):np.searchsorted(wanted, stop)] - start
+            if local.size:
+                features.append(shower_columns(chunk[local], threshold))
             start = stop
             bar.update(stop)
     fingerprints = {name: digest.result() for name, digest in digests.items()}
     summary = ShowerSummary(data.energies, layer_sums, response, dict(data.conditions))
-    return Scan(summary, response_thr, fingerprints)
+    columns = np.concatenate(features) if features else None
+    return Scan(summary, response_thr, fingerprints, wanted, columns)
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +120,7 @@ class ValidationTarget:
         response: Reference E_tot / E_inc after the readout threshold, (n,).
         geometry: The voxel geometry.
         threshold: The readout threshold, MeV.
+        shapes: The validation side of the shape distance (None when the scan computed no columns).
     """
 
     energies: NDArray[np.float64]
@@ -112,12 +128,18 @@ class ValidationTarget:
     response: NDArray[np.float64]
     geometry: Geometry
     threshold: float
+    shapes: ShapeReference | None = None
 
     @classmethod
     def from_scan(cls, data: Showers, result: Scan, rows: NDArray[np.int64], threshold: float) -> ValidationTarget:
-        """The target of the showers ``rows`` of a scanned sample."""
+        """The target of the showers ``rows`` of a scanned sample (with the shape reference if it has their columns)."""
+        shapes = None
+        if result.features is not None and len(rows) >= 4:
+            at = np.searchsorted(result.feature_rows, rows)
+            if at.max() < len(result.feature_rows) and np.array_equal(result.feature_rows[at], rows):
+                shapes = ShapeReference.from_columns(result.features[at], threshold)
         return cls(data.energies[rows], {k: v[rows] for k, v in data.conditions.items()},
-                   result.response_after_threshold[rows], data.geometry, threshold)
+                   result.response_after_threshold[rows], data.geometry, threshold, shapes)
 
     def __len__(self) -> int:
         return int(self.energies.shape[0])
@@ -127,12 +149,14 @@ class ValidationTarget:
         return response_chi2(self.energies, self.response, self.energies, generated)
 
 
-def generated_response(model: GenerativeModel, target: ValidationTarget, seed: int) -> NDArray[np.float64] | None:
+def generated_response(model: GenerativeModel, target: ValidationTarget, seed: int,
+                       shapes: ShapeAccumulator | None = None) -> NDArray[np.float64] | None:
     """Responses after the threshold of one generated shower per validation shower; None if any voxel is not finite.
 
     Generated in batches of at most 10000 showers (fewer for large geometries, 64 MiB per batch)
     from one seeded noise stream, so the memory is bounded and the numbers are those of
-    :func:`~caloforge.models.sampling.sample_showers` for small geometries.
+    :func:`~caloforge.models.sampling.sample_showers` for small geometries. Each batch is also
+    added to ``shapes`` (the shape distance of the same showers).
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -145,6 +169,8 @@ def generated_response(model: GenerativeModel, target: ValidationTarget, seed: i
         if not np.isfinite(showers).all():
             return None
         out[rows] = _thresholded_response(showers, target.energies[rows], target.threshold)
+        if shapes is not None:
+            shapes.add_showers(ShowerSet(target.energies[rows], showers, target.geometry))
     return out
 
 

@@ -25,6 +25,7 @@ from caloforge.runtime.progress import Progress
 from caloforge.training.batches import BatchSource
 from caloforge.training.callbacks import BestBundle, Budget, TrainingProgress, checkpoints
 from caloforge.training.data import ValidationTarget
+from caloforge.training.shapes import Selection
 from caloforge.training.split import validation_counts
 from caloforge.training.task import GenerativeTask
 
@@ -130,8 +131,9 @@ class RangeData:
 def fit_range(directory: Path, family: str, config: FamilyConfig, data: RangeData,
               *, max_iterations: int | None, max_seconds: float | None, checkpoint_every: int, seed: int,
               device: str, devices: Any, strategy: Any, progress: Progress, label: str, extra: dict[str, Any],
-              callbacks: Sequence[Any], num_nodes: int = 1, tensorboard: bool = False) -> RangeResult:
-    """Train one model in ``directory`` (resuming its ``last.ckpt`` if there is one)."""
+              callbacks: Sequence[Any], num_nodes: int = 1, tensorboard: bool = False,
+              selection: Selection = "chi2") -> RangeResult:
+    """Train one model in ``directory`` (resuming its ``last.ckpt`` if there is one), selecting by ``selection``."""
     import lightning as L
     from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
     from torch.utils.data import DataLoader
@@ -141,7 +143,7 @@ def fit_range(directory: Path, family: str, config: FamilyConfig, data: RangeDat
         torch.manual_seed(seed)
         model = model_class(config, data.preprocessing)
     log_every = min(50, checkpoint_every)
-    task = GenerativeTask(model, data.batches, seed, data.validation, log_every)
+    task = GenerativeTask(model, data.batches, seed, data.validation, log_every, selection)
     last = directory / "last.ckpt"
     checkpoint = read_checkpoint(last)
     if checkpoint is not None:
@@ -154,7 +156,7 @@ def fit_range(directory: Path, family: str, config: FamilyConfig, data: RangeDat
     budget = Budget(max_iterations)
     if max_iterations is None or task.iteration < max_iterations:
         directory.mkdir(parents=True, exist_ok=True)
-        best, last_checkpoint = checkpoints(directory)
+        best, last_checkpoint = checkpoints(directory, selection)
         cbs = [*callbacks, budget, BestBundle(directory, best, meta), best, last_checkpoint]
         if progress.enabled:
             cbs.append(TrainingProgress(progress, label, max_iterations, max_seconds, checkpoint_every))

@@ -49,9 +49,11 @@ from caloforge.training.settings import (
     TrainingSettings,
     check_run_dir,
     create_run,
+    default_selection,
     discard_failed_run,
     read_run,
 )
+from caloforge.training.shapes import Selection
 from caloforge.training.split import split_rows, warn_small_validation
 from caloforge.validation.features import readout_threshold
 from caloforge.validation.metrics.chi2 import Chi2Result
@@ -125,6 +127,7 @@ def train(
     validation_fraction: float | None = None,
     validation: Showers | None = None,
     seed: int = 0,
+    selection: Selection | None = None,
     device: str = "cpu",
     devices: int | str | list[int] = 1,
     strategy: str = "auto",
@@ -156,6 +159,10 @@ def train(
         validation: An independent validation sample (e.g. the second file of a CaloChallenge
             dataset): used instead of a split, all training showers then train.
         seed: Seed of the split, the initialisation, the batches and the noise.
+        selection: What selects the checkpoint: ``"chi2"`` (the response chi2/NDF), ``"fpd"`` (the
+            Fréchet distance of the high-level columns over that of two halves of the validation
+            sample, :mod:`caloforge.training.shapes`) or ``"combined"`` (their geometric mean); None: the family's
+            default (:func:`~caloforge.training.settings.default_selection`). A resumed run keeps its own.
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; the caller resolves ``"auto"``.
         devices: Passed to ``lightning.Trainer(devices=...)``; with ``"cuda:N"`` the default 1 means GPU N.
         strategy: Passed to ``lightning.Trainer(strategy=...)``; ``ddp`` and ``ddp_spawn`` detect unused
@@ -189,7 +196,8 @@ def train(
     start = time.monotonic()
     settings = TrainingSettings(max_iterations=max_iterations, max_minutes=max_minutes,
                                 checkpoint_every=checkpoint_every, split_energies=tuple(split_energies),
-                                hold_out_energy=hold_out_energy, validation_fraction=validation_fraction, seed=seed)
+                                hold_out_energy=hold_out_energy, validation_fraction=validation_fraction, seed=seed,
+                                selection=selection)
     if not resume or max_iterations is not None or max_minutes is not None:
         settings.check_budget()
     for name, sample in (("training", data), ("validation", validation)):
@@ -213,12 +221,16 @@ def train(
         settings = stored.settings if max_iterations is None and max_minutes is None else \
             stored.settings.replace(**budget)
         settings.check_budget()
+        settings = _resumed_selection(settings, selection, run_dir)
+    else:
+        settings = settings.replace(selection=settings.selection or default_selection(family))
     rows = _RunRows.choose(data, validation, settings)
     threshold = readout_threshold(data.geometry)
+    val_rows = np.sort(np.concatenate(rows.validation))  # their high-level columns: the shape reference
     scanned = scan(data, {"data": np.arange(len(data)), **{f"range-{i}": r for i, r in enumerate(rows.train)}},
-                   threshold, prog)
+                   threshold, prog, feature_rows=val_rows if validation is None else None)
     scanned_val = scanned if validation is None else scan(validation, {"validation": np.arange(len(validation))},
-                                                           threshold, prog)
+                                                           threshold, prog, feature_rows=val_rows)
     record = RunRecord(family=family, config=config.to_dict(), settings=settings, data=scanned.fingerprints["data"],
                        validation_data=None if validation is None else scanned_val.fingerprints["validation"])
     secondary = _secondary_rank(devices, num_nodes, strategy)  # rank 0 made the run directory
@@ -262,11 +274,20 @@ def train(
                    {"held_out_energy": settings.hold_out_energy, "data": record.data}, force=True)
     result_chi2 = None
     if not interrupted:
-        everything = ValidationTarget.from_scan(val_source, scanned_val, np.sort(np.concatenate(rows.validation)),
-                                                threshold)
+        everything = ValidationTarget.from_scan(val_source, scanned_val, val_rows, threshold)
         result_chi2 = everything.chi2(bundle_response(load(bundle_dir), everything, settings.seed, device))
     return TrainResult(run_dir, bundle_dir, tuple(ranges), result_chi2, time.monotonic() - start, interrupted,
                        settings.max_iterations, settings.max_minutes, signum)
+
+
+def _resumed_selection(settings: TrainingSettings, given: str | None, run_dir: Path) -> TrainingSettings:
+    """The stored run's selection (``"chi2"`` for runs from before shape selection); another one given is refused."""
+    stored = settings.selection or "chi2"
+    if given is not None and given != stored:
+        msg = (f"expected the selection of the run in {run_dir} ('{stored}') but got '{given}'; resume with the "
+               f"same selection or start a new run")
+        raise ConfigError(msg)
+    return settings.replace(selection=stored)
 
 
 @dataclass(frozen=True)
@@ -336,7 +357,8 @@ def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: Trai
                            checkpoint_every=settings.checkpoint_every, seed=settings.seed + i, device=device,
                            devices=devices, strategy=strategy, progress=progress, label=label,
                            extra={"held_out_energy": settings.hold_out_energy, "energy_range": [lo, hi]},
-                           callbacks=callbacks, num_nodes=num_nodes, tensorboard=tensorboard)
+                           callbacks=callbacks, num_nodes=num_nodes, tensorboard=tensorboard,
+                           selection=settings.selection or "chi2")
         ranges.append(result)
         if result.interrupted:
             break

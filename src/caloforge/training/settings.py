@@ -24,9 +24,10 @@ from caloforge.config import Config
 from caloforge.data.checks import SEED_LIMIT
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExistsError, OutputPathError
+from caloforge.training.shapes import Selection
 
-__all__ = ["RUN_FORMAT", "RunRecord", "SelectionState", "TrainingSettings", "check_run_dir", "create_run",
-           "discard_failed_run", "read_run"]
+__all__ = ["DEFAULT_SELECTION", "RUN_FORMAT", "RunRecord", "SelectionState", "TrainingSettings", "check_run_dir",
+           "create_run", "default_selection", "discard_failed_run", "read_run"]
 
 RUN_FORMAT = "caloforge-run/2"
 Energy = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -52,6 +53,7 @@ of cfg.yaml
     hold_out_energy: Energy | None = None
     validation_fraction: Annotated[float, Field(gt=0, lt=1)] | None = None
     seed: Annotated[int, Field(ge=0, lt=SEED_LIMIT)] = 0
+    selection: Selection | None = None  # None: the family's default (DEFAULT_SELECTION), resolved by train
 
     @field_validator("split_energies")
     @classmethod
@@ -70,6 +72,20 @@ of cfg.yaml
         if self.max_iterations is None and self.max_minutes is None:
             msg = "expected a budget (max_iterations or max_minutes) but got neither"
             raise ConfigError(msg)
+
+
+DEFAULT_SELECTION: dict[str, Selection] = {}
+"""Each family's checkpoint selection where measurement chose other than ``"chi2"`` (docs/training.md)."""
+
+
+def default_selection(family: str) -> Selection:
+    """The checkpoint selection of ``family`` when none is given: measured per family, ``"chi2"`` where not measured.
+
+    Example:
+        >>> default_selection("no-such-family")
+        'chi2'
+    """
+    return DEFAULT_SELECTION.get(family, "chi2")
 
 
 class RunRecord(Config):
@@ -94,40 +110,52 @@ class RunRecord(Config):
 
 @dataclass
 class SelectionState:
-    """Checkpoint selection so far: the best validation chi2/NDF, its iteration, every evaluated checkpoint.
+    """Checkpoint selection so far: the selected checkpoint's score, chi2/NDF and iteration, every evaluated checkpoint.
 
-    Saved in every Lightning checkpoint (:meth:`to_dict`, plain types that ``torch.load(weights_only=True)``
-    accepts) and restored on resume.
+    ``best_score`` is what selection minimises (:func:`~caloforge.training.shapes.selection_score`);
+    ``best_chi2_ndf`` stays the validation chi2/NDF of the selected checkpoint (the lowest only
+    when selecting by chi2), ``best_fd_norm`` its normalised shape distance (NaN when not measured).
+    Saved in every Lightning checkpoint (:meth:`to_dict`, plain types that
+    ``torch.load(weights_only=True)`` accepts) and restored on resume.
     """
 
     best_chi2_ndf: float = math.inf
     best_iteration: int = -1
     history: list[dict[str, float]] = field(default_factory=list)
+    best_score: float = math.inf
+    best_fd_norm: float = math.nan
 
-    def record(self, row: dict[str, float], chi2_ndf: float, iteration: int, *, candidate: bool) -> None:
-        """Append a checkpoint's row; a ``candidate`` is the new selected model.
+    def record(self, row: dict[str, float], chi2_ndf: float, iteration: int, *, candidate: bool,
+               score: float | None = None, fd_norm: float = math.nan) -> None:
+        """Append a checkpoint's row; a ``candidate`` is the new selected model (``score`` defaults to ``chi2_ndf``).
 
-        The untrained baseline is no candidate; its row shows its own chi2/NDF as the best so far.
+        The untrained baseline is no candidate; its row shows its own values as the best so far.
         """
+        score = chi2_ndf if score is None else score
         if candidate:
             self.best_chi2_ndf, self.best_iteration = chi2_ndf, iteration
-        best = self.best_chi2_ndf if self.best_iteration >= 0 else chi2_ndf
+            self.best_score, self.best_fd_norm = score, fd_norm
+        selected = self.best_iteration >= 0
+        best = {"chi2_ndf": self.best_chi2_ndf if selected else chi2_ndf,
+                "score": self.best_score if selected else score}
         entry: dict[str, float] = {}
-        for key, value in row.items():  # the log's columns: ..., chi2_ndf, best_chi2_ndf, losses
+        for key, value in row.items():  # the log's columns: ..., chi2_ndf, best_chi2_ndf, ..., score, best_score, ...
             entry[key] = value
-            if key == "chi2_ndf":
-                entry["best_chi2_ndf"] = best
+            if key in best:
+                entry[f"best_{key}"] = best[key]
         self.history.append(entry)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain types for a checkpoint."""
         return {"best_chi2_ndf": self.best_chi2_ndf, "best_iteration": self.best_iteration,
-                "history": list(self.history)}
+                "history": list(self.history), "best_score": self.best_score, "best_fd_norm": self.best_fd_norm}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        """Rebuild from :meth:`to_dict`."""
-        return cls(float(data["best_chi2_ndf"]), int(data["best_iteration"]), list(data["history"]))
+        """Rebuild from :meth:`to_dict` (a checkpoint from before shape selection: the score is the chi2/NDF)."""
+        chi2 = float(data["best_chi2_ndf"])
+        return cls(chi2, int(data["best_iteration"]), list(data["history"]), float(data.get("best_score", chi2)),
+                   float(data.get("best_fd_norm", math.nan)))
 
 
 def read_run(run_json: Path) -> RunRecord:

@@ -2,8 +2,10 @@
 
 The validation step is the checkpoint-selection metric: it generates one shower per validation
 shower (seeded, so every checkpoint is judged on the same noise) and logs the chi2/NDF of the
-total-energy response per incident energy as ``val_chi2_ndf``, which Lightning's
-``ModelCheckpoint`` monitors (see :mod:`caloforge.training.callbacks`).
+total-energy response per incident energy as ``val_chi2_ndf`` and, from the same showers, the
+shape distance (:mod:`caloforge.training.shapes`) and the selection score as ``val_score``.
+Lightning's ``ModelCheckpoint`` monitors :func:`monitor` of the run's selection (see
+:mod:`caloforge.training.callbacks`): ``val_chi2_ndf`` when selecting by chi2, as before.
 """
 
 from __future__ import annotations
@@ -18,12 +20,20 @@ from caloforge.models.base import Batch, GenerativeModel
 from caloforge.training.batches import BatchSource
 from caloforge.training.data import ValidationTarget, generated_response
 from caloforge.training.settings import SelectionState
+from caloforge.training.shapes import Selection, ShapeDistance, selection_score
 from caloforge.validation.metrics.chi2 import Chi2Result
 
-__all__ = ["MONITOR", "GenerativeTask"]
+__all__ = ["MONITOR", "SCORE", "GenerativeTask", "monitor"]
 
 MONITOR = "val_chi2_ndf"
-"""The logged metric that selects checkpoints (lower is better)."""
+"""The logged validation chi2/NDF (lower is better); it selects checkpoints when selecting by chi2."""
+SCORE = "val_score"
+"""The logged selection score (:func:`~caloforge.training.shapes.selection_score`)."""
+
+
+def monitor(selection: Selection) -> str:
+    """The logged metric ``ModelCheckpoint`` minimises for ``selection``."""
+    return MONITOR if selection == "chi2" else SCORE
 
 
 class GenerativeTask(L.LightningModule):
@@ -35,10 +45,11 @@ class GenerativeTask(L.LightningModule):
         seed: Seed of the batch sampling and noise (offset by the process rank) and of the validation noise.
         validation: The held-out showers of the validation step (their responses).
         log_every: Iterations between loss entries in Lightning's loggers.
+        selection: What selects checkpoints (:data:`~caloforge.training.shapes.SELECTIONS`).
     """
 
     def __init__(self, model: GenerativeModel, batches: BatchSource, seed: int, validation: ValidationTarget,
-                 log_every: int = 50) -> None:
+                 log_every: int = 50, selection: Selection = "chi2") -> None:
         super().__init__()
         self.automatic_optimization = False
         self.model = model
@@ -52,6 +63,9 @@ class GenerativeTask(L.LightningModule):
         self.last_losses: dict[str, float] = {}
         self.validation_result: Chi2Result | None = None
         self.last_chi2_ndf = math.inf
+        self.selection_by: Selection = selection
+        self.last_shape = ShapeDistance(math.nan, math.nan)
+        self.last_score = math.inf
         self._rng: torch.Generator | None = None
         self._restored_rng: torch.Tensor | None = None
 
@@ -86,11 +100,24 @@ class GenerativeTask(L.LightningModule):
             self.log_to_loggers({f"train/{name}": value for name, value in self.last_losses.items()})
 
     def evaluate_validation(self) -> float:
-        """The chi2/NDF of the validation sample (inf when the model generates NaN or nothing comparable)."""
-        response = generated_response(self.model, self.validation, self.seed)
+        """The chi2/NDF of the validation sample (inf when the model generates NaN or nothing comparable).
+
+        The same showers give the shape distance (``last_shape``; NaN without a shape reference) and
+        the selection score (``last_score``).
+        """
+        shapes = self.validation.shapes
+        accumulator = None if shapes is None else shapes.accumulator()
+        response = generated_response(self.model, self.validation, self.seed, accumulator)
         self.validation_result = None if response is None else self.validation.chi2(response)
         result = self.validation_result
-        return result.chi2_ndf if result is not None and math.isfinite(result.chi2_ndf) else math.inf
+        chi2 = result.chi2_ndf if result is not None and math.isfinite(result.chi2_ndf) else math.inf
+        if shapes is None or accumulator is None:
+            self.last_shape = ShapeDistance(math.nan, math.nan)
+        else:
+            self.last_shape = shapes.distance(accumulator) if response is not None else ShapeDistance(math.inf,
+                                                                                                        math.inf)
+        self.last_score = selection_score(self.selection_by, chi2, self.last_shape.fd_norm)
+        return chi2
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -99,7 +126,13 @@ class GenerativeTask(L.LightningModule):
         chi2 = self.last_chi2_ndf = self.evaluate_validation()
         # for ModelCheckpoint; every rank computed the same value (rank 0's buffers), so averaging changes nothing
         self.log(MONITOR, chi2, batch_size=len(self.validation), logger=False, sync_dist=True)
-        self.log_to_loggers({"val/chi2_ndf": chi2})
+        self.log(SCORE, self.last_score, batch_size=len(self.validation), logger=False, sync_dist=True)
+        self.log_to_loggers(self.validation_metrics())
+
+    def validation_metrics(self) -> dict[str, float]:
+        """The latest validation for Lightning's loggers."""
+        return {"val/chi2_ndf": self.last_chi2_ndf, "val/fd": self.last_shape.fd,
+                "val/fd_norm": self.last_shape.fd_norm, "val/score": self.last_score}
 
     def log_to_loggers(self, metrics: dict[str, float]) -> None:
         """Write to Lightning's loggers with the iteration as the step (optimiser steps differ between families)."""
