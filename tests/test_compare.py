@@ -14,6 +14,7 @@ from caloforge.cli import app
 from caloforge.data.io import write
 from caloforge.data.showers import ShowerSet
 from caloforge.refsim import simulate
+from caloforge.runtime.progress import SILENT
 from caloforge.validation.compare import Comparison
 from caloforge.validation.metrics.separation import FeatureHistogram
 from caloforge.validation.metrics.verdict import JUDGE_MIN_SHOWERS, chi2_verdict, judge_sizes, separation_verdict
@@ -184,3 +185,24 @@ def test_cli_refuses_what_cannot_apply_in_one_line(files, tmp_path, extra, messa
     assert result.exit_code == 2 and message in result.output, result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_the_leaderboard_compares_its_families_from_the_evaluations_it_made(tiny_geometry, tmp_path):
+    from caloforge.campaign import leaderboard as lb
+    from caloforge.campaign.leaderboard_report import render_html
+    from caloforge.validation.evaluate import compute_evaluation
+    from synthetic import make_showers
+
+    ref = make_showers(tiny_geometry, 120, seed=1)
+    with pytest.warns(UserWarning, match="not computed"):
+        evaluations = {name: compute_evaluation(ref, make_showers(tiny_geometry, 120, seed=seed), seed=2,
+                                                skip=("fpd", "kpd")) for name, seed in (("gan", 2), ("vae", 3))}
+    entries = [{"family": name, "status": "ok"} for name in evaluations]
+    board = lb.Leaderboard(tuple(entries), lb.LeaderboardSettings(families=("gan", "vae")), "machine", 1.0, tmp_path)
+    assert "caloforge evaluate -r eval.h5 -i gen_A.h5" in render_html(board)  # before: how to make it
+    lb._write_comparison(tmp_path, dict(list(evaluations.items())[:1]), SILENT)  # one family: nothing to compare
+    assert not (tmp_path / "compare").exists()
+    lb._write_comparison(tmp_path, evaluations, SILENT)
+    metrics = json.loads((tmp_path / "compare" / "metrics.json").read_text())
+    assert metrics["labels"] == ["gan", "vae"] and (tmp_path / "compare" / "plots" / "e_layer.png").is_file()
+    assert "<a href='compare/report.html'>every family in one report</a>" in render_html(board)

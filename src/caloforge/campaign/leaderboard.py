@@ -7,6 +7,9 @@ times generation at batch 10000 and counts parameters. It writes, in ``out_dir``
 
 * ``<family>/run/`` (the training run and its bundle), ``<family>/report/`` (the full report),
   ``<family>/entry.json`` (the family's row, written when it is complete);
+* ``compare/`` (dataset-1-sized geometries, two families or more evaluated in the call): one report with
+  every family's sample overlaid on the reference, drawn from the evaluations already made (no metric
+  computed again; :func:`caloforge.validation.compare_report.write_comparison`);
 * ``leaderboard.json``, ``leaderboard.md`` (a Markdown table) and ``leaderboard.html`` (the report's
   style, with low-level classifier AUC versus generation time and its Pareto front).
 
@@ -41,10 +44,13 @@ from caloforge.runtime.progress import SILENT, Progress
 from caloforge.training import load, train
 from caloforge.validation.evaluate import evaluate
 from caloforge.validation.metrics.classifier import ClassifierConfig
+from caloforge.validation.result import EvaluationResult
 
 __all__ = ["STAGES", "Leaderboard", "LeaderboardSettings", "pareto_front", "run_leaderboard"]
 
 ENTRY = "entry.json"
+COMPARE_MAX_VOXELS = 1000
+"""Largest geometry (voxels) whose families the leaderboard compares in one report itself (dataset 1: 368, 533)."""
 STAGES = {"train_minutes": "training", "generate_minutes": "generation", "evaluate_minutes": "evaluation",
           "timing_minutes": "timing"}
 """The stages of each family whose wall-clock minutes a row records, and their names in the outputs."""
@@ -143,7 +149,7 @@ def _time_generation(bundle: Any, reference: ShowerSet, batch: int, device: str,
 
 def _evaluate_family(family: str, data: ShowerSet, reference: ShowerSet, validation: ShowerSet | None,
                      settings: LeaderboardSettings, classifier: ClassifierConfig, directory: Path, resume: bool,
-                     device: str, progress: Progress) -> dict[str, Any]:
+                     device: str, progress: Progress, evaluations: dict[str, EvaluationResult]) -> dict[str, Any]:
     model_class = get_family(family)
     config = model_class.config_class.for_preset(settings.preset, data.geometry.particle, device)  # type: ignore[arg-type]
     run_dir = directory / "run"
@@ -161,6 +167,7 @@ def _evaluate_family(family: str, data: ShowerSet, reference: ShowerSet, validat
     evaluation = evaluate(reference, generated, directory / "report", mode="full", seed=settings.seed,
                           classifier_config=classifier, device=device, force=True, progress=progress,
                           training_history=bundle.info.get("history", []), inputs={"family": family})
+    evaluations[family] = evaluation
     marks.append(time.perf_counter())
     progress.message(f"leaderboard: {family}: timing generation at batch {settings.timing_batch}")
     us = _time_generation(bundle, reference, settings.timing_batch, device, settings.seed)
@@ -229,6 +236,7 @@ def run_leaderboard(
     machine = machine_summary(device, min_seconds=0.05).describe()
     earlier_s, calls, earlier_machine = _earlier_calls(out) if resume else (0.0, 1, machine)
     entries: list[dict[str, Any]] = []
+    evaluations: dict[str, EvaluationResult] = {}
     for family in settings.families:
         directory = out / family
         entry_file = directory / ENTRY
@@ -241,7 +249,7 @@ def run_leaderboard(
         directory.mkdir(exist_ok=True)
         try:
             entry = _evaluate_family(family, data, reference, validation, settings, classifier, directory, resume,
-                                     device, prog)
+                                     device, prog, evaluations)
         except Exception as err:  # one family's failure (a bug, a NaN, out of memory) must not stop the others
             entry = {"family": family, "status": "failed", "error": f"{type(err).__name__}: {err}"[:500]}
             prog.message(f"leaderboard: {family} failed ({entry['error']}); the others go on")
@@ -252,10 +260,27 @@ def run_leaderboard(
         entries.append(entry)
         _write_outputs(Leaderboard(tuple(entries), settings, machine, time.perf_counter() - start, out,
                                    classifier.to_dict(), earlier_s, calls))
+    _write_comparison(out, evaluations, prog)
     board = Leaderboard(tuple(entries), settings, machine, time.perf_counter() - start, out, classifier.to_dict(),
                         earlier_s, calls)
     _write_outputs(board)
     return board
+
+
+def _write_comparison(out: Path, evaluations: dict[str, EvaluationResult], progress: Progress) -> None:
+    """Every family of this call in one comparison report (``compare/``), from their evaluations, if cheap.
+
+    Only the figures are drawn (PNG only: tens of seconds on dataset 1); not for larger geometries (minutes per figure
+    set: docs/validation.md gives the one command that makes it), nor for fewer than two families.
+    """
+    if len(evaluations) < 2 or next(iter(evaluations.values())).geometry.n_voxels > COMPARE_MAX_VOXELS:
+        return
+    from caloforge.validation.compare import Comparison
+    from caloforge.validation.compare_report import write_comparison
+
+    progress.message(f"leaderboard: one report comparing {', '.join(evaluations)} (compare/report.html)")
+    write_comparison(Comparison(tuple(evaluations), tuple(evaluations.values())), out / "compare", force=True,
+                     pdf=False, progress=progress)  # the page's PNGs; caloforge evaluate also writes PDFs
 
 
 def _earlier_calls(out: Path) -> tuple[float, int, str]:

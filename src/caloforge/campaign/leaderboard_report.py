@@ -165,6 +165,13 @@ def render_html(board: Leaderboard) -> str:
         parts.append(png_figure(buffer.getvalue(), "Low-level classifier AUC versus generation time per shower"))
     links = [f"<li>{html.escape(e['family'])}: <a href='{html.escape(e['family'])}/report/report.html'>report</a></li>"
              for e in board.entries if e.get("status") == "ok"]
+    if (board.out_dir / "compare" / "report.html").is_file():
+        links.insert(0, "<li><a href='compare/report.html'>every family in one report</a> (all samples overlaid "
+                        "on the reference, every metric per family)</li>")
+    elif len(links) > 1:
+        links.append("<li>every family in one report: generate each family's showers (caloforge generate --model "
+                     "FAMILY/run --like eval.h5 -o gen_FAMILY.h5), then caloforge evaluate -r eval.h5 -i gen_A.h5 "
+                     "-i gen_B.h5 ... (docs/validation.md)</li>")
     if links:
         parts += ["<h2>Reports</h2><ul>", *links, "</ul>"]
     return html_page("caloforge leaderboard", parts)
