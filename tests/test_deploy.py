@@ -7,7 +7,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from caloforge.cli import app
@@ -17,11 +16,9 @@ from caloforge.deploy.export import export_onnx, par04_order
 from caloforge.deploy.onnx_runtime import OnnxGenerator
 from caloforge.errors import ConfigError, OutputExistsError
 from caloforge.models import FAMILIES, GANConfig
-from caloforge.models.preprocess import Preprocessing
 from caloforge.training import load, train
-from caloforge.training.bundle_format import save_model
+from families import one_step_bundle
 from synthetic import make_showers
-from test_models_contract import _tiny_config
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore:the validation sample has fewer:UserWarning")]
@@ -32,25 +29,10 @@ TINY = GANConfig(noise_dim=4, generator_layers=(16, 16, 16), critic_layers=(16, 
                  critic_steps=1, preprocessing="total")
 
 
-def _bundle(tmp_path, family, geometry, data):
-    config = _tiny_config(family)
-    torch.manual_seed(0)
-    model = FAMILIES[family](config, Preprocessing.fit(data, config.preprocessing))
-    model.train_step(lambda: _batch(data), model.configure_optimizers(), lambda loss: loss.backward(),
-                     torch.Generator().manual_seed(0))  # not an untrained all-zero generator
-    return load(save_model(tmp_path / family, model, family, geometry))
-
-
-def _batch(data):
-    from caloforge.models.base import Batch
-
-    return Batch(torch.tensor(data.energies, dtype=torch.float32), torch.tensor(data.showers))
-
-
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_onnx_export_gives_the_pytorch_showers(family, tiny_geometry, tmp_path):
     data = make_showers(tiny_geometry, 64, seed=2, energies=(500.0, 2000.0, 8000.0))
-    bundle = _bundle(tmp_path, family, tiny_geometry, data)
+    bundle = one_step_bundle(tmp_path, family, tiny_geometry, data)
     if bundle.models[0].noise_size() is None:  # sampling is not a fixed function of noise: refused, in one line
         with pytest.raises(ConfigError, match="cannot be exported"):
             export_onnx(bundle, tmp_path / "model.onnx")
@@ -69,7 +51,7 @@ def test_par04_variant_is_the_calochallenge_output_reordered(tmp_path):
     import onnxruntime
 
     data = make_showers(UNIFORM, 64, seed=3, energies=(1000.0, 4000.0))
-    bundle = _bundle(tmp_path, "gan", UNIFORM, data)
+    bundle = one_step_bundle(tmp_path, "gan", UNIFORM, data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         export_onnx(bundle, tmp_path / "cc.onnx")
@@ -111,8 +93,8 @@ def test_energy_split_bundle_exports_one_graph_per_range(tmp_path):
 
 def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
     data = make_showers(UNIFORM, 64, seed=3, energies=(1000.0, 4000.0))
-    bundle = _bundle(tmp_path, "gan", UNIFORM, data)
-    baseline = _bundle(tmp_path, "parametric", UNIFORM, data)  # does not export: timed with torch only
+    bundle = one_step_bundle(tmp_path, "gan", UNIFORM, data)
+    baseline = one_step_bundle(tmp_path, "parametric", UNIFORM, data)  # does not export: timed with torch only
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", str(bundle.path), str(baseline.path), "--batch-sizes", "1,10",
                                  "--backend", "all", "--repeats", "2", "--out", str(out), "--threads", "1"])
@@ -156,24 +138,24 @@ def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
 def test_bench_fractions_never_exceed_the_limit_and_say_why_the_limit_moved():
     from dataclasses import replace
 
-    from caloforge.deploy.bench import BenchRow, _with_fractions
+    from caloforge.deploy.bench import BenchRow, with_fractions
 
     row = BenchRow("m", "gan", "onnxruntime", "cpu", "fp32", 100, 8.0, 7.5, 9.0, "", 25, 0.5e6, 0.0, float("nan"),
                    float("nan"), 600.0, None, 1)
     slow, fast = replace(row, gflops=40.0), replace(row, gflops=150.0, batch_size=1000)  # faster than the probes
     machine = {"fp32_limits": [100.0, 90.0], "bf16_limits": [200.0]}
-    rows = _with_fractions([slow, fast], machine)
+    rows = with_fractions([slow, fast], machine)
     assert machine["fp32_limit_gflops"] == 150.0 and "slowed" in machine["limit_note"]  # a probe slowed by load
     assert machine["best_limit_gflops"] == 200.0 and machine["best_precision"] == "bf16"
     assert [r.fraction_of_fp32 for r in rows] == pytest.approx([40 / 150, 1.0])
     assert [r.fraction_of_best for r in rows] == pytest.approx([0.2, 0.75])
     machine = {"fp32_limits": [100.0], "bf16_limits": []}  # no native bf16: the best native limit is fp32's
-    rows = _with_fractions([slow], machine)
+    rows = with_fractions([slow], machine)
     assert machine["best_precision"] == "fp32" and rows[0].fraction_of_best == rows[0].fraction_of_fp32 == 0.4
     assert "faster" not in machine["limit_note"]
     int8 = replace(row, precision="int8", gflops=260.0)  # int8 products beat bf16's limit: the best limit is theirs
     machine = {"fp32_limits": [100.0], "bf16_limits": [200.0]}
-    rows = _with_fractions([slow, int8], machine)
+    rows = with_fractions([slow, int8], machine)
     assert machine["fp32_limit_gflops"] == 100.0 and machine["best_limit_gflops"] == 260.0  # fp32's limit unmoved
     assert machine["best_precision"] == "int8" and "int8" in machine["limit_note"]
     assert rows[0].fraction_of_fp32 == 0.4 and np.isnan(rows[1].fraction_of_fp32) and rows[1].fraction_of_best == 1
@@ -181,7 +163,7 @@ def test_bench_fractions_never_exceed_the_limit_and_say_why_the_limit_moved():
 
 def test_generate_with_onnxruntime_matches_torch(tmp_path):
     data = make_showers(UNIFORM, 64, seed=3, energies=(1000.0, 4000.0))
-    bundle = _bundle(tmp_path, "gan", UNIFORM, data)
+    bundle = one_step_bundle(tmp_path, "gan", UNIFORM, data)
     outputs = {}
     for backend in ("torch", "onnxruntime"):
         out = tmp_path / f"{backend}.h5"

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from caloforge.cli import app
 from caloforge.data import io
-from caloforge.data.outputs import _host, atomic_dir, atomic_path, remove_stale_temporaries
+from caloforge.data.outputs import atomic_dir, atomic_path, host_name, remove_stale_temporaries
 from caloforge.errors import OutputPathError
 from caloforge.refsim import simulate_to_file
 from caloforge.runtime.interrupts import Interrupted, deferred_interrupts
@@ -74,7 +74,7 @@ def test_full_disk_in_an_atomic_write_is_one_clear_error_and_leaves_nothing(tmp_
 
 
 def test_temporaries_of_dead_processes_are_removed_on_the_next_write(tmp_path):
-    host = _host()
+    host = host_name()
     dead = tmp_path / f".x.h5.{host}-999999999-abc123.tmp"  # a pid that cannot exist
     alive = tmp_path / f".x.h5.{host}-{os.getpid()}-def456.tmp"  # a writer still running (this process)
     other_host = tmp_path / ".x.h5.elsewhere-999999999-ghi789.tmp"  # maybe running on another machine

@@ -11,8 +11,9 @@ import torch
 from caloforge.deploy.export import SamplingGraph
 from caloforge.deploy.lean import LeanGenerator
 from caloforge.errors import ConfigError
+from families import one_step_bundle
 from synthetic import make_showers
-from test_deploy import UNIFORM, _bundle
+from test_deploy import UNIFORM
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore:the validation sample has fewer:UserWarning")]
@@ -22,7 +23,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 def test_one_shower_per_call_equals_the_batched_path(family, backend, tmp_path):
     data = make_showers(UNIFORM, 64, seed=3, energies=(1000.0, 4000.0))
-    bundle = _bundle(tmp_path, family, UNIFORM, data)
+    bundle = one_step_bundle(tmp_path, family, UNIFORM, data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lean = LeanGenerator(bundle, backend, seed=5, threads=1)
@@ -45,8 +46,8 @@ def test_one_shower_per_call_equals_the_batched_path(family, backend, tmp_path):
 def test_lean_path_refuses_what_it_cannot_run(tmp_path):
     data = make_showers(UNIFORM, 64, seed=3, energies=(1000.0, 4000.0))
     with pytest.raises(ConfigError, match="lean path"):
-        LeanGenerator(_bundle(tmp_path, "parametric", UNIFORM, data))
-    gan = _bundle(tmp_path, "gan", UNIFORM, data)
+        LeanGenerator(one_step_bundle(tmp_path, "parametric", UNIFORM, data))
+    gan = one_step_bundle(tmp_path, "gan", UNIFORM, data)
     lean = LeanGenerator(gan)
     for bad in (0.0, -5.0, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match="incident energy"):

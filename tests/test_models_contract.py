@@ -1,7 +1,7 @@
 """One contract over every registered model family (STYLE.md rule 13).
 
-Each family provides a tiny config in TINY_CONFIGS (a family without an entry uses its
-defaults); registering a family in caloforge.models.FAMILIES enrols it here. A family fitted
+Each family provides a tiny config in ``TINY_CONFIGS`` of tests/families.py (a family without an entry uses
+its defaults); registering a family in caloforge.models.FAMILIES enrols it here. A family fitted
 without gradients (class attribute ``trained_by_gradient = False``, e.g. the parametric
 baseline) is checked for what it does instead: no parameter asks for a gradient, no optimiser,
 and a training step changes its fitted statistics (buffers) and parameters.
@@ -15,35 +15,12 @@ import pytest
 import torch
 
 from caloforge.errors import ConfigError
-from caloforge.models import FAMILIES, GAN, Batch, GANConfig, get_family, register_family
-from caloforge.models.diffusion import DiffusionConfig
-from caloforge.models.flow import FlowConfig
-from caloforge.models.latent import LatentConfig
-from caloforge.models.parametric import ParametricConfig
+from caloforge.models import FAMILIES, GAN, GANConfig, get_family, register_family
 from caloforge.models.preprocess import Preprocessing
-from caloforge.models.vae import VAEConfig
 from caloforge.training.bundle import load
 from caloforge.training.bundle_format import save_model
+from families import batch_of, tiny_config
 from synthetic import make_showers
-
-TINY_CONFIGS = {
-    "flow": FlowConfig(design="split", coupling="spline", blocks=2, hidden=(16,), energy_blocks=2, energy_hidden=(8,),
-                       bins=4, knots=3, batch_size=32, init_batches=2),
-    "parametric": ParametricConfig(knots=3, reservoir=16, levels=9, batch_size=32),
-    "gan": GANConfig(noise_dim=4, generator_layers=(16, 16, 16), critic_layers=(16, 16, 16), batch_size=32,
-                     critic_steps=2),
-    "diffusion": DiffusionConfig(width=16, depth=2, time_dim=8, embedding_dim=8, batch_size=32, normalisation_batches=2,
-                                 sampler_steps=3),
-    "vae": VAEConfig(encoder_layers=(16, 8), latent_dim=3, batch_size=32, kl_warmup_iterations=10),
-    "latent": LatentConfig(layer_shapes=((2, 3), (1, 2)), channels=(4, 8), latent_dim=4, prior_width=16,
-                           prior_depth=2, time_dim=8, embedding_dim=8, batch_size=32, normalisation_batches=2,
-                           sampler_steps=3),
-}
-
-
-def _tiny_config(name):
-    family = FAMILIES[name]
-    return TINY_CONFIGS.get(name, family.config_class())
 
 
 @pytest.fixture(params=sorted(FAMILIES))
@@ -58,13 +35,9 @@ def data(tiny_geometry):
 
 @pytest.fixture
 def model(family_name, data):
-    config = _tiny_config(family_name)
+    config = tiny_config(family_name)
     torch.manual_seed(0)
     return FAMILIES[family_name](config, Preprocessing.fit(data, config.preprocessing))
-
-
-def _batch(data):
-    return Batch(torch.tensor(data.energies, dtype=torch.float32), torch.tensor(data.showers))
 
 
 def _trained_by_gradient(model):
@@ -72,7 +45,7 @@ def _trained_by_gradient(model):
 
 
 def test_training_step_gives_finite_loss_and_gradients(model, data):
-    loss = model.loss(_batch(data), torch.Generator().manual_seed(0))
+    loss = model.loss(batch_of(data), torch.Generator().manual_seed(0))
     assert loss.ndim == 0 and torch.isfinite(loss)
     if not _trained_by_gradient(model):  # fitted, not trained: and it must not pretend otherwise
         assert not any(p.requires_grad for p in model.parameters())
@@ -87,7 +60,7 @@ def test_training_step_gives_finite_loss_and_gradients(model, data):
 def test_train_step_updates_parameters(model, data):
     before = [p.detach().clone() for p in model.parameters()]
     buffers = [b.clone() for b in model.buffers()]
-    logs = model.train_step(lambda: _batch(data), model.configure_optimizers(), lambda loss: loss.backward(),
+    logs = model.train_step(lambda: batch_of(data), model.configure_optimizers(), lambda loss: loss.backward(),
                             torch.Generator().manual_seed(0))
     assert logs and all(isinstance(v, float) for v in logs.values())
     assert set(logs) == set(model.loss_names)  # the CSV log's columns are declared up front
@@ -113,7 +86,7 @@ def test_same_seed_same_samples(model):
 
 
 def test_bundle_round_trip_gives_same_samples(family_name, model, data, tmp_path):
-    model.train_step(lambda: _batch(data), model.configure_optimizers(), lambda loss: loss.backward())
+    model.train_step(lambda: batch_of(data), model.configure_optimizers(), lambda loss: loss.backward())
     save_model(tmp_path / "b", model, family_name, data.geometry)
     bundle = load(tmp_path / "b")
     energies = [500.0, 2000.0, 8000.0]
@@ -124,7 +97,7 @@ def test_bundle_round_trip_gives_same_samples(family_name, model, data, tmp_path
 
 
 def test_config_round_trips_and_rejects_unknown_keys(family_name):
-    config = _tiny_config(family_name)
+    config = tiny_config(family_name)
     assert type(config).from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="unknown"):
         type(config).from_dict({"no_such_key": 1})
@@ -181,7 +154,7 @@ def test_gan_config_validation():
 
 @pytest.mark.parametrize("scale", [0.0, -1.0, math.nan, math.inf])
 def test_energy_scale_must_be_positive(family_name, data, scale):
-    config = _tiny_config(family_name)
+    config = tiny_config(family_name)
     with pytest.raises(ConfigError, match="energy_scale"):
         config.replace(energy_scale=scale)
     with pytest.raises(ConfigError, match="energy_scale"):

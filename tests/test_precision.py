@@ -9,8 +9,9 @@ import torch
 from caloforge.deploy import precision as prec
 from caloforge.errors import ConfigError
 from caloforge.runtime import hardware
+from families import one_step_bundle
 from synthetic import make_showers
-from test_deploy import UNIFORM, _bundle
+from test_deploy import UNIFORM
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore:the validation sample has fewer:UserWarning"),
@@ -42,7 +43,7 @@ VERDICTS = {"gan": {"bf16": True, "int8": True}, "vae": {"bf16": True, "int8": T
 def test_reduced_precisions_stay_within_the_tolerances_of_fp32(family, cpu, tmp_path):
     cpu(AVX512_BF16)  # bf16 is accepted here whatever this CPU is (emulated bf16 is slow, not wrong)
     data = make_showers(UNIFORM, 256, seed=3, energies=(1000.0, 2000.0, 4000.0))
-    bundle = _bundle(tmp_path, family, UNIFORM, data)
+    bundle = one_step_bundle(tmp_path, family, UNIFORM, data)
     fp32 = prec.generate(bundle, ENERGIES, precision="fp32", seed=11, batch_size=500)
     np.testing.assert_array_equal(fp32.showers, bundle.generate(ENERGIES, batch_size=500, device="cpu",
                                                                 seed=11).showers)  # today's path, untouched
@@ -64,7 +65,7 @@ def test_reduced_precisions_stay_within_the_tolerances_of_fp32(family, cpu, tmp_
 
 def test_parity_rejects_showers_that_differ_from_fp32(tmp_path):
     data = make_showers(UNIFORM, 256, seed=3, energies=(1000.0, 2000.0, 4000.0))
-    bundle = _bundle(tmp_path, "gan", UNIFORM, data)
+    bundle = one_step_bundle(tmp_path, "gan", UNIFORM, data)
     fp32 = prec.generate(bundle, ENERGIES, precision="fp32", seed=11)
     scaled = type(fp32)(fp32.energies, fp32.showers * 1.1, fp32.geometry)  # a 10 % response shift
     other = prec.generate(bundle, ENERGIES, precision="fp32", seed=12)
@@ -83,12 +84,12 @@ def test_bf16_is_refused_in_one_line_where_the_cpu_lacks_it_and_fp32_runs_as_tod
         prec.check_precision("fp16")
     assert not hardware.use_bf16("cpu")
     data = make_showers(UNIFORM, 256, seed=3, energies=(1000.0, 2000.0, 4000.0))
-    bundle = _bundle(tmp_path, "gan", UNIFORM, data)
+    bundle = one_step_bundle(tmp_path, "gan", UNIFORM, data)
     with pytest.raises(ConfigError, match="native bf16"):
         prec.generate(bundle, ENERGIES[:10], precision="bf16")
     choice = prec.choose_precision(bundle, n=300)  # bf16 is neither timed nor chosen without native support
     assert "bf16" not in choice.us_per_shower and choice.precision in ("fp32", "int8")
-    parametric = _bundle(tmp_path, "parametric", UNIFORM, data)  # no matrix products: fp32 only
+    parametric = one_step_bundle(tmp_path, "parametric", UNIFORM, data)  # no matrix products: fp32 only
     assert prec.choose_precision(parametric).precision == "fp32"
     with pytest.raises(ConfigError, match="fp32 only"):
         prec.generate(parametric, ENERGIES[:10], precision="int8")
@@ -106,7 +107,7 @@ def test_cli_precision_flags_generate_export_and_refuse_in_one_line(cpu, tmp_pat
 
     runner = CliRunner()
     data = make_showers(UNIFORM, 256, seed=3, energies=(1000.0, 4000.0))
-    bundle = _bundle(tmp_path, "gan", UNIFORM, data)
+    bundle = one_step_bundle(tmp_path, "gan", UNIFORM, data)
     args = ["generate", "--model", str(bundle.path), "--energies", "1000,4000", "--n-per-energy", "50", "--seed", "2",
             "--device", "cpu"]
     outputs = {}

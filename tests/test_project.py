@@ -99,3 +99,15 @@ def test_no_import_circle_inside_caloforge() -> None:
                     seen.add(nxt)
                     stack.append((nxt, (*route, nxt)))
     assert not circles, circles
+
+
+def test_no_test_imports_a_private_name() -> None:
+    """Tests use what the package (and tests/families.py, tests/synthetic.py) publish: a private helper imported by
+    a test ties the test to an implementation detail, and one test module's private helper to another's."""
+    problems = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                problems += [f"{path.name} imports {node.module}.{a.name}" for a in node.names
+                             if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not problems, problems

@@ -235,14 +235,14 @@ def test_printed_resume_command_continues_with_the_budget_left(data, tmp_path):
     from typer.testing import CliRunner
 
     from caloforge.cli import app
-    from caloforge.cli.model import _resume_command
+    from caloforge.cli.model import resume_command
     from caloforge.data import io
 
     data_file = io.write(tmp_path / "train.h5", data)
     result = train(data, "gan", TINY, tmp_path / "run", max_iterations=100, checkpoint_every=10, progress=False,
                    callbacks=[_CtrlC()])
     assert result.interrupted
-    command = _resume_command(data_file, tmp_path / "run", None, None, result)
+    command = resume_command(data_file, tmp_path / "run", None, None, result)
     assert "--resume" in command and "--max-iterations 100" in command
     words = shlex.split(command)
     assert words[:2] == ["caloforge", "train"]
@@ -250,7 +250,7 @@ def test_printed_resume_command_continues_with_the_budget_left(data, tmp_path):
     assert rerun.exit_code == 0, rerun.output
     assert [int(r["iteration"]) for r in _log(tmp_path / "run")][-1] == 100
     minutes = dataclasses.replace(result, max_iterations=None, max_minutes=5.0, elapsed_s=90.0)
-    assert _resume_command(data_file, tmp_path / "run", "ds1-photons", None, minutes).endswith(
+    assert resume_command(data_file, tmp_path / "run", "ds1-photons", None, minutes).endswith(
         "--resume --geometry ds1-photons --max-minutes 3.5")
 
 

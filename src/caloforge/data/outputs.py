@@ -26,8 +26,8 @@ from typing import Any
 
 from caloforge.errors import CaloforgeError, OutputExistsError, OutputPathError
 
-__all__ = ["atomic_dir", "atomic_path", "check_output", "new_directory_guard", "remove_stale_temporaries",
-           "scratch_dir", "strict_json"]
+__all__ = ["atomic_dir", "atomic_path", "check_output", "host_name", "new_directory_guard",
+           "remove_stale_temporaries", "scratch_dir", "strict_json"]
 
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
 _LEGACY_AGE_S = 24 * 3600  # temporaries of older caloforge versions (no pid in the name) older than this go
@@ -94,13 +94,14 @@ def _parent(path: Path) -> Path:
     return path.parent if str(path.parent) else Path()
 
 
-def _host() -> str:
+def host_name() -> str:
+    """This machine's name as it appears in temporary names (non-word characters replaced)."""
     return re.sub(r"\W", "_", socket.gethostname()) or "host"
 
 
 def _prefix(path: Path) -> str:
     """The temporary-name prefix of ``path`` for this process."""
-    return f".{path.name}.{_host()}-{os.getpid()}-"
+    return f".{path.name}.{host_name()}-{os.getpid()}-"
 
 
 def _alive(pid: int) -> bool:
@@ -119,7 +120,7 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     Example:
         >>> import tempfile, pathlib
         >>> d = pathlib.Path(tempfile.mkdtemp())
-        >>> stale = d / f".x.h5.{_host()}-999999999-abc.tmp"
+        >>> stale = d / f".x.h5.{host_name()}-999999999-abc.tmp"
         >>> _ = stale.write_text("partial")
         >>> [p.name for p in remove_stale_temporaries(d / "x.h5")] == [stale.name]
         True
@@ -132,7 +133,7 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
         if match is None:
             continue
         if match["pid"] is not None:
-            stale = match["host"] == _host() and not _alive(int(match["pid"]))
+            stale = match["host"] == host_name() and not _alive(int(match["pid"]))
         else:  # an older naming without host and pid: only when clearly abandoned
             try:
                 stale = time.time() - candidate.stat().st_mtime > _LEGACY_AGE_S

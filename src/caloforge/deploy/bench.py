@@ -38,7 +38,8 @@ import torch
 from caloforge.deploy.backends import bundle_generator
 from caloforge.errors import CaloforgeError, ConfigError
 
-__all__ = ["BACKENDS", "BENCH_SCHEMA", "Backend", "BenchResult", "BenchRow", "flops_per_shower", "run_bench"]
+__all__ = ["BACKENDS", "BENCH_SCHEMA", "Backend", "BenchResult", "BenchRow", "flops_per_shower", "run_bench",
+           "with_fractions"]
 
 BENCH_SCHEMA = "caloforge.bench/2"
 Backend = Literal["torch", "onnxruntime", "torch-lean", "onnxruntime-lean"]
@@ -209,7 +210,7 @@ def _call(bundle: Any, backend: str, dev: torch.device, precision: str, threads:
     return lambda e, batch, seed: generator.generate(e, batch_size=batch, seed=seed)
 
 
-def _with_fractions(rows: list[BenchRow], machine: dict[str, Any]) -> list[BenchRow]:
+def with_fractions(rows: list[BenchRow], machine: dict[str, Any]) -> list[BenchRow]:
     """Set the run's limits in ``machine`` and each row's fractions of them (never above 1, see the module).
 
     An fp32 row is a fraction of the fp32 limit and of the best native one; a bf16 or int8 row only of the
@@ -316,7 +317,7 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
         machine["fp32_limits"].append(limits["fp32"])
         if "bf16" in limits:
             machine["bf16_limits"].append(limits["bf16"])
-    rows = _with_fractions(rows, machine)
+    rows = with_fractions(rows, machine)
     refsim_times = {}
     if refsim:
         first = bundles[0]
