@@ -216,17 +216,21 @@ class Command(typer.core.TyperCommand):
         return super().invoke(ctx)
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:
     """One line per warning, without the file path and the source line Python adds."""
     text = " ".join(str(message).split())
     kind = "" if category is UserWarning else f" ({category.__name__})"
-    print(f"caloforge: warning{kind}: {text}", file=sys.stderr if file is None else file)
+    return f"caloforge: warning{kind}: {text}\n"
 
 
 def install_warning_format() -> None:
-    """Show Python warnings as one clean line each on standard error (the command line's entry point calls it)."""
-    warnings.showwarning = _show_warning
+    """Show Python warnings as one clean line each on standard error (the command line's entry point calls it).
+
+    The format, not the display, is replaced: ``warnings.catch_warnings(record=True)`` (the evaluation's
+    collection of its warnings, ``pytest.warns``) still records them.
+    """
+    warnings.formatwarning = _format_warning
 
 
 @dataclass
