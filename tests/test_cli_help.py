@@ -148,6 +148,10 @@ def test_choices_and_names_are_case_insensitive(tmp_path):
     result = CliRunner().invoke(app, ["evaluate", "-r", "r.h5", "-i", "g.h5", "--mode", "FULL",
                                       "--classifier-minutes", "0"])
     assert "expected --classifier-minutes > 0" in result.output  # FULL was accepted as full
+    out = tmp_path / "s.h5"
+    result = CliRunner().invoke(app, ["simulate", "-g", "ds1-photons", "-p", "PHOTON", "--physics", "GFLASH",
+                                      "--n", "10", "--energies", "1024", "-o", str(out)])
+    assert result.exit_code == 0 and out.is_file(), result.output
 
 
 def test_library_parameter_names_become_option_names():

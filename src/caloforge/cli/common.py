@@ -156,7 +156,7 @@ LIBRARY_NAMES: dict[str, str] = {
 
 _FILE_CONTEXT = re.compile(r"\.(ya?ml|json)\b|\bsection\b")
 """Messages about a file's content: its keys are the names to show, not the options."""
-_LOWERCASE = ("family", "families", "particle", "device")
+_LOWERCASE = ("family", "families", "particle", "device", "physics", "classifier", "skip", "dataset")
 """Free-text options whose values are names compared in lower case (``--family GAN`` is ``gan``)."""
 
 
