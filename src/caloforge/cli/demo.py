@@ -9,6 +9,7 @@ from rich.table import Table
 
 from caloforge.cli.common import (
     DEVICE,
+    FAMILY,
     THREADS_HELP,
     apply_threads,
     cli_progress,
@@ -38,20 +39,23 @@ def demo(
     device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Training and classifier device."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Replace an earlier demo's outputs in --out."),
-    family: str | None = typer.Option(None, "--family", help="Model family (its CPU preset); default: the "
+    family: str | None = typer.Option(None, "--family", metavar=FAMILY, help="Model family (its CPU preset); "
+                                      "default: the "
                                       "measured best in the demo's budget (docs/results.md)."),
-    physics: str = typer.Option("cascade", "--physics", help="Reference simulator: cascade (particle "
+    physics: str = typer.Option("cascade", "--physics", metavar="cascade|gflash", help="Reference simulator: "
+                                "cascade (particle "
                                 "transport) or gflash (parameterisation, 20x faster)."),
 ) -> None:
     """Simulate dataset-1 photons, train a model, generate, validate: prints a summary and the report's path."""
-    from caloforge.demo import FAMILY, run_demo
+    from caloforge.demo import FAMILY as DEFAULT_FAMILY
+    from caloforge.demo import run_demo
 
     apply_threads(threads)
     result = run_demo(out, minutes=max_minutes if minutes is None else minutes, max_iterations=max_iterations,
                       n_train=n_train, n_validation=n_validation,
                       n_eval=n_eval,
                       seed=seed, device=device_name(device), classifier_minutes=classifier_minutes, force=force,
-                      progress=cli_progress(), family=(family or FAMILY).lower(), physics=physics.lower())
+                      progress=cli_progress(), family=(family or DEFAULT_FAMILY).lower(), physics=physics.lower())
     table = Table("", "value", title=f"caloforge demo: ds1 photons ({result.physics}), {result.family}")
     table.add_row("validation chi2/NDF of E_tot/E_inc, untrained", f"{result.untrained_chi2_ndf:.3g}")
     table.add_row("validation chi2/NDF, selected checkpoint", f"{result.trained_chi2_ndf:.3g}")
