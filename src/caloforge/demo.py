@@ -122,9 +122,13 @@ def explain_verdict(rows: tuple[VerdictRow, ...], iterations: int, minutes: floa
         names = [row.metric for row in graded if row.verdict == verdict]
         if names:
             lines.append(f"{word}: {', '.join(names)}")
+    small = [row.metric for row in rows if row.verdict == "too small"]
+    if small:  # shown, not graded: the samples are below the size each needs (the report's rule says which)
+        lines.append(f"too small to judge: {', '.join(small)} (more evaluation showers: --n-eval)")
     failed = [row for row in graded if row.verdict != "pass"]
     if not failed:
-        lines.append("every graded metric is within what sample-size noise alone produces")
+        if graded:
+            lines.append("every graded metric is within what sample-size noise alone produces")
         return tuple(lines)
     for row in failed[:4]:
         lines.append(f"  {row.metric} = {row.value:.3g} ({row.rule})")

@@ -62,8 +62,8 @@ __all__ = [
 Verdict = Literal["pass", "warn", "fail", "info", "not computed", "too small"]
 
 JUDGE_MIN_SHOWERS = 1000
-"""Fewest showers per sample that separation power, layer correlations and classifier AUCs need to be graded:
-min(N_gen, N_ref / 2) (the reference split compares two halves), or the classifier's showers per sample.
+"""Fewest showers per sample that separation power, layer correlations, FPD, KPD and classifier AUCs need to be
+graded: min(N_gen, N_ref / 2) (the reference split compares two halves), or the classifier's showers per sample.
 Below it, the statistical noise alone (the reference split) is so large that the bounds it sets admit a
 visibly wrong model."""
 JUDGE_MIN_PER_ENERGY = 50
@@ -217,7 +217,7 @@ def overall(rows: tuple[VerdictRow, ...] | list[VerdictRow]) -> Verdict:
     return "too small" if "pass" not in verdicts and "too small" in verdicts else "pass"
 
 
-_BY_SIZE = ("separation_power_max", "layer_correlation_max_diff")
+_BY_SIZE = ("separation_power_max", "layer_correlation_max_diff", "fpd_e3", "kpd_e3")
 _BY_ENERGY = ("response_chi2_ndf", "response_tails")
 
 
@@ -247,14 +247,16 @@ def judge_sizes(rows: tuple[VerdictRow, ...], chi2: Chi2Result, n_reference: int
     for row in rows:
         need, got, what = 0, 0, ""
         if row.key in _BY_SIZE:
-            need, got, what = JUDGE_MIN_SHOWERS, n, "min(N_gen, N_ref/2)"
+            need, got, what = JUDGE_MIN_SHOWERS, n, f"min(N_gen, N_ref/2) >= {JUDGE_MIN_SHOWERS} showers"
         elif row.key in _BY_ENERGY:
-            need, got, what = JUDGE_MIN_PER_ENERGY, per_energy, "showers per incident energy in each sample"
+            need, got, what = JUDGE_MIN_PER_ENERGY, per_energy, (f">= {JUDGE_MIN_PER_ENERGY} showers per incident "
+                                                                 "energy in each sample")
         elif row.key.startswith("auc_") and classifier_sizes and row.key[4:] in classifier_sizes:
-            need, got, what = JUDGE_MIN_SHOWERS, classifier_sizes[row.key[4:]], "classifier showers per sample"
+            need, got, what = (JUDGE_MIN_SHOWERS, classifier_sizes[row.key[4:]],
+                               f">= {JUDGE_MIN_SHOWERS} classifier showers per sample")
         if row.graded and got < need:
-            row = dataclasses.replace(row, verdict="too small", rule=f"too small to judge: needs {what} >= {need} "
-                                      f"showers but got {got} (if it were enough: {row.verdict}, {row.rule})")
+            row = dataclasses.replace(row, verdict="too small", rule=f"too small to judge: needs {what} but got "
+                                      f"{got} (if it were enough: {row.verdict}, {row.rule})")
         out.append(row)
     return tuple(out)
 
