@@ -2,7 +2,7 @@
 
 Each family is one module with a ``<Family>Config`` dataclass and a
 :class:`~caloforge.models.base.GenerativeModel` subclass. :data:`FAMILIES` maps the
-names users type (``--model gan``) to the model classes; :func:`register_family` adds
+names users type (``--family gan``) to the model classes; :func:`register_family` adds
 one (and thereby enrols it in the contract test, ``tests/test_models_contract.py``).
 
 Example:
