@@ -254,10 +254,10 @@ class TrainingProgress(ProgressBar):
         self._bar.update(completed, status=status_line(task), line=task.iteration % self.line_every == 0)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._bar is not None:  # the last validation ran after the last batch: the line the summary agrees with
-            task: GenerativeTask = pl_module  # type: ignore[assignment]
+        if self._bar is not None:  # the last validation ran after the last batch: the "done" line then gives
+            task: GenerativeTask = pl_module  # type: ignore[assignment]  # the status the summary agrees with
             completed = task.iteration if self.max_iterations is not None else time.monotonic() - self._start
-            self._bar.update(completed, status=status_line(task), line=True)
+            self._bar.update(completed, status=status_line(task), line=False)
         self._stop()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
