@@ -41,3 +41,17 @@ def test_the_last_progress_line_gives_the_summary_best(tiny_geometry, tmp_path):
     assert bests, text
     # the final validation (iteration 25) came after the last batch: its line is there, with the summary's value
     assert bests[-1] == f"{result.ranges[0].best_chi2_ndf:.3f}", text
+
+
+def test_a_fast_family_does_not_write_a_line_per_checkpoint(tiny_geometry, tmp_path):
+    data = make_showers(tiny_geometry, 800, seed=1, energies=(1000.0, 4000.0))
+    config = GANConfig(noise_dim=4, generator_layers=(16, 16, 16), critic_layers=(16, 16, 16), batch_size=64,
+                       critic_steps=1)
+    lines = {}
+    for interval in (3600.0, 1e-9):
+        out = io.StringIO()
+        train(data, "gan", config, tmp_path / f"run{interval}", max_iterations=20, checkpoint_every=2,
+              progress=Progress(stream=out, live=False, interval_s=interval))
+        lines[interval] = re.findall(r"train gan: \d+/20 iterations", out.getvalue())
+    assert len(lines[3600.0]) == 1  # the first checkpoint's line; then the "done" line
+    assert len(lines[1e-9]) >= 10  # every checkpoint (and every update) when lines are wanted that often
