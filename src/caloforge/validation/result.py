@@ -116,11 +116,17 @@ class EvaluationResult:
 
     @property
     def training(self) -> dict[str, float] | None:
-        """Validation chi2/NDF of the model before training (iteration 0) and at its best checkpoint, if known."""
+        """Validation chi2/NDF of the model before training (iteration 0) and at its selected checkpoint, if known.
+
+        The selected checkpoint is the trained one of lowest ``score`` where the rows have one (selection
+        by shapes, issue 21), else of lowest chi2/NDF.
+        """
         rows = [r for r in self.training_history if math.isfinite(float(r.get("chi2_ndf", math.nan)))]
         if not rows:
             return None
-        best = min(rows, key=lambda r: float(r["chi2_ndf"]))
+        key = "score" if all("score" in r for r in rows) else "chi2_ndf"
+        trained = [r for r in rows if int(r["iteration"]) > 0] if key == "score" else rows
+        best = min(trained or rows, key=lambda r: float(r[key]))
         first = rows[0]
         return {
             "untrained_chi2_ndf": float(first["chi2_ndf"]) if int(first["iteration"]) == 0 else math.nan,
