@@ -188,7 +188,9 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     from ray import tune
 
     from caloforge.campaign.search import OBJECTIVE, SELECTION, decode_params
-    from caloforge.training import train
+    from caloforge.training import TrainingSettings
+    from caloforge.training.loop import run_training
+    from caloforge.training.spec import RunSpec, Runtime
 
     _clean_environment()
     spec = context.spec
@@ -216,10 +218,11 @@ def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     if resume and minutes is not None:
         minutes = max(minutes - _trained_minutes(run_dir), 0.05)
     reporter = TuneReport(tune.report, *(_finished_ranges(run_dir) if resume else (0, 0.0)))
-    result = train(train_set, family, model_config, run_dir, max_iterations=spec.budget.iterations,
-                   max_minutes=minutes, checkpoint_every=spec.budget.checkpoint_every,
-                   split_energies=spec.energy_split, validation=validation, seed=spec.seed, device=device,
-                   resume=resume, progress=False, callbacks=[reporter])
+    settings = TrainingSettings(max_iterations=spec.budget.iterations, max_minutes=minutes,
+                                checkpoint_every=spec.budget.checkpoint_every,
+                                split_energies=tuple(spec.energy_split), seed=spec.seed)
+    run = RunSpec(family, model_config, settings, Runtime(device, callbacks=(reporter,)))
+    result = run_training(train_set, run, run_dir, validation=validation, resume=resume)
     metrics = {"chi2_ndf": _finite(result.chi2_ndf), **evaluate(spec, result.bundle_dir, reference, device)}
     objective = metrics["chi2_ndf"] if spec.metric == "chi2_ndf" else metrics["auc"]
     iterations = sum(r.iterations for r in result.ranges)

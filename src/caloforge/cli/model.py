@@ -137,8 +137,9 @@ def train(
     """
     from caloforge.data.source import ShowerFile
     from caloforge.errors import ConfigError
-    from caloforge.models import get_family
-    from caloforge.training.loop import train as train_model
+    from caloforge.runtime.progress import as_progress
+    from caloforge.training.loop import run_training
+    from caloforge.training.spec import RunSpec, Runtime
 
     model_section, settings = _read_config(config)
     flags = {"max_iterations": max_iterations, "max_minutes": max_minutes, "checkpoint_every": checkpoint_every,
@@ -159,14 +160,12 @@ def train(
     showers = ShowerFile.open(data, geometry)  # streamed: see caloforge.training.batches
     held_out = ShowerFile.open(validation, geometry if geometry is not None else showers.geometry) \
         if validation else None
-    family_class = get_family(family)
-    resolved = device_name(device)
-    defaults = family_class.config_class.for_preset(preset, particle or showers.geometry.particle, resolved)
-    model_config = family_class.config_class.from_dict(model_section, defaults,
-                                                       where=f"the 'model' section of {config}")
-    result = train_model(showers, family, model_config, out, device=resolved, validation=held_out,
-                         devices=_devices(devices), strategy=strategy, num_nodes=num_nodes, resume=resume,
-                         progress=cli_progress() if progress else False, **settings.model_dump())
+    runtime = Runtime(device_name(device), _devices(devices), strategy, num_nodes,
+                      as_progress(cli_progress() if progress else False))
+    spec = RunSpec.from_section(family, model_section, settings, runtime, preset=preset,
+                                particle=particle or showers.geometry.particle,
+                                where=f"the 'model' section of {config}")
+    result = run_training(showers, spec, out, validation=held_out, resume=resume)
     for r in result.ranges:
         console.print(f"  {r.energy_low:g}-{r.energy_high:g} MeV: {r.iterations} iterations, best chi2/NDF "
                       f"{r.best_chi2_ndf:.3f} at iteration {r.best_iteration}")

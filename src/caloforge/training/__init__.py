@@ -1,6 +1,8 @@
 """Stage 4, training: the Lightning loop, checkpoint selection by chi2/NDF, resume, and bundles on disk.
 
-* :mod:`~caloforge.training.loop`: :func:`train`, the one entry point (CLI ``caloforge train``, demo).
+* :mod:`~caloforge.training.spec`: :class:`RunSpec`, a run's family, config, settings and runtime, typed once.
+* :mod:`~caloforge.training.loop`: :func:`run_training` (a :class:`RunSpec`: CLI ``caloforge train``, campaign
+  trials) and :func:`train` (the Python API's keyword arguments, made a :class:`RunSpec`).
 * :mod:`~caloforge.training.settings`: the typed run state (settings, ``run.json``, selection).
 * :mod:`~caloforge.training.split`: the validation sample that selects checkpoints.
 * :mod:`~caloforge.training.fit`: one model's Lightning fit (trainer, checkpoints, loggers, resume).
@@ -12,9 +14,10 @@ from __future__ import annotations
 
 from caloforge.training.bundle import Bundle, ExtrapolationWarning, load
 from caloforge.training.data import validation_chi2
-from caloforge.training.loop import RangeResult, TrainResult, train
+from caloforge.training.loop import RangeResult, TrainResult, run_training, train
 from caloforge.training.settings import TrainingSettings
+from caloforge.training.spec import RunSpec, Runtime
 from caloforge.training.split import split_validation
 
-__all__ = ["Bundle", "ExtrapolationWarning", "RangeResult", "TrainResult", "TrainingSettings", "load",
-           "split_validation", "train", "validation_chi2"]
+__all__ = ["Bundle", "ExtrapolationWarning", "RangeResult", "RunSpec", "Runtime", "TrainResult", "TrainingSettings",
+           "load", "run_training", "split_validation", "train", "validation_chi2"]

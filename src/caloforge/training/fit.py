@@ -9,7 +9,6 @@ import errno
 import logging
 import math
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -18,14 +17,12 @@ from typing import Any
 import torch
 
 from caloforge.errors import CheckpointError, OutputPathError
-from caloforge.models import get_family
-from caloforge.models.base import FamilyConfig
 from caloforge.models.preprocess import Preprocessing
-from caloforge.runtime.progress import Progress
 from caloforge.training.batches import BatchSource
 from caloforge.training.callbacks import BestBundle, Budget, TrainingProgress, checkpoints
 from caloforge.training.data import ValidationTarget
 from caloforge.training.shapes import Selection
+from caloforge.training.spec import RunSpec
 from caloforge.training.split import validation_counts
 from caloforge.training.task import GenerativeTask
 
@@ -128,40 +125,44 @@ class RangeData:
     fingerprint: dict[str, Any]
 
 
-def fit_range(directory: Path, family: str, config: FamilyConfig, data: RangeData,
-              *, max_iterations: int | None, max_seconds: float | None, checkpoint_every: int, seed: int,
-              device: str, devices: Any, strategy: Any, progress: Progress, label: str, extra: dict[str, Any],
-              callbacks: Sequence[Any], num_nodes: int = 1, tensorboard: bool = False,
-              selection: Selection = "chi2") -> RangeResult:
-    """Train one model in ``directory`` (resuming its ``last.ckpt`` if there is one), selecting by ``selection``."""
-    import lightning as L
+def fit_range(directory: Path, spec: RunSpec, data: RangeData, *, index: int = 0,
+              energies: tuple[float, float] = (-math.inf, math.inf), max_seconds: float | None = None) -> RangeResult:
+    """Train model ``index`` of the run ``spec`` (energy range ``energies``, MeV) in ``directory``, resuming its
+    ``last.ckpt`` if there is one; ``max_seconds`` is its share of the run's wall-clock budget."""
+    import lightning as L  # Lightning takes seconds to import: only when a model trains
     from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
     from torch.utils.data import DataLoader
 
-    model_class = get_family(family)
+    settings, runtime = spec.settings, spec.runtime
+    seed, max_iterations, checkpoint_every = settings.seed + index, settings.max_iterations, settings.checkpoint_every
+    selection: Selection = settings.selection or "chi2"
+    lo, hi = energies  # the range's edges; its data's own energies are in the preprocessing
+    label = f"train {spec.family} {lo:g}-{hi:g} MeV" if settings.split_energies else f"train {spec.family}"
+    extra = {"held_out_energy": settings.hold_out_energy, "energy_range": [lo, hi]}
+    progress, device, devices = runtime.progress, runtime.device, runtime.devices
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's global RNG
         torch.manual_seed(seed)
-        model = model_class(config, data.preprocessing)
+        model = spec.family_class(spec.config, data.preprocessing)
     log_every = min(50, checkpoint_every)
     task = GenerativeTask(model, data.batches, seed, data.validation, log_every, selection)
     last = directory / "last.ckpt"
     checkpoint = read_checkpoint(last)
     if checkpoint is not None:
         task.restore_counters(checkpoint)
-    energies = data.preprocessing.energy
+    trained = data.preprocessing.energy
     counts = validation_counts(data.validation.energies)  # also recorded in the bundle
-    meta = {"family": family, "data": data.fingerprint, "training": {"seed": seed, **extra},
+    meta = {"family": spec.family, "data": data.fingerprint, "training": {"seed": seed, **extra},
             "n_validation": len(data.validation),
             "n_validation_per_energy": {f"{e:g}": n for e, n in counts.items()}}
     budget = Budget(max_iterations)
     if max_iterations is None or task.iteration < max_iterations:
         directory.mkdir(parents=True, exist_ok=True)
         best, last_checkpoint = checkpoints(directory, selection)
-        cbs = [*callbacks, budget, BestBundle(directory, best, meta), best, last_checkpoint]
+        cbs = [*runtime.callbacks, budget, BestBundle(directory, best, meta), best, last_checkpoint]
         if progress.enabled:
             cbs.append(TrainingProgress(progress, label, max_iterations, max_seconds, checkpoint_every))
         loggers: list[Logger] = [CSVLogger(directory, name="lightning_logs")]
-        if tensorboard:
+        if runtime.tensorboard:
             loggers.append(TensorBoardLogger(directory, name="tensorboard", default_hp_metric=False))
         accelerator, devices = accelerator_and_devices(device, devices)
         own_rng = torch.Generator()  # the loaders draw their worker seed from it, not from the global RNG
@@ -174,8 +175,9 @@ def fit_range(directory: Path, family: str, config: FamilyConfig, data: RangeDat
             with warnings.catch_warnings():
                 for message in _LIGHTNING_NOISE:
                     warnings.filterwarnings("ignore", message=message)
-                trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=ddp_strategy(strategy),
-                                    num_nodes=num_nodes, max_epochs=1, logger=loggers,
+                trainer = L.Trainer(accelerator=accelerator, devices=devices,
+                                    strategy=ddp_strategy(runtime.strategy), num_nodes=runtime.num_nodes, max_epochs=1,
+                                    logger=loggers,
                                     log_every_n_steps=log_every,
                                     val_check_interval=checkpoint_every, check_val_every_n_epoch=None,
                                     num_sanity_val_steps=0,
@@ -202,5 +204,5 @@ def fit_range(directory: Path, family: str, config: FamilyConfig, data: RangeDat
     if sel.best_iteration < 0:
         msg = f"expected at least one evaluated checkpoint in {directory} but found none"
         raise CheckpointError(msg)
-    return RangeResult(directory, energies.e_min, energies.e_max, task.iteration, sel.best_iteration,
+    return RangeResult(directory, trained.e_min, trained.e_max, task.iteration, sel.best_iteration,
                        sel.best_chi2_ndf, budget.interrupted, task.elapsed_s, budget.signum)

@@ -22,7 +22,7 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,6 @@ from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.data.source import Showers, read_rows
 from caloforge.errors import CheckpointError, ConfigError, DataError, GeometryMismatchError
 from caloforge.extras import require
-from caloforge.models import get_family
 from caloforge.models.base import FamilyConfig, check_model_size
 from caloforge.models.preprocess import Preprocessing
 from caloforge.runtime.hardware import resolve_device
@@ -42,23 +41,23 @@ from caloforge.runtime.progress import Progress, as_progress
 from caloforge.training.batches import batch_source
 from caloforge.training.bundle import load
 from caloforge.training.bundle_format import save_split
-from caloforge.training.data import ValidationTarget, bundle_response, scan
+from caloforge.training.data import Scan, ValidationTarget, bundle_response, scan
 from caloforge.training.fit import RangeData, RangeResult, fit_range
 from caloforge.training.settings import (
     RunRecord,
     TrainingSettings,
     check_run_dir,
     create_run,
-    default_selection,
     discard_failed_run,
     read_run,
 )
 from caloforge.training.shapes import Selection
-from caloforge.training.split import split_rows, warn_small_validation
+from caloforge.training.spec import RunSpec, Runtime
+from caloforge.training.split import RunRows, warn_small_validation
 from caloforge.validation.features import readout_threshold
 from caloforge.validation.metrics.chi2 import Chi2Result
 
-__all__ = ["MIN_TRAINING_SHOWERS", "RangeResult", "TrainResult", "train"]
+__all__ = ["MIN_TRAINING_SHOWERS", "RangeResult", "TrainResult", "run_training", "train"]
 
 MIN_TRAINING_SHOWERS = 10
 """Fewest training (and validation) showers a run accepts."""
@@ -193,13 +192,69 @@ def train(
     All inputs are checked before ``out_dir`` is created, so a refused call leaves nothing behind;
     a new run that fails before its first checkpoint is removed again.
     """
-    start = time.monotonic()
     settings = TrainingSettings(max_iterations=max_iterations, max_minutes=max_minutes,
                                 checkpoint_every=checkpoint_every, split_energies=tuple(split_energies),
                                 hold_out_energy=hold_out_energy, validation_fraction=validation_fraction, seed=seed,
                                 selection=selection)
-    if not resume or max_iterations is not None or max_minutes is not None:
+    _check_budget(settings, resume)
+    runtime = Runtime(device, devices, strategy, num_nodes, as_progress(progress), tuple(callbacks), tensorboard)
+    spec = RunSpec.from_arguments(family, config, settings, data.geometry.particle, runtime)
+    return run_training(data, spec, out_dir, validation=validation, resume=resume)
+
+
+def run_training(data: Showers, spec: RunSpec, out_dir: str | Path = "run", *, validation: Showers | None = None,
+                 resume: bool = False) -> TrainResult:
+    """Train the run ``spec`` describes on ``data`` (the arguments and errors of :func:`train`, typed once).
+
+    The steps: check the inputs, settle the settings (the stored run's on resume), choose the rows,
+    scan the data once, check and record the run, fit one model per energy range, then the final bundle's chi2.
+    """
+    start = time.monotonic()
+    _check_inputs(data, validation, spec, resume)
+    spec = replace(spec, config=spec.config.for_geometry(data.geometry))  # e.g. the layer shapes of some networks
+    run_dir = Path(out_dir)
+    spec = _settle(spec, run_dir, resume)
+    rows = RunRows.choose(data, validation, spec.settings)
+    scans = _Scans.of(data, validation, rows, spec.runtime.progress)
+    record = spec.record(scans.train.fingerprints["data"],
+                         None if validation is None else scans.validation.fingerprints["validation"])
+    secondary = _secondary_rank(spec.runtime.devices, spec.runtime.num_nodes, spec.runtime.strategy)
+    if resume or not secondary:  # rank 0 made the run directory
+        record = check_run_dir(run_dir, record, resume)
+    if resume:  # the run's own family and config
+        spec = spec.stored(record, f"the config of the run in {run_dir}")
+    first = Preprocessing.fit(read_rows(data, rows.train[0][:2]), spec.config.preprocessing, spec.config.energy_scale)
+    check_model_size(spec.family_class, spec.config, first)
+    val_source = data if validation is None else validation
+    warn_small_validation(val_source.energies[np.concatenate(rows.validation)])
+    created = not run_dir.exists()
+    if not resume and not secondary:  # all inputs checked: only now does the run exist on disk
+        create_run(run_dir, record)
+    try:
+        ranges = _fit_ranges(run_dir, spec, lambda i: scans.range_data(i, data, val_source, rows, spec), start)
+    except Exception:
+        if not resume and not secondary:
+            discard_failed_run(run_dir, created)
+        raise
+    interrupted = any(r.interrupted for r in ranges)
+    signum = next((r.signum for r in ranges if r.interrupted and r.signum), 0)
+    bundle_dir = run_dir / "bundle"
+    result_chi2 = None
+    if not secondary and not interrupted:
+        result_chi2 = _final_bundle(bundle_dir, ranges, spec, record, scans.validation_target(val_source, rows))
+    return TrainResult(run_dir, bundle_dir, tuple(ranges), result_chi2, time.monotonic() - start, interrupted,
+                       spec.settings.max_iterations, spec.settings.max_minutes, signum)
+
+
+def _check_budget(settings: TrainingSettings, resume: bool) -> None:
+    """A budget is required, except on a resume that reuses the run's own."""
+    if not resume or settings.max_iterations is not None or settings.max_minutes is not None:
         settings.check_budget()
+
+
+def _check_inputs(data: Showers, validation: Showers | None, spec: RunSpec, resume: bool) -> None:
+    """The budget, enough showers, one geometry, an available device and the optional packages asked for."""
+    _check_budget(spec.settings, resume)
     for name, sample in (("training", data), ("validation", validation)):
         if sample is not None and len(sample) < MIN_TRAINING_SHOWERS:
             msg = f"expected at least {MIN_TRAINING_SHOWERS} {name} showers but got {len(sample)}, in train"
@@ -208,76 +263,65 @@ def train(
         msg = (f"expected validation showers of the training geometry '{data.geometry.name}' but got "
                f"'{validation.geometry.name}', in train")
         raise GeometryMismatchError(msg)
-    resolve_device(device)
-    if tensorboard:
+    resolve_device(spec.runtime.device)
+    if spec.runtime.tensorboard:
         require("tensorboard", "tensorboard", "train --tensorboard")
-    config = config if config is not None else get_family(family).config_class.for_particle(data.geometry.particle)
-    config = config.for_geometry(data.geometry)  # e.g. the layer shapes of geometry-aware networks
-    run_dir = Path(out_dir)
-    prog = as_progress(progress)
+
+
+def _settle(spec: RunSpec, run_dir: Path, resume: bool) -> RunSpec:
+    """On resume the stored run's settings (a budget given now replaces its own); else the family's selection."""
     stored = read_run(run_dir / "run.json") if resume and (run_dir / "run.json").is_file() else None
-    if stored is not None:  # the run's own settings; a budget given now replaces the stored one
-        budget = {"max_iterations": max_iterations, "max_minutes": max_minutes}
-        settings = stored.settings if max_iterations is None and max_minutes is None else \
-            stored.settings.replace(**budget)
-        settings.check_budget()
-        settings = _resumed_selection(settings, selection, run_dir)
-    else:
-        settings = settings.replace(selection=settings.selection or default_selection(family))
-    rows = _RunRows.choose(data, validation, settings)
-    threshold = readout_threshold(data.geometry)
-    val_rows = np.sort(np.concatenate(rows.validation))  # their high-level columns: the shape reference
-    scanned = scan(data, {"data": np.arange(len(data)), **{f"range-{i}": r for i, r in enumerate(rows.train)}},
-                   threshold, prog, feature_rows=val_rows if validation is None else None)
-    scanned_val = scanned if validation is None else scan(validation, {"validation": np.arange(len(validation))},
-                                                           threshold, prog, feature_rows=val_rows)
-    record = RunRecord(family=family, config=config.to_dict(), settings=settings, data=scanned.fingerprints["data"],
-                       validation_data=None if validation is None else scanned_val.fingerprints["validation"])
-    secondary = _secondary_rank(devices, num_nodes, strategy)  # rank 0 made the run directory
-    if resume or not secondary:
-        record = check_run_dir(run_dir, record, resume)
-    model_class = get_family(record.family)
-    config = model_class.config_class.from_dict(record.config, where=f"the config of the run in {run_dir}")
-    sizes = tuple(layer.n_voxels for layer in data.geometry.layers)
-    check_model_size(model_class, config, Preprocessing.fit(read_rows(data, rows.train[0][:2]), config.preprocessing,
-                                                            config.energy_scale))
-    val_source = data if validation is None else validation
-    warn_small_validation(val_source.energies[np.concatenate(rows.validation)])
-    created = not run_dir.exists()
-    if not resume and not secondary:  # all inputs checked: only now does the run exist on disk
-        create_run(run_dir, record)
+    if stored is None:
+        return spec.with_default_selection()
+    given = spec.settings
+    settings = stored.settings if given.max_iterations is None and given.max_minutes is None else \
+        stored.settings.replace(max_iterations=given.max_iterations, max_minutes=given.max_minutes)
+    settings.check_budget()
+    return replace(spec, settings=_resumed_selection(settings, given.selection, run_dir))
 
-    def range_data(i: int) -> RangeData:
+
+@dataclass(frozen=True)
+class _Scans:
+    """The one scan of the training data (and of an independent validation sample), and the readout threshold."""
+
+    train: Scan
+    validation: Scan
+    threshold: float
+    validation_rows: NDArray[np.int64]
+
+    @classmethod
+    def of(cls, data: Showers, validation: Showers | None, rows: RunRows, progress: Progress) -> _Scans:
+        threshold = readout_threshold(data.geometry)
+        val_rows = np.sort(np.concatenate(rows.validation))  # their high-level columns: the shape reference
+        scanned = scan(data, {"data": np.arange(len(data)), **{f"range-{i}": r for i, r in enumerate(rows.train)}},
+                       threshold, progress, feature_rows=val_rows if validation is None else None)
+        scanned_val = scanned if validation is None else scan(
+            validation, {"validation": np.arange(len(validation))}, threshold, progress, feature_rows=val_rows)
+        return cls(scanned, scanned_val, threshold, val_rows)
+
+    def range_data(self, i: int, data: Showers, val_source: Showers, rows: RunRows, spec: RunSpec) -> RangeData:
+        """What the model of energy range ``i`` trains on."""
         train_rows = rows.train[i]
-        preprocessing = Preprocessing.fit_summary(scanned.summary[train_rows], sizes, config.preprocessing,
-                                                  config.energy_scale)
-        batches = batch_source(data, train_rows, config.batch_size, settings.seed + i)
-        target = ValidationTarget.from_scan(val_source, scanned_val, rows.validation[i], threshold)
-        return RangeData(preprocessing, batches, target, scanned.fingerprints[f"range-{i}"])
+        sizes = tuple(layer.n_voxels for layer in data.geometry.layers)
+        preprocessing = Preprocessing.fit_summary(self.train.summary[train_rows], sizes, spec.config.preprocessing,
+                                                  spec.config.energy_scale)
+        batches = batch_source(data, train_rows, spec.config.batch_size, spec.settings.seed + i)
+        target = ValidationTarget.from_scan(val_source, self.validation, rows.validation[i], self.threshold)
+        return RangeData(preprocessing, batches, target, self.train.fingerprints[f"range-{i}"])
 
-    try:
-        ranges = _fit_ranges(run_dir, record.family, config, settings, range_data, start=start, device=device,
-                             devices=devices, strategy=strategy, progress=prog, callbacks=callbacks,
-                             num_nodes=num_nodes, tensorboard=tensorboard)
-    except Exception:
-        if not resume and not secondary:
-            discard_failed_run(run_dir, created)
-        raise
-    interrupted = any(r.interrupted for r in ranges)
-    signum = next((r.signum for r in ranges if r.interrupted and r.signum), 0)
-    bundle_dir = run_dir / "bundle"
-    if secondary:
-        return TrainResult(run_dir, bundle_dir, tuple(ranges), None, time.monotonic() - start, interrupted,
-                           settings.max_iterations, settings.max_minutes, signum)
-    if settings.split_energies and not interrupted:
+    def validation_target(self, val_source: Showers, rows: RunRows) -> ValidationTarget:
+        """The whole validation sample, every range together."""
+        return ValidationTarget.from_scan(val_source, self.validation, self.validation_rows, self.threshold)
+
+
+def _final_bundle(bundle_dir: Path, ranges: Sequence[RangeResult], spec: RunSpec, record: RunRecord,
+                  everything: ValidationTarget) -> Chi2Result:
+    """Join a split run's bundles into one, and its chi2 on the whole validation sample."""
+    settings = spec.settings
+    if settings.split_energies:
         save_split(bundle_dir, [r.directory / "bundle" for r in ranges], settings.split_energies,
                    {"held_out_energy": settings.hold_out_energy, "data": record.data}, force=True)
-    result_chi2 = None
-    if not interrupted:
-        everything = ValidationTarget.from_scan(val_source, scanned_val, val_rows, threshold)
-        result_chi2 = everything.chi2(bundle_response(load(bundle_dir), everything, settings.seed, device))
-    return TrainResult(run_dir, bundle_dir, tuple(ranges), result_chi2, time.monotonic() - start, interrupted,
-                       settings.max_iterations, settings.max_minutes, signum)
+    return everything.chi2(bundle_response(load(bundle_dir), everything, settings.seed, spec.runtime.device))
 
 
 def _resumed_selection(settings: TrainingSettings, given: str | None, run_dir: Path) -> TrainingSettings:
@@ -290,51 +334,10 @@ def _resumed_selection(settings: TrainingSettings, given: str | None, run_dir: P
     return settings.replace(selection=stored)
 
 
-@dataclass(frozen=True)
-class _RunRows:
-    """The training and validation rows of each energy range (indices into the data or the validation sample)."""
-
-    train: tuple[NDArray[np.int64], ...]
-    validation: tuple[NDArray[np.int64], ...]
-
-    @classmethod
-    def choose(cls, data: Showers, validation: Showers | None, settings: TrainingSettings) -> _RunRows:
-        """Hold out ``hold_out_energy``, split off the validation rows, cut into the energy ranges."""
-        keep = np.arange(len(data))
-        keep_val = None if validation is None else np.arange(len(validation))
-        held = settings.hold_out_energy
-        if held is not None:
-            keep = np.flatnonzero(~np.isclose(data.energies, held, rtol=1e-6, atol=0))
-            if keep.size == len(data):
-                msg = f"expected the hold-out energy {held:g} MeV among the training energies but it is absent"
-                raise ConfigError(msg)
-            if validation is not None:
-                keep_val = np.flatnonzero(~np.isclose(validation.energies, held, rtol=1e-6, atol=0))
-        if validation is None:
-            train_part, val_part = split_rows(data.energies[keep], settings.validation_fraction, settings.seed)
-            train, val, val_energies = keep[train_part], keep[val_part], data.energies
-        else:
-            assert keep_val is not None  # set with the validation sample
-            train, val, val_energies = keep, keep_val, validation.energies
-        edges = [-np.inf, *settings.split_energies, np.inf]
-        parts_train, parts_val = [], []
-        for lo, hi in itertools.pairwise(edges):
-            in_tr = train[(data.energies[train] >= lo) & (data.energies[train] < hi)]
-            in_val = val[(val_energies[val] >= lo) & (val_energies[val] < hi)]
-            if not in_tr.size or not in_val.size:
-                msg = f"expected training and validation showers in the energy range {lo:g}-{hi:g} MeV but found none"
-                raise ConfigError(msg)
-            parts_train.append(in_tr)
-            parts_val.append(in_val)
-        return cls(tuple(parts_train), tuple(parts_val))
-
-
-def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: TrainingSettings,
-                range_data: Callable[[int], RangeData], *, start: float, device: str, devices: Any,
-                strategy: Any, progress: Progress, callbacks: Sequence[Any], num_nodes: int,
-                tensorboard: bool) -> list[RangeResult]:
+def _fit_ranges(run_dir: Path, spec: RunSpec, range_data: Callable[[int], RangeData], start: float
+                ) -> list[RangeResult]:
     """Train one model per energy range (one for an unsplit run), skipping ranges that finished before."""
-    splits, minutes = settings.split_energies, settings.max_minutes
+    splits, minutes = spec.settings.split_energies, spec.settings.max_minutes
     edges = [-np.inf, *splits, np.inf]
     ranges: list[RangeResult] = []
     for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
@@ -351,14 +354,7 @@ def _fit_ranges(run_dir: Path, family: str, config: FamilyConfig, settings: Trai
         seconds = None
         if minutes is not None:
             seconds = max(0.0, (minutes * 60 - (time.monotonic() - start)) / (len(edges) - 1 - i))
-        label = f"train {family} {lo:g}-{hi:g} MeV" if splits else f"train {family}"
-        result = fit_range(directory, family, config, range_data(i),
-                           max_iterations=settings.max_iterations, max_seconds=seconds,
-                           checkpoint_every=settings.checkpoint_every, seed=settings.seed + i, device=device,
-                           devices=devices, strategy=strategy, progress=progress, label=label,
-                           extra={"held_out_energy": settings.hold_out_energy, "energy_range": [lo, hi]},
-                           callbacks=callbacks, num_nodes=num_nodes, tensorboard=tensorboard,
-                           selection=settings.selection or "chi2")
+        result = fit_range(directory, spec, range_data(i), index=i, energies=(lo, hi), max_seconds=seconds)
         ranges.append(result)
         if result.interrupted:
             break

@@ -8,7 +8,10 @@ warn.
 
 from __future__ import annotations
 
+import itertools
 import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -16,7 +19,11 @@ from numpy.typing import NDArray
 from caloforge.data.showers import ShowerSet, energy_bins
 from caloforge.errors import ConfigError, DataError
 
-__all__ = ["MIN_VALIDATION_PER_ENERGY", "split_rows", "split_validation", "validation_counts",
+if TYPE_CHECKING:
+    from caloforge.data.source import Showers
+    from caloforge.training.settings import TrainingSettings
+
+__all__ = ["MIN_VALIDATION_PER_ENERGY", "RunRows", "split_rows", "split_validation", "validation_counts",
            "warn_small_validation"]
 
 MIN_VALIDATION_PER_ENERGY = 200
@@ -85,3 +92,42 @@ def warn_small_validation(energies: NDArray[np.float64]) -> None:
                "the checkpoint cannot tell them apart well; pass more training showers or an independent "
                "validation file")
         warnings.warn(msg, UserWarning, stacklevel=3)
+
+
+@dataclass(frozen=True)
+class RunRows:
+    """The training and validation rows of each energy range (indices into the data or the validation sample)."""
+
+    train: tuple[NDArray[np.int64], ...]
+    validation: tuple[NDArray[np.int64], ...]
+
+    @classmethod
+    def choose(cls, data: Showers, validation: Showers | None, settings: TrainingSettings) -> RunRows:
+        """Hold out ``hold_out_energy``, split off the validation rows, cut into the energy ranges."""
+        keep = np.arange(len(data))
+        keep_val = None if validation is None else np.arange(len(validation))
+        held = settings.hold_out_energy
+        if held is not None:
+            keep = np.flatnonzero(~np.isclose(data.energies, held, rtol=1e-6, atol=0))
+            if keep.size == len(data):
+                msg = f"expected the hold-out energy {held:g} MeV among the training energies but it is absent"
+                raise ConfigError(msg)
+            if validation is not None:
+                keep_val = np.flatnonzero(~np.isclose(validation.energies, held, rtol=1e-6, atol=0))
+        if validation is None:
+            train_part, val_part = split_rows(data.energies[keep], settings.validation_fraction, settings.seed)
+            train, val, val_energies = keep[train_part], keep[val_part], data.energies
+        else:
+            assert keep_val is not None  # set with the validation sample
+            train, val, val_energies = keep, keep_val, validation.energies
+        edges = [-np.inf, *settings.split_energies, np.inf]
+        parts_train, parts_val = [], []
+        for lo, hi in itertools.pairwise(edges):
+            in_tr = train[(data.energies[train] >= lo) & (data.energies[train] < hi)]
+            in_val = val[(val_energies[val] >= lo) & (val_energies[val] < hi)]
+            if not in_tr.size or not in_val.size:
+                msg = f"expected training and validation showers in the energy range {lo:g}-{hi:g} MeV but found none"
+                raise ConfigError(msg)
+            parts_train.append(in_tr)
+            parts_val.append(in_val)
+        return cls(tuple(parts_train), tuple(parts_val))
