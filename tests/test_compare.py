@@ -59,6 +59,19 @@ def test_one_report_holds_every_sample_with_its_own_verdict(comparison):
     assert (out / "plots" / "shapes_by_energy.png").stat().st_size > 1000
 
 
+def test_each_sample_histograms_are_written_for_root(comparison):
+    uproot = pytest.importorskip("uproot")
+    result, out = comparison
+    for name, (label, sample) in zip(("histograms_1_good.root", "histograms_2_too_hot.root"), result.samples,
+                                     strict=True):
+        with uproot.open(out / name) as file:
+            hist = file["e_layer_2/generated"]
+            source = next(h for h in sample.histograms if h.name == "e_layer_2")
+            np.testing.assert_array_equal(hist.to_numpy()[0], source.generated)
+            assert f"({label})" in hist.member("fTitle")
+    assert "histograms_1_good.root" in (out / "report.html").read_text()
+
+
 def test_every_histogram_overlays_every_sample(comparison):
     import matplotlib
 

@@ -6,12 +6,15 @@ Layout of the output directory (as the single-sample report, :mod:`caloforge.val
                   chi2/NDF per incident energy per sample, every figure with all samples overlaid
     metrics.json  :meth:`caloforge.validation.compare.Comparison.to_dict`: each sample's full metrics
     plots/*.png   the figures (and *.pdf)
+    histograms_<k>_<label>.root  each sample's histograms as TH1D pairs (reference, the sample), with uproot
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
+import importlib
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +30,7 @@ from caloforge.validation.report import check_report_dir, draw_figures, html_pag
 if TYPE_CHECKING:
     from caloforge.validation.compare import Comparison
     from caloforge.validation.metrics.verdict import VerdictRow
+    from caloforge.validation.result import EvaluationResult
 
 __all__ = ["render_comparison", "write_comparison"]
 
@@ -124,6 +128,20 @@ def render_comparison(comparison: Comparison, images: list[tuple[str, str, bytes
     return html_page(f"caloforge comparison: {', '.join(comparison.labels)}", parts)
 
 
+def _write_root(stage: Path, k: int, label: str, result: EvaluationResult) -> str:
+    """Sample ``k``'s histograms in ``histograms_<k>_<label>.root`` (the label's letters and digits); "" without
+    uproot."""
+    try:
+        importlib.import_module("uproot")  # optional: caloforge[root]
+    except ImportError:
+        return ""
+    from caloforge.validation.root_export import write_root
+
+    name = f"histograms_{k + 1}_{re.sub(r'[^A-Za-z0-9]+', '_', label).strip('_')[:40]}.root"
+    write_root(stage / name, (*result.histograms, *result.energy_histograms), {"generated": label})
+    return name
+
+
 def write_comparison(comparison: Comparison, out_dir: str | Path, force: bool = False, pdf: bool = True,
                      progress: Progress | None = None, started: float | None = None, figures: bool = True
                      ) -> Comparison:
@@ -147,7 +165,11 @@ def write_comparison(comparison: Comparison, out_dir: str | Path, force: bool = 
         if started is not None:
             timings["total"] = round(time.perf_counter() - started, 3)
         comparison = dataclasses.replace(comparison, timings=timings)
-        note = "" if figures else "figures not drawn (caloforge evaluate --skip figures)"
+        roots = [_write_root(stage, k, label, result) for k, (label, result) in enumerate(comparison.samples)]
+        note = (f"each sample's histograms are also in {', '.join(roots)} (TH1D, reference and the sample) for ROOT"
+                if all(roots) else "install caloforge[root] (uproot) to also get every histogram for ROOT")
+        if not figures:
+            note = "figures not drawn (caloforge evaluate --skip figures); " + note
         (stage / "report.html").write_text(render_comparison(comparison, images, note), encoding="utf-8")
         (stage / "metrics.json").write_text(strict_json(comparison.to_dict(), indent=2), encoding="utf-8")
         publish(stage, out)

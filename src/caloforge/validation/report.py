@@ -84,7 +84,7 @@ def check_report_dir(out_dir: str | Path, force: bool) -> Path:
     if out.exists() and not out.is_dir():
         msg = f"expected an output directory but {out} is a file; choose another --out"
         raise OutputPathError(msg)
-    existing = [out / name for name in (*REPORT_FILES, ROOT_FILE) if (out / name).exists()]
+    existing = [out / name for name in REPORT_FILES if (out / name).exists()] + sorted(out.glob("histograms*.root"))
     if (out / "plots").is_dir():
         existing += sorted((out / "plots").glob("*.p[nd][gf]"))
     if existing and not force:
@@ -345,8 +345,8 @@ def publish(stage: Path, out: Path) -> None:
     (out / "plots").mkdir(exist_ok=True)
     for path in sorted((stage / "plots").iterdir()):
         path.replace(out / "plots" / path.name)
-    if (stage / ROOT_FILE).is_file():
-        (stage / ROOT_FILE).replace(out / ROOT_FILE)
+    for path in sorted(stage.glob("histograms*.root")):  # histograms.root; one per sample in a comparison
+        path.replace(out / path.name)
     for name in REPORT_FILES:
         (stage / name).replace(out / name)
 
