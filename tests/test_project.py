@@ -111,3 +111,9 @@ def test_no_test_imports_a_private_name() -> None:
                 problems += [f"{path.name} imports {node.module}.{a.name}" for a in node.names
                              if a.name.startswith("_") and not a.name.startswith("__")]
     assert not problems, problems
+
+
+def test_agents_md_indexes_every_test_file() -> None:
+    """AGENTS.md says which test file covers which module; a new test file is added there."""
+    agents = (ROOT / "AGENTS.md").read_text()
+    assert [p.name for p in sorted((ROOT / "tests").glob("test_*.py")) if f"`{p.name}`" not in agents] == []
