@@ -56,6 +56,8 @@ def test_one_report_holds_every_sample_with_its_own_verdict(comparison):
     table = page.split("<h2>Metrics per sample</h2>")[1].split("</table>")[0]
     assert "<th colspan='2'>good</th>" in table and "<th colspan='2'>too hot</th>" in table
     assert table.count("response chi2/NDF") == 1 and table.count(" ± ") >= 2 * 4  # errors beside the values
+    # one row per metric although the worst feature and energy differ per sample: each cell names its own
+    assert table.count("separation power (max over features)") == 1 and table.count("<small>(") >= 4
     assert (out / "plots" / "shapes_by_energy.png").stat().st_size > 1000
 
 

@@ -35,12 +35,24 @@ if TYPE_CHECKING:
 __all__ = ["render_comparison", "write_comparison"]
 
 
+_WHERE = re.compile(r"\((?:max: |generated beyond the reference's 99 %, worst at )([^)]*)\)")
+"""The part of a metric's name that differs between samples: the worst feature, the worst energy."""
+
+
+def _name(metric: str) -> str:
+    """A metric's name without the sample-specific part (shown in each sample's cell instead)."""
+    return _WHERE.sub(lambda m: "(max over features)" if m.group(0).startswith("(max") else
+                      "(generated beyond the reference's 99 %, worst energy)", metric)
+
+
 def _cell(row: VerdictRow | None) -> str:
     if row is None:
-        return "<td class='l'>–</td>"
+        return "<td class='l'>–</td><td></td>"
     error = f" ± {format_value(row.error, 2)}" if row.error == row.error else ""  # NaN: no error estimate
+    where = _WHERE.search(row.metric)
+    detail = f" <small>({html.escape(where.group(1))})</small>" if where else ""
     css = row.verdict.replace(" ", "-")
-    return (f"<td>{format_value(row.value)}{error}</td><td class='{css}' title='{html.escape(row.rule)}'>"
+    return (f"<td>{format_value(row.value)}{error}{detail}</td><td class='{css}' title='{html.escape(row.rule)}'>"
             f"{row.verdict}</td>")
 
 
@@ -56,8 +68,8 @@ def _metric_table(comparison: Comparison) -> str:
     keys = list(dict.fromkeys(row.key for r in comparison.results for row in r.verdicts))
     for key in keys:
         first = next(found[key] for found in by_key if key in found)
-        name = first.metric.split(" (max: ")[0] + (" (max over features)" if " (max: " in first.metric else "")
-        rows.append(f"<tr><td class='l'>{html.escape(name)}</td><td>{format_value(first.reference_split)}</td>"
+        rows.append(f"<tr><td class='l'>{html.escape(_name(first.metric))}</td>"
+                    f"<td>{format_value(first.reference_split)}</td>"
                     + "".join(_cell(found.get(key)) for found in by_key) + "</tr>")
     return "<table>" + "".join(rows) + "</table>"
 
