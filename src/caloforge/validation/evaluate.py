@@ -27,6 +27,7 @@ import dataclasses
 import time
 import warnings
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ from caloforge.data.source import Showers
 from caloforge.errors import ConfigError, DataError, GeometryMismatchError
 from caloforge.runtime.progress import SILENT, Progress
 from caloforge.runtime.resources import check_memory
+from caloforge.validation.classifier_stage import ClassifierStage, classifier_tests
 from caloforge.validation.distance_stage import (
     DISTANCE_SEED,
     FPD_MIN_SAMPLES,
@@ -48,11 +50,11 @@ from caloforge.validation.distance_stage import (
     DistanceConfig,
     compute_distances,
 )
-from caloforge.validation.features import HighLevelFeatures, high_level_inputs, low_level_inputs, readout_threshold
+from caloforge.validation.features import HighLevelFeatures, high_level_inputs, readout_threshold
 from caloforge.validation.metrics import verdict as v
 from caloforge.validation.metrics.binnings import response_edges_per_energy
 from caloforge.validation.metrics.chi2 import chi2_two_sample, energy_groups, response_chi2
-from caloforge.validation.metrics.classifier import ClassifierConfig, ClassifierResult, classifier_rows, classifier_test
+from caloforge.validation.metrics.classifier import ClassifierConfig
 from caloforge.validation.metrics.prdc import PRDCResult, prdc, prdc_inputs, prdc_rows
 from caloforge.validation.metrics.response import layer_correlation, response_per_energy
 from caloforge.validation.metrics.separation import (
@@ -61,7 +63,14 @@ from caloforge.validation.metrics.separation import (
     feature_histograms,
     voxel_spectrum_binning,
 )
-from caloforge.validation.passes import count_voxels, energy_range_means, energy_ranges, gather, summarise
+from caloforge.validation.passes import (
+    SampleSummary,
+    count_voxels,
+    energy_range_means,
+    energy_ranges,
+    gather,
+    summarise,
+)
 from caloforge.validation.result import EvaluationResult, max_abs_difference
 
 __all__ = ["CLASSIFIERS", "DISTANCE_SEED", "FPD_MIN_SAMPLES", "KPD_BATCH_SIZE", "MIN_SHOWERS", "PRDC_SAMPLES",
@@ -139,6 +148,88 @@ def _prdc(reference: Showers, generated: Showers, rows_r: NDArray[np.int64], row
     return prdc(x_r, x_g, max_samples=PRDC_SAMPLES, seed=seed, subsampled=True)
 
 
+def _check_arguments(reference: Showers, generated: Showers, mode: str, classifiers: Sequence[str], seed: int
+                     ) -> int:
+    """One geometry, a known mode and classifiers, enough showers; the checked seed."""
+    if reference.geometry != generated.geometry:
+        msg = (f"expected generated showers of the reference geometry '{reference.geometry.name}' "
+               f"(hash {reference.geometry.hash}) but got '{generated.geometry.name}' "
+               f"(hash {generated.geometry.hash}), in evaluate")
+        raise GeometryMismatchError(msg)
+    if mode not in ("fast", "full"):
+        msg = f"expected mode 'fast' or 'full' but got {mode!r}, in evaluate"
+        raise ConfigError(msg)
+    unknown = sorted(set(classifiers) - set(CLASSIFIERS))
+    if unknown:
+        msg = f"expected classifiers among {list(CLASSIFIERS)} but got {unknown}, in evaluate"
+        raise ConfigError(msg)
+    seed = check_seed(seed, "in evaluate")
+    for name, sample in (("reference", reference), ("generated", generated)):
+        if len(sample) < MIN_SHOWERS:
+            msg = f"expected at least {MIN_SHOWERS} {name} showers to evaluate but got {len(sample)}, in evaluate"
+            raise DataError(msg)
+    return seed
+
+
+class _Laps:
+    """The wall-clock time of each stage (``timings``), announced as it ends."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.timings, self.clock = progress, dict[str, float](), time.perf_counter()
+
+    def __call__(self, name: str, announce: bool = True) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self.clock, 3)
+        self.clock = now
+        if announce:
+            self.progress.message(f"{name.replace('_', ' ')}: done ({self.timings[name]:.1f} s)")
+
+
+@dataclass(frozen=True)
+class _Passes:
+    """The passes over the samples: features of both, voxel spectra (with the reference split's), the split."""
+
+    reference: SampleSummary
+    generated: SampleSummary
+    spectra: dict[str, VoxelSpectrum]
+    halves: tuple[NDArray[np.int64], NDArray[np.int64]]
+    ranges: tuple[tuple[float, float], ...]
+
+    @classmethod
+    def run(cls, reference: Showers, generated: Showers, thr: float, seed: int, chunk_size: int | None,
+            prog: Progress) -> _Passes:
+        geometry = reference.geometry
+        order = np.random.default_rng(seed).permutation(len(reference))
+        half_a, half_b = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
+        in_a = np.zeros(len(reference), dtype=bool)
+        in_a[half_a] = True
+        ranges = energy_ranges(reference.energies)
+        with prog.task("reference: features", total=len(reference), unit="showers") as task:
+            ref_sum = summarise(reference, thr, ranges, chunk_size, task=task)
+        # the voxel bins need the reference's largest voxel (those of the split, half A's): generated voxels are
+        # counted in the generated sample's only pass, the reference's in a second pass over it
+        bins = voxel_spectrum_binning(ref_sum.extremes(), thr, geometry=geometry)
+        split_bins = voxel_spectrum_binning(ref_sum.extremes(half_a), thr, geometry=geometry)  # as if half A were all
+        spectra = {"ref": VoxelSpectrum(bins), "gen": VoxelSpectrum(bins), "a": VoxelSpectrum(split_bins),
+                   "b": VoxelSpectrum(split_bins)}
+        with prog.task("generated: features and voxel spectrum", total=len(generated), unit="showers") as task:
+            gen_sum = summarise(generated, thr, ranges, chunk_size, [(spectra["gen"], None)], task)
+        with prog.task("reference: voxel spectra", total=len(reference), unit="showers") as task:
+            count_voxels(reference, thr, [(spectra["ref"], None), (spectra["a"], in_a), (spectra["b"], ~in_a)],
+                         chunk_size, task)
+        return cls(ref_sum, gen_sum, spectra, (half_a, half_b), ranges)
+
+
+def _prdc_pair(reference: Showers, generated: Showers, halves: tuple[NDArray[np.int64], NDArray[np.int64]],
+               thr: float, seed: int, chunk_size: int | None) -> tuple[PRDCResult, PRDCResult]:
+    """PRDC of the generated sample and of the reference split."""
+    half_a, half_b = halves
+    rows_r, rows_g = prdc_rows(len(reference), len(generated), PRDC_SAMPLES, seed)
+    rows_a, rows_b = prdc_rows(len(half_a), len(half_b), PRDC_SAMPLES, seed)
+    return (_prdc(reference, generated, rows_r, rows_g, thr, seed, chunk_size),
+            _prdc(reference, reference, half_a[rows_a], half_b[rows_b], thr, seed, chunk_size))
+
+
 def compute_evaluation(
     reference: Showers,
     generated: Showers,
@@ -189,40 +280,14 @@ def compute_evaluation(
     Warns:
         UserWarning: if the incident-energy distributions differ.
     """
-    if reference.geometry != generated.geometry:
-        msg = (f"expected generated showers of the reference geometry '{reference.geometry.name}' "
-               f"(hash {reference.geometry.hash}) but got '{generated.geometry.name}' "
-               f"(hash {generated.geometry.hash}), in evaluate")
-        raise GeometryMismatchError(msg)
-    if mode not in ("fast", "full"):
-        msg = f"expected mode 'fast' or 'full' but got {mode!r}, in evaluate"
-        raise ConfigError(msg)
-    unknown = sorted(set(classifiers) - set(CLASSIFIERS))
-    if unknown:
-        msg = f"expected classifiers among {list(CLASSIFIERS)} but got {unknown}, in evaluate"
-        raise ConfigError(msg)
-    seed = check_seed(seed, "in evaluate")
+    seed = _check_arguments(reference, generated, mode, classifiers, seed)
     distances = DistanceConfig() if distances is None else distances
     distances = dataclasses.replace(distances, skip=distances.skip | DistanceConfig.parse_skip(skip))
     with_prdc = with_prdc and "prdc" not in distances.skip
-    for name, sample in (("reference", reference), ("generated", generated)):
-        if len(sample) < MIN_SHOWERS:
-            msg = f"expected at least {MIN_SHOWERS} {name} showers to evaluate but got {len(sample)}, in evaluate"
-            raise DataError(msg)
     config = classifier_config or ClassifierConfig.cpu_budget()
     _check_memory(reference, generated, mode, classifiers, config, with_prdc)
-    timings: dict[str, float] = {}
     prog = progress or SILENT
-    clock = time.perf_counter()
-
-    def lap(name: str, announce: bool = True) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-        if announce:
-            prog.message(f"{name.replace('_', ' ')}: done ({timings[name]:.1f} s)")
-
+    lap = _Laps(prog)
     prog.message(f"evaluate ({mode} mode): features of {len(reference)} reference and {len(generated)} generated "
                  "showers")
     messages = []
@@ -232,25 +297,8 @@ def compute_evaluation(
         messages.append(message)
     geometry = reference.geometry
     thr = readout_threshold(geometry) if threshold is None else float(threshold)
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(reference))
-    half_a, half_b = np.sort(order[: len(order) // 2]), np.sort(order[len(order) // 2 :])
-    in_a = np.zeros(len(reference), dtype=bool)
-    in_a[half_a] = True
-    ranges = energy_ranges(reference.energies)
-    with prog.task("reference: features", total=len(reference), unit="showers") as task:
-        ref_sum = summarise(reference, thr, ranges, chunk_size, task=task)
-    # the voxel bins need the reference's largest voxel (those of the split, half A's): generated voxels are
-    # counted in the generated sample's only pass, the reference's in a second pass over it
-    bins = voxel_spectrum_binning(ref_sum.extremes(), thr, geometry=geometry)
-    split_bins = voxel_spectrum_binning(ref_sum.extremes(half_a), thr, geometry=geometry)  # as if half A were all
-    spectra = {"ref": VoxelSpectrum(bins), "gen": VoxelSpectrum(bins), "a": VoxelSpectrum(split_bins),
-               "b": VoxelSpectrum(split_bins)}
-    with prog.task("generated: features and voxel spectrum", total=len(generated), unit="showers") as task:
-        gen_sum = summarise(generated, thr, ranges, chunk_size, [(spectra["gen"], None)], task)
-    with prog.task("reference: voxel spectra", total=len(reference), unit="showers") as task:
-        count_voxels(reference, thr, [(spectra["ref"], None), (spectra["a"], in_a), (spectra["b"], ~in_a)],
-                     chunk_size, task)
+    passes = _Passes.run(reference, generated, thr, seed, chunk_size, prog)
+    ref_sum, gen_sum, spectra, half_a, half_b = passes.reference, passes.generated, passes.spectra, *passes.halves
     ref_f, gen_f = ref_sum.features, gen_sum.features
     ref_a, ref_b = _take(ref_f, half_a), _take(ref_f, half_b)
     lap("features")
@@ -274,46 +322,16 @@ def compute_evaluation(
     prdc_r = prdc_s = None
     if with_prdc and mode == "full":
         prog.message(f"precision/recall/density/coverage (k=5, at most {PRDC_SAMPLES} showers): started")
-        rows_r, rows_g = prdc_rows(len(reference), len(generated), PRDC_SAMPLES, seed)
-        prdc_r = _prdc(reference, generated, rows_r, rows_g, thr, seed, chunk_size)
-        rows_a, rows_b = prdc_rows(len(half_a), len(half_b), PRDC_SAMPLES, seed)
-        prdc_s = _prdc(reference, reference, half_a[rows_a], half_b[rows_b], thr, seed, chunk_size)
+        prdc_r, prdc_s = _prdc_pair(reference, generated, passes.halves, thr, seed, chunk_size)
         lap("prdc")
 
-    results: dict[str, ClassifierResult] = {}
-    results_split: dict[str, ClassifierResult] = {}
-    if mode == "full":
-        jobs = [(kind, split_half) for kind in classifiers for split_half in (False, True)]
-        sizes = {job: min(len(reference) // 2 if job[1] else min(len(reference), len(generated)),
-                          config.max_showers or 10**12) for job in jobs}
-        widths = {"low": geometry.n_voxels + 1, "high": hl_r.shape[1]}
-        work = {job: config.epoch_flops(widths[job[0]], sizes[job]) for job in jobs}
-        deadline = None if config.max_seconds is None else time.monotonic() + config.max_seconds
-        for i, (kind, split_half) in enumerate(jobs):
-            reading = time.monotonic()
-            if kind == "high":
-                x_r, x_g = (hl_r[half_a], hl_r[half_b]) if split_half else (hl_r, hl_g)
-            else:  # only the rows the classifier uses, exactly as it would pick them from whole samples
-                sample_g, pool_r, pool_g = (reference, half_a, half_b) if split_half else \
-                    (generated, np.arange(len(reference)), np.arange(len(generated)))
-                rows_r, rows_g = classifier_rows(len(pool_r), len(pool_g), config.max_showers, seed)
-                x_r = gather(reference, pool_r[rows_r], thr, lambda s: low_level_inputs(s, 0.0), chunk_size)
-                x_g = gather(sample_g, pool_g[rows_g], thr, lambda s: low_level_inputs(s, 0.0), chunk_size)
-            job_config = config
-            if deadline is not None:  # the time left (reading excluded), shared in proportion to each test's work
-                deadline += time.monotonic() - reading
-                share = work[(kind, split_half)] / sum(work[j] for j in jobs[i:])
-                job_config = config.replace(max_seconds=max(1e-3, (deadline - time.monotonic()) * share))
-            label = f"classifier {kind}-level" + (" (reference split)" if split_half else "")
-            result = classifier_test(x_r, x_g, job_config, seed=seed, device=device, progress=progress, label=label)
-            (results_split if split_half else results)[kind] = result
-            del x_r, x_g
-            lap(f"classifier_{kind}" + ("_split" if split_half else ""), announce=False)  # it reports itself
-        for kind, result in results.items():
-            if result.budget_exhausted:
-                messages.append(f"the {kind}-level classifier was stopped by its wall-clock budget after "
-                                f"{'/'.join(str(r.epochs_run) for r in result.runs)} epochs: its AUC may be "
-                                "understated (give it more time with --classifier-minutes)")
+    stage = ClassifierStage({}, {}, ())
+    if mode == "full":  # each classifier reports itself: its lap is not announced
+        stage = classifier_tests(reference, generated, (hl_r, hl_g), passes.halves, classifiers, config, seed=seed,
+                                 device=device, threshold=thr, chunk_size=chunk_size, progress=progress,
+                                 lap=lambda name: lap(name, announce=False))
+        messages += stage.messages
+    results, results_split = stage.results, stage.split
 
     rows = v.assemble(
         chi2, chi2_split, {h.name: h.separation for h in histograms}, split,
@@ -333,10 +351,10 @@ def compute_evaluation(
         response_reference=response_per_energy(ref_f.energies, ref_f.response),
         response_generated=response_per_energy(gen_f.energies, gen_f.response, energy_bins(ref_f.energies)),
         correlation_reference=corr_r, correlation_generated=corr_g, correlation_split_max=corr_split,
-        energy_means=energy_range_means(ranges, ref_sum, gen_sum), mean_reference=ref_sum.mean,
+        energy_means=energy_range_means(passes.ranges, ref_sum, gen_sum), mean_reference=ref_sum.mean,
         mean_generated=gen_sum.mean, fpd=fpd_r, kpd=kpd_r, fpd_split=fpd_s, kpd_split=kpd_s, prdc=prdc_r,
         prdc_split=prdc_s, classifiers=results, classifiers_split=results_split, verdicts=rows,
-        warnings=tuple(messages), timings=timings,
+        warnings=tuple(messages), timings=lap.timings,
         inputs={"reference": ref_sum.fingerprint, "generated": gen_sum.fingerprint},
     )
 
