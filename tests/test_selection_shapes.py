@@ -164,3 +164,12 @@ def test_the_evaluation_names_the_selected_checkpoint_not_the_lowest_chi2(photon
     assert (training["best_iteration"], training["best_chi2_ndf"], training["untrained_chi2_ndf"]) == (20, 3.0, 9.0)
     old = tuple({k: v for k, v in row.items() if k != "score"} for row in history)  # a log without scores
     assert dataclasses.replace(result, training_history=old).training["best_iteration"] == 10  # type: ignore[index]
+
+
+def test_the_leaderboard_passes_the_selection_on():
+    from caloforge.campaign.leaderboard import LeaderboardSettings
+
+    assert LeaderboardSettings(families=("gan",)).selection is None  # each family's default
+    assert LeaderboardSettings.from_dict({"families": ["gan"], "selection": "fpd"}).selection == "fpd"
+    with pytest.raises(ConfigError, match=r"^expected selection in \['chi2', 'fpd', 'combined'\] but got 'x'"):
+        LeaderboardSettings.from_dict({"families": ["gan"], "selection": "x"})

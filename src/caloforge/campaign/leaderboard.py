@@ -42,6 +42,7 @@ from caloforge.runtime.hardware import machine_summary
 from caloforge.runtime.interrupts import Interrupted
 from caloforge.runtime.progress import SILENT, Progress
 from caloforge.training import load, train
+from caloforge.training.shapes import Selection
 from caloforge.validation.evaluate import evaluate
 from caloforge.validation.metrics.classifier import ClassifierConfig
 from caloforge.validation.result import EvaluationResult
@@ -68,6 +69,8 @@ class LeaderboardSettings(Config):
         classifier_minutes: Wall-clock budget of each family's four classifier trainings.
         classifier_showers: Showers per sample for the classifiers.
         timing_batch: Batch size at which generation is timed (the CaloChallenge's 10000).
+        selection: What selects every family's checkpoint (``chi2``, ``fpd``, ``combined``); None: each
+            family's default (:func:`caloforge.training.settings.default_selection`).
     """
 
     families: Annotated[tuple[str, ...], Field(min_length=1)]
@@ -78,6 +81,7 @@ class LeaderboardSettings(Config):
     classifier_minutes: Annotated[float, Field(gt=0, le=10**6, allow_inf_nan=False)] = 5.0
     classifier_showers: Annotated[int, Field(ge=10, le=10**8)] = 10_000
     timing_batch: Annotated[int, Field(ge=1, le=2**24)] = 10_000
+    selection: Selection | None = None
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,8 @@ def _evaluate_family(family: str, data: ShowerSet, reference: ShowerSet, validat
     marks = [time.perf_counter()]
     result = train(data, family, config, run_dir, max_minutes=settings.minutes_per_model,
                    max_iterations=settings.iterations_per_model, seed=settings.seed, validation=validation,
-                   device=device, resume=resume and (run_dir / "run.json").is_file(), progress=progress)
+                   selection=settings.selection, device=device, resume=resume and (run_dir / "run.json").is_file(),
+                   progress=progress)
     if result.interrupted:  # the CLI exits 130 after Ctrl-C, 143 after SIGTERM
         raise Interrupted(result.signum or signal.SIGINT)
     marks.append(time.perf_counter())

@@ -41,6 +41,9 @@ def leaderboard(
     geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
     out: Path = typer.Option(Path("leaderboard"), "--out", "-o", help="Output directory."),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
+    select_by: str | None = typer.Option(None, "--select-by", metavar="chi2|fpd|combined", help="What selects the "
+                                         "checkpoint of every family (default: each family's, see caloforge train "
+                                         "--help)."),
     device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Training and classifier device."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     resume: bool = typer.Option(False, "--resume", help="Keep finished families; continue interrupted trainings."),
@@ -50,13 +53,18 @@ def leaderboard(
     from caloforge.campaign.leaderboard import LeaderboardSettings, run_leaderboard
     from caloforge.campaign.leaderboard_report import COLUMNS, notes, table_rows, time_summary
     from caloforge.data import io
+    from caloforge.errors import ConfigError
     from caloforge.models import FAMILIES
 
     names = tuple(f.strip() for f in families.split(",") if f.strip()) or tuple(FAMILIES)
-    settings = LeaderboardSettings.from_dict(
-        {"families": names, "minutes_per_model": minutes_per_model,
-         "iterations_per_model": iterations_per_model, "classifier_minutes": classifier_minutes,
-         "classifier_showers": classifier_showers, "preset": preset, "seed": seed}, where="the leaderboard options")
+    try:
+        settings = LeaderboardSettings.from_dict(
+            {"families": names, "minutes_per_model": minutes_per_model,
+             "iterations_per_model": iterations_per_model, "classifier_minutes": classifier_minutes,
+             "classifier_showers": classifier_showers, "preset": preset, "seed": seed,
+             "selection": None if select_by is None else select_by.lower()}, where="the leaderboard options")
+    except ConfigError as err:  # the setting's name is not the option's
+        raise ConfigError(str(err).replace("expected selection ", "expected --select-by ")) from None
     apply_threads(threads)
     progress = cli_progress()
     progress.message(f"reading {data} and {reference}")
