@@ -117,3 +117,11 @@ def test_agents_md_indexes_every_test_file() -> None:
     """AGENTS.md says which test file covers which module; a new test file is added there."""
     agents = (ROOT / "AGENTS.md").read_text()
     assert [p.name for p in sorted((ROOT / "tests").glob("test_*.py")) if f"`{p.name}`" not in agents] == []
+
+
+def test_the_cli_lists_the_registered_families() -> None:
+    """``--family``'s metavar is written out (the CLI does not import torch for --help) and must follow the registry."""
+    from caloforge.cli.common import FAMILY
+    from caloforge.models import FAMILIES
+
+    assert sorted(FAMILY.split("|")) == sorted(FAMILIES)
