@@ -127,3 +127,20 @@ def test_bad_leaderboards_fail_before_anything_runs(tiny_geometry, tmp_path):
 def test_pareto_front_keeps_only_undominated_points():
     points = [(2.0, 0.9), (1.0, 0.95), (50.0, 0.6), (10.0, 0.7), (20.0, 0.8), (5.0, float("nan"))]
     assert pareto_front(points) == [1, 0, 3, 2]
+
+
+def test_the_pareto_figure_shows_both_aucs():
+    from caloforge.campaign.leaderboard_report import pareto_figure
+
+    vae = {"family": "vae", "status": "ok", "us_per_shower": 17.0, "auc_low": 0.54, "auc_low_error": 0.01,
+           "auc_high": 0.94, "auc_high_error": 0.01, "auc_high_budget_stopped": True}
+    baseline = {"family": "parametric", "status": "ok", "us_per_shower": 61.0, "auc_low": 0.59, "auc_high": 0.53}
+    fig = pareto_figure(_board([vae, baseline], minutes_per_model=1.0))
+    low, high = fig.axes
+    assert (low.get_title(), high.get_title()) == ("low-level classifier", "high-level classifier")
+    # on the low-level AUC the VAE is on the front alone (faster and lower); on the high-level one both are
+    fronts = {ax.get_title(): next(ln for ln in ax.get_lines() if ln.get_label() == "Pareto front")
+              for ax in (low, high)}
+    front = {title: len(line.get_xdata()) for title, line in fronts.items()}
+    assert front == {"low-level classifier": 1, "high-level classifier": 2}
+    assert "vae †" in [t.get_text() for t in high.texts] and "vae" in [t.get_text() for t in low.texts]

@@ -6,7 +6,7 @@ import html
 import io
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from caloforge.validation.plots import new_figure
 from caloforge.validation.report import html_page, png_figure
@@ -33,7 +33,7 @@ BUDGET_NOTE = (f"{BUDGET_MARK} the classifier stopped at its wall-clock budget (
                "epochs: the AUC may be understated, so the model may look better than it is.")
 
 
-def _finite(value: Any) -> bool:
+def _finite(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
@@ -131,29 +131,40 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def pareto_figure(board: Leaderboard) -> Figure | None:
-    """Low-level classifier AUC against generation time per shower, with the Pareto front; None without rows."""
+    """Both classifier AUCs against generation time per shower, each with its Pareto front; None without rows.
+
+    A model can pass one test and fail the other (a VAE at 0.54 low-level and 0.94 high-level looks as good as
+    the baseline on the low-level AUC alone): one panel per AUC. Open markers and a dagger: the classifier
+    stopped at its budget (its AUC may be understated).
+    """
     ok = [e for e in board.entries if e.get("status") == "ok" and e.get("auc_low") is not None]
     if not ok:
         return None
-    points = [(float(e["us_per_shower"]), float(e["auc_low"])) for e in ok]
-    fig = new_figure(7.0, 4.5, "constrained")
-    ax = fig.subplots()
-    for entry, (x, y) in zip(ok, points, strict=True):
-        ax.errorbar(x, y, yerr=entry.get("auc_low_error") or 0.0, marker="o", linestyle="none")
-        ax.annotate(entry["family"], (x, y), textcoords="offset points", xytext=(5, 5))
-    front = pareto_front(points)
-    ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="grey", linestyle="--",
-            label="Pareto front")
-    ax.axhline(0.5, color="grey", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel(f"generation time per shower at batch {board.settings.timing_batch} [us]")
-    ax.set_ylabel("low-level classifier AUC (0.5: indistinguishable)")
-    ax.legend(frameon=False)
+    fig = new_figure(11.0, 4.5, "constrained")
+    for ax, key, name in zip(fig.subplots(1, 2, sharey=True), ("auc_low", "auc_high"), ("low-level", "high-level"),
+                             strict=True):
+        points = [(float(e["us_per_shower"]), float(e[key]) if _finite(e.get(key)) else math.nan) for e in ok]
+        for entry, (x, y) in zip(ok, points, strict=True):
+            stopped = bool(entry.get(f"{key}_budget_stopped"))
+            error = entry.get(f"{key}_error")
+            ax.errorbar(x, y, yerr=float(error) if _finite(error) else 0.0, marker="o", linestyle="none",
+                        markerfacecolor="none" if stopped else None)
+            ax.annotate(entry["family"] + (f" {BUDGET_MARK}" if stopped else ""), (x, y),
+                        textcoords="offset points", xytext=(5, 5))
+        front = pareto_front(points)
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], color="grey", linestyle="--",
+                label="Pareto front")
+        ax.axhline(0.5, color="grey", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(f"generation time per shower at batch {board.settings.timing_batch} [us]")
+        ax.set_title(f"{name} classifier")
+        ax.legend(frameon=False)
+    fig.axes[0].set_ylabel("classifier AUC (0.5: indistinguishable)")
     return fig
 
 
 def render_html(board: Leaderboard) -> str:
-    """The leaderboard page: the table, the settings, and AUC versus time with the Pareto front."""
+    """The leaderboard page: the table, the settings, and both AUCs versus time with their Pareto fronts."""
     head = "".join(f"<th>{html.escape(name)}</th>" for name, _, _ in COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in table_rows(board))
     parts = ["<h1>caloforge leaderboard</h1>", f"<table><tr>{head}</tr>{body}</table>",
@@ -162,7 +173,8 @@ def render_html(board: Leaderboard) -> str:
     if fig is not None:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=110)
-        parts.append(png_figure(buffer.getvalue(), "Low-level classifier AUC versus generation time per shower"))
+        parts.append(png_figure(buffer.getvalue(), "Low- and high-level classifier AUC versus generation time per "
+                                "shower, each with its Pareto front"))
     links = [f"<li>{html.escape(e['family'])}: <a href='{html.escape(e['family'])}/report/report.html'>report</a></li>"
              for e in board.entries if e.get("status") == "ok"]
     if (board.out_dir / "compare" / "report.html").is_file():
