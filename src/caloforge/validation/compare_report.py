@@ -126,7 +126,8 @@ def render_comparison(comparison: Comparison, images: list[tuple[str, str, bytes
         f"{first.n_reference} reference showers, mode <b>{first.mode}</b>, seed {first.seed}, caloforge "
         f"{html.escape(__version__)}. Every sample is evaluated against the same reference with the same seed; the "
         "reference split compares two random halves of the reference: what statistics alone give. Hover a verdict "
-        "for its rule; docs/validation.md has every definition and threshold.</p>",
+        "for its rule; docs/validation.md has every definition and threshold. In each histogram panel's title, "
+        "S lists the separation power of each sample, in the legend's order.</p>",
         *_inputs(comparison), *([f"<p>{html.escape(note)}.</p>"] if note else []), *_warnings(comparison),
         "<h2>Metrics per sample</h2>", _metric_table(comparison),
         "<h2>chi2/NDF of E_tot/E_inc per incident energy</h2>", _chi2_table(comparison),

@@ -203,7 +203,7 @@ def histogram_grid(samples: Samples[Sequence[FeatureHistogram]], title: str, col
     cols = min(columns, n)
     rows = math.ceil(n / cols)
     height = 3.2 * rows + (0.8 if len(samples) == 1 else 1.1)
-    fig = new_figure(max(3.5 * cols, 6.5), height, fig=fig)
+    fig = new_figure(max((3.5 if cols > 2 else 4.6) * cols, 6.5), height, fig=fig)  # room for a title with S
     grid = fig.add_gridspec(rows, cols, left=0.08 if cols > 1 else 0.15, right=0.98, bottom=0.55 / height,
                             top=1 - (0.8 if len(samples) == 1 else 1.1) / height, wspace=0.38, hspace=0.5)
     for k, hist in enumerate(first):
@@ -214,8 +214,7 @@ def histogram_grid(samples: Samples[Sequence[FeatureHistogram]], title: str, col
         handles, labels = fig.axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="upper center", ncol=min(len(labels), 5),
                    frameon=False, bbox_to_anchor=(0.5, 1 - 0.3 / height))
-    fig.suptitle(title if len(samples) == 1 else f"{title} (S: separation power of each sample, in the legend's "
-                 "order)", y=1 - 0.12 / height)
+    fig.suptitle(title, y=1 - 0.12 / height)  # several samples: S in each panel's title lists them in legend order
     return fig
 
 
