@@ -180,7 +180,8 @@ def test_cli_compares_two_files_in_one_report(files, tmp_path):
                                       "-i", str(files / "other" / "gen_a.h5"), "--label", "model A",
                                       "--label", "hot", "--skip", "figures,fpd,kpd", "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert "sample model A" in result.output and "sample hot" in result.output
+    assert "verdicts: model A: " in result.output and "hot" in result.output  # one table, a column per sample
+    assert result.output.count("response chi2/NDF") == 1
     assert result.output.count("too small to judge") == 1  # one warning, whatever the number of samples
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["labels"] == ["model A", "hot"]

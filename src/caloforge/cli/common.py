@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from caloforge.validation.result import EvaluationResult
 
 __all__ = ["DEPRECATED", "DEVICE", "FAMILY", "GEOMETRY_HELP", "LIBRARY_NAMES", "THREADS_HELP", "VOCABULARY", "Command",
-           "Preset", "apply_threads", "cli_names", "cli_progress", "console", "device_name", "err_console", "examples",
-           "file_description", "friendly_errors", "install_warning_format", "parse_floats", "state", "verdict_table"]
+           "Preset", "apply_threads", "cli_names", "cli_progress", "comparison_table", "console", "device_name",
+           "err_console", "examples", "file_description", "friendly_errors", "install_warning_format", "parse_floats",
+           "state", "verdict_table"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -355,4 +356,24 @@ def verdict_table(result: EvaluationResult) -> Table:
     for row in result.verdicts:
         table.add_row(row.metric, format_value(row.value), format_value(row.error, 2),
                       format_value(row.reference_split), f"[{_VERDICT_STYLE[row.verdict]}]{row.verdict}[/]")
+    return table
+
+
+def comparison_table(samples: Sequence[tuple[str, EvaluationResult]]) -> Table:
+    """Several samples' verdict rows side by side: a row per metric, per sample its value ± error and verdict."""
+    from caloforge.validation.compare_report import shared_name
+    from caloforge.validation.missing import format_value
+
+    verdicts = ", ".join(f"{label}: {r.verdict}" for label, r in samples)
+    table = Table("metric", "ref. split", *(label for label, _ in samples), title=f"verdicts: {verdicts}")
+    by_key = [{row.key: row for row in r.verdicts} for _, r in samples]
+    for key in dict.fromkeys(row.key for _, r in samples for row in r.verdicts):
+        first = next(found[key] for found in by_key if key in found)
+        cells = []
+        for found in by_key:
+            row = found.get(key)
+            error = f" ± {format_value(row.error, 2)}" if row is not None and row.error == row.error else ""
+            cells.append("–" if row is None else
+                         f"{format_value(row.value)}{error} [{_VERDICT_STYLE[row.verdict]}]{row.verdict}[/]")
+        table.add_row(shared_name(first.metric), format_value(first.reference_split), *cells)
     return table

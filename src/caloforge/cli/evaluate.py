@@ -21,6 +21,7 @@ from caloforge.cli.common import (
     THREADS_HELP,
     apply_threads,
     cli_progress,
+    comparison_table,
     console,
     device_name,
     err_console,
@@ -186,12 +187,9 @@ def evaluate(
             results, total = comparison.samples, comparison.timings.get("total", 0.0)
     for message in dict.fromkeys(str(w.message) for w in caught):  # each warning once
         err_console.print(f"[yellow]warning:[/yellow] {message}")
-    small = ""
-    for name, one in results:
-        if name:
-            console.print(f"sample [bold]{name}[/bold]")
-        console.print(verdict_table(one))
-        small = small or (too_small_message(one.verdicts) or "")
+    console.print(verdict_table(results[0][1]) if len(results) == 1 and not results[0][0] else
+                  comparison_table(results))
+    small = next((m for _, one in results if (m := too_small_message(one.verdicts))), "")
     if small:  # once, whatever the number of samples
         err_console.print(f"[yellow]warning:[/yellow] {small}")
     console.print(f"report: {out / 'report.html'}   metrics: {out / 'metrics.json'}   "

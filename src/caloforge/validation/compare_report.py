@@ -32,15 +32,20 @@ if TYPE_CHECKING:
     from caloforge.validation.metrics.verdict import VerdictRow
     from caloforge.validation.result import EvaluationResult
 
-__all__ = ["render_comparison", "write_comparison"]
+__all__ = ["render_comparison", "shared_name", "write_comparison"]
 
 
 _WHERE = re.compile(r"\((?:max: |generated beyond the reference's 99 %, worst at )([^)]*)\)")
 """The part of a metric's name that differs between samples: the worst feature, the worst energy."""
 
 
-def _name(metric: str) -> str:
-    """A metric's name without the sample-specific part (shown in each sample's cell instead)."""
+def shared_name(metric: str) -> str:
+    """A metric's name without the sample-specific part (shown in each sample's cell instead).
+
+    Example:
+        >>> shared_name("separation power (max: e_layer_12)")
+        'separation power (max over features)'
+    """
     return _WHERE.sub(lambda m: "(max over features)" if m.group(0).startswith("(max") else
                       "(generated beyond the reference's 99 %, worst energy)", metric)
 
@@ -68,7 +73,7 @@ def _metric_table(comparison: Comparison) -> str:
     keys = list(dict.fromkeys(row.key for r in comparison.results for row in r.verdicts))
     for key in keys:
         first = next(found[key] for found in by_key if key in found)
-        rows.append(f"<tr><td class='l'>{html.escape(_name(first.metric))}</td>"
+        rows.append(f"<tr><td class='l'>{html.escape(shared_name(first.metric))}</td>"
                     f"<td>{format_value(first.reference_split)}</td>"
                     + "".join(_cell(found.get(key)) for found in by_key) + "</tr>")
     return "<table>" + "".join(rows) + "</table>"
