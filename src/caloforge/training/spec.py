@@ -110,10 +110,11 @@ class RunSpec:
     def from_arguments(cls, family: str, config: FamilyConfig | None, settings: TrainingSettings,
                        particle: str | None, runtime: Runtime) -> RunSpec:
         """The spec of :func:`caloforge.training.train`'s arguments: a missing config is the family's defaults
-        for ``particle``; the selection left open is the family's default."""
+        for ``particle``. A selection left open stays open here: a new run takes the family's default, a
+        resumed one its own (``_settle`` in :mod:`caloforge.training.loop`)."""
         family_class = get_family(family)
         config = config if config is not None else family_class.config_class.for_particle(particle)
-        return cls(family, config, settings, runtime).with_default_selection()
+        return cls(family, config, settings, runtime)
 
     def with_default_selection(self) -> RunSpec:
         """This spec with the family's default checkpoint selection where the settings leave it open."""
