@@ -20,13 +20,28 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 
+from caloforge.campaign.search import OBJECTIVE, SELECTION, decode_params
 from caloforge.campaign.spec import CampaignSpec, family_config
 from caloforge.config import Config
+from caloforge.data import io
 from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import CheckpointError
+from caloforge.training import TrainingSettings, load, split_validation
+from caloforge.training.loop import run_training
+from caloforge.training.spec import RunSpec, Runtime
+from caloforge.validation.features import (
+    apply_threshold,
+    compute_features,
+    high_level_inputs,
+    low_level_inputs,
+    readout_threshold,
+)
+from caloforge.validation.metrics.chi2 import response_chi2
+from caloforge.validation.metrics.classifier import classifier_test
 
 __all__ = ["SliceFiles", "TrialContext", "TuneReport", "run_trial", "trial_dir"]
 
@@ -118,8 +133,6 @@ def _finished_ranges(run_dir: Path) -> tuple[int, float]:
 
 def _trained_minutes(run_dir: Path) -> float:
     """Training minutes already spent by an interrupted run (over its checkpoints)."""
-    import torch
-
     seconds = 0.0
     for ckpt in run_dir.rglob("last.ckpt"):
         seconds += float(torch.load(ckpt, map_location="cpu", weights_only=True)["caloforge"]["elapsed_s"])
@@ -135,9 +148,6 @@ def _clean_environment() -> None:
 
 def _read(files: SliceFiles, seed: int) -> tuple[ShowerSet, ShowerSet | None, ShowerSet]:
     """Training showers, the independent validation sample (or None) and the reference for the final metrics."""
-    from caloforge.data import io
-    from caloforge.training import split_validation
-
     train_set = io.read(files.train, files.geometry)
     validation = io.read(files.validation, train_set.geometry) if files.validation else None
     if files.reference:
@@ -150,23 +160,11 @@ def _read(files: SliceFiles, seed: int) -> tuple[ShowerSet, ShowerSet | None, Sh
 def evaluate(spec: CampaignSpec, bundle_dir: Path, reference: ShowerSet, device: str) -> dict[str, float]:
     """The selected model against the reference: the evaluation's chi2/NDF ("UU") and, for the AUC metric,
     the classifier test."""
-    from caloforge.training import load
-    from caloforge.validation.features import (
-        apply_threshold,
-        compute_features,
-        high_level_inputs,
-        low_level_inputs,
-        readout_threshold,
-    )
-    from caloforge.validation.metrics.chi2 import response_chi2
-
     generated = load(bundle_dir).generate_like(reference, device=device, seed=spec.seed + 1)
     threshold = readout_threshold(reference.geometry)
     ref, gen = apply_threshold(reference, threshold), apply_threshold(generated, threshold)
     out = {"reference_chi2_ndf": response_chi2(ref.energies, ref.response, gen.energies, gen.response).chi2_ndf}
     if spec.metric == "auc":
-        from caloforge.validation.metrics.classifier import classifier_test
-
         if spec.classifier_inputs == "low":
             x_ref, x_gen = low_level_inputs(reference, threshold), low_level_inputs(generated, threshold)
         else:
@@ -184,13 +182,8 @@ def _write(path: Path, record: dict[str, Any]) -> None:
 
 def run_trial(config: dict[str, Any], context: TrialContext) -> None:
     """The Ray Tune trainable of a campaign: train, evaluate, report (see the module docstring)."""
-    import torch
-    from ray import tune
+    from ray import tune  # optional dependency (the campaign extra)
 
-    from caloforge.campaign.search import OBJECTIVE, SELECTION, decode_params
-    from caloforge.training import TrainingSettings
-    from caloforge.training.loop import run_training
-    from caloforge.training.spec import RunSpec, Runtime
 
     _clean_environment()
     spec = context.spec

@@ -34,9 +34,14 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from caloforge.deploy.backends import bundle_generator
+from caloforge.deploy.lean import LeanGenerator
+from caloforge.deploy.precision import check_precision, choose_precision
 from caloforge.errors import CaloforgeError, ConfigError
+from caloforge.runtime import hardware  # called as hardware.x(): the tests replace the CPU's capabilities
+from caloforge.training.bundle import load
 
 __all__ = ["BACKENDS", "BENCH_SCHEMA", "Backend", "BenchResult", "BenchRow", "flops_per_shower", "run_bench",
            "with_fractions"]
@@ -110,8 +115,6 @@ class BenchResult:
 
 def flops_per_shower(model: torch.nn.Module, sample: Any, n: int = 64) -> float:
     """Floating-point operations of ``sample(n)`` per shower, as torch's FlopCounterMode counts them (dense layers)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with FlopCounterMode(display=False) as counter:
         sample(n)
     return float(counter.get_total_flops()) / n
@@ -154,13 +157,11 @@ def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str],
                  threads: int, precision: str = "fp32") -> tuple[list[BenchRow], dict[str, float]]:
     """Runs in a child process: probe the limits, load one bundle, time every backend and batch size."""
     torch.set_num_threads(threads)
-    from caloforge.runtime.hardware import cpu_info, peak_gflops, resolve_device
-    from caloforge.training.bundle import load
 
-    dev = resolve_device(device)
-    limits = {"fp32": peak_gflops(torch.float32, dev)}
-    if dev.type == "cpu" and cpu_info().bf16_native:
-        limits["bf16"] = peak_gflops(torch.bfloat16, dev)
+    dev = hardware.resolve_device(device)
+    limits = {"fp32": hardware.peak_gflops(torch.float32, dev)}
+    if dev.type == "cpu" and hardware.cpu_info().bf16_native:
+        limits["bf16"] = hardware.peak_gflops(torch.bfloat16, dev)
     bundle = load(path)
     energies = _energies(bundle, max(batch_sizes), seed=0)
     model = bundle.models[0].to(dev)
@@ -168,8 +169,6 @@ def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str],
     flops = flops_per_shower(model, lambda n: model.sample(e_t[:n], None, torch.Generator(device=dev).manual_seed(0)))
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     if precision == "auto":
-        from caloforge.deploy.precision import choose_precision
-
         precision = choose_precision(bundle).precision
     rows = []
     for backend in backends:
@@ -194,7 +193,6 @@ def _batch_call(call: Callable[[np.ndarray, int, int], Any], energies: np.ndarra
 
 
 def _lean_call(bundle: Any, backend: str, threads: int, energies: np.ndarray) -> Callable[[int], Any]:
-    from caloforge.deploy.lean import LeanGenerator
 
     lean = LeanGenerator(bundle, "torch" if backend == "torch-lean" else "onnxruntime", threads=threads)
     values = [float(v) for v in energies[:64]]
@@ -242,7 +240,7 @@ def with_fractions(rows: list[BenchRow], machine: dict[str, Any]) -> list[BenchR
 
 
 def _refsim_time(geometry: Any, particle: str | None, energies: np.ndarray) -> float:
-    from caloforge.refsim import simulate
+    from caloforge.refsim import simulate  # numba compiles the simulator: only when it is timed (start-up time)
 
     particle = particle or "photon"
     simulate(geometry, particle, energies[:10], seed=0)  # warm-up (caches of the detector description)
@@ -272,9 +270,6 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
             this CPU lacks (one line, before anything is timed).
         CheckpointError: for a missing or damaged bundle (before anything is timed).
     """
-    from caloforge.runtime.hardware import busy_cpus, machine_summary
-    from caloforge.training.bundle import load
-
     if not models:
         msg = "expected at least one model to benchmark but got none"
         raise ConfigError(msg)
@@ -288,13 +283,12 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
     if repeats < 1:
         msg = f"expected repeats >= 1 but got {repeats}"
         raise ConfigError(msg)
-    from caloforge.deploy.precision import check_precision
 
     check_precision(precision, "torch", device)
     bundles = [load(m) for m in models]  # damaged bundles fail here, in one line, before any timing
     threads = threads or torch.get_num_threads()
-    busy = busy_cpus()
-    summary = machine_summary(device)
+    busy = hardware.busy_cpus()
+    summary = hardware.machine_summary(device)
     machine: dict[str, Any] = asdict(summary) | {
         "description": summary.describe(), "busy_cpus_at_start": busy,
         "fp32_limits": [summary.fp32_gflops], "bf16_limits": [summary.bf16_gflops] if summary.bf16_gflops else []}

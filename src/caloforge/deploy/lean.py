@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from caloforge.deploy.export import SamplingGraph, export_onnx
+from caloforge.deploy.onnx_runtime import OnnxGenerator
 from caloforge.errors import ConfigError
 
 __all__ = ["LeanBackend", "LeanGenerator"]
@@ -44,8 +46,6 @@ class _TorchPart:
 
     def __init__(self, model: Any, noise: NDArray[np.float32], energy: NDArray[np.float32],
                  conditions: NDArray[np.float32] | None) -> None:
-        from caloforge.deploy.export import SamplingGraph
-
         # a private copy without gradients: the traced graph holds its weights (e.g. the GAN's folded
         # BatchNorms) as constants, and the caller's model keeps its training state
         graph = SamplingGraph(copy.deepcopy(model).eval().requires_grad_(False)).eval()
@@ -65,7 +65,7 @@ class _OnnxPart:
 
     def __init__(self, session: Any, noise: NDArray[np.float32], energy: NDArray[np.float32],
                  conditions: NDArray[np.float32] | None, out: NDArray[np.float32]) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional dependency (the onnx extra)
 
         self.session = session
         self.values = [ort.OrtValue.ortvalue_from_numpy(a) for a in (noise, energy, conditions, out) if a is not None]
@@ -167,8 +167,5 @@ class LeanGenerator:
 
 def _onnx_sessions(bundle: Any, threads: int | None) -> list[Any]:
     """Export the bundle into a temporary folder and open one session per graph (held in memory)."""
-    from caloforge.deploy.export import export_onnx
-    from caloforge.deploy.onnx_runtime import OnnxGenerator
-
     with tempfile.TemporaryDirectory(prefix="caloforge-lean-") as work:
         return list(OnnxGenerator(export_onnx(bundle, Path(work) / "model.onnx"), threads=threads).sessions)

@@ -39,6 +39,10 @@ from caloforge.deploy.export import export_onnx, quantize_onnx, read_manifest
 from caloforge.deploy.onnx_runtime import OnnxGenerator
 from caloforge.errors import ConfigError
 from caloforge.generator import Request, check_request, generate_routed
+from caloforge.runtime import hardware  # called as hardware.x(): the tests replace the CPU's capabilities
+from caloforge.validation.features import compute_features
+from caloforge.validation.metrics.chi2 import response_chi2
+from caloforge.validation.metrics.separation import feature_histograms, separation_power
 
 __all__ = ["CHI2_TOLERANCE", "PRECISIONS", "SEPARATION_TOLERANCE", "Parity", "Precision", "ReducedGenerator",
            "check_precision",
@@ -60,8 +64,6 @@ def check_precision(precision: str, backend: str = "torch", device: str | torch.
     Raises:
         ConfigError: an unknown precision; bf16 on a CPU without native bf16 or with ONNX Runtime; int8 on a GPU.
     """
-    from caloforge.runtime.hardware import cpu_info
-
     if precision not in PRECISIONS:
         msg = f"expected a precision among {list(PRECISIONS)} but got {precision!r}"
         raise ConfigError(msg)
@@ -70,8 +72,8 @@ def check_precision(precision: str, backend: str = "torch", device: str | torch.
         msg = (f"expected --precision bf16 with the torch backend but got {backend}: ONNX Runtime's CPU provider "
                "has no bf16 matrix product; use int8 or fp32 there")
         raise ConfigError(msg)
-    if precision == "bf16" and dev.type == "cpu" and not cpu_info().bf16_native:
-        info = cpu_info()
+    if precision == "bf16" and dev.type == "cpu" and not hardware.cpu_info().bf16_native:
+        info = hardware.cpu_info()
         msg = (f"expected a CPU with native bf16 (AVX-512 BF16, AMX or ARM BF16) for --precision bf16 but "
                f"'{info.model}' ({info.vector}) has none; use --precision fp32 or auto")
         raise ConfigError(msg)
@@ -201,10 +203,6 @@ class Parity:
 
 def _distance(reference: ShowerSet, other: ShowerSet) -> tuple[float, float, str]:
     """(response chi2/NDF, largest separation power over the high-level features, that feature)."""
-    from caloforge.validation.features import compute_features
-    from caloforge.validation.metrics.chi2 import response_chi2
-    from caloforge.validation.metrics.separation import feature_histograms, separation_power
-
     ref, oth = compute_features(reference), compute_features(other)
     chi2 = response_chi2(reference.energies, ref.response, other.energies, oth.response)
     worst, feature = 0.0, ""
@@ -255,15 +253,13 @@ def choose_precision(bundle: Any, n: int = 2000, seed: int = 0,
     showers of this bundle (log-uniform energies, fixed seed) and compared with fp32 by :func:`parity`
     (yardstick: fp32 on another seed); fp32 is chosen unless another is at least 10 % faster.
     """
-    from caloforge.runtime.hardware import use_bf16
-
     if bundle.models[0].noise_size() is None:
         return Choice("fp32", {}, ())
     lo, hi = bundle.energy_range
     energies = np.exp(np.random.default_rng(seed).uniform(np.log(lo), np.log(hi), n))
     conditions = {k: np.zeros(n) for k in bundle.condition_names}
     has_ort = importlib.util.find_spec("onnxruntime") is not None
-    candidates = ["fp32", *(["bf16"] if "bf16" in allowed and use_bf16("cpu") else []),
+    candidates = ["fp32", *(["bf16"] if "bf16" in allowed and hardware.use_bf16("cpu") else []),
                   *(["int8"] if "int8" in allowed and has_ort else [])]
     times, samples = {}, {}
     int8 = int8_generator(bundle, threads=torch.get_num_threads()) if "int8" in candidates else None

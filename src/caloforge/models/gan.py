@@ -23,6 +23,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import torch
 from pydantic import Field
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_linear_bn_eval
 
 from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
 from caloforge.models.preprocess import Preprocessing
@@ -232,8 +233,6 @@ class GAN(GenerativeModel):
         at batch 10000 the BatchNorms took 8 % of the generation time. Rebuilt when a weight or a
         running statistic changes or the model moves (their storage and version are the cache key).
         """
-        from torch.nn.utils.fusion import fuse_linear_bn_eval
-
         tensors = [*self.generator.parameters(), *self.generator.buffers()]
         key = tuple((t.data_ptr(), t._version) for t in tensors)  # moved or updated: rebuilt
         if self._folded is None or self._folded[0] != key:

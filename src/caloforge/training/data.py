@@ -25,6 +25,7 @@ from caloforge.models.preprocess import ShowerSummary
 from caloforge.models.sampling import sample_showers
 from caloforge.runtime.progress import SILENT, Progress
 from caloforge.training.shapes import ShapeAccumulator, ShapeReference, shower_columns
+from caloforge.validation.features import readout_threshold
 from caloforge.validation.metrics.chi2 import Chi2Result, response_chi2
 
 if TYPE_CHECKING:
@@ -68,8 +69,6 @@ def validation_chi2(reference: ShowerSet, generated: ShowerSet) -> Chi2Result:
     the bins cover both samples at every energy, so the value stays finite and grows when a
     model puts the showers of some energy far from the reference (an untrained model does).
     """
-    from caloforge.validation.features import readout_threshold
-
     threshold = readout_threshold(reference.geometry)
     ref = _thresholded_response(reference.showers, reference.energies, threshold)
     gen = _thresholded_response(generated.showers, generated.energies, threshold)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.data import DataLoader
 
 from caloforge.errors import CheckpointError, OutputPathError
 from caloforge.models.preprocess import Preprocessing
@@ -130,8 +131,7 @@ def fit_range(directory: Path, spec: RunSpec, data: RangeData, *, index: int = 0
     """Train model ``index`` of the run ``spec`` (energy range ``energies``, MeV) in ``directory``, resuming its
     ``last.ckpt`` if there is one; ``max_seconds`` is its share of the run's wall-clock budget."""
     import lightning as L  # Lightning takes seconds to import: only when a model trains
-    from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
-    from torch.utils.data import DataLoader
+    from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger  # with Lightning itself (start-up time)
 
     settings, runtime = spec.settings, spec.runtime
     seed, max_iterations, checkpoint_every = settings.seed + index, settings.max_iterations, settings.checkpoint_every

@@ -22,6 +22,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from caloforge.config import Config
 from caloforge.data.checks import SEED_LIMIT
+from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExistsError, OutputPathError
 from caloforge.training.shapes import Selection
@@ -165,8 +166,6 @@ def read_run(run_json: Path) -> RunRecord:
         CheckpointError: if ``run.json`` is missing, not JSON, or not a run record (corrupt or
             written by a caloforge before 0.2).
     """
-    from caloforge.data.documents import read_json
-
     try:
         stored = read_json(run_json, "a run description")
         return RunRecord.model_validate(stored)
