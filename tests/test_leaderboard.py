@@ -74,8 +74,8 @@ def test_tiny_leaderboard_reports_a_failing_family_and_resumes_without_retrainin
     with pytest.raises(OutputExistsError, match="--resume"):
         run_leaderboard(data, reference, tmp_path / "lb", settings, classifier=TINY_NET)
     trained = []
-    original = lb.train
-    monkeypatch.setattr(lb, "train", lambda *a, **k: trained.append(a[1]) or original(*a, **k))
+    original = lb.run_training
+    monkeypatch.setattr(lb, "run_training", lambda *a, **k: trained.append(a[1].family) or original(*a, **k))
     again = run_leaderboard(data, reference, tmp_path / "lb", settings, classifier=TINY_NET, resume=True)
     assert trained == ["broken"]  # the finished family is not trained again; the failed one is retried
     assert {e["family"]: e for e in again.entries}["tiny-gan"] == ok

@@ -41,7 +41,7 @@ from caloforge.models import get_family
 from caloforge.runtime.hardware import machine_summary
 from caloforge.runtime.interrupts import Interrupted
 from caloforge.runtime.progress import SILENT, Progress
-from caloforge.training import load, train
+from caloforge.training import RunSpec, Runtime, TrainingSettings, load, run_training
 from caloforge.training.shapes import Selection
 from caloforge.validation.evaluate import evaluate
 from caloforge.validation.metrics.classifier import ClassifierConfig
@@ -158,10 +158,10 @@ def _evaluate_family(family: str, data: ShowerSet, reference: ShowerSet, validat
     config = model_class.config_class.for_preset(settings.preset, data.geometry.particle, device)  # type: ignore[arg-type]
     run_dir = directory / "run"
     marks = [time.perf_counter()]
-    result = train(data, family, config, run_dir, max_minutes=settings.minutes_per_model,
-                   max_iterations=settings.iterations_per_model, seed=settings.seed, validation=validation,
-                   selection=settings.selection, device=device, resume=resume and (run_dir / "run.json").is_file(),
-                   progress=progress)
+    budget = TrainingSettings(max_minutes=settings.minutes_per_model, max_iterations=settings.iterations_per_model,
+                              seed=settings.seed, selection=settings.selection)
+    result = run_training(data, RunSpec(family, config, budget, Runtime(device, progress=progress)), run_dir,
+                          validation=validation, resume=resume and (run_dir / "run.json").is_file())
     if result.interrupted:  # the CLI exits 130 after Ctrl-C, 143 after SIGTERM
         raise Interrupted(result.signum or signal.SIGINT)
     marks.append(time.perf_counter())
