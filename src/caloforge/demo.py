@@ -108,7 +108,7 @@ class DemoResult:
     explanation: tuple[str, ...] = ()
 
 
-def explain_verdict(rows: tuple[VerdictRow, ...], iterations: int, minutes: float | None) -> tuple[str, ...]:
+def explain_verdict(rows: tuple[VerdictRow, ...], iterations: int, train_minutes: float) -> tuple[str, ...]:
     """The report's verdict in plain words for the terminal: what passed, what failed, what would change it.
 
     Example:
@@ -132,10 +132,9 @@ def explain_verdict(rows: tuple[VerdictRow, ...], iterations: int, minutes: floa
         return tuple(lines)
     for row in failed[:4]:
         lines.append(f"  {row.metric} = {row.value:.3g} ({row.rule})")
-    budget = f"{minutes:g} minutes" if minutes is not None else f"{iterations} iterations"
-    lines.append(f"this model trained {budget} ({iterations} iterations) on this machine; published models train "
-                 "for hours on a GPU: a longer budget (--max-minutes 60) or a GPU (--device cuda) brings the "
-                 "failed metrics down, more showers (--n-train) help the shapes")
+    lines.append(f"this model trained {train_minutes:.1f} minutes ({iterations} iterations) on this machine; "
+                 "published models train for hours on a GPU: a longer budget (--max-minutes 60) or a GPU "
+                 "(--device cuda) brings the failed metrics down, more showers (--n-train) help the shapes")
     return tuple(lines)
 
 
@@ -315,5 +314,5 @@ def run_demo(
         timings={k: round(v, 1) for k, v in timings.items()},
         family=family,
         physics=physics,
-        explanation=explain_verdict(result.verdicts, int(iterations), minutes),
+        explanation=explain_verdict(result.verdicts, int(iterations), timings["train"] / 60.0),
     )
