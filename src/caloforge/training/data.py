@@ -50,7 +50,7 @@ class Scan:
     response_after_threshold: NDArray[np.float64]
     fingerprints: dict[str, dict[str, Any]]
     feature_rows: NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
-    features: NDArray[np.float64] | None = None
+    features: NDArray[np.float32] | None = None
 
 
 def _thresholded_response(showers: NDArray[np.float32], energies: NDArray[np.float64],
@@ -87,7 +87,7 @@ def scan(data: Showers, subsets: Mapping[str, NDArray[np.int64]], threshold: flo
     response, response_thr = np.empty(n), np.empty(n)
     digests = {name: ShowerDigest(data, rows) for name, rows in subsets.items()}
     wanted = np.empty(0, np.int64) if feature_rows is None else np.asarray(feature_rows, np.int64)
-    features: list[NDArray[np.float64]] = []
+    features: list[NDArray[np.float32]] = []
     start = 0
     with progress.task(f"read {n} showers", total=n, unit="showers") as bar:
         for chunk in iter_showers(data):

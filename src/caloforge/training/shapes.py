@@ -50,9 +50,9 @@ SELECTIONS: tuple[Selection, ...] = ("chi2", "fpd", "combined")
 _FLOOR = 1e-12  # a reference whose halves coincide (constant columns) would otherwise divide by zero
 
 
-def shower_columns(showers: ShowerSet, threshold: float) -> NDArray[np.float64]:
-    """The official high-level columns of ``showers`` after the readout threshold, unscaled, (N, D)."""
-    return high_level_inputs(compute_features(showers, threshold)).astype(np.float64)
+def shower_columns(showers: ShowerSet, threshold: float) -> NDArray[np.float32]:
+    """The official high-level columns of ``showers`` after the readout threshold, unscaled, (N, D) float32."""
+    return high_level_inputs(compute_features(showers, threshold))
 
 
 def _mean_cov(x: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
