@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import InitVar, dataclass, field, replace
 from typing import Any
 
 from caloforge.errors import ConfigError
@@ -60,7 +60,8 @@ class RunSpec:
         config: The family's config (an instance of its ``config_class``).
         settings: The training settings.
         runtime: Where and how it runs.
-        family_class: The model class registered as ``family`` (looked up once, here).
+        family_class: The model class registered as ``family`` (looked up once, here, unless the caller
+            that just looked it up passes it as ``registered``).
 
     Raises:
         ConfigError: an unknown family, or a config of another family.
@@ -70,10 +71,11 @@ class RunSpec:
     config: FamilyConfig
     settings: TrainingSettings
     runtime: Runtime = field(default_factory=Runtime)
+    registered: InitVar[type[GenerativeModel] | None] = None
     family_class: type[GenerativeModel] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        family_class = get_family(self.family)
+    def __post_init__(self, registered: type[GenerativeModel] | None) -> None:
+        family_class = registered if registered is not None else get_family(self.family)
         if not isinstance(self.config, family_class.config_class):
             msg = (f"expected a {family_class.config_class.__name__} for the family '{self.family}' but got "
                    f"{type(self.config).__name__}")
@@ -104,7 +106,8 @@ class RunSpec:
         """
         family_class = get_family(family)
         defaults = family_class.config_class.for_preset(preset, particle, runtime.device)
-        return cls(family, family_class.config_class.from_dict(dict(section), defaults, where=where), settings, runtime)
+        config = family_class.config_class.from_dict(dict(section), defaults, where=where)
+        return cls(family, config, settings, runtime, registered=family_class)
 
     @classmethod
     def from_arguments(cls, family: str, config: FamilyConfig | None, settings: TrainingSettings,
@@ -114,13 +117,14 @@ class RunSpec:
         resumed one its own (``_settle`` in :mod:`caloforge.training.loop`)."""
         family_class = get_family(family)
         config = config if config is not None else family_class.config_class.for_particle(particle)
-        return cls(family, config, settings, runtime)
+        return cls(family, config, settings, runtime, registered=family_class)
 
     def with_default_selection(self) -> RunSpec:
         """This spec with the family's default checkpoint selection where the settings leave it open."""
         if self.settings.selection is not None:
             return self
-        return replace(self, settings=self.settings.replace(selection=default_selection(self.family)))
+        return replace(self, settings=self.settings.replace(selection=default_selection(self.family)),
+                       registered=self.family_class)
 
     def record(self, data: dict[str, Any], validation_data: dict[str, Any] | None) -> RunRecord:
         """The run's ``run.json`` for training (and validation) data of these fingerprints."""
@@ -135,4 +139,5 @@ class RunSpec:
 
     def with_callbacks(self, callbacks: Sequence[Any]) -> RunSpec:
         """This spec with extra Lightning callbacks."""
-        return replace(self, runtime=replace(self.runtime, callbacks=(*self.runtime.callbacks, *callbacks)))
+        return replace(self, runtime=replace(self.runtime, callbacks=(*self.runtime.callbacks, *callbacks)),
+                       registered=self.family_class)
