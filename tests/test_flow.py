@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from caloforge.data.datasets import DATASETS
 from caloforge.data.geometry import Geometry, Layer
+from caloforge.data.presets import resolve_geometry
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
 from caloforge.models.base import Batch
@@ -21,6 +23,7 @@ from caloforge.models.flow_transforms import (
     sigmoid_alpha,
 )
 from caloforge.models.preprocess import Preprocessing
+from caloforge.validation.features import readout_threshold
 from synthetic import make_showers
 
 TINY = FlowConfig(coupling="affine", blocks=2, hidden=(16,), energy_blocks=2, energy_hidden=(8,), knots=3,
@@ -202,9 +205,23 @@ def test_one_layer_and_one_voxel_layers():
     assert x.shape == (2, 1) and torch.isfinite(x).all()
 
 
+@pytest.mark.parametrize("preset", ["ds1-photons", "ds1-pions", "ds2", "ds3"])
+def test_readout_threshold_is_the_geometrys(preset):
+    geometry = resolve_geometry(preset)
+    config = FlowConfig.for_particle(geometry.particle)
+    assert config.threshold is None  # not decided by the particle
+    assert config.for_geometry(geometry).threshold == DATASETS[preset].readout_threshold_mev \
+        == readout_threshold(geometry)  # the evaluation's readout, from one table
+    assert config.replace(threshold=0.5).for_geometry(geometry).threshold == 0.5  # a value given is kept
+
+
+def test_readout_threshold_of_a_custom_geometry_or_a_flow_built_directly(tiny_geometry):
+    assert FlowConfig().for_geometry(tiny_geometry).threshold == 1.0
+    _, p = _preprocessing(tiny_geometry)
+    assert Flow(TINY.replace(threshold=None), p).shower_features.threshold == 1.0
+
+
 def test_config_presets_and_validation():
-    assert FlowConfig.for_particle("photon").threshold == 1.0
-    assert FlowConfig.for_particle("electron").threshold == pytest.approx(0.01515)
     assert FlowConfig.for_cpu("pion").design == "split" and FlowConfig.for_cpu("pion").coupling == "spline"
     with pytest.raises(ConfigError, match="particle"):
         FlowConfig.for_particle("neutrino")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from caloforge.data.presets import resolve_geometry
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import ConfigError
 from caloforge.models.base import Batch
@@ -13,6 +14,7 @@ from caloforge.models.parametric import Parametric, ParametricConfig
 from caloforge.models.parametric_stats import fit_copula, interpolate_quantiles, reservoir_slots, standard_gamma
 from caloforge.models.preprocess import Preprocessing
 from caloforge.refsim import simulate
+from caloforge.validation.features import readout_threshold
 from synthetic import make_showers
 
 ENERGIES = (1024.0, 8192.0, 65536.0)  # three knots of the dataset-1 ladder
@@ -182,6 +184,18 @@ def test_refuses_extra_conditions_and_unknown_particles(tiny_geometry):
         Parametric(ParametricConfig(), Preprocessing.fit(with_theta))
     with pytest.raises(ConfigError, match="particle"):
         ParametricConfig.for_particle("neutrino")
+
+
+def test_readout_threshold_is_the_geometrys(tiny_geometry):
+    for preset in ("ds1-pions", "ds2"):
+        geometry = resolve_geometry(preset)
+        config = ParametricConfig.for_particle(geometry.particle)
+        assert config.threshold is None  # not decided by the particle
+        assert config.for_geometry(geometry).threshold == readout_threshold(geometry)  # the evaluation's
+    assert ParametricConfig(threshold=0.0).for_geometry(geometry).threshold == 0.0  # a value given is kept
+    assert ParametricConfig().for_geometry(tiny_geometry).threshold == 1.0  # a custom geometry: 1 MeV
+    data = make_showers(tiny_geometry, 20, seed=1)
+    assert Parametric(ParametricConfig(), Preprocessing.fit(data)).threshold == 1.0  # built directly: 1 MeV
 
 
 @pytest.mark.filterwarnings("ignore:the validation sample has fewer:UserWarning")

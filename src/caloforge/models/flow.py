@@ -34,16 +34,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import torch
 import zuko
 from pydantic import Field
 from torch import Tensor, nn
 
+from caloforge.data.datasets import readout_threshold_mev
 from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
 from caloforge.models.flow_transforms import ShowerFeatures, Standardiser
 from caloforge.models.preprocess import Preprocessing
+
+if TYPE_CHECKING:
+    from caloforge.data.geometry import Geometry
 
 __all__ = ["CouplingBlock", "CouplingFlow", "Flow", "FlowConfig"]
 
@@ -65,8 +69,10 @@ class FlowConfig(FamilyConfig):
         energy_hidden: Hidden widths of flow I's conditioners (``design="split"`` only).
         bins: Spline bins (``coupling="spline"`` only).
         spline_bound: The splines act on [-bound, bound] of the standardised features; identity outside.
-        threshold: Readout threshold, MeV: training voxels below it count as empty, samples below it are zeroed
-            (1 MeV for CaloChallenge dataset 1, 0.01515 MeV for datasets 2 and 3).
+        threshold: Readout threshold, MeV: training voxels below it count as empty, samples below it are zeroed;
+            None: the training data's geometry's (:meth:`for_geometry`, ``train`` does it: 1 MeV for
+            CaloChallenge dataset 1, 15.15 keV for datasets 2 and 3, :mod:`caloforge.data.datasets`), or
+            1 MeV for a custom geometry or a flow built directly.
         noise: Uniform noise on empty training voxels and layers, up to ``noise * threshold``; 1 fills the whole
             range below the threshold, so that the flow sees no gap between noise and signal.
         alpha: Squeeze of the logit transform.
@@ -95,7 +101,7 @@ class FlowConfig(FamilyConfig):
     energy_hidden: tuple[Width, ...] = (64, 64)
     bins: Annotated[int, Field(ge=2, le=10_000)] = 10
     spline_bound: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 5.0
-    threshold: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 1.0
+    threshold: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     noise: Annotated[float, Field(gt=0, le=1)] = 1.0
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 1e-6
     knots: Annotated[int, Field(ge=1, le=10_000)] = 15
@@ -106,18 +112,18 @@ class FlowConfig(FamilyConfig):
 
     @classmethod
     def for_particle(cls, particle: str | None) -> FlowConfig:
-        """CaloINN's dataset-1 settings, with CaloChallenge thresholds by particle.
+        """CaloINN's dataset-1 settings (the same for every particle).
 
         One flow over energies and pattern, 18 rational-quadratic spline coupling blocks with 10
         bins, conditioners of 3 x 32 units, batch 256, Adam at 5e-4 (the peak of CaloINN's one-cycle
-        schedule; here constant), logit alpha 1e-6 (CaloFlow, CaloINN). The readout threshold is
-        1 MeV (dataset 1: photons, pions) or 0.01515 MeV (datasets 2 and 3: electrons).
+        schedule; here constant), logit alpha 1e-6 (CaloFlow, CaloINN). The readout threshold is the
+        geometry's (:meth:`for_geometry`).
 
         Raises:
             ConfigError: for another particle name.
         """
         check_particle(particle, "FlowConfig.for_particle")
-        return cls(threshold=0.01515) if particle == "electron" else cls()
+        return cls()
 
     @classmethod
     def for_cpu(cls, particle: str | None) -> FlowConfig:
@@ -130,6 +136,10 @@ class FlowConfig(FamilyConfig):
         """
         return cls.for_particle(particle).replace(design="split", coupling="spline", blocks=8, hidden=(128, 128),
                                                   bins=8, batch_size=256, lr=1e-3)
+
+    def for_geometry(self, geometry: Geometry) -> FlowConfig:
+        """Fill ``threshold`` from the geometry's dataset when None (:mod:`caloforge.data.datasets`)."""
+        return self if self.threshold is not None else self.replace(threshold=readout_threshold_mev(geometry))
 
 
 class CouplingBlock(zuko.lazy.LazyTransform):  # type: ignore[misc]
@@ -249,8 +259,8 @@ class Flow(GenerativeModel):
 
     def __init__(self, config: FlowConfig, preprocessing: Preprocessing) -> None:
         super().__init__(config, preprocessing)
-        self.shower_features = ShowerFeatures(preprocessing.showers.layer_sizes, config.threshold, config.noise,
-                                              config.alpha)
+        threshold = readout_threshold_mev(None) if config.threshold is None else config.threshold
+        self.shower_features = ShowerFeatures(preprocessing.showers.layer_sizes, threshold, config.noise, config.alpha)
         self.n_energy = self.shower_features.n_layers
         self.n_pattern = self.shower_features.n_pattern
         self.standardise = Standardiser(self.n_energy + self.n_pattern, config.knots)

@@ -34,16 +34,20 @@ References:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from caloforge.data.datasets import readout_threshold_mev
 from caloforge.errors import ConfigError
 from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
 from caloforge.models.parametric_stats import fit_copula, interpolate_quantiles, reservoir_slots, standard_gamma
 from caloforge.models.preprocess import Preprocessing
+
+if TYPE_CHECKING:
+    from caloforge.data.geometry import Geometry
 
 __all__ = ["Parametric", "ParametricConfig"]
 
@@ -58,31 +62,38 @@ class ParametricConfig(FamilyConfig):
             statistics are kept (15 puts one on each energy of the CaloChallenge dataset-1 ladder).
         reservoir: Showers kept per knot for the copula of response and layer fractions.
         levels: Levels of each marginal quantile table.
-        threshold: Readout threshold, MeV (1 MeV for dataset 1, 0.01515 MeV for datasets 2 and 3).
+        threshold: Readout threshold, MeV; None: the training data's geometry's (:meth:`for_geometry`, ``train``
+            does it: 1 MeV for dataset 1, 15.15 keV for datasets 2 and 3, :mod:`caloforge.data.datasets`), or
+            1 MeV for a custom geometry or a model built directly.
         batch_size: Showers added to the statistics per step.
         preprocessing: The network-space vector handed to the base class (any kind).
         energy_scale: See :class:`~caloforge.models.base.FamilyConfig`.
 
     Example:
-        >>> ParametricConfig().knots, ParametricConfig.for_particle("electron").threshold
-        (15, 0.01515)
+        >>> from caloforge.data.presets import PRESETS
+        >>> ParametricConfig().knots, round(ParametricConfig().for_geometry(PRESETS["ds2"]).threshold * 1e3, 2)
+        (15, 15.15)
     """
 
     knots: Annotated[int, Field(ge=1, le=10_000)] = 15
     reservoir: Annotated[int, Field(ge=2, le=10**7)] = 10_000
     levels: Annotated[int, Field(ge=2, le=10**5)] = 513
-    threshold: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
+    threshold: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     batch_size: Annotated[int, Field(ge=1, le=2**24)] = 2048
 
     @classmethod
     def for_particle(cls, particle: str | None) -> ParametricConfig:
-        """The CaloChallenge readout threshold of the particle's dataset (electrons: datasets 2 and 3).
+        """The defaults (the same for every particle; the readout threshold is the geometry's, :meth:`for_geometry`).
 
         Raises:
             ConfigError: for another particle name.
         """
         check_particle(particle, "ParametricConfig.for_particle")
-        return cls(threshold=0.01515) if particle == "electron" else cls()
+        return cls()
+
+    def for_geometry(self, geometry: Geometry) -> ParametricConfig:
+        """Fill ``threshold`` from the geometry's dataset when None (:mod:`caloforge.data.datasets`)."""
+        return self if self.threshold is not None else self.replace(threshold=readout_threshold_mev(geometry))
 
 
 class Parametric(GenerativeModel):
@@ -124,6 +135,7 @@ class Parametric(GenerativeModel):
         sizes = preprocessing.showers.layer_sizes
         k, n_layers, n_voxels, cfg = config.knots, len(sizes), sum(sizes), config
         self.layer_sizes = tuple(sizes)
+        self.threshold = readout_threshold_mev(None) if config.threshold is None else config.threshold
         # sufficient statistics (buffers)
         self.register_buffer("seen", torch.zeros(k, dtype=torch.long))
         self.register_buffer("rows", torch.zeros(k, cfg.reservoir, 1 + n_layers))
@@ -154,7 +166,7 @@ class Parametric(GenerativeModel):
 
     def _variables(self, showers: Tensor, energies: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Readout showers -> (response and layer fractions (N, 1 + L), layer energies (N, L), patterns (N, V))."""
-        s = torch.where(showers >= self.config.threshold, showers, torch.zeros_like(showers)).double()
+        s = torch.where(showers >= self.threshold, showers, torch.zeros_like(showers)).double()
         parts = torch.split(s, list(self.layer_sizes), dim=1)
         layers = torch.stack([p.sum(dim=1) for p in parts], dim=1)
         total = layers.sum(dim=1, keepdim=True)
@@ -256,7 +268,7 @@ class Parametric(GenerativeModel):
         draws = torch.zeros_like(mean)
         draws[hit] = standard_gamma(shape[hit], generator) * mean[hit] / shape[hit]
         typical = occupancy * mean
-        threshold, out = self.config.threshold, []
+        threshold, out = self.threshold, []
         for i, (g, m) in enumerate(zip(torch.split(draws, list(self.layer_sizes), dim=1),
                                        torch.split(typical, list(self.layer_sizes), dim=1), strict=True)):
             total = g.sum(dim=1, keepdim=True)
