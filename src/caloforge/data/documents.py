@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from caloforge._version import __version__
 from caloforge.errors import CaloforgeError, ConfigError
 
 __all__ = ["MAX_DEPTH", "MAX_JSON_BYTES", "MAX_YAML_BYTES", "MAX_YAML_NODES", "parse_json", "read_json",
@@ -119,7 +120,9 @@ def read_versioned_json(path: str | Path, what: str, format_name: str, error: ty
                         ) -> dict[str, Any]:
     """:func:`read_json` of a caloforge file format: a JSON object whose ``format`` entry is ``format_name``.
 
-    The one reader of bundle.json, model_set.json and ONNX export manifests.
+    The one reader of bundle.json, model_set.json and ONNX export manifests: bounded in size and depth,
+    NaN and infinities refused (:func:`read_json`), and a format ``name/version`` of another version named
+    as such (a file written by another caloforge).
 
     Args:
         path: The file.
@@ -132,11 +135,16 @@ def read_versioned_json(path: str | Path, what: str, format_name: str, error: ty
     """
     path = Path(path)
     data = read_json(path, f"a {what}", error)
-    if not isinstance(data, dict) or data.get("format") != format_name:
-        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+    if isinstance(data, dict) and data.get("format") == format_name:
+        return data
+    got = data.get("format") if isinstance(data, dict) else type(data).__name__
+    name, _, version = format_name.rpartition("/")
+    if isinstance(data, dict) and isinstance(got, str) and got.rpartition("/")[0] == name:
+        msg = (f"expected {what} format version {version} ('{format_name}') but got version "
+               f"{got.rpartition('/')[2]!r:.20}, in {path}: written by another caloforge than this {__version__}")
+    else:
         msg = f"expected {what} format '{format_name}' but got {got!r:.80}, in {path}"
-        raise error(msg)
-    return data
+    raise error(msg)
 
 
 class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc]
