@@ -85,3 +85,22 @@ def test_default_full_mode_classifier_does_not_stop_early_on_a_distorted_pair():
     assert result.runs[0].stopped_by == "max_epochs" and result.runs[0].epochs_run == 50
     assert long.auc > 0.9
     assert result.auc == pytest.approx(long.auc, abs=0.02)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_the_eta_shown_never_exceeds_the_wall_clock_budget():
+    # 10000 epochs would take minutes at the rate of the first ones; the 1.5 s budget stops training first, so
+    # every ETA printed must be within it (it showed 2:31 seconds before the budget stopped a classifier)
+    import io
+    import re
+
+    from caloforge.runtime.progress import Progress
+
+    ref, gen = _gaussians(0.5, n=2000)
+    out = io.StringIO()
+    result = classifier_test(ref, gen, SMALL.replace(max_epochs=10_000, max_seconds=1.5), seed=0,
+                             progress=Progress(stream=out, live=False), label="clf")
+    assert result.budget_exhausted
+    etas = re.findall(r"ETA (\d+):(\d\d):(\d\d)", out.getvalue())
+    assert etas, out.getvalue()
+    assert all(int(h) * 3600 + int(m) * 60 + int(s) <= 2 for h, m, s in etas), out.getvalue()

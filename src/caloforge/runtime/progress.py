@@ -5,7 +5,11 @@ On a terminal it draws a rich live bar (with status text and time remaining); wh
 output is not a terminal (a log file, CI) it prints one plain, timestamped line when a
 task starts, at most every ``interval_s`` seconds while it runs (always when the caller
 marks a step such as an epoch as worth a line) and when it ends, so a log is never
-silent for minutes and never cut at 80 columns. Library functions take
+silent for minutes and never cut at 80 columns. A task opened with ``keepalive=True`` (one
+long call with no steps to report, such as a generation pass) and a :meth:`Progress.heartbeat`
+(a step inside a task, such as a validation) also get a line from a background thread whenever
+the log was silent for ``interval_s`` while the call runs. A task with a wall-clock
+budget (``max_seconds``) never shows an ETA beyond what is left of it. Library functions take
 ``progress: Progress | None``; None (or :data:`SILENT`) reports nothing.
 
 Example:
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TextIO
@@ -45,11 +50,13 @@ def format_seconds(seconds: float) -> str:
 class ProgressTask:
     """One running task of a :class:`Progress`; created by :meth:`Progress.task`."""
 
-    def __init__(self, owner: Progress, name: str, total: float | None, unit: str) -> None:
+    def __init__(self, owner: Progress, name: str, total: float | None, unit: str,
+                 max_seconds: float | None = None) -> None:
         self.owner = owner
         self.name = name
         self.total = total
         self.unit = unit
+        self.max_seconds = max_seconds
         self.completed = 0.0
         self.status = ""
         self.start = owner.now()
@@ -71,11 +78,22 @@ class ProgressTask:
         self.owner._show(self, line)
 
     def eta(self) -> float | None:
-        """Seconds left at the average rate so far (None without a total or any progress)."""
+        """Seconds left at the average rate so far, at most what is left of ``max_seconds`` (None: no estimate).
+
+        Example:
+            >>> clock = iter([0.0, 0.0, 100.0]).__next__
+            >>> task = ProgressTask(Progress(enabled=False, clock=clock), "classifier", total=50, unit="epochs",
+            ...                     max_seconds=120.0)
+            >>> task.completed = 10  # 10 s per epoch: 400 s to go by the rate, 20 s by the budget
+            >>> task.eta()
+            20.0
+        """
+        now = self.owner.now()
+        left = None if self.max_seconds is None else max(0.0, self.start + self.max_seconds - now)
         if not self.total or self.completed <= 0:
-            return None
-        rate = (self.owner.now() - self.start) / self.completed
-        return max(0.0, (self.total - self.completed) * rate)
+            return left
+        by_rate = max(0.0, (self.total - self.completed) * (now - self.start) / self.completed)
+        return by_rate if left is None else min(by_rate, left)
 
     def describe(self) -> str:
         """``name: done/total unit  status  ETA``."""
@@ -86,7 +104,7 @@ class ProgressTask:
         if self.status:
             parts.append(self.status)
         eta = self.eta()
-        if eta is not None and self.completed < (self.total or 0):
+        if eta is not None and (self.completed < (self.total or 0) or not self.total):
             parts.append(f"ETA {format_seconds(eta)}")
         return " ".join(parts)
 
@@ -112,6 +130,8 @@ class Progress:
         target = stream if stream is not None else sys.stderr
         self.live = bool(target.isatty()) if live is None else live
         self._bar: Any = None
+        self._lock = threading.Lock()  # a keep-alive thread and the caller print lines
+        self._last_message = self._origin
         self.check: Callable[[], None] | None = None  # e.g. deferred_interrupts' check: updates are safe points
 
     def safe_point(self) -> None:
@@ -130,12 +150,23 @@ class Progress:
         if self._bar is not None:
             self._bar.console.print(text, soft_wrap=True, highlight=False, markup=False)
         else:
-            print(f"[caloforge +{format_seconds(self.now() - self._origin)}] {text}", file=self._out, flush=True)
+            with self._lock:
+                self._last_message = self.now()
+                print(f"[caloforge +{format_seconds(self.now() - self._origin)}] {text}", file=self._out, flush=True)
 
     @contextlib.contextmanager
-    def task(self, name: str, total: float | None = None, unit: str = "") -> Iterator[ProgressTask]:
-        """A task from start to end; its last line (or bar) says how long it took."""
-        task = ProgressTask(self, name, total, unit)
+    def task(self, name: str, total: float | None = None, unit: str = "", *, max_seconds: float | None = None,
+             keepalive: bool = False) -> Iterator[ProgressTask]:
+        """A task from start to end; its last line (or bar) says how long it took.
+
+        Args:
+            name: Shown at the start of each line.
+            total: The amount of work (None: unknown).
+            unit: Of ``total``.
+            max_seconds: The task's wall-clock budget: its ETA never exceeds what is left of it.
+            keepalive: In a log, a line every ``interval_s`` even without updates (for one long call).
+        """
+        task = ProgressTask(self, name, total, unit, max_seconds)
         self.safe_point()
         if not self.enabled:
             yield task
@@ -145,12 +176,16 @@ class Progress:
         else:
             self.message(f"{name}: started")
         ended = "done"
+        stop = threading.Event()
+        if keepalive and not self.live:
+            self._start_keep_alive(task.describe, task.start, stop)
         try:
             yield task
         except BaseException:
             ended = "stopped"
             raise
         finally:
+            stop.set()
             if self.live:
                 self._stop_bar(task)
             else:
@@ -162,12 +197,39 @@ class Progress:
                     details.append(task.status)
                 self.message(f"{name}: {ended} ({', '.join(details)})")
 
+    @contextlib.contextmanager
+    def heartbeat(self, text: str) -> Iterator[None]:
+        """While the block runs, in a log, ``text (H:MM:SS so far)`` whenever nothing was printed for ``interval_s``.
+
+        No line at all for a block shorter than that (e.g. a validation every second of a fast model).
+        On a terminal the live bar's elapsed time shows that work goes on.
+        """
+        stop = threading.Event()
+        if self.enabled and not self.live:
+            self._start_keep_alive(lambda: text, self.now(), stop)
+        try:
+            yield
+        finally:
+            stop.set()
+
+    def _start_keep_alive(self, describe: Callable[[], str], start: float, stop: threading.Event) -> None:
+        def run() -> None:
+            while not stop.wait(max(0.05, min(self.interval_s, self._silent_until(start) - self.now()))):
+                if self.now() >= self._silent_until(start) and not stop.is_set():
+                    self.message(f"{describe()} ({format_seconds(self.now() - start)} so far)")
+
+        threading.Thread(target=run, daemon=True, name="caloforge keep-alive").start()
+
+    def _silent_until(self, start: float) -> float:
+        return max(start, self._last_message) + self.interval_s
+
     # ------------------------------------------------------------------ output
     def _show(self, task: ProgressTask, line: bool) -> None:
         if not self.enabled:
             return
         if self.live and self._bar is not None:
-            self._bar.update(task._bar_id, completed=task.completed, total=task.total, status=task.status)
+            self._bar.update(task._bar_id, completed=task.completed, total=task.total, status=task.status,
+                             eta=_eta_text(task))
             return
         now = self.now()
         if line or now - task._last_line >= self.interval_s:
@@ -176,16 +238,17 @@ class Progress:
 
     def _start_bar(self, task: ProgressTask) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as RichProgress
 
         if self._bar is None:
             console = Console(file=self._out, highlight=False)
             self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                                     TextColumn("{task.fields[eta]}"),  # ours: capped by the task's budget
                                      console=console, transient=False)
             self._bar.start()
-        task._bar_id = self._bar.add_task(task.name, total=task.total, status="")
+        task._bar_id = self._bar.add_task(task.name, total=task.total, status="", eta=_eta_text(task))
 
     def _stop_bar(self, task: ProgressTask) -> None:
         if self._bar is None:
@@ -194,6 +257,11 @@ class Progress:
         if all(t.finished or t.id == task._bar_id for t in self._bar.tasks):
             self._bar.stop()
             self._bar = None
+
+
+def _eta_text(task: ProgressTask) -> str:
+    eta = task.eta()
+    return "" if eta is None else f"ETA {format_seconds(eta)}"
 
 
 SILENT = Progress(enabled=False)

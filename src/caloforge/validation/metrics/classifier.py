@@ -271,7 +271,8 @@ def _one_run(ref: NDArray[np.float32], gen: NDArray[np.float32], config: Classif
     generator = torch.Generator().manual_seed(seed)
     best_acc, best_epoch, best_state, stale, epoch = -1.0, 0, copy.deepcopy(model.state_dict()), 0, 0
     stopped_by: StopReason = "max_epochs"
-    with progress.task(label, total=config.max_epochs, unit="epochs") as task:
+    budget = None if math.isinf(deadline) else max(0.0, deadline - time.monotonic())  # caps the ETA shown
+    with progress.task(label, total=config.max_epochs, unit="epochs", max_seconds=budget) as task:
         for epoch in range(1, config.max_epochs + 1):
             model.train()
             order = torch.randperm(len(x_train), generator=generator).to(device)
