@@ -38,7 +38,8 @@ SUMS = [2613.8251953125, 789.867919921875, 20840.421875, 19892.279296875, 177.18
 
 def _tiny_run(tiny_geometry, out):
     data = make_showers(tiny_geometry, 1200, seed=1, energies=(500.0, 1000.0, 4000.0, 8000.0))
-    result = train(data, "gan", TINY, out, max_iterations=20, checkpoint_every=10, progress=False, seed=3)
+    result = train(data, "gan", TINY, out, max_iterations=20, checkpoint_every=10, progress=False, seed=3,
+                   selection="chi2")  # the recorded numbers are those of selection by the response chi2
     bundle = load(result.bundle_dir)
     with (out / "log.csv").open() as f:  # the log a user reads: the same columns and numbers
         log = list(csv.DictReader(f))
@@ -60,7 +61,7 @@ def test_training_and_generation_give_the_recorded_numbers(tiny_geometry, tmp_pa
     np.testing.assert_allclose([c for _, c in history], CHI2, rtol=2e-2)
     assert list(log[0]) == ["iteration", "elapsed_s", "chi2_ndf", "best_chi2_ndf", "fd", "fd_norm", "score",
                             "best_score", "critic", "generator", "w_distance", "gp"]
-    assert [r["score"] for r in log] == [r["chi2_ndf"] for r in log]  # the gan's default selection: the chi2
+    assert [r["score"] for r in log] == [r["chi2_ndf"] for r in log]  # selection by chi2: the score is the chi2
     assert result.ranges[0].best_iteration == int(np.argmin(CHI2)) * 10
     assert [float(r["best_chi2_ndf"]) for r in log] == pytest.approx(np.minimum.accumulate(CHI2), rel=2e-2)
     losses = [[float(r[k]) for k in ("critic", "generator", "w_distance", "gp")] for r in log[1:]]

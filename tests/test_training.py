@@ -310,7 +310,7 @@ def test_selected_chi2_predicts_an_independent_sample_of_the_same_size(tiny_geom
 def test_lightning_checkpoints_and_loggers_agree_with_the_bundle(data, tmp_path):
     pytest.importorskip("tensorboard")
     result = train(data, "gan", TINY, tmp_path / "run", max_iterations=25, checkpoint_every=10, progress=False,
-                   tensorboard=True)
+                   tensorboard=True, selection="chi2")
     run = tmp_path / "run"
     rows = _log(run)
     assert [int(r["iteration"]) for r in rows] == [0, 10, 20, 25]  # the stop is validated too
