@@ -1,9 +1,11 @@
-"""Training progress: no ``inf`` before the first checkpoint, and the last line agrees with the run's summary."""
+"""Training progress: no ``inf`` before the first checkpoint, the last line agrees with the run's summary, keep-alive
+lines, and a wall-clock budget that holds (the last validation fits in it)."""
 
 from __future__ import annotations
 
 import io
 import re
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -11,8 +13,9 @@ import pytest
 from caloforge.models import GANConfig
 from caloforge.runtime.progress import Progress
 from caloforge.training import train
-from caloforge.training.callbacks import status_line
+from caloforge.training.callbacks import out_of_time, status_line
 from caloforge.training.settings import SelectionState
+from caloforge.training.task import GenerativeTask
 from synthetic import make_showers
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -55,3 +58,59 @@ def test_a_fast_family_does_not_write_a_line_per_checkpoint(tiny_geometry, tmp_p
         lines[interval] = re.findall(r"train gan: \d+/20 iterations", out.getvalue())
     assert len(lines[3600.0]) == 1  # the first checkpoint's line; then the "done" line
     assert len(lines[1e-9]) >= 10  # every checkpoint (and every update) when lines are wanted that often
+
+
+def test_a_long_call_gets_keep_alive_lines_and_a_short_step_none():
+    out = io.StringIO()
+    progress = Progress(stream=out, live=False, interval_s=0.05)
+    with progress.task("generate", keepalive=True):
+        time.sleep(0.4)  # one long call: no update of its own
+    with progress.heartbeat("validating"):
+        time.sleep(0.4)
+    text = out.getvalue()
+    assert re.search(r"generate: \(\d:\d\d:\d\d so far\)", text), text
+    assert re.search(r"validating \(\d:\d\d:\d\d so far\)", text), text
+    quiet = io.StringIO()  # a step shorter than the interval prints nothing (a fast model validating every second)
+    with Progress(stream=quiet, live=False, interval_s=3600).heartbeat("validating"):
+        time.sleep(0.1)
+    assert quiet.getvalue() == ""
+    live = io.StringIO()  # on a terminal: the bar, its ETA capped by the budget
+    with Progress(stream=live, live=True).task("clf", total=1000, unit="epochs", max_seconds=5) as task:
+        task.update(1)
+    assert "ETA 0:00:0" in live.getvalue(), live.getvalue()
+
+
+@pytest.mark.parametrize(("now", "due", "final", "stop"), [
+    (900.0, False, 1.0, False),  # 100 s left: a batch (1 s) then a validation and the final bundle (2 x 30 s) fit
+    (945.0, False, 1.0, True),  # 55 s left: they no longer do
+    (945.0, False, 0.0, False),  # ... unless no final evaluation follows (a range before the last)
+    (920.0, False, 1.0, False),  # 80 s left: going on fits ...
+    (920.0, True, 1.0, True),  # ... but not when a checkpoint is due first (30 s more): stop now, it is the last one
+])
+def test_the_wall_clock_stop_leaves_time_for_the_measured_validation(now, due, final, stop):
+    assert out_of_time(now, 1000.0, batch_s=1.0, checkpoint_s=30.0, checkpoint_due=due,
+                       final_checkpoints=final) is stop
+
+
+def test_train_ends_within_its_wall_clock_budget_when_validations_are_slow(tiny_geometry, tmp_path, monkeypatch):
+    # every validation takes 1 s more than the tiny model's: Lightning's max_time alone stopped the clock only
+    # after the untrained model's validation and then validated once more (and the final bundle), past the budget
+    evaluate = GenerativeTask.evaluate_validation
+
+    def slow(self: GenerativeTask) -> float:
+        time.sleep(1.0)
+        return evaluate(self)
+
+    monkeypatch.setattr(GenerativeTask, "evaluate_validation", slow)
+    data = make_showers(tiny_geometry, 400, seed=1, energies=(1000.0, 4000.0))
+    config = GANConfig(noise_dim=4, generator_layers=(16, 16, 16), critic_layers=(16, 16, 16), batch_size=32,
+                       critic_steps=1)
+    budget_s = 6.0
+    start = time.monotonic()
+    result = train(data, "gan", config, tmp_path / "run", max_minutes=budget_s / 60, checkpoint_every=25,
+                   progress=False)
+    wall = time.monotonic() - start
+    assert not result.interrupted and result.ranges[0].iterations > 0
+    # the stop came early enough for the last validation; the margin is for writing files after it
+    assert wall <= budget_s + 1.0, wall
+    assert wall >= budget_s - 3.5, wall  # and not long before the budget: it stops at most ~2 validations early

@@ -8,7 +8,10 @@ What Lightning has no mechanism for is here:
 * :class:`BestBundle` keeps the run's history (the untrained baseline first), writes
   ``log.csv`` and exports the model ``ModelCheckpoint`` selects as a pickle-free bundle.
 * :class:`Budget` stops on the iteration budget (iterations, not optimiser steps: a GAN takes
-  several optimiser steps per iteration) and on Ctrl-C or SIGTERM after a complete iteration.
+  several optimiser steps per iteration), on Ctrl-C or SIGTERM after a complete iteration, and
+  early enough on the wall-clock budget for the work after the stop to end within it
+  (:func:`out_of_time`; Lightning's ``max_time`` stops only once the budget is spent, and then
+  validates and exports again).
 * :class:`TrainingProgress` shows iterations, losses and the running best chi2/NDF (a live bar
   on a terminal, plain timestamped lines in a log, where Lightning's bars print nothing useful).
 """
@@ -36,7 +39,7 @@ from caloforge.training.bundle_format import save_model, update_history
 from caloforge.training.shapes import Selection
 from caloforge.training.task import GenerativeTask, monitor
 
-__all__ = ["BestBundle", "Budget", "TrainingProgress", "checkpoints", "status_line"]
+__all__ = ["BestBundle", "Budget", "TrainingProgress", "checkpoints", "out_of_time", "status_line"]
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -142,20 +145,59 @@ class BestBundle(L.Callback):
             tmp.write_text(buffer.getvalue(), encoding="utf-8")
 
 
+def out_of_time(now: float, deadline: float, *, batch_s: float, checkpoint_s: float, checkpoint_due: bool,
+                final_checkpoints: float = 1.0) -> bool:
+    """Whether training must stop now for everything after the stop to end by ``deadline`` (all in seconds).
+
+    After a stop come a last validation (with its checkpoint and bundle export), ``checkpoint_s``
+    as measured at the previous one, and the final bundle's evaluation, ``final_checkpoints``
+    times that. Going on instead costs the next iteration (``batch_s``, the last one's duration)
+    and, when a checkpoint is due after this iteration (``checkpoint_due``), that checkpoint too,
+    before the next chance to stop. So training goes on only while all of it still fits.
+
+    Example:
+        >>> # 60 s left, validations take 20 s: going on (1 s) then stopping (20 + 20 s) fits ...
+        >>> out_of_time(940.0, 1000.0, batch_s=1.0, checkpoint_s=20.0, checkpoint_due=False)
+        False
+        >>> # ... but not when a checkpoint is due first: stop now, and that validation is the last one
+        >>> out_of_time(940.0, 1000.0, batch_s=1.0, checkpoint_s=20.0, checkpoint_due=True)
+        True
+    """
+    closing = checkpoint_s * (1.0 + final_checkpoints + (1.0 if checkpoint_due else 0.0))
+    return now + batch_s + closing >= deadline
+
+
 class Budget(L.Callback):
-    """Stop after ``max_iterations`` iterations (counted over resumes) or on Ctrl-C / SIGTERM; count training time.
+    """Stop at ``max_iterations`` (counted over resumes), before the ``deadline`` or on Ctrl-C / SIGTERM.
 
     Stopping sets ``trainer.should_stop``, on which Lightning runs a last validation, so the
     final model is evaluated and checkpointed like every other. A second signal interrupts at once.
+    Also counts the training time (``elapsed_s``).
+
+    Args:
+        max_iterations: The iteration budget (None: none).
+        deadline: ``time.monotonic()`` by which the fit (its final validation included) should
+            have ended (None: no wall-clock budget); see :func:`out_of_time`.
+        checkpoint_every: Iterations between validations.
+        final_checkpoints: The evaluation after the fit (the final bundle's), in validations.
     """
 
-    def __init__(self, max_iterations: int | None) -> None:
+    def __init__(self, max_iterations: int | None, deadline: float | None = None, checkpoint_every: int = 0,
+                 final_checkpoints: float = 1.0) -> None:
         self.max_iterations = max_iterations
+        self.deadline = deadline
+        self.checkpoint_every = checkpoint_every
+        self.final_checkpoints = final_checkpoints
         self.interrupted = False
+        self.timed_out = False  # stopped early enough for the final validation to end within the deadline
         self.signum = 0  # the signal that stopped training (SIGINT 2, SIGTERM 15), 0 when none did
         self._previous_handlers: dict[int, Any] = {}
         self._start = 0.0
         self._elapsed_at_start = 0.0
+        self.checkpoint_s = 0.0  # the latest validation with its checkpoint and export (the baseline's at first)
+        self._checkpoint_start: float | None = None
+        self._batch_start = 0.0
+        self.batch_s = 0.0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.interrupted = True
@@ -163,16 +205,33 @@ class Budget(L.Callback):
         self._restore_handler()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = time.monotonic()
+        self._start = self._checkpoint_start = time.monotonic()  # the baseline validation follows (BestBundle)
         self._elapsed_at_start = float(pl_module.elapsed_s)  # type: ignore[arg-type]
         if threading.current_thread() is threading.main_thread():
             self._previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
 
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._checkpoint_start = time.monotonic()
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        self._batch_start = time.monotonic()
+        if self._checkpoint_start is not None:  # a validation, its checkpoints and export ended since the last batch
+            self.checkpoint_s = self._batch_start - self._checkpoint_start
+            self._checkpoint_start = None
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         task: GenerativeTask = pl_module  # type: ignore[assignment]
-        task.elapsed_s = self._elapsed_at_start + time.monotonic() - self._start
-        stop = self.interrupted or (self.max_iterations is not None and task.iteration >= self.max_iterations)
+        now = time.monotonic()
+        self.batch_s = now - self._batch_start
+        task.elapsed_s = self._elapsed_at_start + now - self._start
+        due = self.checkpoint_every > 0 and task.iteration % self.checkpoint_every == 0
+        if self.deadline is not None and not self.timed_out:
+            self.timed_out = out_of_time(now, self.deadline, batch_s=self.batch_s, checkpoint_s=self.checkpoint_s,
+                                           checkpoint_due=due, final_checkpoints=self.final_checkpoints)
+        stop = self.interrupted or self.timed_out or (
+            self.max_iterations is not None and task.iteration >= self.max_iterations)
         if trainer.strategy.reduce_boolean_decision(stop, all=False):
             trainer.should_stop = True
 
@@ -211,7 +270,8 @@ class TrainingProgress(ProgressBar):
     """Lightning's progress bar slot filled with caloforge's :class:`~caloforge.runtime.progress.Progress`.
 
     Shows iterations (or seconds of the budget), the latest losses and the running best chi2/NDF:
-    a live bar with ETA on a terminal; in a log, one line per checkpoint and at least every few seconds.
+    a live bar with ETA (within the wall-clock budget) on a terminal; in a log, one line per checkpoint
+    and at least every few seconds, also while a validation runs (the untrained model's first).
     """
 
     def __init__(self, progress: Progress, label: str, max_iterations: int | None, max_seconds: float | None,
@@ -225,6 +285,7 @@ class TrainingProgress(ProgressBar):
         self._enabled = True
         self._task: contextlib.ExitStack | None = None
         self._bar: ProgressTask | None = None
+        self._step = contextlib.ExitStack()  # the heartbeat of a validation
         self._start = 0.0
         self._last_line = -math.inf
 
@@ -234,7 +295,8 @@ class TrainingProgress(ProgressBar):
     def enable(self) -> None:
         self._enabled = True
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start the task before the untrained model's validation (in ``BestBundle.on_train_start``: can be minutes)."""
         if not self._enabled or not trainer.is_global_zero:
             return
         self._start = time.monotonic()
@@ -242,9 +304,26 @@ class TrainingProgress(ProgressBar):
         total = self.max_iterations if by_iterations else self.max_seconds
         self._task = contextlib.ExitStack()
         self._bar = self._task.enter_context(
-            self.progress.task(self.label, total=total, unit="iterations" if by_iterations else "s"))
+            self.progress.task(self.label, total=total, unit="iterations" if by_iterations else "s",
+                               max_seconds=self.max_seconds))  # the ETA within the budget, also by iterations
         task: GenerativeTask = pl_module  # type: ignore[assignment]
-        self._bar.update(task.iteration if by_iterations else 0)
+        first = task.iteration == 0 and not task.selection.history
+        self._step.enter_context(self.progress.heartbeat(
+            f"{self.label}: validating the untrained model" if first else f"{self.label}: starting"))
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._step.close()
+        if self._bar is not None:
+            task: GenerativeTask = pl_module  # type: ignore[assignment]
+            self._bar.update(task.iteration if self.max_iterations is not None else time.monotonic() - self._start)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._bar is not None:
+            task: GenerativeTask = pl_module  # type: ignore[assignment]
+            self._step.enter_context(self.progress.heartbeat(f"{self.label}: validating iteration {task.iteration}"))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._step.close()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -270,6 +349,7 @@ class TrainingProgress(ProgressBar):
         self._stop()
 
     def _stop(self) -> None:
+        self._step.close()
         if self._task is not None:
             self._task.close()
             self._task = None

@@ -321,7 +321,8 @@ def _final_bundle(bundle_dir: Path, ranges: Sequence[RangeResult], spec: RunSpec
     if settings.split_energies:
         save_split(bundle_dir, [r.directory / "bundle" for r in ranges], settings.split_energies,
                    {"held_out_energy": settings.hold_out_energy, "data": record.data}, force=True)
-    return everything.chi2(bundle_response(load(bundle_dir), everything, settings.seed, spec.runtime.device))
+    with spec.runtime.progress.heartbeat(f"train: the final bundle's chi2 on {len(everything)} validation showers"):
+        return everything.chi2(bundle_response(load(bundle_dir), everything, settings.seed, spec.runtime.device))
 
 
 def _resumed_selection(settings: TrainingSettings, given: str | None, run_dir: Path) -> TrainingSettings:
