@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,8 @@ from caloforge.campaign import leaderboard as lb
 from caloforge.campaign.leaderboard import LeaderboardSettings, pareto_front, run_leaderboard
 from caloforge.errors import ConfigError, OutputExistsError
 from caloforge.models import FAMILIES, GAN, GANConfig, register_family
+from caloforge.runtime.progress import Progress
+from caloforge.training.bundle import Bundle
 from caloforge.validation.metrics.classifier import ClassifierConfig
 from synthetic import make_showers
 
@@ -56,7 +61,20 @@ def test_tiny_leaderboard_reports_a_failing_family_and_resumes_without_retrainin
     reference = make_showers(tiny_geometry, 300, seed=2, energies=(1000.0, 4000.0))
     settings = LeaderboardSettings(families=("broken", "tiny-gan"), iterations_per_model=20, classifier_minutes=0.2,
                                    timing_batch=200)
-    board = run_leaderboard(data, reference, tmp_path / "lb", settings, classifier=TINY_NET)
+    generate = Bundle.generate
+
+    def slow(self, *args, **kwargs):  # each generation one long call, as for a real model and a large sample
+        time.sleep(0.2)
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Bundle, "generate", slow)
+    out = io.StringIO()
+    board = run_leaderboard(data, reference, tmp_path / "lb", settings, classifier=TINY_NET,
+                            progress=Progress(stream=out, live=False, interval_s=0.05))
+    log = out.getvalue()  # no silent stretch: lines while the evaluation's sample is generated and while timing
+    assert re.search(r"tiny-gan: generating 300 showers for the evaluation: \(\d:\d\d:\d\d so far\)", log), log
+    assert re.search(r"tiny-gan: timing generation at batch 200: \d/3 batches .*so far\)", log), log
+    assert re.search(r"tiny-gan: timing generation at batch 200: done \(.*3/3 batches", log), log
     entries = {e["family"]: e for e in board.entries}
     assert entries["broken"]["status"] == "failed" and "a bug in this family" in entries["broken"]["error"]
     ok = entries["tiny-gan"]

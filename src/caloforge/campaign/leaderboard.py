@@ -135,19 +135,23 @@ class Leaderboard:
                 "entries": list(self.entries)}
 
 
-def _time_generation(bundle: Any, reference: ShowerSet, batch: int, device: str, seed: int) -> float:
+def _time_generation(bundle: Any, reference: ShowerSet, batch: int, device: str, seed: int,
+                     progress: Progress = SILENT, label: str = "timing generation") -> float:
     """Median wall-clock microseconds per shower of ``bundle.generate`` at one batch (after a warm-up).
 
-    The energies and conditions are the reference's, repeated to fill the batch.
+    The energies and conditions are the reference's, repeated to fill the batch. Each timed batch
+    is one call (tens of seconds for a slow family): a line at least every ``progress.interval_s``.
     """
     e = np.resize(reference.energies, batch)
     c = {name: np.resize(reference.conditions[name], batch) for name in bundle.condition_names}
-    bundle.generate(e[:100], {k: v[:100] for k, v in c.items()}, batch_size=batch, device=device, seed=seed)
-    times = []
-    for k in range(3):
-        start = time.perf_counter()
-        bundle.generate(e, c, batch_size=batch, device=device, seed=seed + k)
-        times.append(time.perf_counter() - start)
+    times: list[float] = []
+    with progress.task(label, total=3, unit="batches", keepalive=True) as task:
+        bundle.generate(e[:100], {k: v[:100] for k, v in c.items()}, batch_size=batch, device=device, seed=seed)
+        for k in range(3):
+            start = time.perf_counter()
+            bundle.generate(e, c, batch_size=batch, device=device, seed=seed + k)
+            times.append(time.perf_counter() - start)
+            task.update(k + 1, status=f"{times[-1] / batch * 1e6:.3g} us per shower")
     return float(np.median(times) / batch * 1e6)
 
 
@@ -166,16 +170,17 @@ def _evaluate_family(family: str, data: ShowerSet, reference: ShowerSet, validat
         raise Interrupted(result.signum or signal.SIGINT)
     marks.append(time.perf_counter())
     bundle = load(result.bundle_dir)
-    progress.message(f"leaderboard: {family}: generating {len(reference)} showers for the evaluation")
-    generated = bundle.generate_like(reference, device=device, seed=settings.seed + 1)
+    with progress.task(f"leaderboard: {family}: generating {len(reference)} showers for the evaluation",
+                       keepalive=True):  # one call: a line at least every progress.interval_s in a log
+        generated = bundle.generate_like(reference, device=device, seed=settings.seed + 1)
     marks.append(time.perf_counter())
     evaluation = evaluate(reference, generated, directory / "report", mode="full", seed=settings.seed,
                           classifier_config=classifier, device=device, force=True, progress=progress,
                           training_history=bundle.info.get("history", []), inputs={"family": family})
     evaluations[family] = evaluation
     marks.append(time.perf_counter())
-    progress.message(f"leaderboard: {family}: timing generation at batch {settings.timing_batch}")
-    us = _time_generation(bundle, reference, settings.timing_batch, device, settings.seed)
+    us = _time_generation(bundle, reference, settings.timing_batch, device, settings.seed, progress,
+                          f"leaderboard: {family}: timing generation at batch {settings.timing_batch}")
     marks.append(time.perf_counter())
     clf = evaluation.classifiers
     return {
