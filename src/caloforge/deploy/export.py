@@ -90,7 +90,7 @@ class SamplingGraph(nn.Module):
             msg = (f"expected a family whose sampling is a fixed function of standard-normal noise but "
                    f"{type(model).__name__} is not (noise_size() is None), so it cannot be exported")
             raise ConfigError(msg)
-        self.model = model.eval()
+        self.model = model.averaged_copy().eval()  # the weights sample() uses: the moving average when kept
         self.noise_dims = size
         self.condition_names = tuple(model.preprocessing.conditions.names)
         self.par04 = order == "par04"

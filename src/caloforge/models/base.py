@@ -8,12 +8,17 @@ standardised extra conditions) and the fitted preprocessing; a family implements
 written once (:meth:`GenerativeModel.train_step`); a family changes it through its hooks
 (``prepare``, ``loss_terms``, ``clip_gradients``, ``after_step``), or replaces it when it has
 several players (the GAN's critic steps) or no gradients (the parametric baseline).
+Trainable families' configs derive from :class:`TrainableConfig`: a learning-rate schedule over the
+run's budget (applied by :mod:`caloforge.training.schedule`) and a moving average of the weights
+(:mod:`caloforge.models.averaging`) that sampling uses when ``ema_decay > 0``.
 
 Modules never pick a device: the caller moves them and passes tensors on that device.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -26,16 +31,20 @@ from torch import Tensor, nn
 
 from caloforge.config import Config
 from caloforge.errors import CaloforgeError, ConfigError
+from caloforge.models.averaging import MovingAverage
 from caloforge.models.preprocess import Preprocessing, TransformKind
 from caloforge.runtime import resources
 
 if TYPE_CHECKING:
     from caloforge.data.geometry import Geometry
 
-__all__ = ["MAX_RUN_BYTES", "PARTICLES", "Batch", "FamilyConfig", "GenerativeModel", "Preset", "check_model_size",
-           "check_particle", "run_bytes"]
+__all__ = ["LR_SCHEDULES", "MAX_RUN_BYTES", "PARTICLES", "Batch", "FamilyConfig", "GenerativeModel", "LRSchedule",
+           "Preset", "TrainableConfig", "check_model_size", "check_particle", "run_bytes"]
 
 Preset = Literal["auto", "cpu", "paper"]
+LRSchedule = Literal["constant", "cosine"]
+LR_SCHEDULES: tuple[str, ...] = get_args(LRSchedule)
+"""The learning-rate schedules of :class:`TrainableConfig` (see :mod:`caloforge.training.schedule`)."""
 
 MAX_RUN_BYTES = 1_000_000_000
 """The most a training run may write for one model (two checkpoints and a bundle): a toy run never writes a gigabyte."""
@@ -104,6 +113,32 @@ class FamilyConfig(Config):
         return cls.for_cpu(particle) if preset == "cpu" else cls.for_particle(particle)
 
 
+class TrainableConfig(FamilyConfig):
+    """Base of the configs of families trained by gradient descent: the learning-rate schedule and weight averaging.
+
+    The schedule multiplies each optimiser's learning rate by a factor of the fraction of the run's
+    budget used (:func:`caloforge.training.schedule.lr_factor`): a linear warm-up over
+    ``warmup_fraction``, then constant (``"constant"``) or a half cosine down to ``min_lr_ratio``
+    (``"cosine"``; with a long warm-up, e.g. 0.3, this is the one-cycle policy's shape).
+
+    Args:
+        lr_schedule: ``"constant"`` (the default: the learning rate never changes without a warm-up) or ``"cosine"``.
+        warmup_fraction: Fraction of the budget over which the learning rate rises linearly to its value, in [0, 1).
+        min_lr_ratio: The cosine's final learning rate over the initial one, in [0, 1].
+        ema_decay: Decay of the moving average of the weights that generation uses (0: the raw weights), in [0, 1).
+    """
+
+    lr_schedule: LRSchedule = "constant"
+    warmup_fraction: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
+    min_lr_ratio: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.01
+    ema_decay: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.0
+
+    @property
+    def schedules_lr(self) -> bool:
+        """Whether the learning rate changes during training (the schedule is not a constant without warm-up)."""
+        return self.lr_schedule != "constant" or self.warmup_fraction > 0
+
+
 @dataclass(frozen=True)
 class Batch:
     """A batch of showers in physical units, all tensors on one device.
@@ -129,6 +164,8 @@ class GenerativeModel(nn.Module, ABC):
 
     config_class: ClassVar[type[FamilyConfig]] = FamilyConfig
     loss_names: ClassVar[tuple[str, ...]] = ("loss",)  # the keys of train_step's result, logged per checkpoint
+    averages_in_sampling: ClassVar[bool] = False  # True: sample_from_noise evaluates ``ema`` itself (diffusion)
+    ema: MovingAverage | None
 
     def __init__(self, config: FamilyConfig, preprocessing: Preprocessing) -> None:
         super().__init__()
@@ -137,6 +174,35 @@ class GenerativeModel(nn.Module, ABC):
             raise ConfigError(msg)
         self.config = config
         self.preprocessing = preprocessing
+        self.ema = None
+        self._averaged_name = ""
+
+    def keep_average(self, network: nn.Module) -> None:
+        """Keep a moving average of ``network`` (a submodule, or the model) when the config's ``ema_decay`` > 0.
+
+        Families call it at the end of their constructor, once the networks exist.
+        """
+        if getattr(self.config, "ema_decay", 0.0) <= 0:
+            self.ema = None
+            return
+        self._averaged_name = next(name for name, module in self.named_modules() if module is network)
+        self.ema = MovingAverage(network)
+
+    def averaged_weights(self) -> contextlib.AbstractContextManager[None]:
+        """A context in which the averaged network holds the moving average (nothing without one)."""
+        if self.ema is None or self.averages_in_sampling:
+            return contextlib.nullcontext()
+        return self.ema.swapped(self.get_submodule(self._averaged_name))
+
+    def averaged_copy(self) -> Self:
+        """A copy whose parameters are the moving average (itself without one): for tracing and export."""
+        if self.ema is None or self.averages_in_sampling:
+            return self
+        other = copy.deepcopy(self)
+        with torch.no_grad():
+            for name, p in other.get_submodule(self._averaged_name).named_parameters():
+                p.copy_(self.ema.averaged()[name])
+        return other
 
     @property
     def n_features(self) -> int:
@@ -197,14 +263,15 @@ class GenerativeModel(nn.Module, ABC):
     ) -> Tensor:
         """Generate showers in MeV, shape (N, V), for incident energies (N,) in MeV.
 
-        Runs in evaluation mode without gradients, on the device of ``energies``; the same
-        ``generator`` state gives the same showers. The output is finite and non-negative.
+        Runs in evaluation mode without gradients, with the moving average of the weights when the
+        model keeps one, on the device of ``energies``; the same ``generator`` state gives the same
+        showers. The output is finite and non-negative.
         """
         was_training = self.training
         if was_training:  # eval() and train() walk every submodule: only when the mode changes
             self.eval()
         try:
-            with torch.inference_mode():
+            with self.averaged_weights(), torch.inference_mode():
                 c = self.preprocessing.condition(energies.to(self._dtype()), conditions)
                 x = self.sample_features(c, generator)
                 return self.preprocessing.showers.inverse(x, energies.to(x))
@@ -265,7 +332,9 @@ class GenerativeModel(nn.Module, ABC):
         return True
 
     def after_step(self) -> None:
-        """Hook after the optimiser's step (none by default)."""
+        """Hook after the optimiser's step: the moving average of the weights follows it (when kept)."""
+        if self.ema is not None:
+            self.ema.update(self.get_submodule(self._averaged_name), float(getattr(self.config, "ema_decay", 0.0)))
 
     def extra_repr(self) -> str:
         return f"n_features={self.n_features}, n_conditions={self.n_conditions}"

@@ -23,8 +23,9 @@ batches (a data-dependent initialisation, like Glow's actnorm): they travel with
 in checkpoints and bundles. Generated values map back through the sigmoid; fractions below
 ``a`` become exact zeros.
 
-Sampling uses an exponential moving average of the weights (``ema_decay``; buffers, so they
-are saved and restored with the model but never trained).
+Sampling uses an exponential moving average of the weights (``ema_decay``;
+:class:`~caloforge.models.averaging.MovingAverage`, buffers, so they are saved and restored with the
+model but never trained), evaluated inside :meth:`Diffusion.sample_from_noise` so the export uses it too.
 
 References:
     J. Ho, A. Jain, P. Abbeel, DDPM, arXiv:2006.11239.
@@ -47,7 +48,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
-from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
+from caloforge.models.base import Batch, GenerativeModel, TrainableConfig, check_particle
 from caloforge.models.cylinder import LayerShapes, layer_shapes_of
 from caloforge.models.diffusion_networks import ResidualMLP, VoxelConv
 from caloforge.models.diffusion_samplers import Sampler, SamplerName, Spacing, get_sampler
@@ -69,7 +70,7 @@ SAMPLER_PRESETS: dict[str, tuple[SamplerName, int]] = {"fast": ("dpm2m", 10), "a
 Positive = Annotated[int, Field(ge=1, le=2**24)]  # bounds: typos, not plans
 
 
-class DiffusionConfig(FamilyConfig):
+class DiffusionConfig(TrainableConfig):
     """Hyperparameters of :class:`Diffusion`.
 
     Args:
@@ -96,6 +97,7 @@ class DiffusionConfig(FamilyConfig):
         betas: Adam (beta1, beta2).
         grad_clip: Largest gradient norm (0: no clipping).
         ema_decay: Decay of the weights' moving average used for sampling (0: sample with the raw weights).
+        lr_schedule, warmup_fraction, min_lr_ratio: See :class:`~caloforge.models.base.TrainableConfig`.
         normalisation_batches: Batches used to fit the network space at the first iteration.
         batch_size: Showers per iteration.
         preprocessing: See :class:`~caloforge.models.base.FamilyConfig`; ``total`` by default.
@@ -217,32 +219,6 @@ class LogitSpace(nn.Module):
         return torch.cat([z[:, : self.n_plain], u.clamp(0, 1)], dim=1)
 
 
-class _MovingAverage(nn.Module):
-    """An exponential moving average of a network's parameters, held as buffers (saved, never trained)."""
-
-    updates: Tensor
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.names = [name for name, _ in network.named_parameters()]
-        for name, p in network.named_parameters():
-            self.register_buffer(name.replace(".", "__"), p.detach().clone())
-        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
-
-    def averaged(self) -> dict[str, Tensor]:
-        """The averaged parameters by the network's parameter names."""
-        return {name: getattr(self, name.replace(".", "__")) for name in self.names}
-
-    @torch.no_grad()
-    def update(self, network: nn.Module, decay: float) -> None:
-        """Move towards the network's parameters; the decay grows as ``(1 + n) / (10 + n)`` up to ``decay``."""
-        n = float(self.updates)
-        rate = 1 - min(decay, (1 + n) / (10 + n))
-        for name, p in network.named_parameters():
-            getattr(self, name.replace(".", "__")).lerp_(p.detach(), rate)
-        self.updates += 1
-
-
 class Diffusion(GenerativeModel):
     """Conditional diffusion / flow-matching model over the voxels, see the module docstring.
 
@@ -257,6 +233,7 @@ class Diffusion(GenerativeModel):
 
     config_class = DiffusionConfig
     loss_names: ClassVar[tuple[str, ...]] = ("loss",)
+    averages_in_sampling: ClassVar[bool] = True  # velocity(averaged=True): the export samples the average too
     config: DiffusionConfig
 
     def __init__(self, config: DiffusionConfig, preprocessing: Preprocessing) -> None:
@@ -266,7 +243,7 @@ class Diffusion(GenerativeModel):
         self.schedule = get_schedule(config.schedule)
         self.network = self._network(config, preprocessing)
         self.sampler = self.make_sampler()
-        self.ema = _MovingAverage(self.network) if config.ema_decay > 0 else None
+        self.keep_average(self.network)
 
     def _network(self, config: DiffusionConfig, preprocessing: Preprocessing) -> nn.Module:
         common = {"time_dim": config.time_dim, "embedding_dim": config.embedding_dim}
@@ -380,11 +357,6 @@ class Diffusion(GenerativeModel):
         if self.config.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
         return True
-
-    def after_step(self) -> None:
-        """The moving average of the network's weights follows the step."""
-        if self.ema is not None:
-            self.ema.update(self.network, self.config.ema_decay)
 
     def extra_repr(self) -> str:
         cfg = self.config

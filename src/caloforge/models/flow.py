@@ -42,7 +42,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from caloforge.data.datasets import readout_threshold_mev
-from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
+from caloforge.models.base import Batch, GenerativeModel, TrainableConfig, check_particle
 from caloforge.models.flow_transforms import ShowerFeatures, Standardiser
 from caloforge.models.preprocess import Preprocessing
 
@@ -56,7 +56,7 @@ _Z_CLAMP = 12.0  # sampled standardised features are kept within +-12 (no overfl
 _LOG_2PI = math.log(2 * math.pi)
 
 
-class FlowConfig(FamilyConfig):
+class FlowConfig(TrainableConfig):
     """Hyperparameters of :class:`Flow`; the defaults are :meth:`for_particle`'s (CaloINN, dataset 1).
 
     Args:
@@ -80,6 +80,8 @@ class FlowConfig(FamilyConfig):
             in between, mean and spread are interpolated (1: one standardisation for all energies).
         init_batches: Batches whose features set the standardisation, at the first training step.
         lr: Adam learning rate.
+        lr_schedule, warmup_fraction, min_lr_ratio, ema_decay: The schedule over the budget and the weight
+            averaging, see :class:`~caloforge.models.base.TrainableConfig` (constant, no averaging by default).
         grad_clip: Largest gradient norm (larger ones are scaled down).
         batch_size: Showers per step.
         preprocessing: The network-space vector handed to the base class (any kind; the flow itself
@@ -274,6 +276,7 @@ class Flow(GenerativeModel):
         width = self.n_pattern + (self.n_energy if self.energy_flow is None else 0)
         if width:
             self.shower_flow = build(width, c, cfg.blocks, cfg.hidden, seed=0)
+        self.keep_average(self)
 
     # ------------------------------------------------------------------ pieces
     def features(self, batch: Batch, generator: torch.Generator | None) -> Tensor:

@@ -25,7 +25,7 @@ from pydantic import Field
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_linear_bn_eval
 
-from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
+from caloforge.models.base import Batch, GenerativeModel, TrainableConfig, check_particle
 from caloforge.models.preprocess import Preprocessing
 
 __all__ = ["GAN", "GANConfig"]
@@ -37,7 +37,7 @@ Width = Annotated[int, Field(ge=1, le=2**20)]
 Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
-class GANConfig(FamilyConfig):
+class GANConfig(TrainableConfig):
     """Hyperparameters of :class:`GAN`; the defaults are CaloShowerGAN's photon network.
 
     Args:
@@ -50,6 +50,8 @@ class GANConfig(FamilyConfig):
         init: Weight initialisation (biases start at 0).
         output_activation: Non-negative activation of the generator output.
         lr: Adam learning rate of both networks.
+        lr_schedule, warmup_fraction, min_lr_ratio, ema_decay: The schedule over the budget and the weight
+            averaging, see :class:`~caloforge.models.base.TrainableConfig` (constant, no averaging by default).
         generator_betas: Adam (beta1, beta2) of the generator.
         critic_betas: Adam (beta1, beta2) of the critic.
         critic_steps: Critic updates per generator update (the D/G ratio).
@@ -171,6 +173,7 @@ class GAN(GenerativeModel):
         self.critic = critic
         _initialise(self, config.init)
         self._folded: tuple[tuple[tuple[int, int], ...], nn.Sequential] | None = None
+        self.keep_average(self.generator)  # generation needs the generator only
 
     # ------------------------------------------------------------------ pieces
     def noise(self, n: int, generator: torch.Generator | None, like: Tensor) -> Tensor:
@@ -280,5 +283,6 @@ class GAN(GenerativeModel):
             opt_generator.step()
         finally:
             self.critic.requires_grad_(True)
+        self.after_step()
         return {"critic": float(parts["critic"].detach()), "generator": float(g_loss.detach()),
                 "w_distance": float(parts["w_distance"].detach()), "gp": float(parts["gp"].detach())}

@@ -47,7 +47,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
-from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
+from caloforge.models.base import Batch, GenerativeModel, TrainableConfig, check_particle
 from caloforge.models.cylinder import CylinderGrid, LayerShapes, layer_shapes_of
 from caloforge.models.diffusion import LogitSpace
 from caloforge.models.diffusion_networks import ResidualMLP
@@ -64,7 +64,7 @@ __all__ = ["Latent", "LatentConfig"]
 Positive = Annotated[int, Field(ge=1, le=2**24)]  # bounds: typos, not plans
 
 
-class LatentConfig(FamilyConfig):
+class LatentConfig(TrainableConfig):
     """Hyperparameters of :class:`Latent`.
 
     Args:
@@ -87,6 +87,8 @@ class LatentConfig(FamilyConfig):
             almost always empty would otherwise turn its rare hits into outliers of hundreds of standard
             deviations that dominate the reconstruction loss (seen on ds2: the loss rose from 2.5 to 4.7).
         lr: Adam learning rate.
+        lr_schedule, warmup_fraction, min_lr_ratio, ema_decay: The schedule over the budget and the weight
+            averaging, see :class:`~caloforge.models.base.TrainableConfig` (constant, no averaging by default).
         grad_clip: Largest gradient norm (0: no clipping).
         normalisation_batches: Batches used to fit the network space at the first iteration.
         preprocessing: ``total`` (default) or ``layer``; ``energy`` is refused.
@@ -170,6 +172,7 @@ class Latent(GenerativeModel):
         self.prior = ResidualMLP(config.latent_dim + self.n_scalars, self.n_conditions, config.prior_width,
                                  config.prior_depth, time_dim=config.time_dim, embedding_dim=config.embedding_dim)
         self.sampler = self._make_sampler()
+        self.keep_average(self)
 
     def _make_sampler(self) -> Sampler:
         sampler = get_sampler(self.config.sampler, self.schedule, self.config.spacing)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
-from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
+from caloforge.models.base import Batch, GenerativeModel, TrainableConfig, check_particle
 from caloforge.models.preprocess import Preprocessing, TransformKind
 
 __all__ = ["VAE", "VAEConfig"]
@@ -46,7 +46,7 @@ Width = Annotated[int, Field(ge=1, le=2**20)]
 _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "swish": nn.SiLU}
 
 
-class VAEConfig(FamilyConfig):
+class VAEConfig(TrainableConfig):
     """Hyperparameters of :class:`VAE`; the defaults are Par04's network.
 
     Args:
@@ -58,6 +58,8 @@ class VAEConfig(FamilyConfig):
         kl_weight: Final weight ``beta`` of the KL term; None is Par04's ``1 / n_features``.
         kl_warmup_iterations: Iterations over which ``beta`` rises linearly from 0 (0: no warm-up).
         lr: Adam learning rate.
+        lr_schedule, warmup_fraction, min_lr_ratio, ema_decay: The schedule over the budget and the weight
+            averaging, see :class:`~caloforge.models.base.TrainableConfig` (constant, no averaging by default).
         batch_size: Showers per iteration (Par04: 100).
         preprocessing: See :class:`~caloforge.models.base.FamilyConfig`; ``total`` by default.
         energy_scale: See :class:`~caloforge.models.base.FamilyConfig`.
@@ -135,6 +137,7 @@ class VAE(GenerativeModel):
         self.decoder = nn.Sequential(*_blocks([config.latent_dim + c, *hidden[::-1]], config.activation,
                                               config.batch_norm), nn.Linear(hidden[0], d))
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        self.keep_average(self.decoder)  # generation needs the decoder only
 
     def beta(self) -> float:
         """The KL weight at the current iteration: linear from 0 to the final weight over the warm-up."""
@@ -202,8 +205,9 @@ class VAE(GenerativeModel):
         return self.losses(batch, generator)
 
     def after_step(self) -> None:
-        """The iteration count (and with it ``beta``) advances."""
+        """The iteration count (and with it ``beta``) advances; the moving average follows the step."""
         self.iteration += 1
+        super().after_step()
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, latent_dim={self.config.latent_dim}, iteration={int(self.iteration)}"
