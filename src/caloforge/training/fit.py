@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import time
 import warnings
 from dataclasses import dataclass
 from datetime import timedelta
@@ -130,7 +131,9 @@ class RangeData:
 def fit_range(directory: Path, spec: RunSpec, data: RangeData, *, index: int = 0,
               energies: tuple[float, float] = (-math.inf, math.inf), max_seconds: float | None = None) -> RangeResult:
     """Train model ``index`` of the run ``spec`` (energy range ``energies``, MeV) in ``directory``, resuming its
-    ``last.ckpt`` if there is one; ``max_seconds`` is its share of the run's wall-clock budget."""
+    ``last.ckpt`` if there is one; ``max_seconds`` is its share of the run's wall-clock budget, from this call on,
+    which the fit, its final validation and (for the last range) the final bundle's evaluation end within."""
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds  # Lightning's import counts too
     import lightning as L  # Lightning takes seconds to import: only when a model trains
     from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger  # with Lightning itself (start-up time)
 
@@ -155,7 +158,8 @@ def fit_range(directory: Path, spec: RunSpec, data: RangeData, *, index: int = 0
     meta = {"family": spec.family, "data": data.fingerprint, "training": {"seed": seed, **extra},
             "n_validation": len(data.validation),
             "n_validation_per_energy": {f"{e:g}": n for e, n in counts.items()}}
-    budget = Budget(max_iterations)
+    last_range = index == len(settings.split_energies)  # after it, the final bundle's evaluation: every range's
+    budget = Budget(max_iterations, deadline, checkpoint_every, float(index + 1) if last_range else 0.0)
     if max_iterations is None or task.iteration < max_iterations:
         directory.mkdir(parents=True, exist_ok=True)
         best, last_checkpoint = checkpoints(directory, selection)
