@@ -201,7 +201,7 @@ class Progress:
     def heartbeat(self, text: str) -> Iterator[None]:
         """While the block runs, in a log, ``text (H:MM:SS so far)`` whenever nothing was printed for ``interval_s``.
 
-        No line at all for a block shorter than that (e.g. a validation every second of a fast model).
+        No line while other lines keep coming (e.g. a fast model's validation every second between its lines).
         On a terminal the live bar's elapsed time shows that work goes on.
         """
         stop = threading.Event()
@@ -213,15 +213,12 @@ class Progress:
             stop.set()
 
     def _start_keep_alive(self, describe: Callable[[], str], start: float, stop: threading.Event) -> None:
-        def run() -> None:
-            while not stop.wait(max(0.05, min(self.interval_s, self._silent_until(start) - self.now()))):
-                if self.now() >= self._silent_until(start) and not stop.is_set():
+        def run() -> None:  # silence is counted from the last line of any task (not from this call's start)
+            while not stop.wait(max(0.05, min(self.interval_s, self._last_message + self.interval_s - self.now()))):
+                if self.now() >= self._last_message + self.interval_s and not stop.is_set():
                     self.message(f"{describe()} ({format_seconds(self.now() - start)} so far)")
 
         threading.Thread(target=run, daemon=True, name="caloforge keep-alive").start()
-
-    def _silent_until(self, start: float) -> float:
-        return max(start, self._last_message) + self.interval_s
 
     # ------------------------------------------------------------------ output
     def _show(self, task: ProgressTask, line: bool) -> None:

@@ -133,7 +133,8 @@ def fit_range(directory: Path, spec: RunSpec, data: RangeData, *, index: int = 0
     """Train model ``index`` of the run ``spec`` (energy range ``energies``, MeV) in ``directory``, resuming its
     ``last.ckpt`` if there is one; ``max_seconds`` is its share of the run's wall-clock budget, from this call on,
     which the fit, its final validation and (for the last range) the final bundle's evaluation end within."""
-    deadline = None if max_seconds is None else time.monotonic() + max_seconds  # Lightning's import counts too
+    # Lightning's import counts too; 2 % (at most 5 s) are kept for the files written after the last validation
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds - min(5.0, 0.02 * max_seconds)
     import lightning as L  # Lightning takes seconds to import: only when a model trains
     from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger  # with Lightning itself (start-up time)
 
