@@ -2,7 +2,7 @@
 
 Lightning does the checkpointing: two ``ModelCheckpoint`` callbacks (:func:`checkpoints`) write
 ``last.ckpt`` after every validation and ``best.ckpt`` when the monitored validation chi2/NDF
-improves; ``max_time`` stops on the wall-clock budget; its loggers take the losses and the chi2.
+improves; ``max_time`` is the wall-clock budget's backstop; its loggers take the losses and the chi2.
 What Lightning has no mechanism for is here:
 
 * :class:`BestBundle` keeps the run's history (the untrained baseline first), writes
