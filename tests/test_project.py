@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import io
 import re
+import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,6 +101,42 @@ def test_no_import_circle_inside_caloforge() -> None:
                     seen.add(nxt)
                     stack.append((nxt, (*route, nxt)))
     assert not circles, circles
+
+
+
+def _uncommented_function_imports(text: str) -> list[int]:
+    """Lines of imports inside functions with no comment saying why: a run of imports on consecutive lines counts
+    as one, commented on one of its lines or on the line before it."""
+    comments = {token.start[0] for token in tokenize.generate_tokens(io.StringIO(text).readline)
+                if token.type == tokenize.COMMENT}
+    bare: set[int] = set()
+    for function in ast.walk(ast.parse(text)):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(function):
+            for block in (getattr(node, name, None) for name in ("body", "orelse", "finalbody")):
+                run: list[ast.stmt] = []
+                for statement in [*(block if isinstance(block, list) else []), None]:
+                    if isinstance(statement, ast.Import | ast.ImportFrom) and \
+                            (not run or statement.lineno == (run[-1].end_lineno or run[-1].lineno) + 1):
+                        run.append(statement)
+                        continue
+                    lines = set(range(run[0].lineno - 1, (run[-1].end_lineno or run[-1].lineno) + 1)) if run else set()
+                    if run and not lines & comments:
+                        bare.add(run[0].lineno)
+                    run = [statement] if isinstance(statement, ast.Import | ast.ImportFrom) else []
+    return sorted(bare)
+
+
+def test_every_import_inside_a_function_says_why() -> None:
+    """An import inside a function hides a dependency: it needs a reason (an optional dependency, start-up time)."""
+    bare = [f"{path.relative_to(ROOT)}:{line}" for path in sorted((ROOT / "src" / "caloforge").rglob("*.py"))
+            for line in _uncommented_function_imports(path.read_text())]
+    assert bare == [], "imports inside functions without a comment saying why (or move them to the top): " + \
+        ", ".join(bare)
+    sample = "def f():\n    import os\n\n    # optional dependency\n    import yaml\n    import h5py\n" \
+             "    if True:\n        import json  # start-up time\n        import re\n\n    import math\n"
+    assert _uncommented_function_imports(sample) == [2, 11]  # the check itself: the bare imports found
 
 
 def test_no_test_imports_a_private_name() -> None:

@@ -22,6 +22,7 @@ With a trained bundle: ``caloforge.load("run/bundle").generate(energies, seed=1)
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from caloforge._version import __version__
@@ -42,8 +43,6 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         module, attribute = _LAZY[name]
         imported = importlib.import_module(module)
         return imported if attribute is None else getattr(imported, attribute)

@@ -160,6 +160,7 @@ def demo_plan(minutes: float | None, max_iterations: int | None, n_showers: int,
     and use times measured on an idle 2-core machine.
     """
     if machine is None:
+        # torch's import time (through runtime.hardware): only when no machine summary is given
         from caloforge.runtime.hardware import machine_summary
 
         machine = machine_summary(device, min_seconds=0.05).describe()
@@ -223,6 +224,7 @@ def run_demo(
         ConfigError: without a training budget, or with a non-positive one; for an unknown family or physics.
         OutputExistsError: if ``out_dir`` holds an earlier demo and ``force`` is false.
     """
+    # start-up time: importing caloforge.demo stays light; simulation, training and validation load when it runs
     from caloforge.data import io
     from caloforge.data.source import ShowerFile
     from caloforge.models import get_family

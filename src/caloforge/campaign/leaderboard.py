@@ -43,6 +43,8 @@ from caloforge.runtime.interrupts import Interrupted
 from caloforge.runtime.progress import SILENT, Progress
 from caloforge.training import RunSpec, Runtime, TrainingSettings, load, run_training
 from caloforge.training.shapes import Selection
+from caloforge.validation.compare import Comparison
+from caloforge.validation.compare_report import write_comparison
 from caloforge.validation.evaluate import evaluate
 from caloforge.validation.metrics.classifier import ClassifierConfig
 from caloforge.validation.result import EvaluationResult
@@ -285,9 +287,6 @@ def _write_comparison(out: Path, evaluations: dict[str, EvaluationResult], progr
     """
     if len(evaluations) < 2 or next(iter(evaluations.values())).geometry.n_voxels > COMPARE_MAX_VOXELS:
         return
-    from caloforge.validation.compare import Comparison
-    from caloforge.validation.compare_report import write_comparison
-
     progress.message(f"leaderboard: one report comparing {', '.join(evaluations)} (compare/report.html)")
     write_comparison(Comparison(tuple(evaluations), tuple(evaluations.values())), out / "compare", force=True,
                      pdf=False, progress=progress)  # the page's PNGs; caloforge evaluate also writes PDFs

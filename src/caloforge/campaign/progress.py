@@ -80,6 +80,7 @@ class CampaignProgress(Callback):
               file=self._out(), flush=True)
 
     def _table(self) -> Any:
+        # rich's live display only on a terminal (a log gets plain lines; its import time)
         from rich.table import Table
 
         done = sum(r["status"] in ("complete", "stopped", "error") for r in self.rows.values())
@@ -102,6 +103,7 @@ class CampaignProgress(Callback):
                 self._line(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" of {self.total} trials")
             return
         if self._display is None:
+            # rich's live display only on a terminal (a log gets plain lines; its import time)
             from rich.console import Console
             from rich.live import Live
 

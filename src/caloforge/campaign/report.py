@@ -15,11 +15,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from caloforge.campaign.model_set import MANIFEST
 from caloforge.campaign.results import TRIALS, improvement
 from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path
 from caloforge.errors import CheckpointError
+from caloforge.validation.plots import new_figure
+from caloforge.validation.report import html_page, png_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -76,15 +80,11 @@ def heat_map(manifest: Mapping[str, Any], key: str, label: str, ax: Any = None) 
     Returns:
         The figure (that of ``ax`` when given), or None when no chosen model has the metric.
     """
-    from caloforge.validation.plots import new_figure
-
     entries = {e["slice"]: e for e in manifest.get("entries", []) if e.get("metrics", {}).get(key) is not None}
     if not entries:
         return None
     etas = sorted({tuple(e["eta"]) for e in entries.values()})
     particles = sorted({e["particle"] for e in entries.values()})
-    import numpy as np
-
     grid = np.full((len(particles), len(etas)), np.nan)
     for e in entries.values():
         grid[particles.index(e["particle"]), etas.index(tuple(e["eta"]))] = e["metrics"][key]
@@ -134,8 +134,6 @@ def write_report(out_dir: str | Path) -> Path:
     Raises:
         CheckpointError: without ``trials.json`` (the campaign has not run yet).
     """
-    from caloforge.validation.report import html_page, png_figure
-
     out = Path(out_dir)
     data = read_json(out / TRIALS, f"a campaign directory with {TRIALS}", CheckpointError)  # bounded, no NaN
     manifest_file = out / "model-set" / MANIFEST

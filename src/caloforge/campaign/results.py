@@ -17,6 +17,7 @@ from typing import Any
 
 from caloforge.campaign.model_set import write_model_set
 from caloforge.campaign.search import OBJECTIVE, SELECTION, decode_params
+from caloforge.campaign.slices import slice_energies
 from caloforge.campaign.spec import CampaignSpec, family_config, same_value
 from caloforge.campaign.trial import SliceFiles, trial_dir
 from caloforge.data.documents import read_json
@@ -95,8 +96,6 @@ def build_model_set(spec: CampaignSpec, out_dir: Path, rows: Sequence[Mapping[st
     Returns:
         The manifest's path, or None when no slice has a complete trial yet.
     """
-    from caloforge.campaign.slices import slice_energies
-
     directory = out_dir / "model-set"
     directory.mkdir(exist_ok=True)
     selected = []

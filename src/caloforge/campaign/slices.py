@@ -17,9 +17,11 @@ import numpy as np
 
 from caloforge.campaign.spec import CampaignSpec, SliceSpec
 from caloforge.campaign.trial import SliceFiles
+from caloforge.data import io
 from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.errors import CheckpointError, ConfigError
+from caloforge.refsim import atlas_like, simulate_to_file
 from caloforge.runtime.progress import SILENT, Progress
 
 __all__ = ["prepare_slices", "slice_energies"]
@@ -34,8 +36,6 @@ def _recorded(record: Path) -> object:
 
 
 def _simulate(s: SliceSpec, directory: Path, progress: Progress) -> SliceFiles:
-    from caloforge.refsim import atlas_like, simulate_to_file
-
     r = s.refsim
     if r is None:  # prepare_slices only calls this for refsim slices
         msg = f"expected refsim settings for slice {s.label} but got none"
@@ -59,8 +59,6 @@ def _simulate(s: SliceSpec, directory: Path, progress: Progress) -> SliceFiles:
 
 def slice_energies(files: SliceFiles) -> np.ndarray:
     """The incident energies (MeV) of a slice's training file, read without the showers."""
-    from caloforge.data import io
-
     return np.asarray(io.inspect(files.train).energies, dtype=np.float64)
 
 

@@ -28,9 +28,12 @@ from caloforge.campaign.spec import (
     SliceSpec,
     family_config,
 )
+from caloforge.data import io
 from caloforge.data.documents import read_yaml
+from caloforge.data.presets import resolve_geometry
 from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.models import FAMILIES, get_family
+from caloforge.refsim import Spectrum, atlas_like, detector_for
 from caloforge.validation.metrics.classifier import ClassifierConfig
 
 __all__ = ["load_spec", "parse_spec"]
@@ -172,16 +175,12 @@ def _check_slice(s: SliceSpec, index: int, base: Path, where: str) -> SliceSpec:
 
 
 def _check_file(path: Path, geometry: str | None, at: str) -> None:
-    from caloforge.data import io
-
     if not path.is_file():
         msg = f"expected the data file {path} but it does not exist, in {at}"
         raise ConfigError(msg)
     try:
         info = io.inspect(path).require_showers()
         if geometry is not None or info.geometry is None:
-            from caloforge.data.presets import resolve_geometry
-
             resolve_geometry(geometry, None if geometry is not None else info.n_voxels).check_voxels(info.n_voxels)
     except CaloforgeError as err:
         msg = f"expected a readable CaloChallenge file but {err}; in {at}"
@@ -189,9 +188,6 @@ def _check_file(path: Path, geometry: str | None, at: str) -> None:
 
 
 def _check_refsim(s: SliceSpec, at: str) -> SliceSpec:
-    from caloforge.data.presets import resolve_geometry
-    from caloforge.refsim import atlas_like, detector_for
-
     r = s.refsim or RefsimSource()
     geometry = r.geometry or ("ds1-pions" if s.particle == "pion" else "ds1-photons")
     eta = r.eta if r.eta is not None else 0.5 * (s.eta[0] + s.eta[1])
@@ -205,8 +201,6 @@ def _check_refsim(s: SliceSpec, at: str) -> SliceSpec:
             msg = "expected either refsim.energies or refsim.spectrum but got both"
             raise ConfigError(msg)
         if r.spectrum is not None:
-            from caloforge.refsim import Spectrum
-
             Spectrum.parse(r.spectrum)
     except CaloforgeError as err:
         msg = f"{str(err).removesuffix('.')}; in {at}"

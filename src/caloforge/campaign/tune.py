@@ -38,6 +38,7 @@ from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.errors import CheckpointError, ConfigError, OutputExistsError
 from caloforge.extras import require
+from caloforge.runtime.hardware import machine_summary
 from caloforge.runtime.interrupts import Interrupted
 from caloforge.runtime.progress import Progress, as_progress
 
@@ -162,6 +163,7 @@ def _check_local_resources(spec: CampaignSpec, cpus: int, gpus: int, where: str)
 
 
 def _gpu_count() -> int:
+    # torch's import time (about 2 s): only to count GPUs when a campaign runs
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -170,8 +172,6 @@ def _gpu_count() -> int:
 @contextlib.contextmanager
 def _ray_session(address: str | None, cpus: int, gpus: int) -> Iterator[Any]:
     """Ray, started here (in-process, its files in a short temporary directory) or connected to ``address``."""
-    import logging
-
     ray = require("ray", "ray", "campaigns")
     if ray.is_initialized():  # the caller's own Ray session
         yield ray
@@ -224,8 +224,10 @@ def _slots(ray: Any, spec: CampaignSpec) -> int:
 
 def _tuner(spec: CampaignSpec, out: Path, trainable: Any, resume: bool, progress: bool, device: str,
            slots: int) -> Any:
+    # optional dependency: Ray Tune and Optuna (caloforge[campaign])
     from ray import tune
 
+    # these import Ray Tune and Optuna too (optional dependencies)
     from caloforge.campaign.progress import CampaignProgress
     from caloforge.campaign.search import make_scheduler, make_searcher
 
@@ -293,6 +295,7 @@ def run_campaign(
             with atomic_path(out / "campaign.json") as tmp:
                 tmp.write_text(strict_json({"format": CAMPAIGN_FORMAT, "spec": checked.to_dict(),
                                             "caloforge_version": __version__}, indent=2), encoding="utf-8")
+        # the training stack's import time (Lightning, about 5 s): only once a campaign runs
         from caloforge.campaign.slices import prepare_slices
 
         files = prepare_slices(checked, out, prog, where)
@@ -305,12 +308,13 @@ def run_campaign(
 
 def _search(spec: CampaignSpec, out: Path, files: dict[str, Any], address: str | None, resume: bool,
             progress: bool, cpus: int, gpus: int, start: float) -> CampaignResult:
+    # the training stack's import time (Lightning, about 5 s): only once a campaign runs
     from caloforge.campaign.results import build_model_set, collect_trials, write_trials
     from caloforge.campaign.trial import TrialContext, run_trial
-    from caloforge.runtime.hardware import machine_summary
 
     device = "cuda" if spec.resources.gpus > 0 else "cpu"
     with _ray_session(address, cpus, gpus) as ray:
+        # optional dependency: Ray (caloforge[campaign])
         from ray import tune
 
         context = TrialContext(spec, str(out), files)

@@ -32,6 +32,7 @@ def run(
                                        "trial uses resources.cpus threads."),
 ) -> None:
     """Run every trial of a campaign, then write trials.json and the model set (best bundle per slice)."""
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.campaign.tune import run_campaign
 
     apply_threads(threads)
@@ -59,6 +60,7 @@ def report(
     campaign: Path = typer.Argument(..., help="A campaign directory (holding trials.json)."),
 ) -> None:
     """Write CAMPAIGN/report/campaign.html and .md: the chosen model per slice, heat maps, every trial."""
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.campaign.report import write_report
 
     page = write_report(campaign)

@@ -24,10 +24,11 @@ from rich.console import Console
 from rich.table import Table
 
 from caloforge.errors import CaloforgeError, ConfigError
+from caloforge.runtime.interrupts import Interrupted, exit_code
+from caloforge.runtime.progress import Progress
 
 if TYPE_CHECKING:
     from caloforge.data.showers import ShowerSet
-    from caloforge.runtime.progress import Progress
     from caloforge.validation.result import EvaluationResult
 
 __all__ = ["DEPRECATED", "DEVICE", "FAMILY", "GEOMETRY_HELP", "LIBRARY_NAMES", "THREADS_HELP", "VOCABULARY", "Command",
@@ -252,8 +253,6 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from caloforge.runtime.interrupts import Interrupted, exit_code
-
         def on_signal(signum: int, frame: object) -> None:
             raise Interrupted(signum)
 
@@ -294,8 +293,10 @@ def apply_threads(threads: int | None) -> int:
     Raises:
         ConfigError: for a count below 1.
     """
+    # torch's import time (about 2 s): only when a command sets threads
     import torch
 
+    # runtime.hardware imports torch (its import time)
     from caloforge.runtime.hardware import recommended_threads
 
     if threads is not None and threads < 1:
@@ -313,13 +314,12 @@ def file_description(path: Path, showers: ShowerSet) -> dict[str, Any]:
 
 def cli_progress() -> Progress:
     """Progress on standard error: a live bar on a terminal, plain timestamped lines in a log."""
-    from caloforge.runtime.progress import Progress
-
     return Progress()
 
 
 def device_name(device: str) -> str:
     """Resolve ``"auto"`` (CUDA when present) and check a device name; torch is imported only here."""
+    # torch's import time (through runtime.hardware): only when a command resolves a device
     from caloforge.runtime.hardware import resolve_device
 
     return str(resolve_device(device))
@@ -361,6 +361,7 @@ def verdict_table(result: EvaluationResult) -> Table:
 
 def comparison_table(samples: Sequence[tuple[str, EvaluationResult]]) -> Table:
     """Several samples' verdict rows side by side: a row per metric, per sample its value ± error and verdict."""
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.validation.compare_report import shared_name
     from caloforge.validation.missing import format_value
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -10,6 +11,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from caloforge._version import __version__
 from caloforge.cli.common import GEOMETRY_HELP, console, examples, friendly_errors
 
 __all__ = ["register"]
@@ -22,6 +24,7 @@ def info(
     geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
 ) -> None:
     """Summarise a shower file: counts, energies, response per energy, sparsity, conditions."""
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.data.summary import summarize
 
     s = summarize(file, geometry)
@@ -55,11 +58,10 @@ def _version_of(package: str) -> str:
 
 def env() -> None:
     """Print the machine (CPU, vector unit, bf16, measured speed, threads) and library versions, for bug reports."""
-    import os
-
+    # torch's import time (about 2 s): only `caloforge env` needs it
     import torch
 
-    from caloforge._version import __version__
+    # runtime.hardware imports torch (its import time)
     from caloforge.runtime.hardware import cpu_info, machine_summary, recommended_threads, use_bf16
 
     info = cpu_info()

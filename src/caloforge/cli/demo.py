@@ -47,6 +47,7 @@ def demo(
                                 "transport) or gflash (parameterisation, 20x faster)."),
 ) -> None:
     """Simulate dataset-1 photons, train a model, generate, validate: prints a summary and the report's path."""
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.demo import FAMILY as DEFAULT_FAMILY
     from caloforge.demo import run_demo
 

@@ -18,6 +18,7 @@ from caloforge.cli.common import (
     friendly_errors,
     parse_floats,
 )
+from caloforge.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -41,9 +42,9 @@ def bench(
 ) -> None:
     """Time generation per shower at each batch size, next to the machine's measured fp32 and best native limits.
     """
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.data.outputs import atomic_path, check_output, strict_json
     from caloforge.deploy.bench import BACKENDS, run_bench
-    from caloforge.errors import ConfigError
 
     sizes = [float(b) for b in parse_floats(batch_sizes, "--batch-sizes") or []]
     if any(not b.is_integer() or b < 1 for b in sizes):
@@ -100,6 +101,7 @@ def export(
 ) -> None:
     """Export a bundle's generator as ONNX: noise and conditions in, voxel energies in MeV out.
     """
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.deploy.export import export_onnx
     from caloforge.deploy.precision import check_precision, choose_precision
     from caloforge.training.bundle import load

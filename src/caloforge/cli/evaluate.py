@@ -29,6 +29,7 @@ from caloforge.cli.common import (
     friendly_errors,
     verdict_table,
 )
+from caloforge.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -122,9 +123,9 @@ def evaluate(
 
     The files are streamed chunk by chunk, never loaded whole (the memory bound: docs/validation.md).
     """
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.data.outputs import new_directory_guard
     from caloforge.data.source import ShowerFile
-    from caloforge.errors import ConfigError
     from caloforge.runtime.interrupts import deferred_interrupts
     from caloforge.validation.compare import evaluate_samples
     from caloforge.validation.evaluate import CLASSIFIERS, DistanceConfig
@@ -198,7 +199,7 @@ def evaluate(
 
 def _labels(generated: list[Path], labels: list[str], run: Path | None) -> tuple[str, ...]:
     """("generated",) for one sample; else each sample's label (--label, or the file stems), checked."""
-    from caloforge.errors import ConfigError
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.validation.compare import sample_labels
 
     if len(generated) == 1 and not labels:
@@ -221,6 +222,7 @@ def _training(run: Path | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The training history and a description of the model, from a run or bundle directory (``--run``)."""
     if run is None:
         return [], {}
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.training.bundle import load
 
     bundle = load(run)

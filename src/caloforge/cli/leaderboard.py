@@ -19,6 +19,7 @@ from caloforge.cli.common import (
     examples,
     friendly_errors,
 )
+from caloforge.errors import ConfigError
 
 __all__ = ["register"]
 
@@ -50,10 +51,10 @@ def leaderboard(
 ) -> None:
     """Train every family under the same budget, evaluate and time each: leaderboard.json, .md and .html.
     """
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.campaign.leaderboard import LeaderboardSettings, run_leaderboard
     from caloforge.campaign.leaderboard_report import COLUMNS, notes, table_rows, time_summary
     from caloforge.data import io
-    from caloforge.errors import ConfigError
     from caloforge.models import FAMILIES
 
     names = tuple(f.strip() for f in families.split(",") if f.strip()) or tuple(FAMILIES)

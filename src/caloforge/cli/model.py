@@ -14,6 +14,7 @@ file has two optional sections::
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -33,6 +34,7 @@ from caloforge.cli.common import (
     friendly_errors,
     parse_floats,
 )
+from caloforge.errors import ConfigError
 
 if TYPE_CHECKING:
     from caloforge.training.settings import TrainingSettings
@@ -41,8 +43,8 @@ __all__ = ["register", "resume_command"]
 
 def _read_config(path: Path | None) -> tuple[dict[str, Any], TrainingSettings]:
     """The ``model`` section (checked later by the family's config) and the validated ``training`` section."""
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.data.documents import read_yaml
-    from caloforge.errors import ConfigError
     from caloforge.training.settings import TrainingSettings
 
     if path is None:
@@ -61,8 +63,6 @@ def _read_config(path: Path | None) -> tuple[dict[str, Any], TrainingSettings]:
 
 def _devices(value: str) -> int | str | list[int]:
     """``--devices``: a count, a comma list of GPU indices, or a Lightning keyword such as ``auto``."""
-    from caloforge.errors import ConfigError
-
     if value.isdigit():
         return int(value)
     if "," in value:
@@ -79,8 +79,6 @@ def _devices(value: str) -> int | str | list[int]:
 
 def resume_command(data: Path, out: Path, geometry: str | None, validation: Path | None, result: Any) -> str:
     """The command that continues an interrupted run with the budget it has left."""
-    import shlex
-
     words = ["caloforge", "train", "--data", str(data), "--out", str(out), "--resume"]
     if geometry is not None:
         words += ["--geometry", geometry]
@@ -135,8 +133,8 @@ def train(
 
     A budget is required: --max-iterations N and/or --max-minutes M (training stops at the first reached).
     """
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.data.source import ShowerFile
-    from caloforge.errors import ConfigError
     from caloforge.runtime.progress import as_progress
     from caloforge.training.loop import run_training
     from caloforge.training.spec import RunSpec, Runtime
@@ -208,12 +206,13 @@ def generate(
         "the fastest measured here within the errors of fp32 (docs/performance.md)."),
 ) -> None:
     """Generate showers with a trained bundle (or a model set), at a reference file's energies or at given energies."""
+    # CLI start-up time: loaded when the command runs, not for --help
     import numpy as np
 
+    # CLI start-up time: the generation stack (torch) loads when the command runs
     from caloforge.data import io
     from caloforge.data.outputs import check_output
     from caloforge.deploy.backends import open_generator
-    from caloforge.errors import ConfigError
     from caloforge.generator import generate_like
 
     values = parse_floats(energies, "--energies")
@@ -261,7 +260,7 @@ def generate(
 
 def _check_count(n: int, energies: int, n_voxels: int) -> None:
     """Refuse ``--n-per-energy`` when the energies and showers it asks for cannot fit in memory."""
-    from caloforge.errors import ConfigError
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.runtime import resources
 
     total = n * energies

@@ -69,6 +69,7 @@ def simulate(
     ),
 ) -> None:
     """Simulate reference showers (GFLASH parameterisation or particle cascade) into a CaloChallenge file."""
+    # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.refsim import simulate_to_file
     from caloforge.refsim.cascade import CascadeConfig
 

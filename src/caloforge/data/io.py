@@ -27,7 +27,7 @@ from caloforge.data.checks import check_dtype, check_finite, check_incident_ener
 from caloforge.data.documents import parse_json
 from caloforge.data.geometry import Geometry
 from caloforge.data.presets import resolve_geometry
-from caloforge.data.showers import ShowerSet
+from caloforge.data.showers import ShowerSet, energy_bins
 from caloforge.data.writer import ENERGY_KEY, SHOWER_KEY, ShowerWriter, write
 from caloforge.errors import DataError, FileFormatError, GeometryError, GeometryMismatchError
 from caloforge.runtime import resources
@@ -369,8 +369,6 @@ def read_subset(
     Returns:
         The chosen showers in file order.
     """
-    from caloforge.data.showers import energy_bins
-
     n = check_integer(n, "n", 0, 2**62, "read_subset", DataError)
     chunk_size = check_integer(chunk_size, "chunk_size", 1, 2**62, "read_subset", DataError)
     rng = np.random.default_rng(check_seed(seed, "in read_subset"))

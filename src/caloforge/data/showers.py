@@ -139,6 +139,7 @@ class ShowerSet:
         ``torch.as_tensor(showers)`` cannot work (torch reads a ShowerSet as a sequence of showers);
         use this, or ``torch.as_tensor(np.asarray(showers))``.
         """
+        # torch's import time (about 2 s): the data stage needs torch only here
         import torch
 
         return torch.from_numpy(self.showers).to(device) if device else torch.from_numpy(self.showers)

@@ -234,6 +234,7 @@ class Progress:
             self.message(task.describe())
 
     def _start_bar(self, task: ProgressTask) -> None:
+        # rich's import time: only for a live bar on a terminal (a log gets plain lines)
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
         from rich.progress import Progress as RichProgress

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save
 
 from caloforge._version import __version__
 from caloforge.data.documents import read_json, read_versioned_json
@@ -64,8 +66,6 @@ def read_weights(path: Path, info: dict[str, Any], trust_unverified: bool = Fals
         CheckpointError: missing or unreadable weights, a sha256 that differs, or none recorded (without
             ``trust_unverified``).
     """
-    from safetensors.torch import load as load_bytes
-
     weights = path / WEIGHTS
     if not weights.is_file():
         msg = f"expected the weights file {weights} but it is missing"
@@ -142,8 +142,6 @@ def save_model(
         OutputExistsError: if ``path`` exists and ``force`` is false.
         OutputPathError: if its parent directory is missing or not writable.
     """
-    from safetensors.torch import save
-
     path = Path(path)
     info = {"format": BUNDLE_FORMAT, "kind": "model", "family": family, "config": model.config.to_dict(),
             "preprocessing": model.preprocessing.to_dict(), "geometry": geometry.to_dict(),

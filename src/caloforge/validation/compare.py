@@ -26,11 +26,13 @@ from typing import Any, overload
 from caloforge.data.source import Showers
 from caloforge.errors import ConfigError
 from caloforge.runtime.progress import SILENT, Progress
+from caloforge.validation.compare_report import write_comparison
 from caloforge.validation.distance_stage import DistanceConfig
 from caloforge.validation.evaluate import CLASSIFIERS, Mode, compute_evaluation, result_skips
 from caloforge.validation.evaluate import evaluate as evaluate_one
 from caloforge.validation.metrics import verdict as v
 from caloforge.validation.metrics.classifier import ClassifierConfig
+from caloforge.validation.report import check_report_dir
 from caloforge.validation.result import EvaluationResult
 
 __all__ = ["COMPARISON_SCHEMA", "MAX_SAMPLES", "Comparison", "evaluate", "evaluate_samples", "sample_labels"]
@@ -128,9 +130,6 @@ def evaluate_samples(
         ConfigError: for no sample, or labels that :func:`sample_labels` refuses.
         OutputExistsError: if the report exists and ``force`` is false (checked before any computation).
     """
-    from caloforge.validation.compare_report import write_comparison
-    from caloforge.validation.report import check_report_dir
-
     if not generated:
         msg = "expected at least one generated sample but got none, in evaluate"
         raise ConfigError(msg)

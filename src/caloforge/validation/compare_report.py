@@ -153,6 +153,7 @@ def _write_root(stage: Path, k: int, label: str, result: EvaluationResult) -> st
         importlib.import_module("uproot")  # optional: caloforge[root]
     except ImportError:
         return ""
+    # optional dependency: uproot (caloforge[root]), checked just above
     from caloforge.validation.root_export import write_root
 
     name = f"histograms_{k + 1}_{re.sub(r'[^A-Za-z0-9]+', '_', label).strip('_')[:40]}.root"

@@ -71,6 +71,7 @@ from caloforge.validation.passes import (
     gather,
     summarise,
 )
+from caloforge.validation.report import check_report_dir, write_report
 from caloforge.validation.result import EvaluationResult, max_abs_difference
 
 __all__ = ["CLASSIFIERS", "DISTANCE_SEED", "FPD_MIN_SAMPLES", "KPD_BATCH_SIZE", "MIN_SHOWERS", "PRDC_SAMPLES",
@@ -401,8 +402,6 @@ def evaluate(
         OutputExistsError: if the report or metrics already exist and ``force`` is false
             (checked before any computation).
     """
-    from caloforge.validation.report import check_report_dir, write_report
-
     out = check_report_dir(out_dir, force)
     start = time.perf_counter()
     result = compute_evaluation(reference, generated, mode, classifiers, seed, classifier_config, device,

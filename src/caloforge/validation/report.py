@@ -321,6 +321,7 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
 def draw_figures(drawn: list[tuple[str, str, str, Callable[[], Figure]]], stage: Path, pdf: bool = True,
                  progress: Progress | None = None) -> list[tuple[str, str, bytes]]:
     """Draw each figure into ``stage/plots`` (PNG, and PDF if ``pdf``); returns (section, caption, PNG) in order."""
+    # matplotlib's import time (about 0.5 s): only when a figure is drawn
     import matplotlib
 
     (stage / "plots").mkdir(exist_ok=True)
@@ -358,6 +359,7 @@ def _write_root(result: EvaluationResult, path: Path) -> bool:
         importlib.import_module("uproot")  # optional: caloforge[root]
     except ImportError:
         return False
+    # optional dependency: uproot (caloforge[root]), checked just above
     from caloforge.validation.root_export import write_root
 
     return write_root(path, (*result.histograms, *result.energy_histograms))

@@ -71,6 +71,7 @@ def plot_shapes_by_energy(geometry: Geometry, ranges: Samples[Sequence[EnergyRan
     total = np.sum([m.mean_reference for m in first], axis=0)
     energetic = np.argsort([-total[geometry.layer_slice(i)].sum() for i in range(geometry.n_layers)])
     layers = sorted(int(i) for i in energetic[:max_layers])
+    # matplotlib's import time (about 0.5 s): only when a figure is drawn
     from matplotlib.ticker import NullFormatter
 
     energy = np.array([np.sqrt(max(m.energy_low, 1e-9) * m.energy_high) for m in first])

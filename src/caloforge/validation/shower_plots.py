@@ -64,6 +64,7 @@ def ratio_norm(ratios: Sequence[NDArray[np.float64]]) -> Normalize:
         >>> float(norm.vcenter), norm.vmin < 0.6, 1.15 < norm.vmax < 1.25
         (1.0, True, True)
     """
+    # matplotlib's import time (about 0.5 s): only when a figure is drawn
     from matplotlib.colors import TwoSlopeNorm
 
     values = np.concatenate([np.asarray(r, dtype=np.float64).ravel() for r in ratios])
@@ -90,6 +91,7 @@ def plot_mean_images(geometry: Geometry, mean_reference: NDArray[np.float64],
         title: The figure's title (default: "Average shower per layer").
         unit: The colour-bar unit of the means.
     """
+    # matplotlib's import time (about 0.5 s): only when a figure is drawn
     from matplotlib.colors import LogNorm
 
     single = len(mean_generated) == 1

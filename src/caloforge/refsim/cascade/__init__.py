@@ -23,6 +23,7 @@ __all__ = ["PHYSICS", "CascadeConfig", "CascadeResult", "cascade_chunk", "cascad
 def __getattr__(name: str) -> Any:
     """The numba parts load on first use (importing numba costs about half a second)."""
     if name in ("CascadeResult", "cascade_chunk", "cascade_voxels"):
+        # numba's import time (about 0.5 s): on first use only
         from caloforge.refsim.cascade import run
 
         return getattr(run, name)

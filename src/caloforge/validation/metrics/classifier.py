@@ -361,6 +361,7 @@ def classifier_test(
     References:
         C. Krause et al., arXiv:2410.21611, section on the classifier metric.
     """
+    # looked up when called: tests replace the CPU's capabilities in runtime.hardware
     from caloforge.runtime.hardware import use_bf16
 
     start = time.monotonic()
