@@ -52,7 +52,7 @@ def trained(tmp_path_factory):
     threads = torch.get_num_threads()
     result = runner.invoke(app, ["train", "--data", str(train_file), "--out", str(root / "run"), "--config",
                                  str(root / "cfg.yaml"), "--max-iterations", "10", "--device", "cpu",
-                                 "--no-progress", "--threads", "1", "--checkpoint-every", "5"])
+                                 "--no-progress", "--threads", "1", "--checkpoint-every", "5", "--tensorboard"])
     torch.set_num_threads(threads)  # --threads set it for the whole process
     assert result.exit_code == 0, result.output
     assert "validation chi2/NDF" in result.output
@@ -67,6 +67,7 @@ def test_flags_override_the_config_file(trained):
     assert record["settings"]["seed"] == 4 and record["settings"]["validation_fraction"] == 0.2  # file over defaults
     assert record["settings"]["max_iterations"] == 10  # flag over the default
     assert len((run_dir / "log.csv").read_text().splitlines()) == 1 + 3  # header + iterations 0 (untrained), 5, 10
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))  # --tensorboard
 
 
 def test_generate_like_reproduces_the_reference_energies(trained, tmp_path):

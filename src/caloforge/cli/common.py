@@ -95,6 +95,7 @@ VOCABULARY: dict[str, tuple[str, tuple[str, ...]]] = {
     "--jobs": ("worker processes", ("worker processes",)),
     "--resume": ("continue an interrupted run in --out", ("continue", "keep finished")),
     "--progress": ("show progress", ("progress", "live")),
+    "--tensorboard": ("also log training to TensorBoard", ("tensorboard",)),
     "--force": ("overwrite existing outputs", ("overwrite", "replace")),
     "--no-verify": ("load a bundle without a recorded weights hash", ("unverified",)),
     "--precision": ("generation arithmetic", ("bf16", "int8")),

@@ -128,6 +128,8 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress (a bar on a terminal, "
                                   "lines in a log)."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to TensorBoard (RUN_DIR/tensorboard; "
+                                     "needs the tensorboard package)."),
 ) -> None:
     """Train a model on showers; the best checkpoint (validation chi2/NDF) is saved as RUN_DIR/bundle.
 
@@ -159,7 +161,7 @@ def train(
     held_out = ShowerFile.open(validation, geometry if geometry is not None else showers.geometry) \
         if validation else None
     runtime = Runtime(device_name(device), _devices(devices), strategy, num_nodes,
-                      as_progress(cli_progress() if progress else False))
+                      as_progress(cli_progress() if progress else False), tensorboard=tensorboard)
     spec = RunSpec.from_section(family, model_section, settings, runtime, preset=preset,
                                 particle=particle or showers.geometry.particle,
                                 where=f"the 'model' section of {config}")
