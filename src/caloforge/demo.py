@@ -36,7 +36,7 @@ __all__ = ["DemoPlan", "DemoResult", "demo_plan", "explain_verdict", "run_demo"]
 
 GEOMETRY = "ds1-photons"
 PARTICLE = "photon"
-FAMILY = "diffusion"  # the best fidelity in the demo's budget on cascade data, measured: docs/results.md ("The demo")
+FAMILY = "diffusion"  # best in the demo's budget on cascade data: docs/results.md, "Choosing the demo's family"
 PHYSICS = "cascade"
 DEMO_FILES = ("train.h5", "validation.h5", "eval.h5", "generated.h5", "run", "report")
 _OTHER_VALIDATION_S = 45.0  # features, histograms, FPD/KPD, PRDC on 2 x 10k showers (idle 2-core machine)
