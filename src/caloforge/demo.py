@@ -25,9 +25,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from caloforge.errors import ConfigError, OutputExistsError
+from caloforge.refsim.spectra import DS1_COUNTS, DS1_ENERGIES
 from caloforge.runtime.progress import SILENT, Progress
 from caloforge.validation.metrics.classifier import ClassifierConfig
 from caloforge.validation.metrics.verdict import VerdictRow
@@ -41,7 +43,10 @@ PHYSICS = "cascade"
 DEMO_FILES = ("train.h5", "validation.h5", "eval.h5", "generated.h5", "run", "report")
 _OTHER_VALIDATION_S = 45.0  # features, histograms, FPD/KPD, PRDC on 2 x 10k showers (idle 2-core machine)
 _REPORT_S = 30.0  # drawing the report's figures
-_SIMULATE_SHOWERS_PER_S = {"gflash": 8_000.0, "cascade": 600.0}  # ds1 spectrum, two jobs, writing included
+_SIMULATE_SHOWERS_PER_S = {"gflash": 8_000.0}  # writing included; the cascade's cost grows with the energy:
+_CASCADE_S_PER_GEV = 12e-6  # two jobs, writing included (47.5k ds1-spectrum photons, 7.6 PeV: 76 s on idle cores)
+_CASCADE_START_S = 20.0  # numba's compilation and the stacks' calibration the first time (cached after)
+PHYSICS_MODES = ("cascade", "gflash")
 
 
 @dataclass(frozen=True)
@@ -64,8 +69,8 @@ class DemoPlan:
     def lines(self) -> list[str]:
         """The plan as printable lines."""
         out = [f"plan on {self.machine}:"]
-        out += [f"  {name:<34} {seconds / 60:5.1f} min  ({how})" for name, seconds, how in self.stages]
-        out.append(f"  {'total':<34} {self.total_s / 60:5.1f} min")
+        out += [f"  {name:<40} {seconds / 60:5.1f} min  ({how})" for name, seconds, how in self.stages]
+        out.append(f"  {'total':<40} {self.total_s / 60:5.1f} min")
         return out
 
 
@@ -151,13 +156,26 @@ def _prepare(out_dir: Path, force: bool) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
+def simulated_gev(n_spectrum: int, n_ladder: int) -> float:
+    """The energy simulated, GeV: ``n_spectrum`` showers of the dataset-1 spectrum, ``n_ladder`` in equal shares.
+
+    Example:
+        >>> round(simulated_gev(40_000, 7_500) / 1e6, 1)  # PeV: the default demo
+        10.6
+    """
+    counts = np.asarray(DS1_COUNTS, dtype=np.float64)
+    energies = np.asarray(DS1_ENERGIES) * 1e-3
+    return float(n_spectrum * (counts @ energies) / counts.sum() + n_ladder * energies.mean())
+
+
 def demo_plan(minutes: float | None, max_iterations: int | None, n_showers: int, classifier_minutes: float,
               device: str = "cpu", machine: str | None = None, family: str = FAMILY,
-              physics: str = PHYSICS) -> DemoPlan:
+              physics: str = PHYSICS, energy_gev: float | None = None) -> DemoPlan:
     """The stages of :func:`run_demo` with their budgets or expected times.
 
     Stages with a budget (training, the classifiers) use it; the others are bounded in size
-    and use times measured on an idle 2-core machine.
+    and use times measured on an idle 2-core machine. The cascade's simulation time follows
+    ``energy_gev``, the energy simulated (default: ``n_showers`` of the dataset-1 spectrum).
     """
     if machine is None:
         # torch's import time (through runtime.hardware): only when no machine summary is given
@@ -168,10 +186,14 @@ def demo_plan(minutes: float | None, max_iterations: int | None, n_showers: int,
     train_how = f"{minutes:g}-minute budget" if minutes is not None else f"{max_iterations} iterations"
     if minutes is not None and max_iterations is not None:
         train_how = f"{max_iterations} iterations or {minutes:g} minutes, whichever comes first"
+    if physics == "cascade":
+        gev = simulated_gev(n_showers, 0) if energy_gev is None else energy_gev
+        simulate_s = _CASCADE_START_S + gev * _CASCADE_S_PER_GEV
+    else:
+        simulate_s = n_showers / _SIMULATE_SHOWERS_PER_S[physics]
     return DemoPlan(
         stages=(
-            (f"simulate (reference simulator, {physics})", n_showers / _SIMULATE_SHOWERS_PER_S[physics],
-             f"{n_showers} showers"),
+            (f"simulate (reference simulator, {physics})", simulate_s, f"{n_showers} showers"),
             (f"train the {family} model", train_s, train_how),
             ("generate", 2.0, "batch 10000"),
             ("validate: features, FPD/KPD, PRDC", _OTHER_VALIDATION_S, "bounded sample sizes"),
@@ -229,7 +251,6 @@ def run_demo(
     from caloforge.data.source import ShowerFile
     from caloforge.models import get_family
     from caloforge.refsim import simulate_to_file
-    from caloforge.refsim.spectra import DS1_ENERGIES
     from caloforge.training.bundle import load
     from caloforge.training.loop import train
     from caloforge.validation.evaluate import evaluate
@@ -240,15 +261,15 @@ def run_demo(
     if (minutes is not None and not minutes > 0) or not classifier_minutes > 0:
         msg = f"expected positive minutes but got {minutes} (training) and {classifier_minutes} (classifiers)"
         raise ConfigError(msg)
-    if physics not in _SIMULATE_SHOWERS_PER_S:
-        msg = f"expected physics in {sorted(_SIMULATE_SHOWERS_PER_S)} but got {physics!r}, in run_demo"
+    if physics not in PHYSICS_MODES:
+        msg = f"expected physics in {list(PHYSICS_MODES)} but got {physics!r}, in run_demo"
         raise ConfigError(msg)
     family_config = get_family(family).config_class.for_cpu(PARTICLE)
     prog = progress or SILENT
     out = Path(out_dir)
     _prepare(out, force)
     plan = demo_plan(minutes, max_iterations, n_train + n_validation + n_eval, classifier_minutes, device,
-                     family=family, physics=physics)
+                     family=family, physics=physics, energy_gev=simulated_gev(n_train + n_eval, n_validation))
     for line in plan.lines():
         prog.message(line)
     timings: dict[str, float] = {}
