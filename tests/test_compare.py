@@ -203,6 +203,13 @@ def test_cli_refuses_what_cannot_apply_in_one_line(files, tmp_path, extra, messa
     assert not (tmp_path / "r").exists()
 
 
+def test_cli_refuses_a_label_on_a_single_model_report(files, tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", "-r", str(files / "ref.h5"), "-i", str(files / "gen_a.h5"),
+                                      "--label", "A", "--run", "run/", "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "no --label with --run" in result.output, result.output
+    assert "but got 1 files" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
 def test_the_leaderboard_compares_its_families_from_the_evaluations_it_made(tiny_geometry, tmp_path):
     from caloforge.campaign import leaderboard as lb
     from caloforge.campaign.leaderboard_report import render_html

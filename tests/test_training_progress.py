@@ -111,6 +111,7 @@ def test_train_ends_within_its_wall_clock_budget_when_validations_are_slow(tiny_
                    progress=False)
     wall = time.monotonic() - start
     assert not result.interrupted and result.ranges[0].iterations > 0
-    # the stop came early enough for the last validation; the margin is for writing files after it
-    assert wall <= budget_s + 1.0, wall
+    # the stop came early enough for the last validation; the margin is for writing files after it and for a
+    # loaded CI machine (the code before this check overran by 2.9 s here: two slow validations after the budget)
+    assert wall <= budget_s + 2.5, wall
     assert wall >= budget_s - 3.5, wall  # and not long before the budget: it stops at most ~2 validations early

@@ -204,9 +204,13 @@ def _labels(generated: list[Path], labels: list[str], run: Path | None) -> tuple
 
     if len(generated) == 1 and not labels:
         return ("generated",)
-    if run is not None:
+    if run is not None and len(generated) > 1:
         msg = (f"expected --run with one --generated file (its model's) but got {len(generated)} files; "
                "evaluate that model's file alone to add its training history")
+        raise ConfigError(msg)
+    if run is not None:
+        msg = (f"expected no --label with --run (a single-model report) but got --label {labels[0]}; "
+               "leave --label out, or --run out to compare labelled samples")
         raise ConfigError(msg)
     names = [path.name.removesuffix(".hdf5").removesuffix(".h5") for path in generated]
     try:

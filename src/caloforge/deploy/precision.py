@@ -131,8 +131,9 @@ def _sample(model: Any, energies: NDArray[np.float64], conditions: Mapping[str, 
             ) -> None:
     """The noise of each batch is drawn whole (as ``Bundle.generate`` draws it), then the network runs on
     blocks of :data:`CACHE_ROWS` rows: their activations stay in the CPU's cache (a GAN at batch 10000 ran
-    at half its batch-100 rate per shower when each layer's 10000 x 400 activations left the cache)."""
-    with torch.inference_mode():
+    at half its batch-100 rate per shower when each layer's 10000 x 400 activations left the cache).
+    The model's weight average (if it keeps one) is used, as ``GenerativeModel.sample`` uses it."""
+    with torch.inference_mode(), model.averaged_weights():
         for start in range(0, len(energies), batch_size):
             stop = min(start + batch_size, len(energies))
             noise = torch.randn(stop - start, noise_size, generator=generator)
