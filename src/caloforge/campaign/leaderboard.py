@@ -179,11 +179,11 @@ def _evaluate_family(family: str, data: ShowerSet, reference: ShowerSet, validat
     evaluation = evaluate(reference, generated, directory / "report", mode="full", seed=settings.seed,
                           classifier_config=classifier, device=device, force=True, progress=progress,
                           training_history=bundle.info.get("history", []), inputs={"family": family})
-    evaluations[family] = evaluation
     marks.append(time.perf_counter())
     us = _time_generation(bundle, reference, settings.timing_batch, device, settings.seed, progress,
                           f"leaderboard: {family}: timing generation at batch {settings.timing_batch}")
     marks.append(time.perf_counter())
+    evaluations[family] = evaluation  # only a family whose row is complete enters the comparison
     clf = evaluation.classifiers
     return {
         "family": family, "status": "ok", "chi2_ndf": evaluation.chi2.chi2_ndf,
@@ -272,10 +272,15 @@ def run_leaderboard(
         entries.append(entry)
         _write_outputs(Leaderboard(tuple(entries), settings, machine, time.perf_counter() - start, out,
                                    classifier.to_dict(), earlier_s, calls))
-    _write_comparison(out, evaluations, prog)
     board = Leaderboard(tuple(entries), settings, machine, time.perf_counter() - start, out, classifier.to_dict(),
                         earlier_s, calls)
-    _write_outputs(board)
+    _write_outputs(board)  # the table first: a failed comparison report must not lose it
+    try:
+        _write_comparison(out, evaluations, prog)
+    except Exception as err:  # the figures of finished families: report it and keep the table
+        prog.message(f"leaderboard: the comparison report failed ({type(err).__name__}: {err}); the table is written")
+    else:
+        _write_outputs(board)  # again: the page links the comparison it now has
     return board
 
 
