@@ -9,11 +9,12 @@ import time
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from caloforge.models import GANConfig
 from caloforge.runtime.progress import Progress
 from caloforge.training import train
-from caloforge.training.callbacks import out_of_time, status_line
+from caloforge.training.callbacks import Budget, out_of_time, status_line
 from caloforge.training.settings import SelectionState
 from caloforge.training.task import GenerativeTask
 from synthetic import make_showers
@@ -115,3 +116,26 @@ def test_train_ends_within_its_wall_clock_budget_when_validations_are_slow(tiny_
     # loaded CI machine (the code before this check overran by 2.9 s here: two slow validations after the budget)
     assert wall <= budget_s + 2.5, wall
     assert wall >= budget_s - 3.5, wall  # and not long before the budget: it stops at most ~2 validations early
+
+
+def test_a_resumed_run_keeps_the_measured_validation_time(tiny_geometry, tmp_path):
+    # a resumed call has no untrained validation to time: the stop rule would take validations as free
+    data = make_showers(tiny_geometry, 300, seed=1, energies=(1000.0, 4000.0))
+    config = GANConfig(noise_dim=4, generator_layers=(16, 16, 16), critic_layers=(16, 16, 16), batch_size=32,
+                       critic_steps=1)
+    train(data, "gan", config, tmp_path / "run", max_iterations=10, checkpoint_every=5, progress=False)
+    saved = torch.load(tmp_path / "run" / "last.ckpt", weights_only=False)["callbacks"]
+    (state,) = (v for k, v in saved.items() if k.startswith("Budget"))
+    assert state["checkpoint_s"] > 0
+    budget = Budget(None, deadline=None)
+    budget.load_state_dict(state)
+    budget.on_train_start(SimpleNamespace(), SimpleNamespace(elapsed_s=1.0))  # type: ignore[arg-type]
+    budget.on_train_batch_start(SimpleNamespace(), SimpleNamespace(), None, 0)  # type: ignore[arg-type]
+    budget.on_train_end(SimpleNamespace(), SimpleNamespace())  # type: ignore[arg-type]  # its signal handlers back
+    assert budget.checkpoint_s == state["checkpoint_s"]  # not the ~0 s between the start and the first batch
+    fresh = Budget(None, deadline=None)
+    fresh.on_train_start(SimpleNamespace(), SimpleNamespace(elapsed_s=0.0))  # type: ignore[arg-type]
+    time.sleep(0.01)
+    fresh.on_train_batch_start(SimpleNamespace(), SimpleNamespace(), None, 0)  # type: ignore[arg-type]
+    fresh.on_train_end(SimpleNamespace(), SimpleNamespace())  # type: ignore[arg-type]
+    assert fresh.checkpoint_s >= 0.01  # a new run measures its baseline validation

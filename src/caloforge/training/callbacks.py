@@ -198,14 +198,25 @@ class Budget(L.Callback):
         self._checkpoint_start: float | None = None
         self._batch_start = 0.0
         self.batch_s = 0.0
+        self._resumed = False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.interrupted = True
         self.signum = int(signum)
         self._restore_handler()
 
+    def state_dict(self) -> dict[str, Any]:
+        """The measured validation time, for a resumed call (which has no untrained validation to measure)."""
+        return {"checkpoint_s": self.checkpoint_s}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.checkpoint_s = float(state_dict.get("checkpoint_s", 0.0))
+        self._resumed = True
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = self._checkpoint_start = time.monotonic()  # the baseline validation follows (BestBundle)
+        self._start = time.monotonic()
+        # a new run's baseline validation follows (BestBundle) and is measured; a resumed run keeps its measure
+        self._checkpoint_start = None if self._resumed else self._start
         self._elapsed_at_start = float(pl_module.elapsed_s)  # type: ignore[arg-type]
         if threading.current_thread() is threading.main_thread():
             self._previous_handlers = {sig: signal.signal(sig, self._on_signal) for sig in _STOP_SIGNALS}
