@@ -140,7 +140,7 @@ DEPRECATED: dict[str, dict[str, str]] = {
     "simulate": {"--output": "--out"},
     "generate": {"--output": "--out", "--n": "--n-per-energy"},
     "export": {"--output": "--out"},
-    "train": {"--model": "--family"},  # the 0.1 spellings (their hidden parameters stay for old scripts' values)
+    "train": {"--model": "--family"},  # the 0.1 spellings
     "demo": {"--minutes": "--max-minutes"},
 }
 """Renamed options: the old spelling still works (hidden from ``--help``) and says the new name."""

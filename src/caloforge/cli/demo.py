@@ -26,7 +26,6 @@ __all__ = ["register"]
 def demo(
     out: Path = typer.Option(Path("caloforge-demo"), "--out", "-o", help="Directory for data, run and report."),
     max_minutes: float = typer.Option(5.0, "--max-minutes", min=0.01, help="Training budget, wall-clock minutes."),
-    minutes: float | None = typer.Option(None, "--minutes", min=0.01, hidden=True),  # the 0.1 spelling
     max_iterations: int | None = typer.Option(None, "--max-iterations", min=1, help="Training budget in "
                                               "iterations (stops at whichever budget comes first)."),
     classifier_minutes: float = typer.Option(1.5, "--classifier-minutes", min=0.01, help="Wall-clock budget of "
@@ -52,7 +51,7 @@ def demo(
     from caloforge.demo import run_demo
 
     apply_threads(threads)
-    result = run_demo(out, minutes=max_minutes if minutes is None else minutes, max_iterations=max_iterations,
+    result = run_demo(out, minutes=max_minutes, max_iterations=max_iterations,
                       n_train=n_train, n_validation=n_validation,
                       n_eval=n_eval,
                       seed=seed, device=device_name(device), classifier_minutes=classifier_minutes, force=force,

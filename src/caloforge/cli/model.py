@@ -96,7 +96,6 @@ def train(
     data: Path = typer.Option(..., "--data", help="Training showers (CaloChallenge HDF5)."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory (checkpoints, log.csv, bundle/)."),
     family: str = typer.Option("gan", "--family", metavar=FAMILY, help="Model family."),
-    model: str | None = typer.Option(None, "--model", hidden=True),  # the 0.1 spelling of --family
     geometry: str | None = typer.Option(None, "--geometry", "-g", help=GEOMETRY_HELP),
     particle: str | None = typer.Option(None, "--particle", metavar="photon|electron|pion",
                                         help="Defaults for this particle; default: the geometry's particle."),
@@ -155,7 +154,6 @@ def train(
             flag = "--select-by" if key == "selection" else f"--{key.replace('_', '-')}"
             text = text.replace(f"expected {key} ", f"expected {flag} ")
         raise ConfigError(text) from None
-    family = model if model is not None else family
     apply_threads(threads)
     showers = ShowerFile.open(data, geometry)  # streamed: see caloforge.training.batches
     held_out = ShowerFile.open(validation, geometry if geometry is not None else showers.geometry) \
@@ -192,7 +190,6 @@ def generate(
                                      "of this reference file."),
     energies: list[str] | None = typer.Option(None, "--energies", help="Incident energies in MeV, e.g. 1024,65536."),
     n_per_energy: int = typer.Option(1000, "--n-per-energy", help="Showers per energy given with --energies."),
-    n: int | None = typer.Option(None, "--n", hidden=True),  # the 0.1 spelling of --n-per-energy
     batch_size: int = typer.Option(10_000, "--batch-size", help="Showers per forward pass."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Generation device (the torch backend)."),
@@ -227,7 +224,7 @@ def generate(
             "both" if model is not None else "neither")
         raise ConfigError(msg)
     check_output(output, force)
-    n = n_per_energy if n is None else n
+    n = n_per_energy
     if n < 1:
         msg = f"expected --n-per-energy >= 1 but got {n}"
         raise ConfigError(msg)
