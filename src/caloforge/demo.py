@@ -246,7 +246,7 @@ def run_demo(
         ConfigError: without a training budget, or with a non-positive one; for an unknown family or physics.
         OutputExistsError: if ``out_dir`` holds an earlier demo and ``force`` is false.
     """
-    # start-up time: importing caloforge.demo stays light; simulation, training and validation load when it runs
+    # start-up time: the simulator, training and the validation suite load only when the demo runs
     from caloforge.data import io
     from caloforge.data.source import ShowerFile
     from caloforge.models import get_family
