@@ -211,7 +211,8 @@ def run_training(data: Showers, spec: RunSpec, out_dir: str | Path = "run", *, v
     """
     start = time.monotonic()
     _check_inputs(data, validation, spec, resume)
-    spec = replace(spec, config=spec.config.for_geometry(data.geometry))  # e.g. the layer shapes of some networks
+    # the geometry's settings (e.g. layer shapes); the family class passes on, not looked up again
+    spec = replace(spec, config=spec.config.for_geometry(data.geometry), registered=spec.family_class)
     run_dir = Path(out_dir)
     spec = _settle(spec, run_dir, resume)
     rows = RunRows.choose(data, validation, spec.settings)
@@ -277,7 +278,7 @@ def _settle(spec: RunSpec, run_dir: Path, resume: bool) -> RunSpec:
     settings = stored.settings if given.max_iterations is None and given.max_minutes is None else \
         stored.settings.replace(max_iterations=given.max_iterations, max_minutes=given.max_minutes)
     settings.check_budget()
-    return replace(spec, settings=_resumed_selection(settings, given.selection, run_dir))
+    return replace(spec, settings=_resumed_selection(settings, given.selection, run_dir), registered=spec.family_class)
 
 
 @dataclass(frozen=True)
