@@ -9,7 +9,7 @@ import torch
 
 from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
-from caloforge.models import FAMILIES, GANConfig
+from caloforge.models import FAMILIES, GAN, GANConfig
 from caloforge.models.base import Batch, FamilyConfig
 from caloforge.models.diffusion import DiffusionConfig
 from caloforge.models.flow import FlowConfig
@@ -20,7 +20,7 @@ from caloforge.models.vae import VAEConfig
 from caloforge.training.bundle import Bundle, load
 from caloforge.training.bundle_format import save_model
 
-__all__ = ["TINY_CONFIGS", "batch_of", "one_step_bundle", "tiny_config"]
+__all__ = ["TINY_CONFIGS", "batch_of", "one_step_bundle", "tiny_config", "untrained_gan_bundle"]
 
 TINY_CONFIGS = {
     "flow": FlowConfig(design="split", coupling="spline", blocks=2, hidden=(16,), energy_blocks=2, energy_hidden=(8,),
@@ -56,3 +56,13 @@ def one_step_bundle(tmp_path: Path, family: str, geometry: Geometry, data: Showe
     model.train_step(lambda: batch_of(data), model.configure_optimizers(), lambda loss: loss.backward(),
                      torch.Generator().manual_seed(0))
     return load(save_model(tmp_path / family, model, family, geometry))
+
+
+UNTRAINED_GAN = GANConfig(noise_dim=4, generator_layers=(8, 8, 8), critic_layers=(8, 8, 8), batch_size=16)
+
+
+def untrained_gan_bundle(path: Path, showers: ShowerSet, seed: int) -> Path:
+    """An untrained tiny GAN bundle (its weights drawn from ``seed``), fitted to ``showers``' preprocessing."""
+    torch.manual_seed(seed)
+    model = GAN(UNTRAINED_GAN, Preprocessing.fit(showers, UNTRAINED_GAN.preprocessing, UNTRAINED_GAN.energy_scale))
+    return save_model(path, model, "gan", showers.geometry)

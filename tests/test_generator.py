@@ -7,36 +7,26 @@ import re
 
 import numpy as np
 import pytest
-import torch
 
 from caloforge.campaign.model_set import write_model_set
 from caloforge.data.geometry import Geometry, Layer
 from caloforge.deploy.backends import open_generator
 from caloforge.errors import CaloforgeError, ConfigError, GeometryMismatchError
 from caloforge.generator import Generator, check_request, generate_like, route
-from caloforge.models import GAN, GANConfig
-from caloforge.models.preprocess import Preprocessing
 from caloforge.training import load
-from caloforge.training.bundle_format import save_model, save_split
+from caloforge.training.bundle_format import save_split
+from families import untrained_gan_bundle
 from synthetic import make_showers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = GANConfig(noise_dim=4, generator_layers=(8, 8, 8), critic_layers=(8, 8, 8), batch_size=16)
 ENERGIES = [1000.0, 3000.0, 1500.0, 4000.0, 2000.0]
-
-
-def save_gan(path, showers, seed):
-    """An untrained tiny GAN bundle (its weights drawn from ``seed``)."""
-    torch.manual_seed(seed)
-    model = GAN(TINY, Preprocessing.fit(showers, TINY.preprocessing, TINY.energy_scale))
-    return save_model(path, model, "gan", showers.geometry)
 
 
 @pytest.fixture
 def split_bundle(tmp_path, tiny_geometry):
     """A bundle split at 2 GeV: (its directory, the two parts' directories)."""
-    parts = [save_gan(tmp_path / f"part{i}", make_showers(tiny_geometry, 40, seed=2 + i, energies=e), 2 + i)
+    parts = [untrained_gan_bundle(tmp_path / f"part{i}", make_showers(tiny_geometry, 40, seed=2 + i, energies=e), 2 + i)
              for i, e in enumerate(((1000.0, 1500.0), (2000.0, 4000.0)))]
     return save_split(tmp_path / "split", parts, [2000.0]), parts
 
@@ -88,7 +78,7 @@ def test_every_backend_is_a_generator_giving_the_same_showers(split_bundle, tiny
 def test_a_model_set_at_one_point_is_a_generator(split_bundle, tmp_path, tiny_geometry):
     root = tmp_path / "set"
     root.mkdir()
-    save_gan(root / "central", make_showers(tiny_geometry, 40, seed=1, energies=(1000.0, 4000.0)), 1)
+    untrained_gan_bundle(root / "central", make_showers(tiny_geometry, 40, seed=1, energies=(1000.0, 4000.0)), 1)
     write_model_set(root, "test", "chi2_ndf", [{"family": "gan", "slice": "central", "particle": "photon",
                                                 "eta": [0.0, 0.4], "bundle": "central", "energy": [1000.0, 4000.0]}])
     generator = open_generator(root, particle="gamma", eta=-0.3, device="cpu")

@@ -7,27 +7,17 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from caloforge.campaign.model_set import ModelSet, write_model_set
 from caloforge.cli import app
 from caloforge.errors import CheckpointError, ConfigError
-from caloforge.models import GAN, GANConfig
-from caloforge.models.preprocess import Preprocessing
 from caloforge.training import load
-from caloforge.training.bundle_format import save_model, save_split
+from caloforge.training.bundle_format import save_split
+from families import untrained_gan_bundle
 from synthetic import make_showers
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-TINY = GANConfig(noise_dim=4, generator_layers=(8, 8, 8), critic_layers=(8, 8, 8), batch_size=16)
-
-
-def _bundle(path, showers, seed):
-    torch.manual_seed(seed)
-    model = GAN(TINY, Preprocessing.fit(showers, TINY.preprocessing, TINY.energy_scale))
-    return save_model(path, model, "gan", showers.geometry)
 
 
 @pytest.fixture
@@ -36,11 +26,11 @@ def model_set(tmp_path, tiny_geometry):
     root = tmp_path / "set"
     root.mkdir()
     low = make_showers(tiny_geometry, 40, seed=1, energies=(1000.0, 4000.0))
-    _bundle(root / "photon-central", low, 1)
-    parts = [_bundle(tmp_path / f"part{i}", make_showers(tiny_geometry, 40, seed=2 + i, energies=e), 2 + i)
+    untrained_gan_bundle(root / "photon-central", low, 1)
+    parts = [untrained_gan_bundle(tmp_path / f"part{i}", make_showers(tiny_geometry, 40, seed=2 + i, energies=e), 2 + i)
              for i, e in enumerate(((1000.0, 1500.0), (2000.0, 4000.0)))]
     save_split(root / "photon-forward", parts, [2000.0])
-    _bundle(root / "pion-all", low, 4)
+    untrained_gan_bundle(root / "pion-all", low, 4)
     common = {"family": "gan", "trial": "t", "params": {}, "metrics": {"objective": 1.5}}
     write_model_set(root, "test", "chi2_ndf", [
         {**common, "slice": "photon-central", "particle": "photon", "eta": [0.0, 0.4], "bundle": "photon-central",
