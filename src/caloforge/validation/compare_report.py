@@ -13,19 +13,26 @@ from __future__ import annotations
 
 import dataclasses
 import html
-import importlib
 import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from caloforge._version import __version__
-from caloforge.data.outputs import scratch_dir, strict_json
 from caloforge.data.showers import format_energy
-from caloforge.errors import OutputPathError
 from caloforge.runtime.progress import Progress
 from caloforge.validation.missing import format_value
-from caloforge.validation.report import check_report_dir, draw_figures, html_page, png_figure, publish, report_figures
+from caloforge.validation.report import (
+    draw_figures,
+    figures_note,
+    html_page,
+    png_figure,
+    report_figures,
+    report_stage,
+    report_timings,
+    write_pages,
+)
+from caloforge.validation.root_export import write_root
 
 if TYPE_CHECKING:
     from caloforge.validation.compare import Comparison
@@ -149,15 +156,9 @@ def render_comparison(comparison: Comparison, images: list[tuple[str, str, bytes
 def _write_root(stage: Path, k: int, label: str, result: EvaluationResult) -> str:
     """Sample ``k``'s histograms in ``histograms_<k>_<label>.root`` (the label's letters and digits); "" without
     uproot."""
-    try:
-        importlib.import_module("uproot")  # optional: caloforge[root]
-    except ImportError:
-        return ""
-    # optional dependency: uproot (caloforge[root]), checked just above
-    from caloforge.validation.root_export import write_root
-
     name = f"histograms_{k + 1}_{re.sub(r'[^A-Za-z0-9]+', '_', label).strip('_')[:40]}.root"
-    write_root(stage / name, (*result.histograms, *result.energy_histograms), {"generated": label})
+    written = write_root(stage / name, (*result.histograms, *result.energy_histograms), {"generated": label})
+    return name if written else ""
     return name
 
 
@@ -171,25 +172,12 @@ def write_comparison(comparison: Comparison, out_dir: str | Path, force: bool = 
     Returns:
         ``comparison`` with the report's and the total time in its timings.
     """
-    out = check_report_dir(out_dir, force)
     start = time.perf_counter()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        msg = f"could not create the output directory {out} ({err.strerror}); choose another --out"
-        raise OutputPathError(msg) from None
-    with scratch_dir(out / "report") as stage:
+    with report_stage(out_dir, force) as stage:
         images = draw_figures(report_figures(comparison.samples) if figures else [], stage, pdf, progress)
-        timings = {"report": round(time.perf_counter() - start, 3)}
-        if started is not None:
-            timings["total"] = round(time.perf_counter() - started, 3)
-        comparison = dataclasses.replace(comparison, timings=timings)
+        comparison = dataclasses.replace(comparison, timings=report_timings({}, start, started))
         roots = [_write_root(stage, k, label, result) for k, (label, result) in enumerate(comparison.samples)]
         note = (f"each sample's histograms are also in {', '.join(roots)} (TH1D, reference and the sample) for ROOT"
                 if all(roots) else "install caloforge[root] (uproot) to also get every histogram for ROOT")
-        if not figures:
-            note = "figures not drawn (caloforge evaluate --skip figures); " + note
-        (stage / "report.html").write_text(render_comparison(comparison, images, note), encoding="utf-8")
-        (stage / "metrics.json").write_text(strict_json(comparison.to_dict(), indent=2), encoding="utf-8")
-        publish(stage, out)
+        write_pages(stage, render_comparison(comparison, images, figures_note(figures) + note), comparison.to_dict())
     return comparison

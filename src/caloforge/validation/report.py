@@ -15,13 +15,13 @@ Files are written atomically and never overwrite without ``force``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import html
-import importlib
 import io
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from caloforge.validation import plots, shape_plots, shower_plots
 from caloforge.validation.missing import format_value
 from caloforge.validation.plots import Samples
 from caloforge.validation.result import EvaluationResult
+from caloforge.validation.root_export import write_root
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -292,30 +293,54 @@ def write_report(result: EvaluationResult, out_dir: str | Path, force: bool = Fa
         The result as written: ``result`` with the report's and the total time added to its timings
         (a new object; ``result`` itself is never changed).
     """
-    out = check_report_dir(out_dir, force)
     start = time.perf_counter()
+    with report_stage(out_dir, force) as stage:
+        images = draw_figures(report_figures([("generated", result)]) if figures else [], stage, pdf, progress)
+        result = dataclasses.replace(result, timings=report_timings(result.timings, start, started))
+        if write_root(stage / ROOT_FILE, (*result.histograms, *result.energy_histograms)):
+            root_note = f"every histogram is also in {ROOT_FILE} (TH1D, reference and generated) for ROOT"
+        else:
+            root_note = f'install caloforge[root] (uproot) to also get every histogram in {ROOT_FILE} for ROOT'
+        write_pages(stage, render_html(result, images, figures_note(figures) + root_note), result.to_dict())
+    return result
+
+
+@contextlib.contextmanager
+def report_stage(out_dir: str | Path, force: bool) -> Iterator[Path]:
+    """A scratch directory inside ``out_dir`` (checked, and created if missing) whose files are published into
+    ``out_dir`` when the block ends without an error: a failure (a full disk, Ctrl-C) leaves no partial report.
+
+    Raises:
+        OutputPathError: if ``out_dir`` cannot be created; and what :func:`check_report_dir` raises.
+    """
+    out = check_report_dir(out_dir, force)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         msg = f"could not create the output directory {out} ({err.strerror}); choose another --out"
         raise OutputPathError(msg) from None
     with scratch_dir(out / "report") as stage:
-        images = draw_figures(report_figures([("generated", result)]) if figures else [], stage, pdf, progress)
-        timings = {**result.timings, "report": round(time.perf_counter() - start, 3)}
-        if started is not None:
-            timings["total"] = round(time.perf_counter() - started, 3)
-        result = dataclasses.replace(result, timings=timings)
-        if _write_root(result, stage / ROOT_FILE):
-            root_note = f"every histogram is also in {ROOT_FILE} (TH1D, reference and generated) for ROOT"
-        else:
-            root_note = f'install caloforge[root] (uproot) to also get every histogram in {ROOT_FILE} for ROOT'
-        if not figures:
-            root_note = "figures not drawn (caloforge evaluate --skip figures); " + root_note
-        (stage / "report.html").write_text(render_html(result, images, root_note), encoding="utf-8")
-        (stage / "metrics.json").write_text(strict_json(result.to_dict(), indent=2), encoding="utf-8")
+        yield stage
         publish(stage, out)
-    return result
 
+
+def report_timings(timings: Mapping[str, float], start: float, started: float | None) -> dict[str, float]:
+    """``timings`` with the report's seconds since ``start`` and, if ``started`` is given, the total since then."""
+    out = {**timings, "report": round(time.perf_counter() - start, 3)}
+    if started is not None:
+        out["total"] = round(time.perf_counter() - started, 3)
+    return out
+
+
+def figures_note(figures: bool) -> str:
+    """The page's note when the figures were skipped (``caloforge evaluate --skip figures``), else ""."""
+    return "" if figures else "figures not drawn (caloforge evaluate --skip figures); "
+
+
+def write_pages(stage: Path, page: str, metrics: Mapping[str, Any]) -> None:
+    """report.html and metrics.json into ``stage``."""
+    (stage / "report.html").write_text(page, encoding="utf-8")
+    (stage / "metrics.json").write_text(strict_json(metrics, indent=2), encoding="utf-8")
 
 
 def draw_figures(drawn: list[tuple[str, str, str, Callable[[], Figure]]], stage: Path, pdf: bool = True,
@@ -350,16 +375,3 @@ def publish(stage: Path, out: Path) -> None:
         path.replace(out / path.name)
     for name in REPORT_FILES:
         (stage / name).replace(out / name)
-
-
-def _write_root(result: EvaluationResult, path: Path) -> bool:
-    """Every feature histogram as a pair of titled TH1D (``<name>/reference``, ``<name>/generated``); False
-    without uproot (:mod:`caloforge.validation.root_export`)."""
-    try:
-        importlib.import_module("uproot")  # optional: caloforge[root]
-    except ImportError:
-        return False
-    # optional dependency: uproot (caloforge[root]), checked just above
-    from caloforge.validation.root_export import write_root
-
-    return write_root(path, (*result.histograms, *result.energy_histograms))
