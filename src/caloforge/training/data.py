@@ -130,10 +130,12 @@ class ValidationTarget:
     shapes: ShapeReference | None = None
 
     @classmethod
-    def from_scan(cls, data: Showers, result: Scan, rows: NDArray[np.int64], threshold: float) -> ValidationTarget:
-        """The target of the showers ``rows`` of a scanned sample (with the shape reference if it has their columns)."""
+    def from_scan(cls, data: Showers, result: Scan, rows: NDArray[np.int64], threshold: float,
+                  with_shapes: bool = True) -> ValidationTarget:
+        """The target of the showers ``rows`` of a scanned sample (with the shape reference if it has their columns
+        and ``with_shapes``; the final bundle's chi2 needs none)."""
         shapes = None
-        if result.features is not None and len(rows) >= 4:
+        if with_shapes and result.features is not None and len(rows) >= 4:
             at = np.searchsorted(result.feature_rows, rows)
             if at.max() < len(result.feature_rows) and np.array_equal(result.feature_rows[at], rows):
                 shapes = ShapeReference.from_columns(result.features[at], threshold)

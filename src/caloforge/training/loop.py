@@ -311,8 +311,9 @@ class _Scans:
         return RangeData(preprocessing, batches, target, self.train.fingerprints[f"range-{i}"])
 
     def validation_target(self, val_source: Showers, rows: RunRows) -> ValidationTarget:
-        """The whole validation sample, every range together."""
-        return ValidationTarget.from_scan(val_source, self.validation, self.validation_rows, self.threshold)
+        """The whole validation sample, every range together, for the final bundle's chi2 (no shape reference)."""
+        return ValidationTarget.from_scan(val_source, self.validation, self.validation_rows, self.threshold,
+                                          with_shapes=False)
 
 
 def _final_bundle(bundle_dir: Path, ranges: Sequence[RangeResult], spec: RunSpec, record: RunRecord,
