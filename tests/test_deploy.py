@@ -14,6 +14,7 @@ from caloforge.data import io
 from caloforge.data.geometry import Geometry, Layer
 from caloforge.deploy.export import export_onnx, par04_order
 from caloforge.deploy.onnx_runtime import OnnxGenerator
+from caloforge.deploy.yardsticks import ANCHORS
 from caloforge.errors import ConfigError, OutputExistsError
 from caloforge.models import FAMILIES, GANConfig
 from caloforge.training import load, train
@@ -92,8 +93,9 @@ def test_energy_split_bundle_exports_one_graph_per_range(tmp_path):
 
 
 def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
+    ds1 = Geometry.preset("ds1-photons")  # a CaloChallenge dataset: bench prints its published yardsticks
+    bundle = one_step_bundle(tmp_path, "gan", ds1, make_showers(ds1, 64, seed=3, energies=(1000.0, 4000.0)))
     data = make_showers(UNIFORM, 64, seed=3, energies=(1000.0, 4000.0))
-    bundle = one_step_bundle(tmp_path, "gan", UNIFORM, data)
     baseline = one_step_bundle(tmp_path, "parametric", UNIFORM, data)  # does not export: timed with torch only
     out = tmp_path / "bench.json"
     result = runner.invoke(app, ["bench", str(bundle.path), str(baseline.path), "--batch-sizes", "1,10",
@@ -101,8 +103,17 @@ def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
     assert result.exit_code == 0, result.output
     assert "GFLOP/s" in result.output and "us/shower" in result.output and "not timed" in result.output
     assert "best native" in result.output and "16-84 %" in result.output
+    # the yardsticks of the GAN's dataset, its rows beside them, with the source and the caveat on units/hardware
+    assert "yardsticks, ds1-photons" in result.output and "BoloGAN" in result.output
+    assert "(this machine)" in result.output and "published CPU times" in result.output
+    assert "91f715d" in result.output and "neither the unit nor the hardware" in result.output
+    assert "Geant4" in result.output
     saved = json.loads(out.read_text())
-    assert saved["schema"] == "caloforge.bench/2"
+    assert saved["schema"] == "caloforge.bench/3"
+    assert [t["dataset"] for t in saved["yardsticks"]] == ["ds1-photons"]  # the custom geometry has none
+    table = saved["yardsticks"][0]
+    assert table["anchors"] == [a.to_dict() for a in ANCHORS["ds1-photons"]] and "91f715d" in table["source"]
+    assert "unit" in table["caveat"] and "NaN" in table["geant4"]
     machine = saved["machine"]
     assert {"cpu_model", "vector", "bf16_native", "threads", "fp32_gflops", "description", "fp32_limit_gflops",
             "best_limit_gflops", "best_precision", "limit_note", "busy_cpus_at_start"} <= set(machine)
@@ -118,12 +129,14 @@ def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
     assert len(saved["skipped"]) == 1 and "parametric" in saved["skipped"][0]
     fields = {"model", "family", "backend", "precision", "device", "batch_size", "us_per_shower", "us_p16", "us_p84",
               "spread_note", "repeats", "flops_per_shower", "gflops", "fraction_of_fp32", "fraction_of_best",
-              "peak_rss_mb", "peak_cuda_mb", "threads"}
+              "peak_rss_mb", "peak_cuda_mb", "threads", "dataset"}
     for row in rows:
         assert set(row) == fields
+        assert row["dataset"] == ("ds1-photons" if row["family"] == "gan" else None)
         assert 0 < row["us_p16"] <= row["us_per_shower"] <= row["us_p84"] and row["peak_rss_mb"] > 50
         assert row["repeats"] >= 2 and row["precision"] == "fp32"
-        assert bool(row["spread_note"]) == ((row["us_p84"] - row["us_p16"]) / 2 > row["us_per_shower"])
+        # never a 16-84 % range wider than the median without the reason beside it
+        assert bool(row["spread_note"]) == (row["us_p84"] - row["us_p16"] > row["us_per_shower"])
         assert 0 <= row["fraction_of_best"] <= row["fraction_of_fp32"] <= 1  # never above the run's limits
         assert row["fraction_of_fp32"] == pytest.approx(row["gflops"] / machine["fp32_limit_gflops"])
         assert row["flops_per_shower"] > 1000 or row["family"] == "parametric"  # counted: matmuls only
@@ -159,6 +172,32 @@ def test_bench_fractions_never_exceed_the_limit_and_say_why_the_limit_moved():
     assert machine["fp32_limit_gflops"] == 100.0 and machine["best_limit_gflops"] == 260.0  # fp32's limit unmoved
     assert machine["best_precision"] == "int8" and "int8" in machine["limit_note"]
     assert rows[0].fraction_of_fp32 == 0.4 and np.isnan(rows[1].fraction_of_fp32) and rows[1].fraction_of_best == 1
+
+
+def test_yardsticks_are_the_docs_anchors_and_place_a_time_among_them():
+    import re
+    from pathlib import Path
+
+    from caloforge.deploy.yardsticks import format_ms, standing, yardsticks
+
+    docs = (Path(__file__).parents[1] / "docs" / "performance.md").read_text(encoding="utf-8")
+    section = docs[docs.index("## Anchors"):].split("\n## ", 1)[0]
+    tables = dict(re.findall(r"^### (\S+)\n\n((?:\|.*\n)+)", section, flags=re.M))
+    assert set(tables) == set(ANCHORS)  # every dataset of the data is in the docs, and no other
+    for dataset, anchors in ANCHORS.items():
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in tables[dataset].splitlines()[2:]]
+        assert rows == [[a.submission, *map(format_ms, a.cpu_ms), *map(format_ms, a.gpu_ms)] for a in anchors]
+        assert all(len(a.cpu_ms) == len(a.gpu_ms) == 3 for a in anchors)
+    assert yardsticks(None) is None and yardsticks("ds2")["anchors"][0]["submission"] == ANCHORS["ds2"][0].submission
+    published = sum(a.cpu_ms[2] is not None for a in ANCHORS["ds1-photons"])
+    fastest = min(a.cpu_ms[2] for a in ANCHORS["ds1-photons"] if a.cpu_ms[2] is not None)
+    assert standing(1.0, 10_000, "ds1-photons") == (published, published)  # 1 us beats every anchor (ms)
+    assert standing(fastest * 1000, 10_000, "ds1-photons") == (published, published)  # equal counts as no slower
+    assert standing(fastest * 1001, 5000, "ds1-photons") == (published - 1, published)  # nearest column: 10000
+    assert standing(1e12, 3, "ds1-photons") == (0, sum(a.cpu_ms[0] is not None for a in ANCHORS["ds1-photons"]))
+    gpu = sum(a.gpu_ms[2] is not None for a in ANCHORS["ds1-photons"])
+    assert standing(1.0, 10_000, "ds1-photons", gpu=True) == (gpu, gpu) and gpu < published  # CaloForest: no GPU
+    assert standing(1.0, 1, "uniform") is None and standing(float("nan"), 1, "ds2") is None
 
 
 def test_generate_with_onnxruntime_matches_torch(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import typer
 from rich.table import Table
@@ -40,11 +40,12 @@ def bench(
         "fp32", "--precision", help="bf16: the torch rows (CPUs with native bf16); int8: the onnxruntime rows; "
         "auto: chosen per model by measurement; each row says its precision."),
 ) -> None:
-    """Time generation per shower at each batch size, next to the machine's measured fp32 and best native limits.
+    """Time generation per shower at each batch size, next to the machine's measured fp32 and best native limits
+    and the CaloChallenge's published times for the bundle's dataset.
     """
     # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.data.outputs import atomic_path, check_output, strict_json
-    from caloforge.deploy.bench import BACKENDS, run_bench
+    from caloforge.deploy.bench import BACKENDS, FLOPS_NOTE, SPREAD_NOTE, run_bench
 
     sizes = [float(b) for b in parse_floats(batch_sizes, "--batch-sizes") or []]
     if any(not b.is_integer() or b < 1 for b in sizes):
@@ -69,14 +70,13 @@ def bench(
                       f"{r.fraction_of_best:.0%}", f"{r.peak_rss_mb:.0f}")
     console.print(table)
     if any(r.spread_note for r in result.rows):
-        console.print("* the 16-84 % range is wider than twice the median: other work on the machine delayed "
-                      "some calls; compare the medians")
-    console.print("FLOPs: the dense layers' (the GEMMs both runtimes run), counted by torch; element-wise work is "
-                  "not counted, so a small fraction at batch 1 is per-call overhead, not arithmetic")
+        console.print(f"* {SPREAD_NOTE}")
+    console.print(f"fractions: {FLOPS_NOTE}")
     for note in result.skipped:
         console.print(f"not timed: {note}")
     for geometry, us in result.refsim_us_per_shower.items():
         console.print(f"reference simulator on {geometry}: {us:.4g} us/shower (same energies, one process)")
+    _print_yardsticks(result, gpu=any(r.device != "cpu" and r.backend == "torch" for r in result.rows))
     if json_out is not None:
         with atomic_path(json_out, force) as tmp:
             tmp.write_text(strict_json(result.to_dict(), indent=2), encoding="utf-8")
@@ -117,6 +117,41 @@ def export(
                       + ", ".join(f"{k} {v:.3g}" for k, v in choice.us_per_shower.items()) + ")")
     manifest = export_onnx(bundle, output, order, force, precision)
     console.print(f"wrote {output} and {manifest} ({precision})")
+
+
+def _print_yardsticks(result: Any, gpu: bool) -> None:
+    """The published times of each dataset's CaloChallenge submissions, this run's models beside them."""
+    from caloforge.deploy.yardsticks import BATCH_SIZES, format_ms, standing  # CLI start-up time (as in bench)
+
+    where = "GPU" if gpu else "CPU"
+    for table in result.yardsticks:
+        dataset = table["dataset"]
+        view = Table("model", *(f"batch {b}" for b in BATCH_SIZES),
+                     title=f"yardsticks, {dataset}: ms per shower, this run beside the CaloChallenge's {where} times")
+        measured: dict[tuple[str, str, str], dict[int, float]] = {}
+        for r in result.rows:
+            if r.dataset == dataset and (r.device != "cpu") == (gpu and r.backend == "torch"):
+                measured.setdefault((f"{r.family} ({Path(r.model).name})", r.backend, r.precision), {})[
+                    r.batch_size] = r.us_per_shower
+        for (name, backend, precision), times in measured.items():
+            view.add_row(f"[bold]{name}, {backend}, {precision} (this machine)[/bold]",
+                         *(format_ms(times[b] / 1000 if b in times else None) for b in BATCH_SIZES))
+        for anchor in table["anchors"]:
+            values = anchor["gpu_ms" if gpu else "cpu_ms"]
+            view.add_row(anchor["submission"], *(format_ms(values[str(b)]) for b in BATCH_SIZES))
+        console.print(view)
+        for (name, backend, precision), times in measured.items():
+            batch = max(times)
+            place = standing(times[batch], batch, dataset, gpu)
+            if place is not None:
+                console.print(f"{name} ({backend}, {precision}) at batch {batch}: no slower than {place[0]} of the "
+                              f"{place[1]} published {where} times")
+        console.print(f"source: {table['source']}")
+        console.print(f"caveat: {table['caveat']}")
+        console.print(table["geant4"])
+    if not result.yardsticks:
+        console.print("yardsticks: none (no bundle's geometry is a CaloChallenge dataset; docs/performance.md, "
+                      "'Anchors')")
 
 
 def _percent(fraction: float) -> str:

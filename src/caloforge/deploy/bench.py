@@ -3,7 +3,8 @@
 For each model, backend and batch size (CaloChallenge: 1, 100 and 10000) the wall clock of the
 whole ``generate`` call is timed (noise, network, inverse preprocessing, MeV output in numpy)
 after one warm-up call, at least ``repeats`` times and for at least 0.2 s; the median and the
-16th and 84th percentiles are reported per shower. The lean backends (``torch-lean``,
+16th and 84th percentiles are reported per shower; where that range is wider than the median,
+the row's ``spread_note`` says why. The lean backends (``torch-lean``,
 ``onnxruntime-lean``, :mod:`caloforge.deploy.lean`) time one shower per call, as Geant4 calls.
 Each model runs in its own process, so its peak memory (RSS, and CUDA's peak allocation on a GPU)
 is its own.
@@ -17,6 +18,10 @@ GFLOP/s and its fraction of the fp32 limit and of the best native limit. A fract
 1: where a model ran faster than every probe (a probe slowed by other work), the limit is that
 model's rate and ``machine["limit_note"]`` says so. The reference simulator is timed on the same
 geometry and energies. Ratios measured in one run are what hold on a noisy shared machine.
+
+Yardsticks: for each CaloChallenge dataset among the bundles' geometries, the published times of the
+challenge's submissions with their source and caveat (:mod:`caloforge.deploy.yardsticks`), in
+``BenchResult.yardsticks``.
 """
 
 from __future__ import annotations
@@ -39,18 +44,24 @@ from torch.utils.flop_counter import FlopCounterMode
 from caloforge.deploy.backends import bundle_generator
 from caloforge.deploy.lean import LeanGenerator
 from caloforge.deploy.precision import check_precision, choose_precision
+from caloforge.deploy.yardsticks import yardsticks
 from caloforge.errors import CaloforgeError, ConfigError
 from caloforge.runtime import hardware  # called as hardware.x(): the tests replace the CPU's capabilities
 from caloforge.training.bundle import load
 
-__all__ = ["BACKENDS", "BENCH_SCHEMA", "Backend", "BenchResult", "BenchRow", "flops_per_shower", "run_bench",
-           "with_fractions"]
+__all__ = ["BACKENDS", "BENCH_SCHEMA", "FLOPS_NOTE", "SPREAD_NOTE", "Backend", "BenchResult", "BenchRow",
+           "flops_per_shower", "run_bench", "with_fractions"]
 
-BENCH_SCHEMA = "caloforge.bench/2"
+BENCH_SCHEMA = "caloforge.bench/3"
 Backend = Literal["torch", "onnxruntime", "torch-lean", "onnxruntime-lean"]
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "torch-lean", "onnxruntime-lean")
 MIN_SECONDS = 0.2
 """Each batch size is timed for at least this long (and at least ``repeats`` calls): batch-1 calls need hundreds."""
+SPREAD_NOTE = ("the 16-84 % range of the calls is wider than their median: other work on the machine (or the "
+               "interpreter's pauses) delayed some calls; the median is the figure")
+FLOPS_NOTE = ("FLOPs are the dense layers' products (the GEMMs both runtimes execute, counted by torch's "
+              "FlopCounterMode); element-wise work is not counted, so GFLOP/s and the fractions are a lower bound "
+              "on the arithmetic done, and a small fraction at batch 1 is per-call overhead, not arithmetic")
 
 
 @dataclass(frozen=True)
@@ -67,7 +78,7 @@ class BenchRow:
         us_per_shower: Median wall-clock microseconds per shower.
         us_p16: 16th percentile of the calls, microseconds per shower.
         us_p84: 84th percentile of the calls, microseconds per shower.
-        spread_note: Why the 16-84 % spread exceeds the median, when it does (other work on the machine), else "".
+        spread_note: Why the 16-84 % range is wider than the median, when it is (:data:`SPREAD_NOTE`), else "".
         repeats: Timed calls (after one warm-up call).
         flops_per_shower: Dense-layer floating-point operations per shower (torch's FlopCounterMode).
         gflops: Achieved dense-layer GFLOP/s.
@@ -76,6 +87,7 @@ class BenchRow:
         peak_rss_mb: Peak resident memory of the model's process, MiB.
         peak_cuda_mb: Peak CUDA allocation, MiB (None on a CPU).
         threads: torch (or ONNX Runtime) threads.
+        dataset: The CaloChallenge dataset of the bundle's geometry (None for a custom one): its yardsticks.
     """
 
     model: str
@@ -96,21 +108,25 @@ class BenchRow:
     peak_rss_mb: float
     peak_cuda_mb: float | None
     threads: int
+    dataset: str | None = None
 
 
 @dataclass(frozen=True)
 class BenchResult:
-    """A benchmark run: the machine, the reference simulator, and one row per model, backend and batch size."""
+    """A benchmark run: the machine, the reference simulator, one row per model, backend and batch size, and the
+    published yardsticks of the bundles' datasets (:func:`caloforge.deploy.yardsticks.yardsticks`)."""
 
     machine: dict[str, Any]
     refsim_us_per_shower: dict[str, float]
     rows: tuple[BenchRow, ...]
     skipped: tuple[str, ...] = ()
+    yardsticks: tuple[dict[str, Any], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready, with stable keys (``schema: caloforge.bench/2``); ``skipped`` says what was not timed and why."""
+        """JSON-ready, with stable keys (``schema: caloforge.bench/3``); ``skipped`` says what was not timed and why."""
         return {"schema": BENCH_SCHEMA, "machine": self.machine, "refsim_us_per_shower": self.refsim_us_per_shower,
-                "rows": [asdict(r) for r in self.rows], "skipped": list(self.skipped)}
+                "rows": [asdict(r) for r in self.rows], "skipped": list(self.skipped),
+                "yardsticks": list(self.yardsticks)}
 
 
 def flops_per_shower(model: torch.nn.Module, sample: Any, n: int = 64) -> float:
@@ -144,13 +160,12 @@ def _row(path: str, bundle: Any, backend: str, device: str, batch: int, times: l
          threads: int, dev: torch.device, precision: str = "fp32") -> BenchRow:
     median = statistics.median(times)
     p16, p84 = (float(v) for v in np.percentile(times, [16, 84]))
-    note = ""
-    if (p84 - p16) / 2 > median:
-        note = "calls vary more than their median: other work on the machine delays some of them"
+    note = SPREAD_NOTE if p84 - p16 > median else ""
     return BenchRow(path, bundle.family, backend, device, precision, batch, median / batch * 1e6, p16 / batch * 1e6,
                     p84 / batch * 1e6, note, len(times), flops, flops * batch / median / 1e9, float("nan"),
                     float("nan"), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                    torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None, threads)
+                    torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None, threads,
+                    bundle.geometry.dataset)
 
 
 def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str], device: str, repeats: int,
@@ -234,7 +249,7 @@ def with_fractions(rows: list[BenchRow], machine: dict[str, Any]) -> list[BenchR
     if raised > best:
         best, precision = raised, max(reduced, key=lambda r: r.gflops).precision
     machine |= {"fp32_limit_gflops": fp32, "best_limit_gflops": best, "best_precision": precision,
-                "limit_note": "; ".join(notes)}
+                "limit_note": "; ".join(notes), "flops_note": FLOPS_NOTE}
     return [replace(r, fraction_of_fp32=r.gflops / fp32 if fp32 > 0 and r.precision == "fp32" else float("nan"),
                     fraction_of_best=r.gflops / best if best > 0 else float("nan")) for r in rows]
 
@@ -320,4 +335,6 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
             refsim_times[first.geometry.name] = _refsim_time(first.geometry, first.geometry.particle, energies)
         except CaloforgeError:
             pass  # a geometry without a detector description: nothing to compare
-    return BenchResult(machine, refsim_times, tuple(rows), tuple(skipped))
+    datasets = dict.fromkeys(b.geometry.dataset for b in bundles)  # each once, in the models' order
+    tables = tuple(t for t in (yardsticks(d) for d in datasets) if t is not None)
+    return BenchResult(machine, refsim_times, tuple(rows), tuple(skipped), tables)
