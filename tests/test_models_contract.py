@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from caloforge.errors import ConfigError
-from caloforge.models import FAMILIES, GAN, GANConfig, get_family, register_family
+from caloforge.models import DISTILLED, FAMILIES, GAN, GANConfig, get_family, register_family
 from caloforge.models.preprocess import Preprocessing
 from caloforge.training.bundle import load
 from caloforge.training.bundle_format import save_model
@@ -164,3 +164,11 @@ def test_energy_scale_must_be_positive(family_name, data, scale):
             Preprocessing.fit(data, "energy", scale)
     assert config.replace(energy_scale=2).energy_scale == 2.0
     assert Preprocessing.fit(data, "energy", 2.0).showers.scales == (2.0,)
+
+
+def test_distilled_families_are_excluded_with_their_own_tests():
+    """The families of DISTILLED (the one-pass flow student) are made from a trained model, not from showers alone,
+    so this contract, which trains each family on data, leaves them out; tests/test_flow_student.py checks their
+    training (distillation), one-pass sampling, seeds, bundles and the generate path."""
+    assert DISTILLED and set(DISTILLED).isdisjoint(FAMILIES)
+    assert all(get_family(name) is family for name, family in DISTILLED.items())

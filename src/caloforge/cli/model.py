@@ -1,4 +1,4 @@
-"""Model commands: ``train`` and ``generate``.
+"""Model commands: ``train``, ``distill`` (a one-pass student of a flow) and ``generate``.
 
 Precedence of settings: the defaults, then ``--config cfg.yaml``, then flags. A config
 file has two optional sections::
@@ -257,6 +257,34 @@ def generate(
     console.print(f"wrote {len(showers)} showers to {output}")
 
 
+@friendly_errors
+def distill(
+    teacher: Path = typer.Option(..., "--teacher", help="The teacher: a trained flow's bundle or run directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory: the student's bundle."),
+    max_minutes: float | None = typer.Option(10.0, "--max-minutes", help="Training budget, wall-clock minutes "
+                                             "(drawing the teacher's pairs included)."),
+    max_iterations: int | None = typer.Option(None, "--max-iterations", help="Training budget in iterations "
+                                              "(steps)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the student and its teacher pairs."),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing bundle at --out."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress on standard error."),
+) -> None:
+    """Distil a one-pass student from a trained flow: one network call per batch instead of one per block.
+
+    The student (family flow-student) maps the teacher's noise and conditions to its features, trained on the
+    teacher's samples; its bundle opens in generate, export, bench and evaluate --run like any other.
+    """
+    # CLI start-up time: the training stack (torch) loads when the command runs
+    from caloforge.training.distill import distill as run_distill
+
+    apply_threads(threads)
+    result = run_distill(teacher, out, max_minutes=max_minutes, max_iterations=max_iterations, seed=seed,
+                         force=force, progress=cli_progress() if progress else False)
+    console.print(f"distilled in {result.iterations} steps, {result.seconds:.0f} s: validation mse "
+                  f"{result.validation_mse:.4g} (identity {result.identity_mse:.4g}); bundle: {result.bundle}")
+
+
 def _check_count(n: int, energies: int, n_voxels: int) -> None:
     """Refuse ``--n-per-energy`` when the energies and showers it asks for cannot fit in memory."""
     # CLI start-up time: loaded when the command runs, not for --help
@@ -273,6 +301,8 @@ def register(app: typer.Typer) -> None:
         "caloforge train --data train.h5 --family gan --max-minutes 30 --out run/",
         "caloforge train --data train.h5 --validation val.h5 --family flow --max-iterations 20000 --out run/",
         "caloforge train --data train.h5 --out run/ --resume --max-minutes 10"))(train)
+    app.command(epilog=examples(
+        "caloforge distill --teacher flow-run/bundle --out student/ --max-minutes 15"))(distill)
     app.command(epilog=examples(
         "caloforge generate --model run/ --like eval.h5 --out gen.h5",
         "caloforge generate --model run/bundle --energies 1024,65536 --n-per-energy 5000 --out gen.h5",

@@ -49,7 +49,7 @@ from caloforge.models.preprocess import Preprocessing
 if TYPE_CHECKING:
     from caloforge.data.geometry import Geometry
 
-__all__ = ["CouplingBlock", "CouplingFlow", "Flow", "FlowConfig"]
+__all__ = ["CouplingBlock", "CouplingFlow", "Flow", "FlowConfig", "features_to_network"]
 
 Width = Annotated[int, Field(ge=1, le=2**20)]
 _Z_CLAMP = 12.0  # sampled standardised features are kept within +-12 (no overflow from a far tail)
@@ -239,6 +239,24 @@ class CouplingFlow(nn.Module):
         return f"features={self.features}, blocks={len(self.blocks)}"
 
 
+def features_to_network(z: Tensor, conditions: Tensor, standardise: Standardiser, shower_features: ShowerFeatures,
+                        preprocessing: Preprocessing) -> Tensor:
+    """Standardised flow features (N, n_energy + n_pattern) -> network-space showers (N, n_features).
+
+    Undoes the standardisation, rebuilds the layer energies and the pattern after the readout
+    threshold (:class:`~caloforge.models.flow_transforms.ShowerFeatures`), then applies the
+    preprocessing's forward transform, in the standardisation's dtype.
+    """
+    c = conditions.to(standardise.mean)
+    dtype = c.dtype
+    f = standardise.inverse(z, c[:, 0]).double()
+    n_energy = shower_features.n_layers
+    energies = preprocessing.energy.inverse(conditions[:, 0].double())
+    layers = shower_features.readout_layers(shower_features.layer_energies(f[:, :n_energy], energies))
+    showers = shower_features.showers(f[:, n_energy:], layers)
+    return preprocessing.showers.forward(showers.to(dtype), energies.to(dtype))
+
+
 class Flow(GenerativeModel):
     """Conditional normalizing flow for showers, see the module docstring.
 
@@ -318,8 +336,14 @@ class Flow(GenerativeModel):
 
     def sample_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
         """Network-space showers from conditions and standard-normal base noise (N, :meth:`noise_size`)."""
+        return self.network_showers(self.standardised_from_noise(conditions, noise), conditions)
+
+    def standardised_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
+        """Standardised features (N, n_energy + n_pattern) from conditions and base noise: each flow's inverse once.
+
+        The map a one-pass student learns (:mod:`caloforge.models.flow_student`).
+        """
         c = conditions.to(self.standardise.mean)
-        dtype = c.dtype
         parts, context, start = [], c, 0
         for flow in (self.energy_flow, self.shower_flow):
             if flow is None:
@@ -328,13 +352,11 @@ class Flow(GenerativeModel):
             start += flow.features
             parts.append(part)
             context = torch.cat([c, part], dim=1)
-        z = torch.cat(parts, dim=1)
-        f = self.standardise.inverse(z, c[:, 0]).double()
-        energies = self.preprocessing.energy.inverse(conditions[:, 0].double())
-        layers = self.shower_features.readout_layers(self.shower_features.layer_energies(f[:, : self.n_energy],
-                                                                                          energies))
-        showers = self.shower_features.showers(f[:, self.n_energy :], layers)
-        return self.preprocessing.showers.forward(showers.to(dtype), energies.to(dtype))
+        return torch.cat(parts, dim=1)
+
+    def network_showers(self, z: Tensor, conditions: Tensor) -> Tensor:
+        """Standardised features (N, n_energy + n_pattern) -> network-space showers: the exact post-processing."""
+        return features_to_network(z, conditions, self.standardise, self.shower_features, self.preprocessing)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """One Adam over every parameter."""

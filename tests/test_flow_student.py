@@ -1,0 +1,154 @@
+"""The one-pass flow student (models/flow_student.py) and its distillation (training/distill.py, caloforge distill)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from caloforge.cli import app
+from caloforge.data.geometry import Geometry, Layer
+from caloforge.deploy.backends import open_generator
+from caloforge.errors import CheckpointError, ConfigError, OutputExistsError, OutputPathError
+from caloforge.models import DISTILLED, FAMILIES, get_family
+from caloforge.models.flow import Flow
+from caloforge.models.flow_student import FlowStudent, FlowStudentConfig
+from caloforge.models.preprocess import Preprocessing
+from caloforge.training.bundle import load
+from caloforge.training.bundle_format import save_model
+from caloforge.training.distill import distill
+from families import batch_of, one_step_bundle, tiny_config
+from synthetic import make_showers
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
+
+STUDENT = {"hidden": (64, 64), "pool": 512, "refresh": 16, "validation": 256, "batch_size": 128, "lr": 3e-3}
+
+
+GEOMETRY = Geometry((Layer(0, (0.0, 1.0, 2.0, 4.0), 2), Layer(5, (0.0, 2.0, 5.0), 1)), name="tiny")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_showers(GEOMETRY, 64, seed=2, energies=(500.0, 2000.0, 8000.0))
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory, data):
+    """A tiny split flow whose blocks are far from the identity (random last layers), its standardisation fitted."""
+    config = tiny_config("flow")
+    torch.manual_seed(0)
+    flow = Flow(config, Preprocessing.fit(data, config.preprocessing))
+    flow.prepare(lambda: batch_of(data), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for block in [*flow.energy_flow.blocks, *flow.shower_flow.blocks]:  # each starts as the identity
+            torch.nn.init.normal_(block.hyper[-1].weight, std=0.3, generator=torch.Generator().manual_seed(1))
+    return save_model(tmp_path_factory.mktemp("teacher") / "teacher", flow, "flow", GEOMETRY)
+
+
+def _config(path):
+    return FlowStudentConfig.from_teacher(load(path).models[0].config, **STUDENT)
+
+
+@pytest.fixture(scope="module")
+def student(tmp_path_factory, teacher):
+    threads = torch.get_num_threads()  # one thread, as the one_thread fixture (conftest.py) gives each test
+    torch.set_num_threads(1)
+    try:
+        yield distill(teacher, tmp_path_factory.mktemp("student") / "student", config=_config(teacher),
+                      max_iterations=150, max_minutes=None, seed=0, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _mse_to_teacher(model, flow, seed=5, n=400):
+    g = torch.Generator().manual_seed(seed)
+    c = torch.cat([torch.rand(n, 1, generator=g), torch.zeros(n, 0)], dim=1)
+    z = torch.randn(n, model.noise_size(), generator=g)
+    with torch.no_grad():
+        return float((model.standardised_from_noise(c, z) - flow.standardised_from_noise(c, z)).square().mean())
+
+
+def test_distilled_student_reproduces_its_teacher(teacher, student):
+    flow = load(teacher).models[0]
+    trained = load(student.bundle).models[0]
+    torch.manual_seed(0)
+    untrained = FlowStudent(_config(teacher), flow.preprocessing)
+    untrained.attach_teacher(flow)  # the teacher's standardisation, no distillation
+    distilled, undistilled = _mse_to_teacher(trained, flow), _mse_to_teacher(untrained, flow)
+    assert undistilled > 0.05  # the teacher is far from the identity map the student starts as
+    assert distilled < 0.35 * undistilled
+    assert student.validation_mse < 0.35 * student.identity_mse
+    # the same noise makes nearly the same showers: compare the generated energies shower by shower
+    e = np.full(200, 2000.0)
+    a = load(teacher).generate(e, seed=3).showers.sum(axis=1)
+    b = load(student.bundle).generate(e, seed=3).showers.sum(axis=1)
+    assert np.median(np.abs(a - b)) < 0.5 * np.median(np.abs(a - np.roll(a, 1)))
+
+
+def test_one_network_call_per_batch(student):
+    bundle = load(student.bundle)
+    calls = []
+    bundle.models[0].network.register_forward_hook(lambda *_: calls.append(1))
+    showers = bundle.generate(np.full(50, 1000.0), seed=0, batch_size=50)
+    assert len(calls) == 1
+    assert showers.showers.shape == (50, 8) and np.isfinite(showers.showers).all() and (showers.showers >= 0).all()
+    bundle.generate(np.full(50, 1000.0), seed=0, batch_size=20)
+    assert len(calls) == 1 + 3
+
+
+def test_seed_reproducibility_and_bundle_round_trip(tmp_path, teacher, student):
+    bundle = load(student.bundle)
+    assert bundle.family == "flow-student" and get_family("flow-student") is FlowStudent
+    e = np.array([500.0, 2000.0, 8000.0] * 10)
+    one, two = bundle.generate(e, seed=4).showers, bundle.generate(e, seed=4).showers
+    np.testing.assert_array_equal(one, two)
+    assert not np.array_equal(one, bundle.generate(e, seed=5).showers)
+    again = load(save_model(tmp_path / "copy", bundle.models[0], "flow-student", GEOMETRY))
+    np.testing.assert_array_equal(one, again.generate(e, seed=4).showers)
+    assert bundle.info["teacher"]["weights_sha256"] == load(teacher).info["weights_sha256"]
+    # the Generator protocol and the command line open it like any bundle
+    generator = open_generator(student.bundle, "torch")
+    np.testing.assert_array_equal(one, generator.generate(e, seed=4).showers)
+
+
+def test_distil_is_reproducible_with_its_seed(tmp_path, teacher):
+    runs = [distill(teacher, tmp_path / f"s{i}", config=_config(teacher), max_iterations=5, max_minutes=None,
+                    seed=1, progress=False) for i in range(2)]
+    a, b = (load(r.bundle).models[0].state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_student_is_not_trainable_from_showers_alone(teacher, data):
+    flow = load(teacher).models[0]
+    model = FlowStudent(_config(teacher), flow.preprocessing)
+    with pytest.raises(ConfigError, match="caloforge distill"):
+        model.loss(batch_of(data))
+    assert "flow-student" in DISTILLED and "flow-student" not in FAMILIES  # train and the leaderboard skip it
+    model.attach_teacher(flow)
+    loss = model.loss(batch_of(data), torch.Generator().manual_seed(0))  # fresh teacher pairs at the batch's energies
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.network.parameters())
+
+
+def test_bad_teachers_and_outputs_fail_in_one_line(tmp_path, teacher, data):
+    gan = one_step_bundle(tmp_path, "gan", GEOMETRY, data).path
+    cases = [(gan, tmp_path / "a", ConfigError, "expected a flow bundle"),
+             (tmp_path / "missing", tmp_path / "b", CheckpointError, "missing"),
+             (teacher, tmp_path / "no" / "dir", OutputPathError, "does not exist"),
+             (teacher, teacher, OutputExistsError, "already exists")]
+    for source, out, error, words in cases:
+        with pytest.raises(error, match=words) as caught:
+            distill(source, out, max_iterations=1, progress=False)
+        assert "\n" not in str(caught.value)
+
+
+def test_distill_command(tmp_path, teacher):
+    out = tmp_path / "cli-student"
+    result = CliRunner().invoke(app, ["distill", "--teacher", str(teacher), "--out", str(out), "--max-iterations",
+                                      "3", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert load(out).family == "flow-student"
+    again = CliRunner().invoke(app, ["distill", "--teacher", str(teacher), "--out", str(out), "--max-iterations", "3"])
+    assert again.exit_code == 2 and "already exists" in again.output
