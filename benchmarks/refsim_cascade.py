@@ -68,29 +68,42 @@ def speed(quick: bool) -> None:
 
 
 def hybrid(quick: bool) -> None:
-    """Separation power of every high-level feature between full transport and the hybrid (ds2 electrons)."""
+    """Separation power of every high-level feature between full transport and each hybrid (ds2 electrons).
+
+    Both hand-off modes (``gflash``: parameterised sub-showers; ``library``: frozen transported sub-showers)
+    against the same full-transport sample; the floor is each hybrid against an independent sample of itself.
+    CPU time per GeV (process time, after a warm-up that builds or loads the library) on the same load.
+    """
     print(f"# hybrid vs full transport, ds2 electrons; {_machine()}")
-    print("| E (GeV) | N | mean / median S | max S (feature) | floor, hybrid vs hybrid: mean / median / max "
-          "| features |")
-    print("|---|---|---|---|---|---|")
+    print("| E (GeV) | hand-off | N | mean / median S | max S (feature) | floor: mean / median / max | features | "
+          "response (full: hybrid) | CPU µs/GeV |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    modes = {"gflash": CascadeConfig(), "library": CascadeConfig(handoff="library")}
+    for config in modes.values():  # warm-up: compile, calibrate, build or load the library
+        simulate("ds2", "electron", [1e4] * 2, seed=99, physics="cascade", cascade=config)
     for e_gev, n in ((1, 400), (10, 200), (100, 50)):
         n = n // 4 if quick else n
         full = simulate("ds2", "electron", [e_gev * 1e3] * n, seed=11, physics="cascade", cascade=FULL)
-        hyb = simulate("ds2", "electron", [e_gev * 1e3] * n, seed=12, physics="cascade")
-        hyb2 = simulate("ds2", "electron", [e_gev * 1e3] * n, seed=13, physics="cascade")
-        f_full, f_hyb, f_hyb2 = compute_features(full), compute_features(hyb), compute_features(hyb2)
-        def filled(h: object, m: int = n // 2) -> bool:  # features with enough entries in both samples
-            return bool(h.reference.sum() >= m and h.generated.sum() >= m)  # type: ignore[attr-defined]
+        f_full = compute_features(full)
+        r_full = full.showers.sum(axis=1) / e_gev / 1e3
+        for mode, config in modes.items():
+            t0 = time.process_time()
+            hyb = simulate("ds2", "electron", [e_gev * 1e3] * n, seed=12, physics="cascade", cascade=config)
+            us = (time.process_time() - t0) / n / e_gev * 1e6
+            hyb2 = simulate("ds2", "electron", [e_gev * 1e3] * n, seed=13, physics="cascade", cascade=config)
+            f_hyb, f_hyb2 = compute_features(hyb), compute_features(hyb2)
 
-        seps = {h.name: h.separation for h in feature_histograms(f_full, f_hyb) if filled(h)}
-        floor = [h.separation for h in feature_histograms(f_hyb2, f_hyb) if filled(h)]
-        worst = max(seps, key=lambda k: np.nan_to_num(seps[k]))
-        print(f"| {e_gev} | {n} | {np.nanmean(list(seps.values())):.3f} / {np.nanmedian(list(seps.values())):.3f} | "
-              f"{seps[worst]:.3f} ({worst}) | {np.nanmean(floor):.3f} / {np.nanmedian(floor):.3f} / "
-              f"{np.nanmax(floor):.3f} | {len(seps)} |", flush=True)
-        r_full, r_hyb = full.showers.sum(axis=1) / e_gev / 1e3, hyb.showers.sum(axis=1) / e_gev / 1e3
-        print(f"|   | response full {r_full.mean():.4f} ± {r_full.std():.4f}, hybrid {r_hyb.mean():.4f} ± "
-              f"{r_hyb.std():.4f} | | | | |")
+            def filled(h: object, m: int = n // 2) -> bool:  # features with enough entries in both samples
+                return bool(h.reference.sum() >= m and h.generated.sum() >= m)  # type: ignore[attr-defined]
+
+            seps = {h.name: h.separation for h in feature_histograms(f_full, f_hyb) if filled(h)}
+            floor = [h.separation for h in feature_histograms(f_hyb2, f_hyb) if filled(h)]
+            worst = max(seps, key=lambda k: np.nan_to_num(seps[k]))
+            r_hyb = hyb.showers.sum(axis=1) / e_gev / 1e3
+            print(f"| {e_gev} | {mode} | {n} | {np.nanmean(list(seps.values())):.3f} / "
+                  f"{np.nanmedian(list(seps.values())):.3f} | {seps[worst]:.3f} ({worst}) | {np.nanmean(floor):.3f} / "
+                  f"{np.nanmedian(floor):.3f} / {np.nanmax(floor):.3f} | {len(seps)} | {r_full.mean():.4f} ± "
+                  f"{r_full.std():.4f}: {r_hyb.mean():.4f} ± {r_hyb.std():.4f} | {us:.1f} |", flush=True)
 
 
 def _structure_rows(geometry: str, particle: str, energy: float, n: int, physics: str) -> list[str]:

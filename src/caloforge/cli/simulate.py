@@ -67,16 +67,22 @@ def simulate(
     split: float | None = typer.Option(
         None, "--split", help="Cascade only: hybrid split in MeV (below it, GFLASH sub-showers; 0: full transport)."
     ),
+    handoff: str | None = typer.Option(
+        None, "--handoff", metavar="gflash|library",
+        help="Cascade only: what a hybrid hand-off deposits: a GFLASH sub-shower or a frozen transported one.",
+    ),
 ) -> None:
     """Simulate reference showers (GFLASH parameterisation or particle cascade) into a CaloChallenge file."""
     # CLI start-up time: loaded when the command runs, not for --help
     from caloforge.refsim import simulate_to_file
     from caloforge.refsim.cascade import CascadeConfig
 
-    if split is not None and physics != "cascade":
-        msg = f"expected --split only with --physics cascade but got --physics {physics}"
+    if (split is not None or handoff is not None) and physics != "cascade":
+        msg = f"expected --split and --handoff only with --physics cascade but got --physics {physics}"
         raise ConfigError(msg)
-    cascade = CascadeConfig(hybrid_split_mev=split) if split is not None else None
+    settings = {"hybrid_split_mev": split, "handoff": handoff and handoff.lower()}
+    given = {name: value for name, value in settings.items() if value is not None}
+    cascade = CascadeConfig.from_dict(given) if given else None
 
     apply_threads(threads)
 

@@ -70,6 +70,11 @@ class CascadeConfig(Config):
         calibration_showers: Electron showers of the self-calibration of the hand-off response
             (visible fraction and its spread in each sampling stack, from full transport).
         pion_model: Whether charged pions undergo nuclear interactions (False: ionisation only).
+        handoff: What a hand-off deposits: ``gflash`` (a parameterised sub-shower, :mod:`.handoff`) or
+            ``library`` (a frozen sub-shower of full transport replayed, :mod:`.library`, :mod:`.replay`;
+            hand-offs outside the detector's EM stack still use GFLASH).
+        library_entries: Frozen sub-showers per (particle, energy, start phase) bin of the library at normal
+            incidence (more: fewer repeats, a longer one-off build).
     """
 
     brems_cut_mev: _Positive = 1.0
@@ -89,6 +94,8 @@ class CascadeConfig(Config):
     handoff_min_alpha: Annotated[float, Field(ge=1.01, le=10, allow_inf_nan=False)] = 2.0
     handoff_radial_cut_rm: Annotated[float, Field(gt=0, le=20, allow_inf_nan=False)] = 4.0
     pion_model: bool = True
+    handoff: Literal["gflash", "library"] = "gflash"
+    library_entries: Annotated[int, Field(ge=1, le=1000)] = 16
 
     @model_validator(mode="after")
     def _ordered(self) -> CascadeConfig:

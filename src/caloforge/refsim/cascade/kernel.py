@@ -55,7 +55,7 @@ from caloforge.refsim.cascade.steps import (
 from caloforge.refsim.cascade.tables import BHABHA, BREM, COMPTON, DEDX_E, DEDX_P, DEDX_PI, MOLLER, PAIR, PHOTO
 
 __all__ = ["ACTIVE", "BELOW_CUT", "EM_FROM_PI0", "GAMMA", "HANDOFF", "INVISIBLE", "LEAKED", "LEDGER", "MASS",
-           "PASSIVE", "transport_showers"]
+           "PASSIVE", "transport_from", "transport_showers"]
 
 M = ELECTRON_MASS
 GAMMA, ELECTRON, POSITRON, PION = 0, 1, 2, 3
@@ -77,7 +77,27 @@ def transport_showers(
     handoff: NDArray[np.float64], local_scale: NDArray[np.float64], layer_of: NDArray[np.int64],
     had_vis: NDArray[np.float64], had_scale: NDArray[np.float64],
 ) -> int:
-    """Transport each shower (incident at the origin along +z); returns the number of hand-off rows written.
+    """:func:`transport_from` with every shower incident at the origin along +z, in sub-layer 0."""
+    return transport_from(kinds, energies, seeds, cfg, z_edges, material, active, layer, calib, data, props, r_edges,
+                          r_off, n_r, n_alpha, vox_off, out, ledger, handoff, local_scale, layer_of, had_vis,
+                          had_scale, np.empty((0, 5)))
+
+
+@nb.njit(cache=True)
+def transport_from(
+    kinds: NDArray[np.int64], energies: NDArray[np.float64], seeds: NDArray[np.int64], cfg: NDArray[np.float64],
+    z_edges: NDArray[np.float64], material: NDArray[np.int64], active: NDArray[np.int64],
+    layer: NDArray[np.int64], calib: NDArray[np.float64], data: NDArray[np.float64], props: NDArray[np.float64],
+    r_edges: NDArray[np.float64], r_off: NDArray[np.int64], n_r: NDArray[np.int64], n_alpha: NDArray[np.int64],
+    vox_off: NDArray[np.int64], out: NDArray[np.float64], ledger: NDArray[np.float64],
+    handoff: NDArray[np.float64], local_scale: NDArray[np.float64], layer_of: NDArray[np.int64],
+    had_vis: NDArray[np.float64], had_scale: NDArray[np.float64], start: NDArray[np.float64],
+) -> int:
+    """Transport each shower; returns the number of hand-off rows written.
+
+    ``start`` (N, 5): each shower's start depth z (mm, on the axis x = y = 0), direction (u, v, w) and
+    sub-layer; with no rows every shower starts at the origin along +z in sub-layer 0 (the frozen-shower
+    library, :mod:`.library`, starts its sub-showers inside a stack, at an angle).
 
     In hybrid mode a particle below the hand-off minimum is read where it is (photons: where they
     first interact) with ``local_scale`` (file MeV per MeV: the transported sampling fraction
@@ -98,7 +118,11 @@ def transport_showers(
     n_ho = 0
     for row in range(energies.size):
         sm.seed_numba(seeds[row])
-        top = push(stack, 0, kinds[row], energies[row], 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0)
+        if start.shape[0] > 0:
+            top = push(stack, 0, kinds[row], energies[row], 0.0, 0.0, start[row, 0], start[row, 1], start[row, 2],
+                       start[row, 3], int(start[row, 4]))
+        else:
+            top = push(stack, 0, kinds[row], energies[row], 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0)
         while top > 0:
             top -= 1
             kind, e = int(stack[top, P_TYPE]), stack[top, P_E]

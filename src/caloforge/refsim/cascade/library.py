@@ -1,0 +1,290 @@
+"""The frozen-shower library of the hybrid (``handoff="library"``): transported sub-showers, stored once.
+
+As ATLAS's frozen showers: instead of parameterising a particle below the split, the hybrid
+replays a sub-shower that full transport made earlier (:mod:`.replay`). The entries are
+electron and photon sub-showers (positrons use the electrons'), fully transported by the
+kernel (split 0) in the real sub-layers of one sampling stack, started
+
+- at ``LIBRARY_ENERGY_BINS`` log-spaced energy bins from ``handoff_min_mev`` to the split (each entry
+  at an energy drawn log-uniformly inside its bin),
+- in ``LIBRARY_ANGLE_BINS`` bins of the direction cosine (hand-offs have cos θ ≥ ``handoff_min_cos``;
+  transport puts 99.9 % of the hand-off energy at cos θ ≥ 0.99, so bin 0 holds normal incidence and
+  bin 1 one tilted angle, with fewer entries),
+- in ``LIBRARY_PHASES`` bins of the start depth within the sampling cell (each entry at a depth drawn
+  uniformly inside its bin),
+
+with ``library_entries`` entries per (type, energy, phase) bin at normal incidence. An entry keeps
+its deposits in the ACTIVE sub-layers only, relative to its start: the active sub-layer crossed
+(counted from the active layer of the start cell: one per cell), and the position on a polar grid
+around the start (0.5 mm up to 8 mm, coarser beyond); the passive energy is kept per cell (for the
+ledger only), with the leaked energy and the rest-mass balance, as fractions of the entry's energy.
+
+The library depends on the stack and the transport settings only (not on the voxel geometry): it
+is cached on disk (``$XDG_CACHE_HOME/caloforge/cascade-library``, one ``.npz`` per stack, keyed by
+the cascade sources' hash and the settings; written atomically) and in memory, with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from caloforge.data.outputs import atomic_path
+from caloforge.errors import CaloforgeError, ConfigError
+from caloforge.refsim.cascade.calibrate import TRANSPORT_FIELDS
+from caloforge.refsim.cascade.config import CascadeConfig
+from caloforge.refsim.cascade.kernel import ELECTRON, GAMMA, LEAKED, LEDGER, MASS, transport_from
+from caloforge.refsim.cascade.streams import config_array, shower_seeds
+from caloforge.refsim.cascade.tables import build_tables
+from caloforge.refsim.materials import Material
+
+__all__ = ["LIBRARY_ANGLE_BINS", "LIBRARY_ANGLE_COS", "LIBRARY_ENERGY_BINS", "LIBRARY_PHASES", "LIBRARY_SEED",
+           "ShowerLibrary", "library_for", "library_path"]
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+LIBRARY_ENERGY_BINS = 24
+"""Log-spaced energy bins from ``handoff_min_mev`` to the split (5 MeV - 1 GeV: a factor 1.25 a bin)."""
+LIBRARY_PHASES = 4
+"""Bins of the start depth within the sampling cell."""
+LIBRARY_ANGLE_BINS = 2
+LIBRARY_ANGLE_COS = (1.0, 0.8)
+"""Direction cosine of the entries of each angle bin; a hand-off with cos θ >= 0.97 uses bin 0."""
+ANGLE_EDGE_COS = 0.97
+TILTED_SHARE = 4
+"""Entries of the tilted bin: ``library_entries // TILTED_SHARE`` (at least 2)."""
+LIBRARY_SEED = 30517
+"""Fixed seed of the library's sub-showers (the library is part of the model, not of a run)."""
+BACK_X0, FORWARD_X0 = 4.0, 32.0
+"""Stack before / after the start point in the build, X0 (backscatter; longitudinal leakage of 1 GeV)."""
+R_EDGES_MM = np.concatenate([np.arange(0.0, 8.0, 0.5), np.arange(8.0, 20.0, 1.0), np.arange(20.0, 50.0, 2.5),
+                             np.arange(50.0, 150.0, 10.0), np.arange(150.0, 400.0, 50.0), [400.0, 4001.0]])
+"""Radial grid of the stored deposits around the start, mm (everything inside the kernel's world)."""
+N_ALPHA = 48
+"""Azimuthal bins of the stored deposits."""
+ROWS_PER_CALL = 24
+"""Sub-showers per kernel call in the build (bounds the grid's memory: ~2 MB a shower)."""
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ShowerLibrary:
+    """Entries (rows) and their deposit points, flat.
+
+    Attributes:
+        period_mm: Sampling period of the stack.
+        e_edges: Energy bin edges, MeV (LIBRARY_ENERGY_BINS + 1).
+        index: Entry ids per (type 0 photon / 1 electron, energy bin, angle bin, phase bin), padded with -1,
+            shape (2, n_e, n_angle, n_phase, n_max).
+        count: Entries in each bin (2, n_e, n_angle, n_phase).
+        energy: Each entry's energy, MeV; ``tan_theta``: its tan θ; ``leaked``, ``mass``: fractions of its energy.
+        offset: Start of each entry's points (n_entries + 1).
+        k: Active sub-layer of each point, counted from the start cell's (int16).
+        ir, ia: Polar bin of each point (int16); ``ir == -1``: the passive energy of cell ``k`` (ledger only).
+        frac: Energy of each point as a fraction of the entry's (float32).
+        build_seconds: Time the build took (0 when loaded from the cache).
+    """
+
+    period_mm: float
+    e_edges: F64
+    index: I64
+    count: I64
+    energy: F64
+    tan_theta: F64
+    leaked: F64
+    mass: F64
+    offset: I64
+    k: NDArray[np.int16]
+    ir: NDArray[np.int16]
+    ia: NDArray[np.int16]
+    frac: NDArray[np.float32]
+    build_seconds: float = 0.0
+
+    @property
+    def nbytes(self) -> int:
+        """Memory of the arrays, bytes."""
+        return sum(getattr(self, n).nbytes for n in ("e_edges", "index", "count", "energy", "tan_theta", "leaked",
+                                                      "mass", "offset", "k", "ir", "ia", "frac"))
+
+    @property
+    def n_points(self) -> int:
+        """Stored deposit points."""
+        return int(self.frac.size)
+
+
+LIBRARY_FIELDS = (*TRANSPORT_FIELDS, "hybrid_split_mev", "handoff_min_mev", "library_entries")
+"""The settings a library depends on."""
+
+
+def _sources_digest() -> str:
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
+
+
+def library_path(material: Material, config: CascadeConfig) -> Path:
+    """The cache file of ``material``'s library with ``config``'s settings."""
+    settings = {name: value for name, value in config.to_dict().items() if name in LIBRARY_FIELDS}
+    key = json.dumps([CACHE_VERSION, _sources_digest(), repr(material), repr(material.components), settings,
+                      LIBRARY_ENERGY_BINS, LIBRARY_PHASES, LIBRARY_ANGLE_COS, LIBRARY_SEED], sort_keys=True)
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "caloforge" / "cascade-library"
+    return root / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
+
+
+@lru_cache(maxsize=8)
+def library_for(material: Material, config: CascadeConfig) -> ShowerLibrary:
+    """``material``'s library: from memory, else from the disk cache, else built (and saved).
+
+    Raises:
+        ConfigError: for a homogeneous material (a library needs a sampling stack).
+    """
+    if len(material.components) < 2:
+        msg = f"expected a sampling stack (several sub-layers) for a shower library but got {material.name!r}"
+        raise ConfigError(msg)
+    path = None
+    with contextlib.suppress(OSError, RuntimeError, KeyError, ValueError):  # no cache, or a bad one: rebuild
+        path = library_path(material, config)
+        with np.load(path, allow_pickle=False) as saved:
+            return ShowerLibrary(**{name: saved[name] for name in saved.files
+                                    if name != "period_mm"}, period_mm=float(saved["period_mm"]))
+    lib = build_library(material, config)
+    if path is not None:
+        with contextlib.suppress(OSError, CaloforgeError):  # a read-only home only costs the rebuild
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path, force=True) as tmp, tmp.open("wb") as f:
+                np.savez(f, **{n: getattr(lib, n) for n in ("e_edges", "index", "count", "energy", "tan_theta",
+                                                             "leaked", "mass", "offset", "k", "ir", "ia", "frac")},
+                         period_mm=np.float64(lib.period_mm))
+    return lib
+
+
+def _block(material: Material) -> tuple[F64, I64, I64, I64, int, list[str]]:
+    """Sub-layers of the build's stack: z edges (cell 0 starts at 0), element index, active ordinal (-1: passive;
+    cell 0's active sub-layer is 0), cell index; the number of cells before cell 0; the element names."""
+    parts = material.components
+    period = sum(p.thickness_mm for p in parts)
+    back = math.ceil(BACK_X0 * material.x0_mm / period)
+    cells = back + math.ceil(FORWARD_X0 * material.x0_mm / period)
+    names = list(dict.fromkeys(p.element.name for p in parts))
+    thick = np.tile([p.thickness_mm for p in parts], cells)
+    z = np.concatenate([[0.0], np.cumsum(thick)]) - back * period
+    mat = np.tile([names.index(p.element.name) for p in parts], cells).astype(np.int64)
+    if sum(p.active for p in parts) != 1:
+        msg = f"expected one active sub-layer per sampling cell but got {parts}, in the shower library"
+        raise ConfigError(msg)
+    act = np.tile([int(p.active) for p in parts], cells)
+    ordinal = np.where(act > 0, np.cumsum(act) - 1 - back, -1).astype(np.int64)
+    cell = np.repeat(np.arange(cells) - back, len(parts)).astype(np.int64)
+    return z, mat, ordinal, cell, back, names
+
+
+def _plan(config: CascadeConfig, rng: np.random.Generator) -> tuple[I64, F64, F64, F64, F64]:
+    """Every entry's (type, energy bin, angle bin, phase bin), energy, cos θ, start phase; and the energy edges."""
+    lo, hi = config.handoff_min_mev, max(config.hybrid_split_mev, config.handoff_min_mev * 1.01)
+    edges = np.geomspace(lo, hi, LIBRARY_ENERGY_BINS + 1)
+    n0 = config.library_entries
+    keys = []
+    for t in range(2):
+        for b in range(LIBRARY_ENERGY_BINS):
+            for a in range(LIBRARY_ANGLE_BINS):
+                for p in range(LIBRARY_PHASES):
+                    keys += [(t, b, a, p)] * (n0 if a == 0 else max(2, n0 // TILTED_SHARE))
+    key = np.array(keys, dtype=np.int64)
+    u = rng.random((key.shape[0], 2))
+    energy = edges[key[:, 1]] * (edges[key[:, 1] + 1] / edges[key[:, 1]]) ** u[:, 0]
+    cos = np.array(LIBRARY_ANGLE_COS)[key[:, 2]]
+    phase = (key[:, 3] + u[:, 1]) / LIBRARY_PHASES
+    return key, energy, cos, phase, edges
+
+
+def build_library(material: Material, config: CascadeConfig) -> ShowerLibrary:
+    """Transport every entry's sub-shower (split 0, fixed seed) and keep its deposits relative to its start."""
+    t_start = time.perf_counter()
+    z, mat, ordinal, cell, _, names = _block(material)
+    parts = material.components
+    period = sum(p.thickness_mm for p in parts)
+    elements = tuple(next(p.element for p in parts if p.element.name == n) for n in names)
+    tables = build_tables(elements, config)
+    key, energy, cos, phase, edges = _plan(config, np.random.default_rng(LIBRARY_SEED))
+    n_sub = mat.size
+    # every sub-layer is "read": active ones on the polar grid, passive ones as one bin (their cell's passive energy)
+    n_r_act = R_EDGES_MM.size - 1
+    layer = np.arange(n_sub, dtype=np.int64)
+    r_edges = np.concatenate([R_EDGES_MM if o >= 0 else np.array([0.0, 4001.0]) for o in ordinal])
+    n_r = np.where(ordinal >= 0, n_r_act, 1).astype(np.int64)
+    n_alpha = np.where(ordinal >= 0, N_ALPHA, 1).astype(np.int64)
+    r_off = np.concatenate([[0], np.cumsum(n_r + 1)]).astype(np.int64)
+    vox_off = np.concatenate([[0], np.cumsum(n_r * n_alpha)]).astype(np.int64)
+    n_vox = int(vox_off[-1])
+    ones = np.ones(n_sub, dtype=np.int64)
+    cfg = config_array(config, hybrid=False)
+    kinds = np.where(key[:, 0] == 0, GAMMA, ELECTRON).astype(np.int64)
+    z_start = phase * period
+    isub = np.searchsorted(z, z_start, side="right") - 1
+    sin = np.sqrt(np.maximum(0.0, 1.0 - cos * cos))
+    start = np.stack([z_start, sin, np.zeros_like(sin), cos, isub.astype(np.float64)], axis=1)
+    start_cell = cell[isub]
+    seeds = shower_seeds(LIBRARY_SEED, 0, energy.size)
+    sub_of_vox = np.repeat(np.arange(n_sub), n_r * n_alpha)
+    leaked, mass = np.zeros(energy.size), np.zeros(energy.size)
+    counts = np.zeros(energy.size, dtype=np.int64)
+    chunks_k, chunks_ir, chunks_ia, chunks_f = [], [], [], []
+    zeros = np.zeros(n_sub)
+    minus = np.full(n_sub, -1, dtype=np.int64)
+    for lo in range(0, energy.size, ROWS_PER_CALL):
+        sl = slice(lo, min(lo + ROWS_PER_CALL, energy.size))
+        m = sl.stop - sl.start
+        out = np.zeros((m, n_vox))
+        ledger = np.zeros((m, len(LEDGER)))
+        transport_from(kinds[sl], energy[sl], seeds[sl], cfg, z, mat, ones, layer, np.ones(n_sub), tables.data,
+                       tables.props, r_edges, r_off, n_r, n_alpha, vox_off, out, ledger, np.empty((1, 12)), zeros,
+                       minus, zeros, zeros, np.ascontiguousarray(start[sl]))
+        rows, vox = np.nonzero(out)
+        sub = sub_of_vox[vox]
+        within = vox - vox_off[sub]
+        is_act = ordinal[sub] >= 0
+        # cells counted from the start cell (one active sub-layer each); passive energy summed per cell
+        k_all = cell[sub] - start_cell[sl][rows]
+        frac = out[rows, vox] / energy[sl][rows]
+        p_rows, p_cell = rows[~is_act], k_all[~is_act]
+        p_key = p_rows * 4096 + (p_cell + 2048)
+        uniq, inv = np.unique(p_key, return_inverse=True)
+        p_frac = np.bincount(inv, weights=frac[~is_act])
+        a_rows = rows[is_act]
+        all_rows = np.concatenate([a_rows, uniq // 4096])
+        order = np.argsort(all_rows, kind="stable")
+        ks = np.concatenate([k_all[is_act], uniq % 4096 - 2048])[order]
+        irs = np.concatenate([within[is_act] % n_r_act, np.full(uniq.size, -1)])[order]
+        ias = np.concatenate([within[is_act] // n_r_act, np.zeros(uniq.size, dtype=np.int64)])[order]
+        fs = np.concatenate([frac[is_act], p_frac])[order].astype(np.float32)
+        counts[sl] = np.bincount(all_rows, minlength=m)
+        chunks_k.append(ks.astype(np.int16))
+        chunks_ir.append(irs.astype(np.int16))
+        chunks_ia.append(ias.astype(np.int16))
+        chunks_f.append(fs)
+        leaked[sl] = ledger[:, LEAKED] / energy[sl]
+        mass[sl] = ledger[:, MASS] / energy[sl]
+    frac_all = np.concatenate(chunks_f)
+    offset = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    stored = np.add.reduceat(frac_all.astype(np.float64), offset[:-1]) if frac_all.size else np.zeros(energy.size)
+    stored = np.where(counts > 0, stored, 0.0)
+    mass = 1.0 - stored - leaked  # the rest-mass balance, closing each entry exactly despite float32 points
+    n_max = int(np.bincount(np.ravel_multi_index(key.T, (2, LIBRARY_ENERGY_BINS, LIBRARY_ANGLE_BINS,
+                                                          LIBRARY_PHASES))).max())
+    index = np.full((2, LIBRARY_ENERGY_BINS, LIBRARY_ANGLE_BINS, LIBRARY_PHASES, n_max), -1, dtype=np.int64)
+    count = np.zeros((2, LIBRARY_ENERGY_BINS, LIBRARY_ANGLE_BINS, LIBRARY_PHASES), dtype=np.int64)
+    for i, (t, b, a, p) in enumerate(key):
+        index[t, b, a, p, count[t, b, a, p]] = i
+        count[t, b, a, p] += 1
+    return ShowerLibrary(period, edges, index, count, energy, sin / cos, leaked, mass, offset,
+                         np.concatenate(chunks_k), np.concatenate(chunks_ir), np.concatenate(chunks_ia), frac_all,
+                         time.perf_counter() - t_start)

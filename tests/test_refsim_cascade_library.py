@@ -1,0 +1,144 @@
+"""The frozen-shower library of the cascade's hybrid: replay physics, ledger, seeds, jobs, cache, bad settings.
+
+A tiny library (split 200 MeV, few entries per bin) keeps each test at a few seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from caloforge.cli import app
+from caloforge.data.geometry import Geometry
+from caloforge.errors import ConfigError
+from caloforge.refsim import simulate, simulate_to_file
+from caloforge.refsim.cascade import CascadeConfig, cascade_chunk
+from caloforge.refsim.cascade import library as library_module
+from caloforge.refsim.cascade.kernel import ACTIVE, ELECTRON, GAMMA, LEDGER, transport_from
+from caloforge.refsim.cascade.library import library_for, library_path
+from caloforge.refsim.cascade.replay import replay_handoffs, replay_map
+from caloforge.refsim.cascade.run import calibrated_layout
+from caloforge.refsim.cascade.streams import config_array, shower_seeds
+from caloforge.refsim.materials import ELEMENTS, Material
+from caloforge.refsim.presets import detector_for
+
+TINY = CascadeConfig(handoff="library", hybrid_split_mev=200.0, library_entries=2)
+"""A tiny library: 2 entries per (particle, energy, phase) bin up to 200 MeV."""
+
+
+def _ds2() -> tuple[Geometry, object]:
+    geometry = Geometry.preset("ds2")
+    return geometry, detector_for(geometry)
+
+
+def test_replay_closes_the_ledger_and_replaces_the_handoffs() -> None:
+    geometry, detector = _ds2()
+    energies = np.array([3000.0, 20000.0, 800.0])
+    res = cascade_chunk(geometry, "electron", energies, 4, 0, detector, TINY)  # type: ignore[arg-type]
+    parts = res.ledger[:, [LEDGER.index(c) for c in ("active", "passive", "leaked", "handoff", "mass", "invisible")]]
+    np.testing.assert_allclose(parts.sum(axis=1), energies, rtol=1e-6)
+    # only the soft particles read where they are (below handoff_min_mev) stay in the hand-off column
+    gflash = cascade_chunk(geometry, "electron", energies, 4, 0, detector, TINY.replace(handoff="gflash"))  # type: ignore[arg-type]
+    assert np.all(res.column("handoff") < 0.1 * gflash.column("handoff"))
+    # the replayed active energy is read at the stack's scale: the file total follows the active energy
+    ratio = res.voxels.sum(axis=1) / res.column("active")
+    assert np.all((ratio > 25.0) & (ratio < 31.0))  # 1/0.033 = 30.3, less what falls outside the binning
+
+
+def test_seed_reproduces_and_jobs_do_not_change_the_file(tmp_path: Path) -> None:
+    a = simulate("ds2", "electron", [5000.0, 20000.0], seed=7, physics="cascade", cascade=TINY)
+    b = simulate("ds2", "electron", [5000.0, 20000.0], seed=7, physics="cascade", cascade=TINY)
+    c = simulate("ds2", "electron", [5000.0, 20000.0], seed=8, physics="cascade", cascade=TINY)
+    np.testing.assert_array_equal(a.showers, b.showers)
+    assert not np.array_equal(a.showers, c.showers)
+    kw = {"n": 8, "seed": 5, "energies": [1000.0, 6000.0], "physics": "cascade", "cascade": TINY}
+    one = simulate_to_file(tmp_path / "one.h5", "ds2", "electron", chunk_size=5, jobs=1, **kw)  # type: ignore[arg-type]
+    two = simulate_to_file(tmp_path / "two.h5", "ds2", "electron", chunk_size=3, jobs=2, **kw)  # type: ignore[arg-type]
+    with h5py.File(one) as f, h5py.File(two) as g:
+        np.testing.assert_array_equal(f["showers"][:], g["showers"][:])
+
+
+@pytest.mark.parametrize(("kind", "energy"), [(ELECTRON, 100.0), (GAMMA, 100.0)])
+def test_replayed_handoff_matches_direct_transport(kind: int, energy: float) -> None:
+    """Hand-offs replayed vs the same particles transported from the same points (the four start phases of one
+    cell): mean active energy and mean depth agree within 3 standard errors, the library's own (its entries are
+    few) included. A wrong calibration, energy scale or a cell's offset in depth (half a layer) fails."""
+    geometry, detector = _ds2()
+    config = CascadeConfig(handoff="library", hybrid_split_mev=150.0, library_entries=24)
+    layout = calibrated_layout(detector, geometry, config)  # type: ignore[arg-type]
+    n = 400
+    z0 = 10 * 3.4 + (np.arange(n) % 4 + 0.5) / 4 * 1.7  # the four phase bins of layer 10's first cell
+    isub = np.searchsorted(layout.z_edges, z0, side="right") - 1
+    out, ledger = np.zeros((n, geometry.n_voxels)), np.zeros((n, len(LEDGER)))
+    start = np.stack([z0, np.zeros(n), np.zeros(n), np.ones(n), isub], axis=1)
+    transport_from(np.full(n, kind), np.full(n, energy), shower_seeds(3, 0, n), config_array(config, hybrid=False),
+                   layout.z_edges, layout.material, layout.active, layout.layer, layout.calibration,
+                   layout.tables.data, layout.tables.props, layout.r_edges, layout.r_offset, layout.n_r,
+                   layout.n_alpha, layout.voxel_offset, out, ledger, np.empty((1, 12)), layout.local_scale,
+                   layout.slab_layer, layout.hadron_visible, layout.hadron_scale, start)
+    rows = np.zeros((n, 12))
+    rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 5], rows[:, 8] = np.arange(n), kind, energy, z0, 1.0
+    rep, rep_ledger = np.zeros_like(out), np.zeros_like(ledger)
+    lib = library_for(detector.em_medium, config)  # type: ignore[attr-defined]
+    rmap = replay_map(detector, layout, detector.em_medium)  # type: ignore[arg-type, attr-defined]
+    replay_handoffs(rows, np.ones(n, dtype=np.int64), shower_seeds(4, 0, n), lib, rmap, layout, rep, rep_ledger)
+    b = int(np.searchsorted(lib.e_edges, energy) - 1)
+    n_entries = int(lib.count[0 if kind == GAMMA else 1, b, 0].sum())  # entries the replays drew from
+
+    def agree(direct: np.ndarray, replayed: np.ndarray) -> None:
+        error = np.sqrt(direct.var() / direct.size + replayed.var() / n_entries)
+        assert abs(replayed.mean() - direct.mean()) < 3.0 * error, (direct.mean(), replayed.mean(), error)
+
+    def depth(v: np.ndarray) -> np.ndarray:
+        layers = v.reshape(n, geometry.n_layers, -1).sum(axis=2)
+        keep = layers.sum(axis=1) > 0
+        return (layers[keep] * np.arange(geometry.n_layers)).sum(axis=1) / layers[keep].sum(axis=1)
+
+    agree(ledger[:, ACTIVE], rep_ledger[:, ACTIVE])
+    agree(depth(out), depth(rep))
+    assert abs(depth(rep).mean() - depth(out).mean()) < 0.5  # layers of 3.4 mm: two cells
+    assert rep.sum() / rep_ledger[:, ACTIVE].sum() == pytest.approx(out.sum() / ledger[:, ACTIVE].sum(), rel=0.05)
+
+
+def test_library_cache_is_written_once_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, detector = _ds2()
+    medium = detector.em_medium  # type: ignore[attr-defined]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    config = TINY.replace(library_entries=1)
+    library_for.cache_clear()
+    built = library_for(medium, config)
+    path = library_path(medium, config)
+    assert path.is_file() and path.is_relative_to(tmp_path)
+    assert built.build_seconds > 0 and built.n_points > 0 and built.nbytes < 1e7
+
+    def no_build(*_: object) -> None:
+        raise AssertionError("rebuilt instead of loaded")
+
+    library_for.cache_clear()
+    monkeypatch.setattr(library_module, "build_library", no_build)
+    loaded = library_for(medium, config)
+    np.testing.assert_array_equal(loaded.frac, built.frac)
+    np.testing.assert_array_equal(loaded.index, built.index)
+    assert loaded.period_mm == built.period_mm and loaded.build_seconds == 0.0
+    library_for.cache_clear()
+
+
+def test_bad_library_settings_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="handoff") as err:
+        CascadeConfig.from_dict({"handoff": "frozen"})
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="library_entries"):
+        CascadeConfig(library_entries=0)
+    with pytest.raises(ConfigError, match="sampling stack"):
+        library_for(Material.homogeneous(ELEMENTS["W"]), TINY)
+    runner = CliRunner()
+    res = runner.invoke(app, ["simulate", "-g", "ds2", "-p", "electron", "-n", "2", "--handoff", "library",
+                              "--out", str(tmp_path / "a.h5")])
+    assert res.exit_code == 2 and "--physics cascade" in res.output
+    res = runner.invoke(app, ["simulate", "-g", "ds2", "-p", "electron", "-n", "2", "--physics", "cascade",
+                              "--handoff", "frozen", "--out", str(tmp_path / "b.h5")])
+    assert res.exit_code == 2 and "handoff" in res.output and len(res.output.strip().splitlines()) == 1
