@@ -130,3 +130,23 @@ def test_cli_precision_flags_generate_export_and_refuse_in_one_line(cpu, tmp_pat
     assert json.loads((tmp_path / "q.json").read_text())["precision"] == "int8"
     quantised = OnnxGenerator(tmp_path / "q.json").generate(np.repeat([1000.0, 4000.0], 50), seed=2).showers
     np.testing.assert_allclose(quantised, outputs["int8"], rtol=1e-5, atol=1e-5 * np.abs(quantised).max())
+
+
+def test_bench_without_native_bf16_probes_and_runs_fp32_only(cpu, tmp_path):
+    from typer.testing import CliRunner
+
+    from caloforge.cli import app
+    from caloforge.deploy.bench import run_bench
+
+    cpu(AVX2_ONLY)  # the capability forced off: the bench's model processes follow the parent's view of the CPU
+    data = make_showers(UNIFORM, 256, seed=3, energies=(1000.0, 4000.0))
+    bundle = one_step_bundle(tmp_path, "gan", UNIFORM, data)
+    refused = CliRunner().invoke(app, ["bench", str(bundle.path), "--precision", "bf16"])
+    assert refused.exit_code == 2 and "native bf16" in refused.output and len(refused.output.strip().splitlines()) == 1
+    # fp32 (auto's choice without bf16 is checked in-process above, where choose_precision is cheaper to run)
+    result = run_bench([bundle.path], batch_sizes=(100,), backends=("torch",), repeats=1, threads=1, refsim=False)
+    machine = result.machine
+    assert machine["bf16_native"] is False and machine["bf16_limits"] == [] and machine["bf16_gflops"] is None
+    assert machine["best_precision"] == "fp32" and machine["best_limit_gflops"] == machine["fp32_limit_gflops"]
+    assert [r.precision for r in result.rows] == ["fp32"]
+    assert all(0 < r.fraction_of_best == r.fraction_of_fp32 <= 1 for r in result.rows)

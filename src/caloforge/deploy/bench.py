@@ -169,13 +169,16 @@ def _row(path: str, bundle: Any, backend: str, device: str, batch: int, times: l
 
 
 def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str], device: str, repeats: int,
-                 threads: int, precision: str = "fp32") -> tuple[list[BenchRow], dict[str, float]]:
-    """Runs in a child process: probe the limits, load one bundle, time every backend and batch size."""
+                 threads: int, precision: str = "fp32", bf16: bool = False) -> tuple[list[BenchRow], dict[str, float]]:
+    """Runs in a child process: probe the limits, load one bundle, time every backend and batch size.
+
+    ``bf16``: the parent's view of the CPU (native bf16 or not), so a child never decides otherwise.
+    """
     torch.set_num_threads(threads)
 
     dev = hardware.resolve_device(device)
     limits = {"fp32": hardware.peak_gflops(torch.float32, dev)}
-    if dev.type == "cpu" and hardware.cpu_info().bf16_native:
+    if dev.type == "cpu" and bf16:
         limits["bf16"] = hardware.peak_gflops(torch.bfloat16, dev)
     bundle = load(path)
     energies = _energies(bundle, max(batch_sizes), seed=0)
@@ -184,7 +187,7 @@ def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str],
     flops = flops_per_shower(model, lambda n: model.sample(e_t[:n], None, torch.Generator(device=dev).manual_seed(0)))
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     if precision == "auto":
-        precision = choose_precision(bundle).precision
+        precision = choose_precision(bundle, allowed=("fp32", "bf16", "int8") if bf16 else ("fp32", "int8")).precision
     rows = []
     for backend in backends:
         if backend.endswith("-lean"):
@@ -321,7 +324,7 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
             continue
         with ProcessPoolExecutor(1, mp_context=context) as pool:
             model_rows, limits = pool.submit(_bench_model, str(path), list(batch_sizes), usable, device, repeats,
-                                             threads, precision).result()
+                                             threads, precision, summary.bf16_native).result()
         rows += model_rows
         machine["fp32_limits"].append(limits["fp32"])
         if "bf16" in limits:

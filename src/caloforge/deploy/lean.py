@@ -15,6 +15,12 @@ The noise is drawn as ``Bundle.generate(..., batch_size=1, seed=seed)`` draws it
 shower), so successive calls give that call's showers; or it is given (``noise=``), e.g. by a caller
 that owns its random numbers, as Geant4 does. The returned row is the generator's own buffer,
 overwritten by the next call: copy it to keep it.
+
+Per call, only what changes is done: the noise drawn into its buffer (or copied in), the energy and
+conditions written, one graph run. ONNX Runtime runs on one intra-op thread unless told otherwise:
+one shower is too little work to share, and a thread pool costs wake-ups on every call. The output
+needs no clipping here: the inverse preprocessing clips its input at 0 and multiplies non-negative
+factors, so the graph's voxels are already >= 0 (the batched paths' ``np.maximum`` is a no-op on them).
 """
 
 from __future__ import annotations
@@ -87,7 +93,8 @@ class LeanGenerator:
             (``noise_size()`` not None).
         backend: ``torch`` (TorchScript, CPU) or ``onnxruntime`` (I/O binding).
         seed: Seed of the noise drawn when a call gives none.
-        threads: ONNX Runtime intra-op threads (None: its default); torch uses its current setting.
+        threads: ONNX Runtime intra-op threads (default 1: see the module; None: ONNX Runtime's default);
+            torch uses its current setting.
 
     Example:
         ``gen = LeanGenerator(load("run/bundle")); row = gen(4096.0)``: one shower (V,) in MeV.
@@ -96,7 +103,7 @@ class LeanGenerator:
         ConfigError: for a family that does not export, or an unknown backend.
     """
 
-    def __init__(self, bundle: Any, backend: LeanBackend = "torch", seed: int = 0, threads: int | None = None) -> None:
+    def __init__(self, bundle: Any, backend: LeanBackend = "torch", seed: int = 0, threads: int | None = 1) -> None:
         if backend not in ("torch", "onnxruntime"):
             msg = f"expected a lean backend 'torch' or 'onnxruntime' but got {backend!r}"
             raise ConfigError(msg)
@@ -116,6 +123,7 @@ class LeanGenerator:
         self.conditions = np.zeros((1, k), np.float32) if k else None
         self.out = np.zeros((1, self.n_voxels), np.float32)
         self._noise_t, self._out_t = torch.from_numpy(self.noise), torch.from_numpy(self.out)
+        self._row: NDArray[np.float32] = self.out[0]  # the view returned by every call, made once
         self._generators = [torch.Generator() for _ in bundle.models]
         self.reseed(seed)
         self.parts: list[_TorchPart | _OnnxPart]
@@ -160,9 +168,7 @@ class LeanGenerator:
         if self.conditions is not None:
             self.conditions[0] = conditions
         self.parts[i].run(self._out_t)
-        np.maximum(self.out, 0.0, out=self.out)
-        row: NDArray[np.float32] = self.out[0]
-        return row
+        return self._row
 
 
 def _onnx_sessions(bundle: Any, threads: int | None) -> list[Any]:
