@@ -24,6 +24,7 @@ from caloforge.runtime.progress import Progress
 from caloforge.validation.evaluate import DistanceConfig, compute_evaluation, evaluate
 from caloforge.validation.metrics.distances import fpd, kpd, subset_sizes
 from caloforge.validation.metrics.extrapolation import jetnet_line_fit
+from caloforge.validation.metrics.frechet import frechet, weighted_stats
 from caloforge.validation.metrics.mmd import mmd_poly_batches
 from caloforge.validation.report import render_html
 
@@ -92,6 +93,41 @@ def test_fpd_on_many_columns_equals_jetnets_loop():
     value, error = jetnet_line_fit(1.0 / sizes, np.array(means))
     assert ours.value == pytest.approx(value, rel=1e-7) and ours.error == pytest.approx(error, rel=1e-5)
     assert "eigenvalues" in dict(ours.settings)["matrix_sqrt"]
+
+
+def _sqrtm_frechet(mu1, s1, mu2, s2):
+    """The Fréchet distance written out as JetNet does: scipy.linalg.sqrtm of the product."""
+    diff = mu1 - mu2
+    return diff @ diff + np.trace(s1 + s2) - 2 * np.trace(np.real(scipy.linalg.sqrtm(s1 @ s2)))
+
+
+@pytest.mark.parametrize("case", ["correlated", "constant column", "fewer rows than columns"])
+def test_the_cholesky_trace_of_many_columns_equals_sqrtm(case):
+    """Above 40 columns tr (S_1 S_2)^(1/2) comes from a Cholesky factor and one eigenvalue problem (or, for a
+    singular S_1, from eigendecompositions); the distance equals the direct sqrtm to 1e-6 relative. Samples like
+    datasets 2/3: correlated columns of very different scales, two close distributions (a small distance)."""
+    rng = np.random.default_rng(5)
+    d, n = 120, (60 if case == "fewer rows than columns" else 2000)
+    mix = rng.normal(size=(d, d)) * np.logspace(-3, 0, d)
+    x = rng.normal(size=(n, d)) @ mix
+    y = (rng.normal(size=(n, d)) @ mix) * 1.02 + 0.001
+    if case == "constant column":  # an empty layer: the same value in every shower of both samples
+        x[:, 7] = y[:, 7] = -8.0
+    rows_x, rows_y = rng.choice(n, 3 * n), rng.choice(n, 3 * n)  # drawn with replacement, as FPD draws
+    stats = (*weighted_stats(x, rows_x), *weighted_stats(y, rows_y))
+    direct = (x[rows_x].mean(0), np.cov(x[rows_x], rowvar=False), y[rows_y].mean(0), np.cov(y[rows_y], rowvar=False))
+    for ours, theirs in zip(stats, direct, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-15)
+    if case == "constant column":  # sqrtm's product is singular there (JetNet adds 1e-6 to the diagonals):
+        assert stats[1][7].max() == stats[1][7].min() == 0.0  # exactly zero, not a rounding residue
+        keep = np.arange(d) != 7  # the column adds nothing to the distance: compare without it
+        direct = tuple(m[keep] if m.ndim == 1 else m[np.ix_(keep, keep)] for m in direct)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # sqrtm of a singular product (fewer rows than columns) warns
+        expected = _sqrtm_frechet(*direct)
+    if n > d:  # a small distance: the cancellation a test must survive
+        assert 0.0 < expected < 0.1 * np.trace(direct[1])
+    assert frechet(*stats) == pytest.approx(expected, rel=1e-6)
 
 
 def _pair(n: int = 80) -> tuple[ShowerSet, ShowerSet]:

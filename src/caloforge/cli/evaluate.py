@@ -108,7 +108,7 @@ def evaluate(
                              "split (their reference split), prdc; shown as not computed, with the reason; "
                              "figures: no plots (minutes on datasets 2/3)."),
     fpd_draws: int | None = typer.Option(None, "--fpd-draws", help="FPD subsets per size (default: the "
-                                         "official 20, fewer where costly: 4 on 10k ds2/ds3 showers; 20 forces the "
+                                         "official 20, fewer where costly: 7 on 50k ds2/ds3 showers; 20 forces the "
                                          "official). Other values are named in the report and metrics.json."),
     kpd_batches: int | None = typer.Option(None, "--kpd-batches", help="KPD batches (official: 10); other "
                                            "values are recorded as not the official settings."),

@@ -5,8 +5,9 @@
 size and 10 batches, seed 42). With the exact fast kernel sums and weighted covariances of
 :mod:`caloforge.validation.metrics.mmd` and :mod:`~caloforge.validation.metrics.frechet`, KPD takes seconds
 even on the 362 columns of datasets 2 and 3; FPD's 400 covariances of 362 columns stay costly (3.9e11
-multiply-adds at 10k vs 10k showers), so by default (``fpd_draws="auto"``) FPD draws fewer subsets per
-size where they would exceed :data:`FPD_WORK`, which datasets 1 never do. Neither cost grows with the
+multiply-adds at 10k vs 10k showers, about 30 s of one idle core), so by default (``fpd_draws="auto"``)
+FPD draws fewer subsets per size where they would exceed :data:`FPD_WORK` (more than 10k vs 10k showers on
+datasets 2/3), which datasets 1 never do. Neither cost grows with the
 number of showers beyond the subset sizes (50k showers at most per FPD subset, 10 x 10k per KPD).
 Fewer draws or batches (``fpd_draws``, ``kpd_batches``) or a skipped metric (``skip``)
 are recorded: a distance computed with other settings than the official ones names them in its
@@ -45,10 +46,11 @@ KPD_BATCHES = 10
 """JetNet's number of KPD batches."""
 DISTANCE_SEED = 42
 """FPD and KPD use seed ``DISTANCE_SEED + seed``: JetNet's default 42, the official one, at the default seed 0."""
-FPD_WORK = 5e10
+FPD_WORK = 4e11
 """Multiply-adds of the FPD covariances (with the reference split) above which ``fpd_draws="auto"`` draws fewer
-subsets per size than the official 20: about 15 s of one loaded CPU core. Datasets 1 stay far below it (30 or 46
-columns); 10k vs 10k showers of datasets 2/3 (362 columns) need 3.9e11 at 20 draws, and get 4."""
+subsets per size than the official 20: about 30 s of one idle AMD EPYC core (2026-12-07). Datasets 1 stay far
+below it (30 or 46 columns); 10k vs 10k showers of datasets 2/3 (362 columns) need 3.9e11 at 20 draws and keep
+the official 20; 20k vs 20k get 11, 50k vs 50k 7."""
 FPD_MIN_DRAWS = 4
 """The fewest draws per size ``fpd_draws="auto"`` uses."""
 SKIPPABLE = ("fpd", "kpd", "split", "prdc", "figures")
@@ -112,8 +114,8 @@ class DistanceConfig:
         """FPD draws per size for these sample sizes (``auto`` resolved, see :attr:`fpd_draws`).
 
         Example:
-            >>> DistanceConfig().draws(10_000, 10_000, 30), DistanceConfig().draws(10_000, 10_000, 362)
-            (20, 4)
+            >>> DistanceConfig().draws(10_000, 10_000, 362), DistanceConfig().draws(50_000, 50_000, 362)
+            (20, 7)
         """
         if self.fpd_draws != "auto":
             return int(self.fpd_draws)

@@ -9,10 +9,16 @@ The trace of the matrix square root of S_1 S_2 (the product of two covariances) 
 
 * for few features (d <= :data:`SQRTM_MAX_FEATURES`) as JetNet does, ``scipy.linalg.sqrtm``, retried
   with 1e-6 on the diagonals when it is not finite, so that the values equal JetNet's;
-* for more features from symmetric eigendecompositions: the eigenvalues of S_1 S_2 are those of
-  S_1^(1/2) S_2 S_1^(1/2), real and non-negative, and tr (S_1 S_2)^(1/2) is the sum of their square
-  roots. Exact like ``sqrtm``, about 3x faster at d = 362, and it never fails on a singular covariance
-  (a constant column), where ``sqrtm`` needs the 1e-6 offset.
+* for more features from one Cholesky factor and one symmetric eigenvalue problem: with S_1 = L L^T
+  the eigenvalues of S_1 S_2 are those of the symmetric L^T S_2 L (similar matrices), real and
+  non-negative, and tr (S_1 S_2)^(1/2) is the sum of their square roots. Columns of zero variance in
+  S_1 (constant in the subset: an empty layer) are zero rows and columns of S_1 and are left out of
+  both matrices first, which leaves the non-zero eigenvalues unchanged. Where the Cholesky factor does
+  not exist (fewer rows than columns: S_1 singular) the eigenvalues of S_1^(1/2) S_2 S_1^(1/2) are used,
+  with S_1^(1/2) from a full eigendecomposition. Both are exact like ``sqrtm`` (equal to it to ~1e-9
+  relative on the 362 columns of dataset 2: tests/test_evaluate_distances.py), the first about 5x
+  faster than ``sqrtm`` at d = 362, and neither fails on a singular covariance, where ``sqrtm``
+  needs the 1e-6 offset.
 """
 
 from __future__ import annotations
@@ -33,7 +39,22 @@ def trace_sqrt_method(d: int) -> str:
     """How :func:`frechet` takes tr (S_1 S_2)^(1/2) for ``d`` features, in words (recorded in the settings)."""
     if d <= SQRTM_MAX_FEATURES:
         return "scipy.linalg.sqrtm, 1e-6 added to the diagonals when not finite (JetNet)"
-    return "sum of the square roots of the eigenvalues of S_r^(1/2) S_g S_r^(1/2) (symmetric eigendecompositions)"
+    return ("sum of the square roots of the eigenvalues of L^T S_g L, S_r = L L^T (Cholesky; S_r^(1/2) S_g S_r^(1/2) "
+            "from eigendecompositions where S_r is singular)")
+
+
+def _trace_sqrt_cholesky(s1: NDArray[np.float64], s2: NDArray[np.float64]) -> float:
+    keep = np.diagonal(s1) > 0.0
+    if not keep.all():  # zero-variance columns of S_1 are zero rows and columns: the product's zero eigenvalues
+        s1, s2 = s1[np.ix_(keep, keep)], s2[np.ix_(keep, keep)]
+    try:
+        low = scipy.linalg.cholesky(s1, lower=True, check_finite=False)
+    except np.linalg.LinAlgError:  # singular S_1 (fewer rows than columns)
+        return _trace_sqrt_eigen(s1, s2)
+    half = scipy.linalg.blas.dtrmm(1.0, low, s2, side=0, lower=1, trans_a=1)  # L^T S_2
+    inner = scipy.linalg.blas.dtrmm(1.0, low, half, side=1, lower=1, trans_a=0)  # L^T S_2 L
+    inner = (inner + inner.T) / 2
+    return float(np.sqrt(np.clip(scipy.linalg.eigvalsh(inner, check_finite=False), 0.0, None)).sum())
 
 
 def _trace_sqrt_eigen(s1: NDArray[np.float64], s2: NDArray[np.float64]) -> float:
@@ -57,7 +78,7 @@ def _trace_sqrt_sqrtm(s1: NDArray[np.float64], s2: NDArray[np.float64]) -> float
 def frechet(mu1: NDArray[np.float64], s1: NDArray[np.float64], mu2: NDArray[np.float64],
             s2: NDArray[np.float64]) -> float:
     """The Fréchet distance without clipping (see the module docstring for the square root)."""
-    trace_sqrt = _trace_sqrt_sqrtm if len(s1) <= SQRTM_MAX_FEATURES else _trace_sqrt_eigen
+    trace_sqrt = _trace_sqrt_sqrtm if len(s1) <= SQRTM_MAX_FEATURES else _trace_sqrt_cholesky
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * trace_sqrt(s1, s2))
 
@@ -85,6 +106,8 @@ def weighted_stats(x: NDArray[np.float64], rows: NDArray[np.int64]) -> tuple[NDA
                                                                              NDArray[np.float64]]:
     """Mean and covariance (``numpy.cov``, N - 1) of ``x[rows]``, from the distinct rows with their multiplicities.
 
+    A column that is constant in the subset gets exactly its value as mean and exactly zero (co)variances.
+
     Example:
         >>> import numpy as np
         >>> x = np.random.default_rng(0).normal(size=(30, 3))
@@ -98,6 +121,8 @@ def weighted_stats(x: NDArray[np.float64], rows: NDArray[np.int64]) -> tuple[NDA
     xs, w = x[used], counts[used].astype(np.float64)
     n = float(rows.size)
     mu = (w @ xs) / n
+    constant = xs.min(axis=0) == xs.max(axis=0)  # exactly zero variance (not a rounding residue): see frechet
+    mu[constant] = xs[0, constant]
     centred = (xs - mu) * np.sqrt(w)[:, None]
     cov = centred.T @ centred  # one symmetric product (BLAS syrk)
     cov /= n - 1.0
