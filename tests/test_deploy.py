@@ -176,6 +176,7 @@ def test_bench_fractions_never_exceed_the_limit_and_say_why_the_limit_moved():
 
 def test_yardsticks_are_the_docs_anchors_and_place_a_time_among_them():
     import re
+    from dataclasses import replace
     from pathlib import Path
 
     from caloforge.deploy.yardsticks import format_ms, standing, yardsticks
@@ -198,6 +199,18 @@ def test_yardsticks_are_the_docs_anchors_and_place_a_time_among_them():
     gpu = sum(a.gpu_ms[2] is not None for a in ANCHORS["ds1-photons"])
     assert standing(1.0, 10_000, "ds1-photons", gpu=True) == (gpu, gpu) and gpu < published  # CaloForest: no GPU
     assert standing(1.0, 1, "uniform") is None and standing(float("nan"), 1, "ds2") is None
+    # a run's rows beside the anchors: ms per shower, CPU rows with the CPU times, GPU rows with the GPU times
+    from caloforge.deploy.bench import BenchRow
+    from caloforge.deploy.yardsticks import beside
+
+    cpu_row = BenchRow("run/bundle", "gan", "onnxruntime", "cpu", "fp32", 100, 8.0, 7.5, 9.0, "", 25, 0.5e6, 60.0,
+                       0.6, 0.3, 600.0, None, 1, "ds1-photons")
+    rows = [cpu_row, replace(cpu_row, batch_size=10_000, us_per_shower=20.0),
+            replace(cpu_row, backend="torch", device="NVIDIA H100", us_per_shower=0.5),
+            replace(cpu_row, model="other/bundle", dataset=None)]  # a custom geometry: no yardsticks
+    assert beside(rows, "ds1-photons", gpu=False) == {("gan (bundle)", "onnxruntime", "fp32"): {100: 0.008,
+                                                                                                10_000: 0.02}}
+    assert beside(rows, "ds1-photons", gpu=True) == {("gan (bundle)", "torch", "fp32"): {100: 0.0005}}
 
 
 def test_generate_with_onnxruntime_matches_torch(tmp_path):

@@ -76,7 +76,7 @@ def bench(
         console.print(f"not timed: {note}")
     for geometry, us in result.refsim_us_per_shower.items():
         console.print(f"reference simulator on {geometry}: {us:.4g} us/shower (same energies, one process)")
-    _print_yardsticks(result, gpu=any(r.device != "cpu" and r.backend == "torch" for r in result.rows))
+    _print_yardsticks(result)
     if json_out is not None:
         with atomic_path(json_out, force) as tmp:
             tmp.write_text(strict_json(result.to_dict(), indent=2), encoding="utf-8")
@@ -119,33 +119,34 @@ def export(
     console.print(f"wrote {output} and {manifest} ({precision})")
 
 
-def _print_yardsticks(result: Any, gpu: bool) -> None:
-    """The published times of each dataset's CaloChallenge submissions, this run's models beside them."""
-    from caloforge.deploy.yardsticks import BATCH_SIZES, format_ms, standing  # CLI start-up time (as in bench)
+def _print_yardsticks(result: Any) -> None:
+    """The published times of each dataset's CaloChallenge submissions, this run's models beside them.
 
-    where = "GPU" if gpu else "CPU"
+    Rows timed on the CPU stand beside the published CPU times, rows timed on a GPU beside the GPU times.
+    """
+    from caloforge.deploy.yardsticks import BATCH_SIZES, beside, format_ms, standing  # CLI start-up (as in bench)
+
     for table in result.yardsticks:
         dataset = table["dataset"]
-        view = Table("model", *(f"batch {b}" for b in BATCH_SIZES),
-                     title=f"yardsticks, {dataset}: ms per shower, this run beside the CaloChallenge's {where} times")
-        measured: dict[tuple[str, str, str], dict[int, float]] = {}
-        for r in result.rows:
-            if r.dataset == dataset and (r.device != "cpu") == (gpu and r.backend == "torch"):
-                measured.setdefault((f"{r.family} ({Path(r.model).name})", r.backend, r.precision), {})[
-                    r.batch_size] = r.us_per_shower
-        for (name, backend, precision), times in measured.items():
-            view.add_row(f"[bold]{name}, {backend}, {precision} (this machine)[/bold]",
-                         *(format_ms(times[b] / 1000 if b in times else None) for b in BATCH_SIZES))
-        for anchor in table["anchors"]:
-            values = anchor["gpu_ms" if gpu else "cpu_ms"]
-            view.add_row(anchor["submission"], *(format_ms(values[str(b)]) for b in BATCH_SIZES))
-        console.print(view)
-        for (name, backend, precision), times in measured.items():
-            batch = max(times)
-            place = standing(times[batch], batch, dataset, gpu)
-            if place is not None:
-                console.print(f"{name} ({backend}, {precision}) at batch {batch}: no slower than {place[0]} of the "
-                              f"{place[1]} published {where} times")
+        for gpu in sorted({r.device != "cpu" for r in result.rows if r.dataset == dataset}):
+            where = "GPU" if gpu else "CPU"
+            measured = beside(result.rows, dataset, gpu)
+            view = Table("model", *(f"batch {b}" for b in BATCH_SIZES),
+                         title=f"yardsticks, {dataset}: ms per shower, this run beside the CaloChallenge's {where} "
+                               "times")
+            for (name, backend, precision), times in measured.items():
+                view.add_row(f"[bold]{name}, {backend}, {precision} (this machine)[/bold]",
+                             *(format_ms(times.get(b)) for b in BATCH_SIZES))
+            for anchor in table["anchors"]:
+                values = anchor["gpu_ms" if gpu else "cpu_ms"]
+                view.add_row(anchor["submission"], *(format_ms(values[str(b)]) for b in BATCH_SIZES))
+            console.print(view)
+            for (name, backend, precision), times in measured.items():
+                batch = max(times)
+                place = standing(times[batch] * 1000, batch, dataset, gpu)
+                if place is not None:
+                    console.print(f"{name} ({backend}, {precision}) at batch {batch}: no slower than {place[0]} of "
+                                  f"the {place[1]} published {where} times")
         console.print(f"source: {table['source']}")
         console.print(f"caveat: {table['caveat']}")
         console.print(table["geant4"])

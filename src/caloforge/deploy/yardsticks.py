@@ -14,11 +14,13 @@ Geant4's own entry is NaN for every dataset, so it has no anchor (:data:`GEANT4`
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ANCHORS", "BATCH_SIZES", "CAVEAT", "GEANT4", "SOURCE", "UNIT", "Anchor", "format_ms", "standing",
-           "yardsticks"]
+__all__ = ["ANCHORS", "BATCH_SIZES", "CAVEAT", "GEANT4", "SOURCE", "UNIT", "Anchor", "beside", "format_ms",
+           "standing", "yardsticks"]
 
 BATCH_SIZES = (1, 100, 10_000)
 """The CaloChallenge's batch sizes, the order of :attr:`Anchor.cpu_ms` and :attr:`Anchor.gpu_ms`."""
@@ -169,3 +171,22 @@ def standing(us_per_shower: float, batch_size: int, dataset: str, gpu: bool = Fa
     times = [(a.gpu_ms if gpu else a.cpu_ms)[column] for a in ANCHORS[dataset]]
     published = [t for t in times if t is not None]
     return sum(us_per_shower / 1000 <= t for t in published), len(published)
+
+
+def beside(rows: Iterable[Any], dataset: str, gpu: bool) -> dict[tuple[str, str, str], dict[int, float]]:
+    """A bench run's figures to set beside the anchors: ms per shower by batch size, per model, backend, precision.
+
+    Args:
+        rows: :class:`caloforge.deploy.bench.BenchRow` s (or anything with their attributes).
+        dataset: The rows of bundles on this dataset.
+        gpu: The rows timed on a GPU (to compare with the GPU times), else those timed on the CPU.
+
+    Returns:
+        ``{("family (bundle folder)", backend, precision): {batch_size: ms per shower}}``, in the rows' order.
+    """
+    out: dict[tuple[str, str, str], dict[int, float]] = {}
+    for r in rows:
+        if r.dataset == dataset and (r.device != "cpu") == gpu:
+            out.setdefault((f"{r.family} ({Path(r.model).name})", r.backend, r.precision), {})[r.batch_size] = (
+                r.us_per_shower / 1000)
+    return out
