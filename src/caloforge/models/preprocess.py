@@ -265,12 +265,24 @@ class ShowerTransform:
             x = x[:, 1:]
         else:
             sums = x[:, :n_layers] * (e * x.new_tensor(self.scales))
-        layers = torch.split(x[:, n_layers:], list(self.layer_sizes), dim=1)
-        out = [
-            layer / layer.sum(dim=1, keepdim=True).clamp_min(_EPS) * sums[:, i : i + 1]
-            for i, layer in enumerate(layers)
-        ]
-        return torch.cat(out, dim=1)
+        return _rescale_layers(x[:, n_layers:], sums, self.layer_sizes)
+
+
+def _rescale_layers(voxels: Tensor, sums: Tensor, layer_sizes: tuple[int, ...]) -> Tensor:
+    """Each layer's voxels (N, V) rescaled so that the layer holds ``sums`` (N, layers), in a handful of operations.
+
+    Not five per layer: at batch 1 each operation of an exported graph costs about 0.5 us, most of its time
+    (docs/performance.md, "Batch 1"). Layers of one size (ds2, ds3) are a reshape; others (ds1) sum and
+    broadcast through a (V, layers) one-hot matrix (2 V layers FLOPs per shower each way).
+    """
+    n, n_layers = voxels.shape[0], len(layer_sizes)
+    if len(set(layer_sizes)) == 1:
+        grid = voxels.reshape(n, n_layers, layer_sizes[0])
+        scale = sums / grid.sum(dim=2).clamp_min(_EPS)
+        return (grid * scale.unsqueeze(2)).reshape(n, -1)
+    onehot = voxels.new_tensor(np.repeat(np.eye(n_layers, dtype=np.float32), layer_sizes, axis=0))
+    scale = sums / (voxels @ onehot).clamp_min(_EPS)
+    return voxels * (scale @ onehot.T)
 
 
 @dataclass(frozen=True)
