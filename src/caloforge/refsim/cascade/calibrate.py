@@ -53,7 +53,7 @@ class StackResponse:
 TRANSPORT_FIELDS = ("brems_cut_mev", "delta_cut_mev", "electron_cut_mev", "photon_cut_mev", "max_step_x0",
                     "max_loss_fraction", "max_scatter_rad", "calibration_showers")
 """The settings a calibration depends on (the hybrid's do not enter full transport)."""
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bump when the transport changes: old calibration files are then ignored."""
 
 

@@ -6,8 +6,10 @@ followed depth first and the stack stays short. Photons fly to their next intera
 (pair, Compton, photo-absorption; exponential free paths, resampled at each boundary);
 charged particles take condensed-history steps limited by the next discrete interaction,
 the next boundary, ``max_step_x0`` and ``max_loss_fraction``; the continuous loss of a step
-is deposited at its midpoint, and multiple scattering (Highland, with the correlated lateral
-displacement of the PDG) is applied at its end. Deposits in active sub-layers of a read-out
+(with Bohr's straggling, :func:`.steps.straggle`) is deposited at its midpoint, and multiple
+scattering (e±: the Wentzel law with the Goudsmit-Saunderson mean cosine,
+:func:`.steps.wentzel_cos`; pions: Highland), with the correlated lateral displacement of the
+PDG, is applied at its end. Deposits in active sub-layers of a read-out
 slab go to the voxel under them (file units: × the readout's calibration).
 
 The ledger (per shower, MeV) closes exactly: incident = active + passive + leaked + handed off
@@ -51,8 +53,10 @@ from caloforge.refsim.cascade.steps import (
     lookup,
     push,
     read_local,
+    straggle,
+    wentzel_cos,
 )
-from caloforge.refsim.cascade.tables import BHABHA, BREM, COMPTON, DEDX_E, DEDX_P, DEDX_PI, MOLLER, PAIR, PHOTO
+from caloforge.refsim.cascade.tables import BHABHA, BREM, COMPTON, DEDX_E, DEDX_P, DEDX_PI, MOLLER, MSC, PAIR, PHOTO
 
 __all__ = ["ACTIVE", "BELOW_CUT", "EM_FROM_PI0", "GAMMA", "HANDOFF", "INVISIBLE", "LEAKED", "LEDGER", "MASS",
            "PASSIVE", "transport_from", "transport_showers"]
@@ -249,6 +253,11 @@ def transport_from(
                 crossed = s == db
                 interacts = s == s_int and not crossed
                 loss = dedx * s
+                if kind == PION:  # the loss fluctuates: Bohr's variance of the transfers below the δ cut (or T_max)
+                    t_cut = min(d_cut, 2.0 * M * e * (e + 2.0 * mass) / (mass * mass + M * M + 2.0 * M * (e + mass)))
+                else:
+                    t_cut = min(d_cut, e if kind == POSITRON else 0.5 * e)
+                loss = straggle(loss, s, e, mass, t_cut, props[mat, 3])
                 stopped = loss >= e
                 if stopped:
                     s, loss = e / max(dedx, 1e-300), e
@@ -256,20 +265,30 @@ def transport_from(
                 xm, ym = x + 0.5 * s * u, y + 0.5 * s * v
                 deposit(loss, xm, ym, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
                          out, ledger)
-                th0 = highland(s, x0, e - 0.5 * loss, mass) if not stopped else 0.0
-                z2, z4 = np.random.standard_normal() * th0, np.random.standard_normal() * th0
-                dx1 = s * (np.random.standard_normal() * th0 / math.sqrt(12.0) + 0.5 * z2)
-                dx2 = s * (np.random.standard_normal() * th0 / math.sqrt(12.0) + 0.5 * z4)
                 going_up = w > 0
                 nx, ny, nz = x + s * u, y + s * v, z + s * w
-                if th0 > 0.0:
+                if not stopped:
+                    if kind == PION:  # Highland's Gaussian in two planes
+                        th0 = highland(s, x0, e - 0.5 * loss, mass)
+                        t1 = math.tan(max(min(np.random.standard_normal() * th0, 1.5), -1.5))
+                        t2 = math.tan(max(min(np.random.standard_normal() * th0, 1.5), -1.5))
+                        norm = math.sqrt(1.0 + t1 * t1 + t2 * t2)
+                        cz, sx, sy = 1.0 / norm, t1 / norm, t2 / norm
+                    else:  # e±: Wentzel law with the Goudsmit-Saunderson mean cosine exp(-s/λ1)
+                        g = s * lookup(data, mat, MSC, e - 0.5 * loss)
+                        cz = wentzel_cos(g)
+                        sn, phi = math.sqrt(max(1.0 - cz * cz, 0.0)), 2.0 * math.pi * np.random.random()
+                        sx, sy = sn * math.cos(phi), sn * math.sin(phi)
+                        th0 = math.sqrt(min(g, 1.0))
+                    # lateral displacement correlated with the deflection (PDG: s θ/2 plus s θ0/√12 independent)
+                    dx1 = s * (np.random.standard_normal() * th0 / math.sqrt(12.0) + 0.5 * sx)
+                    dx2 = s * (np.random.standard_normal() * th0 / math.sqrt(12.0) + 0.5 * sy)
                     e1x, e1y, e1z, e2x, e2y, e2z = sm.basis(u, v, w)
                     nx += dx1 * e1x + dx2 * e2x
                     ny += dx1 * e1y + dx2 * e2y
                     if not crossed:
                         nz = min(max(nz + dx1 * e1z + dx2 * e2z, z_edges[isub]), z_edges[isub + 1])
-                    t1, t2 = math.tan(max(min(z2, 1.5), -1.5)), math.tan(max(min(z4, 1.5), -1.5))
-                    u, v, w = u + t1 * e1x + t2 * e2x, v + t1 * e1y + t2 * e2y, w + t1 * e1z + t2 * e2z
+                    u, v, w = cz * u + sx * e1x + sy * e2x, cz * v + sx * e1y + sy * e2y, cz * w + sx * e1z + sy * e2z
                     norm = math.sqrt(u * u + v * v + w * w)
                     u, v, w = u / norm, v / norm, w / norm
                 if crossed:

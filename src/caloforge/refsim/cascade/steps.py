@@ -1,4 +1,5 @@
 
+# ruff: noqa: NPY002  (numba kernels can only use the legacy np.random API, seeded per shower)
 """Numba helpers of the transport: table look-up, deposits into voxels, the particle stack, step limits."""
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from caloforge.refsim.cascade.jit import nb
+from caloforge.refsim.cascade.physics import CLASSICAL_RADIUS_MM, ELECTRON_MASS
 from caloforge.refsim.cascade.tables import GRID_PER_DECADE, GRID_RANGE
 
 __all__ = ["ACTIVE", "BELOW_CUT", "EM_FROM_PI0", "HANDOFF", "INVISIBLE", "LEAKED", "LEDGER", "MASS", "PASSIVE",
-           "boundary", "deposit", "highland", "lookup", "push", "read_local", "voxel_index"]
+           "boundary", "deposit", "highland", "lookup", "push", "read_local", "straggle", "voxel_index", "wentzel_cos"]
 
 ACTIVE, PASSIVE, LEAKED, HANDOFF, MASS, BELOW_CUT, INVISIBLE, EM_FROM_PI0 = range(8)
 LEDGER = ("active", "passive", "leaked", "handoff", "mass", "below_cut", "invisible", "em_from_pi0")
@@ -110,3 +112,62 @@ def highland(s: float, x0: float, t: float, mass: float) -> float:
         return 0.0
     corr = max(1.0 + 0.038 * math.log(xr / beta2), 0.0)
     return 13.6 / (math.sqrt(beta2) * p) * math.sqrt(xr) * corr
+
+
+def _wentzel_table() -> NDArray[np.float64]:
+    """ln A of the Wentzel law 1/(1 - cos θ + 2A)² whose mean 1 - cos θ is m, on a grid of ln m (numpy, at import).
+
+    The mean is 2A(1 + A)[ln(1 + 1/A) - 1/(1 + A)], increasing from 0 (A -> 0) to 1 (A -> ∞, isotropic).
+    """
+    ln_a = np.linspace(-45.0, 14.0, 400001)
+    a = np.exp(ln_a)
+    mean = 2 * a * (1 + a) * (np.log1p(1 / a) - 1 / (1 + a))
+    ok = mean < 1 - 1e-12
+    grid = np.linspace(WENTZEL_LNM[0], WENTZEL_LNM[1], WENTZEL_POINTS)
+    return np.asarray(np.interp(grid, np.log(mean[ok]), ln_a[ok]), dtype=np.float64)
+
+
+WENTZEL_LNM = (-30.0, -1e-6)
+"""Range of ln(mean 1 - cos θ) of the tabulated screening parameters (below: the first point; above: isotropic)."""
+WENTZEL_POINTS = 1501
+WENTZEL_LN_A = _wentzel_table()
+
+
+@nb.njit(cache=True)
+def wentzel_cos(g: float) -> float:
+    """cos θ after a step of ``g`` = s/λ1 transport mean free paths (Goudsmit-Saunderson: mean cos θ = e^-g).
+
+    The angle is drawn from the Wentzel (screened single-scattering) law with that mean: a Gaussian-like core
+    and the large-angle tail that lets slow electrons turn round in lead (backscattering).
+    """
+    m = -math.expm1(-g)
+    if m <= 0.0:
+        return 1.0
+    x = (math.log(m) - WENTZEL_LNM[0]) / (WENTZEL_LNM[1] - WENTZEL_LNM[0]) * (WENTZEL_POINTS - 1)
+    if x >= WENTZEL_POINTS - 1:
+        return 2.0 * np.random.random() - 1.0
+    x = max(x, 0.0)
+    i = int(x)
+    f = x - i
+    a = math.exp(WENTZEL_LN_A[i] * (1.0 - f) + WENTZEL_LN_A[i + 1] * f)
+    xi = np.random.random()
+    return 1.0 - 2.0 * a * xi / (1.0 + a - xi)
+
+
+@nb.njit(cache=True)
+def straggle(loss: float, s: float, t: float, mass: float, t_cut: float, n_el: float) -> float:
+    """The continuous loss of a charged step, with its fluctuation: a gamma law with mean ``loss`` and Bohr's
+    variance 2π r_e² m_e c² n_el s T_cut (1 - β²/2)/β² of the transfers below ``t_cut`` (the δ-ray cut or
+    T_max; PDG 34.2.9), for kinetic energy ``t`` and ``mass`` (MeV).
+
+    The gamma law keeps the loss positive and has a Landau-like right tail; the variance, which is what
+    the resolution of a sampling calorimeter sees, is exact for any step.
+    """
+    if loss <= 0.0:
+        return loss
+    gam = t / mass + 1.0
+    beta2 = 1.0 - 1.0 / (gam * gam)
+    var = 2.0 * math.pi * CLASSICAL_RADIUS_MM**2 * ELECTRON_MASS * n_el * s * t_cut * (1.0 - 0.5 * beta2) / beta2
+    if var <= 0.0:
+        return loss
+    return float(np.random.gamma(loss * loss / var, var / loss))

@@ -33,7 +33,7 @@ GRID_PER_DECADE = 50
 """Table points per decade of energy."""
 
 # rows of Tables.data[m]
-PAIR, COMPTON, PHOTO, DEDX_E, DEDX_P, BREM, MOLLER, BHABHA, DEDX_PI = range(9)
+PAIR, COMPTON, PHOTO, DEDX_E, DEDX_P, BREM, MOLLER, BHABHA, DEDX_PI, MSC = range(10)
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Tables:
 
     Rows: pair, Compton and photo-electric attenuation (1/mm), continuous loss of e- and e+
     (MeV/mm), bremsstrahlung (above the cut), Møller and Bhabha (above the cut) rates (1/mm), and the
-    charged-pion stopping power (MeV/mm).
+    charged-pion stopping power (MeV/mm), the e± inverse transport mean free path 1/λ1 (1/mm).
     ``props[m]``: X0 (mm), Z, λ_I (mm), electron density (1/mm³).
     """
 
@@ -118,6 +118,7 @@ def build_tables(elements: tuple[Element, ...], config: CascadeConfig) -> Tables
             ph.delta_mu(el, e, config.delta_cut_mev, positron=False),
             ph.delta_mu(el, e, config.delta_cut_mev, positron=True),
             ph.pion_dedx(el, e),
+            ph.transport_mu(el, e),
         ]))
     props = np.array([[el.x0_mm, el.z, el.lambda_mm, ph.electron_density(el)] for el in elements])
     return Tables(tuple(el.name for el in elements), np.ascontiguousarray(np.stack(rows)), props)

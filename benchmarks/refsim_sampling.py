@@ -1,0 +1,186 @@
+"""Sampling fluctuations of the cascade transport: where a sampling calorimeter's resolution comes from.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py mip          # pion per LAr gap: f_mip, straggling
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py backscatter  # 1 MeV e- on thick Pb, Fe, Al
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py resolution   # EMB and W/Si: σ/E at 1, 4, 16 GeV
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py scale        # EMB stack × s: c_s vs Wigmans
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py cuts         # EMB c_s with each cut lowered
+    ... --quick                                                                 # smaller samples
+
+Everything is full transport in a laterally infinite stack of the preset's sampling period (as the
+self-calibration, :mod:`caloforge.refsim.cascade.calibrate`), 40 X0 deep unless said. Wigmans' rule for
+the sampling term: 2.7 % sqrt(d/f_mip), d the active layer in mm (R. Wigmans, *Calorimetry*, 2nd ed., §4.7).
+Figures go to docs/refsim.md ("EMB sampling term").
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from caloforge.refsim.cascade import CascadeConfig
+from caloforge.refsim.cascade.kernel import ACTIVE, ELECTRON, LEAKED, LEDGER, PASSIVE, PION, transport_showers
+from caloforge.refsim.cascade.streams import config_array, shower_seeds
+from caloforge.refsim.cascade.tables import build_tables
+from caloforge.refsim.materials import ELEMENTS, Element, Material
+from caloforge.refsim.presets import atlas_like, par04_wsi
+
+FULL = CascadeConfig(hybrid_split_mev=0.0)
+
+
+def _machine() -> str:
+    model = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
+                      if ln.startswith("model name")), model)
+    return f"{model}; load average {os.getloadavg()[0]:.2f}; {platform.python_version()}"
+
+
+def emb() -> Material:
+    """The EMB sampling stack of the ATLAS-like preset."""
+    return atlas_like().em_medium
+
+
+def run_stack(layers: list[tuple[Element, float, bool]], kind: int, e_mev: float, n: int, config: CascadeConfig,
+              seed: int = 1, pions: bool = True) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    """Transport ``n`` particles into ``layers`` (element, mm, active); per-shower energy in each active
+    sub-layer (N, n_active), the ledger (N, columns) and the CPU seconds."""
+    names = list(dict.fromkeys(el.name for el, _, _ in layers))
+    elements = tuple(next(el for el, _, _ in layers if el.name == nm) for nm in names)
+    z = np.concatenate([[0.0], np.cumsum([t for _, t, _ in layers])])
+    mat = np.array([names.index(el.name) for el, _, _ in layers], dtype=np.int64)
+    active = np.array([int(a) for _, _, a in layers], dtype=np.int64)
+    n_act = int(active.sum())
+    layer = np.where(active == 1, np.cumsum(active) - 1, -1).astype(np.int64)
+    tables = build_tables(elements, config)
+    cfg = config_array(config, hybrid=False)
+    cfg[9] = 1.0 if pions else 0.0
+    out, ledger = np.zeros((n, max(n_act, 1))), np.zeros((n, len(LEDGER)))
+    one = np.ones(max(n_act, 1), dtype=np.int64)
+    start = time.process_time()
+    transport_showers(np.full(n, kind, dtype=np.int64), np.full(n, e_mev), shower_seeds(seed, 0, n), cfg, z, mat,
+                      active, layer, np.ones(mat.size), tables.data, tables.props, np.tile([0.0, 1e12], n_act),
+                      np.arange(n_act + 1, dtype=np.int64) * 2, one, one, np.arange(n_act, dtype=np.int64), out,
+                      ledger, np.empty((1, 12)), np.zeros(mat.size), np.full(mat.size, -1, dtype=np.int64),
+                      np.zeros(mat.size), np.zeros(mat.size))
+    return out, ledger, time.process_time() - start
+
+
+def periods(material: Material, depth_x0: float = 40.0, scale: float = 1.0) -> list[tuple[Element, float, bool]]:
+    """``material``'s sampling period (thicknesses × ``scale``) repeated over ``depth_x0``."""
+    parts = [(p.element, p.thickness_mm * scale, p.active) for p in material.components]
+    n = math.ceil(depth_x0 * material.x0_mm / sum(t for _, t, _ in parts))
+    return parts * n
+
+
+def wigmans(material: Material, scale: float = 1.0) -> float:
+    """2.7 % sqrt(d/f_mip), d = active thickness per period in mm."""
+    d = sum(p.thickness_mm for p in material.components if p.active) * scale
+    return 0.027 * math.sqrt(d / material.mip_sampling_fraction)
+
+
+def resolution_of(material: Material, e_mev: float, n: int, config: CascadeConfig = FULL,
+                  scale: float = 1.0) -> tuple[float, float, float, float]:
+    """(sampling fraction, σ/E, its statistical error, ms per shower) of electrons of ``e_mev``."""
+    _, ledger, cpu = run_stack(periods(material, scale=scale), ELECTRON, e_mev, n, config)
+    v = ledger[:, ACTIVE] / e_mev
+    r = float(v.std() / v.mean())
+    return float(v.mean()), r, r / math.sqrt(2 * (n - 1)), cpu / n * 1e3
+
+
+def mip(quick: bool) -> None:
+    """1 GeV charged pions (ionisation only) through 5 X0 of the EMB stack: energy per LAr gap."""
+    m = emb()
+    n = 100 if quick else 400
+    out, ledger, _ = run_stack(periods(m, 5.0), PION, 1000.0, n, FULL, pions=False)
+    gaps = out[:, 2:-2].ravel()
+    hist, edges = np.histogram(gaps, bins=200, range=(0.0, 3.0 * np.median(gaps)))
+    mp = float(0.5 * (edges[hist.argmax()] + edges[hist.argmax() + 1]))
+    vis = ledger[:, ACTIVE].sum() / (ledger[:, ACTIVE] + ledger[:, PASSIVE]).sum()
+    print(f"# mip, 1 GeV pion, {n} tracks; {_machine()}")
+    print("| visible fraction | f_mip (preset) | gap mean (MeV) | most probable | σ | σ/mean | mean/most probable |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {vis:.4f} | {m.mip_sampling_fraction:.4f} | {gaps.mean():.3f} | {mp:.3f} | {gaps.std():.3f} | "
+          f"{gaps.std() / gaps.mean():.3f} | {gaps.mean() / mp:.3f} |")
+
+
+def backscatter(quick: bool) -> None:
+    """Energy backscattered by 1 MeV electrons at normal incidence on 20 mm of Pb, Fe, Al (electron cut 10 keV)."""
+    n = 1000 if quick else 4000
+    config = FULL.replace(electron_cut_mev=0.01, photon_cut_mev=0.01)
+    print(f"# backscatter, 1 MeV e-, N={n}; {_machine()}")
+    print("| target | energy backscattered / E |")
+    print("|---|---|")
+    for name in ("Pb", "Fe", "Al"):
+        _, ledger, _ = run_stack([(ELEMENTS[name], 20.0, False)], ELECTRON, 1.0, n, config)
+        print(f"| {name} | {ledger[:, LEAKED].mean():.3f} |", flush=True)
+
+
+def resolution(quick: bool) -> None:
+    """σ/E of electrons at 1, 4, 16 GeV in the EMB and W/Si stacks; a/√E ⊕ b fitted."""
+    n = 100 if quick else 400
+    print(f"# resolution, full transport, N={n} per energy; {_machine()}")
+    print("| stack | E (GeV) | sampling fraction | σ/E | σ/E·√E | ms/shower |")
+    print("|---|---|---|---|---|---|")
+    for label, m in (("EMB Pb/LAr", emb()), ("Par04 W/Si", par04_wsi().em_medium)):
+        es, rs = [], []
+        for e_gev in (1.0, 4.0, 16.0):
+            sf, r, dr, ms = resolution_of(m, e_gev * 1e3, n)
+            es.append(e_gev)
+            rs.append(r)
+            print(f"| {label} | {e_gev:g} | {sf:.4f} | {r:.4f} ± {dr:.4f} | {r * math.sqrt(e_gev):.4f} | {ms:.1f} |",
+                  flush=True)
+        x = np.array([[1.0 / e, 1.0] for e in es])
+        a2, b2 = np.linalg.lstsq(x, np.array(rs) ** 2, rcond=None)[0]
+        print(f"| {label} | fit | | a = {math.sqrt(max(a2, 0.0)):.4f}, b = {math.sqrt(max(b2, 0.0)):.4f} | "
+              f"Wigmans {wigmans(m):.4f} | |")
+
+
+def scale(quick: bool) -> None:
+    """EMB stack with every layer × s (f_mip fixed): sampling term of 1 GeV electrons vs Wigmans' rule."""
+    n = 150 if quick else 500
+    m = emb()
+    print(f"# scale, 1 GeV e-, N={n}; {_machine()}")
+    print("| × thickness | d (mm) | sampling fraction | c_s | Wigmans | ratio |")
+    print("|---|---|---|---|---|---|")
+    for s in (0.25, 0.5, 1.0, 2.0, 4.0):
+        sf, r, dr, _ = resolution_of(m, 1000.0, n, scale=s)
+        w = wigmans(m, s)
+        print(f"| {s:g} | {4.2 * s:.2f} | {sf:.4f} | {r:.4f} ± {dr:.4f} | {w:.4f} | {r / w:.2f} |", flush=True)
+
+
+def cuts(quick: bool) -> None:
+    """EMB sampling term of 1 GeV electrons with each cut lowered (and raised)."""
+    n = 150 if quick else 500
+    m = emb()
+    print(f"# cuts, EMB, 1 GeV e-, N={n}; {_machine()}")
+    print("| setting | sampling fraction | c_s | ms/shower |")
+    print("|---|---|---|---|")
+    rows: list[tuple[str, CascadeConfig]] = [("defaults", FULL)]
+    for name, values in (("electron_cut_mev", (0.05, 5.0)), ("photon_cut_mev", (0.01,)), ("brems_cut_mev", (0.02,)),
+                         ("delta_cut_mev", (0.05,)), ("max_scatter_rad", (0.1,))):
+        rows += [(f"{name}={v:g}", FULL.replace(**{name: v})) for v in values]
+    for label, config in rows:
+        sf, r, dr, ms = resolution_of(m, 1000.0, n, config)
+        print(f"| {label} | {sf:.4f} | {r:.4f} ± {dr:.4f} | {ms:.1f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["mip", "backscatter", "resolution", "scale", "cuts"])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    {"mip": mip, "backscatter": backscatter, "resolution": resolution, "scale": scale, "cuts": cuts}[args.what](
+        args.quick)
+
+
+if __name__ == "__main__":
+    main()
