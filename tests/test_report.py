@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -14,9 +16,12 @@ from caloforge.data.geometry import Geometry
 from caloforge.data.showers import ShowerSet
 from caloforge.errors import GeometryMismatchError, OutputExistsError
 from caloforge.refsim import simulate
+from caloforge.runtime.progress import Progress
+from caloforge.validation.drawing import draw_figures
 from caloforge.validation.evaluate import compute_evaluation, evaluate
 from caloforge.validation.metrics import ClassifierConfig
-from caloforge.validation.report import render_html
+from caloforge.validation.report import render_html, report_figures
+from caloforge.validation.shower_plots import plot_mean_images
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
@@ -135,3 +140,29 @@ def test_report_opens_in_headless_chromium(report_dir, tmp_path):
     finally:
         driver.quit()
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_figures_drawn_in_two_processes_are_those_drawn_in_one(report_dir, tmp_path):
+    """Parallel drawing (``--threads 2``) gives the same PNG bytes in the same order, and reports each figure."""
+    _, result, _, _ = report_dir
+    drawn = [f for f in report_figures([("generated", result)]) if f[1] in ("response", "e_layer", "mean_images_0")]
+    assert len(drawn) == 3
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    serial = draw_figures(drawn, tmp_path / "one", pdf=False, workers=1)
+    log = io.StringIO()
+    parallel = draw_figures(drawn, tmp_path / "two", pdf=True, workers=2, progress=Progress(stream=log, live=False))
+    assert [(s, c) for s, c, _ in parallel] == [(s, c) for s, c, _ in serial]
+    assert [png for *_, png in parallel] == [png for *_, png in serial]
+    assert sorted(p.name for p in (tmp_path / "two" / "plots").iterdir()) == sorted(
+        f"{stem}.{ext}" for _, stem, _, _ in drawn for ext in ("pdf", "png"))
+    assert re.search(r"report figures: done \(\d+ s, 3/3 figures", log.getvalue())
+
+
+def test_mean_images_share_one_colour_bar_per_column(report_dir):
+    """The colour scales are shared by every layer of a figure: one bar per column, not one per row."""
+    _, result, _, _ = report_dir
+    g = result.geometry
+    fig = plot_mean_images(g, result.mean_reference, [("generated", result.mean_generated)], [0, 1, 2])
+    polar = [ax for ax in fig.axes if ax.name == "polar"]
+    assert len(polar) == 9 and len(fig.axes) == 9 + 2  # reference / generated / ratio per layer; energy and ratio bars

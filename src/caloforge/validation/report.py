@@ -18,7 +18,6 @@ import base64
 import contextlib
 import dataclasses
 import html
-import io
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -33,8 +32,9 @@ from caloforge.data.outputs import scratch_dir, strict_json
 from caloforge.data.showers import format_energy
 from caloforge.errors import OutputExistsError, OutputPathError
 from caloforge.extras import require
-from caloforge.runtime.progress import SILENT, Progress
+from caloforge.runtime.progress import Progress
 from caloforge.validation import plots, shape_plots, shower_plots
+from caloforge.validation.drawing import draw_figures
 from caloforge.validation.missing import format_value
 from caloforge.validation.plots import Samples
 from caloforge.validation.result import EvaluationResult
@@ -341,29 +341,6 @@ def write_pages(stage: Path, page: str, metrics: Mapping[str, Any]) -> None:
     """report.html and metrics.json into ``stage``."""
     (stage / "report.html").write_text(page, encoding="utf-8")
     (stage / "metrics.json").write_text(strict_json(metrics, indent=2), encoding="utf-8")
-
-
-def draw_figures(drawn: list[tuple[str, str, str, Callable[[], Figure]]], stage: Path, pdf: bool = True,
-                 progress: Progress | None = None) -> list[tuple[str, str, bytes]]:
-    """Draw each figure into ``stage/plots`` (PNG, and PDF if ``pdf``); returns (section, caption, PNG) in order."""
-    # matplotlib's import time (about 0.5 s): only when a figure is drawn
-    import matplotlib
-
-    (stage / "plots").mkdir(exist_ok=True)
-    images = []
-    with (progress or SILENT).task("report figures", total=len(drawn), unit="figures") as task, \
-            matplotlib.rc_context(plots.style()):  # type: ignore[arg-type]
-        for section, stem, caption, make in drawn:
-            fig = make()
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png")
-            png = buffer.getvalue()
-            (stage / "plots" / f"{stem}.png").write_bytes(png)
-            if pdf:
-                fig.savefig(stage / "plots" / f"{stem}.pdf", format="pdf")
-            images.append((section, caption, png))
-            task.update(advance=1, status=stem)
-    return images
 
 
 def publish(stage: Path, out: Path) -> None:

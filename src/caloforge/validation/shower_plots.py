@@ -26,6 +26,8 @@ from caloforge.validation.plots import (
 )
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.collections import QuadMesh
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
@@ -111,6 +113,7 @@ def plot_mean_images(geometry: Geometry, mean_reference: NDArray[np.float64],
             ratios = [(label, np.where(ref > floor, gen / ref, np.nan)) for label, gen in gens]
         rows.append((layer, split, ref, gens, ratios))
     rnorm = ratio_norm([r for *_, ratios in rows for _, r in ratios])
+    columns: dict[int, tuple[list[Axes], QuadMesh]] = {}  # every row of a column shares its colour scale
     for row, (layer, split, ref, gens, ratios) in enumerate(rows):
         theta = np.linspace(-np.pi, np.pi, layer.n_alpha * split + 1)
         radius = np.arange(layer.n_r + 1, dtype=float)
@@ -121,15 +124,20 @@ def plot_mean_images(geometry: Geometry, mean_reference: NDArray[np.float64],
         for col, (name, data, nrm, cmap) in enumerate(panels):
             ax = fig.add_subplot(grid[row, col], projection="polar")
             shown = np.where(data > 0, data, np.nan) if cmap == "viridis" else data
-            mesh = ax.pcolormesh(theta, radius, np.ma.masked_invalid(shown).T, norm=nrm, cmap=cmap, shading="flat")
+            # rasterised: the PDF holds the image, not one path per cell (2 x 10^4 cells a figure)
+            mesh = ax.pcolormesh(theta, radius, np.ma.masked_invalid(shown).T, norm=nrm, cmap=cmap, shading="flat",
+                                 rasterized=True)
             ax.set_xticks([])
             ax.set_yticks([])
             ax.grid(False)
-            ax.set_title(f"layer {layer.id}: {name}", fontsize=11)
-            if cmap != "viridis":
-                fig.colorbar(mesh, ax=ax, shrink=0.75, label="ratio", extend="both")
-            elif col == (1 if single else 0):
-                fig.colorbar(mesh, ax=ax, shrink=0.75, label=unit)
+            ax.set_title(f"layer {layer.id}: {name}", fontsize=11, y=1.0)  # y given: no tick-label layout
+            columns.setdefault(col, ([], mesh))[0].append(ax)
+    for col, (axes, mesh) in columns.items():  # one colour bar per column (the scales are shared), not per row
+        shrink = 0.75 if len(axes) == 1 else 0.3
+        if mesh.cmap.name != "viridis":
+            fig.colorbar(mesh, ax=axes, shrink=shrink, label="ratio", extend="both")
+        elif col == (1 if single else 0):
+            fig.colorbar(mesh, ax=axes, shrink=shrink, label=unit)
     fig.suptitle(f"{title or 'Average shower per layer'} (rings: radial bins)")
     return fig
 

@@ -1,0 +1,100 @@
+"""Drawing the report's figures: each saved as PNG (and PDF), in this process or in several at once.
+
+A dataset-2/3 report has 25 figures, eight of them with 45 histogram panels (90 axes): seconds of CPU each,
+so :func:`draw_figures` can draw them in several spawned processes (``caloforge evaluate --threads``), and
+its progress task prints a line at least every ``interval_s`` in a log, also during one long figure.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from caloforge.runtime.progress import SILENT, Progress, ProgressTask
+from caloforge.validation import plots
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["MAX_FIGURE_WORKERS", "draw_figures", "figure_workers"]
+
+
+MAX_FIGURE_WORKERS = 4
+"""The most processes :func:`draw_figures` draws in at once (each holds matplotlib, about 150 MB)."""
+
+
+def figure_workers() -> int:
+    """Processes for the report's figures: torch's CPU threads where a command set them (``--threads``), else 1.
+
+    Example:
+        >>> figure_workers() >= 1
+        True
+    """
+    torch = sys.modules.get("torch")  # imported (and its threads set) by the CLI; never imported here
+    threads = int(torch.get_num_threads()) if torch is not None else 1
+    return max(1, min(threads, MAX_FIGURE_WORKERS))
+
+
+def _render(job: tuple[str, Callable[[], Figure], Path, bool]) -> bytes:
+    """Draw one figure and save it as ``plots_dir/stem.png`` (and ``.pdf``); its PNG bytes (also in a worker)."""
+    # matplotlib's import time (about 0.5 s): only when a figure is drawn
+    import matplotlib
+
+    stem, make, plots_dir, pdf = job
+    with matplotlib.rc_context(plots.style()):  # type: ignore[arg-type]
+        fig = make()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        png = buffer.getvalue()
+        (plots_dir / f"{stem}.png").write_bytes(png)
+        if pdf:
+            fig.savefig(plots_dir / f"{stem}.pdf", format="pdf")
+    return png
+
+
+def draw_figures(drawn: list[tuple[str, str, str, Callable[[], Figure]]], stage: Path, pdf: bool = True,
+                 progress: Progress | None = None, workers: int | None = None) -> list[tuple[str, str, bytes]]:
+    """Draw each figure into ``stage/plots`` (PNG, and PDF if ``pdf``); returns (section, caption, PNG) in order.
+
+    With ``workers`` > 1 (default :func:`figure_workers`) the figures are drawn by that many processes at
+    once (the 25 figures of datasets 2/3: about 2x faster on 2 cores); the files and bytes are the same. The
+    progress task prints a line at least every ``interval_s`` in a log, also while one long figure is drawn.
+    """
+    plots_dir = stage / "plots"
+    plots_dir.mkdir(exist_ok=True)
+    jobs = [(stem, make, plots_dir, pdf) for _, stem, _, make in drawn]
+    count = min(len(jobs), figure_workers() if workers is None else max(1, workers))
+    pngs: dict[str, bytes] = {}
+    with (progress or SILENT).task("report figures", total=len(drawn), unit="figures", keepalive=True) as task:
+        if count <= 1:
+            for job in jobs:
+                pngs[job[0]] = _render(job)
+                task.update(advance=1, status=job[0])
+        else:
+            _draw_in_processes(jobs, count, pngs, task)
+    return [(section, caption, pngs[stem]) for section, stem, caption, _ in drawn]
+
+
+def _draw_in_processes(jobs: list[tuple[str, Callable[[], Figure], Path, bool]], count: int,
+                       pngs: dict[str, bytes], task: ProgressTask) -> None:
+    """:func:`_render` each job in ``count`` fresh processes (spawned: no inherited threads), collecting the PNGs."""
+    # standard library, only where figures are drawn in parallel
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    pool = ProcessPoolExecutor(max_workers=count, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        pending = {pool.submit(_render, job): job[0] for job in jobs}
+        while pending:
+            done, _ = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                stem = pending.pop(future)
+                pngs[stem] = future.result()
+                task.update(advance=1, status=f"{stem} ({count} processes)")
+            if not done:
+                task.update(advance=0)  # a line at least every interval_s, and Ctrl-C honoured while waiting
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
