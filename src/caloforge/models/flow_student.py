@@ -63,6 +63,7 @@ class FlowStudentConfig(TrainableConfig):
         threshold, noise, alpha, knots: The teacher's (:class:`~caloforge.models.flow.FlowConfig`): its readout
             threshold (MeV; None: 1 MeV), dequantisation noise, logit squeeze and standardisation knots.
         hidden: Hidden widths of the residual MLP.
+        basis: Curves of each noise coordinate whose weights the MLP gives (:class:`StudentNetwork`; 0: none).
         pool: Teacher pairs ``(z, T(z | c))`` kept for training (:mod:`caloforge.training.distill`).
         refresh: Pool pairs replaced by new teacher pairs before each step (0: a fixed pool).
         validation: Teacher pairs held out to choose the best weights.
@@ -81,6 +82,7 @@ class FlowStudentConfig(TrainableConfig):
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 1e-6
     knots: Annotated[int, Field(ge=1, le=10_000)] = 15
     hidden: tuple[Width, ...] = (1024, 1024, 1024)
+    basis: Annotated[int, Field(ge=0, le=64)] = 4
     pool: Annotated[int, Field(ge=1, le=2**24)] = 20_000
     refresh: Annotated[int, Field(ge=0, le=2**20)] = 64
     validation: Annotated[int, Field(ge=1, le=2**20)] = 2_000
@@ -97,30 +99,46 @@ class FlowStudentConfig(TrainableConfig):
 
 
 class StudentNetwork(nn.Module):
-    """``x = z + MLP([z, c])``, SiLU activations, the last layer zero at the start (the identity map).
+    """``x_i = z_i + u_i + sum_k w_ik tanh(z_i - t_k)``, ``(u, w) = MLP([z, c])``; the MLP's last layer starts at zero.
+
+    A coupling flow bends every feature through its own monotonic spline of ``z_i``; an MLP alone
+    must spend hidden units on each of these one-dimensional curves. Here the MLP gives, for every
+    feature, a shift and the weights of ``basis`` fixed curves of ``z_i`` (knots ``t_k`` evenly in
+    [-2, 2]), so the curves cost one product per knot. ``basis = 0``: ``x = z + MLP([z, c])``.
 
     Args:
         features: Width of ``z`` and ``x``.
         context: Width of the conditions ``c``.
-        hidden: Hidden widths.
+        hidden: Hidden widths (SiLU activations).
+        basis: Curves of ``z_i`` per feature.
     """
 
-    def __init__(self, features: int, context: int, hidden: Sequence[int]) -> None:
+    knots: Tensor
+
+    def __init__(self, features: int, context: int, hidden: Sequence[int], basis: int = 0) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = features + context
         for h in hidden:
             layers += [nn.Linear(width, h), nn.SiLU()]
             width = h
-        last = nn.Linear(width, features)
+        self.features, self.basis = features, basis
+        last = nn.Linear(width, features * (1 + basis))
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
         self.mlp = nn.Sequential(*layers, last)
+        self.register_buffer("knots", torch.linspace(-2.0, 2.0, basis) if basis > 1 else torch.zeros(basis),
+                             persistent=False)
 
     def forward(self, z: Tensor, c: Tensor) -> Tensor:
         """Standardised features (N, features) from noise ``z`` (N, features) and conditions ``c`` (N, context)."""
-        out: Tensor = z + self.mlp(torch.cat([z, c], dim=1))
-        return out
+        out: Tensor = self.mlp(torch.cat([z, c], dim=1))
+        if not self.basis:
+            return z + out
+        shift, weights = out[:, : self.features], out[:, self.features :].reshape(-1, self.features, self.basis)
+        curves = torch.tanh(z.unsqueeze(2) - self.knots)
+        result: Tensor = z + shift + (weights * curves).sum(dim=2)
+        return result
 
 
 class FlowStudent(GenerativeModel):
@@ -141,7 +159,7 @@ class FlowStudent(GenerativeModel):
         self.shower_features = ShowerFeatures(preprocessing.showers.layer_sizes, threshold, config.noise, config.alpha)
         self.width = self.shower_features.n_layers + self.shower_features.n_pattern
         self.standardise = Standardiser(self.width, config.knots)
-        self.network = StudentNetwork(self.width, self.n_conditions, config.hidden)
+        self.network = StudentNetwork(self.width, self.n_conditions, config.hidden, config.basis)
         self._teacher: list[Flow] = []  # a list keeps the teacher outside the module tree: not saved, not trained
         self.keep_average(self.network)
 
