@@ -78,7 +78,7 @@ def hybrid(quick: bool) -> None:
     print("| E (GeV) | hand-off | N | mean / median S | max S (feature) | floor: mean / median / max | features | "
           "response (full: hybrid) | CPU µs/GeV |")
     print("|---|---|---|---|---|---|---|---|---|")
-    modes = {"gflash": CascadeConfig(), "library": CascadeConfig(handoff="library")}
+    modes = {"gflash": CascadeConfig(handoff="gflash"), "library": CascadeConfig(handoff="library")}
     for config in modes.values():  # warm-up: compile, calibrate, build or load the library
         simulate("ds2", "electron", [1e4] * 2, seed=99, physics="cascade", cascade=config)
     for e_gev, n in ((1, 400), (10, 200), (100, 50)):

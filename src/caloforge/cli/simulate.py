@@ -68,8 +68,9 @@ def simulate(
         None, "--split", help="Cascade only: hybrid split in MeV (below it, GFLASH sub-showers; 0: full transport)."
     ),
     handoff: str | None = typer.Option(
-        None, "--handoff", metavar="gflash|library",
-        help="Cascade only: what a hybrid hand-off deposits: a GFLASH sub-shower or a frozen transported one.",
+        None, "--handoff", metavar="auto|gflash|library",
+        help="Cascade only: what a hybrid hand-off deposits: a GFLASH sub-shower or a frozen transported one "
+             "(auto: library for W/Si, gflash for ds1).",
     ),
 ) -> None:
     """Simulate reference showers (GFLASH parameterisation or particle cascade) into a CaloChallenge file."""

@@ -349,11 +349,12 @@ def simulate_to_file(
     }
     if settings is not None:
         metadata["refsim_cascade"] = json.dumps(settings.to_dict(), sort_keys=True)
-    if settings is not None and settings.hybrid and settings.handoff == "library" and jobs > 1:
+    if settings is not None and settings.hybrid and settings.handoff != "gflash" and jobs > 1:
         # numba's import time: only for the cascade; built (or loaded) once here, loaded by the workers
-        from caloforge.refsim.cascade.library import library_for
+        from caloforge.refsim.cascade.library import library_for, uses_library
 
-        library_for(det.em_medium, settings)
+        if uses_library(det, settings):
+            library_for(det.em_medium, settings, jobs)
     tasks = _chunk_tasks(geo, part, e_all, theta_all, det, seed, size, EmModel(), PionModel(), settings)
     names = tuple(conditions)
     with deferred_interrupts() as check, ShowerWriter(path, geo, names, force=force, metadata=metadata) as writer:

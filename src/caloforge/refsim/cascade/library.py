@@ -30,8 +30,10 @@ import contextlib
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -41,15 +43,16 @@ from numpy.typing import NDArray
 
 from caloforge.data.outputs import atomic_path
 from caloforge.errors import CaloforgeError, ConfigError
-from caloforge.refsim.cascade.calibrate import TRANSPORT_FIELDS
+from caloforge.refsim.cascade.calibrate import TRANSPORT_FIELDS, stack_response
 from caloforge.refsim.cascade.config import CascadeConfig
-from caloforge.refsim.cascade.kernel import ELECTRON, GAMMA, LEAKED, LEDGER, MASS, transport_from
+from caloforge.refsim.cascade.kernel import ELECTRON, GAMMA, LEAKED, LEDGER, transport_from
 from caloforge.refsim.cascade.streams import config_array, shower_seeds
 from caloforge.refsim.cascade.tables import build_tables
+from caloforge.refsim.detector import Detector
 from caloforge.refsim.materials import Material
 
 __all__ = ["LIBRARY_ANGLE_BINS", "LIBRARY_ANGLE_COS", "LIBRARY_ENERGY_BINS", "LIBRARY_PHASES", "LIBRARY_SEED",
-           "ShowerLibrary", "library_for", "library_path"]
+           "ShowerLibrary", "build_library", "entries_per_bin", "library_for", "library_path", "uses_library"]
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -62,17 +65,20 @@ LIBRARY_ANGLE_BINS = 2
 LIBRARY_ANGLE_COS = (1.0, 0.8)
 """Direction cosine of the entries of each angle bin; a hand-off with cos θ >= 0.97 uses bin 0."""
 ANGLE_EDGE_COS = 0.97
-TILTED_SHARE = 4
-"""Entries of the tilted bin: ``library_entries // TILTED_SHARE`` (at least 2)."""
+TILTED_ENTRIES = 4
+"""Entries per bin of the tilted angle (0.05 % of the hand-off energy is below cos θ = 0.97)."""
 LIBRARY_SEED = 30517
 """Fixed seed of the library's sub-showers (the library is part of the model, not of a run)."""
 BACK_X0, FORWARD_X0 = 4.0, 32.0
 """Stack before / after the start point in the build, X0 (backscatter; longitudinal leakage of 1 GeV)."""
-R_EDGES_MM = np.concatenate([np.arange(0.0, 8.0, 0.5), np.arange(8.0, 20.0, 1.0), np.arange(20.0, 50.0, 2.5),
-                             np.arange(50.0, 150.0, 10.0), np.arange(150.0, 400.0, 50.0), [400.0, 4001.0]])
+R_EDGES_MM = np.concatenate([np.arange(0.0, 4.0, 0.5), np.arange(4.0, 10.0, 1.0), np.arange(10.0, 20.0, 2.0),
+                             np.arange(20.0, 50.0, 5.0), np.arange(50.0, 150.0, 20.0), np.arange(150.0, 400.0, 50.0),
+                             [400.0, 4001.0]])
 """Radial grid of the stored deposits around the start, mm (everything inside the kernel's world)."""
-N_ALPHA = 48
-"""Azimuthal bins of the stored deposits."""
+N_ALPHA = 24
+"""Azimuthal bins of the stored deposits (each replay draws a position inside its bin)."""
+REACH_QUANTILE = 0.95
+"""A sub-shower's reach: the cells after its start holding this share of its bin's mean active energy."""
 ROWS_PER_CALL = 24
 """Sub-showers per kernel call in the build (bounds the grid's memory: ~2 MB a shower)."""
 CACHE_VERSION = 1
@@ -117,13 +123,30 @@ class ShowerLibrary:
         return sum(getattr(self, n).nbytes for n in ("e_edges", "index", "count", "energy", "tan_theta", "leaked",
                                                       "mass", "offset", "k", "ir", "ia", "frac"))
 
+    def reach(self) -> I64:
+        """Per (particle, energy bin): cells after the start cell holding ``REACH_QUANTILE`` of the bin's mean
+        active profile at normal incidence (the replay keeps a library slab run's end this far away)."""
+        n_types, n_bins = int(self.count.shape[0]), int(self.count.shape[1])
+        out = np.zeros((n_types, n_bins), dtype=np.int64)
+        owner = np.repeat(np.arange(self.energy.size), np.diff(self.offset))
+        act = (self.ir >= 0) & (self.k >= 0)
+        for t in range(n_types):
+            for b in range(n_bins):
+                ids = self.index[t, b, 0].ravel()
+                keep = act & np.isin(owner, ids[ids >= 0])
+                profile = np.bincount(self.k[keep], weights=self.frac[keep].astype(np.float64))
+                if profile.sum() > 0:
+                    out[t, b] = int(np.searchsorted(np.cumsum(profile), REACH_QUANTILE * profile.sum())) + 1
+        return out
+
     @property
     def n_points(self) -> int:
         """Stored deposit points."""
         return int(self.frac.size)
 
 
-LIBRARY_FIELDS = (*TRANSPORT_FIELDS, "hybrid_split_mev", "handoff_min_mev", "library_entries")
+LIBRARY_FIELDS = (*TRANSPORT_FIELDS, "hybrid_split_mev", "handoff_min_mev", "library_entries", "library_precision",
+                  "calibration_energy_mev")
 """The settings a library depends on."""
 
 
@@ -140,9 +163,18 @@ def library_path(material: Material, config: CascadeConfig) -> Path:
     return root / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
 
 
+def uses_library(detector: Detector, config: CascadeConfig) -> bool:
+    """Whether ``config``'s hand-offs replay the library in ``detector`` (``handoff`` ``library``, or ``auto``
+    with every read-out slab made of the detector's EM stack)."""
+    if not config.hybrid or config.handoff == "gflash":
+        return False
+    return config.handoff == "library" or all(s.material == detector.em_medium for s in detector.slabs
+                                              if s.readout is not None)
+
+
 @lru_cache(maxsize=8)
-def library_for(material: Material, config: CascadeConfig) -> ShowerLibrary:
-    """``material``'s library: from memory, else from the disk cache, else built (and saved).
+def library_for(material: Material, config: CascadeConfig, jobs: int = 1) -> ShowerLibrary:
+    """``material``'s library: from memory, else from the disk cache, else built with ``jobs`` processes (and saved).
 
     Raises:
         ConfigError: for a homogeneous material (a library needs a sampling stack).
@@ -156,7 +188,7 @@ def library_for(material: Material, config: CascadeConfig) -> ShowerLibrary:
         with np.load(path, allow_pickle=False) as saved:
             return ShowerLibrary(**{name: saved[name] for name in saved.files
                                     if name != "period_mm"}, period_mm=float(saved["period_mm"]))
-    lib = build_library(material, config)
+    lib = build_library(material, config, jobs)
     if path is not None:
         with contextlib.suppress(OSError, CaloforgeError):  # a read-only home only costs the rebuild
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,17 +219,34 @@ def _block(material: Material) -> tuple[F64, I64, I64, I64, int, list[str]]:
     return z, mat, ordinal, cell, back, names
 
 
-def _plan(config: CascadeConfig, rng: np.random.Generator) -> tuple[I64, F64, F64, F64, F64]:
-    """Every entry's (type, energy bin, angle bin, phase bin), energy, cos θ, start phase; and the energy edges."""
+def entries_per_bin(material: Material, config: CascadeConfig) -> int:
+    """Entries per (particle, energy, phase) bin at normal incidence: ``library_entries``, or more where needed
+    for the library's mean visible energy per particle to have the relative statistical error
+    ``library_precision``: every hand-off reuses the same entries, so their mean error is a bias of the hybrid's
+    response, c_s / sqrt(E_library / GeV) with c_s the stack's transported sampling term (:mod:`.calibrate`)."""
+    c_s = stack_response(material, config, config.reference_energy_mev).stochastic
+    edges = _energy_edges(config)
+    mean_e = (edges[1:] - edges[:-1]) / np.log(edges[1:] / edges[:-1])  # log-uniform in each bin
+    needed = (c_s / config.library_precision) ** 2 / (LIBRARY_PHASES * mean_e.sum() * 1e-3)
+    return max(config.library_entries, math.ceil(float(needed)))
+
+
+def _energy_edges(config: CascadeConfig) -> F64:
     lo, hi = config.handoff_min_mev, max(config.hybrid_split_mev, config.handoff_min_mev * 1.01)
-    edges = np.geomspace(lo, hi, LIBRARY_ENERGY_BINS + 1)
-    n0 = config.library_entries
+    return np.geomspace(lo, hi, LIBRARY_ENERGY_BINS + 1)
+
+
+def _plan(material: Material, config: CascadeConfig) -> tuple[I64, F64, F64, F64, F64]:
+    """Every entry's (type, energy bin, angle bin, phase bin), energy, cos θ, start phase; and the energy edges."""
+    rng = np.random.default_rng(LIBRARY_SEED)
+    edges = _energy_edges(config)
+    n0 = entries_per_bin(material, config)
     keys = []
     for t in range(2):
         for b in range(LIBRARY_ENERGY_BINS):
             for a in range(LIBRARY_ANGLE_BINS):
                 for p in range(LIBRARY_PHASES):
-                    keys += [(t, b, a, p)] * (n0 if a == 0 else max(2, n0 // TILTED_SHARE))
+                    keys += [(t, b, a, p)] * (n0 if a == 0 else TILTED_ENTRIES)
     key = np.array(keys, dtype=np.int64)
     u = rng.random((key.shape[0], 2))
     energy = edges[key[:, 1]] * (edges[key[:, 1] + 1] / edges[key[:, 1]]) ** u[:, 0]
@@ -206,15 +255,18 @@ def _plan(config: CascadeConfig, rng: np.random.Generator) -> tuple[I64, F64, F6
     return key, energy, cos, phase, edges
 
 
-def build_library(material: Material, config: CascadeConfig) -> ShowerLibrary:
-    """Transport every entry's sub-shower (split 0, fixed seed) and keep its deposits relative to its start."""
-    t_start = time.perf_counter()
+Part = tuple[I64, NDArray[np.int16], NDArray[np.int16], NDArray[np.int16], NDArray[np.float32], F64]
+
+
+def _transport_part(material: Material, config: CascadeConfig, first: int, stop: int) -> Part:
+    """Entries ``first .. stop-1``: points per entry, their (k, ir, ia, frac), and each entry's leaked fraction."""
     z, mat, ordinal, cell, _, names = _block(material)
     parts = material.components
     period = sum(p.thickness_mm for p in parts)
     elements = tuple(next(p.element for p in parts if p.element.name == n) for n in names)
     tables = build_tables(elements, config)
-    key, energy, cos, phase, edges = _plan(config, np.random.default_rng(LIBRARY_SEED))
+    key, energy, cos, phase, _ = _plan(material, config)
+    key, energy, cos, phase = key[first:stop], energy[first:stop], cos[first:stop], phase[first:stop]
     n_sub = mat.size
     # every sub-layer is "read": active ones on the polar grid, passive ones as one bin (their cell's passive energy)
     n_r_act = R_EDGES_MM.size - 1
@@ -233,11 +285,12 @@ def build_library(material: Material, config: CascadeConfig) -> ShowerLibrary:
     sin = np.sqrt(np.maximum(0.0, 1.0 - cos * cos))
     start = np.stack([z_start, sin, np.zeros_like(sin), cos, isub.astype(np.float64)], axis=1)
     start_cell = cell[isub]
-    seeds = shower_seeds(LIBRARY_SEED, 0, energy.size)
+    seeds = shower_seeds(LIBRARY_SEED, first, energy.size)  # by the entry's index: the same whatever the jobs
     sub_of_vox = np.repeat(np.arange(n_sub), n_r * n_alpha)
-    leaked, mass = np.zeros(energy.size), np.zeros(energy.size)
+    leaked = np.zeros(energy.size)
     counts = np.zeros(energy.size, dtype=np.int64)
-    chunks_k, chunks_ir, chunks_ia, chunks_f = [], [], [], []
+    chunks_k, chunks_ir, chunks_ia, chunks_f = [np.zeros(0, np.int16)], [np.zeros(0, np.int16)], \
+        [np.zeros(0, np.int16)], [np.zeros(0, np.float32)]
     zeros = np.zeros(n_sub)
     minus = np.full(n_sub, -1, dtype=np.int64)
     for lo in range(0, energy.size, ROWS_PER_CALL):
@@ -255,36 +308,46 @@ def build_library(material: Material, config: CascadeConfig) -> ShowerLibrary:
         # cells counted from the start cell (one active sub-layer each); passive energy summed per cell
         k_all = cell[sub] - start_cell[sl][rows]
         frac = out[rows, vox] / energy[sl][rows]
-        p_rows, p_cell = rows[~is_act], k_all[~is_act]
-        p_key = p_rows * 4096 + (p_cell + 2048)
+        p_key = rows[~is_act] * 4096 + (k_all[~is_act] + 2048)
         uniq, inv = np.unique(p_key, return_inverse=True)
         p_frac = np.bincount(inv, weights=frac[~is_act])
-        a_rows = rows[is_act]
-        all_rows = np.concatenate([a_rows, uniq // 4096])
+        all_rows = np.concatenate([rows[is_act], uniq // 4096])
         order = np.argsort(all_rows, kind="stable")
-        ks = np.concatenate([k_all[is_act], uniq % 4096 - 2048])[order]
-        irs = np.concatenate([within[is_act] % n_r_act, np.full(uniq.size, -1)])[order]
-        ias = np.concatenate([within[is_act] // n_r_act, np.zeros(uniq.size, dtype=np.int64)])[order]
-        fs = np.concatenate([frac[is_act], p_frac])[order].astype(np.float32)
+        chunks_k.append(np.concatenate([k_all[is_act], uniq % 4096 - 2048])[order].astype(np.int16))
+        chunks_ir.append(np.concatenate([within[is_act] % n_r_act, np.full(uniq.size, -1)])[order].astype(np.int16))
+        chunks_ia.append(np.concatenate([within[is_act] // n_r_act, np.zeros(uniq.size, np.int64)])[order]
+                         .astype(np.int16))
+        chunks_f.append(np.concatenate([frac[is_act], p_frac])[order].astype(np.float32))
         counts[sl] = np.bincount(all_rows, minlength=m)
-        chunks_k.append(ks.astype(np.int16))
-        chunks_ir.append(irs.astype(np.int16))
-        chunks_ia.append(ias.astype(np.int16))
-        chunks_f.append(fs)
         leaked[sl] = ledger[:, LEAKED] / energy[sl]
-        mass[sl] = ledger[:, MASS] / energy[sl]
-    frac_all = np.concatenate(chunks_f)
+    return (counts, np.concatenate(chunks_k), np.concatenate(chunks_ir), np.concatenate(chunks_ia),
+            np.concatenate(chunks_f), leaked)
+
+
+def build_library(material: Material, config: CascadeConfig, jobs: int = 1) -> ShowerLibrary:
+    """Transport every entry's sub-shower (split 0, fixed seed; ``jobs`` processes, same result) and keep its
+    deposits relative to its start."""
+    t_start = time.perf_counter()
+    key, energy, cos, _, edges = _plan(material, config)
+    cum = np.cumsum(energy)
+    bounds = [0, *(int(np.searchsorted(cum, cum[-1] * i / jobs)) for i in range(1, jobs)), energy.size]
+    if jobs > 1:  # parts of about equal energy (the transport's cost), each in a worker process
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            done = list(pool.map(_transport_part, [material] * jobs, [config] * jobs, bounds[:-1], bounds[1:]))
+    else:
+        done = [_transport_part(material, config, 0, energy.size)]
+    counts, k, ir, ia, frac_all, leaked = (np.concatenate([d[i] for d in done]) for i in range(6))
     offset = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    stored = np.add.reduceat(frac_all.astype(np.float64), offset[:-1]) if frac_all.size else np.zeros(energy.size)
-    stored = np.where(counts > 0, stored, 0.0)
+    stored = np.bincount(np.repeat(np.arange(energy.size), counts), weights=frac_all.astype(np.float64),
+                         minlength=energy.size)
     mass = 1.0 - stored - leaked  # the rest-mass balance, closing each entry exactly despite float32 points
-    n_max = int(np.bincount(np.ravel_multi_index(key.T, (2, LIBRARY_ENERGY_BINS, LIBRARY_ANGLE_BINS,
-                                                          LIBRARY_PHASES))).max())
-    index = np.full((2, LIBRARY_ENERGY_BINS, LIBRARY_ANGLE_BINS, LIBRARY_PHASES, n_max), -1, dtype=np.int64)
-    count = np.zeros((2, LIBRARY_ENERGY_BINS, LIBRARY_ANGLE_BINS, LIBRARY_PHASES), dtype=np.int64)
+    shape = (2, LIBRARY_ENERGY_BINS, LIBRARY_ANGLE_BINS, LIBRARY_PHASES)
+    n_max = int(np.bincount(np.ravel_multi_index(key.T, shape)).max())
+    index = np.full((*shape, n_max), -1, dtype=np.int64)
+    count = np.zeros(shape, dtype=np.int64)
     for i, (t, b, a, p) in enumerate(key):
         index[t, b, a, p, count[t, b, a, p]] = i
         count[t, b, a, p] += 1
-    return ShowerLibrary(period, edges, index, count, energy, sin / cos, leaked, mass, offset,
-                         np.concatenate(chunks_k), np.concatenate(chunks_ir), np.concatenate(chunks_ia), frac_all,
-                         time.perf_counter() - t_start)
+    sin = np.sqrt(np.maximum(0.0, 1.0 - cos * cos))
+    return ShowerLibrary(sum(p.thickness_mm for p in material.components), edges, index, count, energy, sin / cos,
+                         leaked, mass, offset, k, ir, ia, frac_all, time.perf_counter() - t_start)

@@ -18,8 +18,9 @@ For each hand-off that starts in a slab of the library's stack (the detector's E
    detector's first or last active sub-layer) and ``mass``: per shower the ledger still closes exactly.
 
 Approximations (``docs/refsim.md``, "The frozen-shower library"): the cell structure is the library's,
-a sub-shower crossing into other material keeps its stack's development there (read as unread
-passive energy), and hand-offs starting outside the library's stack fall back to GFLASH.
+hand-offs starting outside the library's stack, or so close to the end of a run of its slabs that other
+read-out slabs follow (EMB3 then the Tile) that their sub-shower would reach them, fall back to GFLASH; what
+still crosses into other material is counted as unread passive energy.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class ReplayMap:
         cell_z0: Depth where the sub-layer's sampling cell starts, mm.
         cell_ord: Active ordinal (index into ``act_sub``) of the active sub-layer of that cell.
         run_lo, run_hi: Active ordinals of the contiguous run of library slabs around the sub-layer.
+        run_open: 1 where other read-out slabs follow the run (a sub-shower reaching its end would go on there).
         act_sub: Sub-layer of each active ordinal.
     """
 
@@ -63,6 +65,7 @@ class ReplayMap:
     cell_ord: I64
     run_lo: I64
     run_hi: I64
+    run_open: I64
     act_sub: I64
 
 
@@ -103,14 +106,16 @@ def replay_map(detector: Detector, layout: Layout, material: Material) -> Replay
             raise ConfigError(msg)
         run_lo[i:j], run_hi[i:j] = acts.min(), acts.max() + 1
         i = j
-    return ReplayMap(in_lib, cell_z0, cell_ord, run_lo, run_hi, act_sub.astype(np.int64))
+    run_open = ((run_hi < act_sub.size) & (in_lib > 0)).astype(np.int64)
+    return ReplayMap(in_lib, cell_z0, cell_ord, run_lo, run_hi, run_open, act_sub.astype(np.int64))
 
 
 @nb.njit(cache=True)
 def _replay(rows: F64, use: I64, seeds: I64, e_edges: F64, index: I64, count: I64, tan_e: F64, leaked: F64,
             mass: F64, offset: I64, kk: NDArray[np.int16], ir: NDArray[np.int16], ia: NDArray[np.int16],
             frac: NDArray[np.float32], period: float, r_grid: F64, n_alpha_lib: int, angle_edge: float,
-            z_edges: F64, cell_z0: F64, cell_ord: I64, run_lo: I64, run_hi: I64, act_sub: I64, layer: I64,
+            reach: I64, z_edges: F64, cell_z0: F64, cell_ord: I64, run_lo: I64, run_hi: I64, run_open: I64,
+            act_sub: I64, layer: I64,
             calib: F64, r_edges: F64, r_off: I64, n_r: I64, n_alpha: I64, vox_off: I64, out: F64,
             ledger: F64) -> None:
     n_e, n_ph = e_edges.size - 1, index.shape[3]
@@ -132,6 +137,9 @@ def _replay(rows: F64, use: I64, seeds: I64, e_edges: F64, index: I64, count: I6
         t = 0 if int(rows[h, 1]) == GAMMA else 1
         b = min(max(int((math.log(e) - log_lo) / dlog), 0), n_e - 1)
         a = 0 if w >= angle_edge else 1
+        if run_open[isub] and cell_ord[isub] + reach[t, b] >= run_hi[isub]:
+            use[h] = 0  # it would reach other slabs than the library's: left to GFLASH
+            continue
         p = min(max(int((z0 - cell_z0[isub]) / period * n_ph), 0), n_ph - 1)
         c = count[t, b, a, p]
         ent = index[t, b, a, p, min(int(np.random.random() * c), c - 1)]
@@ -175,21 +183,23 @@ def _replay(rows: F64, use: I64, seeds: I64, e_edges: F64, index: I64, count: I6
 
 
 def replay_handoffs(rows: F64, use: I64, seeds: I64, library: ShowerLibrary, rmap: ReplayMap, layout: Layout,
-                    out: F64, ledger: F64) -> None:
+                    out: F64, ledger: F64, reach: I64) -> None:
     """Add the library sub-showers of the hand-off ``rows`` with ``use`` set to ``out`` (file MeV) and ``ledger``.
 
     Args:
         rows: Hand-off rows of the kernel (shower row, type, E, x, y, z, u, v, w, ...), shower-ordered.
-        use: 1 for the rows to replay (their start is in a library slab).
+        use: 1 for the rows to replay (their start is in a library slab); set to 0 here for those left to GFLASH
+            (too close to the end of a run of library slabs that other read-out slabs follow).
         seeds: Per-shower seeds of the replay (one per row of ``out``).
         library: The frozen showers of the stack.
         rmap: The detector's cells and runs (:func:`replay_map`).
         layout: The kernel's layout (calibrations, voxel binning).
         out: Voxel energies, modified in place.
         ledger: Energy ledger, modified in place (hand-off energy moved to active, passive, leaked, mass).
+        reach: ``library.reach()`` (cached by the caller).
     """
     _replay(rows, use, seeds, library.e_edges, library.index, library.count, library.tan_theta, library.leaked,
             library.mass, library.offset, library.k, library.ir, library.ia, library.frac, library.period_mm,
-            R_EDGES_MM, N_ALPHA, ANGLE_EDGE_COS, layout.z_edges, rmap.cell_z0, rmap.cell_ord, rmap.run_lo,
-            rmap.run_hi, rmap.act_sub, layout.layer, layout.calibration, layout.r_edges, layout.r_offset, layout.n_r,
-            layout.n_alpha, layout.voxel_offset, out, ledger)
+            R_EDGES_MM, N_ALPHA, ANGLE_EDGE_COS, reach, layout.z_edges, rmap.cell_z0, rmap.cell_ord, rmap.run_lo,
+            rmap.run_hi, rmap.run_open, rmap.act_sub, layout.layer, layout.calibration, layout.r_edges, layout.r_offset,
+            layout.n_r, layout.n_alpha, layout.voxel_offset, out, ledger)

@@ -18,11 +18,12 @@ from caloforge.refsim.cascade.calibrate import slab_calibrations
 from caloforge.refsim.cascade.config import CascadeConfig
 from caloforge.refsim.cascade.handoff import deposit_handoffs
 from caloforge.refsim.cascade.kernel import ELECTRON, GAMMA, LEDGER, PION, transport_showers
-from caloforge.refsim.cascade.library import library_for
+from caloforge.refsim.cascade.library import library_for, uses_library
 from caloforge.refsim.cascade.replay import ReplayMap, replay_handoffs, replay_map
 from caloforge.refsim.cascade.streams import config_array, shower_seeds
 from caloforge.refsim.cascade.tables import Layout, build_layout
 from caloforge.refsim.detector import Detector, Slab
+from caloforge.refsim.materials import Material
 
 __all__ = ["CascadeResult", "calibrated_layout", "cascade_chunk", "cascade_voxels", "run_kernel"]
 
@@ -118,18 +119,23 @@ def cascade_chunk(geometry: Geometry, particle: str, energies: F64, seed: int, s
         msg = (f"expected a cascade that fits the transport's particle stack but got '{err}' for {particle}s "
                f"up to {float(np.max(energies)):g} MeV, in the cascade transport; raise the hybrid split (--split)")
         raise ConfigError(msg) from None
-    if rows.shape[0] and config.handoff == "library":
+    if rows.shape[0] and uses_library(detector, config):
         library = library_for(detector.em_medium, config)
         rmap = _replay_map(detector, geometry, config)
         isub = np.clip(np.searchsorted(layout.z_edges, rows[:, 5], side="right") - 1, 0, layout.material.size - 1)
-        use = rmap.in_library[isub]
+        use = rmap.in_library[isub].copy()
         replay_handoffs(rows, use, shower_seeds(seed, start, energies.size, stream=2), library, rmap, layout, out,
-                        ledger)
-        rows = rows[use == 0]  # outside the library's stack: GFLASH
+                        ledger, _reach(detector.em_medium, config))
+        rows = rows[use == 0]  # outside the library's stack, or reaching other slabs: GFLASH
     if rows.shape[0]:
         deposit_handoffs(rows, shower_seeds(seed, start, energies.size, stream=1), detector, geometry, layout,
                          config, out)
     return CascadeResult(out, ledger)
+
+
+@lru_cache(maxsize=16)
+def _reach(material: Material, config: CascadeConfig) -> NDArray[np.int64]:
+    return library_for(material, config).reach()
 
 
 @lru_cache(maxsize=16)
