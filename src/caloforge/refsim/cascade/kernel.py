@@ -6,7 +6,7 @@ followed depth first and the stack stays short. Photons fly to their next intera
 (pair, Compton, photo-absorption; exponential free paths, resampled at each boundary);
 charged particles take condensed-history steps limited by the next discrete interaction,
 the next boundary, ``max_step_x0`` and ``max_loss_fraction``; the continuous loss of a step
-(with Bohr's straggling, :func:`.steps.straggle`) is deposited at its midpoint, and multiple
+(in active media with Bohr's straggling, :func:`.steps.straggle`) is deposited at its midpoint, and multiple
 scattering (e±: the Wentzel law with the Goudsmit-Saunderson mean cosine,
 :func:`.steps.wentzel_cos`; pions: Highland), with the correlated lateral displacement of the
 PDG, is applied at its end. Deposits in active sub-layers of a read-out
@@ -253,11 +253,14 @@ def transport_from(
                 crossed = s == db
                 interacts = s == s_int and not crossed
                 loss = dedx * s
-                if kind == PION:  # the loss fluctuates: Bohr's variance of the transfers below the δ cut (or T_max)
-                    t_cut = min(d_cut, 2.0 * M * e * (e + 2.0 * mass) / (mass * mass + M * M + 2.0 * M * (e + mass)))
-                else:
-                    t_cut = min(d_cut, e if kind == POSITRON else 0.5 * e)
-                loss = straggle(loss, s, e, mass, t_cut, props[mat, 3])
+                if active[isub] == 1:  # the read-out loss fluctuates: Bohr's variance below the δ cut (or T_max);
+                    # in passive media only through the energy left, which changes no response (docs/refsim.md)
+                    if kind == PION:
+                        t_max = 2.0 * M * e * (e + 2.0 * mass) / (mass * mass + M * M + 2.0 * M * (e + mass))
+                        t_cut = min(d_cut, t_max)
+                    else:
+                        t_cut = min(d_cut, e if kind == POSITRON else 0.5 * e)
+                    loss = straggle(loss, s, e, mass, t_cut, props[mat, 3])
                 stopped = loss >= e
                 if stopped:
                     s, loss = e / max(dedx, 1e-300), e
