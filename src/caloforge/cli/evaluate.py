@@ -161,7 +161,12 @@ def evaluate(
                                   if v is not None})
     labels = _labels(generated, label, run)
     history, model = _training(run)
-    apply_threads(threads)
+    count = apply_threads(threads)
+    # numpy's BLAS (FPD/KPD) gets the same threads as torch: its default, every core, spin-waits on a loaded
+    # machine (FPD 10x slower, 2026-12-07: docs/validation.md); scikit-learn's dependency threadpoolctl sets it
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=count, user_api="blas")
     check_report_dir(out, force)  # fail before reading large files
     progress = cli_progress()
     progress.message(f"opening {reference} and {', '.join(map(str, generated))} (showers are streamed, not loaded)")

@@ -94,7 +94,7 @@ def _draw_in_processes(jobs: list[tuple[str, Callable[[], Figure], Path, bool]],
                 stem = pending.pop(future)
                 pngs[stem] = future.result()
                 task.update(advance=1, status=f"{stem} ({count} processes)")
-            if not done:
-                task.update(advance=0)  # a line at least every interval_s, and Ctrl-C honoured while waiting
+            if not done:  # Ctrl-C honoured while waiting; the task's keep-alive prints the lines
+                task.owner.safe_point()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
