@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
+import numba
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -109,6 +110,7 @@ def test_replayed_handoff_matches_direct_transport(kind: int, energy: float) -> 
 def test_library_cache_is_written_once_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _, detector = _ds2()
     medium = detector.em_medium  # type: ignore[attr-defined]
+    monkeypatch.setenv("NUMBA_CACHE_DIR", numba.config.CACHE_DIR)  # the build's workers: the compiled kernels
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     config = TINY.replace(library_entries=1)
     library_for.cache_clear()

@@ -236,11 +236,11 @@ def _energy_edges(config: CascadeConfig) -> F64:
     return np.geomspace(lo, hi, LIBRARY_ENERGY_BINS + 1)
 
 
-def _plan(material: Material, config: CascadeConfig) -> tuple[I64, F64, F64, F64, F64]:
-    """Every entry's (type, energy bin, angle bin, phase bin), energy, cos θ, start phase; and the energy edges."""
+def _plan(config: CascadeConfig, n0: int) -> tuple[I64, F64, F64, F64, F64]:
+    """Every entry's (type, energy bin, angle bin, phase bin), energy, cos θ, start phase; and the energy edges
+    (``n0`` entries per bin at normal incidence)."""
     rng = np.random.default_rng(LIBRARY_SEED)
     edges = _energy_edges(config)
-    n0 = entries_per_bin(material, config)
     keys = []
     for t in range(2):
         for b in range(LIBRARY_ENERGY_BINS):
@@ -258,14 +258,14 @@ def _plan(material: Material, config: CascadeConfig) -> tuple[I64, F64, F64, F64
 Part = tuple[I64, NDArray[np.int16], NDArray[np.int16], NDArray[np.int16], NDArray[np.float32], F64]
 
 
-def _transport_part(material: Material, config: CascadeConfig, first: int, stop: int) -> Part:
+def _transport_part(material: Material, config: CascadeConfig, n0: int, first: int, stop: int) -> Part:
     """Entries ``first .. stop-1``: points per entry, their (k, ir, ia, frac), and each entry's leaked fraction."""
     z, mat, ordinal, cell, _, names = _block(material)
     parts = material.components
     period = sum(p.thickness_mm for p in parts)
     elements = tuple(next(p.element for p in parts if p.element.name == n) for n in names)
     tables = build_tables(elements, config)
-    key, energy, cos, phase, _ = _plan(material, config)
+    key, energy, cos, phase, _ = _plan(config, n0)
     key, energy, cos, phase = key[first:stop], energy[first:stop], cos[first:stop], phase[first:stop]
     n_sub = mat.size
     # every sub-layer is "read": active ones on the polar grid, passive ones as one bin (their cell's passive energy)
@@ -328,14 +328,16 @@ def build_library(material: Material, config: CascadeConfig, jobs: int = 1) -> S
     """Transport every entry's sub-shower (split 0, fixed seed; ``jobs`` processes, same result) and keep its
     deposits relative to its start."""
     t_start = time.perf_counter()
-    key, energy, cos, _, edges = _plan(material, config)
+    n0 = entries_per_bin(material, config)
+    key, energy, cos, _, edges = _plan(config, n0)
     cum = np.cumsum(energy)
     bounds = [0, *(int(np.searchsorted(cum, cum[-1] * i / jobs)) for i in range(1, jobs)), energy.size]
     if jobs > 1:  # parts of about equal energy (the transport's cost), each in a worker process
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            done = list(pool.map(_transport_part, [material] * jobs, [config] * jobs, bounds[:-1], bounds[1:]))
+            done = list(pool.map(_transport_part, [material] * jobs, [config] * jobs, [n0] * jobs, bounds[:-1],
+                                 bounds[1:]))
     else:
-        done = [_transport_part(material, config, 0, energy.size)]
+        done = [_transport_part(material, config, n0, 0, energy.size)]
     counts, k, ir, ia, frac_all, leaked = (np.concatenate([d[i] for d in done]) for i in range(6))
     offset = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     stored = np.bincount(np.repeat(np.arange(energy.size), counts), weights=frac_all.astype(np.float64),
