@@ -67,7 +67,7 @@ def test_seed_reproduces_and_jobs_do_not_change_the_file(tmp_path: Path) -> None
 def test_replayed_handoff_matches_direct_transport(kind: int, energy: float) -> None:
     """Hand-offs replayed vs the same particles transported from the same points (the four start phases of one
     cell): mean active energy and mean depth agree within 3 standard errors, the library's own (its entries are
-    few) included. A wrong calibration, energy scale or a cell's offset in depth (half a layer) fails."""
+    few) included. A wrong calibration or energy scale fails; the cell mapping is checked exactly below."""
     geometry, detector = _ds2()
     config = CascadeConfig(handoff="library", hybrid_split_mev=150.0, library_entries=16, library_precision=0.1)
     layout = calibrated_layout(detector, geometry, config)  # type: ignore[arg-type]
@@ -102,9 +102,39 @@ def test_replayed_handoff_matches_direct_transport(kind: int, energy: float) -> 
 
     agree(ledger[:, ACTIVE], rep_ledger[:, ACTIVE])
     agree(depth(out), depth(rep))
-    if kind == ELECTRON:  # (a photon's depth also has its conversion point's spread: the 3 errors above suffice)
-        assert abs(depth(rep).mean() - depth(out).mean()) < 0.5  # layers of 3.4 mm: two cells
     assert rep.sum() / rep_ledger[:, ACTIVE].sum() == pytest.approx(out.sum() / ledger[:, ACTIVE].sum(), rel=0.05)
+
+
+def test_replay_puts_each_entry_point_in_its_cell() -> None:
+    """With one entry per bin the replay of a hand-off is that entry: its active energy (scaled) exactly, and its
+    points in the layers of the active sub-layers as many cells after the hand-off's as they were after the entry's
+    start (a cell's offset moves the mean depth by half a layer)."""
+    geometry, detector = _ds2()
+    config = TINY.replace(library_entries=1)
+    layout = calibrated_layout(detector, geometry, config)  # type: ignore[arg-type]
+    lib = library_for(detector.em_medium, config)  # type: ignore[attr-defined]
+    rmap = replay_map(detector, layout, detector.em_medium)  # type: ignore[arg-type, attr-defined]
+    energy, n = 100.0, 4
+    z0 = 10 * 3.4 + (np.arange(n) + 0.5) / 4 * 1.7  # one hand-off in each phase bin
+    rows = np.zeros((n, 12))
+    rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 5], rows[:, 8] = np.arange(n), ELECTRON, energy, z0, 1.0
+    rep, rep_ledger = np.zeros((n, geometry.n_voxels)), np.zeros((n, len(LEDGER)))
+    replay_handoffs(rows, np.ones(n, dtype=np.int64), shower_seeds(4, 0, n), lib, rmap, layout, rep, rep_ledger,
+                    lib.reach())
+    b = int(np.searchsorted(lib.e_edges, energy) - 1)
+    for p in range(n):
+        entry = lib.index[1, b, 0, p, 0]
+        sl = slice(lib.offset[entry], lib.offset[entry + 1])
+        isub = int(np.searchsorted(layout.z_edges, z0[p], side="right") - 1)
+        act = lib.ir[sl] >= 0
+        sub = rmap.act_sub[rmap.cell_ord[isub] + lib.k[sl][act]]
+        e = lib.frac[sl][act].astype(np.float64) * energy
+        assert rep_ledger[p, ACTIVE] == pytest.approx(e.sum(), rel=1e-9)
+        expected = np.bincount(layout.layer[sub], weights=e * layout.calibration[sub], minlength=geometry.n_layers)
+        got = rep[p].reshape(geometry.n_layers, -1).sum(axis=1)
+        layers = np.arange(geometry.n_layers)
+        assert (got * layers).sum() / got.sum() == pytest.approx((expected * layers).sum() / expected.sum(), abs=0.05)
+        assert got.sum() <= expected.sum() * (1 + 1e-9)  # (what falls outside the binning is not in the voxels)
 
 
 def test_library_cache_is_written_once_and_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
