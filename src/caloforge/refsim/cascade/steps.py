@@ -1,6 +1,7 @@
 
 # ruff: noqa: NPY002  (numba kernels can only use the legacy np.random API, seeded per shower)
-"""Numba helpers of the transport: table look-up, deposits into voxels, the particle stack, step limits."""
+"""Numba helpers of the transport: table look-up, deposits into voxels, the particle stack, step limits,
+multiple scattering (Wentzel law) and energy-loss straggling."""
 
 from __future__ import annotations
 
