@@ -199,3 +199,18 @@ def test_bad_library_settings_are_one_line_errors(tmp_path: Path) -> None:
     res = runner.invoke(app, ["simulate", "-g", "ds2", "-p", "electron", "-n", "2", "--physics", "cascade",
                               "--handoff", "frozen", "--out", str(tmp_path / "b.h5")])
     assert res.exit_code == 2 and "handoff" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_a_corrupt_library_file_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, detector = _ds2()
+    medium = detector.em_medium  # type: ignore[attr-defined]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    config = TINY.replace(library_entries=1)  # (the calibration of this config is in memory already)
+    path = library_path(medium, config)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a zip file")
+    library_for.cache_clear()
+    lib = library_for(medium, config)
+    library_for.cache_clear()
+    assert lib.build_seconds > 0 and library_for(medium, config).n_points == lib.n_points
+    library_for.cache_clear()

@@ -13,7 +13,8 @@ kernel (split 0) in the real sub-layers of one sampling stack, started
 - in ``LIBRARY_PHASES`` bins of the start depth within the sampling cell (each entry at a depth drawn
   uniformly inside its bin),
 
-with ``library_entries`` entries per (type, energy, phase) bin at normal incidence. An entry keeps
+with :func:`entries_per_bin` entries per (type, energy, phase) bin at normal incidence (enough for the
+wanted precision of the library's mean, at least ``library_entries``). An entry keeps
 its deposits in the ACTIVE sub-layers only, relative to its start: the active sub-layer crossed
 (counted from the active layer of the start cell: one per cell), and the position on a polar grid
 around the start (0.5 mm up to 8 mm, coarser beyond); the passive energy is kept per cell (for the
@@ -33,6 +34,7 @@ import math
 import multiprocessing
 import os
 import time
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -183,7 +185,8 @@ def library_for(material: Material, config: CascadeConfig, jobs: int = 1) -> Sho
         msg = f"expected a sampling stack (several sub-layers) for a shower library but got {material.name!r}"
         raise ConfigError(msg)
     path = None
-    with contextlib.suppress(OSError, RuntimeError, KeyError, ValueError):  # no cache, or a bad one: rebuild
+    bad = (OSError, RuntimeError, KeyError, ValueError, TypeError, zipfile.BadZipFile)
+    with contextlib.suppress(*bad):  # no cache, or a bad one: rebuild
         path = library_path(material, config)
         with np.load(path, allow_pickle=False) as saved:
             return ShowerLibrary(**{name: saved[name] for name in saved.files
