@@ -9,7 +9,9 @@ writes them as CaloChallenge files, then times the ``caloforge evaluate`` comman
     python benchmarks/evaluate_speed.py --n 100000 --modes fast,full --threads 2
     python benchmarks/evaluate_speed.py --dataset ds2 --n 10000 --modes fast --threads 2
 
-Timings depend on the machine and on its load: run it on an otherwise idle machine.
+Timings depend on the machine and on its load: run it on an otherwise idle machine (on a loaded one, compare
+the CPU seconds it prints). ``--threads`` sets ``OMP_NUM_THREADS``: torch's threads, numpy's BLAS threads and
+the processes that draw the report's figures.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -70,10 +73,14 @@ def main() -> None:
                    "--reference", str(files["reference"]),
                    "--generated", str(files["generated"]), "--out", str(out), "--mode", mode, "--force",
                    *args.extra.split()]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
         elapsed = time.perf_counter() - start
-        print(f"caloforge evaluate --mode {mode} on 2 x {args.n} {args.dataset} showers: {elapsed:.1f} s "
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command and its figure processes
+        cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        print(f"caloforge evaluate --mode {mode} on 2 x {args.n} {args.dataset} showers: {elapsed:.1f} s wall, "
+              f"{cpu_s:.1f} s CPU (user + sys; what a loaded machine distorts least) "
               f"(load average now {os.getloadavg()[0]:.2f}; {cpu_model}); report in {out}")
         timings = json.loads((out / "metrics.json").read_text())["timings_s"]
         print("  stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
