@@ -128,6 +128,7 @@ def evaluate(
     from caloforge.data.source import ShowerFile
     from caloforge.runtime.interrupts import deferred_interrupts
     from caloforge.validation.compare import evaluate_samples
+    from caloforge.validation.drawing import set_figure_workers
     from caloforge.validation.evaluate import CLASSIFIERS, DistanceConfig
     from caloforge.validation.evaluate import evaluate as run_evaluation
     from caloforge.validation.metrics.classifier import ClassifierConfig
@@ -167,6 +168,7 @@ def evaluate(
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=count, user_api="blas")
+    set_figure_workers(count)  # and as many processes draw the report's figures
     check_report_dir(out, force)  # fail before reading large files
     progress = cli_progress()
     progress.message(f"opening {reference} and {', '.join(map(str, generated))} (showers are streamed, not loaded)")

@@ -1,7 +1,8 @@
 """Drawing the report's figures: each saved as PNG (and PDF), in this process or in several at once.
 
 A dataset-2/3 report has 25 figures, eight of them with 45 histogram panels (90 axes): seconds of CPU each,
-so :func:`draw_figures` can draw them in several spawned processes (``caloforge evaluate --threads``), and
+so :func:`draw_figures` can draw them in several spawned processes (``caloforge evaluate --threads``,
+:func:`set_figure_workers`), and
 its progress task prints a line at least every ``interval_s`` in a log, also during one long figure.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import io
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,23 +20,33 @@ from caloforge.validation import plots
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["MAX_FIGURE_WORKERS", "draw_figures", "figure_workers"]
+__all__ = ["MAX_FIGURE_WORKERS", "draw_figures", "figure_workers", "set_figure_workers"]
 
 
 MAX_FIGURE_WORKERS = 4
 """The most processes :func:`draw_figures` draws in at once (each holds matplotlib, about 150 MB)."""
 
 
+_workers = [1]
+
+
+def set_figure_workers(count: int) -> None:
+    """Draw the report's figures in ``count`` processes from now on (``caloforge evaluate --threads``; default 1).
+
+    The library's default stays 1: spawned processes re-import the caller's main script, which a script
+    without an ``if __name__ == "__main__":`` guard does not survive.
+    """
+    _workers[0] = max(1, min(int(count), MAX_FIGURE_WORKERS))
+
+
 def figure_workers() -> int:
-    """Processes for the report's figures: torch's CPU threads where a command set them (``--threads``), else 1.
+    """Processes for the report's figures: 1 unless :func:`set_figure_workers` said otherwise.
 
     Example:
         >>> figure_workers() >= 1
         True
     """
-    torch = sys.modules.get("torch")  # imported (and its threads set) by the CLI; never imported here
-    threads = int(torch.get_num_threads()) if torch is not None else 1
-    return max(1, min(threads, MAX_FIGURE_WORKERS))
+    return _workers[0]
 
 
 def _render(job: tuple[str, Callable[[], Figure], Path, bool]) -> bytes:
