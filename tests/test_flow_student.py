@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 from caloforge.cli import app
 from caloforge.data.geometry import Geometry, Layer
 from caloforge.deploy.backends import open_generator
+from caloforge.deploy.export import export_onnx
+from caloforge.deploy.onnx_runtime import OnnxGenerator
 from caloforge.errors import CheckpointError, ConfigError, OutputExistsError, OutputPathError
 from caloforge.models import DISTILLED, FAMILIES, get_family
 from caloforge.models.flow import Flow
@@ -111,6 +113,16 @@ def test_seed_reproducibility_and_bundle_round_trip(tmp_path, teacher, student):
     # the Generator protocol and the command line open it like any bundle
     generator = open_generator(student.bundle, "torch")
     np.testing.assert_array_equal(one, generator.generate(e, seed=4).showers)
+
+
+def test_student_exports_to_onnx_with_the_same_showers(tmp_path, student):
+    bundle = load(student.bundle)
+    manifest = export_onnx(bundle, tmp_path / "student.onnx")
+    energies = np.array([500.0, 2000.0, 8000.0, 1000.0] * 5)
+    expected = bundle.generate(energies, seed=7, batch_size=8).showers
+    got = OnnxGenerator(manifest).generate(energies, seed=7, batch_size=8).showers
+    assert np.abs(expected).max() > 0
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
 def test_distil_is_reproducible_with_its_seed(tmp_path, teacher):
