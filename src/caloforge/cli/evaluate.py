@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from threadpoolctl import threadpool_limits
 
 from caloforge.cli.common import (
     DEVICE,
@@ -116,7 +117,8 @@ def evaluate(
                                            "dataset's)."),
     device: str = typer.Option("auto", "--device", metavar=DEVICE, help="Classifier device (auto: CUDA when "
                                "present)."),
-    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
+    threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP + " Also numpy's BLAS threads and the "
+                                       "processes that draw the figures."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
 ) -> None:
     """Validate generated showers against a reference: report.html, metrics.json, plots/ (and histograms.root).
@@ -164,9 +166,7 @@ def evaluate(
     history, model = _training(run)
     count = apply_threads(threads)
     # numpy's BLAS (FPD/KPD) gets the same threads as torch: its default, every core, spin-waits on a loaded
-    # machine (FPD 10x slower, 2026-12-07: docs/validation.md); scikit-learn's dependency threadpoolctl sets it
-    from threadpoolctl import threadpool_limits
-
+    # machine (FPD 10x slower, 2026-12-07: docs/validation.md)
     threadpool_limits(limits=count, user_api="blas")
     set_figure_workers(count)  # and as many processes draw the report's figures
     check_report_dir(out, force)  # fail before reading large files
