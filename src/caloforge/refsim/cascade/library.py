@@ -17,7 +17,7 @@ with :func:`entries_per_bin` entries per (type, energy, phase) bin at normal inc
 wanted precision of the library's mean, at least ``library_entries``). An entry keeps
 its deposits in the ACTIVE sub-layers only, relative to its start: the active sub-layer crossed
 (counted from the active layer of the start cell: one per cell), and the position on a polar grid
-around the start (0.5 mm up to 8 mm, coarser beyond); the passive energy is kept per cell (for the
+around the start (0.5 mm bins up to 4 mm, coarser beyond); the passive energy is kept per cell (for the
 ledger only), with the leaked energy and the rest-mass balance, as fractions of the entry's energy.
 
 The library depends on the stack and the transport settings only (not on the voxel geometry): it
@@ -122,8 +122,7 @@ class ShowerLibrary:
     @property
     def nbytes(self) -> int:
         """Memory of the arrays, bytes."""
-        return sum(getattr(self, n).nbytes for n in ("e_edges", "index", "count", "energy", "tan_theta", "leaked",
-                                                      "mass", "offset", "k", "ir", "ia", "frac"))
+        return sum(getattr(self, n).nbytes for n in _ARRAYS)
 
     def reach(self) -> I64:
         """Per (particle, energy bin): cells after the start cell holding ``REACH_QUANTILE`` of the bin's mean
@@ -146,6 +145,9 @@ class ShowerLibrary:
         """Stored deposit points."""
         return int(self.frac.size)
 
+
+_ARRAYS = ("e_edges", "index", "count", "energy", "tan_theta", "leaked", "mass", "offset", "k", "ir", "ia", "frac")
+"""The array fields of :class:`ShowerLibrary` (its memory; what the cache file holds besides ``period_mm``)."""
 
 LIBRARY_FIELDS = (*TRANSPORT_FIELDS, "hybrid_split_mev", "handoff_min_mev", "library_entries", "library_precision",
                   "calibration_energy_mev")
@@ -182,7 +184,7 @@ def library_for(material: Material, config: CascadeConfig, jobs: int = 1) -> Sho
         ConfigError: for a homogeneous material (a library needs a sampling stack).
     """
     if len(material.components) < 2:
-        msg = f"expected a sampling stack (several sub-layers) for a shower library but got {material.name!r}"
+        msg = f"expected a sampling stack (several sub-layers) but got {material.name!r}, in the shower library"
         raise ConfigError(msg)
     path = None
     bad = (OSError, RuntimeError, KeyError, ValueError, TypeError, zipfile.BadZipFile)
@@ -196,9 +198,7 @@ def library_for(material: Material, config: CascadeConfig, jobs: int = 1) -> Sho
         with contextlib.suppress(OSError, CaloforgeError):  # a read-only home only costs the rebuild
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path, force=True) as tmp, tmp.open("wb") as f:
-                np.savez(f, **{n: getattr(lib, n) for n in ("e_edges", "index", "count", "energy", "tan_theta",
-                                                             "leaked", "mass", "offset", "k", "ir", "ia", "frac")},
-                         period_mm=np.float64(lib.period_mm))
+                np.savez(f, **{n: getattr(lib, n) for n in _ARRAYS}, period_mm=np.float64(lib.period_mm))
     return lib
 
 

@@ -102,7 +102,8 @@ def replay_map(detector: Detector, layout: Layout, material: Material) -> Replay
             j += 1
         acts = ordinal[i:j][ordinal[i:j] >= 0]
         if acts.size == 0:
-            msg = f"expected active sub-layers in the slabs of {material.name!r}, in the shower library's replay"
+            msg = (f"expected active sub-layers in the slabs of {material.name!r} but got none, "
+                   "in the shower library's replay")
             raise ConfigError(msg)
         run_lo[i:j], run_hi[i:j] = acts.min(), acts.max() + 1
         i = j
