@@ -196,8 +196,9 @@ class FlowStudent(GenerativeModel):
         """
         teacher = self.teacher
         if teacher is None:
-            msg = ("expected a flow teacher (attach_teacher) but the student has none: a one-pass student is "
-                   "trained by distillation, `caloforge distill --teacher RUN/bundle`, not from showers alone")
+            msg = ("expected a flow teacher (attach_teacher) but got none, in FlowStudent.teacher_features: a "
+                   "one-pass student is trained by distillation, `caloforge distill --teacher RUN/bundle`, not from "
+                   "showers alone")
             raise ConfigError(msg)
         with torch.no_grad(), teacher.averaged_weights():
             return teacher.standardised_from_noise(conditions, noise)
