@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
 from rich.table import Table
@@ -19,6 +19,9 @@ from caloforge.cli.common import (
     parse_floats,
 )
 from caloforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from caloforge.deploy.bench import BenchResult
 
 __all__ = ["register"]
 
@@ -119,7 +122,7 @@ def export(
     console.print(f"wrote {output} and {manifest} ({precision})")
 
 
-def _print_yardsticks(result: Any) -> None:
+def _print_yardsticks(result: BenchResult) -> None:
     """The published times of each dataset's CaloChallenge submissions, this run's models beside them.
 
     Rows timed on the CPU stand beside the published CPU times, rows timed on a GPU beside the GPU times.
