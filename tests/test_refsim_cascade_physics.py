@@ -223,8 +223,7 @@ def _through_stack(layers: list[tuple[str, float, bool]], kind: int, e_mev: floa
     active = np.array([int(a) for _, _, a in layers], dtype=np.int64)
     n_act = int(active.sum())
     layer = np.where(active == 1, np.cumsum(active) - 1, -1).astype(np.int64)
-    cfg = config_array(config, hybrid=False)
-    cfg[9] = 0.0
+    cfg = config_array(config.replace(pion_model=False), hybrid=False)
     out, ledger, one = np.zeros((n, n_act)), np.zeros((n, len(LEDGER))), np.ones(n_act, dtype=np.int64)
     transport_showers(np.full(n, kind, dtype=np.int64), np.full(n, e_mev), shower_seeds(11, 0, n), cfg, z, mat, active,
                       layer, np.ones(mat.size), tables.data, tables.props, np.tile([0.0, 1e12], n_act),
