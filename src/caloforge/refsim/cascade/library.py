@@ -63,9 +63,9 @@ LIBRARY_ENERGY_BINS = 24
 """Log-spaced energy bins from ``handoff_min_mev`` to the split (5 MeV - 1 GeV: a factor 1.25 a bin)."""
 LIBRARY_PHASES = 4
 """Bins of the start depth within the sampling cell."""
-LIBRARY_ANGLE_BINS = 2
 LIBRARY_ANGLE_COS = (1.0, 0.8)
 """Direction cosine of the entries of each angle bin; a hand-off with cos θ >= 0.97 uses bin 0."""
+LIBRARY_ANGLE_BINS = len(LIBRARY_ANGLE_COS)
 ANGLE_EDGE_COS = 0.97
 TILTED_ENTRIES = 4
 """Entries per bin of the tilted angle (0.05 % of the hand-off energy is below cos θ = 0.97)."""
