@@ -336,7 +336,8 @@ class Flow(GenerativeModel):
 
     def sample_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
         """Network-space showers from conditions and standard-normal base noise (N, :meth:`noise_size`)."""
-        return self.network_showers(self.standardised_from_noise(conditions, noise), conditions)
+        z = self.standardised_from_noise(conditions, noise)
+        return features_to_network(z, conditions, self.standardise, self.shower_features, self.preprocessing)
 
     def standardised_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
         """Standardised features (N, n_energy + n_pattern) from conditions and base noise: each flow's inverse once.
@@ -353,10 +354,6 @@ class Flow(GenerativeModel):
             parts.append(part)
             context = torch.cat([c, part], dim=1)
         return torch.cat(parts, dim=1)
-
-    def network_showers(self, z: Tensor, conditions: Tensor) -> Tensor:
-        """Standardised features (N, n_energy + n_pattern) -> network-space showers: the exact post-processing."""
-        return features_to_network(z, conditions, self.standardise, self.shower_features, self.preprocessing)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """One Adam over every parameter."""
