@@ -202,9 +202,9 @@ def library_for(material: Material, config: CascadeConfig, jobs: int = 1) -> Sho
     return lib
 
 
-def _block(material: Material) -> tuple[F64, I64, I64, I64, int, list[str]]:
+def _block(material: Material) -> tuple[F64, I64, I64, I64, list[str]]:
     """Sub-layers of the build's stack: z edges (cell 0 starts at 0), element index, active ordinal (-1: passive;
-    cell 0's active sub-layer is 0), cell index; the number of cells before cell 0; the element names."""
+    cell 0's active sub-layer is 0), cell index; the element names."""
     parts = material.components
     period = sum(p.thickness_mm for p in parts)
     back = math.ceil(BACK_X0 * material.x0_mm / period)
@@ -219,7 +219,7 @@ def _block(material: Material) -> tuple[F64, I64, I64, I64, int, list[str]]:
     act = np.tile([int(p.active) for p in parts], cells)
     ordinal = np.where(act > 0, np.cumsum(act) - 1 - back, -1).astype(np.int64)
     cell = np.repeat(np.arange(cells) - back, len(parts)).astype(np.int64)
-    return z, mat, ordinal, cell, back, names
+    return z, mat, ordinal, cell, names
 
 
 def entries_per_bin(material: Material, config: CascadeConfig) -> int:
@@ -263,7 +263,7 @@ Part = tuple[I64, NDArray[np.int16], NDArray[np.int16], NDArray[np.int16], NDArr
 
 def _transport_part(material: Material, config: CascadeConfig, n0: int, first: int, stop: int) -> Part:
     """Entries ``first .. stop-1``: points per entry, their (k, ir, ia, frac), and each entry's leaked fraction."""
-    z, mat, ordinal, cell, _, names = _block(material)
+    z, mat, ordinal, cell, names = _block(material)
     parts = material.components
     period = sum(p.thickness_mm for p in parts)
     elements = tuple(next(p.element for p in parts if p.element.name == n) for n in names)
