@@ -17,9 +17,12 @@ from caloforge.refsim.cascade import CascadeConfig, check_physics
 
 
 def test_same_seed_same_showers_other_seed_other_showers() -> None:
-    a = simulate("ds2", "electron", [5000.0, 20000.0], seed=7, physics="cascade")
-    b = simulate("ds2", "electron", [5000.0, 20000.0], seed=7, physics="cascade")
-    c = simulate("ds2", "electron", [5000.0, 20000.0], seed=8, physics="cascade")
+    # GFLASH hand-offs: the library's own seed and jobs tests are in test_refsim_cascade_library.py, and a
+    # full-size W/Si library costs a minute of CPU to build on a cold cache
+    kw = {"physics": "cascade", "cascade": CascadeConfig(handoff="gflash")}
+    a = simulate("ds2", "electron", [5000.0, 20000.0], seed=7, **kw)  # type: ignore[arg-type]
+    b = simulate("ds2", "electron", [5000.0, 20000.0], seed=7, **kw)  # type: ignore[arg-type]
+    c = simulate("ds2", "electron", [5000.0, 20000.0], seed=8, **kw)  # type: ignore[arg-type]
     np.testing.assert_array_equal(a.showers, b.showers)
     assert not np.array_equal(a.showers, c.showers)
     assert a.showers.dtype == np.float32 and np.all(a.showers >= 0)
@@ -36,14 +39,15 @@ def test_chunking_does_not_change_the_showers() -> None:
 
 
 def test_jobs_do_not_change_the_file(tmp_path: Path) -> None:
-    kw = {"n": 12, "seed": 5, "energies": [1000.0, 8000.0], "physics": "cascade"}
+    kw = {"n": 12, "seed": 5, "energies": [1000.0, 8000.0], "physics": "cascade",
+          "cascade": CascadeConfig(handoff="gflash")}  # the library's jobs test: test_refsim_cascade_library.py
     one = simulate_to_file(tmp_path / "one.h5", "ds2", "electron", chunk_size=5, jobs=1, **kw)  # type: ignore[arg-type]
     two = simulate_to_file(tmp_path / "two.h5", "ds2", "electron", chunk_size=3, jobs=2, **kw)  # type: ignore[arg-type]
     with h5py.File(one) as f, h5py.File(two) as g:
         np.testing.assert_array_equal(f["showers"][:], g["showers"][:])
         np.testing.assert_array_equal(f["incident_energies"][:], g["incident_energies"][:])
         assert f.attrs["caloforge_refsim_physics"] == "cascade"
-        assert CascadeConfig.from_dict(__import__("json").loads(f.attrs["caloforge_refsim_cascade"])) == CascadeConfig()
+        assert CascadeConfig.from_dict(__import__("json").loads(f.attrs["caloforge_refsim_cascade"])) == kw["cascade"]
 
 
 def test_file_energy_scale_matches_the_gflash_mode() -> None:
@@ -78,7 +82,7 @@ def test_cli_simulates_with_cascade_physics(tmp_path: Path) -> None:
     out = tmp_path / "c.h5"
     runner = CliRunner()
     res = runner.invoke(app, ["simulate", "-g", "ds2", "-p", "electron", "-n", "3", "--energies", "2000",
-                              "--physics", "cascade", "--split", "500", "--out", str(out)])
+                              "--physics", "cascade", "--split", "500", "--handoff", "gflash", "--out", str(out)])
     assert res.exit_code == 0, res.output
     with h5py.File(out) as f:
         assert f["showers"].shape == (3, 6480) and f.attrs["caloforge_refsim_physics"] == "cascade"

@@ -65,12 +65,13 @@ def simulate(
         help="gflash: parameterised showers; cascade: particle transport through the detector's sub-layers.",
     ),
     split: float | None = typer.Option(
-        None, "--split", help="Cascade only: hybrid split in MeV (below it, GFLASH sub-showers; 0: full transport)."
+        None, "--split", help="Cascade only: hybrid split in MeV (below it, hand-offs, see --handoff; 0: full "
+                             "transport)."
     ),
     handoff: str | None = typer.Option(
         None, "--handoff", metavar="auto|gflash|library",
         help="Cascade only: what a hybrid hand-off deposits: a GFLASH sub-shower or a frozen transported one "
-             "(auto: library for W/Si, gflash for ds1).",
+             "(default auto: library for W/Si, gflash for ds1).",
     ),
 ) -> None:
     """Simulate reference showers (GFLASH parameterisation or particle cascade) into a CaloChallenge file."""

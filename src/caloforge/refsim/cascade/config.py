@@ -72,9 +72,9 @@ class CascadeConfig(Config):
         pion_model: Whether charged pions undergo nuclear interactions (False: ionisation only).
         handoff: What a hand-off deposits: ``gflash`` (a parameterised sub-shower, :mod:`.handoff`),
             ``library`` (a frozen sub-shower of full transport replayed, :mod:`.library`, :mod:`.replay`;
-            hand-offs outside the detector's EM stack still use GFLASH), or ``auto``: ``library`` where every
-            read-out slab is made of the EM stack (W/Si: datasets 2 and 3), ``gflash`` elsewhere (dataset 1,
-            whose Tile after the EMB the library does not describe).
+            hand-offs outside the detector's EM stack still use GFLASH), or ``auto`` (the default): ``library``
+            where every read-out slab is made of the EM stack (W/Si: datasets 2 and 3), ``gflash`` elsewhere
+            (dataset 1, whose Tile after the EMB the library does not describe).
         library_entries: Least frozen sub-showers per (particle, energy, start phase) bin of the library at normal
             incidence (more: fewer repeats, a longer one-off build).
         library_precision: Relative statistical error wanted of the library's mean visible energy per particle
@@ -99,7 +99,7 @@ class CascadeConfig(Config):
     handoff_min_alpha: Annotated[float, Field(ge=1.01, le=10, allow_inf_nan=False)] = 2.0
     handoff_radial_cut_rm: Annotated[float, Field(gt=0, le=20, allow_inf_nan=False)] = 4.0
     pion_model: bool = True
-    handoff: Literal["auto", "gflash", "library"] = "gflash"
+    handoff: Literal["auto", "gflash", "library"] = "auto"
     library_entries: Annotated[int, Field(ge=1, le=1000)] = 16
     library_precision: Annotated[float, Field(ge=0.001, le=0.1, allow_inf_nan=False)] = 0.003
 
