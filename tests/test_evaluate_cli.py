@@ -129,7 +129,9 @@ def test_a_failed_report_leaves_nothing_and_the_rerun_works(files, tmp_path, mon
     out = tmp_path / "report"
     with monkeypatch.context() as patch:
         patch.setattr(plots, "plot_correlations", full_disk)  # a figure late in the report
-        failed = run("evaluate", "-r", str(files / "ref.h5"), "-i", str(files / "gen.h5"), "--out", str(out))
+        # one thread: figures drawn in this process, where the patch applies (--threads N spawns N drawing processes)
+        failed = run("evaluate", "-r", str(files / "ref.h5"), "-i", str(files / "gen.h5"), "--out", str(out),
+                     "--threads", "1")
     assert failed.exit_code == 2 and "no space left" in failed.output and "Traceback" not in failed.output
     assert not out.exists()  # the directory evaluate created: no partial plots, no temporary, not even empty
     again = run("evaluate", "-r", str(files / "ref.h5"), "-i", str(files / "gen.h5"), "--out", str(out))
