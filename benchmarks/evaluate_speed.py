@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from caloforge.runtime.hardware import cpu_info
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,12 +62,10 @@ def main() -> None:
                                 str(seed)], check=True, stdout=subprocess.DEVNULL)
             print(f"simulated {name}: {args.n} showers in {time.perf_counter() - start:.1f} s")
         files[name] = path
-    cpu_model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                      if ln.startswith("model name")), "?") if Path("/proc/cpuinfo").exists() else "?"
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads),
                MPLCONFIGDIR=str(work / "mpl"))
-    cpu = platform.processor() or platform.machine()
-    print(f"machine: {platform.node()} ({cpu}, {os.cpu_count()} CPUs visible, {args.threads} threads used), "
+    print(f"machine: {platform.node()} ({cpu_info().model}, {os.cpu_count()} CPUs visible, "
+          f"{args.threads} threads used), "
           f"python {platform.python_version()}, load average {os.getloadavg()[0]:.2f}")
     for mode in args.modes.split(","):
         out = work / f"report-{mode}"
@@ -81,7 +81,7 @@ def main() -> None:
         cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         print(f"caloforge evaluate --mode {mode} on 2 x {args.n} {args.dataset} showers: {elapsed:.1f} s wall, "
               f"{cpu_s:.1f} s CPU (user + sys; what a loaded machine distorts least) "
-              f"(load average now {os.getloadavg()[0]:.2f}; {cpu_model}); report in {out}")
+              f"(load average now {os.getloadavg()[0]:.2f}); report in {out}")
         timings = json.loads((out / "metrics.json").read_text())["timings_s"]
         print("  stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
 

@@ -41,6 +41,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from caloforge.runtime.hardware import cpu_info
+
 CALOFORGE = [sys.executable, "-c", "from caloforge.cli import app; app()"]
 VOXELS = 40500  # the ds3 preset
 
@@ -74,18 +76,6 @@ def measure(argv: list[str], env: dict[str, str] | None = None, log: Path | None
         if log is not None:
             out.close()  # type: ignore[union-attr]
     return int(usage.ru_maxrss) * 1024, wall, child.returncode
-
-
-def cpu_model() -> str:
-    """The CPU model name from ``lscpu`` (the platform's processor string if lscpu is missing)."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or platform.machine()
-    for line in text.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
 
 
 def simulate_command(path: Path, n: int, seed: int, jobs: int) -> list[str]:
@@ -201,7 +191,7 @@ def main() -> None:
         "benchmark": "memory_ds3", "n_showers": args.n, "n_voxels": VOXELS,
         "showers_float32_bytes": showers_bytes,
         "file_bytes": {name: path.stat().st_size for name, path in files.items()},
-        "cpu": cpu_model(), "cpus_visible": os.cpu_count(), "threads": args.threads,
+        "cpu": cpu_info().model, "cpus_visible": os.cpu_count(), "threads": args.threads,
         "load_average_1min": os.getloadavg()[0], "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "measurements": [asdict(m) for m in rows],

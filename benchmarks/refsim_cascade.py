@@ -17,13 +17,12 @@ power <= 0.01 at 1, 10, 100 GeV. Figures go to docs/refsim.md ("cascade mode").
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine
 
 from caloforge.data.geometry import Geometry
 from caloforge.refsim import simulate, simulate_to_file
@@ -32,15 +31,6 @@ from caloforge.validation.features import compute_features
 from caloforge.validation.metrics.separation import feature_histograms
 
 FULL = CascadeConfig(hybrid_split_mev=0.0)
-
-
-def _machine() -> str:
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                      if ln.startswith("model name")), model)
-    return f"{model}; load average {os.getloadavg()[0]:.2f}; {platform.python_version()}"
 
 
 def _rate(geometry: str, particle: str, energy: float, n: int, physics: str, config: CascadeConfig | None) -> float:
@@ -53,7 +43,7 @@ def _rate(geometry: str, particle: str, energy: float, n: int, physics: str, con
 
 def speed(quick: bool) -> None:
     """Showers per second on one core: GFLASH, cascade (hybrid default), full transport (1-10 GeV)."""
-    print(f"# speed, one process; {_machine()}")
+    print(f"# speed, one process; {machine()}")
     print("| sample | E (GeV) | gflash | cascade (hybrid) | cascade (full transport) |")
     print("|---|---|---|---|---|")
     for geometry, particle in (("ds1-photons", "photon"), ("ds2", "electron"), ("ds1-pions", "pion")):
@@ -74,7 +64,7 @@ def hybrid(quick: bool) -> None:
     against the same full-transport sample; the floor is each hybrid against an independent sample of itself.
     CPU time per GeV (process time, after a warm-up that builds or loads the library) on the same load.
     """
-    print(f"# hybrid vs full transport, ds2 electrons; {_machine()}")
+    print(f"# hybrid vs full transport, ds2 electrons; {machine()}")
     print("| E (GeV) | hand-off | N | mean / median S | max S (feature) | floor: mean / median / max | features | "
           "response (full: hybrid) | CPU µs/GeV |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -128,7 +118,7 @@ def structure(quick: bool) -> None:
     """Shower-to-shower spread of the per-layer centre of energy and corr(width_r, depth), both modes."""
     n = 300 if quick else 1000
     for geometry, particle, energy in (("ds1-photons", "photon", 65536.0), ("ds2", "electron", 50000.0)):
-        print(f"# structure, {geometry} {particle} {energy / 1e3:g} GeV, N={n}; {_machine()}")
+        print(f"# structure, {geometry} {particle} {energy / 1e3:g} GeV, N={n}; {machine()}")
         print("| mode | layer | σ(centre η) mm | σ(centre φ) mm | <|centre|> mm | corr(width_r, depth) |")
         print("|---|---|---|---|---|---|")
         for physics in ("gflash", "cascade"):
@@ -141,7 +131,7 @@ def structure(quick: bool) -> None:
 def cuts(quick: bool) -> None:
     """Effect of each cut on 1 GeV ds2 electrons (full transport), and of the split on 50 GeV ones."""
     n = 30 if quick else 100
-    print(f"# cuts, ds2 electrons, N={n}; {_machine()}")
+    print(f"# cuts, ds2 electrons, N={n}; {machine()}")
     print("| setting | E (GeV) | response (Si/0.033) | σ/E | ms/shower |")
     print("|---|---|---|---|---|")
     settings: list[tuple[str, float, CascadeConfig]] = [("full transport, defaults", 1.0, FULL)]
@@ -170,7 +160,7 @@ def physics(quick: bool) -> None:
     k = 4 if quick else 1
     wsi, atlas = par04_wsi(), atlas_like()
     m = wsi.em_medium
-    print(f"# physics checks; {_machine()}")
+    print(f"# physics checks; {machine()}")
     print("| ds2 e- | E (GeV) | mode | N | t_max (X0) | ln(E/Ec)-0.5 | within 1 R_M | within 2 R_M | σ/E | σ/E·√E |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for e_gev, config, n in ((1, FULL, 200), (10, FULL, 60), (10, CascadeConfig(), 400), (100, CascadeConfig(), 200),
@@ -214,7 +204,7 @@ def physics(quick: bool) -> None:
 
 def targets(quick: bool) -> None:
     """The two speed targets, written to files with 2 worker processes."""
-    print(f"# targets, jobs=2; {_machine()}")
+    print(f"# targets, jobs=2; {machine()}")
     scale = 0.1 if quick else 1.0
     with tempfile.TemporaryDirectory() as tmp:
         for geometry, particle, n, spectrum, limit in (("ds1-photons", "photon", 47500, "ds1", 120),
@@ -239,7 +229,7 @@ def gflash_fit(quick: bool) -> None:
     detector = detector_for(geometry)
     depth, width = layer_depths_x0(detector, geometry)
     k = 4 if quick else 1
-    print(f"# GFLASH fit, ds2 electrons (W/Si); {_machine()}")
+    print(f"# GFLASH fit, ds2 electrons (W/Si); {machine()}")
     print("| E (GeV) | sample | N | <ln T> | <ln α> | σ(ln T) | σ(ln α) | ρ |")
     print("|---|---|---|---|---|---|---|---|")
     for e_gev, n_full in ((1, 400), (3, 120), (10, 40)):

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import time
-from pathlib import Path
 
 import numpy as np
+from _common import machine
 from numpy.typing import NDArray
 
 from caloforge.refsim.cascade import CascadeConfig
@@ -33,15 +31,6 @@ from caloforge.refsim.materials import ELEMENTS, Element, Material
 from caloforge.refsim.presets import atlas_like, par04_wsi
 
 FULL = CascadeConfig(hybrid_split_mev=0.0)
-
-
-def _machine() -> str:
-    model = "unknown CPU"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        model = next((ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines()
-                      if ln.startswith("model name")), model)
-    return f"{model}; load average {os.getloadavg()[0]:.2f}; {platform.python_version()}"
 
 
 def emb() -> Material:
@@ -105,7 +94,7 @@ def mip(quick: bool) -> None:
     hist, edges = np.histogram(gaps, bins=200, range=(0.0, 3.0 * np.median(gaps)))
     mp = float(0.5 * (edges[hist.argmax()] + edges[hist.argmax() + 1]))
     vis = ledger[:, ACTIVE].sum() / (ledger[:, ACTIVE] + ledger[:, PASSIVE]).sum()
-    print(f"# mip, 1 GeV pion, {n} tracks; {_machine()}")
+    print(f"# mip, 1 GeV pion, {n} tracks; {machine()}")
     print("| visible fraction | f_mip (preset) | gap mean (MeV) | most probable | σ | σ/mean | mean/most probable |")
     print("|---|---|---|---|---|---|---|")
     print(f"| {vis:.4f} | {m.mip_sampling_fraction:.4f} | {gaps.mean():.3f} | {mp:.3f} | {gaps.std():.3f} | "
@@ -116,7 +105,7 @@ def backscatter(quick: bool) -> None:
     """Energy backscattered by 1 MeV electrons at normal incidence on 20 mm of Pb, Fe, Al (electron cut 10 keV)."""
     n = 1000 if quick else 4000
     config = FULL.replace(electron_cut_mev=0.01, photon_cut_mev=0.01)
-    print(f"# backscatter, 1 MeV e-, N={n}; {_machine()}")
+    print(f"# backscatter, 1 MeV e-, N={n}; {machine()}")
     print("| target | energy backscattered / E |")
     print("|---|---|")
     for name in ("Pb", "Fe", "Al"):
@@ -127,7 +116,7 @@ def backscatter(quick: bool) -> None:
 def resolution(quick: bool) -> None:
     """σ/E of electrons at 1, 4, 16 GeV in the EMB and W/Si stacks; a/√E ⊕ b fitted."""
     n = 100 if quick else 400
-    print(f"# resolution, full transport, N={n} per energy; {_machine()}")
+    print(f"# resolution, full transport, N={n} per energy; {machine()}")
     print("| stack | E (GeV) | sampling fraction | σ/E | σ/E·√E | ms/shower |")
     print("|---|---|---|---|---|---|")
     for label, m in (("EMB Pb/LAr", emb()), ("Par04 W/Si", par04_wsi().em_medium)):
@@ -148,7 +137,7 @@ def scale(quick: bool) -> None:
     """EMB stack with every layer × s (f_mip fixed): sampling term of 1 GeV electrons vs Wigmans' rule."""
     n = 150 if quick else 500
     m = emb()
-    print(f"# scale, 1 GeV e-, N={n}; {_machine()}")
+    print(f"# scale, 1 GeV e-, N={n}; {machine()}")
     print("| × thickness | d (mm) | sampling fraction | c_s | Wigmans | ratio |")
     print("|---|---|---|---|---|---|")
     for s in (0.25, 0.5, 1.0, 2.0, 4.0):
@@ -161,7 +150,7 @@ def cuts(quick: bool) -> None:
     """EMB sampling term of 1 GeV electrons with each cut lowered (and raised)."""
     n = 150 if quick else 500
     m = emb()
-    print(f"# cuts, EMB, 1 GeV e-, N={n}; {_machine()}")
+    print(f"# cuts, EMB, 1 GeV e-, N={n}; {machine()}")
     print("| setting | sampling fraction | c_s | ms/shower |")
     print("|---|---|---|---|")
     rows: list[tuple[str, CascadeConfig]] = [("defaults", FULL)]
