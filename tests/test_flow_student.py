@@ -164,3 +164,29 @@ def test_distill_command(tmp_path, teacher):
     assert load(out).family == "flow-student"
     again = CliRunner().invoke(app, ["distill", "--teacher", str(teacher), "--out", str(out), "--max-iterations", "3"])
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_student_width_and_depth_are_settings(tmp_path, teacher):
+    """The network's hidden widths (and curves) come from distill's changes or distill --config's model section."""
+    narrow = distill(teacher, tmp_path / "narrow", changes={"hidden": [16, 8], "basis": 0}, max_iterations=3,
+                     max_minutes=None, progress=False)
+    model = load(narrow.bundle).models[0]
+    linears = [m for m in model.network.mlp if isinstance(m, torch.nn.Linear)]
+    assert model.config.hidden == (16, 8) and model.config.basis == 0
+    assert [(m.in_features, m.out_features) for m in linears] == [(model.width + 1, 16), (16, 8), (8, model.width)]
+    assert model.config.knots == load(teacher).models[0].config.knots  # the teacher's feature settings stay
+    with pytest.raises(ConfigError, match="both"):
+        distill(teacher, tmp_path / "both", config=_config(teacher), changes={"hidden": [8]}, max_iterations=1)
+    yaml = tmp_path / "narrow.yaml"
+    yaml.write_text("model:\n  hidden: [12]\n  basis: 2\n")
+    out = tmp_path / "cli-narrow"
+    result = CliRunner().invoke(app, ["distill", "--teacher", str(teacher), "--out", str(out), "--config", str(yaml),
+                                      "--max-iterations", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (load(out).models[0].config.hidden, load(out).models[0].config.basis) == ((12,), 2)
+    for text, words in [("model:\n  hiden: [12]\n", "hiden"), ("model:\n  hidden: [0]\n", "hidden"),
+                        ("model: {}\ntraining:\n  max_minutes: 1\n", "only a 'model' section")]:
+        yaml.write_text(text)
+        bad = CliRunner().invoke(app, ["distill", "--teacher", str(teacher), "--out", str(tmp_path / "bad"),
+                                       "--config", str(yaml), "--max-iterations", "1", "--no-progress"])
+        assert bad.exit_code == 2 and words in bad.output and len(bad.output.strip().splitlines()) == 1, bad.output

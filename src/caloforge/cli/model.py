@@ -266,6 +266,8 @@ def distill(
     max_iterations: int | None = typer.Option(None, "--max-iterations", help="Training budget in iterations "
                                               "(steps)."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the student and its teacher pairs."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file whose 'model' section sets the student "
+                                       "(keys of FlowStudentConfig, e.g. hidden: [512, 512, 512])."),
     threads: int | None = typer.Option(None, "--threads", help=THREADS_HELP),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing bundle at --out."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress on standard error."),
@@ -278,11 +280,28 @@ def distill(
     # CLI start-up time: the training stack (torch) loads when the command runs
     from caloforge.training.distill import distill as run_distill
 
+    changes = _student_section(config)
     apply_threads(threads)
-    result = run_distill(teacher, out, max_minutes=max_minutes, max_iterations=max_iterations, seed=seed,
-                         force=force, progress=cli_progress() if progress else False)
+    result = run_distill(teacher, out, changes=changes, max_minutes=max_minutes, max_iterations=max_iterations,
+                         seed=seed, force=force, progress=cli_progress() if progress else False)
     console.print(f"distilled in {result.iterations} steps, {result.seconds:.0f} s: validation mse "
                   f"{result.validation_mse:.4g} (identity {result.identity_mse:.4g}); bundle: {result.bundle}")
+
+
+def _student_section(path: Path | None) -> dict[str, Any]:
+    """``distill --config``: the file's ``model`` section, the student's settings (checked by distill)."""
+    # CLI start-up time: loaded when the command runs, not for --help
+    from caloforge.data.documents import read_yaml
+
+    data = read_yaml(path, "a YAML config file") if path is not None else None  # safe, bounded
+    if data is None:
+        return {}
+    model = data.get("model") if isinstance(data, dict) and set(data) <= {"model"} else None
+    if not isinstance(model, dict):
+        got = sorted(data) if isinstance(data, dict) else type(data).__name__
+        msg = f"expected only a 'model' section (the student's settings, e.g. hidden) but got {got}, in {path}"
+        raise ConfigError(msg)
+    return model
 
 
 def _check_count(n: int, energies: int, n_voxels: int) -> None:
@@ -302,7 +321,8 @@ def register(app: typer.Typer) -> None:
         "caloforge train --data train.h5 --validation val.h5 --family flow --max-iterations 20000 --out run/",
         "caloforge train --data train.h5 --out run/ --resume --max-minutes 10"))(train)
     app.command(epilog=examples(
-        "caloforge distill --teacher flow-run/bundle --out student/ --max-minutes 15"))(distill)
+        "caloforge distill --teacher flow-run/bundle --out student/ --max-minutes 15",
+        "caloforge distill --teacher flow-run/bundle --out narrow/ --config narrow.yaml --max-minutes 15"))(distill)
     app.command(epilog=examples(
         "caloforge generate --model run/ --like eval.h5 --out gen.h5",
         "caloforge generate --model run/bundle --energies 1024,65536 --n-per-energy 5000 --out gen.h5",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def distill(
     out: str | Path,
     *,
     config: FlowStudentConfig | None = None,
+    changes: Mapping[str, Any] | None = None,
     max_minutes: float | None = 10.0,
     max_iterations: int | None = None,
     seed: int = 0,
@@ -106,6 +108,8 @@ def distill(
         teacher: The flow's bundle (or run) directory.
         out: The student's bundle directory (must be new unless ``force``).
         config: The student's settings; None: :meth:`FlowStudentConfig.from_teacher` of the teacher's.
+        changes: Student settings over those defaults (keys of :class:`FlowStudentConfig`, e.g.
+            ``{"hidden": [512, 512, 512]}``; a config file's ``model`` section); not with ``config``.
         max_minutes: Wall-clock budget, pool filling included (None: no time limit).
         max_iterations: Step budget (None: no step limit); at least one of the two is needed.
         seed: Seed of the network's initialisation, the pairs and the batches.
@@ -113,19 +117,26 @@ def distill(
         progress: Where to report (True/None: standard error; False: nothing).
 
     Raises:
-        ConfigError: no budget, a teacher that is not a one-model flow bundle, or a config that does not fit it.
+        ConfigError: no budget, a teacher that is not a one-model flow bundle, a config that does not fit it, an
+            unknown key or bad value in ``changes``, or both ``config`` and ``changes``.
         CheckpointError: a missing or damaged teacher bundle.
         OutputExistsError, OutputPathError: an existing ``out`` without ``force``, or an unwritable directory.
     """
     if max_minutes is None and max_iterations is None:
         msg = "expected a budget (max_minutes or max_iterations) but got neither, in distill"
         raise ConfigError(msg)
+    if config is not None and changes:
+        msg = f"expected a config or changes to the teacher's defaults but got both ({sorted(changes)}), in distill"
+        raise ConfigError(msg)
     _check_out(Path(out), force)
     start = time.monotonic()
     bundle = load(teacher)
     flow = _teacher(bundle, f"distill --teacher {teacher}")
     torch.manual_seed(seed)
-    student = FlowStudent(config or FlowStudentConfig.from_teacher(flow.config), flow.preprocessing)
+    if config is None:
+        where = "the student's settings (distill's changes, --config's 'model' section)"
+        config = FlowStudentConfig.from_dict(changes or {}, FlowStudentConfig.from_teacher(flow.config), where=where)
+    student = FlowStudent(config, flow.preprocessing)
     student.attach_teacher(flow)
     cfg, reports = student.config, as_progress(progress)
     pairs = _Pairs(student, bundle, torch.Generator().manual_seed(seed))
