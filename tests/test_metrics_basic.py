@@ -20,7 +20,13 @@ from caloforge.validation.metrics import (
     response_per_energy,
     separation_power,
 )
-from caloforge.validation.metrics.verdict import chi2_verdict, distance_verdict, overall, separation_verdict
+from caloforge.validation.metrics.verdict import (
+    chi2_verdict,
+    distance_verdict,
+    overall,
+    separation_verdict,
+    tail_verdict,
+)
 
 
 def test_chi2_hand_computed():
@@ -116,3 +122,12 @@ def test_chi2_groups_carry_their_own_energy_for_uneven_ladders():
     result = response_chi2(energies, rng.normal(1, 0.1, 600), energies, rng.normal(1, 0.1, 600))
     assert [e.energy for e in result.per_energy] == [1000.0, 2000.0, 10000.0]
     assert [e.n_reference for e in result.per_energy] == [200, 200, 200]
+
+
+def test_tail_verdict_with_one_reference_shower_per_energy():
+    # 40 distinct energies, one shower each (a tiny discrete sample): the expected fraction beyond the reference's
+    # range is capped at 1 (it was 1.01 and the binomial error's square root raised a math domain error)
+    rng = np.random.default_rng(0)
+    energies = np.geomspace(1e3, 1e6, 40)
+    row = tail_verdict(response_chi2(energies, rng.normal(1.0, 0.02, 40), energies, rng.normal(1.0, 0.02, 40)))
+    assert row.verdict == "pass" and 0.0 <= row.value <= 1.0
