@@ -124,7 +124,8 @@ def test_too_small_samples_are_not_judged_and_say_so_once():
     with pytest.warns(UserWarning, match="not computed"):  # FPD and KPD skipped: said so
         result = compute_evaluation(ref, gen, seed=1, skip=("fpd", "kpd"))
     rows = {r.key: r for r in result.verdicts}
-    for key in ("response_chi2_ndf", "response_tails", "separation_power_max", "layer_correlation_max_diff"):
+    for key in ("response_chi2_ndf", "response_tails", "separation_power_max", "layer_correlation_max_diff",
+                "ring_ratio_worst"):
         assert rows[key].verdict == "too small", key
     assert f">= {JUDGE_MIN_SHOWERS}" in rows["separation_power_max"].rule and "got 30" in rows[
         "separation_power_max"].rule
@@ -132,7 +133,7 @@ def test_too_small_samples_are_not_judged_and_say_so_once():
     assert "fail" in rows["response_chi2_ndf"].rule  # what it would have said, for the curious
     assert result.verdict == "too small"
     notes = [w for w in result.warnings if "too small to judge" in w]
-    assert len(notes) == 1 and "4 metric(s)" in notes[0]
+    assert len(notes) == 1 and "5 metric(s)" in notes[0]
     metrics = result.to_dict()
     assert metrics["verdict"] == "too small"
 

@@ -57,6 +57,7 @@ from caloforge.validation.metrics.chi2 import chi2_two_sample, energy_groups, re
 from caloforge.validation.metrics.classifier import ClassifierConfig
 from caloforge.validation.metrics.prdc import PRDCResult, prdc, prdc_inputs, prdc_rows
 from caloforge.validation.metrics.response import layer_correlation, response_per_energy
+from caloforge.validation.metrics.rings import compare_rings
 from caloforge.validation.metrics.separation import (
     FeatureHistogram,
     VoxelSpectrum,
@@ -312,6 +313,7 @@ def compute_evaluation(
     split["voxel"] = spectra["a"].histogram(spectra["b"]).separation
     corr_r, corr_g = layer_correlation(ref_f.e_layer), layer_correlation(gen_f.e_layer)
     corr_split = max_abs_difference(layer_correlation(ref_a.e_layer), layer_correlation(ref_b.e_layer))
+    rings = compare_rings(ref_sum.rings, gen_sum.rings)
     lap("histograms")
 
     hl_r, hl_g = high_level_inputs(ref_f), high_level_inputs(gen_f)
@@ -339,7 +341,7 @@ def compute_evaluation(
         {"fpd": (fpd_r, fpd_s), "kpd": (kpd_r, kpd_s)},
         {kind: (results[kind], results_split[kind]) for kind in results},
         (max_abs_difference(corr_r, corr_g), corr_split),
-        (prdc_r, prdc_s) if prdc_r is not None and prdc_s is not None else None)
+        (prdc_r, prdc_s) if prdc_r is not None and prdc_s is not None else None, rings)
     rows = v.judge_sizes(rows, chi2, len(reference), len(generated), {k: r.n_per_sample for k, r in results.items()})
     small = v.too_small_message(rows)
     if small:  # one note for all of them, in the report (the terminal prints it under the verdict table)
@@ -353,7 +355,7 @@ def compute_evaluation(
         response_generated=response_per_energy(gen_f.energies, gen_f.response, energy_bins(ref_f.energies)),
         correlation_reference=corr_r, correlation_generated=corr_g, correlation_split_max=corr_split,
         energy_means=energy_range_means(passes.ranges, ref_sum, gen_sum), mean_reference=ref_sum.mean,
-        mean_generated=gen_sum.mean, fpd=fpd_r, kpd=kpd_r, fpd_split=fpd_s, kpd_split=kpd_s, prdc=prdc_r,
+        mean_generated=gen_sum.mean, rings=rings, fpd=fpd_r, kpd=kpd_r, fpd_split=fpd_s, kpd_split=kpd_s, prdc=prdc_r,
         prdc_split=prdc_s, classifiers=results, classifiers_split=results_split, verdicts=rows,
         warnings=tuple(messages), timings=lap.timings,
         inputs={"reference": ref_sum.fingerprint, "generated": gen_sum.fingerprint},

@@ -33,6 +33,7 @@ from caloforge.data.source import ShowerDigest, Showers, iter_showers
 from caloforge.errors import DataError
 from caloforge.runtime.progress import ProgressTask
 from caloforge.validation.features import HighLevelFeatures, apply_threshold, compute_features
+from caloforge.validation.metrics.rings import RingSums
 from caloforge.validation.metrics.separation import VoxelSpectrum
 from caloforge.validation.result import EnergyRangeMeans
 
@@ -51,6 +52,7 @@ class SampleSummary:
         voxel_sum: Sum of the thresholded showers, MeV, (V,).
         range_sums: Per incident-energy range, the sum of voxels / E_inc of its showers, (R, V).
         range_counts: Showers per range, (R,).
+        rings: Per-ring sums of E_ring / E_inc (:mod:`caloforge.validation.metrics.rings`).
         fingerprint: :func:`caloforge.data.source.fingerprint` of the raw showers.
     """
 
@@ -60,6 +62,7 @@ class SampleSummary:
     voxel_sum: NDArray[np.float64]
     range_sums: NDArray[np.float64]
     range_counts: NDArray[np.int64]
+    rings: RingSums
     fingerprint: dict[str, Any]
 
     @property
@@ -104,7 +107,8 @@ def _count(spectra: Spectra, voxels: NDArray[np.float32], start: int) -> None:
 def summarise(data: Showers, threshold: float, ranges: Sequence[tuple[float, float]] = (),
               chunk_size: int | None = None, spectra: Spectra = (), task: ProgressTask | None = None
               ) -> SampleSummary:
-    """One pass over ``data``: features, voxel extremes, voxel sums (overall and per energy range), fingerprint.
+    """One pass over ``data``: features, voxel extremes, voxel sums (overall, per energy range and per ring),
+    fingerprint.
 
     Args:
         data: The showers, in memory or in a file.
@@ -120,6 +124,7 @@ def summarise(data: Showers, threshold: float, ranges: Sequence[tuple[float, flo
     parts, maxima, minima = [], [], []
     voxel_sum, range_sums = np.zeros(n_voxels), np.zeros((len(ranges), n_voxels))
     range_counts = np.zeros(len(ranges), np.int64)
+    rings = RingSums(data.geometry)
     start = 0
     for chunk in iter_showers(data, chunk_size=chunk_size):
         digest.update(chunk)
@@ -133,6 +138,7 @@ def summarise(data: Showers, threshold: float, ranges: Sequence[tuple[float, flo
         else:
             minima.append(np.zeros(len(chunk), np.float32))
         voxel_sum += voxels.sum(axis=0, dtype=np.float64)
+        rings.update(voxels, chunk.energies)
         if ranges:
             inside = (chunk.energies >= lows[:, None]) & (chunk.energies < highs[:, None])
             range_counts += inside.sum(axis=1)
@@ -142,7 +148,7 @@ def summarise(data: Showers, threshold: float, ranges: Sequence[tuple[float, flo
         if task is not None:
             task.update(advance=len(chunk))
     return SampleSummary(_concatenate(parts, threshold), np.concatenate(maxima), np.concatenate(minima), voxel_sum,
-                         range_sums, range_counts, digest.result())
+                         range_sums, range_counts, rings, digest.result())
 
 
 def energy_range_means(ranges: Sequence[tuple[float, float]], reference: SampleSummary, generated: SampleSummary,

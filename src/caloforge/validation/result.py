@@ -26,6 +26,7 @@ from caloforge.validation.metrics.classifier import ClassifierResult
 from caloforge.validation.metrics.distances import DistanceResult
 from caloforge.validation.metrics.prdc import PRDCResult
 from caloforge.validation.metrics.response import ResponseResult
+from caloforge.validation.metrics.rings import RingComparison
 from caloforge.validation.metrics.separation import FeatureHistogram
 from caloforge.validation.missing import explain_missing
 
@@ -113,6 +114,7 @@ class EvaluationResult:
     training_history: tuple[dict[str, float], ...] = ()
     inputs: Mapping[str, Any] = field(default_factory=dict)
     energy_means: tuple[EnergyRangeMeans, ...] = ()
+    rings: RingComparison | None = None
 
     @property
     def training(self) -> dict[str, float] | None:
@@ -203,6 +205,7 @@ class EvaluationResult:
                                   "max_abs_difference": max_abs_difference(self.correlation_reference,
                                                                  self.correlation_generated),
                                   "reference_split_max_abs_difference": self.correlation_split_max},
+            "rings": None if self.rings is None else self.rings.to_dict(),
             "training": self.training,
             "warnings": list(self.warnings),
             "timings_s": dict(self.timings),

@@ -9,6 +9,7 @@ from caloforge.validation.metrics.distances import DistanceResult, fpd, fpd_debi
 from caloforge.validation.metrics.mmd import mmd_poly_unbiased
 from caloforge.validation.metrics.prdc import PRDCResult, prdc, prdc_inputs
 from caloforge.validation.metrics.response import EnergyResponse, ResponseResult, layer_correlation, response_per_energy
+from caloforge.validation.metrics.rings import RingComparison, RingSums, compare_rings
 from caloforge.validation.metrics.separation import (
     FeatureHistogram,
     feature_histograms,
@@ -28,8 +29,11 @@ __all__ = [
     "FeatureHistogram",
     "PRDCResult",
     "ResponseResult",
+    "RingComparison",
+    "RingSums",
     "chi2_two_sample",
     "classifier_test",
+    "compare_rings",
     "feature_histograms",
     "fpd",
     "fpd_debiased",

@@ -16,6 +16,8 @@ FPD, KPD               <= split + 3 sigma (or consistent with 0)    <= 5 x the p
 classifier AUC         <= max(0.6, split + 0.05)                   <= max(0.8, split + 0.2);
                                                                    below 0.5 - 3 sigma: warn
 layer correlations     max |dC| <= max(0.05, 2 x split)            <= max(0.15, 5 x split)
+mean energy per ring   every graded ring's ratio within 0.8-1.25   within 0.5-2
+                       (beyond 3 sigma; :mod:`.rings`)
 =====================  ==========================================  ==========================
 
 JSD, precision/recall/density/coverage and response/resolution are shown for
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from caloforge.validation.metrics.classifier import ClassifierResult
     from caloforge.validation.metrics.distances import DistanceResult
     from caloforge.validation.metrics.prdc import PRDCResult
+    from caloforge.validation.metrics.rings import RingComparison
 
 __all__ = [
     "JUDGE_MIN_PER_ENERGY",
@@ -54,6 +57,7 @@ __all__ = [
     "distance_verdict",
     "judge_sizes",
     "overall",
+    "ring_verdict",
     "separation_verdict",
     "tail_verdict",
     "too_small_message",
@@ -201,6 +205,25 @@ def correlation_verdict(value: float, split: float = float("nan")) -> VerdictRow
                       _grade(value, p, w), f"pass <= {p:.3f}, warn <= {w:.3f}")
 
 
+RING_BOUNDS = (1.25, 2.0)
+"""Pass and warn bounds of the worst ring's factor off 1 (ratio or its inverse), after three standard errors."""
+
+
+def ring_verdict(rings: RingComparison) -> VerdictRow:
+    """The ring whose generated / reference mean is furthest from 1 beyond its noise (:mod:`.rings`)."""
+    worst, (p, w) = rings.worst, RING_BOUNDS
+    rule = (f"ratio of every ring with >= 0.1 % of the energy, less 3 sigma: pass within {1 / p:g}-{p:g}, "
+            f"warn within {1 / w:g}-{w:g}")
+    if worst < 0:
+        return VerdictRow("ring_ratio_worst", "mean energy per ring", math.nan, math.nan, math.nan, "info",
+                          "no ring carries enough energy to be graded")
+    ratio = float(rings.ratio[worst])
+    relative = math.hypot(float(rings.reference_error[worst] / rings.reference[worst]),
+                          float(rings.generated_error[worst] / rings.generated[worst]) if rings.generated[worst] else 0)
+    return VerdictRow("ring_ratio_worst", f"mean energy per ring, gen/ref (worst: {rings.label(worst)})", ratio,
+                      ratio * relative, math.nan, _grade(math.exp(float(rings.excess[worst])), p, w), rule)
+
+
 def overall(rows: tuple[VerdictRow, ...] | list[VerdictRow]) -> Verdict:
     """fail if any row fails, else warn if any warns, else pass (info, not-computed and too-small rows ignored);
     "too small" when no row could be graded and at least one was too small.
@@ -217,7 +240,7 @@ def overall(rows: tuple[VerdictRow, ...] | list[VerdictRow]) -> Verdict:
     return "too small" if "pass" not in verdicts and "too small" in verdicts else "pass"
 
 
-_BY_SIZE = ("separation_power_max", "layer_correlation_max_diff", "fpd_e3", "kpd_e3")
+_BY_SIZE = ("separation_power_max", "layer_correlation_max_diff", "fpd_e3", "kpd_e3", "ring_ratio_worst")
 _BY_ENERGY = ("response_chi2_ndf", "response_tails")
 
 
@@ -280,6 +303,7 @@ def assemble(
     classifiers: Mapping[str, tuple[ClassifierResult, ClassifierResult]],
     correlation: tuple[float, float],
     prdc: tuple[PRDCResult, PRDCResult] | None = None,
+    rings: RingComparison | None = None,
 ) -> tuple[VerdictRow, ...]:
     """The verdict table of an evaluation, in report order.
 
@@ -290,6 +314,7 @@ def assemble(
         classifiers: ``{"low": (result, split result), "high": ...}``.
         correlation: Largest layer-correlation difference, generated and reference split.
         prdc: Precision/recall/density/coverage and their reference split, shown for information.
+        rings: The mean energy per ring of both samples.
     """
     rows = [chi2_verdict(chi2.chi2_ndf, chi2.ndf, chi2_split.chi2_ndf), tail_verdict(chi2)]
     finite = {k: s for k, s in separations.items() if math.isfinite(s)}
@@ -317,6 +342,8 @@ def assemble(
         rows.append(VerdictRow(f"jsd_{kind}", f"classifier JSD ({kind}-level)", clf.jsd, clf.jsd_error,
                                split_clf.jsd, "info", "information only"))
     rows.append(correlation_verdict(*correlation))
+    if rings is not None:
+        rows.append(ring_verdict(rings))
     if prdc is not None:
         for name in ("precision", "recall", "density", "coverage"):
             rows.append(VerdictRow(name, f"{name} (k=5, voxels)", getattr(prdc[0], name), math.nan,
