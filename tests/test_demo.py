@@ -40,6 +40,8 @@ def test_demo_end_to_end_prints_its_plan_and_refuses_to_overwrite(tmp_path, one_
     assert math.isfinite(training["untrained_chi2_ndf"])
     assert training["best_iteration"] > 0 and training["iterations"] == 120
     assert training["best_chi2_ndf"] < 0.8 * training["untrained_chi2_ndf"]
+    assert metrics["inputs"]["model"]["family"] == "gan" and metrics["inputs"]["model"]["chosen_by"] == "--family"
+    assert "ring_ratio_worst" in {row["key"] for row in metrics["verdicts"]}  # the mean shower's rings are graded
     assert set(metrics["classifiers"]) == {"low", "high"}  # fast mode plus the classifiers
     for clf in metrics["classifiers"].values():  # the classifiers report how their training ended
         assert clf["budget_s"] > 0 and clf["epochs_run"][0] >= 1 and clf["stopped_by"][0] in ("budget", "max_epochs")
