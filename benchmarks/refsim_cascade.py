@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py speed       # showers/s/core, both modes
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py hybrid      # separation power full vs hybrid
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py hybrid-classifier --out DIR  # + low-level AUC
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py structure   # centre-of-energy spread, width-depth
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py physics     # t_max, containment, SF, <f_em>
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_cascade.py cuts        # effect of each cut and of the split
@@ -11,7 +12,7 @@
 
 Targets (issue 19, 2 idle cores): the demo's 47.5k ds1 photons (ds1 ladder) in <= 2 min; 100k ds2 electrons
 (log-uniform 1 GeV - 1 TeV) in <= 15 min; hybrid vs full transport: every high-level feature's separation
-power <= 0.01 at 1, 10, 100 GeV. Figures go to docs/refsim.md ("cascade mode").
+power <= 0.01 and low-level classifier AUC <= 0.55 at 1, 10, 100 GeV. Figures go to docs/refsim.md ("cascade mode").
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from _common import machine
 
 from caloforge.data.geometry import Geometry
+from caloforge.data.io import read
 from caloforge.refsim import simulate, simulate_to_file
 from caloforge.refsim.cascade import CascadeConfig
-from caloforge.validation.features import compute_features
+from caloforge.validation.features import HighLevelFeatures, compute_features, low_level_inputs
+from caloforge.validation.metrics.classifier import ClassifierConfig, classifier_test
 from caloforge.validation.metrics.separation import feature_histograms
 
 FULL = CascadeConfig(hybrid_split_mev=0.0)
@@ -94,6 +98,67 @@ def hybrid(quick: bool) -> None:
                   f"{np.nanmedian(list(seps.values())):.3f} | {seps[worst]:.3f} ({worst}) | {np.nanmean(floor):.3f} / "
                   f"{np.nanmedian(floor):.3f} / {np.nanmax(floor):.3f} | {len(seps)} | {r_full.mean():.4f} ± "
                   f"{r_full.std():.4f}: {r_hyb.mean():.4f} ± {r_hyb.std():.4f} | {us:.1f} |", flush=True)
+
+
+def _sample(path: Path, e_gev: float, n: int, seed: int, config: CascadeConfig) -> float | None:
+    """Write ``n`` ds2 electrons of ``e_gev`` to ``path`` (kept if it exists); the CPU seconds it took."""
+    if path.exists():
+        return None
+    start = time.process_time()
+    simulate_to_file(path, "ds2", "electron", n, seed=seed, energies=[e_gev * 1e3], physics="cascade", cascade=config)
+    return time.process_time() - start
+
+
+def _separations(reference: HighLevelFeatures, generated: HighLevelFeatures, m: int) -> dict[str, float]:
+    """Separation power of every feature with at least ``m`` entries in both samples."""
+    return {h.name: h.separation for h in feature_histograms(reference, generated)
+            if h.reference.sum() >= m and h.generated.sum() >= m and np.isfinite(h.separation)}
+
+
+def hybrid_classifier(quick: bool, out: Path, sizes: str, seed: int, epochs: int, showers: int) -> None:
+    """Issue 19's target on ds2 electrons: full transport against the default hybrid (library hand-offs).
+
+    Per energy four files in ``out`` (reused when present): full transport (``--split 0``, seed ``seed``) and
+    three independent hybrids (seeds + 1, + 2, + 3), ``E{e}_{full,hybrid,hybrid2,hybrid3}.h5``. The low-level
+    classifier of ``caloforge evaluate --mode full`` (the CaloChallenge network, one training, up to ``epochs``
+    epochs, no wall-clock cut, at most ``showers`` per sample) separates full from hybrid and, as its control,
+    hybrid2 from hybrid at the same N. Every high-level feature's separation power S(full, hybrid) is set beside
+    its floor S(hybrid2, hybrid); the features with S > floor + 0.01 are counted, and, as the count expected by
+    chance, those with S(hybrid3, hybrid) > floor + 0.01.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"# full transport vs hybrid (default hand-off), ds2 electrons; {machine()}")
+    simulate("ds2", "electron", [1e4] * 2, seed=99, physics="cascade")  # warm-up: compile, build or load library
+    config = ClassifierConfig.cpu_budget().replace(max_epochs=epochs, max_showers=showers or None)
+    print("| E (GeV) | N | AUC full:hybrid | AUC control | showers, epochs (best/run) | features | S > floor+0.01 "
+          "(by chance) | S > 0.01 (floor) | max S (feature) | floor max / mean | mean S | "
+          "CPU s: full / hybrid / classifiers |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for item in sizes.split(","):
+        e_text, n_text = item.split(":")
+        e_gev, n = float(e_text), int(n_text) // (10 if quick else 1)
+        paths = [out / f"E{e_text}_{name}.h5" for name in ("full", "hybrid", "hybrid2", "hybrid3")]
+        cpu = [_sample(p, e_gev, n, seed + k, FULL if k == 0 else CascadeConfig()) for k, p in enumerate(paths)]
+        full, hyb, hyb2, hyb3 = (read(p) for p in paths)
+        n = min(len(full), len(hyb), len(hyb2))
+        start = time.process_time()
+        auc = classifier_test(low_level_inputs(full), low_level_inputs(hyb), config, seed=seed)
+        control = classifier_test(low_level_inputs(hyb2), low_level_inputs(hyb), config, seed=seed)
+        cpu.append(time.process_time() - start)
+        f_full, f_hyb, f_hyb2, f_hyb3 = (compute_features(s) for s in (full, hyb, hyb2, hyb3))
+        s, floor, chance = (_separations(f, f_hyb, n // 2) for f in (f_full, f_hyb2, f_hyb3))
+        names = [k for k in s if k in floor and k in chance]
+        over = [k for k in names if s[k] > floor[k] + 0.01]
+        worst = max(names, key=lambda k: s[k])
+        by_chance = sum(chance[k] > floor[k] + 0.01 for k in names)
+        runs = "/".join(f"{r.best_epoch}/{r.epochs_run}" for r in (*auc.runs, *control.runs))
+        cpu_text = " / ".join("kept" if c is None else f"{c:.0f}" for c in (cpu[0], cpu[1], cpu[4]))
+        print(f"| {e_text} | {n} | {auc.auc:.3f} ± {auc.auc_error:.3f} | {control.auc:.3f} ± {control.auc_error:.3f} "
+              f"| {auc.n_per_sample}, {runs} | {len(names)} | {len(over)} ({by_chance}) "
+              f"| {sum(s[k] > 0.01 for k in names)} ({sum(floor[k] > 0.01 for k in names)}) | {s[worst]:.3f} ({worst}) "
+              f"| {max(floor.values()):.3f} / {np.mean([floor[k] for k in names]):.3f} | "
+              f"{np.mean([s[k] for k in names]):.3f} | {cpu_text} |", flush=True)
+        print(f"  over floor + 0.01: {', '.join(f'{k} {s[k]:.3f}/{floor[k]:.3f}' for k in over[:12])}", flush=True)
 
 
 def _structure_rows(geometry: str, particle: str, energy: float, n: int, physics: str) -> list[str]:
@@ -248,10 +313,21 @@ def gflash_fit(quick: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("speed", "hybrid", "structure", "cuts", "physics", "targets",
-                                               "gflash-fit"))
+    parser.add_argument("what", choices=("speed", "hybrid", "hybrid-classifier", "structure", "cuts", "physics",
+                                         "targets", "gflash-fit"))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("hybrid_classifier"), help="hybrid-classifier: its files")
+    parser.add_argument("--sizes", default="1:3000,10:1500,100:500", help="hybrid-classifier: E_GeV:N,...")
+    parser.add_argument("--seed", type=int, default=21, help="hybrid-classifier: seed of the full-transport files")
+    parser.add_argument("--classifier-epochs", type=int, default=50, help="hybrid-classifier: maximum epochs")
+    parser.add_argument("--classifier-showers", type=int, default=0, help="hybrid-classifier: per sample, 0: all")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the classifier")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.what == "hybrid-classifier":
+        hybrid_classifier(args.quick, args.out, args.sizes, args.seed, args.classifier_epochs,
+                          args.classifier_showers)
+        return
     runs = {"speed": speed, "hybrid": hybrid, "structure": structure, "cuts": cuts, "physics": physics,
             "targets": targets, "gflash-fit": gflash_fit}
     runs[args.what](args.quick)
