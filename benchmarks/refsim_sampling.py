@@ -5,6 +5,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py resolution   # EMB and W/Si: σ/E at 1, 4, 16 GeV
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py scale        # EMB stack × s: c_s vs Wigmans
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py cuts         # EMB c_s with each cut lowered
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py geant4       # Geant4's TestEm3 Pb/LAr stack
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py angle        # EMB c_s vs angle of incidence
     ... --quick                                                                 # smaller samples
 
 Everything is full transport in a laterally infinite stack of the preset's sampling period (as the
@@ -24,7 +26,7 @@ from _common import machine
 from numpy.typing import NDArray
 
 from caloforge.refsim.cascade import CascadeConfig
-from caloforge.refsim.cascade.kernel import ACTIVE, ELECTRON, LEAKED, LEDGER, PASSIVE, PION, transport_showers
+from caloforge.refsim.cascade.kernel import ACTIVE, ELECTRON, LEAKED, LEDGER, PASSIVE, PION, transport_from
 from caloforge.refsim.cascade.streams import config_array, shower_seeds
 from caloforge.refsim.cascade.tables import build_tables
 from caloforge.refsim.materials import ELEMENTS, Element, Material
@@ -39,9 +41,10 @@ def emb() -> Material:
 
 
 def run_stack(layers: list[tuple[Element, float, bool]], kind: int, e_mev: float, n: int, config: CascadeConfig,
-              seed: int = 1, pions: bool = True) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
-    """Transport ``n`` particles into ``layers`` (element, mm, active); per-shower energy in each active
-    sub-layer (N, n_active), the ledger (N, columns) and the CPU seconds."""
+              seed: int = 1, pions: bool = True, angle_deg: float = 0.0,
+              ) -> tuple[NDArray[np.float64], NDArray[np.float64], float]:
+    """Transport ``n`` particles into ``layers`` (element, mm, active), incident at ``angle_deg`` to the layers'
+    normal; per-shower energy in each active sub-layer (N, n_active), the ledger (N, columns) and the CPU seconds."""
     names = list(dict.fromkeys(el.name for el, _, _ in layers))
     elements = tuple(next(el for el, _, _ in layers if el.name == nm) for nm in names)
     z = np.concatenate([[0.0], np.cumsum([t for _, t, _ in layers])])
@@ -54,12 +57,14 @@ def run_stack(layers: list[tuple[Element, float, bool]], kind: int, e_mev: float
     cfg[9] = 1.0 if pions else 0.0
     out, ledger = np.zeros((n, max(n_act, 1))), np.zeros((n, len(LEDGER)))
     one = np.ones(max(n_act, 1), dtype=np.int64)
+    th = math.radians(angle_deg)
+    begin = np.tile([0.0, math.sin(th), 0.0, math.cos(th), 0.0], (n, 1))
     start = time.process_time()
-    transport_showers(np.full(n, kind, dtype=np.int64), np.full(n, e_mev), shower_seeds(seed, 0, n), cfg, z, mat,
-                      active, layer, np.ones(mat.size), tables.data, tables.props, np.tile([0.0, 1e12], n_act),
-                      np.arange(n_act + 1, dtype=np.int64) * 2, one, one, np.arange(n_act, dtype=np.int64), out,
-                      ledger, np.empty((1, 12)), np.zeros(mat.size), np.full(mat.size, -1, dtype=np.int64),
-                      np.zeros(mat.size), np.zeros(mat.size))
+    transport_from(np.full(n, kind, dtype=np.int64), np.full(n, e_mev), shower_seeds(seed, 0, n), cfg, z, mat,
+                   active, layer, np.ones(mat.size), tables.data, tables.props, np.tile([0.0, 1e12], n_act),
+                   np.arange(n_act + 1, dtype=np.int64) * 2, one, one, np.arange(n_act, dtype=np.int64), out,
+                   ledger, np.empty((1, 12)), np.zeros(mat.size), np.full(mat.size, -1, dtype=np.int64),
+                   np.zeros(mat.size), np.zeros(mat.size), begin)
     return out, ledger, time.process_time() - start
 
 
@@ -77,9 +82,9 @@ def wigmans(material: Material, scale: float = 1.0) -> float:
 
 
 def resolution_of(material: Material, e_mev: float, n: int, config: CascadeConfig = FULL,
-                  scale: float = 1.0) -> tuple[float, float, float, float]:
+                  scale: float = 1.0, angle_deg: float = 0.0) -> tuple[float, float, float, float]:
     """(sampling fraction, σ/E, its statistical error, ms per shower) of electrons of ``e_mev``."""
-    _, ledger, cpu = run_stack(periods(material, scale=scale), ELECTRON, e_mev, n, config)
+    _, ledger, cpu = run_stack(periods(material, scale=scale), ELECTRON, e_mev, n, config, angle_deg=angle_deg)
     v = ledger[:, ACTIVE] / e_mev
     r = float(v.std() / v.mean())
     return float(v.mean()), r, r / math.sqrt(2 * (n - 1)), cpu / n * 1e3
@@ -162,13 +167,62 @@ def cuts(quick: bool) -> None:
         print(f"| {label} | {sf:.4f} | {r:.4f} ± {dr:.4f} | {ms:.1f} |", flush=True)
 
 
+TESTEM3_G4 = {
+    "11.4.0": (215.74, 13.37), "11.3.0": (215.75, 15.11), "11.3.0.beta": (212.08, 14.64), "11.1.0": (213.68, 16.63),
+    "11.1.0.beta": (213.75, 14.62), "11.0.1": (213.12, 14.62), "11.0.0": (215.3, 13.29), "11.0.0.beta": (214.72, 15.96),
+    "10.7.0": (213.5, 15.49), "10.7.0.beta": (214.69, 17.13), "10.6.0": (214.77, 15.46), "10.5.0": (216.12, 16.27),
+    "10.5.0.beta": (214.95, 16.47), "10.4.2": (208.75, 14.69), "10.4.0": (208.74, 15.69),
+    "10.4.0.beta": (209.27, 15.56),
+    "10.3.0": (208.37, 14.6), "10.3.0.beta": (211.87, 15.75), "10.2.0": (210.83, 15.81), "10.1.0": (214.92, 16.86),
+    "10.0.0": (210.02, 15.88), "9.6.0": (211.24, 15.62), "9.5.0": (209.43, 16.92), "9.4.0": (206.47, 13.75),
+}
+"""Geant4's own reference output of its TestEm3 example (examples/extended/electromagnetic/TestEm3/TestEm3.out, each
+release that changed it; emstandard_opt0, 1 mm range cuts, 100 events of 1 GeV e-): the mean and RMS of the energy
+(MeV) deposited in the liquid argon of 50 layers of 2.3 mm Pb + 5.7 mm LAr, 40 cm wide, at normal incidence."""
+
+
+def geant4(quick: bool) -> None:
+    """Geant4's TestEm3 stack (50 × (2.3 mm Pb + 5.7 mm LAr), 1 GeV e-, normal incidence) beside Geant4's figures."""
+    n = 300 if quick else 2000
+    pb, lar = ELEMENTS["Pb"], ELEMENTS["LAr"]
+    layers = [(pb, 2.3, False), (lar, 5.7, True)] * 50
+    _, ledger, cpu = run_stack(layers, ELECTRON, 1000.0, n, FULL)
+    v = ledger[:, ACTIVE]
+    r = float(v.std() / v.mean())
+    g4 = np.array(list(TESTEM3_G4.values()))
+    g4_r = g4[:, 1] / g4[:, 0]
+    f_mip = 5.7 * lar.dedx_mip * lar.density / (5.7 * lar.dedx_mip * lar.density + 2.3 * pb.dedx_mip * pb.density)
+    print(f"# geant4 TestEm3 stack, 1 GeV e-, N={n}; {machine()}")
+    print("| | LAr mean (MeV) | LAr σ (MeV) | σ/E | Pb mean (MeV) | leaked (MeV) | ms/shower |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| cascade | {v.mean():.1f} | {v.std():.2f} | {r:.4f} ± {r / math.sqrt(2 * (n - 1)):.4f} | "
+          f"{ledger[:, PASSIVE].mean():.1f} | {ledger[:, LEAKED].mean():.1f} | {cpu / n * 1e3:.1f} |")
+    print(f"| Geant4 9.4-11.4 ({len(g4)} releases × 100 events) | {g4[:, 0].mean():.1f} ({g4[:, 0].min():.1f}-"
+          f"{g4[:, 0].max():.1f}) | {g4[:, 1].mean():.2f} | {g4_r.mean():.4f} ({g4_r.min():.4f}-{g4_r.max():.4f}) "
+          "| 774-788 | 10 | |")
+    print(f"| Wigmans 2.7 % sqrt(5.7/f_mip), f_mip = {f_mip:.3f} | | | {0.027 * math.sqrt(5.7 / f_mip):.4f} | | | |")
+
+
+def angle(quick: bool) -> None:
+    """EMB stack, 1 GeV e- incident at an angle to the layers' normal (ATLAS's accordion: about 45°)."""
+    n = 200 if quick else 800
+    m = emb()
+    print(f"# angle, EMB, 1 GeV e-, N={n}; {machine()}")
+    print("| angle to the normal | sampling fraction | c_s | c_s · sqrt(cos θ) | ms/shower |")
+    print("|---|---|---|---|---|")
+    for a in (0.0, 30.0, 45.0, 60.0):
+        sf, r, dr, ms = resolution_of(m, 1000.0, n, angle_deg=a)
+        print(f"| {a:g}° | {sf:.4f} | {r:.4f} ± {dr:.4f} | {r * math.sqrt(math.cos(math.radians(a))):.4f} | {ms:.1f} |",
+              flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["mip", "backscatter", "resolution", "scale", "cuts"])
+    parser.add_argument("what", choices=["mip", "backscatter", "resolution", "scale", "cuts", "geant4", "angle"])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    {"mip": mip, "backscatter": backscatter, "resolution": resolution, "scale": scale, "cuts": cuts}[args.what](
-        args.quick)
+    {"mip": mip, "backscatter": backscatter, "resolution": resolution, "scale": scale, "cuts": cuts,
+     "geant4": geant4, "angle": angle}[args.what](args.quick)
 
 
 if __name__ == "__main__":
