@@ -159,6 +159,21 @@ def test_figures_drawn_in_two_processes_are_those_drawn_in_one(report_dir, tmp_p
     assert re.search(r"report figures: done \(\d+ s, 3/3 figures", log.getvalue())
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_disk_in_a_drawing_process_reaches_the_caller_as_the_same_error(report_dir, tmp_path):
+    """A figure written to a full disk in a spawned drawing process raises the parent's OSError with its errno
+    (ENOSPC), which `evaluate` turns into its one-line error, as when drawn in-process."""
+    import errno
+
+    _, result, _, _ = report_dir
+    drawn = [f for f in report_figures([("generated", result)]) if f[1] in ("response", "e_layer")]
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "e_layer.png").symlink_to("/dev/full")  # writing there fails with ENOSPC
+    with pytest.raises(OSError) as failed:
+        draw_figures(drawn, tmp_path, pdf=False, workers=2)
+    assert failed.value.errno == errno.ENOSPC
+
+
 def test_mean_images_share_one_colour_bar_per_column(report_dir):
     """The colour scales are shared by every layer of a figure: one bar per column, not one per row."""
     _, result, _, _ = report_dir

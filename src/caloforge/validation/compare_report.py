@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 from caloforge._version import __version__
 from caloforge.data.showers import format_energy
 from caloforge.runtime.progress import Progress
+from caloforge.validation.drawing import draw_figures
 from caloforge.validation.missing import format_value
 from caloforge.validation.report import (
-    draw_figures,
     figures_note,
     html_page,
     png_figure,

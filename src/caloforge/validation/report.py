@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from caloforge.validation.metrics.separation import FeatureHistogram
 
-__all__ = ["REPORT_FILES", "check_report_dir", "draw_figures", "html_page", "png_figure", "publish",
+__all__ = ["REPORT_FILES", "check_report_dir", "html_page", "png_figure", "publish",
            "render_html", "report_figures", "write_report"]
 
 REPORT_FILES = ("report.html", "metrics.json")
