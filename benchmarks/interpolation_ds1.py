@@ -8,6 +8,10 @@ E_tot/E_inc there ("UU", the evaluation's definition) next to the neighbouring e
 Issue target: the best family trained with --hold-out-energy 65536 reaches chi2/NDF <= 3 at that energy.
 
     python benchmarks/interpolation_ds1.py --family flow --minutes 30 --out /tmp/interp
+
+With ``--data`` (and ``--reference``, ``--validation``) existing files are used instead (e.g. the issue-21
+learning curve's 60k cascade photons and its independent evaluation file); ``--physics`` picks the
+simulator's mode otherwise (default: the particle-level cascade, the project's default data).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from caloforge.data import io
 from caloforge.data.showers import format_energy
 from caloforge.models import get_family
 from caloforge.refsim import simulate
@@ -39,6 +44,12 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=60_000)
     parser.add_argument("--n-eval", type=int, default=2_000, help="evaluation showers per energy checked")
     parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--max-iterations", type=int, default=None, help="an iteration budget as well")
+    parser.add_argument("--physics", default="cascade", choices=["cascade", "gflash"])
+    parser.add_argument("--data", type=Path, default=None, help="training file (default: simulate --n-train)")
+    parser.add_argument("--validation", type=Path, default=None, help="validation file (default: a split)")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="evaluation file (default: simulate --n-eval per energy checked)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/interpolation"))
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -48,14 +59,25 @@ def main() -> None:
 
     geometry = "ds1-photons" if args.particle == "photon" else "ds1-pions"
     start = time.monotonic()
-    data = simulate(geometry, args.particle, np.resize(DS1_ENERGIES, args.n_train), seed=args.seed)
+    if args.data is None:
+        data = simulate(geometry, args.particle, np.resize(DS1_ENERGIES, args.n_train), seed=args.seed,
+                        physics=args.physics)
+    else:
+        data = io.read(args.data)
+    validation = None if args.validation is None else io.read(args.validation)
     config = get_family(args.family).config_class.for_preset("auto", args.particle)
     run = train(data, args.family, config, args.out / "run", max_minutes=args.minutes, seed=args.seed,
-                hold_out_energy=args.hold_out_energy, checkpoint_every=200)
+                max_iterations=args.max_iterations, hold_out_energy=args.hold_out_energy, checkpoint_every=200,
+                validation=validation)
     bundle = load(run.bundle_dir)
     index = int(np.argmin(np.abs(DS1_ENERGIES - args.hold_out_energy)))
     checked = DS1_ENERGIES[max(index - 1, 0) : index + 2]
-    reference = simulate(geometry, args.particle, np.repeat(checked, args.n_eval), seed=args.seed + 1)
+    if args.reference is None:
+        reference = simulate(geometry, args.particle, np.repeat(checked, args.n_eval), seed=args.seed + 1,
+                             physics=args.physics)
+    else:
+        every = io.read(args.reference)
+        reference = every[np.isin(every.energies, checked)]
     generated = bundle.generate(reference.energies, seed=args.seed + 2)
     threshold = readout_threshold(reference.geometry)
     ref, gen = apply_threshold(reference, threshold), apply_threshold(generated, threshold)
@@ -64,6 +86,7 @@ def main() -> None:
                                                                                        args.hold_out_energy))}
             for e in chi2.per_energy}
     result = {"family": args.family, "particle": args.particle, "hold_out_energy_mev": args.hold_out_energy,
+              "data": str(args.data or f"simulated, {args.physics}"), "n_reference": len(reference),
               "minutes": args.minutes, "iterations": run.ranges[0].iterations, "per_energy": rows,
               "machine": machine_summary().describe(), "elapsed_s": round(time.monotonic() - start, 1)}
     (args.out / "interpolation.json").write_text(json.dumps(result, indent=1))
