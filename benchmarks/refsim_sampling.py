@@ -7,6 +7,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py cuts         # EMB c_s with each cut lowered
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py geant4       # Geant4's TestEm3 Pb/LAr stack
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py angle        # EMB c_s vs angle of incidence
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/refsim_sampling.py wsi          # W/Si: Par04, cuts, CALICE, Si MIP
     ... --quick                                                                 # smaller samples
 
 Everything is full transport in a laterally infinite stack of the preset's sampling period (as the
@@ -234,13 +235,93 @@ def angle(quick: bool) -> None:
               flush=True)
 
 
+PAR04 = [(ELEMENTS["W"], 1.4, False), (ELEMENTS["Si"], 0.3, True)] * 90
+"""Par04's detector (Geant4 examples/extended/parameterisations/Par04, common_settings_lowgran.mac: 90 layers of
+1.4 mm G4_W + 0.3 mm G4_Si, 153 mm = 36 X0), here laterally infinite and at normal incidence."""
+
+TESTEM3_WSI = [(ELEMENTS["W"], 2.0, False), (ELEMENTS["Si"], 0.3, True)] * 50
+"""Geant4's TestEm3 macro run02.mac: 50 layers of 2 mm tungsten + 0.3 mm silicon, 1 GeV e- (no reference output
+is shipped for it: a prediction)."""
+
+CALICE_DATA = (0.166, 0.011)
+"""CALICE Si-W ECAL physics prototype, electrons 6-45 GeV at CERN 2006: σ/E = 16.6 %/√E ⊕ 1.1 % (measured; C. Adloff
+et al., NIM A608 (2009) 372, arXiv:0811.2354, abstract). 30 layers: 10 × 1.4, 10 × 2.8, 10 × 4.2 mm W, 0.525 mm Si,
+the three sections' energies weighted 1 : 2 : 3."""
+
+
+def calice_stack() -> tuple[list[tuple[Element, float, bool]], NDArray[np.float64]]:
+    """The CALICE prototype's W/Si sequence (no PCB, glue or carbon fibre) and its per-layer weights 1, 2, 3."""
+    w, si = ELEMENTS["W"], ELEMENTS["Si"]
+    layers = [(w, t, False) for t in (1.4, 2.8, 4.2) for _ in range(10)]
+    stack = [part for (el, t, a) in layers for part in ((el, t, a), (si, 0.525, True))]
+    return stack, np.repeat([1.0, 2.0, 3.0], 10)
+
+
+def _cs(values: NDArray[np.float64], e_gev: float) -> tuple[float, float]:
+    """(σ/E·√E, its statistical error) of per-shower signals ``values``."""
+    r = float(values.std() / values.mean())
+    return r * math.sqrt(e_gev), r * math.sqrt(e_gev) / math.sqrt(2 * (values.size - 1))
+
+
+def wsi(quick: bool) -> None:
+    """W/Si: Par04's stack (σ/E, cuts), Geant4's TestEm3 W/Si macro, the CALICE prototype, a MIP in 0.3 mm Si."""
+    k = 0.5 if quick else 1.0
+    print(f"# wsi, full transport; {machine()}")
+    print("| stack | setting | E (GeV) | N | sampling fraction | σ/E·√E | leaked / E | ms CPU/shower |")
+    print("|---|---|---|---|---|---|---|---|")
+    rows: list[tuple[str, list[tuple[Element, float, bool]], str, CascadeConfig, float, int]] = [
+        ("Par04 90 × (1.4 W + 0.3 Si)", PAR04, "defaults", FULL, 1.0, 600),
+        ("Par04 90 × (1.4 W + 0.3 Si)", PAR04, "defaults", FULL, 10.0, 100),
+        ("TestEm3 run02 50 × (2 W + 0.3 Si)", TESTEM3_WSI, "defaults", FULL, 1.0, 600)]
+    for name, values in (("electron_cut_mev", (0.05,)), ("delta_cut_mev", (0.05,)), ("brems_cut_mev", (0.02,)),
+                         ("photon_cut_mev", (0.01,)), ("max_scatter_rad", (0.1,))):
+        rows += [("Par04 90 × (1.4 W + 0.3 Si)", PAR04, f"{name}={v:g}", FULL.replace(**{name: v}), 1.0, 400)
+                 for v in values]
+    low = FULL.replace(electron_cut_mev=0.01, photon_cut_mev=0.01, delta_cut_mev=0.05, brems_cut_mev=0.02)
+    rows.append(("Par04 90 × (1.4 W + 0.3 Si)", PAR04, "all cuts 10-50 keV", low, 1.0, 300))
+    for label, layers, setting, config, e_gev, n in rows:
+        n = int(n * k)
+        _, ledger, cpu = run_stack(layers, ELECTRON, e_gev * 1e3, n, config)
+        cs, dcs = _cs(ledger[:, ACTIVE], e_gev)
+        print(f"| {label} | {setting} | {e_gev:g} | {n} | {ledger[:, ACTIVE].mean() / (e_gev * 1e3):.4f} | "
+              f"{cs:.4f} ± {dcs:.4f} | {ledger[:, LEAKED].mean() / (e_gev * 1e3):.4f} | {cpu / n * 1e3:.1f} |",
+              flush=True)
+    stack, weights = calice_stack()
+    es, rs = [], []
+    for e_gev, n in ((6.0, 300), (15.0, 150), (30.0, 80)):
+        n = int(n * k)
+        out, ledger, cpu = run_stack(stack, ELECTRON, e_gev * 1e3, n, FULL)
+        cs, dcs = _cs(out @ weights, e_gev)
+        es.append(e_gev)
+        rs.append(cs / math.sqrt(e_gev))
+        print(f"| CALICE 30 layers, weights 1:2:3 | defaults | {e_gev:g} | {n} | "
+              f"{ledger[:, ACTIVE].mean() / (e_gev * 1e3):.4f} | {cs:.4f} ± {dcs:.4f} | "
+              f"{ledger[:, LEAKED].mean() / (e_gev * 1e3):.4f} | {cpu / n * 1e3:.1f} |", flush=True)
+    x = np.array([[1.0 / e, 1.0] for e in es])
+    a2, b2 = np.linalg.lstsq(x, np.array(rs) ** 2, rcond=None)[0]
+    print(f"| CALICE fit a/√E ⊕ b | | 6-30 | | | a = {math.sqrt(max(a2, 0.0)):.4f}, b = {math.sqrt(max(b2, 0.0)):.4f}"
+          f" | measured a = {CALICE_DATA[0]}, b = {CALICE_DATA[1]} | |")
+    n = int(300 * k)
+    out, _, _ = run_stack(PAR04[:60], PION, 1000.0, n, FULL, pions=False)
+    si = out[:, 2:-2].ravel() * 1e3
+    hist, edges = np.histogram(si, bins=120, range=(0.0, 3.0 * float(np.median(si))))
+    top = int(hist.argmax())
+    half = np.flatnonzero(hist >= hist[top] / 2)
+    print(f"\n# 1 GeV pion, 0.3 mm Si layers of the Par04 stack, {n} tracks × 26 layers (keV)")
+    print("| mean | most probable | FWHM | FWHM / most probable | σ |")
+    print("|---|---|---|---|---|")
+    print(f"| {si.mean():.1f} | {0.5 * (edges[top] + edges[top + 1]):.1f} | "
+          f"{edges[half[-1] + 1] - edges[half[0]]:.1f} | "
+          f"{(edges[half[-1] + 1] - edges[half[0]]) / (0.5 * (edges[top] + edges[top + 1])):.2f} | {si.std():.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["mip", "backscatter", "resolution", "scale", "cuts", "geant4", "angle"])
+    parser.add_argument("what", choices=["mip", "backscatter", "resolution", "scale", "cuts", "geant4", "angle", "wsi"])
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     {"mip": mip, "backscatter": backscatter, "resolution": resolution, "scale": scale, "cuts": cuts,
-     "geant4": geant4, "angle": angle}[args.what](args.quick)
+     "geant4": geant4, "angle": angle, "wsi": wsi}[args.what](args.quick)
 
 
 if __name__ == "__main__":
