@@ -150,3 +150,38 @@ def test_bench_without_native_bf16_probes_and_runs_fp32_only(cpu, tmp_path):
     assert machine["best_precision"] == "fp32" and machine["best_limit_gflops"] == machine["fp32_limit_gflops"]
     assert [r.precision for r in result.rows] == ["fp32"]
     assert all(0 < r.fraction_of_best == r.fraction_of_fp32 <= 1 for r in result.rows)
+
+
+def test_int8_quantises_the_network_only_and_keeps_low_energies_over_a_wide_range(tmp_path):
+    """The inverse preprocessing's one-hot products (unequal layers) stay fp32: quantised per call with one int8
+    scale over energies from 256 MeV to 4 TeV, they zeroed almost every low-energy shower."""
+    import onnx
+
+    from caloforge.data.geometry import Geometry, Layer
+    from caloforge.deploy.export import export_onnx, preprocessing_products, quantize_onnx
+    from caloforge.models import GAN
+    from caloforge.models.preprocess import Preprocessing
+    from caloforge.training.bundle import load
+    from caloforge.training.bundle_format import save_model
+    from families import batch_of, tiny_config
+
+    unequal = Geometry((Layer(0, (0.0, 1.0, 2.0), 2), Layer(1, (0.0, 1.0, 2.0, 4.0), 3)), name="unequal")  # 4 + 9
+    data = make_showers(unequal, 256, seed=3, energies=(256.0, 4096.0, 4194304.0))
+    config = tiny_config("gan").replace(preprocessing="total")  # per-layer rescaling in the inverse
+    torch.manual_seed(0)
+    model = GAN(config, Preprocessing.fit(data, "total"))
+    model.train_step(lambda: batch_of(data), model.configure_optimizers(), lambda loss: loss.backward(),
+                     torch.Generator().manual_seed(0))
+    bundle = load(save_model(tmp_path / "gan", model, "gan", unequal))
+    graph = tmp_path / "m.onnx"
+    export_onnx(bundle, graph)
+    assert len(preprocessing_products(graph)) == 2  # the layer sums and the per-layer scale, through one one-hot
+    quantize_onnx(graph, tmp_path / "q.onnx")
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "q.onnx")).graph.node]
+    linears = sum(isinstance(m, torch.nn.Linear) for m in bundle.models[0].generator.modules())
+    assert ops.count("MatMulInteger") == linears and ops.count("MatMul") == 2
+    energies = np.geomspace(256.0, 4194304.0, 3000)
+    fp32 = bundle.generate(energies, seed=5, device="cpu").showers.sum(1)
+    int8 = prec.generate(bundle, energies, precision="int8", seed=5).showers.sum(1)
+    low = (energies < 2000.0) & (fp32 > 0)
+    assert low.sum() > 100 and np.median(np.abs(int8[low] - fp32[low]) / fp32[low]) < 0.05

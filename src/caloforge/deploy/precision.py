@@ -175,7 +175,7 @@ def generate(bundle: Any, energies: ArrayLike, conditions: Mapping[str, ArrayLik
         return block
 
     showers = generate_routed(request, bundle.splits, bundle.geometry.n_voxels, sample)
-    return ShowerSet(request.energies, np.maximum(showers, 0.0), bundle.geometry, request.conditions)
+    return ShowerSet(request.energies, np.maximum(showers, 0.0, out=showers), bundle.geometry, request.conditions)
 
 
 @dataclass(frozen=True)

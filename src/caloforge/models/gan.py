@@ -160,6 +160,7 @@ class GAN(GenerativeModel):
 
     config_class = GANConfig
     loss_names: ClassVar[tuple[str, ...]] = ("critic", "generator", "w_distance", "gp")
+    sample_block_rows: ClassVar[int | None] = 512  # CPU sampling in 512-row blocks (docs/performance.md)
     config: GANConfig
 
     def __init__(self, config: GANConfig, preprocessing: Preprocessing) -> None:
