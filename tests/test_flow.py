@@ -111,6 +111,22 @@ def test_standardiser_interpolates_in_energy_and_inverts():
     assert torch.equal(s.mean, before)
 
 
+def test_a_knot_without_showers_is_interpolated_from_its_neighbours_not_from_all_energies():
+    """An energy held out of training (dataset 1's 65.5 GeV, at a knot of its own): its mean and spread come
+    from the knots either side, not from every energy at once (which made the flow's response there 10x too
+    wide, docs/results.md "The flow on cascade data: it does not interpolate")."""
+    s = Standardiser(1, knots=5)
+    g = torch.Generator().manual_seed(1)
+    e_hat = torch.tensor([0.0, 0.25, 0.75, 1.0]).repeat(500)  # no showers at the middle knot (0.5)
+    spread = torch.tensor([8.0, 4.0, 0.0, 2.0, 1.0])[(e_hat * 4).round().long()]
+    s.fit_once(100 * e_hat[:, None] + spread[:, None] * torch.randn(2000, 1, generator=g), e_hat)
+    assert s.mean[2, 0] == pytest.approx(50.0, abs=0.5)  # between 25 and 75; all energies also give 50
+    assert s.std[2, 0] == pytest.approx(3.0, rel=0.05)  # between 4 and 2; all energies together: about 38
+    edge = Standardiser(1, knots=3)
+    edge.fit_once(torch.tensor([[1.0], [3.0]]), torch.tensor([0.5, 0.5]))  # showers at the middle knot only
+    assert edge.mean[:, 0].tolist() == [2.0, 2.0, 2.0]
+
+
 @pytest.mark.parametrize("coupling", ["affine", "spline"])
 @pytest.mark.parametrize("features", [1, 3])
 def test_coupling_flow_density_is_the_change_of_variables(coupling, features):

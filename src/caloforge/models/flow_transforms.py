@@ -197,6 +197,21 @@ class ShowerFeatures:
         return torch.cat(out, dim=1)
 
 
+def _fill_knots(values: Tensor, valid: Tensor) -> Tensor:
+    """``values`` (K, F) with the rows where ``valid`` (K,) is False interpolated linearly in the knot index
+    between the nearest valid rows, and set to the nearest valid row beyond the first or last one."""
+    index = torch.arange(values.shape[0], dtype=values.dtype, device=values.device)
+    known = torch.nonzero(valid).squeeze(1)
+    position = torch.searchsorted(known, torch.arange(values.shape[0], device=values.device))
+    right = known[position.clamp(max=known.numel() - 1)]
+    left = known[(position - 1).clamp(min=0)]
+    left = torch.where(position == 0, right, left)  # before the first valid knot: the first one
+    span = (index[right] - index[left]).clamp_min(1)
+    t = ((index - index[left]) / span).clamp(0, 1).unsqueeze(1)
+    filled = values[left] + t * (values[right] - values[left])
+    return torch.where(valid.unsqueeze(1), values, filled)
+
+
 class Standardiser(nn.Module):
     """Per-feature ``(x - mean(E)) / std(E)``, mean and std interpolated in the conditioning energy.
 
@@ -206,7 +221,9 @@ class Standardiser(nn.Module):
     between, so a resolution of 0.5 % at 4 TeV is as wide as one of 25 % at 256 MeV after it. They
     are set once, from the first batch seen in training mode; until then (and for an untrained
     model) the transform is the identity. They are buffers, so bundles and checkpoints keep them;
-    they are not trained. Knots without showers take the statistics of all showers.
+    they are not trained. A knot without showers (an energy held out of training, a gap in the spectrum)
+    takes the statistics interpolated linearly between the nearest knots that have showers (those of the
+    nearest one beyond the last); only if no knot has showers, those of all showers.
 
     Args:
         n_features: Width of the feature vector.
@@ -252,10 +269,12 @@ class Standardiser(nn.Module):
             total = w.sum(dim=0).unsqueeze(1)  # (K, 1)
             mean = (w.T @ x) / total.clamp_min(1e-12)
             var = (w.T @ x.square()) / total.clamp_min(1e-12) - mean.square()
-            overall_mean, overall_std = x.mean(dim=0), x.std(dim=0)
-            enough = total >= 2
-            std = torch.where(enough, var.clamp_min(0).sqrt(), overall_std)
-            self.mean.copy_(torch.where(enough, mean, overall_mean))
+            enough = (total >= 2).squeeze(1)
+            if bool(enough.any()):
+                mean, std = _fill_knots(mean, enough), _fill_knots(var.clamp_min(0).sqrt(), enough)
+            else:
+                mean, std = x.mean(dim=0).expand_as(mean), x.std(dim=0).expand_as(mean)
+            self.mean.copy_(mean)
             self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
             self.initialised.fill_(True)
 
