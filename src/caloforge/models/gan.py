@@ -237,7 +237,10 @@ class GAN(GenerativeModel):
         at batch 10000 the BatchNorms took 8 % of the generation time. Rebuilt when a weight or a
         running statistic changes or the model moves (their storage and version are the cache key).
         """
-        tensors = [*self.generator.parameters(), *self.generator.buffers()]
+        # the generator is one flat Sequential: its modules' own tensors, without parameters()' recursive walk,
+        # which cost 0.4-1 us per shower at batch 10000 once sampling ran in 512-row blocks
+        tensors = [t for module in self.generator for t in (*module._parameters.values(), *module._buffers.values())
+                   if t is not None]
         key = tuple((t.data_ptr(), t._version) for t in tensors)  # moved or updated: rebuilt
         if self._folded is None or self._folded[0] != key:
             layers: list[nn.Module] = []
