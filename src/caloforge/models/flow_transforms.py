@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from caloforge.errors import ConfigError
+from caloforge.models.knots import fill_empty_knots
 
 __all__ = ["ShowerFeatures", "Standardiser", "logit_alpha", "logit_alpha_ladj", "sigmoid_alpha"]
 
@@ -197,21 +198,6 @@ class ShowerFeatures:
         return torch.cat(out, dim=1)
 
 
-def _fill_knots(values: Tensor, valid: Tensor) -> Tensor:
-    """``values`` (K, F) with the rows where ``valid`` (K,) is False interpolated linearly in the knot index
-    between the nearest valid rows, and set to the nearest valid row beyond the first or last one."""
-    index = torch.arange(values.shape[0], dtype=values.dtype, device=values.device)
-    known = torch.nonzero(valid).squeeze(1)
-    position = torch.searchsorted(known, torch.arange(values.shape[0], device=values.device))
-    right = known[position.clamp(max=known.numel() - 1)]
-    left = known[(position - 1).clamp(min=0)]
-    left = torch.where(position == 0, right, left)  # before the first valid knot: the first one
-    span = (index[right] - index[left]).clamp_min(1)
-    t = ((index - index[left]) / span).clamp(0, 1).unsqueeze(1)
-    filled = values[left] + t * (values[right] - values[left])
-    return torch.where(valid.unsqueeze(1), values, filled)
-
-
 class Standardiser(nn.Module):
     """Per-feature ``(x - mean(E)) / std(E)``, mean and std interpolated in the conditioning energy.
 
@@ -271,7 +257,7 @@ class Standardiser(nn.Module):
             var = (w.T @ x.square()) / total.clamp_min(1e-12) - mean.square()
             enough = (total >= 2).squeeze(1)
             if bool(enough.any()):
-                mean, std = _fill_knots(mean, enough), _fill_knots(var.clamp_min(0).sqrt(), enough)
+                mean, std = fill_empty_knots(mean, enough), fill_empty_knots(var.clamp_min(0).sqrt(), enough)
             else:
                 mean, std = x.mean(dim=0).expand_as(mean), x.std(dim=0).expand_as(mean)
             self.mean.copy_(mean)

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from caloforge.data.datasets import readout_threshold_mev
 from caloforge.errors import ConfigError
 from caloforge.models.base import Batch, FamilyConfig, GenerativeModel, check_particle
+from caloforge.models.knots import fill_empty_knots
 from caloforge.models.parametric_stats import fit_copula, interpolate_quantiles, reservoir_slots, standard_gamma
 from caloforge.models.preprocess import Preprocessing
 
@@ -217,21 +218,9 @@ class Parametric(GenerativeModel):
 
     def _fill_empty_knots(self, filled: Sequence[bool]) -> None:
         """Knots without showers take the values interpolated between the nearest knots with showers."""
-        known = [k for k, ok in enumerate(filled) if ok]
-        if not known:
-            return
-        tables = (self.quantiles, self.cholesky, self.occupancy, self.hit_mean, self.hit_shape)
-        for k, ok in enumerate(filled):
-            if ok:
-                continue
-            below = max((j for j in known if j < k), default=None)
-            above = min((j for j in known if j > k), default=None)
-            lo, hi = below if below is not None else above, above if above is not None else below
-            if lo is None or hi is None:  # not reached: known is not empty
-                continue
-            w = 0.0 if lo == hi else (k - lo) / (hi - lo)
-            for table in tables:
-                table[k] = (1 - w) * table[lo] + w * table[hi]
+        valid = torch.tensor(list(filled), dtype=torch.bool, device=self.quantiles.device)
+        for table in (self.quantiles, self.cholesky, self.occupancy, self.hit_mean, self.hit_shape):
+            table.copy_(fill_empty_knots(table, valid))
 
     # -------------------------------------------------------------- sampling
     def _layer_energies(self, e_hat: Tensor, energies: Tensor, generator: torch.Generator | None) -> Tensor:
