@@ -26,8 +26,9 @@ __all__ = ["BLOCK_ROWS", "OnnxGenerator"]
 
 BLOCK_ROWS = 1024
 """Rows per ONNX Runtime call within a batch: a GAN's activations then stay in cache (batch 10000, int8, one
-thread: 4.5 us per shower in one call, 3.1 in blocks of 1024; docs/performance.md). An int8 graph quantises its
-activations per call, so its showers depend on this block size (and on nothing else than the seed and inputs)."""
+thread, CPU time: 4.7 us per shower in one call, 3.5 in blocks of 1024; docs/performance.md). An int8 graph
+quantises its activations per call, so its showers depend on this block size (and on nothing else than the seed
+and inputs)."""
 
 
 def _session(ort: Any, graph: Path, options: Any) -> Any:
