@@ -165,10 +165,7 @@ class GenerativeModel(nn.Module, ABC):
     config_class: ClassVar[type[FamilyConfig]] = FamilyConfig
     loss_names: ClassVar[tuple[str, ...]] = ("loss",)  # the keys of train_step's result, logged per checkpoint
     averages_in_sampling: ClassVar[bool] = False  # True: sample_from_noise evaluates ``ema`` itself (diffusion)
-    # Rows per network pass when :meth:`sample` runs on the CPU (families with :meth:`noise_size`): the noise is
-    # drawn whole, then conditioning, network and inverse preprocessing run block by block, their activations
-    # in cache. None: the whole batch in one pass (a GPU, or a family that does not gain).
-    sample_block_rows: ClassVar[int | None] = None
+    sample_block_rows: ClassVar[int | None] = None  # CPU sampling in blocks of this many rows (:meth:`_sample_blocks`)
     ema: MovingAverage | None
 
     def __init__(self, config: FamilyConfig, preprocessing: Preprocessing) -> None:
@@ -288,14 +285,11 @@ class GenerativeModel(nn.Module, ABC):
 
     def _sample_blocks(self, energies: Tensor, conditions: dict[str, Tensor], generator: torch.Generator | None,
                        size: int, block: int) -> Tensor:
-        """:meth:`sample` on blocks of ``block`` rows: the same noise (drawn whole, as :meth:`sample_features`
-        draws it), each block's activations and voxels in the CPU's cache (the GAN's network at batch 10000, one thread:
-        7.5 instead of 10.4 us per shower of CPU time; docs/performance.md, "GAN at batch 10000")."""
-        dtype = self._dtype()
-        noise = torch.randn(len(energies), size, generator=generator, device=energies.device, dtype=dtype)
-        out = torch.empty(len(energies), self.n_voxels, dtype=dtype, device=energies.device)
-        for first in range(0, len(energies), block):
-            rows = slice(first, first + block)
+        """:meth:`sample` in ``block``-row blocks, each in cache; the noise drawn whole, as :meth:`sample_features`."""
+        dtype, n = self._dtype(), len(energies)  # GAN, batch 10000: network 7.5, not 10.4 us (docs/performance.md)
+        noise = torch.randn(n, size, generator=generator, device=energies.device, dtype=dtype)
+        out = torch.empty(n, self.n_voxels, dtype=dtype, device=energies.device)
+        for rows in (slice(first, first + block) for first in range(0, n, block)):
             e = energies[rows].to(dtype)
             c = self.preprocessing.condition(e, {name: value[rows] for name, value in conditions.items()})
             out[rows] = self.preprocessing.showers.inverse(self.sample_from_noise(c, noise[rows]), e)
