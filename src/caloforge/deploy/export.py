@@ -166,7 +166,7 @@ def export_onnx(bundle: Any, path: str | Path, order: Order = "calochallenge", f
         order: ``calochallenge`` (batched, dynamic batch size) or ``par04`` (one shower per call,
             Par04's cell order).
         force: Replace existing files.
-        precision: ``fp32``, or ``int8`` (MatMul/Gemm weights quantised by ONNX Runtime's dynamic
+        precision: ``fp32``, or ``int8`` (the network's MatMul/Gemm weights quantised by ONNX Runtime's dynamic
             quantisation, :func:`quantize_onnx`); recorded in the manifest.
 
     Returns:

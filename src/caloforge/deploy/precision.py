@@ -6,8 +6,8 @@
   energies) stay in fp32. Only where :attr:`CpuInfo.bf16_native
   <caloforge.runtime.hardware.CpuInfo.bf16_native>` (AVX-512 BF16, AMX, ARM BF16): emulated bf16
   was measured 67x slower, so it is refused in one line.
-* ``int8``: the exported graph (:mod:`caloforge.deploy.export`) with its MatMul/Gemm weights
-  quantised to int8 by ONNX Runtime's dynamic quantisation (activations quantised per batch),
+* ``int8``: the exported graph (:mod:`caloforge.deploy.export`) with its network's MatMul/Gemm
+  weights quantised to int8 by ONNX Runtime's dynamic quantisation (activations quantised per call),
   run by ONNX Runtime (torch's own ``torch.ao.quantization`` is deprecated and leaves torch 2.10).
 * ``auto``: the fastest of those this CPU offers, timed on this bundle, among those whose showers
   stay within the tolerances of fp32 (:func:`parity`), as the classifier chooses bf16 by measurement.
