@@ -10,17 +10,22 @@
 # runs under /usr/bin/time (user+sys CPU seconds, wall seconds, peak RSS) into $WORK/t_*.txt, the load average
 # at its start into $WORK/load_*.txt, one line per step into the logs. CPU minutes, not wall minutes, make the
 # curve's x axis, so it does not depend on the machine's load. CF selects the caloforge to run (default: the
-# one on PATH; e.g. CF="python /tmp/snap_cf.py" with PYTHONPATH at a frozen copy of src/).
+# one on PATH; or a frozen copy of src/ on PYTHONPATH with CF="python cf.py", where cf.py calls caloforge.cli.app
+# under `if __name__ == "__main__"`: simulate --jobs spawns workers that import the main script again).
 set -u
 WORK=${WORK:-/tmp/lc20}
 CF=${CF:-caloforge}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 TIMEFMT="cpu_s %U %S wall_s %e maxrss_kb %M"
 N_TRAIN=${N_TRAIN:-100000}; N_VAL=${N_VAL:-3000}; N_EVAL=${N_EVAL:-10000}
-LATENT_STAGES=${LATENT_STAGES:-350 700 1400 2800}   # cumulative iterations (about 1.2 CPU s each, 1 thread)
-PARAMETRIC_ITERATIONS=${PARAMETRIC_ITERATIONS:-100}  # batches of 2048: two passes over 100k showers
-CLS="--classifier-showers ${CLS_N:-10000} --classifier-epochs ${CLS_EP:-20} --classifier-patience ${CLS_EP:-20}"
-CLS="$CLS --classifier-minutes ${CLS_MIN:-15} --classifier-precision ${CLS_PRECISION:-bf16}"
+LATENT_STAGES=${LATENT_STAGES:-350 700 1400 2800 5600}  # cumulative iterations (about 0.6 CPU s each, 1 thread)
+PARAMETRIC_ITERATIONS=${PARAMETRIC_ITERATIONS:-50}   # batches of 2048: one pass over 100k showers
+CLS="--classifier-showers ${CLS_N:-10000} --classifier-epochs ${CLS_EP:-10} --classifier-patience ${CLS_EP:-10}"
+CLS="$CLS --classifier-minutes ${CLS_MIN:-20} --classifier-precision ${CLS_PRECISION:-bf16}"
+# the high-level classifier (362 inputs) learns in 20 epochs; the low-level one (6481 inputs, 12 steps per epoch on
+# 10k + 10k showers) needs ~50 epochs to converge on ds2: CLS_EP=50 where the CPU time allows (~15 CPU min each)
+CLS_HIGH="--classifier-showers ${CLS_N:-10000} --classifier-epochs 20 --classifier-patience 20 --classifier-minutes 25"
+CLS_HIGH="$CLS_HIGH --classifier-precision ${CLS_PRECISION:-bf16}"
 mkdir -p "$WORK"; cd "$WORK" || exit 1
 
 timed() { # name command...: run under /usr/bin/time, the load average at the start recorded
@@ -53,9 +58,11 @@ curve() { # family ckpt stages...: staged training (--resume), a bundle copy and
   done
 }
 
-evaluate() { # point...: low-level classifier and response chi2 against the evaluation file
+evaluate() { # point...: high-level (20 epochs) and low-level (10 epochs) classifiers, response chi2, separation powers
   for g in "$@"; do
     while [ ! -s "t_gen_$g.txt" ]; do sleep 20; done
+    [ -s "t_evh_$g.txt" ] || timed "evh_$g" $CF evaluate -r eval.h5 -i "gen_$g.h5" -g ds2 --mode full --classifier high \
+      --no-prdc --skip figures,fpd,kpd,split $CLS_HIGH --threads 1 --device cpu --seed 0 --run "bundle_$g" -o "evh_$g" --force
     [ -s "t_ev_$g.txt" ] || timed "ev_$g" $CF evaluate -r eval.h5 -i "gen_$g.h5" -g ds2 --mode full --classifier low \
       --no-prdc --skip figures,fpd,kpd,split $CLS --threads 1 --device cpu --seed 0 --run "bundle_$g" -o "ev_$g" --force
   done
