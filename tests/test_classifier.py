@@ -7,7 +7,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from caloforge.validation.metrics.classifier import CALIBRATION_BOUNDS, ClassifierConfig, calibrate, classifier_test
-from caloforge.validation.metrics.verdict import auc_verdict
+from caloforge.validation.metrics.chi2 import response_chi2
+from caloforge.validation.metrics.verdict import JUDGE_MIN_CLASSIFIER_STEPS, auc_verdict, judge_sizes
 
 SMALL = ClassifierConfig(hidden=(64, 64), max_epochs=40, repeats=1, precision="fp32")
 
@@ -55,6 +56,28 @@ def test_an_auc_below_one_half_is_flagged_not_passed():
     row = auc_verdict("auc_low", "classifier AUC", 0.21, 0.01, 0.5)
     assert row.verdict == "warn" and "labels or the calibration are wrong" in row.rule
     assert auc_verdict("auc_low", "classifier AUC", 0.49, 0.01, 0.5).verdict == "pass"  # within 3 sigma of 0.5
+
+
+def test_an_auc_of_one_half_from_too_few_optimiser_steps_is_not_a_pass():
+    """10 epochs of 12 batches (10k dataset-2 showers per sample) can leave the classifier at log 2 unlearned:
+    its 0.5 is "too small" to judge, not a pass; a warn or fail from the same classifier stands."""
+    e = np.full(400, 1e4)
+    chi2 = response_chi2(e, np.ones(400), e, np.ones(400))
+    rows = (auc_verdict("auc_low", "AUC", 0.501, 0.01, 0.5), auc_verdict("auc_high", "AUC", 0.9, 0.01, 0.5))
+    judged = judge_sizes(rows, chi2, 20_000, 10_000, {"low": 10_000, "high": 10_000}, {"low": 120, "high": 120})
+    assert judged[0].verdict == "too small" and f">= {JUDGE_MIN_CLASSIFIER_STEPS} optimiser steps" in judged[0].rule
+    assert "got 120" in judged[0].rule and "pass" in judged[0].rule  # what it would have said
+    assert judged[1].verdict == "fail"
+    enough = judge_sizes(rows, chi2, 20_000, 10_000, {"low": 10_000}, {"low": JUDGE_MIN_CLASSIFIER_STEPS})
+    assert enough[0].verdict == "pass"
+
+
+def test_optimiser_steps_count_the_training_batches_of_the_fewest_epochs():
+    config = ClassifierConfig(hidden=(8,), max_epochs=3, patience=3, repeats=1, precision="fp32", batch_size=100)
+    rng = np.random.default_rng(0)
+    result = classifier_test(rng.normal(size=(500, 4)), rng.normal(size=(500, 4)), config=config, seed=0)
+    assert result.runs[0].epochs_run == 3
+    assert result.optimiser_steps == 3 * 6  # 2 x 300 training rows in batches of 100
 
 
 @pytest.mark.slow

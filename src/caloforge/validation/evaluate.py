@@ -342,7 +342,8 @@ def compute_evaluation(
         {kind: (results[kind], results_split[kind]) for kind in results},
         (max_abs_difference(corr_r, corr_g), corr_split),
         (prdc_r, prdc_s) if prdc_r is not None and prdc_s is not None else None, rings)
-    rows = v.judge_sizes(rows, chi2, len(reference), len(generated), {k: r.n_per_sample for k, r in results.items()})
+    rows = v.judge_sizes(rows, chi2, len(reference), len(generated), {k: r.n_per_sample for k, r in results.items()},
+                         {k: r.optimiser_steps for k, r in results.items()})
     small = v.too_small_message(rows)
     if small:  # one note for all of them, in the report (the terminal prints it under the verdict table)
         messages.append(small)

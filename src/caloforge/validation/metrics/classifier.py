@@ -167,6 +167,12 @@ class ClassifierResult:
     higher_is_better = False
 
     @property
+    def optimiser_steps(self) -> int:
+        """The fewest optimiser steps of any training: epochs run x batches per epoch (60 % of both samples)."""
+        rows = 2 * round(0.6 * self.n_per_sample)
+        return min(run.epochs_run for run in self.runs) * math.ceil(rows / self.config.batch_size)
+
+    @property
     def budget_exhausted(self) -> bool:
         """Whether the wall-clock budget cut any training short (the AUC may then be understated)."""
         return any(run.stopped_by == "budget" for run in self.runs)

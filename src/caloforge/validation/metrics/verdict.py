@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from caloforge.validation.metrics.rings import RingComparison
 
 __all__ = [
+    "JUDGE_MIN_CLASSIFIER_STEPS",
     "JUDGE_MIN_PER_ENERGY",
     "JUDGE_MIN_SHOWERS",
     "Verdict",
@@ -70,6 +71,10 @@ JUDGE_MIN_SHOWERS = 1000
 graded: min(N_gen, N_ref / 2) (the reference split compares two halves), or the classifier's showers per sample.
 Below it, the statistical noise alone (the reference split) is so large that the bounds it sets admit a
 visibly wrong model."""
+JUDGE_MIN_CLASSIFIER_STEPS = 1000
+"""Fewest optimiser steps of a classifier whose AUC may be graded ``pass``: with fewer (e.g. 10 epochs of 12
+batches on 10k dataset-2 showers) a classifier can stay at the loss log 2 without having learned, and its AUC
+of 0.5 says nothing. A ``warn`` or ``fail`` stands: a classifier that separates early shows a real difference."""
 JUDGE_MIN_PER_ENERGY = 50
 """Fewest showers per incident energy, in either sample, that the response chi2 and tail rules need:
 below it the chi2 per energy is not chi2-distributed and a 1 % tail is less than one shower."""
@@ -245,7 +250,8 @@ _BY_ENERGY = ("response_chi2_ndf", "response_tails")
 
 
 def judge_sizes(rows: tuple[VerdictRow, ...], chi2: Chi2Result, n_reference: int, n_generated: int,
-                classifier_sizes: Mapping[str, int] | None = None) -> tuple[VerdictRow, ...]:
+                classifier_sizes: Mapping[str, int] | None = None,
+                classifier_steps: Mapping[str, int] | None = None) -> tuple[VerdictRow, ...]:
     """The rows with every graded metric whose samples are too small for it turned into "too small".
 
     Args:
@@ -254,6 +260,7 @@ def judge_sizes(rows: tuple[VerdictRow, ...], chi2: Chi2Result, n_reference: int
         n_reference: Reference showers (halved: the reference split).
         n_generated: Generated showers.
         classifier_sizes: Showers per sample of each classifier (``{"low": n}``), keys as in ``auc_<kind>``.
+        classifier_steps: Optimiser steps of each classifier: a ``pass`` needs :data:`JUDGE_MIN_CLASSIFIER_STEPS`.
 
     Example:
         >>> import numpy as np
@@ -277,6 +284,10 @@ def judge_sizes(rows: tuple[VerdictRow, ...], chi2: Chi2Result, n_reference: int
         elif row.key.startswith("auc_") and classifier_sizes and row.key[4:] in classifier_sizes:
             need, got, what = (JUDGE_MIN_SHOWERS, classifier_sizes[row.key[4:]],
                                f">= {JUDGE_MIN_SHOWERS} classifier showers per sample")
+            steps = (classifier_steps or {}).get(row.key[4:], JUDGE_MIN_CLASSIFIER_STEPS)
+            if got >= need and row.verdict == "pass" and steps < JUDGE_MIN_CLASSIFIER_STEPS:
+                need, got, what = (JUDGE_MIN_CLASSIFIER_STEPS, steps,
+                                   f"a classifier trained >= {JUDGE_MIN_CLASSIFIER_STEPS} optimiser steps to pass")
         if row.graded and got < need:
             row = dataclasses.replace(row, verdict="too small", rule=f"too small to judge: needs {what} but got "
                                       f"{got} (if it were enough: {row.verdict}, {row.rule})")
