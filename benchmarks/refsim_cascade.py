@@ -130,8 +130,8 @@ def hybrid_classifier(quick: bool, out: Path, sizes: str, seed: int, epochs: int
     print(f"# full transport vs hybrid (default hand-off), ds2 electrons; {machine()}")
     simulate("ds2", "electron", [1e4] * 2, seed=99, physics="cascade")  # warm-up: compile, build or load library
     config = ClassifierConfig.cpu_budget().replace(max_epochs=epochs, max_showers=showers or None)
-    print("| E (GeV) | N | AUC full:hybrid | AUC control | showers, epochs (best/run) | features | S > floor+0.01 "
-          "(by chance) | S > 0.01 (floor) | max S (feature) | floor max / mean | mean S | "
+    print("| E (GeV) | N | AUC full:hybrid | AUC control | showers, epochs (best/run), steps | "
+          "features | S > floor+0.01 (by chance) | S > 0.01 (floor) | max S (feature) | floor max / mean | mean S | "
           "CPU s: full / hybrid / classifiers |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for item in sizes.split(","):
@@ -151,7 +151,9 @@ def hybrid_classifier(quick: bool, out: Path, sizes: str, seed: int, epochs: int
         over = [k for k in names if s[k] > floor[k] + 0.01]
         worst = max(names, key=lambda k: s[k])
         by_chance = sum(chance[k] > floor[k] + 0.01 for k in names)
+        steps = -(-2 * round(0.6 * auc.n_per_sample) // config.batch_size)  # optimiser steps per epoch
         runs = "/".join(f"{r.best_epoch}/{r.epochs_run}" for r in (*auc.runs, *control.runs))
+        runs += f", {steps * auc.runs[0].epochs_run} steps"
         cpu_text = " / ".join("kept" if c is None else f"{c:.0f}" for c in (cpu[0], cpu[1], cpu[4]))
         print(f"| {e_text} | {n} | {auc.auc:.3f} ± {auc.auc_error:.3f} | {control.auc:.3f} ± {control.auc_error:.3f} "
               f"| {auc.n_per_sample}, {runs} | {len(names)} | {len(over)} ({by_chance}) "
