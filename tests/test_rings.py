@@ -104,3 +104,14 @@ def test_evaluation_reports_rings_in_the_verdicts_and_metrics_json(samples):
     data = json.loads(json.dumps(result.to_dict()))
     assert data["rings"]["worst"] == {"layer": 2, "r_bin": 1, "ratio": pytest.approx(0.3, rel=0.05)}
     assert len(data["rings"]["rings"]) == sum(layer.n_r for layer in reference.geometry.layers)
+
+
+def test_a_ring_empty_in_the_reference_only_is_null_with_its_reason_in_metrics_json(samples):
+    from caloforge.validation.missing import explain_missing
+
+    reference, other = samples
+    faint = scale_ring(reference, 0, 0, 0.0)  # layer 0, r bin 0: empty in the "reference"
+    data = explain_missing(compare_rings(sums(faint), sums(other)).to_dict())
+    ring = data["rings"][0]
+    assert (ring["layer"], ring["r_bin"], ring["ratio"]) == (0, 0, None)
+    assert ring["ratio_missing"] == "the reference's mean energy in this ring is zero"

@@ -29,6 +29,7 @@ REASONS: Mapping[str, str] = {
     "value_e3": "the samples are too small to compute this distance",
     "error_e3": "the samples are too small to estimate this distance's error",
     "separation": "no entry in the shared bins",
+    "ratio": "the reference's mean energy in this ring is zero",
     "std": "fewer than two showers at this energy",
     "std_error": "fewer than two showers at this energy",
     "mean_error": "fewer than two showers at this energy",

@@ -26,7 +26,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,7 +128,11 @@ class RingComparison:
         return f"layer {self.layers[index]}, r bin {self.r_bins[index]}"
 
     def to_dict(self) -> dict[str, Any]:
-        """Per ring: layer, r bin, both means and errors, ratio, graded; and the worst ring."""
+        """Per ring: layer, r bin, both means and errors, ratio, graded; and the worst ring.
+
+        An infinite ratio (a ring empty in the reference only) is left to
+        :func:`~caloforge.validation.missing.explain_missing`, which writes it as null with its reason.
+        """
         worst = self.worst
         ratio = self.ratio
         return {
@@ -137,18 +140,14 @@ class RingComparison:
                           f">= {RING_MIN_SHARE:g} of the reference's mean deposited energy; not an official "
                           f"CaloChallenge metric",
             "worst": None if worst < 0 else {"layer": int(self.layers[worst]), "r_bin": int(self.r_bins[worst]),
-                                             "ratio": _finite_or_none(float(ratio[worst]))},
+                                             "ratio": float(ratio[worst])},
             "rings": [{"layer": int(layer), "r_bin": int(r), "reference": float(m_r), "reference_error": float(s_r),
-                       "generated": float(m_g), "generated_error": float(s_g), "ratio": _finite_or_none(float(q)),
+                       "generated": float(m_g), "generated_error": float(s_g), "ratio": float(q),
                        "graded": bool(g)}
                       for layer, r, m_r, s_r, m_g, s_g, q, g in zip(
                           self.layers, self.r_bins, self.reference, self.reference_error, self.generated,
                           self.generated_error, ratio, self.graded, strict=True)],
         }
-
-
-def _finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
 
 
 def compare_rings(reference: RingSums, generated: RingSums) -> RingComparison:
