@@ -26,7 +26,7 @@ from typing import Any
 
 from caloforge.errors import CaloforgeError, OutputExistsError, OutputPathError
 
-__all__ = ["atomic_dir", "atomic_path", "check_output", "host_name", "new_directory_guard",
+__all__ = ["atomic_dir", "atomic_path", "check_output", "check_output_dir", "host_name", "new_directory_guard",
            "remove_stale_temporaries", "scratch_dir", "strict_json"]
 
 _WRITE_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG, errno.EIO}
@@ -71,6 +71,20 @@ def check_output(path: str | Path, force: bool = False) -> Path:
     path = Path(path)
     if path.is_dir():
         msg = f"expected an output file path but {path} is a directory"
+        raise OutputPathError(msg)
+    return _check_new(path, force)
+
+
+def check_output_dir(path: str | Path, force: bool = False) -> Path:
+    """Check that the directory ``path`` may be written whole (as :func:`atomic_dir` writes it), before any work.
+
+    Raises:
+        OutputExistsError: if the path exists and ``force`` is false.
+        OutputPathError: if the path is a file, or its parent directory is missing or not writable.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        msg = f"expected an output directory path but {path} is a file"
         raise OutputPathError(msg)
     return _check_new(path, force)
 
@@ -231,11 +245,7 @@ def atomic_dir(path: str | Path, force: bool = False) -> Iterator[Path]:
         >>> (out / "x.txt").read_text()
         'hello'
     """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        msg = f"expected an output directory path but {path} is a file"
-        raise OutputPathError(msg)
-    path = _check_new(path, force)
+    path = check_output_dir(path, force)
     tmp = _temporary(path, directory=True)
     try:
         with _one_line_write_errors(path):

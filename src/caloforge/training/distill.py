@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from caloforge.data.outputs import check_output
-from caloforge.errors import ConfigError, OutputExistsError
+from caloforge.data.outputs import check_output_dir
+from caloforge.errors import ConfigError
 from caloforge.models.flow import Flow
 from caloforge.models.flow_student import FlowStudent, FlowStudentConfig
 from caloforge.runtime.progress import Progress, as_progress
@@ -128,7 +128,7 @@ def distill(
     if config is not None and changes:
         msg = f"expected a config or changes to the teacher's defaults but got both ({sorted(changes)}), in distill"
         raise ConfigError(msg)
-    _check_out(Path(out), force)
+    check_output_dir(out, force)  # before any work
     start = time.monotonic()
     bundle = load(teacher)
     flow = _teacher(bundle, f"distill --teacher {teacher}")
@@ -189,11 +189,3 @@ def distill(
     }
     path = save_model(out, student, "flow-student", bundle.geometry, metadata, force=force)
     return DistillResult(path, step, best, identity_mse, pairs.count, time.monotonic() - start)
-
-
-def _check_out(path: Path, force: bool) -> None:
-    """Before any work: refuse an existing ``path`` without ``force`` and a missing or unwritable directory."""
-    if path.exists() and not force:
-        msg = f"{path} already exists; choose another path or pass --force to overwrite it"
-        raise OutputExistsError(msg)
-    check_output(path.parent / f".{path.name}.distill-check", force=True)  # only its directory is checked
