@@ -49,10 +49,10 @@ from caloforge.models.preprocess import Preprocessing
 if TYPE_CHECKING:
     from caloforge.data.geometry import Geometry
 
-__all__ = ["CouplingBlock", "CouplingFlow", "Flow", "FlowConfig", "features_to_network"]
+__all__ = ["Z_CLAMP", "CouplingBlock", "CouplingFlow", "Flow", "FlowConfig", "features_to_network"]
 
 Width = Annotated[int, Field(ge=1, le=2**20)]
-_Z_CLAMP = 12.0  # sampled standardised features are kept within +-12 (no overflow from a far tail)
+Z_CLAMP = 12.0  # sampled standardised features are kept within +-12 (no overflow from a far tail)
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -349,7 +349,7 @@ class Flow(GenerativeModel):
         for flow in (self.energy_flow, self.shower_flow):
             if flow is None:
                 continue
-            part = flow.sample(noise[:, start:start + flow.features].to(c), context).clamp(-_Z_CLAMP, _Z_CLAMP)
+            part = flow.sample(noise[:, start:start + flow.features].to(c), context).clamp(-Z_CLAMP, Z_CLAMP)
             start += flow.features
             parts.append(part)
             context = torch.cat([c, part], dim=1)

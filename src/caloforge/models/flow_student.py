@@ -46,14 +46,13 @@ from torch import Tensor, nn
 from caloforge.data.datasets import readout_threshold_mev
 from caloforge.errors import ConfigError
 from caloforge.models.base import Batch, GenerativeModel, LRSchedule, TrainableConfig
-from caloforge.models.flow import Flow, FlowConfig, features_to_network
+from caloforge.models.flow import Z_CLAMP, Flow, FlowConfig, features_to_network
 from caloforge.models.flow_transforms import ShowerFeatures, Standardiser
 from caloforge.models.preprocess import Preprocessing
 
 __all__ = ["FlowStudent", "FlowStudentConfig", "StudentNetwork"]
 
 Width = Annotated[int, Field(ge=1, le=2**20)]
-_Z_CLAMP = 12.0  # as the teacher: standardised features kept within +-12
 
 
 class FlowStudentConfig(TrainableConfig):
@@ -210,7 +209,7 @@ class FlowStudent(GenerativeModel):
     def standardised_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
         """The student's standardised features (N, noise_size): one call of the network."""
         c = conditions.to(self.standardise.mean)
-        out: Tensor = self.network(noise.to(c), c).clamp(-_Z_CLAMP, _Z_CLAMP)
+        out: Tensor = self.network(noise.to(c), c).clamp(-Z_CLAMP, Z_CLAMP)  # as the teacher
         return out
 
     def distillation_loss(self, conditions: Tensor, noise: Tensor, target: Tensor) -> Tensor:
