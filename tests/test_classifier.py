@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from caloforge.validation.metrics.classifier import CALIBRATION_BOUNDS, ClassifierConfig, calibrate, classifier_test
 from caloforge.validation.metrics.chi2 import response_chi2
+from caloforge.validation.metrics.classifier import CALIBRATION_BOUNDS, ClassifierConfig, calibrate, classifier_test
 from caloforge.validation.metrics.verdict import JUDGE_MIN_CLASSIFIER_STEPS, auc_verdict, judge_sizes
 
 SMALL = ClassifierConfig(hidden=(64, 64), max_epochs=40, repeats=1, precision="fp32")
