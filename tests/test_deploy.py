@@ -119,8 +119,10 @@ def test_bench_writes_every_field_and_refuses_bad_inputs(tmp_path):
             "best_limit_gflops", "best_precision", "limit_note", "busy_cpus_at_start"} <= set(machine)
     assert len(machine["fp32_limits"]) == 3  # the parent and each model's process probe the limit
     assert machine["best_limit_gflops"] >= machine["fp32_limit_gflops"] >= max(machine["fp32_limits"])
-    assert machine["best_precision"] == ("bf16" if machine["best_limit_gflops"] > machine["fp32_limit_gflops"]
-                                         else "fp32")
+    assert len(machine["int8_limits"]) == 2  # ONNX Runtime's int8 matmul, probed in each model's process
+    native = {"fp32": machine["fp32_limit_gflops"], "int8": max(machine["int8_limits"])}
+    native |= {"bf16": max(machine["bf16_limits"])} if machine["bf16_limits"] else {}
+    assert machine["best_precision"] == max(native, key=native.__getitem__)
     rows = saved["rows"]
     expected = {("gan", backend, n) for backend in ("torch", "onnxruntime") for n in (1, 10)}
     expected |= {("gan", "torch-lean", 1), ("gan", "onnxruntime-lean", 1)}  # one shower per call: batch 1 only
@@ -172,6 +174,27 @@ def test_bench_fractions_never_exceed_the_limit_and_say_why_the_limit_moved():
     assert machine["fp32_limit_gflops"] == 100.0 and machine["best_limit_gflops"] == 260.0  # fp32's limit unmoved
     assert machine["best_precision"] == "int8" and "int8" in machine["limit_note"]
     assert rows[0].fraction_of_fp32 == 0.4 and np.isnan(rows[1].fraction_of_fp32) and rows[1].fraction_of_best == 1
+    machine = {"fp32_limits": [100.0], "bf16_limits": [200.0], "int8_limits": [380.0, 400.0]}  # VNNI's int8 probed
+    rows = with_fractions([slow, int8], machine)
+    assert machine["best_limit_gflops"] == 400.0 and machine["best_precision"] == "int8"
+    assert [r.fraction_of_best for r in rows] == pytest.approx([0.1, 0.65]) and "faster" not in machine["limit_note"]
+
+
+def test_the_int8_probe_runs_a_quantised_product_as_an_int8_export_does(tmp_path):
+    import onnx
+    import onnxruntime
+
+    from caloforge.deploy.onnx_runtime import int8_matmul_gflops, int8_probe_graph
+
+    graph, weight = int8_probe_graph(64, tmp_path)
+    ops = {node.op_type for node in onnx.load(str(graph)).graph.node}
+    assert "MatMul" not in ops and ops & {"MatMulInteger", "DynamicQuantizeMatMul"}  # the product is int8
+    x = np.random.default_rng(3).standard_normal((64, 64), dtype=np.float32)
+    y = onnxruntime.InferenceSession(str(graph)).run(None, {"x": x})[0]
+    exact = x @ weight
+    error = np.abs(y - exact).mean() / np.abs(exact).mean()
+    assert 1e-4 < error < 0.03  # int8 rounding: visible, small
+    assert int8_matmul_gflops(sizes=(32, 64), min_seconds=0.005) > 0
 
 
 def test_yardsticks_are_the_docs_anchors_and_place_a_time_among_them():

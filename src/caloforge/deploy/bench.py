@@ -11,13 +11,15 @@ is its own.
 
 The limits: the machine's dense matmul throughput in fp32 and, where the CPU has it natively, in
 bf16, each the best over several matrix sizes (:func:`caloforge.runtime.hardware.peak_gflops`),
-measured in the parent and again in each model's process with the same threads, so load that
-comes and goes is seen by both. Each model's dense-layer FLOPs per shower (torch's
-FlopCounterMode: the GEMMs both runtimes execute; element-wise work is not counted) give its
-GFLOP/s and its fraction of the fp32 limit and of the best native limit. A fraction cannot exceed
-1: where a model ran faster than every probe (a probe slowed by other work), the limit is that
-model's rate and ``machine["limit_note"]`` says so. The reference simulator is timed on the same
-geometry and energies. Ratios measured in one run are what hold on a noisy shared machine.
+measured in the parent and again in each model's process with the same threads, so load that comes
+and goes is seen by both; and, where ONNX Runtime is installed, its int8 product as an int8 export
+runs it (:func:`caloforge.deploy.onnx_runtime.int8_matmul_gflops`), in each model's process. Each
+model's dense-layer FLOPs per shower (torch's FlopCounterMode: the GEMMs both runtimes execute;
+element-wise work is not counted) give its GFLOP/s and its fraction of the fp32 limit and of the
+best native limit. A fraction cannot exceed 1: where a model ran faster than every probe (a probe
+slowed by other work), the limit is that model's rate and ``machine["limit_note"]`` says so. The
+reference simulator is timed on the same geometry and energies. Ratios measured in one run are what
+hold on a noisy shared machine.
 
 Yardsticks: for each CaloChallenge dataset among the bundles' geometries, the published times of the
 challenge's submissions with their source and caveat (:mod:`caloforge.deploy.yardsticks`), in
@@ -27,6 +29,7 @@ challenge's submissions with their source and caveat (:mod:`caloforge.deploy.yar
 from __future__ import annotations
 
 import functools
+import importlib.util
 import multiprocessing
 import resource
 import statistics
@@ -43,6 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from caloforge.deploy.backends import bundle_generator
 from caloforge.deploy.lean import LeanGenerator
+from caloforge.deploy.onnx_runtime import int8_matmul_gflops
 from caloforge.deploy.precision import check_precision, choose_precision
 from caloforge.deploy.yardsticks import yardsticks
 from caloforge.errors import CaloforgeError, ConfigError
@@ -180,6 +184,8 @@ def _bench_model(path: str, batch_sizes: Sequence[int], backends: Sequence[str],
     limits = {"fp32": hardware.peak_gflops(torch.float32, dev)}
     if dev.type == "cpu" and bf16:
         limits["bf16"] = hardware.peak_gflops(torch.bfloat16, dev)
+    if dev.type == "cpu" and importlib.util.find_spec("onnxruntime") is not None:
+        limits["int8"] = int8_matmul_gflops(threads)
     bundle = load(path)
     energies = _energies(bundle, max(batch_sizes), seed=0)
     model = bundle.models[0].to(dev)
@@ -233,8 +239,9 @@ def with_fractions(rows: list[BenchRow], machine: dict[str, Any]) -> list[BenchR
     best native one (its fraction of fp32 is NaN, JSON null: int8 and bf16 products are not bound by fp32's).
     """
     fp32 = max(machine["fp32_limits"])
-    bf16 = max(machine["bf16_limits"]) if machine["bf16_limits"] else None
-    notes = ["the best matmul over sizes 128-1024, in the parent and in each model's process"]
+    native = {p: max(machine[f"{p}_limits"]) for p in ("bf16", "int8") if machine.get(f"{p}_limits")}
+    notes = ["the best matmul over sizes 128-1024, in the parent and in each model's process (int8: ONNX Runtime's "
+             "dynamically quantised MatMul, in each model's process)"]
 
     def faster(candidates: list[BenchRow], limit: float, what: str) -> float:
         fastest = max(candidates, key=lambda r: r.gflops, default=None)
@@ -246,7 +253,7 @@ def with_fractions(rows: list[BenchRow], machine: dict[str, Any]) -> list[BenchR
         return fastest.gflops
 
     fp32 = faster([r for r in rows if r.precision == "fp32"], fp32, "fp32")
-    best, precision = (bf16, "bf16") if bf16 is not None and bf16 > fp32 else (fp32, "fp32")
+    best, precision = max([(fp32, "fp32")] + [(limit, p) for p, limit in native.items()])
     reduced = [r for r in rows if r.precision != "fp32"]
     raised = faster(reduced, best, "best native")
     if raised > best:
@@ -309,7 +316,8 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
     summary = hardware.machine_summary(device)
     machine: dict[str, Any] = asdict(summary) | {
         "description": summary.describe(), "busy_cpus_at_start": busy,
-        "fp32_limits": [summary.fp32_gflops], "bf16_limits": [summary.bf16_gflops] if summary.bf16_gflops else []}
+        "fp32_limits": [summary.fp32_gflops], "bf16_limits": [summary.bf16_gflops] if summary.bf16_gflops else [],
+        "int8_limits": []}
     rows: list[BenchRow] = []
     skipped = [f"{path} ({bundle.family}): {', '.join(b for b in backends if b != 'torch')}, the family does not "
                "export (docs/performance.md)" for path, bundle in zip(models, bundles, strict=True)
@@ -326,9 +334,8 @@ def run_bench(models: Sequence[str | Path], batch_sizes: Sequence[int] = (1, 100
             model_rows, limits = pool.submit(_bench_model, str(path), list(batch_sizes), usable, device, repeats,
                                              threads, precision, summary.bf16_native).result()
         rows += model_rows
-        machine["fp32_limits"].append(limits["fp32"])
-        if "bf16" in limits:
-            machine["bf16_limits"].append(limits["bf16"])
+        for precision_name, limit in limits.items():
+            machine[f"{precision_name}_limits"].append(limit)
     rows = with_fractions(rows, machine)
     refsim_times = {}
     if refsim:

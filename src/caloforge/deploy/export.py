@@ -264,5 +264,16 @@ def quantize_onnx(graph: Any, out: Any) -> None:
     require("onnxruntime", "onnx", "int8 quantisation of ONNX graphs")
     from onnxruntime.quantization import QuantType, quantize_dynamic  # optional dependency (the onnx extra)
 
-    quantize_dynamic(str(graph), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                     nodes_to_exclude=preprocessing_products(graph))
+    root = logging.getLogger()
+    root.addFilter(_no_preprocessing_advice)
+    try:
+        quantize_dynamic(str(graph), str(out), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
+                         nodes_to_exclude=preprocessing_products(graph))
+    finally:
+        root.removeFilter(_no_preprocessing_advice)
+
+
+def _no_preprocessing_advice(record: logging.LogRecord) -> bool:
+    """Drop ONNX Runtime's root-logger advice to run its model pre-processing (shape inference) first, printed per
+    call: dynamic quantisation of MatMul/Gemm needs no shapes, and the parity gate checks the result."""
+    return "pre-processing before quantization" not in record.getMessage()
