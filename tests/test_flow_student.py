@@ -205,3 +205,22 @@ def test_blocked_sampling_gives_the_whole_batch_showers(student, monkeypatch):
     monkeypatch.setattr(FlowStudent, "sample_block_rows", 16)
     other = model.sample(energies, generator=torch.Generator().manual_seed(4))
     assert not torch.equal(other, blocked)  # the seed still matters
+
+
+def test_teacher_pairs_report_progress_per_call_of_the_teacher(tmp_path, teacher, monkeypatch):
+    """The pool is drawn in calls of _CHUNK pairs and each call is reported: a long draw shows progress, and a
+    signal (handled between calls) stops it within one call."""
+    import io
+    import re
+
+    import caloforge.training.distill as distill_module
+    from caloforge.runtime.progress import Progress
+
+    monkeypatch.setattr(distill_module, "_CHUNK", 64)
+    config = _config(teacher)
+    out = io.StringIO()
+    distill(teacher, tmp_path / "s", config=config, max_iterations=1, max_minutes=None, seed=0,
+            progress=Progress(stream=out, live=False, interval_s=0.0))
+    counts = [int(m) for m in re.findall(r"teacher pairs: (\d+)/\d+ pairs", out.getvalue())]
+    total = config.pool + config.validation
+    assert len(counts) >= total // 64 - 1 and counts == sorted(counts) and counts[-1] == total
