@@ -39,7 +39,7 @@ def int8_probe_graph(n: int, directory: Path, seed: int = 0) -> tuple[Path, NDAr
     One MatMul with an fp32 weight, quantised by :func:`caloforge.deploy.export.quantize_onnx` (ONNX Runtime's
     dynamic quantisation: int8 weights, uint8 activations quantised per call, int32 accumulation).
     """
-    import onnx
+    import onnx  # optional dependency (the onnx extra)
     from onnx import TensorProto, helper, numpy_helper
 
     weight = np.random.default_rng(seed).standard_normal((n, n), dtype=np.float32)
