@@ -16,10 +16,11 @@ from caloforge.deploy.export import SamplingGraph
 from caloforge.errors import ConfigError
 from caloforge.models import GANConfig
 from caloforge.models.vae import VAEConfig
-from caloforge.training import schedule as schedule_module
+from caloforge.training import callbacks as callbacks_module
 from caloforge.training import train
 from caloforge.training.bundle import load
-from caloforge.training.schedule import LRScheduler, budget_fraction, lr_factor
+from caloforge.training.callbacks import LRScheduler
+from caloforge.training.schedule import budget_fraction, lr_factor
 from synthetic import make_showers
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -127,7 +128,7 @@ def _driven(scheduler, optimizer, clock, times):
 
 def test_a_time_budget_drives_the_schedule_and_a_resumed_call_restarts_it_over_its_own_minutes(monkeypatch):
     clock = _Clock()
-    monkeypatch.setattr(schedule_module.time, "monotonic", clock)
+    monkeypatch.setattr(callbacks_module.time, "monotonic", clock)
     config = COSINE.replace(warmup_fraction=0.1, min_lr_ratio=0.0)
     weights = torch.nn.Parameter(torch.zeros(3))
     optimizer = torch.optim.Adam([weights], lr=2e-3)
@@ -147,7 +148,7 @@ def test_a_time_budget_drives_the_schedule_and_a_resumed_call_restarts_it_over_i
 
 def test_a_constant_schedule_without_warm_up_never_touches_the_learning_rate(monkeypatch):
     clock = _Clock()
-    monkeypatch.setattr(schedule_module.time, "monotonic", clock)
+    monkeypatch.setattr(callbacks_module.time, "monotonic", clock)
     optimizer = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
     assert _driven(LRScheduler(TINY, 10, 60.0), optimizer, clock, [10.0, 59.0]) == [3e-4, 3e-4]
     warm = _driven(LRScheduler(TINY.replace(warmup_fraction=0.5), 10, None),

@@ -14,6 +14,7 @@ What Lightning has no mechanism for is here:
   validates and exports again).
 * :class:`TrainingProgress` shows iterations, losses and the running best chi2/NDF (a live bar
   on a terminal, plain timestamped lines in a log, where Lightning's bars print nothing useful).
+* :class:`LRScheduler` sets the learning rate from the fraction of the budget used (:mod:`.schedule`).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 
 from caloforge.data.outputs import atomic_path
+from caloforge.models.base import FamilyConfig, TrainableConfig
 from caloforge.runtime.progress import Progress, ProgressTask
 from caloforge.training.bundle_format import save_model, update_history
+from caloforge.training.schedule import budget_fraction, lr_factor
 from caloforge.training.shapes import Selection
 from caloforge.training.task import GenerativeTask, monitor
 
@@ -365,3 +368,53 @@ class TrainingProgress(ProgressBar):
             self._task.close()
             self._task = None
             self._bar = None
+
+
+class LRScheduler(L.Callback):
+    """Sets each optimiser's learning rate before every iteration from the fraction of the budget used.
+
+    The iteration fraction counts over resumes (``task.iteration``); the time fraction is this call's
+    (:mod:`caloforge.training.schedule`). A constant schedule without warm-up changes nothing.
+
+    Args:
+        config: The family's config (a :class:`~caloforge.models.base.TrainableConfig`; others: no schedule).
+        max_iterations: The run's iteration budget (None: none).
+        max_seconds: This call's wall-clock budget, s (None: none).
+        start: ``time.monotonic()`` when this call's budget started (default: when training starts).
+    """
+
+    def __init__(self, config: FamilyConfig, max_iterations: int | None, max_seconds: float | None,
+                 start: float | None = None) -> None:
+        self.config = config if isinstance(config, TrainableConfig) else None
+        self.max_iterations = max_iterations
+        self.max_seconds = max_seconds
+        self.start = start
+        self.fraction = 0.0
+        self.factor = 1.0
+
+    @property
+    def active(self) -> bool:
+        """Whether the learning rate changes during training."""
+        return self.config is not None and self.config.schedules_lr
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.start is None:
+            self.start = time.monotonic()
+        for optimizer in trainer.optimizers:  # restored from last.ckpt on resume: initial_lr is there already
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if not self.active:
+            return
+        assert self.config is not None and self.start is not None  # active; set in on_train_start
+        iteration = int(getattr(pl_module, "iteration", 0))
+        # the iteration about to run: its fraction once done, so the first step has a learning rate above 0
+        self.fraction = budget_fraction(iteration + 1, self.max_iterations, time.monotonic() - self.start,
+                                        self.max_seconds)
+        cfg = self.config
+        self.factor = lr_factor(self.fraction, cfg.lr_schedule, cfg.warmup_fraction, cfg.min_lr_ratio)
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group["initial_lr"] * self.factor

@@ -21,9 +21,8 @@ from torch.utils.data import DataLoader
 from caloforge.errors import CheckpointError, OutputPathError
 from caloforge.models.preprocess import Preprocessing
 from caloforge.training.batches import BatchSource
-from caloforge.training.callbacks import BestBundle, Budget, TrainingProgress, checkpoints
+from caloforge.training.callbacks import BestBundle, Budget, LRScheduler, TrainingProgress, checkpoints
 from caloforge.training.data import ValidationTarget
-from caloforge.training.schedule import LRScheduler
 from caloforge.training.shapes import Selection
 from caloforge.training.spec import RunSpec
 from caloforge.training.split import validation_counts

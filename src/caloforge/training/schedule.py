@@ -4,8 +4,9 @@ A CPU run is bounded by minutes more often than by iterations, so the schedule i
 **fraction of the budget used**, the larger of ``iteration / max_iterations`` and ``elapsed /
 max_seconds`` (:func:`budget_fraction`), not of a step count fixed in advance (CaloINN and
 CaloDiffusion use a one-cycle or a warm-up-then-cosine schedule over a known number of epochs).
-:class:`LRScheduler` sets every optimiser's learning rate to ``initial_lr * lr_factor(fraction)``
-before each iteration; the family's config says which schedule
+:class:`~caloforge.training.callbacks.LRScheduler` (a Lightning callback, kept there so that this module, which
+``distill`` uses, does not import Lightning) sets every optimiser's learning rate to
+``initial_lr * lr_factor(fraction)`` before each iteration; the family's config says which schedule
 (:class:`~caloforge.models.base.TrainableConfig`).
 
 **Resuming.** The initial learning rate is kept in each optimiser's parameter groups
@@ -26,15 +27,11 @@ References:
 from __future__ import annotations
 
 import math
-import time
-from typing import Any
-
-import lightning as L
 
 from caloforge.errors import ConfigError
-from caloforge.models.base import LR_SCHEDULES, FamilyConfig, TrainableConfig
+from caloforge.models.base import LR_SCHEDULES
 
-__all__ = ["LRScheduler", "budget_fraction", "lr_factor"]
+__all__ = ["budget_fraction", "lr_factor"]
 
 
 def lr_factor(fraction: float, schedule: str, warmup_fraction: float = 0.0, min_lr_ratio: float = 0.01) -> float:
@@ -82,53 +79,3 @@ def budget_fraction(iteration: int, max_iterations: int | None, elapsed_s: float
     if max_seconds:
         fractions.append(elapsed_s / max_seconds)
     return min(max(fractions), 1.0)
-
-
-class LRScheduler(L.Callback):
-    """Sets each optimiser's learning rate before every iteration from the fraction of the budget used.
-
-    The iteration fraction counts over resumes (``task.iteration``); the time fraction is this
-    call's (see the module docstring). A constant schedule without warm-up changes nothing.
-
-    Args:
-        config: The family's config (a :class:`~caloforge.models.base.TrainableConfig`; others: no schedule).
-        max_iterations: The run's iteration budget (None: none).
-        max_seconds: This call's wall-clock budget, s (None: none).
-        start: ``time.monotonic()`` when this call's budget started (default: when training starts).
-    """
-
-    def __init__(self, config: FamilyConfig, max_iterations: int | None, max_seconds: float | None,
-                 start: float | None = None) -> None:
-        self.config = config if isinstance(config, TrainableConfig) else None
-        self.max_iterations = max_iterations
-        self.max_seconds = max_seconds
-        self.start = start
-        self.fraction = 0.0
-        self.factor = 1.0
-
-    @property
-    def active(self) -> bool:
-        """Whether the learning rate changes during training."""
-        return self.config is not None and self.config.schedules_lr
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.start is None:
-            self.start = time.monotonic()
-        for optimizer in trainer.optimizers:  # restored from last.ckpt on resume: initial_lr is there already
-            for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
-
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
-        if not self.active:
-            return
-        assert self.config is not None and self.start is not None  # active; set in on_train_start
-        iteration = int(getattr(pl_module, "iteration", 0))
-        # the iteration about to run: its fraction once done, so the first step has a learning rate above 0
-        self.fraction = budget_fraction(iteration + 1, self.max_iterations, time.monotonic() - self.start,
-                                        self.max_seconds)
-        cfg = self.config
-        self.factor = lr_factor(self.fraction, cfg.lr_schedule, cfg.warmup_fraction, cfg.min_lr_ratio)
-        for optimizer in trainer.optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = group["initial_lr"] * self.factor
