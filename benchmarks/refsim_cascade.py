@@ -115,14 +115,16 @@ def _separations(reference: HighLevelFeatures, generated: HighLevelFeatures, m: 
             if h.reference.sum() >= m and h.generated.sum() >= m and np.isfinite(h.separation)}
 
 
-def hybrid_classifier(quick: bool, out: Path, sizes: str, seed: int, epochs: int, showers: int) -> None:
+def hybrid_classifier(quick: bool, out: Path, sizes: str, seed: int, epochs: int, showers: int,
+                      control_epochs: int = 0) -> None:
     """Issue 19's target on ds2 electrons: full transport against the default hybrid (library hand-offs).
 
     Per energy four files in ``out`` (reused when present): full transport (``--split 0``, seed ``seed``) and
     three independent hybrids (seeds + 1, + 2, + 3), ``E{e}_{full,hybrid,hybrid2,hybrid3}.h5``. The low-level
     classifier of ``caloforge evaluate --mode full`` (the CaloChallenge network, one training, up to ``epochs``
     epochs, no wall-clock cut, at most ``showers`` per sample) separates full from hybrid and, as its control,
-    hybrid2 from hybrid at the same N. Every high-level feature's separation power S(full, hybrid) is set beside
+    hybrid2 from hybrid at the same N (up to ``control_epochs`` epochs, 0: ``epochs``).
+    Every high-level feature's separation power S(full, hybrid) is set beside
     its floor S(hybrid2, hybrid); the features with S > floor + 0.01 are counted, and, as the count expected by
     chance, those with S(hybrid3, hybrid) > floor + 0.01.
     """
@@ -130,6 +132,7 @@ def hybrid_classifier(quick: bool, out: Path, sizes: str, seed: int, epochs: int
     print(f"# full transport vs hybrid (default hand-off), ds2 electrons; {machine()}")
     simulate("ds2", "electron", [1e4] * 2, seed=99, physics="cascade")  # warm-up: compile, build or load library
     config = ClassifierConfig.cpu_budget().replace(max_epochs=epochs, max_showers=showers or None)
+    control_config = config.replace(max_epochs=control_epochs or epochs)
     print("| E (GeV) | N | AUC full:hybrid | AUC control | showers, epochs (best/run), steps | "
           "features | S > floor+0.01 (by chance) | S > 0.01 (floor) | max S (feature) | floor max / mean | mean S | "
           "CPU s: full / hybrid / classifiers |")
@@ -143,7 +146,7 @@ def hybrid_classifier(quick: bool, out: Path, sizes: str, seed: int, epochs: int
         n = min(len(full), len(hyb), len(hyb2))
         start = time.process_time()
         auc = classifier_test(low_level_inputs(full), low_level_inputs(hyb), config, seed=seed)
-        control = classifier_test(low_level_inputs(hyb2), low_level_inputs(hyb), config, seed=seed)
+        control = classifier_test(low_level_inputs(hyb2), low_level_inputs(hyb), control_config, seed=seed)
         cpu.append(time.process_time() - start)
         f_full, f_hyb, f_hyb2, f_hyb3 = (compute_features(s) for s in (full, hyb, hyb2, hyb3))
         s, floor, chance = (_separations(f, f_hyb, n // 2) for f in (f_full, f_hyb2, f_hyb3))
@@ -323,12 +326,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=21, help="hybrid-classifier: seed of the full-transport files")
     parser.add_argument("--classifier-epochs", type=int, default=50, help="hybrid-classifier: maximum epochs")
     parser.add_argument("--classifier-showers", type=int, default=0, help="hybrid-classifier: per sample, 0: all")
+    parser.add_argument("--control-epochs", type=int, default=0,
+                        help="hybrid-classifier: maximum epochs of the control, 0: --classifier-epochs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the classifier")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.what == "hybrid-classifier":
         hybrid_classifier(args.quick, args.out, args.sizes, args.seed, args.classifier_epochs,
-                          args.classifier_showers)
+                          args.classifier_showers, args.control_epochs)
         return
     runs = {"speed": speed, "hybrid": hybrid, "structure": structure, "cuts": cuts, "physics": physics,
             "targets": targets, "gflash-fit": gflash_fit}

@@ -50,9 +50,10 @@ class CascadeConfig(Config):
         hybrid_split_mev: e± and photons below this energy (and above ``handoff_min_mev``,
             moving forward) deposit a GFLASH sub-shower from where they are, along their
             direction; 0 transports everything.
-        handoff_min_mev: In hybrid mode, softer particles are neither transported nor
-            parameterised: each is read where it is (a photon where it first interacts) with the
-            transported sampling fraction of its slab (a few-MeV particle travels millimetres).
+        handoff_min_mev: In hybrid mode, softer particles are not handed off. With GFLASH hand-offs each
+            is read where it is (a photon where it first interacts) with the transported sampling fraction
+            of its slab (a few-MeV particle travels millimetres); with library hand-offs photons are
+            transported and e± deposit where they are, in their sub-layer (as below ``electron_cut_mev``).
         handoff_min_cos: A hand-off must move forward: direction cosine to the detector axis >= this.
         em_scale: File MeV per active MeV. ``transport``: the EM scale, 1 / the electron sampling
             fraction that the transport itself gives (:mod:`.calibrate`); ``readout``: the detector

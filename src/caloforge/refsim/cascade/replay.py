@@ -3,12 +3,14 @@
 
 For each hand-off that starts in a slab of the library's stack (the detector's EM medium):
 
-1. the bin: photon or electron entries (a positron uses an electron's, scaled to its energy plus the
-   2 m_e of its annihilation), the energy bin, the angle bin (cos θ >= 0.97: normal incidence), and the
-   start phase within the sampling cell; then a random entry of that bin, from the shower's own stream
-   (``stream=2`` of :func:`~caloforge.refsim.cascade.streams.shower_seeds`: files do not depend on --jobs);
-2. each stored point goes to the active sub-layer that is as many cells after the hand-off's cell as it
-   was after the entry's start cell, at its stored position (jittered uniformly inside its polar bin),
+1. the entries: photon or electron ones (a positron uses an electron's, scaled to its energy plus the
+   2 m_e of its annihilation), of the angle bin (cos θ >= 0.97: normal incidence) and of the start phase
+   within the sampling cell; then a random one of those within ``ENERGY_MATCH`` of the hand-off's energy (at
+   least the ``MATCH_ENTRIES`` nearest), from the shower's own stream (``stream=2`` of
+   :func:`~caloforge.refsim.cascade.streams.shower_seeds`: files do not depend on --jobs);
+2. each stored point goes to the active sub-layer that is as many cells after (or, backscatter, before) the
+   hand-off's cell as it was after the entry's start cell, at its stored position (its polar bin's centre;
+   a position drawn inside the bin beyond ``FINE_MM``),
    rotated by a random azimuth (normal-incidence entries) or mirrored at random, sheared along the
    particle's direction by (tan θ - tan θ_entry) × depth, turned to the particle's azimuth and moved to
    its position; energies × E / E_entry × the sub-layer's calibration, binned with ``voxel_index``;
@@ -34,7 +36,15 @@ from numpy.typing import NDArray
 from caloforge.errors import ConfigError
 from caloforge.refsim.cascade.jit import nb
 from caloforge.refsim.cascade.kernel import ACTIVE, GAMMA, HANDOFF, LEAKED, MASS, PASSIVE
-from caloforge.refsim.cascade.library import ANGLE_EDGE_COS, N_ALPHA, R_EDGES_MM, ShowerLibrary
+from caloforge.refsim.cascade.library import (
+    ANGLE_EDGE_COS,
+    ENERGY_MATCH,
+    FINE_MM,
+    MATCH_ENTRIES,
+    N_ALPHA,
+    R_EDGES_MM,
+    ShowerLibrary,
+)
 from caloforge.refsim.cascade.sampling import seed_numba
 from caloforge.refsim.cascade.steps import voxel_index
 from caloforge.refsim.cascade.tables import Layout
@@ -112,14 +122,15 @@ def replay_map(detector: Detector, layout: Layout, material: Material) -> Replay
 
 
 @nb.njit(cache=True)
-def _replay(rows: F64, use: I64, seeds: I64, e_edges: F64, index: I64, count: I64, tan_e: F64, leaked: F64,
-            mass: F64, offset: I64, kk: NDArray[np.int16], ir: NDArray[np.int16], ia: NDArray[np.int16],
-            frac: NDArray[np.float32], period: float, r_grid: F64, n_alpha_lib: int, angle_edge: float,
+def _replay(rows: F64, use: I64, seeds: I64, e_edges: F64, sorted_ids: I64, sorted_e: F64, n_sorted: I64,
+            match: float, match_min: int, tan_e: F64, leaked: F64, mass: F64, offset: I64, kk: NDArray[np.int16],
+            ir: NDArray[np.int16], ia: NDArray[np.int16], frac: NDArray[np.float32], period: float, r_grid: F64,
+            fine: float, n_alpha_lib: int, angle_edge: float,
             reach: I64, z_edges: F64, cell_z0: F64, cell_ord: I64, run_lo: I64, run_hi: I64, run_open: I64,
             act_sub: I64, layer: I64,
             calib: F64, r_edges: F64, r_off: I64, n_r: I64, n_alpha: I64, vox_off: I64, out: F64,
             ledger: F64) -> None:
-    n_e, n_ph = e_edges.size - 1, index.shape[3]
+    n_e, n_ph = e_edges.size - 1, sorted_ids.shape[2]
     log_lo = math.log(e_edges[0])
     dlog = math.log(e_edges[n_e] / e_edges[0]) / n_e
     n_act, n_sub = act_sub.size, z_edges.size - 1
@@ -142,8 +153,14 @@ def _replay(rows: F64, use: I64, seeds: I64, e_edges: F64, index: I64, count: I6
             use[h] = 0  # it would reach other slabs than the library's: left to GFLASH
             continue
         p = min(max(int((z0 - cell_z0[isub]) / period * n_ph), 0), n_ph - 1)
-        c = count[t, b, a, p]
-        ent = index[t, b, a, p, min(int(np.random.random() * c), c - 1)]
+        n = n_sorted[t, a, p]  # an entry of energy within a factor ``match`` (or of the ``match_min`` nearest)
+        lo = np.searchsorted(sorted_e[t, a, p, :n], e / match)
+        hi = np.searchsorted(sorted_e[t, a, p, :n], e * match)
+        if hi - lo < match_min:
+            at = np.searchsorted(sorted_e[t, a, p, :n], e)
+            lo = max(0, min(at - match_min // 2, n - match_min))
+            hi = min(n, lo + match_min)
+        ent = sorted_ids[t, a, p, min(lo + int(np.random.random() * (hi - lo)), hi - 1)]
         psi = 2.0 * math.pi * np.random.random() if a == 0 else 0.0
         flip = -1.0 if np.random.random() < 0.5 else 1.0
         cps, sps = math.cos(psi), math.sin(psi)
@@ -167,8 +184,11 @@ def _replay(rows: F64, use: I64, seeds: I64, e_edges: F64, index: I64, count: I6
             if li < 0:
                 continue
             r_lo, r_hi = r_grid[ir[q]], r_grid[ir[q] + 1]
-            r = math.sqrt(r_lo * r_lo + np.random.random() * (r_hi * r_hi - r_lo * r_lo))
-            al = (ia[q] + np.random.random()) * d_alpha
+            if r_hi <= fine:
+                r = math.sqrt(0.5 * (r_lo * r_lo + r_hi * r_hi))
+            else:
+                r = math.sqrt(r_lo * r_lo + np.random.random() * (r_hi * r_hi - r_lo * r_lo))
+            al = (ia[q] + 0.5) * d_alpha - math.pi  # the bin's centre (voxel_index's azimuth bins start at -π)
             px, py = r * math.cos(al), r * math.sin(al)
             px, py = cps * px - sps * py, flip * (sps * px + cps * py)
             px += (0.5 * (z_edges[s] + z_edges[s + 1]) - z0) * dtan
@@ -199,8 +219,10 @@ def replay_handoffs(rows: F64, use: I64, seeds: I64, library: ShowerLibrary, rma
         ledger: Energy ledger, modified in place (hand-off energy moved to active, passive, leaked, mass).
         reach: ``library.reach()`` (cached by the caller).
     """
-    _replay(rows, use, seeds, library.e_edges, library.index, library.count, library.tan_theta, library.leaked,
-            library.mass, library.offset, library.k, library.ir, library.ia, library.frac, library.period_mm,
-            R_EDGES_MM, N_ALPHA, ANGLE_EDGE_COS, reach, layout.z_edges, rmap.cell_z0, rmap.cell_ord, rmap.run_lo,
-            rmap.run_hi, rmap.run_open, rmap.act_sub, layout.layer, layout.calibration, layout.r_edges, layout.r_offset,
-            layout.n_r, layout.n_alpha, layout.voxel_offset, out, ledger)
+    sorted_ids, sorted_e, n_sorted = library.by_energy()
+    _replay(rows, use, seeds, library.e_edges, sorted_ids, sorted_e, n_sorted, ENERGY_MATCH, MATCH_ENTRIES,
+            library.tan_theta, library.leaked, library.mass, library.offset, library.k, library.ir, library.ia,
+            library.frac, library.period_mm, R_EDGES_MM, FINE_MM, N_ALPHA, ANGLE_EDGE_COS, reach, layout.z_edges,
+            rmap.cell_z0, rmap.cell_ord, rmap.run_lo, rmap.run_hi, rmap.run_open, rmap.act_sub, layout.layer,
+            layout.calibration, layout.r_edges, layout.r_offset, layout.n_r, layout.n_alpha, layout.voxel_offset, out,
+            ledger)

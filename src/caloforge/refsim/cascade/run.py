@@ -112,14 +112,15 @@ def cascade_chunk(geometry: Geometry, particle: str, energies: F64, seed: int, s
     layout = calibrated_layout(detector, geometry, config)
     kinds = np.full(energies.size, KINDS[particle], dtype=np.int64)
     seeds = shower_seeds(seed, start, energies.size)
+    library_mode = config.hybrid and uses_library(detector, config)
     try:
         out, ledger, rows = run_kernel(layout, kinds, np.asarray(energies, dtype=np.float64), seeds,
-                                       config_array(config), geometry.n_voxels)
+                                       config_array(config, library=library_mode), geometry.n_voxels)
     except RuntimeError as err:  # the kernel's particle stack is full (too many particles above the split)
         msg = (f"expected a cascade that fits the transport's particle stack but got '{err}' for {particle}s "
                f"up to {float(np.max(energies)):g} MeV, in the cascade transport; raise the hybrid split (--split)")
         raise ConfigError(msg) from None
-    if rows.shape[0] and uses_library(detector, config):
+    if rows.shape[0] and library_mode:
         library = library_for(detector.em_medium, config)
         rmap = _replay_map(detector, geometry, config)
         isub = np.clip(np.searchsorted(layout.z_edges, rows[:, 5], side="right") - 1, 0, layout.material.size - 1)

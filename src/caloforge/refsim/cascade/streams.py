@@ -39,13 +39,15 @@ def shower_seeds(seed: int, start: int, n: int, stream: int = 0) -> NDArray[np.i
     return (mixed >> np.uint64(32)).astype(np.int64)
 
 
-def config_array(config: CascadeConfig, hybrid: bool | None = None) -> F64:
-    """The cuts in the order the kernel reads them (``CONFIG_FIELDS``)."""
+def config_array(config: CascadeConfig, hybrid: bool | None = None, library: bool = False) -> F64:
+    """The cuts in the order the kernel reads them (``CONFIG_FIELDS``); ``library``: the hand-offs replay the
+    frozen-shower library (the kernel then transports the primary and the particles below the hand-off minimum)."""
     use_hybrid = config.hybrid if hybrid is None else hybrid
     return np.array([
         config.brems_cut_mev, config.delta_cut_mev, config.electron_cut_mev, config.photon_cut_mev,
         config.max_step_x0, config.max_loss_fraction, config.hybrid_split_mev if use_hybrid else 0.0,
         config.handoff_min_mev, config.handoff_min_cos, 1.0 if config.pion_model else 0.0, config.max_scatter_rad,
+        1.0 if library else 0.0,
     ])
 
 
