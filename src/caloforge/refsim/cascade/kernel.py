@@ -111,8 +111,9 @@ def transport_from(
     transported): read locally with the mean response it always hit a voxel where transport mostly leaves it in
     the absorber (1 GeV electrons: 3 % more hit voxels); transporting the e± too costs 4× the hybrid's time for
     no visible change. And the primary is never handed off: a primary below the split would otherwise be one
-    replayed entry, one of the few hundred of its energy, with the library's stack behind its start instead of
-    the detector's front face (1 GeV electrons: 7 % smaller response spread, 5 % more energy in layer 0).
+    replayed entry, one of the few dozen of its energy and start phase, with the library's stack behind its
+    start instead of the detector's front face (1 GeV electrons: 7 % smaller response spread, 5 % more energy in
+    layer 0).
 
     ``had_vis`` and ``had_scale`` (per sub-layer): active share and file MeV per MeV of the energy of slow
     nucleons from pion interactions (the slab's MIP sampling fraction).
