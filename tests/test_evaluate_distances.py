@@ -185,6 +185,34 @@ def test_a_skipped_metric_is_null_with_its_reason_and_not_computed():
         compute_evaluation(ref, gen, skip=("fdp",))
 
 
+def test_skip_split_also_leaves_out_the_classifiers_reference_split(monkeypatch):
+    """The reference-split classifier doubles a full evaluation's cost; --skip split leaves it out, and each AUC is
+    then graded against 0.5 (pass <= 0.6) instead of against the split's AUC."""
+    from caloforge.validation import classifier_stage
+    from caloforge.validation.metrics.classifier import ClassifierConfig
+
+    trained = []
+    real = classifier_stage.classifier_test
+    monkeypatch.setattr(classifier_stage, "classifier_test",
+                        lambda *a, **k: trained.append(k["label"]) or real(*a, **k))
+    ref, gen = _pair()
+    config = ClassifierConfig(hidden=(16,), batch_size=32, max_epochs=2, repeats=1, precision="fp32")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        result = compute_evaluation(ref, gen, mode="full", classifiers=("low",), with_prdc=False,
+                                    classifier_config=config, skip=("split",))
+    assert trained == ["classifier low-level"] and result.classifiers_split == {}
+    metrics = json.loads(json.dumps(result.to_dict()))
+    assert metrics["classifiers"]["low"]["reference_split"] is None
+    row = {r["key"]: r for r in metrics["verdicts"]}["auc_low"]
+    assert row["reference_split"] is None and "pass <= 0.600" in row["rule"] and "--skip split" in row["rule"]
+    trained.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        compute_evaluation(ref, gen, mode="full", classifiers=("low",), with_prdc=False, classifier_config=config)
+    assert trained == ["classifier low-level", "classifier low-level (reference split)"]
+
+
 def test_other_settings_than_the_official_ones_are_named():
     ref, gen = _pair()
     with warnings.catch_warnings():

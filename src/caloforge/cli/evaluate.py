@@ -106,8 +106,8 @@ def evaluate(
     prdc: bool = typer.Option(True, "--prdc/--no-prdc", help="Full mode: precision/recall/density/coverage "
                               "on 2 x 5000 showers (--no-prdc spares their memory and time)."),
     skip: str = typer.Option("", "--skip", help="Expensive parts not to compute, comma-separated: fpd, kpd, "
-                             "split (their reference split), prdc; shown as not computed, with the reason; "
-                             "figures: no plots (minutes on datasets 2/3)."),
+                             "split (the reference split of FPD, KPD and the classifiers), prdc; shown as not "
+                             "computed, with the reason; figures: no plots (minutes on datasets 2/3)."),
     fpd_draws: int | None = typer.Option(None, "--fpd-draws", help="FPD subsets per size (default: the "
                                          "official 20, fewer where costly: 7 on 50k ds2/ds3 showers; 20 forces the "
                                          "official). Other values are named in the report and metrics.json."),

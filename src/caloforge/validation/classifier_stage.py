@@ -44,8 +44,8 @@ def classifier_tests(reference: Showers, generated: Showers,
                      high_level: tuple[NDArray[np.float32], NDArray[np.float32]],
                      halves: tuple[NDArray[np.int64], NDArray[np.int64]], kinds: Sequence[str],
                      config: ClassifierConfig, *, seed: int, device: str, threshold: float, chunk_size: int | None,
-                     progress: Progress | None, lap: Callable[[str], None]) -> ClassifierStage:
-    """Run the classifier tests of ``kinds`` (``low``, ``high``), each also on the reference split.
+                     progress: Progress | None, lap: Callable[[str], None], with_split: bool = True) -> ClassifierStage:
+    """Run the classifier tests of ``kinds`` (``low``, ``high``), each also on the reference split (``with_split``).
 
     Args:
         reference: The reference showers.
@@ -60,12 +60,14 @@ def classifier_tests(reference: Showers, generated: Showers,
         chunk_size: Showers per chunk when reading rows.
         progress: Where each test reports its epochs.
         lap: Called with each test's timing name once it is done.
+        with_split: Also train on the reference's halves (``--skip split`` leaves them out: half the time, and each
+            AUC is then graded against 0.5).
     """
     hl_r, hl_g = high_level
     half_a, half_b = halves
     results: dict[str, ClassifierResult] = {}
     split: dict[str, ClassifierResult] = {}
-    jobs = [(kind, split_half) for kind in kinds for split_half in (False, True)]
+    jobs = [(kind, split_half) for kind in kinds for split_half in ((False, True) if with_split else (False,))]
     sizes = {job: min(len(reference) // 2 if job[1] else min(len(reference), len(generated)),
                       config.max_showers or 10**12) for job in jobs}
     widths = {"low": reference.geometry.n_voxels + 1, "high": hl_r.shape[1]}

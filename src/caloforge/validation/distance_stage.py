@@ -54,9 +54,9 @@ the official 20; 20k vs 20k get 11, 50k vs 50k 7."""
 FPD_MIN_DRAWS = 4
 """The fewest draws per size ``fpd_draws="auto"`` uses."""
 SKIPPABLE = ("fpd", "kpd", "split", "prdc", "figures")
-"""What an evaluation can skip: FPD, KPD, their reference split (``split``), PRDC (full mode), and the report's
-figures (``figures``: minutes for the 45-layer panels of datasets 2/3 on a loaded CPU; metrics.json and the
-verdict table are written all the same)."""
+"""What an evaluation can skip: FPD, KPD, the reference split (``split``: FPD's, KPD's and the classifiers'), PRDC
+(full mode), and the report's figures (``figures``: minutes for the 45-layer panels of datasets 2/3 on a loaded
+CPU; metrics.json and the verdict table are written all the same)."""
 
 
 @dataclass(frozen=True)

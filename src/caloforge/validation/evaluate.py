@@ -267,8 +267,9 @@ def compute_evaluation(
         progress: Reports each stage (and each classifier epoch); None is silent.
         chunk_size: Showers per chunk (default :func:`caloforge.data.source.chunk_rows`, 64 MiB).
         distances: FPD/KPD settings (default: the official code's, :class:`DistanceConfig`).
-        skip: Metrics not to compute, among :data:`SKIPPABLE` (``fpd``, ``kpd``, ``split``: their reference
-            split, ``prdc``): null in metrics.json with the reason, "not computed" in the verdict table.
+        skip: Metrics not to compute, among :data:`SKIPPABLE` (``fpd``, ``kpd``, ``split``: the reference split of
+            FPD, KPD and the classifiers, ``prdc``): null in metrics.json with the reason, "not computed" in the
+            verdict table.
 
     Returns:
         The result; its ``inputs`` hold the fingerprint of each sample (sha256 of the raw showers).
@@ -332,14 +333,14 @@ def compute_evaluation(
     if mode == "full":  # each classifier reports itself: its lap is not announced
         stage = classifier_tests(reference, generated, (hl_r, hl_g), passes.halves, classifiers, config, seed=seed,
                                  device=device, threshold=thr, chunk_size=chunk_size, progress=progress,
-                                 lap=lambda name: lap(name, announce=False))
+                                 lap=lambda name: lap(name, announce=False), with_split="split" not in distances.skip)
         messages += stage.messages
     results, results_split = stage.results, stage.split
 
     rows = v.assemble(
         chi2, chi2_split, {h.name: h.separation for h in histograms}, split,
         {"fpd": (fpd_r, fpd_s), "kpd": (kpd_r, kpd_s)},
-        {kind: (results[kind], results_split[kind]) for kind in results},
+        {kind: (results[kind], results_split.get(kind)) for kind in results},
         (max_abs_difference(corr_r, corr_g), corr_split),
         (prdc_r, prdc_s) if prdc_r is not None and prdc_s is not None else None, rings)
     rows = v.judge_sizes(rows, chi2, len(reference), len(generated), {k: r.n_per_sample for k, r in results.items()},

@@ -311,7 +311,7 @@ def assemble(
     separations: Mapping[str, float],
     separations_split: Mapping[str, float],
     distances: Mapping[str, tuple[DistanceResult, DistanceResult]],
-    classifiers: Mapping[str, tuple[ClassifierResult, ClassifierResult]],
+    classifiers: Mapping[str, tuple[ClassifierResult, ClassifierResult | None]],
     correlation: tuple[float, float],
     prdc: tuple[PRDCResult, PRDCResult] | None = None,
     rings: RingComparison | None = None,
@@ -322,7 +322,7 @@ def assemble(
         chi2: Response chi2 of reference vs generated; ``chi2_split``: of the reference halves.
         separations: Separation power per feature histogram; ``separations_split``: of the halves.
         distances: ``{"fpd": (result, split result), "kpd": ...}``, raw units (shown x10^3).
-        classifiers: ``{"low": (result, split result), "high": ...}``.
+        classifiers: ``{"low": (result, split result or None), "high": ...}``.
         correlation: Largest layer-correlation difference, generated and reference split.
         prdc: Precision/recall/density/coverage and their reference split, shown for information.
         rings: The mean energy per ring of both samples.
@@ -348,10 +348,12 @@ def assemble(
             row = dataclasses.replace(row, verdict="info", rule=f"not graded: {split.missing}")
         rows.append(row)
     for kind, (clf, split_clf) in classifiers.items():
-        rows.append(auc_verdict(f"auc_{kind}", f"classifier AUC ({kind}-level)", clf.auc, clf.auc_error,
-                                split_clf.auc))
+        row = auc_verdict(f"auc_{kind}", f"classifier AUC ({kind}-level)", clf.auc, clf.auc_error,
+                          split_clf.auc if split_clf is not None else math.nan)
+        rows.append(row if split_clf is not None else
+                    dataclasses.replace(row, rule=f"{row.rule} (no reference split, --skip split: against 0.5)"))
         rows.append(VerdictRow(f"jsd_{kind}", f"classifier JSD ({kind}-level)", clf.jsd, clf.jsd_error,
-                               split_clf.jsd, "info", "information only"))
+                               split_clf.jsd if split_clf is not None else math.nan, "info", "information only"))
     rows.append(correlation_verdict(*correlation))
     if rings is not None:
         rows.append(ring_verdict(rings))
