@@ -7,8 +7,8 @@ the same showers on both backends, up to floating-point rounding.
 
 from __future__ import annotations
 
+import functools
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from caloforge.deploy.export import quantize_onnx, read_manifest
 from caloforge.errors import CaloforgeError, CheckpointError, ConfigError
 from caloforge.extras import require
 from caloforge.generator import Request, check_request, generate_routed
+from caloforge.runtime.hardware import PEAK_SIZES, best_seconds
 
 __all__ = ["BLOCK_ROWS", "OnnxGenerator", "int8_matmul_gflops", "int8_probe_graph"]
 
@@ -53,8 +54,7 @@ def int8_probe_graph(n: int, directory: Path, seed: int = 0) -> tuple[Path, NDAr
     return int8, weight
 
 
-def int8_matmul_gflops(threads: int = 1, sizes: tuple[int, ...] = (128, 256, 384, 512, 1024),
-                       min_seconds: float = 0.05) -> float:
+def int8_matmul_gflops(threads: int = 1, sizes: tuple[int, ...] = PEAK_SIZES, min_seconds: float = 0.05) -> float:
     """The int8 limit of the int8 rows' runtime, giga-operations/s: the best over ``sizes`` of ``x @ W`` (n x n).
 
     The probe pays what a model's int8 layer pays, the activations' quantisation included
@@ -73,15 +73,9 @@ def int8_matmul_gflops(threads: int = 1, sizes: tuple[int, ...] = (128, 256, 384
         for n in sizes:
             graph, _ = int8_probe_graph(n, Path(tmp))
             session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-            feed = {"x": np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)}
-            session.run(None, feed)  # warm-up
-            took, spent = float("inf"), 0.0
-            while spent < min_seconds:
-                start = time.perf_counter()
-                session.run(None, feed)
-                step = time.perf_counter() - start
-                took, spent = min(took, step), spent + step
-            best = max(best, 2 * n**3 / took / 1e9)
+            run = functools.partial(session.run, None, {"x": np.random.default_rng(1).standard_normal((n, n),
+                                                                                               dtype=np.float32)})
+            best = max(best, 2 * n**3 / best_seconds(run, min_seconds) / 1e9)
     return best
 
 

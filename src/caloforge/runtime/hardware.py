@@ -27,6 +27,7 @@ import os
 import platform
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ __all__ = [
     "BF16_MIN_SPEEDUP",
     "CpuInfo",
     "MachineSummary",
+    "best_seconds",
     "busy_cpus",
     "cpu_info",
     "machine_summary",
@@ -152,14 +154,24 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, size: int = 1024, min_seco
             torch.cuda.synchronize(dev)
 
     with torch.inference_mode():
-        product()
-        best, spent = float("inf"), 0.0
-        while spent < min_seconds:
-            start = time.perf_counter()
-            product()
-            took = time.perf_counter() - start
-            best, spent = min(best, took), spent + took
-    return 2.0 * size**3 / best / 1e9
+        return 2.0 * size**3 / best_seconds(product, min_seconds) / 1e9
+
+
+def best_seconds(call: Callable[[], object], min_seconds: float) -> float:
+    """The fastest of repeated calls of ``call``, s: one warm-up call, then calls until ``min_seconds`` have passed.
+
+    Example:
+        >>> best_seconds(lambda: sum(range(100)), 0.001) > 0
+        True
+    """
+    call()
+    best, spent = float("inf"), 0.0
+    while spent < min_seconds:
+        start = time.perf_counter()
+        call()
+        took = time.perf_counter() - start
+        best, spent = min(best, took), spent + took
+    return best
 
 
 PEAK_SIZES = (128, 256, 384, 512, 1024)
