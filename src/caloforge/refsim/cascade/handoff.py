@@ -110,14 +110,12 @@ def _place_depths(rows: F64, seeds: I64, n_mean: F64, alpha: F64, beta: F64, t0:
 def _bin_spots(rows: F64, seeds: I64, owner: I64, path: F64, slab: I64, energy: F64, p_core: F64, r_core: F64,
                r_tail: F64, r_cut: F64, scale: F64, stoch: F64, slab_layer: I64, r_edges: F64, r_off: I64, n_r: I64,
                n_alpha: I64, vox_off: I64, n_layers: int, out: F64) -> None:
-    n_rows = out.shape[0]
     frame = np.empty((rows.shape[0], 4))  # x, y components of the two directions perpendicular to each hand-off's
     for h in range(rows.shape[0]):
         e1x, e1y, _, e2x, e2y, _ = basis(rows[h, 6], rows[h, 7], rows[h, 8])
         frame[h, 0], frame[h, 1], frame[h, 2], frame[h, 3] = e1x, e1y, e2x, e2y
     extra = np.zeros(out.shape)
-    layer_e = np.zeros((n_rows, n_layers))
-    layer_c = np.zeros((n_rows, n_layers))
+    layer_c = np.zeros((out.shape[0], n_layers))
     last = -1
     for k in range(owner.size):
         h = owner[k]
@@ -141,13 +139,12 @@ def _bin_spots(rows: F64, seeds: I64, owner: I64, path: F64, slab: I64, energy: 
             continue
         e = energy[k] * scale[j]
         extra[row, vox] += e
-        layer_e[row, li] += e
         layer_c[row, li] = max(layer_c[row, li], stoch[j])
     for row in range(int(rows[0, 0]), int(rows[-1, 0]) + 1):  # sampling fluctuations: Gamma(e/c², c²) per voxel
         seed_numba(seeds[row] ^ 0x5BD1E995)
         for li in range(n_layers):
-            c = layer_c[row, li]
-            if layer_e[row, li] <= 0.0 or c <= 0.0:
+            c = layer_c[row, li]  # 0: no hand-off energy in this layer (or no sampling term)
+            if c <= 0.0:
                 continue
             for i in range(vox_off[li], vox_off[li] + n_alpha[li] * n_r[li]):
                 if extra[row, i] > 0.0:
