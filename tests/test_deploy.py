@@ -193,7 +193,10 @@ def test_the_int8_probe_runs_a_quantised_product_as_an_int8_export_does(tmp_path
     y = onnxruntime.InferenceSession(str(graph)).run(None, {"x": x})[0]
     exact = x @ weight
     error = np.abs(y - exact).mean() / np.abs(exact).mean()
-    assert 1e-4 < error < 0.03  # int8 rounding: visible, small
+    # int8 rounding: visible, small (1.1 % with AVX-512 VNNI; CPUs without VNNI multiply with VPMADDUBSW, whose
+    # int16 pair sums can saturate, ONNX Runtime's quantisation notes, so the bound only separates a product from
+    # a broken graph, whose error is of order 1)
+    assert 1e-4 < error < 0.1
     assert int8_matmul_gflops(sizes=(32, 64), min_seconds=0.005) > 0
 
 
