@@ -252,3 +252,36 @@ def test_generate_with_onnxruntime_matches_torch(tmp_path):
         outputs[backend] = io.read(out).showers
     np.testing.assert_allclose(outputs["onnxruntime"], outputs["torch"], rtol=1e-5,
                                atol=1e-5 * np.abs(outputs["torch"]).max())
+
+
+def test_onnx_showers_are_the_graphs_output_and_a_graph_giving_negatives_is_clipped(tmp_path):
+    """The graph's inverse preprocessing clamps at 0, so ``generate`` returns its output as it is, without a clipping
+    pass over the showers; a graph that does give negative energies (another exporter's) is still clipped at 0."""
+    import onnx
+    import onnxruntime
+    import torch
+    from onnx import helper, numpy_helper
+
+    data = make_showers(UNIFORM, 64, seed=3, energies=(1000.0, 4000.0))
+    bundle = one_step_bundle(tmp_path, "gan", UNIFORM, data)
+    graph = tmp_path / "m.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        manifest = export_onnx(bundle, graph)
+    energies = np.geomspace(300.0, 3e6, 60)
+    got = OnnxGenerator(manifest).generate(energies, seed=4).showers
+    noise = torch.randn(60, 4, generator=torch.Generator().manual_seed(4)).numpy()  # the noise generate draws
+    feeds = {"noise": noise, "energy": energies.astype(np.float32).reshape(-1, 1)}
+    raw = onnxruntime.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    assert raw.min() >= 0 and (raw > 0).mean() > 0.5
+    np.testing.assert_array_equal(got, raw)
+    model = onnx.load(str(graph))  # the same graph minus a constant: showers below 0 in part
+    for node in model.graph.node:
+        node.output[:] = ["unshifted" if name == "showers" else name for name in node.output]
+    offset = np.float32(np.median(raw))
+    model.graph.initializer.append(numpy_helper.from_array(offset, "offset"))
+    model.graph.node.append(helper.make_node("Sub", ["unshifted", "offset"], ["showers"]))
+    onnx.save(model, str(graph))
+    shifted = OnnxGenerator(manifest).generate(energies, seed=4).showers
+    assert (raw - offset < 0).mean() > 0.2
+    np.testing.assert_array_equal(shifted, np.maximum(raw - offset, 0))

