@@ -46,6 +46,11 @@ def test_nan_inf_and_negative_voxels_are_located(tiny_geometry: Geometry) -> Non
     showers[2, 6] = -0.5
     with pytest.raises(DataError, match="1 are negative .*shower 2, voxel 6: -0.5 MeV"):
         ShowerSet(np.ones(3), showers, tiny_geometry)
+    for bad in (np.inf, -np.inf, np.nan):  # each alone, so that no shortcut of the check lets one through
+        showers = np.ones((3, 8), dtype=np.float32)
+        showers[2, 5] = bad
+        with pytest.raises(DataError, match=r"1 of the voxel energies .*first at index \(2, 5\)"):
+            ShowerSet(np.ones(3), showers, tiny_geometry)
 
 
 def test_voxel_count_mismatch_names_matching_presets(tiny_geometry: Geometry) -> None:

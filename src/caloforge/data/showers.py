@@ -19,6 +19,8 @@ __all__ = ["ShowerSet", "check_finite", "energy_bins", "format_energy"]
 
 
 def _check_showers(showers: NDArray[np.float32], where: str) -> None:
+    if showers.size and showers.min() >= 0 and np.isfinite(showers.max()):  # NaN fails both: two reads, no masks
+        return  # (10000 x 368 float32: 0.045 us per shower against 0.13 for the masks below)
     check_finite(showers, f"the voxel energies {where}")
     negative = showers < 0
     if negative.any():
