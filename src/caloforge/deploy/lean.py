@@ -20,7 +20,7 @@ Per call, only what changes is done: the noise drawn into its buffer (or copied 
 conditions written, one graph run. ONNX Runtime runs on one intra-op thread unless told otherwise:
 one shower is too little work to share, and a thread pool costs wake-ups on every call. The output
 needs no clipping here: the inverse preprocessing clips its input at 0 and multiplies non-negative
-factors, so the graph's voxels are already >= 0 (the batched paths' ``np.maximum`` is a no-op on them).
+factors, so the graph's voxels are already >= 0 (the batched paths clip only where a graph gives a negative value).
 """
 
 from __future__ import annotations

@@ -175,7 +175,9 @@ def generate(bundle: Any, energies: ArrayLike, conditions: Mapping[str, ArrayLik
         return block
 
     showers = generate_routed(request, bundle.splits, bundle.geometry.n_voxels, sample)
-    return ShowerSet(request.energies, np.maximum(showers, 0.0, out=showers), bundle.geometry, request.conditions)
+    if not showers.min() >= 0:  # the inverse preprocessing (fp32) clamps already: a read, not a clip's write
+        np.maximum(showers, 0.0, out=showers)
+    return ShowerSet(request.energies, showers, bundle.geometry, request.conditions)
 
 
 @dataclass(frozen=True)
