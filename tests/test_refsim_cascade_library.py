@@ -22,6 +22,7 @@ from caloforge.refsim.cascade import library as library_module
 from caloforge.refsim.cascade import replay as replay_module
 from caloforge.refsim.cascade.kernel import ACTIVE, ELECTRON, GAMMA, LEDGER, transport_from
 from caloforge.refsim.cascade.library import (
+    BUILD_PARTS,
     ENERGY_MATCH,
     MATCH_ENTRIES,
     R_EDGES_MM,
@@ -29,6 +30,7 @@ from caloforge.refsim.cascade.library import (
     entries_per_bin,
     library_for,
     library_path,
+    prepare_library,
     uses_library,
 )
 from caloforge.refsim.cascade.replay import replay_handoffs, replay_map
@@ -227,11 +229,17 @@ def test_library_cache_is_written_once_and_reused(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     config = TINY.replace(library_entries=1)
     library_for.cache_clear()
-    built = library_for(medium, config, 2)  # built by two worker processes: the same library as one process builds
+    calls: list[tuple[int, int]] = []
+    prepare_library(medium, config, 2, lambda done, total: calls.append((done, total)))  # two worker processes
+    assert calls == [(i, 2 * BUILD_PARTS) for i in range(1, 2 * BUILD_PARTS + 1)]  # progress per part, in order
     path = library_path(medium, config)
     assert path.is_file() and path.is_relative_to(tmp_path)
-    assert built.build_seconds > 0 and built.n_points > 0 and built.nbytes < 1e7
-    alone = build_library(medium, config)
+    prepare_library(medium, config, 2, lambda done, total: calls.append((done, total)))
+    assert len(calls) == 2 * BUILD_PARTS  # cached: neither built nor reported again
+    built = library_for(medium, config, 2)
+    assert built.build_seconds == 0.0 and built.n_points > 0 and built.nbytes < 1e7
+    alone = build_library(medium, config)  # one process, other parts: the same library
+    assert alone.build_seconds > 0
     for name in ("frac", "k", "ir", "ia", "offset", "leaked", "mass", "energy"):
         np.testing.assert_array_equal(getattr(alone, name), getattr(built, name))
 
@@ -263,6 +271,20 @@ def test_auto_handoff_uses_the_library_where_the_em_stack_is_all_that_is_read() 
     assert not uses_library(detector_for(Geometry.preset("ds1-photons")), auto)  # the Tile follows the EMB
     assert not uses_library(detector_for(Geometry.preset("ds2")), auto.replace(hybrid_split_mev=0.0))
     assert uses_library(detector_for(Geometry.preset("ds1-photons")), TINY)
+
+
+@pytest.mark.parametrize("name", ["ds2", "ds3"])
+def test_library_entries_reach_through_the_whole_detector(name: str) -> None:
+    """A sub-shower handed off at the front feeds the last layers: the build's stack after an entry's start is
+    deeper than the detector (with 32 X0 against Par04's 36.3, 100 GeV electrons lost 3-10 % of the hits of
+    ds2's last nine layers)."""
+    detector = detector_for(Geometry.preset(name))
+    medium = detector.em_medium  # type: ignore[attr-defined]
+    z, _, act, cell, _ = library_module._block(medium)
+    depth_mm = sum(s.thickness_mm for s in detector.slabs if s.material == medium)  # type: ignore[attr-defined]
+    assert depth_mm / medium.x0_mm > 36.0
+    period = sum(p.thickness_mm for p in medium.components)
+    assert z[-1] > depth_mm and act[cell >= 0].sum() > depth_mm / period
 
 
 def test_bad_library_settings_are_one_line_errors(tmp_path: Path) -> None:

@@ -97,8 +97,16 @@ def simulate(
                 tasks.append(stack.enter_context(cli_progress().task("simulate", total=total, unit="showers")))
             tasks[0].update(done, total=total)
 
+        def building(done: int, total: int) -> None:  # the frozen-shower library, once per machine and settings
+            if not library:
+                library.append(stack.enter_context(cli_progress().task("shower library (built once, cached)",
+                                                                       total=total, unit="parts")))
+            library[0].update(done, total=total)
+
+        library: list[ProgressTask] = []
         path = simulate_to_file(output, geometry, particle, n, seed, energies=values, spectrum=spectrum, jobs=jobs,
-                                force=force, progress=report, theta=angles, physics=physics, cascade=cascade)
+                                force=force, progress=report, theta=angles, physics=physics, cascade=cascade,
+                                library_progress=building)
     console.print(f"wrote {n} {particle} showers to {path}")
 
 

@@ -282,6 +282,7 @@ def simulate_to_file(
     force: bool = False,
     chunk_size: int | None = None,
     progress: ProgressCallback | None = None,
+    library_progress: ProgressCallback | None = None,
     theta: float | tuple[float, float] | None = None,
     detector: Detector | None = None,
     physics: str = "gflash",
@@ -304,6 +305,8 @@ def simulate_to_file(
         force: Overwrite an existing file.
         chunk_size: Showers per chunk; default :func:`default_chunk_size`.
         progress: Called as ``progress(done, total)`` after each chunk.
+        library_progress: Called as ``progress(done, total)`` after each part of a frozen-shower library's build
+            (cascade hybrid on W/Si, once per machine and settings: see ``docs/refsim.md``).
         theta: Incidence angle in degrees, fixed or a (low, high) range sampled uniformly (W/Si only).
         detector: Detector description; default from the geometry.
         physics: ``gflash`` or ``cascade`` (see :func:`simulate`).
@@ -349,12 +352,12 @@ def simulate_to_file(
     }
     if settings is not None:
         metadata["refsim_cascade"] = json.dumps(settings.to_dict(), sort_keys=True)
-    if settings is not None and settings.hybrid and settings.handoff != "gflash" and jobs > 1:
-        # numba's import time: only for the cascade; built (or loaded) once here, loaded by the workers
-        from caloforge.refsim.cascade.library import library_for, uses_library
+    if settings is not None and settings.hybrid and settings.handoff != "gflash":
+        # numba's import time: only for the cascade; built once here (with progress), loaded by every chunk
+        from caloforge.refsim.cascade.library import prepare_library, uses_library
 
         if uses_library(det, settings):
-            library_for(det.em_medium, settings, jobs)
+            prepare_library(det.em_medium, settings, jobs, library_progress)
     tasks = _chunk_tasks(geo, part, e_all, theta_all, det, seed, size, EmModel(), PionModel(), settings)
     names = tuple(conditions)
     with deferred_interrupts() as check, ShowerWriter(path, geo, names, force=force, metadata=metadata) as writer:
