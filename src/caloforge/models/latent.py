@@ -152,6 +152,8 @@ class Latent(GenerativeModel):
     """
 
     config_class = LatentConfig
+    decode_rows: ClassVar[int] = 16  # showers per decoder call in sampling (docs/results.md, session 30)
+    sample_block_rows: ClassVar[int | None] = 512  # CPU sampling: the prior and output transforms in blocks
     loss_names: ClassVar[tuple[str, ...]] = ("loss", "reconstruction", "prior")
     config: LatentConfig
 
@@ -245,7 +247,14 @@ class Latent(GenerativeModel):
             times = torch.full_like(y[:, 0], float(t))
             y = sampler.step(self.prior(y, times, conditions), t, y).prev_sample
         z, scalars = y[:, : self.config.latent_dim], y[:, self.config.latent_dim :]
-        return self.space.inverse(self.decode_latent(z, scalars))
+        rows = self.decode_rows
+        exporting = torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()  # the graph's batch is dynamic
+        if exporting or torch.is_grad_enabled() or len(z) <= rows:
+            return self.space.inverse(self.decode_latent(z, scalars))
+        out = z.new_empty(len(z), self.n_features)
+        for first in range(0, len(z), rows):  # each block's activations in cache; rows are independent
+            out[first : first + rows] = self.decode_latent(z[first : first + rows], scalars[first : first + rows])
+        return self.space.inverse(out)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """One Adam over the autoencoder and the prior."""

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from caloforge.models.cylinder import CircularConv3d, CylinderGrid, ResBlock3d, patches, unpatches
+from caloforge.models.cylinder import CircularConv3d, CylinderGrid, ResBlock3d, patches
 
 __all__ = ["ConvDecoder", "ConvEncoder", "down_stride", "grid_input"]
 
@@ -137,13 +137,43 @@ class ConvDecoder(nn.Module):
         for i, (block, up) in enumerate(zip(self.blocks, self.ups, strict=True)):
             size = self.sizes[len(self.sizes) - 2 - i]
             h = F.silu(up(F.interpolate(block(h), size=size, mode="nearest")))
+        return self.tail(self.last_block(h), fractions)
+
+    def tail(self, h: Tensor, fractions: Tensor) -> Tensor:
+        """The pointwise part: (N, C, L', A', R') -> voxel grid (N, L, A, R), valid on the mask's cells.
+
+        ``out(silu(head([silu(unpatches(unpatch(h))), mask, layer fraction])))``, computed on the
+        patches: the un-patching is folded into the order of ``unpatch``'s output rows (patch position
+        major, channel minor), and ``head``'s weight is split into its channels' part (a matrix
+        product) and its mask and layer-fraction columns, added as one per-layer bias; only the
+        one-channel output is un-patched and cropped. No concatenation and no full-resolution copy of
+        the channels. The mask is 1 on every cell :meth:`CylinderGrid.from_grid` reads (it is 0 only
+        on the zero-padded radial cells of a layer with fewer r bins, which it drops), so its column
+        is a constant there. The same parameters as the plain form and the same voxels up to float
+        rounding (tested); the ds2 CPU preset's pointwise tail was ~40 % of its generation before.
+        """
+        n, c = h.shape[0], self.channels[0]
+        sl, sa, sr = self.patch
+        size, cells = h.shape[2:], sa * sr * c  # cells: the values of one patch layer (alpha, r, channel)
+        grad = torch.is_grad_enabled()
+        dtype = self.unpatch.weight.dtype  # under bf16 autocast each product is handed on in fp32, as Linear's hook
+        weight = self.unpatch.weight.reshape(c, sl * sa * sr, c).transpose(0, 1).reshape(-1, c)
+        bias = self.unpatch.bias.reshape(c, sl * sa * sr).t().reshape(-1)
+        u = F.silu(F.linear(h.permute(0, 2, 3, 4, 1).contiguous(), weight, bias).to(dtype), inplace=not grad)
+        # the head's product on groups of patch positions: a block-diagonal matrix of 16 or more rows
+        group = math.gcd(sl * sa * sr, max(1, 16 // c))
+        head = self.head.weight
+        blocks = torch.kron(torch.eye(group, dtype=head.dtype, device=head.device), head[:, :c])
+        v = F.linear(u.reshape(-1, group * c), blocks).to(dtype).reshape(n, size[0], size[1] * size[2], sl, cells)
+        full = F.pad(fractions, (0, size[0] * sl - fractions.shape[1])).reshape(n, size[0], 1, sl, 1, 1)
+        layer = (full * head[:, c + 1] + (head[:, c] + self.head.bias)).expand(-1, -1, -1, -1, sa * sr, -1)
+        layer = layer.reshape(n, size[0], 1, sl, cells)
+        v = F.silu(v + layer if grad else v.add_(layer), inplace=not grad)
+        out = torch.kron(torch.eye(sl * sa * sr, dtype=head.dtype, device=head.device), self.out.weight)
+        o = F.linear(v.reshape(*u.shape), out).to(dtype) + self.out.bias
         n_layers, n_alpha, n_r = self.grid.size
-        h = self.unpatch(self.last_block(h).permute(0, 2, 3, 4, 1))
-        h = F.silu(unpatches(h, self.patch)[:, :n_layers, :n_alpha, :n_r])
-        mask = self.grid.mask.to(h)[None, :, :, :, None].expand(h.shape[0], -1, -1, -1, 1)
-        layer = fractions[:, :, None, None, None].expand_as(mask)
-        out: Tensor = self.out(F.silu(self.head(torch.cat([h, mask, layer], dim=4))))[..., 0]
-        return out
+        grid = o.reshape(n, size[0], size[1], size[2], sl, sa, sr).permute(0, 1, 4, 2, 5, 3, 6)
+        return grid.reshape(n, size[0] * sl, size[1] * sa, size[2] * sr)[:, :n_layers, :n_alpha, :n_r]
 
     def forward(self, z: Tensor, scalars: Tensor) -> Tensor:
         n_layers = self.grid.n_layers
