@@ -33,6 +33,7 @@ from caloforge.refsim.cascade import CascadeConfig
 from caloforge.validation.features import HighLevelFeatures, compute_features, low_level_inputs
 from caloforge.validation.metrics.classifier import ClassifierConfig, classifier_test
 from caloforge.validation.metrics.separation import feature_histograms
+from caloforge.validation.metrics.verdict import JUDGE_MIN_CLASSIFIER_STEPS
 
 FULL = CascadeConfig(hybrid_split_mev=0.0)
 
@@ -122,8 +123,9 @@ def hybrid_classifier(quick: bool, out: Path, sizes: str, seed: int, epochs: int
     Per energy four files in ``out`` (reused when present): full transport (``--split 0``, seed ``seed``) and
     three independent hybrids (seeds + 1, + 2, + 3), ``E{e}_{full,hybrid,hybrid2,hybrid3}.h5``. The low-level
     classifier of ``caloforge evaluate --mode full`` (the CaloChallenge network, one training, up to ``epochs``
-    epochs, no wall-clock cut, at most ``showers`` per sample) separates full from hybrid and, as its control,
-    hybrid2 from hybrid at the same N (up to ``control_epochs`` epochs, 0: ``epochs``).
+    epochs, 0: enough for the verdict's 1000 optimiser steps; no wall-clock cut; at most ``showers`` per sample)
+    separates full from hybrid and, as its control, hybrid2 from hybrid at the same N (up to ``control_epochs``
+    epochs, 0: as many as the classifier's).
     Every high-level feature's separation power S(full, hybrid) is set beside
     its floor S(hybrid2, hybrid); the features with S > floor + 0.01 are counted, and, as the count expected by
     chance, those with S(hybrid3, hybrid) > floor + 0.01.
@@ -131,8 +133,7 @@ def hybrid_classifier(quick: bool, out: Path, sizes: str, seed: int, epochs: int
     out.mkdir(parents=True, exist_ok=True)
     print(f"# full transport vs hybrid (default hand-off), ds2 electrons; {machine()}")
     simulate("ds2", "electron", [1e4] * 2, seed=99, physics="cascade")  # warm-up: compile, build or load library
-    config = ClassifierConfig.cpu_budget().replace(max_epochs=epochs, max_showers=showers or None)
-    control_config = config.replace(max_epochs=control_epochs or epochs)
+    base = ClassifierConfig.cpu_budget().replace(max_showers=showers or None)
     print("| E (GeV) | N | AUC full:hybrid | AUC control | showers, epochs (best/run), steps | "
           "features | S > floor+0.01 (by chance) | S > 0.01 (floor) | max S (feature) | floor max / mean | mean S | "
           "CPU s: full / hybrid / classifiers |")
@@ -144,6 +145,9 @@ def hybrid_classifier(quick: bool, out: Path, sizes: str, seed: int, epochs: int
         cpu = [_sample(p, e_gev, n, seed + k, FULL if k == 0 else CascadeConfig()) for k, p in enumerate(paths)]
         full, hyb, hyb2, hyb3 = (read(p) for p in paths)
         n = min(len(full), len(hyb), len(hyb2))
+        steps = -(-2 * round(0.6 * min(n, showers or n)) // base.batch_size)  # optimiser steps per epoch
+        config = base.replace(max_epochs=epochs or -(-JUDGE_MIN_CLASSIFIER_STEPS // steps))
+        control_config = config.replace(max_epochs=control_epochs or config.max_epochs)
         start = time.process_time()
         auc = classifier_test(low_level_inputs(full), low_level_inputs(hyb), config, seed=seed)
         control = classifier_test(low_level_inputs(hyb2), low_level_inputs(hyb), control_config, seed=seed)
@@ -154,7 +158,6 @@ def hybrid_classifier(quick: bool, out: Path, sizes: str, seed: int, epochs: int
         over = [k for k in names if s[k] > floor[k] + 0.01]
         worst = max(names, key=lambda k: s[k])
         by_chance = sum(chance[k] > floor[k] + 0.01 for k in names)
-        steps = -(-2 * round(0.6 * auc.n_per_sample) // config.batch_size)  # optimiser steps per epoch
         runs = "/".join(f"{r.best_epoch}/{r.epochs_run}" for r in (*auc.runs, *control.runs))
         runs += f", {steps * auc.runs[0].epochs_run} steps"
         cpu_text = " / ".join("kept" if c is None else f"{c:.0f}" for c in (cpu[0], cpu[1], cpu[4]))
@@ -322,9 +325,10 @@ def main() -> None:
                                          "targets", "gflash-fit"))
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("hybrid_classifier"), help="hybrid-classifier: its files")
-    parser.add_argument("--sizes", default="1:3000,10:1500,100:500", help="hybrid-classifier: E_GeV:N,...")
+    parser.add_argument("--sizes", default="1:6000,10:2000,100:1500", help="hybrid-classifier: E_GeV:N,...")
     parser.add_argument("--seed", type=int, default=21, help="hybrid-classifier: seed of the full-transport files")
-    parser.add_argument("--classifier-epochs", type=int, default=50, help="hybrid-classifier: maximum epochs")
+    parser.add_argument("--classifier-epochs", type=int, default=0,
+                        help="hybrid-classifier: maximum epochs, 0: enough optimiser steps for a verdict (1000)")
     parser.add_argument("--classifier-showers", type=int, default=0, help="hybrid-classifier: per sample, 0: all")
     parser.add_argument("--control-epochs", type=int, default=0,
                         help="hybrid-classifier: maximum epochs of the control, 0: --classifier-epochs")
