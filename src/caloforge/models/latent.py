@@ -249,7 +249,7 @@ class Latent(GenerativeModel):
         z, scalars = y[:, : self.config.latent_dim], y[:, self.config.latent_dim :]
         rows = self.decode_rows
         exporting = torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()  # the graph's batch is dynamic
-        if exporting or torch.is_grad_enabled() or len(z) <= rows:
+        if exporting or torch.is_grad_enabled() or z.device.type != "cpu" or len(z) <= rows:  # a GPU takes it whole
             return self.space.inverse(self.decode_latent(z, scalars))
         out = z.new_empty(len(z), self.n_features)
         for first in range(0, len(z), rows):  # each block's activations in cache; rows are independent
