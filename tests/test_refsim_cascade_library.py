@@ -19,6 +19,7 @@ from caloforge.errors import ConfigError
 from caloforge.refsim import simulate, simulate_to_file
 from caloforge.refsim.cascade import CascadeConfig, cascade_chunk
 from caloforge.refsim.cascade import library as library_module
+from caloforge.refsim.cascade import library_cache as cache_module
 from caloforge.refsim.cascade import replay as replay_module
 from caloforge.refsim.cascade.kernel import ACTIVE, ELECTRON, GAMMA, LEDGER, transport_from
 from caloforge.refsim.cascade.library import (
@@ -28,11 +29,9 @@ from caloforge.refsim.cascade.library import (
     R_EDGES_MM,
     build_library,
     entries_per_bin,
-    library_for,
-    library_path,
-    prepare_library,
     uses_library,
 )
+from caloforge.refsim.cascade.library_cache import library_for, library_path, prepare_library
 from caloforge.refsim.cascade.replay import replay_handoffs, replay_map
 from caloforge.refsim.cascade.run import calibrated_layout
 from caloforge.refsim.cascade.streams import config_array, shower_seeds
@@ -247,7 +246,7 @@ def test_library_cache_is_written_once_and_reused(tmp_path: Path, monkeypatch: p
         raise AssertionError("rebuilt instead of loaded")
 
     library_for.cache_clear()
-    monkeypatch.setattr(library_module, "build_library", no_build)
+    monkeypatch.setattr(cache_module, "build_library", no_build)
     loaded = library_for(medium, config)
     np.testing.assert_array_equal(loaded.frac, built.frac)
     np.testing.assert_array_equal(loaded.index, built.index)

@@ -354,7 +354,8 @@ def simulate_to_file(
         metadata["refsim_cascade"] = json.dumps(settings.to_dict(), sort_keys=True)
     if settings is not None and settings.hybrid and settings.handoff != "gflash":
         # numba's import time: only for the cascade; built once here (with progress), loaded by every chunk
-        from caloforge.refsim.cascade.library import prepare_library, uses_library
+        from caloforge.refsim.cascade.library import uses_library
+        from caloforge.refsim.cascade.library_cache import prepare_library
 
         if uses_library(det, settings):
             prepare_library(det.em_medium, settings, jobs, library_progress)

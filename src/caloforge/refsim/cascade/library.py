@@ -22,33 +22,25 @@ the position on a polar grid around the start (0.1 mm bins up to 2 mm, 0.25 mm t
 rest-mass balance, as fractions of the entry's energy. The replay (:mod:`.replay`) draws, per hand-off, an
 entry within ``ENERGY_MATCH`` of its energy.
 
-The library depends on the stack and the transport settings only (not on the voxel geometry): it
-is cached on disk (``$XDG_CACHE_HOME/caloforge/cascade-library``, one ``.npz`` per stack, keyed by
-the cascade sources' hash and the settings; written atomically) and in memory, with a fixed seed.
+The library depends on the stack and the transport settings only (not on the voxel geometry), with a fixed
+seed; :mod:`.library_cache` keeps it on disk and in memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
 import multiprocessing
-import os
 import time
-import zipfile
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from caloforge.data.outputs import atomic_path
-from caloforge.errors import CaloforgeError, ConfigError
-from caloforge.refsim.cascade.calibrate import TRANSPORT_FIELDS, stack_response
+from caloforge.errors import ConfigError
+from caloforge.refsim.cascade.calibrate import stack_response
 from caloforge.refsim.cascade.config import CascadeConfig
 from caloforge.refsim.cascade.kernel import ELECTRON, GAMMA, LEAKED, LEDGER, transport_from
 from caloforge.refsim.cascade.streams import config_array, shower_seeds
@@ -62,6 +54,7 @@ __all__ = [
     "FINE_MM",
     "LIBRARY_ANGLE_BINS",
     "LIBRARY_ANGLE_COS",
+    "LIBRARY_ARRAYS",
     "LIBRARY_ENERGY_BINS",
     "LIBRARY_PHASES",
     "LIBRARY_SEED",
@@ -69,9 +62,6 @@ __all__ = [
     "ShowerLibrary",
     "build_library",
     "entries_per_bin",
-    "library_for",
-    "library_path",
-    "prepare_library",
     "uses_library",
 ]
 
@@ -126,7 +116,6 @@ BUILD_PARTS = 8
 """Parts of the build per job (each reports progress; the library does not depend on them)."""
 ROWS_PER_CALL = 24
 """Sub-showers per kernel call in the build (bounds the grid's memory: ~2 MB a shower)."""
-CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -165,7 +154,7 @@ class ShowerLibrary:
     @property
     def nbytes(self) -> int:
         """Memory of the arrays, bytes."""
-        return sum(getattr(self, n).nbytes for n in _ARRAYS)
+        return sum(getattr(self, n).nbytes for n in LIBRARY_ARRAYS)
 
     def reach(self) -> I64:
         """Per (particle, energy bin): cells after the start cell holding ``REACH_QUANTILE`` of the bin's mean
@@ -207,26 +196,9 @@ class ShowerLibrary:
         return int(self.frac.size)
 
 
-_ARRAYS = ("e_edges", "index", "count", "energy", "tan_theta", "leaked", "mass", "offset", "k", "ir", "ia", "frac")
+LIBRARY_ARRAYS = ("e_edges", "index", "count", "energy", "tan_theta", "leaked", "mass", "offset", "k", "ir", "ia",
+                  "frac")
 """The array fields of :class:`ShowerLibrary` (its memory; what the cache file holds besides ``period_mm``)."""
-
-LIBRARY_FIELDS = (*TRANSPORT_FIELDS, "hybrid_split_mev", "handoff_min_mev", "library_entries", "library_precision",
-                  "calibration_energy_mev")
-"""The settings a library depends on."""
-
-
-def _sources_digest() -> str:
-    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
-
-
-def library_path(material: Material, config: CascadeConfig) -> Path:
-    """The cache file of ``material``'s library with ``config``'s settings."""
-    settings = {name: value for name, value in config.to_dict().items() if name in LIBRARY_FIELDS}
-    key = json.dumps([CACHE_VERSION, _sources_digest(), repr(material), repr(material.components), settings,
-                      LIBRARY_ENERGY_BINS, LIBRARY_PHASES, LIBRARY_ANGLE_COS, LIBRARY_SEED], sort_keys=True)
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "caloforge" / "cascade-library"
-    return root / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
-
 
 def uses_library(detector: Detector, config: CascadeConfig) -> bool:
     """Whether ``config``'s hand-offs replay the library in ``detector`` (``handoff`` ``library``, or ``auto``
@@ -235,59 +207,6 @@ def uses_library(detector: Detector, config: CascadeConfig) -> bool:
         return False
     return config.handoff == "library" or all(s.material == detector.em_medium for s in detector.slabs
                                               if s.readout is not None)
-
-
-@lru_cache(maxsize=8)
-def library_for(material: Material, config: CascadeConfig, jobs: int = 1) -> ShowerLibrary:
-    """``material``'s library: from memory, else from the disk cache, else built with ``jobs`` processes (and saved).
-
-    Raises:
-        ConfigError: for a homogeneous material (a library needs a sampling stack).
-    """
-    _check_stack(material)
-    lib = _load(material, config)
-    return lib if lib is not None else _build_and_save(material, config, jobs)
-
-
-def prepare_library(material: Material, config: CascadeConfig, jobs: int = 1,
-                    progress: Callable[[int, int], None] | None = None) -> None:
-    """Build and save ``material``'s library unless the disk cache has it, calling ``progress(done, total)`` per
-    part of the build (a first run on W/Si: minutes of CPU, shown instead of a silent wait).
-
-    Raises:
-        ConfigError: for a homogeneous material (a library needs a sampling stack).
-    """
-    _check_stack(material)
-    with contextlib.suppress(OSError, CaloforgeError):
-        if library_path(material, config).is_file():
-            return
-    _build_and_save(material, config, jobs, progress)
-
-
-def _check_stack(material: Material) -> None:
-    if len(material.components) < 2:
-        msg = f"expected a sampling stack (several sub-layers) but got {material.name!r}, in the shower library"
-        raise ConfigError(msg)
-
-
-def _load(material: Material, config: CascadeConfig) -> ShowerLibrary | None:
-    bad = (OSError, RuntimeError, KeyError, ValueError, TypeError, zipfile.BadZipFile)
-    with contextlib.suppress(*bad):  # no cache, or a bad one: rebuild
-        with np.load(library_path(material, config), allow_pickle=False) as saved:
-            return ShowerLibrary(**{name: saved[name] for name in saved.files
-                                    if name != "period_mm"}, period_mm=float(saved["period_mm"]))
-    return None
-
-
-def _build_and_save(material: Material, config: CascadeConfig, jobs: int,
-                    progress: Callable[[int, int], None] | None = None) -> ShowerLibrary:
-    lib = build_library(material, config, jobs, progress)
-    with contextlib.suppress(OSError, CaloforgeError):  # a read-only home only costs the rebuild
-        path = library_path(material, config)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path, force=True) as tmp, tmp.open("wb") as f:
-            np.savez(f, **{n: getattr(lib, n) for n in _ARRAYS}, period_mm=np.float64(lib.period_mm))
-    return lib
 
 
 def _block(material: Material) -> tuple[F64, I64, I64, I64, list[str]]:

@@ -18,7 +18,8 @@ from caloforge.refsim.cascade.calibrate import slab_calibrations
 from caloforge.refsim.cascade.config import CascadeConfig
 from caloforge.refsim.cascade.handoff import deposit_handoffs
 from caloforge.refsim.cascade.kernel import ELECTRON, GAMMA, LEDGER, PION, transport_showers
-from caloforge.refsim.cascade.library import library_for, uses_library
+from caloforge.refsim.cascade.library import uses_library
+from caloforge.refsim.cascade.library_cache import library_for
 from caloforge.refsim.cascade.replay import ReplayMap, replay_handoffs, replay_map
 from caloforge.refsim.cascade.streams import config_array, shower_seeds
 from caloforge.refsim.cascade.tables import Layout, build_layout
