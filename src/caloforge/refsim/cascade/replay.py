@@ -12,8 +12,8 @@ For each hand-off that starts in a slab of the library's stack (the detector's E
    hand-off's cell as it was after the entry's start cell, at its stored position: in its polar bin at
    the azimuth's centre and, up to ``FINE_MM``, at one area fraction drawn per replayed entry (points that
    lie together stay together, and the mean density is uniform inside each bin instead of a comb at the
-   bins' centres, which left dataset 2's voxels with r edges just above a centre up to 8 % short of hits at
-   100 GeV); beyond, at a position drawn per point,
+   bins' centres, which moved 5 % of the hits of a dataset-2 ring across its edge at 100 GeV); beyond, at a
+   position drawn per point,
    rotated by a random azimuth (normal-incidence entries) or mirrored at random, sheared along the
    particle's direction by (tan θ - tan θ_entry) × depth, turned to the particle's azimuth and moved to
    its position; energies × E / E_entry × the sub-layer's calibration, binned with ``voxel_index``;
