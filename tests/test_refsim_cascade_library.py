@@ -27,14 +27,16 @@ from caloforge.refsim.cascade.library import (
     ENERGY_MATCH,
     MATCH_ENTRIES,
     R_EDGES_MM,
+    ShowerLibrary,
     build_library,
     entries_per_bin,
     uses_library,
 )
 from caloforge.refsim.cascade.library_cache import library_for, library_path, prepare_library
-from caloforge.refsim.cascade.replay import replay_handoffs, replay_map
+from caloforge.refsim.cascade.replay import ReplayMap, replay_handoffs, replay_map
 from caloforge.refsim.cascade.run import calibrated_layout
 from caloforge.refsim.cascade.streams import config_array, shower_seeds
+from caloforge.refsim.cascade.tables import Layout
 from caloforge.refsim.materials import ELEMENTS, Material
 from caloforge.refsim.presets import detector_for
 
@@ -126,11 +128,9 @@ def test_replayed_handoff_matches_direct_transport(kind: int, energy: float) -> 
     assert rep.sum() / rep_ledger[:, ACTIVE].sum() == pytest.approx(out.sum() / ledger[:, ACTIVE].sum(), rel=0.05)
 
 
-def test_replay_puts_each_entry_point_in_its_cell(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A hand-off at exactly an entry's energy, with the energy match narrowed to that one entry, replays that entry:
-    its active energy exactly (less its points before the detector's first active layer), and its points in the
-    layers of the active sub-layers as many cells after (or before) the hand-off's as they were after the entry's
-    start (a cell's offset moves the mean depth by half a layer)."""
+def _one_entry_replay(monkeypatch: pytest.MonkeyPatch) -> tuple[Geometry, Layout, ShowerLibrary, ReplayMap]:
+    """ds2 with the tiny one-entry-per-bin library, the energy match narrowed so that a hand-off at exactly an
+    entry's energy replays that entry."""
     geometry, detector = _ds2()
     config = TINY.replace(library_entries=1)
     layout = calibrated_layout(detector, geometry, config)  # type: ignore[arg-type]
@@ -138,6 +138,26 @@ def test_replay_puts_each_entry_point_in_its_cell(monkeypatch: pytest.MonkeyPatc
     rmap = replay_map(detector, layout, detector.em_medium)  # type: ignore[arg-type, attr-defined]
     monkeypatch.setattr(replay_module, "ENERGY_MATCH", 1.0)
     monkeypatch.setattr(replay_module, "MATCH_ENTRIES", 1)
+    return geometry, layout, lib, rmap
+
+
+def _active_points(lib: ShowerLibrary, rmap: ReplayMap, layout: Layout, entry: int,
+                   z0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The entry's points replayed at depth ``z0`` that land in an active sub-layer: that sub-layer, their energy
+    (MeV, before calibration) and their radial bin's edges."""
+    sl = slice(lib.offset[entry], lib.offset[entry + 1])
+    j = rmap.cell_ord[int(np.searchsorted(layout.z_edges, z0, side="right") - 1)] + lib.k[sl]
+    act = (lib.ir[sl] >= 0) & (j >= 0) & (j < rmap.act_sub.size)
+    e = lib.frac[sl][act].astype(np.float64) * lib.energy[entry]
+    return rmap.act_sub[j[act]], e, R_EDGES_MM[lib.ir[sl][act]], R_EDGES_MM[lib.ir[sl][act] + 1]
+
+
+def test_replay_puts_each_entry_point_in_its_cell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hand-off at exactly an entry's energy, with the energy match narrowed to that one entry, replays that entry:
+    its active energy exactly (less its points before the detector's first active layer), and its points in the
+    layers of the active sub-layers as many cells after (or before) the hand-off's as they were after the entry's
+    start (a cell's offset moves the mean depth by half a layer)."""
+    geometry, layout, lib, rmap = _one_entry_replay(monkeypatch)
     n = 4
     b = int(np.searchsorted(lib.e_edges, 100.0) - 1)
     entries = lib.index[1, b, 0, :n, 0]
@@ -149,16 +169,8 @@ def test_replay_puts_each_entry_point_in_its_cell(monkeypatch: pytest.MonkeyPatc
                     lib.reach())
     assert (lib.k[lib.ir >= 0] < 0).any()  # the library keeps its entries' backscatter
     for p in range(n):
-        entry, energy = entries[p], lib.energy[entries[p]]
-        sl = slice(lib.offset[entry], lib.offset[entry + 1])
-        isub = int(np.searchsorted(layout.z_edges, z0[p], side="right") - 1)
-        j = rmap.cell_ord[isub] + lib.k[sl]
-        act = (lib.ir[sl] >= 0) & (j >= 0)
-        sub = rmap.act_sub[j[act]]
-        e = lib.frac[sl][act].astype(np.float64) * energy
+        sub, e, lo, hi = _active_points(lib, rmap, layout, entries[p], z0[p])
         assert rep_ledger[p, ACTIVE] == pytest.approx(e.sum(), rel=1e-9)
-        hi = R_EDGES_MM[lib.ir[sl][act] + 1]
-        lo = R_EDGES_MM[lib.ir[sl][act]]
 
         def per_layer(keep: np.ndarray, sub: np.ndarray = sub, e: np.ndarray = e) -> np.ndarray:
             return np.bincount(layout.layer[sub][keep], weights=(e * layout.calibration[sub])[keep],
@@ -177,22 +189,13 @@ def test_replay_spreads_each_point_over_its_radial_bin(monkeypatch: pytest.Monke
     bin). Points put at their bin's centre would move a whole bin's energy across each edge: 41 % of the 4.5-4.75 mm
     bin at 4.65 mm, 20 % of the 9.25-9.5 mm bin at 9.3 mm, at least 10 % at every ds2 edge (the noise of 600 draws:
     2 %)."""
-    geometry, detector = _ds2()
-    config = TINY.replace(library_entries=1)
-    layout = calibrated_layout(detector, geometry, config)  # type: ignore[arg-type]
-    lib = library_for(detector.em_medium, config)  # type: ignore[attr-defined]
-    rmap = replay_map(detector, layout, detector.em_medium)  # type: ignore[arg-type, attr-defined]
-    monkeypatch.setattr(replay_module, "ENERGY_MATCH", 1.0)
-    monkeypatch.setattr(replay_module, "MATCH_ENTRIES", 1)
+    geometry, layout, lib, rmap = _one_entry_replay(monkeypatch)
     edges = np.asarray(geometry.layers[0].r_edges[1:])
 
     def points(entry: int, z0: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The entry's active points replayed at depth ``z0``: file energy, radial bin edges, energy across."""
-        sl = slice(lib.offset[entry], lib.offset[entry + 1])
-        j = rmap.cell_ord[int(np.searchsorted(layout.z_edges, z0, side="right") - 1)] + lib.k[sl]
-        act = (lib.ir[sl] >= 0) & (j >= 0) & (j < rmap.act_sub.size)
-        e = lib.frac[sl][act].astype(np.float64) * lib.energy[entry] * layout.calibration[rmap.act_sub[j[act]]]
-        lo, hi = R_EDGES_MM[lib.ir[sl][act]], R_EDGES_MM[lib.ir[sl][act] + 1]
+        sub, e, lo, hi = _active_points(lib, rmap, layout, entry, z0)
+        e = e * layout.calibration[sub]
         across = (((lo < edges[:-1, None]) & (hi > edges[:-1, None])) * e).sum(axis=1)  # energy of the bins across
         return e, lo, hi, across
 
