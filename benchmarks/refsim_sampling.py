@@ -65,7 +65,8 @@ def run_stack(layers: list[tuple[Element, float, bool]], kind: int, e_mev: float
                    active, layer, np.ones(mat.size), tables.data, tables.props, np.tile([0.0, 1e12], n_act),
                    np.arange(n_act + 1, dtype=np.int64) * 2, one, one, np.arange(n_act, dtype=np.int64), out,
                    ledger, np.empty((1, 12)), np.zeros(mat.size), np.full(mat.size, -1, dtype=np.int64),
-                   np.zeros(mat.size), np.zeros(mat.size), begin)
+                   np.zeros(mat.size), np.zeros(mat.size), begin, np.empty((0, 4)),
+                   np.zeros(1, dtype=np.int64))
     return out, ledger, time.process_time() - start
 
 

@@ -107,7 +107,7 @@ def _nucleons(e: float, x: float, y: float, z: float, lam: float, row: int, z_ed
 
 @nb.njit(cache=True)
 def pion_interaction(stack: NDArray[np.float64], top: int, row: int, e: float, x: float, y: float, z: float,
-                     u: float, v: float, w: float, isub: int, lam: float, z_edges: NDArray[np.float64],
+                     u: float, v: float, w: float, isub: int, deep: int, lam: float, z_edges: NDArray[np.float64],
                      vis: NDArray[np.float64], scale: NDArray[np.float64], layer_of: NDArray[np.int64],
                      r_edges: NDArray[np.float64], r_off: NDArray[np.int64], n_r: NDArray[np.int64],
                      n_alpha: NDArray[np.int64], vox_off: NDArray[np.int64], out: NDArray[np.float64],
@@ -115,7 +115,8 @@ def pion_interaction(stack: NDArray[np.float64], top: int, row: int, e: float, x
     """One nuclear interaction (or absorption) of a pion of kinetic energy ``e``; returns the new stack top.
 
     ``vis`` and ``scale`` (per sub-layer): active share and file MeV per MeV of nucleon energy; ``lam``: λ_I
-    of the local medium, mm. Pushes the produced pions and π0 photons (types 3 and 0).
+    of the local medium, mm; ``deep``: the pion's lineage's deepest sub-layer. Pushes the produced pions and π0
+    photons (types 3 and 0).
     """
     share = min(1.0, NUCLEAR_SHARE_1GEV * (max(e, 1.0) * 1e-3) ** -NUCLEAR_SHARE_POWER)
     e_pions = (1.0 - share) * e if e >= ABSORPTION_MEV else 0.0
@@ -138,11 +139,11 @@ def pion_interaction(stack: NDArray[np.float64], top: int, row: int, e: float, x
                 half = min(PI0_MASS / max(ei, 1e-9), math.pi / 2)
                 for j in range(2):
                     gu, gv, gw = sm.rotate(pu, pv, pw, math.cos(half), phi + j * math.pi)
-                    top = push(stack, top, 0, ei * (f if j == 0 else 1.0 - f), x, y, z, gu, gv, gw, isub)
+                    top = push(stack, top, 0, ei * (f if j == 0 else 1.0 - f), x, y, z, gu, gv, gw, isub, deep)
             else:
                 ang = math.atan2(pt, math.sqrt(ei * (ei + 2.0 * 139.57)))
                 pu, pv, pw = sm.rotate(u, v, w, math.cos(ang), phi)
-                top = push(stack, top, 3, ei, x, y, z, pu, pv, pw, isub)
+                top = push(stack, top, 3, ei, x, y, z, pu, pv, pw, isub, deep)
     nuclear = e - e_pions
     ledger[row, INVISIBLE] += INVISIBLE_FRACTION * nuclear
     _nucleons((1.0 - INVISIBLE_FRACTION) * nuclear, x, y, z, lam, row, z_edges, vis, scale, layer_of, r_edges, r_off,

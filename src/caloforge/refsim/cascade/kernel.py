@@ -37,6 +37,7 @@ from caloforge.refsim.cascade.steps import (
     LEAKED,
     LEDGER,
     MASS,
+    P_DEEP,
     P_E,
     P_SUB,
     P_TYPE,
@@ -84,7 +85,7 @@ def transport_showers(
     """:func:`transport_from` with every shower incident at the origin along +z, in sub-layer 0."""
     return transport_from(kinds, energies, seeds, cfg, z_edges, material, active, layer, calib, data, props, r_edges,
                           r_off, n_r, n_alpha, vox_off, out, ledger, handoff, local_scale, layer_of, had_vis,
-                          had_scale, np.empty((0, 5)))
+                          had_scale, np.empty((0, 5)), np.empty((0, 4)), np.zeros(1, dtype=np.int64))
 
 
 @nb.njit(cache=True)
@@ -96,6 +97,7 @@ def transport_from(
     vox_off: NDArray[np.int64], out: NDArray[np.float64], ledger: NDArray[np.float64],
     handoff: NDArray[np.float64], local_scale: NDArray[np.float64], layer_of: NDArray[np.int64],
     had_vis: NDArray[np.float64], had_scale: NDArray[np.float64], start: NDArray[np.float64],
+    back: NDArray[np.float64], n_back: NDArray[np.int64],
 ) -> int:
     """Transport each shower; returns the number of hand-off rows written.
 
@@ -118,6 +120,9 @@ def transport_from(
     ``had_vis`` and ``had_scale`` (per sub-layer): active share and file MeV per MeV of the energy of slow
     nucleons from pion interactions (the slab's MIP sampling fraction).
 
+    ``back`` and ``n_back``: the albedo list of :func:`.steps.deposit` (no rows: every deposit goes to ``out``);
+    each particle carries its lineage's deepest sub-layer (stack column ``P_DEEP``).
+
     ``handoff`` rows: shower row, type, E, x, y, z, u, v, w, three uniform-derived numbers
     (two normals and a uniform, drawn here so that the hand-off deposit depends only on the
     shower's seed). Returns -1 when ``handoff`` is too short (the caller grows it and repeats).
@@ -128,15 +133,15 @@ def transport_from(
     library = cfg[11] > 0
     e_soft = max(ho_min, e_cut) if library and split > 0.0 else e_cut  # library hand-offs: secondary e± stop here
     nsub = material.size
-    stack = np.empty((STACK_SIZE, 9))
+    stack = np.empty((STACK_SIZE, P_DEEP + 1))
     n_ho = 0
     for row in range(energies.size):
         sm.seed_numba(seeds[row])
         if start.shape[0] > 0:
             top = push(stack, 0, kinds[row], energies[row], 0.0, 0.0, start[row, 0], start[row, 1], start[row, 2],
-                       start[row, 3], int(start[row, 4]))
+                       start[row, 3], int(start[row, 4]), 0)
         else:
-            top = push(stack, 0, kinds[row], energies[row], 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0)
+            top = push(stack, 0, kinds[row], energies[row], 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0, 0)
         first = True
         while top > 0:
             top -= 1
@@ -145,6 +150,7 @@ def transport_from(
             kind, e = int(stack[top, P_TYPE]), stack[top, P_E]
             x, y, z = stack[top, P_X], stack[top, P_Y], stack[top, P_Z]
             u, v, w, isub = stack[top, P_U], stack[top, P_V], stack[top, P_W], int(stack[top, P_SUB])
+            deep = int(stack[top, P_DEEP])
             n_lambda = -math.log(1.0 - np.random.random())
             while True:
                 if x * x + y * y > WORLD_RADIUS_MM * WORLD_RADIUS_MM:
@@ -185,8 +191,8 @@ def transport_from(
                 x0 = props[mat, 0]
                 if kind == GAMMA:
                     if e < g_cut:
-                        deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
-                                 out, ledger)
+                        deposit(e, x, y, isub, deep, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                                 out, ledger, back, n_back)
                         ledger[row, BELOW_CUT] += e
                         break
                     mu_p = lookup(data, mat, PAIR, e)
@@ -198,6 +204,7 @@ def transport_from(
                     if s >= db:
                         x, y, z = x + db * u, y + db * v, z_edges[isub + 1] if w > 0 else z_edges[isub]
                         isub += 1 if w > 0 else -1
+                        deep = max(deep, isub)
                         if isub < 0 or isub >= nsub:
                             ledger[row, LEAKED] += e
                             break
@@ -205,8 +212,8 @@ def transport_from(
                     x, y, z = x + s * u, y + s * v, z + s * w
                     r = np.random.random() * mu
                     if r < mu_f:
-                        deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
-                                 out, ledger)
+                        deposit(e, x, y, isub, deep, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                                 out, ledger, back, n_back)
                         break
                     if r < mu_f + mu_c:
                         eps, onecost = sm.compton_epsilon(e)
@@ -216,10 +223,10 @@ def transport_from(
                         px, py, pz = u - eps * gu, v - eps * gv, w - eps * gw
                         pn = math.sqrt(px * px + py * py + pz * pz)
                         if te > 0.0 and pn > 0.0:
-                            top = push(stack, top, ELECTRON, te, x, y, z, px / pn, py / pn, pz / pn, isub)
+                            top = push(stack, top, ELECTRON, te, x, y, z, px / pn, py / pn, pz / pn, isub, deep)
                         elif te > 0.0:
-                            deposit(te, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha,
-                                     vox_off, out, ledger)
+                            deposit(te, x, y, isub, deep, row, active, layer, calib, r_edges, r_off, n_r, n_alpha,
+                                     vox_off, out, ledger, back, n_back)
                         e, u, v, w = e * eps, gu, gv, gw
                         continue
                     xf = sm.pair_fraction(e)
@@ -228,24 +235,24 @@ def transport_from(
                         tot = e * (xf if j == 0 else 1.0 - xf)
                         du, dv, dw = sm.rotate(u, v, w, math.cos(sm.emission_angle(tot)), phi + j * math.pi)
                         top = push(stack, top, ELECTRON if j == 0 else POSITRON, max(tot - M, 0.0), x, y, z,
-                                    du, dv, dw, isub)
+                                    du, dv, dw, isub, deep)
                     ledger[row, MASS] += 2.0 * M
                     break
                 # charged particles: e-, e+ and pions
                 mass = 139.57 if kind == PION else M
                 if kind == PION and e < PION_STOP_MEV:  # absorbed where it stops: a nuclear capture
-                    top = pion_interaction(stack, top, row, e, x, y, z, u, v, w, isub, props[material[isub], 2],
-                                           z_edges, had_vis, had_scale, layer_of, r_edges, r_off, n_r, n_alpha,
-                                           vox_off, out, ledger)
+                    top = pion_interaction(stack, top, row, e, x, y, z, u, v, w, isub, deep,
+                                           props[material[isub], 2], z_edges, had_vis, had_scale, layer_of, r_edges,
+                                           r_off, n_r, n_alpha, vox_off, out, ledger)
                     break
                 if e < (e_soft if not primary else e_cut) or e <= 0.0:
-                    deposit(e, x, y, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
-                             out, ledger)
+                    deposit(e, x, y, isub, deep, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                             out, ledger, back, n_back)
                     ledger[row, BELOW_CUT] += e
                     if kind == POSITRON:
                         gu, gv, gw = sm.annihilation_direction()
-                        top = push(stack, top, GAMMA, M, x, y, z, gu, gv, gw, isub)
-                        top = push(stack, top, GAMMA, M, x, y, z, -gu, -gv, -gw, isub)
+                        top = push(stack, top, GAMMA, M, x, y, z, gu, gv, gw, isub, deep)
+                        top = push(stack, top, GAMMA, M, x, y, z, -gu, -gv, -gw, isub, deep)
                         ledger[row, MASS] -= 2.0 * M
                     break
                 if kind == PION:
@@ -279,8 +286,8 @@ def transport_from(
                     s, loss = e / max(dedx, 1e-300), e
                     crossed = interacts = False
                 xm, ym = x + 0.5 * s * u, y + 0.5 * s * v
-                deposit(loss, xm, ym, isub, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
-                         out, ledger)
+                deposit(loss, xm, ym, isub, deep, row, active, layer, calib, r_edges, r_off, n_r, n_alpha, vox_off,
+                         out, ledger, back, n_back)
                 going_up = w > 0
                 nx, ny, nz = x + s * u, y + s * v, z + s * w
                 if not stopped:
@@ -316,6 +323,7 @@ def transport_from(
                     continue
                 if crossed:
                     isub += 1 if going_up else -1
+                    deep = max(deep, isub)
                     if isub < 0 or isub >= nsub:
                         ledger[row, LEAKED] += e
                         break
@@ -324,15 +332,16 @@ def transport_from(
                     continue
                 n_lambda = -math.log(1.0 - np.random.random())
                 if kind == PION:
-                    top = pion_interaction(stack, top, row, e, x, y, z, u, v, w, isub, props[mat, 2], z_edges, had_vis,
-                                           had_scale, layer_of, r_edges, r_off, n_r, n_alpha, vox_off, out, ledger)
+                    top = pion_interaction(stack, top, row, e, x, y, z, u, v, w, isub, deep, props[mat, 2], z_edges,
+                                           had_vis, had_scale, layer_of, r_edges, r_off, n_r, n_alpha, vox_off, out,
+                                           ledger)
                     break
                 if np.random.random() * sig < sig_b:
                     yk = sm.brems_fraction(min(k_cut / e, 1.0))
                     k = yk * e
                     du, dv, dw = sm.rotate(u, v, w, math.cos(sm.emission_angle(e + M)),
                                            2.0 * math.pi * np.random.random())
-                    top = push(stack, top, GAMMA, k, x, y, z, du, dv, dw, isub)
+                    top = push(stack, top, GAMMA, k, x, y, z, du, dv, dw, isub, deep)
                     e -= k
                 else:
                     xd = sm.delta_fraction(e, min(d_cut / e, 1.0), kind == POSITRON)
@@ -343,7 +352,7 @@ def transport_from(
                     p0, pd = math.sqrt(e * (e + 2.0 * M)), math.sqrt(td * (td + 2.0 * M))
                     px, py, pz = p0 * u - pd * du, p0 * v - pd * dv, p0 * w - pd * dw
                     pn = math.sqrt(px * px + py * py + pz * pz)
-                    top = push(stack, top, ELECTRON, td, x, y, z, du, dv, dw, isub)
+                    top = push(stack, top, ELECTRON, td, x, y, z, du, dv, dw, isub, deep)
                     e -= td
                     if pn > 0.0:
                         u, v, w = px / pn, py / pn, pz / pn

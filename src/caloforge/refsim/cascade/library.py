@@ -16,7 +16,8 @@ kernel (split 0) in the real sub-layers of one sampling stack, started
 with :func:`entries_per_bin` entries per (type, energy, phase) bin at normal incidence (enough for the
 wanted precision of the library's mean, at least ``library_entries``). An entry keeps
 its deposits in the ACTIVE sub-layers only, relative to its start: the active sub-layer crossed
-(counted from the active layer of the start cell: one per cell, negative for the backscatter behind it), and
+(counted from the active layer of the start cell: one per cell, negative for the backscatter behind it), the
+cells beyond it that the deposit's lineage reached (its ancestors' deepest cell: the albedo of the stack), and
 the position on a polar grid around the start (0.1 mm bins up to 2 mm, 0.25 mm to 10, 0.5 mm to 30, 1 mm to
 50, coarse beyond); the passive energy is kept per cell (for the ledger only), with the leaked energy and the
 rest-mass balance, as fractions of the entry's energy. The replay (:mod:`.replay`) draws, per hand-off, an
@@ -92,10 +93,10 @@ BACK_X0, FORWARD_X0 = 12.0, 40.0
 """Stack before / after the start point in the build, X0. Behind: the backscatter of a 100 GeV shower's sub-showers
 reaches its first layers from up to 12 X0 deeper (with 4, ds2's layer 0 had 15 % less energy than full transport).
 After: deeper than the deepest detector, Par04's 36.3 X0, since a sub-shower handed off in the first layers feeds
-the last ones (with 32, 100 GeV ds2 electrons had 3-10 % fewer hits in layers 36-44). What the library cannot give
-is the detector's back: an entry's deposits in the layer where the detector ends include the albedo of the stack
-behind it (100 GeV ds2 electrons: layer 44 has 12 % more hits and 30 % more energy than in full transport, 2 of
-1700 hits)."""
+the last ones (with 32, 100 GeV ds2 electrons had 3-10 % fewer hits in layers 36-44). The detector's back is not
+the stack's: each point keeps how many cells deeper its lineage went (``deeper``), and the replay drops, as
+leaked, the points whose lineage went beyond the detector's last cell (kept, that albedo gave 100 GeV ds2
+electrons 12 % more hits and 30 % more energy in layer 44 than full transport)."""
 R_EDGES_MM = np.concatenate([np.arange(0.0, 2.0, 0.1), np.arange(2.0, 10.0, 0.25), np.arange(10.0, 30.0, 0.5),
                              np.arange(30.0, 50.0, 1.0), np.arange(50.0, 150.0, 10.0), np.arange(150.0, 400.0, 50.0),
                              [400.0, 4001.0]])
@@ -116,6 +117,8 @@ BUILD_PARTS = 8
 """Parts of the build per job (each reports progress; the library does not depend on them)."""
 ROWS_PER_CALL = 24
 """Sub-showers per kernel call in the build (bounds the grid's memory: ~2 MB a shower)."""
+BACK_ROWS = 1 << 18
+"""First length of the build's albedo list (deposits whose lineage went deeper; grown when a call needs more)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,7 @@ class ShowerLibrary:
         offset: Start of each entry's points (n_entries + 1).
         k: Active sub-layer of each point, counted from the start cell's (int16).
         ir, ia: Polar bin of each point (int16); ``ir == -1``: the passive energy of cell ``k`` (ledger only).
+        deeper: Cells beyond the point's own that the lineage of its energy reached (int16; > 0: albedo).
         frac: Energy of each point as a fraction of the entry's (float32).
         build_seconds: Time the build took (0 when loaded from the cache).
     """
@@ -148,6 +152,7 @@ class ShowerLibrary:
     k: NDArray[np.int16]
     ir: NDArray[np.int16]
     ia: NDArray[np.int16]
+    deeper: NDArray[np.int16]
     frac: NDArray[np.float32]
     build_seconds: float = 0.0
 
@@ -197,7 +202,7 @@ class ShowerLibrary:
 
 
 LIBRARY_ARRAYS = ("e_edges", "index", "count", "energy", "tan_theta", "leaked", "mass", "offset", "k", "ir", "ia",
-                  "frac")
+                  "deeper", "frac")
 """The array fields of :class:`ShowerLibrary` (its memory; what the cache file holds besides ``period_mm``)."""
 
 def uses_library(detector: Detector, config: CascadeConfig) -> bool:
@@ -266,11 +271,12 @@ def _plan(config: CascadeConfig, n0: int) -> tuple[I64, F64, F64, F64, F64]:
     return key, energy, cos, phase, edges
 
 
-Part = tuple[I64, NDArray[np.int16], NDArray[np.int16], NDArray[np.int16], NDArray[np.float32], F64]
+Part = tuple[I64, NDArray[np.int16], NDArray[np.int16], NDArray[np.int16], NDArray[np.int16], NDArray[np.float32], F64]
 
 
 def _transport_part(material: Material, config: CascadeConfig, n0: int, first: int, stop: int) -> Part:
-    """Entries ``first .. stop-1``: points per entry, their (k, ir, ia, frac), and each entry's leaked fraction."""
+    """Entries ``first .. stop-1``: points per entry, their (k, ir, ia, deeper, frac), and each entry's leaked
+    fraction."""
     z, mat, act, cell, names = _block(material)
     parts = material.components
     period = sum(p.thickness_mm for p in parts)
@@ -300,39 +306,53 @@ def _transport_part(material: Material, config: CascadeConfig, n0: int, first: i
     sub_of_vox = np.repeat(np.arange(n_sub), n_r * n_alpha)
     leaked = np.zeros(energy.size)
     counts = np.zeros(energy.size, dtype=np.int64)
-    chunks_k, chunks_ir, chunks_ia, chunks_f = [np.zeros(0, np.int16)], [np.zeros(0, np.int16)], \
-        [np.zeros(0, np.int16)], [np.zeros(0, np.float32)]
+    chunks: list[list[NDArray[np.int16] | NDArray[np.float32]]] = [[*[np.zeros(0, np.int16)] * 4,
+                                                                   np.zeros(0, np.float32)]]
     zeros = np.zeros(n_sub)
     minus = np.full(n_sub, -1, dtype=np.int64)
+    back, n_back = np.empty((BACK_ROWS, 4)), np.zeros(1, dtype=np.int64)
     for lo in range(0, energy.size, ROWS_PER_CALL):
         sl = slice(lo, min(lo + ROWS_PER_CALL, energy.size))
         m = sl.stop - sl.start
-        out = np.zeros((m, n_vox))
-        ledger = np.zeros((m, len(LEDGER)))
-        transport_from(kinds[sl], energy[sl], seeds[sl], cfg, z, mat, ones, layer, np.ones(n_sub), tables.data,
-                       tables.props, r_edges, r_off, n_r, n_alpha, vox_off, out, ledger, np.empty((1, 12)), zeros,
-                       minus, zeros, zeros, np.ascontiguousarray(start[sl]))
-        rows, vox = np.nonzero(out)
+        while True:  # repeated with a longer albedo list when it overflowed (same seeds: same showers)
+            out = np.zeros((m, n_vox))
+            ledger = np.zeros((m, len(LEDGER)))
+            n_back[0] = 0
+            transport_from(kinds[sl], energy[sl], seeds[sl], cfg, z, mat, ones, layer, np.ones(n_sub), tables.data,
+                           tables.props, r_edges, r_off, n_r, n_alpha, vox_off, out, ledger, np.empty((1, 12)), zeros,
+                           minus, zeros, zeros, np.ascontiguousarray(start[sl]), back, n_back)
+            if n_back[0] <= back.shape[0]:
+                break
+            back = np.empty((int(n_back[0] * 1.25), 4))
+        g_rows, g_vox = np.nonzero(out)
+        listed = back[:n_back[0]]
+        l_vox = listed[:, 1].astype(np.int64)
+        rows = np.concatenate([g_rows, listed[:, 0].astype(np.int64)])
+        vox = np.concatenate([g_vox, l_vox])
+        dep = np.concatenate([out[g_rows, g_vox], listed[:, 3]])
         sub = sub_of_vox[vox]
-        within = vox - vox_off[sub]
-        is_act = act[sub] > 0  # behind the start cell too (the sub-shower's backscatter)
-        # cells counted from the start cell (one active sub-layer each); passive energy summed per cell
-        k_all = cell[sub] - start_cell[sl][rows]
-        frac = out[rows, vox] / energy[sl][rows]
-        p_key = rows[~is_act] * 4096 + (k_all[~is_act] + 2048)
-        uniq, inv = np.unique(p_key, return_inverse=True)
-        p_frac = np.bincount(inv, weights=frac[~is_act])
-        all_rows = np.concatenate([rows[is_act], uniq // 4096])
-        order = np.argsort(all_rows, kind="stable")
-        chunks_k.append(np.concatenate([k_all[is_act], uniq % 4096 - 2048])[order].astype(np.int16))
-        chunks_ir.append(np.concatenate([within[is_act] % n_r_act, np.full(uniq.size, -1)])[order].astype(np.int16))
-        chunks_ia.append(np.concatenate([within[is_act] // n_r_act, np.zeros(uniq.size, np.int64)])[order]
-                         .astype(np.int16))
-        chunks_f.append(np.concatenate([frac[is_act], p_frac])[order].astype(np.float32))
-        counts[sl] = np.bincount(all_rows, minlength=m)
+        # cells beyond the deposit's own that its lineage reached (0 in the grid, whose lineages were never deeper)
+        deeper = np.concatenate([np.zeros(g_vox.size, np.int64),
+                                 cell[listed[:, 2].astype(np.int64)] - cell[sub_of_vox[l_vox]]])
+        k_all = cell[sub] - start_cell[sl][rows]  # cells counted from the start cell (one active sub-layer each)
+        # one point per (row, polar bin of an active sub-layer, deeper); passive energy summed per (row, cell, deeper)
+        place = np.where(act[sub] > 0, vox, n_vox + k_all + 2048)
+        point = (rows * (n_vox + 4096) + place) * 4096 + np.minimum(deeper, 4095)
+        uniq, inv = np.unique(point, return_inverse=True)
+        frac = np.bincount(inv, weights=dep / energy[sl][rows])
+        u_rows, u_place, u_deeper = uniq // 4096 // (n_vox + 4096), uniq // 4096 % (n_vox + 4096), uniq % 4096
+        is_act = u_place < n_vox
+        u_vox = np.where(is_act, u_place, 0)
+        u_sub = sub_of_vox[u_vox]
+        within = u_vox - vox_off[u_sub]
+        u_k = np.where(is_act, cell[u_sub] - start_cell[sl][u_rows], u_place - n_vox - 2048)
+        chunks.append([u_k.astype(np.int16), np.where(is_act, within % n_r_act, -1).astype(np.int16),
+                       np.where(is_act, within // n_r_act, 0).astype(np.int16), u_deeper.astype(np.int16),
+                       frac.astype(np.float32)])
+        counts[sl] = np.bincount(u_rows, minlength=m)
         leaked[sl] = ledger[:, LEAKED] / energy[sl]
-    return (counts, np.concatenate(chunks_k), np.concatenate(chunks_ir), np.concatenate(chunks_ia),
-            np.concatenate(chunks_f), leaked)
+    k, ir, ia, deeper = (np.concatenate([c[i] for c in chunks]).astype(np.int16, copy=False) for i in range(4))
+    return counts, k, ir, ia, deeper, np.concatenate([c[4] for c in chunks]).astype(np.float32, copy=False), leaked
 
 
 def build_library(material: Material, config: CascadeConfig, jobs: int = 1,
@@ -357,7 +377,7 @@ def build_library(material: Material, config: CascadeConfig, jobs: int = 1,
             done.append(part)
             if progress is not None:
                 progress(len(done), n_parts)
-    counts, k, ir, ia, frac_all, leaked = (np.concatenate([d[i] for d in done]) for i in range(6))
+    counts, k, ir, ia, deeper, frac_all, leaked = (np.concatenate([d[i] for d in done]) for i in range(7))
     offset = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     stored = np.bincount(np.repeat(np.arange(energy.size), counts), weights=frac_all.astype(np.float64),
                          minlength=energy.size)
@@ -371,4 +391,4 @@ def build_library(material: Material, config: CascadeConfig, jobs: int = 1,
         count[t, b, a, p] += 1
     sin = np.sqrt(np.maximum(0.0, 1.0 - cos * cos))
     return ShowerLibrary(sum(p.thickness_mm for p in material.components), edges, index, count, energy, sin / cos,
-                         leaked, mass, offset, k, ir, ia, frac_all, time.perf_counter() - t_start)
+                         leaked, mass, offset, k, ir, ia, deeper, frac_all, time.perf_counter() - t_start)

@@ -20,7 +20,9 @@ For each hand-off that starts in a slab of the library's stack (the detector's E
 3. the ledger: the hand-off's energy leaves ``handoff`` for ``active`` (points read in the stack),
    ``passive`` (the entry's passive energy; points in cells outside the run of library slabs but inside
    the detector, which the library does not describe), ``leaked`` (the entry's leak; points beyond the
-   detector's first or last active sub-layer) and ``mass``: per shower the ledger still closes exactly.
+   detector's first or last active sub-layer, and the albedo of the library's stack behind the detector's back:
+   points whose lineage went deeper than the detector's last cell, which ends the detector) and ``mass``: per
+   shower the ledger still closes exactly.
 
 Approximations (``docs/refsim.md``, "The frozen-shower library"): the cell structure is the library's,
 hand-offs starting outside the library's stack, or so close to the end of a run of its slabs that other
@@ -127,8 +129,8 @@ def replay_map(detector: Detector, layout: Layout, material: Material) -> Replay
 @nb.njit(cache=True)
 def _replay(rows: F64, use: I64, seeds: I64, e_edges: F64, sorted_ids: I64, sorted_e: F64, n_sorted: I64,
             match: float, match_min: int, tan_e: F64, leaked: F64, mass: F64, offset: I64, kk: NDArray[np.int16],
-            ir: NDArray[np.int16], ia: NDArray[np.int16], frac: NDArray[np.float32], period: float, r_grid: F64,
-            fine: float, n_alpha_lib: int, angle_edge: float,
+            ir: NDArray[np.int16], ia: NDArray[np.int16], deeper: NDArray[np.int16], frac: NDArray[np.float32],
+            period: float, r_grid: F64, fine: float, n_alpha_lib: int, angle_edge: float,
             reach: I64, z_edges: F64, cell_z0: F64, cell_ord: I64, run_lo: I64, run_hi: I64, run_open: I64,
             act_sub: I64, layer: I64,
             calib: F64, r_edges: F64, r_off: I64, n_r: I64, n_alpha: I64, vox_off: I64, out: F64,
@@ -176,6 +178,9 @@ def _replay(rows: F64, use: I64, seeds: I64, e_edges: F64, sorted_ids: I64, sort
         for q in range(offset[ent], offset[ent + 1]):
             f = frac[q] * e
             j = base + kk[q]
+            if j + deeper[q] >= n_act:  # its lineage went beyond the detector's back: it leaked there
+                leak_e += f
+                continue
             if ir[q] < 0 or j < lo or j >= hi:  # passive energy, or outside the run of library slabs
                 if 0 <= j < n_act:
                     pas_e += f
@@ -224,7 +229,7 @@ def replay_handoffs(rows: F64, use: I64, seeds: I64, library: ShowerLibrary, rma
     sorted_ids, sorted_e, n_sorted = library.by_energy()
     _replay(rows, use, seeds, library.e_edges, sorted_ids, sorted_e, n_sorted, ENERGY_MATCH, MATCH_ENTRIES,
             library.tan_theta, library.leaked, library.mass, library.offset, library.k, library.ir, library.ia,
-            library.frac, library.period_mm, R_EDGES_MM, FINE_MM, N_ALPHA, ANGLE_EDGE_COS, reach, layout.z_edges,
-            rmap.cell_z0, rmap.cell_ord, rmap.run_lo, rmap.run_hi, rmap.run_open, rmap.act_sub, layout.layer,
-            layout.calibration, layout.r_edges, layout.r_offset, layout.n_r, layout.n_alpha, layout.voxel_offset, out,
-            ledger)
+            library.deeper, library.frac, library.period_mm, R_EDGES_MM, FINE_MM, N_ALPHA, ANGLE_EDGE_COS, reach,
+            layout.z_edges, rmap.cell_z0, rmap.cell_ord, rmap.run_lo, rmap.run_hi, rmap.run_open, rmap.act_sub,
+            layout.layer, layout.calibration, layout.r_edges, layout.r_offset, layout.n_r, layout.n_alpha,
+            layout.voxel_offset, out, ledger)

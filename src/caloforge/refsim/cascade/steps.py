@@ -21,7 +21,8 @@ ACTIVE, PASSIVE, LEAKED, HANDOFF, MASS, BELOW_CUT, INVISIBLE, EM_FROM_PI0 = rang
 LEDGER = ("active", "passive", "leaked", "handoff", "mass", "below_cut", "invisible", "em_from_pi0")
 """Ledger columns; incident = active + passive + leaked + handoff + mass + invisible (``below_cut`` is part of
 active/passive, ``em_from_pi0`` the energy given to π0 photons: information)."""
-P_TYPE, P_E, P_X, P_Y, P_Z, P_U, P_V, P_W, P_SUB = range(9)
+P_TYPE, P_E, P_X, P_Y, P_Z, P_U, P_V, P_W, P_SUB, P_DEEP = range(10)
+"""Stack columns; ``P_DEEP``: the deepest sub-layer (largest index) that the particle's lineage has reached."""
 LOG_LO = math.log10(GRID_RANGE[0])
 
 
@@ -53,10 +54,17 @@ def voxel_index(x: float, y: float, li: int, r_edges: NDArray[np.float64], r_off
 
 
 @nb.njit(cache=True)
-def deposit(e: float, x: float, y: float, isub: int, row: int, active: NDArray[np.int64],
+def deposit(e: float, x: float, y: float, isub: int, deep: int, row: int, active: NDArray[np.int64],
              layer: NDArray[np.int64], calib: NDArray[np.float64], r_edges: NDArray[np.float64],
              r_off: NDArray[np.int64], n_r: NDArray[np.int64], n_alpha: NDArray[np.int64],
-             vox_off: NDArray[np.int64], out: NDArray[np.float64], ledger: NDArray[np.float64]) -> None:
+             vox_off: NDArray[np.int64], out: NDArray[np.float64], ledger: NDArray[np.float64],
+             back: NDArray[np.float64], n_back: NDArray[np.int64]) -> None:
+    """Energy ``e`` left at (x, y) in sub-layer ``isub`` by a particle whose lineage reached sub-layer ``deep``.
+
+    With a ``back`` list (rows: shower row, voxel, ``deep``, energy; ``n_back[0]`` its length, counted on past
+    its end so that the caller can grow it and repeat) a deposit whose lineage went deeper than ``isub`` is
+    listed there instead of being added to ``out`` (the frozen-shower library keeps such albedo apart).
+    """
     if active[isub] == 0:
         ledger[row, PASSIVE] += e
         return
@@ -65,8 +73,15 @@ def deposit(e: float, x: float, y: float, isub: int, row: int, active: NDArray[n
     if li < 0:
         return
     k = voxel_index(x, y, li, r_edges, r_off, n_r, n_alpha, vox_off)
-    if k >= 0:
-        out[row, k] += e * calib[isub]
+    if k < 0:
+        return
+    if deep > isub and back.shape[0] > 0:
+        n = n_back[0]
+        if n < back.shape[0]:
+            back[n, 0], back[n, 1], back[n, 2], back[n, 3] = row, k, deep, e * calib[isub]
+        n_back[0] = n + 1
+        return
+    out[row, k] += e * calib[isub]
 
 
 @nb.njit(cache=True)
@@ -84,13 +99,14 @@ def read_local(e: float, x: float, y: float, isub: int, row: int, scale: NDArray
 
 @nb.njit(cache=True)
 def push(stack: NDArray[np.float64], top: int, kind: int, e: float, x: float, y: float, z: float,
-          u: float, v: float, w: float, isub: int) -> int:
+          u: float, v: float, w: float, isub: int, deep: int) -> int:
     if top >= stack.shape[0]:
         msg = "cascade particle stack overflow"
         raise RuntimeError(msg)
     stack[top, P_TYPE], stack[top, P_E] = kind, e
     stack[top, P_X], stack[top, P_Y], stack[top, P_Z] = x, y, z
     stack[top, P_U], stack[top, P_V], stack[top, P_W], stack[top, P_SUB] = u, v, w, isub
+    stack[top, P_DEEP] = max(deep, isub)
     return top + 1
 
 
