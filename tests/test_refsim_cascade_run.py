@@ -11,9 +11,12 @@ from typer.testing import CliRunner
 
 from caloforge.cli import app
 from caloforge.data.geometry import Geometry, Layer
+from caloforge.data.presets import resolve_geometry
 from caloforge.errors import ConfigError, GeometryError
 from caloforge.refsim import simulate, simulate_to_file
 from caloforge.refsim.cascade import CascadeConfig, check_physics
+from caloforge.refsim.presets import detector_for
+from caloforge.refsim.simulate import CASCADE_CHUNK_CPU_S, CASCADE_CPU_S_PER_GEV, _chunk_tasks, default_chunk_size
 
 
 def test_same_seed_same_showers_other_seed_other_showers() -> None:
@@ -36,6 +39,30 @@ def test_chunking_does_not_change_the_showers() -> None:
     # a shower's numbers depend on its index in the run, not on the other showers of its chunk
     alone = simulate("ds1-photons", "photon", energies[:2], seed=3, physics="cascade")
     np.testing.assert_array_equal(whole.showers[:2], alone.showers)
+
+
+def test_cascade_chunks_end_at_their_expected_cpu() -> None:
+    """TeV showers are chunked by their expected CPU, not by count (120 full-transport 1 TeV showers in one chunk
+    of 647 ran 21 minutes without progress on one job); the chunks tile the run in order, and the GFLASH mode's
+    chunks (seeded by their index) keep their size."""
+    geometry = resolve_geometry("ds2")
+    detector = detector_for(geometry)
+    size = default_chunk_size(geometry)
+
+    def sizes(energies: np.ndarray, cascade: CascadeConfig | None) -> list[int]:
+        tasks = list(_chunk_tasks(geometry, "electron", energies, None, detector, 1, size, None, None, cascade))
+        assert [t[9] for t in tasks] == np.cumsum([0] + [t[2].size for t in tasks])[:-1].tolist()
+        assert [t[6] for t in tasks] == list(range(len(tasks)))
+        return [t[2].size for t in tasks]
+
+    tev = np.full(1000, 1e6)
+    per_chunk = int(CASCADE_CHUNK_CPU_S / CASCADE_CPU_S_PER_GEV[True] / 1e3)  # hybrid: TeV showers per chunk
+    assert 1 < per_chunk < size
+    hybrid = sizes(tev, CascadeConfig())
+    assert set(hybrid[:-1]) == {per_chunk} and 0 < hybrid[-1] <= per_chunk
+    assert sizes(tev[:120], CascadeConfig(hybrid_split_mev=0.0)) == [1] * 120  # ~20 CPU s each
+    assert sizes(np.full(1000, 1e3), CascadeConfig()) == [size, 1000 - size]  # cheap showers: by count
+    assert sizes(tev, None) == [size, 1000 - size]
 
 
 def test_jobs_do_not_change_the_file(tmp_path: Path) -> None:

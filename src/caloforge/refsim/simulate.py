@@ -8,6 +8,7 @@ size, never on the number of worker processes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import signal
@@ -62,6 +63,12 @@ CONDITIONS = ("theta",)
 """Supported extra conditions: ``theta``, the polar incidence angle in degrees (90 = normal incidence)."""
 
 ProgressCallback = Callable[[int, int], None]
+CASCADE_CHUNK_CPU_S = 10.0
+"""With the cascade a chunk also ends before its showers' energy would take about this much CPU (so that a run of
+TeV showers still shows progress and keeps every job busy): at ``CASCADE_CPU_S_PER_GEV``."""
+CASCADE_CPU_S_PER_GEV = {False: 20e-3, True: 40e-6}
+"""CPU seconds per GeV of full transport (``False``: split 0; measured 11-50 ms) and of the hybrid (20-200 µs, the
+most at 1 GeV), AMD EPYC (docs/refsim.md)."""
 _BEST_COMPRESSION = 0.05  # gzip+shuffle of refsim showers: 0.45 of the raw size for ds1, 0.06 for ds3
 
 # geometry, particle, energies, theta, detector, seed, chunk index, EM model, pion model, first shower, cascade
@@ -207,12 +214,23 @@ def _run_chunks(
 def _chunk_tasks(geo: Geometry, part: str, energies: NDArray[np.float64], theta: NDArray[np.float64] | None,
                  det: Detector, seed: int, size: int, em_model: EmModel | None,
                  pion_model: PionModel | None, cascade: CascadeConfig | None = None) -> Iterator[tuple[Any, ...]]:
-    """The arguments of each chunk's worker call; chunk ``k`` is seeded by ``(seed, k)`` whatever the job count."""
+    """The arguments of each chunk's worker call (``size`` showers; with the cascade fewer where their energy asks
+    more than ``CASCADE_CHUNK_CPU_S``); chunk ``k`` is seeded by ``(seed, k)`` whatever the job count."""
     if cascade is not None and theta is not None:
         msg = "expected no incidence angle with physics='cascade' (normal incidence only, for now) but got 'theta'"
         raise ConfigError(msg)
-    return iter([(geo, part, energies[i : i + size], None if theta is None else theta[i : i + size], det, int(seed),
-                  k, em_model, pion_model, i, cascade) for k, i in enumerate(range(0, energies.size, size))])
+    starts = [*range(0, energies.size, size), energies.size]
+    if cascade is not None:  # its files do not depend on the chunks (per-shower seeds)
+        budget, used, starts = CASCADE_CHUNK_CPU_S / CASCADE_CPU_S_PER_GEV[cascade.hybrid] * 1e3, 0.0, [0]
+        for i, e in enumerate(energies.tolist()):
+            if i > starts[-1] and (i - starts[-1] >= size or used + e > budget):
+                starts.append(i)
+                used = 0.0
+            used += e
+        starts.append(energies.size)
+    return iter([(geo, part, energies[i:j], None if theta is None else theta[i:j], det, int(seed), k, em_model,
+                  pion_model, i, cascade) for k, (i, j) in enumerate(itertools.pairwise(starts))
+                 if j > i])
 
 
 def simulate(
