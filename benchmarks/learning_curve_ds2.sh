@@ -20,6 +20,9 @@ TIMEFMT="cpu_s %U %S wall_s %e maxrss_kb %M"
 N_TRAIN=${N_TRAIN:-100000}; N_VAL=${N_VAL:-3000}; N_EVAL=${N_EVAL:-10000}
 LATENT_STAGES=${LATENT_STAGES:-350 700 1400 2800 5600}  # cumulative iterations (about 0.6 CPU s each, 1 thread)
 PARAMETRIC_ITERATIONS=${PARAMETRIC_ITERATIONS:-50}   # batches of 2048: one pass over 100k showers
+# latent's checkpoint selection: the response chi2 alone kept iteration 175 of 700 (session 30, docs/results.md)
+# while the shapes were what was missing; combined = sqrt(chi2/NDF x fd_norm) sees both. The parametric keeps chi2.
+LATENT_SELECT=${LATENT_SELECT:-combined}
 CLS="--classifier-showers ${CLS_N:-10000} --classifier-epochs ${CLS_EP:-10} --classifier-patience ${CLS_EP:-10}"
 CLS="$CLS --classifier-minutes ${CLS_MIN:-20} --classifier-precision ${CLS_PRECISION:-bf16}"
 # the high-level classifier (362 inputs) learns in 20 epochs; the low-level one (6481 inputs, 12 steps per epoch on
@@ -46,10 +49,11 @@ curve() { # family ckpt stages...: staged training (--resume), a bundle copy and
   local fam=$1 ckpt=$2; shift 2
   for n in "$@"; do
     if [ ! -s "t_train_${fam}_$n.txt" ]; then
-      local resume=""; [ -f "run_$fam/run.json" ] && resume=--resume
+      local resume="" select=""; [ -f "run_$fam/run.json" ] && resume=--resume
+      [ "$fam" = latent ] && [ -z "$resume" ] && select="--select-by $LATENT_SELECT"  # a resume keeps it
       timed "train_${fam}_$n" $CF train --data train.h5 --validation validation.h5 --family "$fam" \
         --max-iterations "$n" --checkpoint-every "$ckpt" --out "run_$fam" $resume --threads 1 --device cpu \
-        --seed 0 --no-progress
+        --seed 0 --no-progress $select
     fi
     rm -rf "bundle_${fam}_$n"; cp -r "run_$fam/bundle" "bundle_${fam}_$n"
     while [ ! -s t_sim_eval.txt ]; do sleep 10; done
