@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from scipy import integrate
 
 from caloforge.data.geometry import Geometry, Layer
 from caloforge.refsim import simulate
-from caloforge.refsim.cascade import CascadeConfig, cascade_chunk
+from caloforge.refsim.cascade import CascadeConfig, calibrate, cascade_chunk
 from caloforge.refsim.cascade import physics as ph
 from caloforge.refsim.cascade import sampling as sm
 from caloforge.refsim.cascade.calibrate import stack_response
@@ -193,6 +194,29 @@ def test_sampling_fraction_comes_out_of_the_transport() -> None:
     r_full = _profile(10000.0, 20, FULL)[3]
     r_hybrid = _profile(10000.0, 40, CascadeConfig())[3]
     assert r_hybrid == pytest.approx(r_full, rel=0.03)
+
+
+def test_a_calibration_cached_by_other_sources_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The calibration cache is keyed by the cascade's sources: a file written by another transport is ignored
+    (a hand-bumped version once let a machine keep an older transport's W/Si calibration), the current one is
+    read back."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    stack, config = WSI.em_medium, FULL.replace(calibration_showers=20)
+    real = calibrate.sources_digest()
+    monkeypatch.setattr(calibrate, "sources_digest", lambda: "an older transport")
+    stale = calibrate._cache_file(stack, config, 1000.0)
+    monkeypatch.setattr(calibrate, "sources_digest", lambda: real)
+    current = calibrate._cache_file(stack, config, 1000.0)
+    assert stale != current
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"sampling_fraction": 0.5, "stochastic": 0.5}')
+    calibrate.stack_response.cache_clear()
+    assert 0.01 < calibrate.stack_response(stack, config, 1000.0).sampling_fraction < 0.1  # transported
+    assert current.exists()
+    current.write_text('{"sampling_fraction": 0.25, "stochastic": 0.5}')
+    calibrate.stack_response.cache_clear()
+    assert calibrate.stack_response(stack, config, 1000.0).sampling_fraction == 0.25  # read back
+    calibrate.stack_response.cache_clear()
 
 
 def test_pion_em_fraction_follows_groom_and_the_shower_is_contained() -> None:

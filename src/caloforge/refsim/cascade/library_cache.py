@@ -21,7 +21,7 @@ import numpy as np
 
 from caloforge.data.outputs import atomic_path
 from caloforge.errors import CaloforgeError, ConfigError
-from caloforge.refsim.cascade.calibrate import TRANSPORT_FIELDS
+from caloforge.refsim.cascade.calibrate import TRANSPORT_FIELDS, sources_digest
 from caloforge.refsim.cascade.config import CascadeConfig
 from caloforge.refsim.cascade.library import (
     LIBRARY_ANGLE_COS,
@@ -42,14 +42,10 @@ LIBRARY_FIELDS = (*TRANSPORT_FIELDS, "hybrid_split_mev", "handoff_min_mev", "lib
 """The settings a library depends on."""
 
 
-def _sources_digest() -> str:
-    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
-
-
 def library_path(material: Material, config: CascadeConfig) -> Path:
     """The cache file of ``material``'s library with ``config``'s settings."""
     settings = {name: value for name, value in config.to_dict().items() if name in LIBRARY_FIELDS}
-    key = json.dumps([CACHE_VERSION, _sources_digest(), repr(material), repr(material.components), settings,
+    key = json.dumps([CACHE_VERSION, sources_digest(), repr(material), repr(material.components), settings,
                       LIBRARY_ENERGY_BINS, LIBRARY_PHASES, LIBRARY_ANGLE_COS, LIBRARY_SEED], sort_keys=True)
     root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "caloforge" / "cascade-library"
     return root / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
