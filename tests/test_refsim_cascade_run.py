@@ -15,8 +15,7 @@ from caloforge.data.presets import resolve_geometry
 from caloforge.errors import ConfigError, GeometryError
 from caloforge.refsim import simulate, simulate_to_file
 from caloforge.refsim.cascade import CascadeConfig, check_physics
-from caloforge.refsim.presets import detector_for
-from caloforge.refsim.simulate import CASCADE_CHUNK_CPU_S, CASCADE_CPU_S_PER_GEV, _chunk_tasks, default_chunk_size
+from caloforge.refsim.simulate import CASCADE_CHUNK_CPU_S, CASCADE_CPU_S_PER_GEV, chunk_starts, default_chunk_size
 
 
 def test_same_seed_same_showers_other_seed_other_showers() -> None:
@@ -43,17 +42,14 @@ def test_chunking_does_not_change_the_showers() -> None:
 
 def test_cascade_chunks_end_at_their_expected_cpu() -> None:
     """TeV showers are chunked by their expected CPU, not by count (120 full-transport 1 TeV showers in one chunk
-    of 647 ran 21 minutes without progress on one job); the chunks tile the run in order, and the GFLASH mode's
-    chunks (seeded by their index) keep their size."""
-    geometry = resolve_geometry("ds2")
-    detector = detector_for(geometry)
-    size = default_chunk_size(geometry)
+    of 647 ran 21 minutes without progress on one job); the GFLASH mode's chunks (seeded by their index) keep
+    their size."""
+    size = default_chunk_size(resolve_geometry("ds2"))
 
     def sizes(energies: np.ndarray, cascade: CascadeConfig | None) -> list[int]:
-        tasks = list(_chunk_tasks(geometry, "electron", energies, None, detector, 1, size, None, None, cascade))
-        assert [t[9] for t in tasks] == np.cumsum([0] + [t[2].size for t in tasks])[:-1].tolist()
-        assert [t[6] for t in tasks] == list(range(len(tasks)))
-        return [t[2].size for t in tasks]
+        starts = chunk_starts(energies, size, cascade)
+        assert starts[0] == 0 and starts[-1] == energies.size
+        return np.diff(starts).tolist()
 
     tev = np.full(1000, 1e6)
     per_chunk = int(CASCADE_CHUNK_CPU_S / CASCADE_CPU_S_PER_GEV[True] / 1e3)  # hybrid: TeV showers per chunk
@@ -63,6 +59,7 @@ def test_cascade_chunks_end_at_their_expected_cpu() -> None:
     assert sizes(tev[:120], CascadeConfig(hybrid_split_mev=0.0)) == [1] * 120  # ~20 CPU s each
     assert sizes(np.full(1000, 1e3), CascadeConfig()) == [size, 1000 - size]  # cheap showers: by count
     assert sizes(tev, None) == [size, 1000 - size]
+    assert chunk_starts(np.zeros(0), size, CascadeConfig()) == chunk_starts(np.zeros(0), size) == [0]
 
 
 def test_jobs_do_not_change_the_file(tmp_path: Path) -> None:

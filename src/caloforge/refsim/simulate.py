@@ -38,7 +38,8 @@ from caloforge.refsim.spectra import Spectrum, default_spectrum
 from caloforge.runtime.interrupts import deferred_interrupts
 from caloforge.runtime.resources import check_disk, check_memory
 
-__all__ = ["PARTICLES", "canonical_particle", "default_chunk_size", "simulate", "simulate_chunk", "simulate_to_file"]
+__all__ = ["PARTICLES", "canonical_particle", "chunk_starts", "default_chunk_size", "simulate", "simulate_chunk",
+           "simulate_to_file"]
 
 PARTICLES: dict[str, str] = {
     "photon": "photon",
@@ -211,23 +212,30 @@ def _run_chunks(
             yield pending.popleft().result()
 
 
+def chunk_starts(energies: NDArray[np.float64], size: int, cascade: CascadeConfig | None = None) -> list[int]:
+    """Where each chunk of a run of ``energies`` (MeV) starts, and the run's end: every ``size`` showers; with the
+    cascade (``cascade`` given) also before a chunk's energy would cost more than ``CASCADE_CHUNK_CPU_S``."""
+    if cascade is None:
+        return [*range(0, energies.size, size), energies.size]
+    # a cascade file does not depend on its chunks (per-shower seeds)
+    budget, used, starts = CASCADE_CHUNK_CPU_S / CASCADE_CPU_S_PER_GEV[cascade.hybrid] * 1e3, 0.0, [0]
+    for i, e in enumerate(energies.tolist()):
+        if i > starts[-1] and (i - starts[-1] >= size or used + e > budget):
+            starts.append(i)
+            used = 0.0
+        used += e
+    return [*starts, energies.size] if energies.size else [0]
+
+
 def _chunk_tasks(geo: Geometry, part: str, energies: NDArray[np.float64], theta: NDArray[np.float64] | None,
                  det: Detector, seed: int, size: int, em_model: EmModel | None,
                  pion_model: PionModel | None, cascade: CascadeConfig | None = None) -> Iterator[tuple[Any, ...]]:
-    """The arguments of each chunk's worker call (``size`` showers; with the cascade fewer where their energy asks
-    more than ``CASCADE_CHUNK_CPU_S``); chunk ``k`` is seeded by ``(seed, k)`` whatever the job count."""
+    """The arguments of each chunk's worker call (:func:`chunk_starts`); chunk ``k`` is seeded by ``(seed, k)``
+    whatever the job count."""
     if cascade is not None and theta is not None:
         msg = "expected no incidence angle with physics='cascade' (normal incidence only, for now) but got 'theta'"
         raise ConfigError(msg)
-    starts = [*range(0, energies.size, size), energies.size]
-    if cascade is not None:  # its files do not depend on the chunks (per-shower seeds)
-        budget, used, starts = CASCADE_CHUNK_CPU_S / CASCADE_CPU_S_PER_GEV[cascade.hybrid] * 1e3, 0.0, [0]
-        for i, e in enumerate(energies.tolist()):
-            if i > starts[-1] and (i - starts[-1] >= size or used + e > budget):
-                starts.append(i)
-                used = 0.0
-            used += e
-        starts.append(energies.size)
+    starts = chunk_starts(energies, size, cascade)
     return iter([(geo, part, energies[i:j], None if theta is None else theta[i:j], det, int(seed), k, em_model,
                   pion_model, i, cascade) for k, (i, j) in enumerate(itertools.pairwise(starts))
                  if j > i])
