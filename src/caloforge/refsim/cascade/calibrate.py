@@ -15,9 +15,8 @@ import contextlib
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -27,14 +26,14 @@ from caloforge.data.documents import read_json
 from caloforge.data.outputs import atomic_path, strict_json
 from caloforge.errors import CaloforgeError, CheckpointError
 from caloforge.refsim.cascade.config import CascadeConfig
+from caloforge.refsim.cascade.jit import cache_root, sources_digest
 from caloforge.refsim.cascade.kernel import ACTIVE, ELECTRON, LEDGER, transport_showers
 from caloforge.refsim.cascade.streams import config_array, shower_seeds
 from caloforge.refsim.cascade.tables import build_tables
 from caloforge.refsim.detector import Detector
 from caloforge.refsim.materials import Material
 
-__all__ = ["CALIBRATION_DEPTH_X0", "CALIBRATION_SEED", "StackResponse", "slab_calibrations", "sources_digest",
-           "stack_response"]
+__all__ = ["CALIBRATION_DEPTH_X0", "CALIBRATION_SEED", "StackResponse", "slab_calibrations", "stack_response"]
 
 CALIBRATION_DEPTH_X0 = 40.0
 """Depth of the calibration block, X0 (longitudinal leakage of a 1 GeV shower is below 1e-4)."""
@@ -58,21 +57,11 @@ CACHE_VERSION = 2
 """Bump when the cache file's format changes (a change of the transport changes :func:`sources_digest`)."""
 
 
-@cache
-def sources_digest() -> str:
-    """Hash of the cascade's sources, in the key of every cascade cache: a cached calibration or library cannot
-    outlive a change of the transport (with a version number bumped by hand, one was forgotten: a machine's
-    cached W/Si calibration kept the sampling term 0.126 and sampling fraction 0.02905 of an older transport,
-    whose own were 0.134 and 0.02888)."""
-    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(Path(__file__).parent.glob("*.py")))).hexdigest()
-
-
 def _cache_file(material: Material, config: CascadeConfig, energy_mev: float) -> Path:
     transport = {name: value for name, value in config.to_dict().items() if name in TRANSPORT_FIELDS}
     key = json.dumps([CACHE_VERSION, sources_digest(), repr(material), repr(material.components), transport,
                       energy_mev], sort_keys=True)
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "caloforge" / "cascade-calibration"
-    return root / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+    return cache_root("cascade-calibration") / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
 
 
 @lru_cache(maxsize=32)

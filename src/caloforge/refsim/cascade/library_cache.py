@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import zipfile
 from collections.abc import Callable
 from functools import lru_cache
@@ -21,8 +20,9 @@ import numpy as np
 
 from caloforge.data.outputs import atomic_path
 from caloforge.errors import CaloforgeError, ConfigError
-from caloforge.refsim.cascade.calibrate import TRANSPORT_FIELDS, sources_digest
+from caloforge.refsim.cascade.calibrate import TRANSPORT_FIELDS
 from caloforge.refsim.cascade.config import CascadeConfig
+from caloforge.refsim.cascade.jit import cache_root, sources_digest
 from caloforge.refsim.cascade.library import (
     LIBRARY_ANGLE_COS,
     LIBRARY_ARRAYS,
@@ -47,8 +47,7 @@ def library_path(material: Material, config: CascadeConfig) -> Path:
     settings = {name: value for name, value in config.to_dict().items() if name in LIBRARY_FIELDS}
     key = json.dumps([CACHE_VERSION, sources_digest(), repr(material), repr(material.components), settings,
                       LIBRARY_ENERGY_BINS, LIBRARY_PHASES, LIBRARY_ANGLE_COS, LIBRARY_SEED], sort_keys=True)
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "caloforge" / "cascade-library"
-    return root / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
+    return cache_root("cascade-library") / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
 
 
 @lru_cache(maxsize=8)
