@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import errno
+import io
 import json
 import shlex
 import signal
@@ -20,9 +21,11 @@ from caloforge.errors import CheckpointError, ConfigError, DataError, OutputExis
 from caloforge.models import GAN, GANConfig
 from caloforge.models.preprocess import Preprocessing
 from caloforge.models.sampling import sample_showers
+from caloforge.runtime.progress import Progress
 from caloforge.training import split_validation, train, validation_chi2
 from caloforge.training.bundle import load
 from caloforge.training.fit import accelerator_and_devices
+from caloforge.training.settings import read_run
 from synthetic import make_showers
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),  # see tests/conftest.py
@@ -259,6 +262,17 @@ def test_resume_without_a_budget_uses_the_runs_own(data, tmp_path):
           callbacks=[_CtrlC()])
     resumed = train(data, "gan", None, tmp_path / "run", progress=False, resume=True)
     assert resumed.ranges[0].iterations == 30
+
+
+def test_a_checkpoint_interval_given_on_resume_applies_and_none_keeps_the_runs(data, tmp_path):
+    train(data, "gan", TINY, tmp_path / "run", max_iterations=20, checkpoint_every=10, progress=False)
+    lines = io.StringIO()
+    train(data, "gan", None, tmp_path / "run", max_iterations=30, checkpoint_every=5, resume=True,
+          progress=Progress(stream=lines))
+    assert "checkpoint every 5 iterations (the run's was 10)" in lines.getvalue()
+    train(data, "gan", None, tmp_path / "run", max_iterations=50, progress=False, resume=True)
+    assert [int(r["iteration"]) for r in _log(tmp_path / "run")] == [0, 10, 20, 25, 30, 40, 50]
+    assert read_run(tmp_path / "run" / "run.json").settings.checkpoint_every == 10
 
 
 def test_validation_split_is_sized_for_the_chi2_and_small_ones_warn(tiny_geometry, tmp_path):

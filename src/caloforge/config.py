@@ -113,6 +113,9 @@ class Config(BaseModel):
     def from_dict(cls, data: Mapping[str, Any], base: Self | None = None, where: str | None = None) -> Self:
         """Build from ``data``; keys not given keep ``base``'s values (or the defaults).
 
+        ``model_fields_set`` of the result is ``base``'s plus the keys of ``data``: which settings someone
+        gave, as opposed to defaults (a resumed training run applies a checkpoint interval only when given).
+
         Raises:
             ConfigError: on unknown keys or values of the wrong type, range or choice, naming ``where``.
         """
@@ -122,9 +125,12 @@ class Config(BaseModel):
         merged = {**(base.model_dump() if base is not None else {}), **dict(data)}
         token = _WHERE.set(where)
         try:
-            return cls(**merged)
+            out = cls(**merged)
         finally:
             _WHERE.reset(token)
+        if base is not None:  # frozen: pydantic's own bookkeeping attribute, set as pydantic does
+            object.__setattr__(out, "__pydantic_fields_set__", base.model_fields_set | set(data))
+        return out
 
     def replace(self, **changes: Any) -> Self:
         """A copy with ``changes``, validated like any other input."""

@@ -120,7 +120,7 @@ def train(
     *,
     max_iterations: int | None = None,
     max_minutes: float | None = None,
-    checkpoint_every: int = 100,
+    checkpoint_every: int | None = None,
     split_energies: Sequence[float] = (),
     hold_out_energy: float | None = None,
     validation_fraction: float | None = None,
@@ -149,7 +149,8 @@ def train(
         max_iterations: Stop each model at this many iterations (counted over resumes).
         max_minutes: Wall-clock budget of this call, shared by the energy ranges.
             On ``resume`` without either budget, the run's own budget is used again.
-        checkpoint_every: Iterations between checkpoints (chi2 evaluation, ``last.ckpt``, CSV row).
+        checkpoint_every: Iterations between checkpoints (chi2 evaluation, ``last.ckpt``, CSV row); None: 100,
+            or on ``resume`` the run's own. One given on ``resume`` applies to this call (the run's stays recorded).
         split_energies: Incident energies (MeV) splitting the data into ranges, one model each;
             E goes to range ``i`` when ``split[i-1] <= E < split[i]``.
         hold_out_energy: An incident energy (MeV) removed from training and validation.
@@ -192,10 +193,10 @@ def train(
     All inputs are checked before ``out_dir`` is created, so a refused call leaves nothing behind;
     a new run that fails before its first checkpoint is removed again.
     """
-    settings = TrainingSettings(max_iterations=max_iterations, max_minutes=max_minutes,
-                                checkpoint_every=checkpoint_every, split_energies=tuple(split_energies),
-                                hold_out_energy=hold_out_energy, validation_fraction=validation_fraction, seed=seed,
-                                selection=selection)
+    interval = {} if checkpoint_every is None else {"checkpoint_every": checkpoint_every}  # given or not: resume
+    settings = TrainingSettings(max_iterations=max_iterations, max_minutes=max_minutes, **interval,
+                                split_energies=tuple(split_energies), hold_out_energy=hold_out_energy,
+                                validation_fraction=validation_fraction, seed=seed, selection=selection)
     _check_budget(settings, resume)
     runtime = Runtime(device, devices, strategy, num_nodes, as_progress(progress), tuple(callbacks), tensorboard)
     spec = RunSpec.from_arguments(family, config, settings, data.geometry.particle, runtime)
@@ -270,7 +271,8 @@ def _check_inputs(data: Showers, validation: Showers | None, spec: RunSpec, resu
 
 
 def _settle(spec: RunSpec, run_dir: Path, resume: bool) -> RunSpec:
-    """On resume the stored run's settings (a budget given now replaces its own); else the family's selection."""
+    """On resume the stored run's settings (a budget or checkpoint interval given now replaces its own, for this
+    call); else the family's selection."""
     stored = read_run(run_dir / "run.json") if resume and (run_dir / "run.json").is_file() else None
     if stored is None:
         return spec.with_default_selection()
@@ -278,6 +280,10 @@ def _settle(spec: RunSpec, run_dir: Path, resume: bool) -> RunSpec:
     settings = stored.settings if given.max_iterations is None and given.max_minutes is None else \
         stored.settings.replace(max_iterations=given.max_iterations, max_minutes=given.max_minutes)
     settings.check_budget()
+    if "checkpoint_every" in given.model_fields_set and given.checkpoint_every != settings.checkpoint_every:
+        spec.runtime.progress.message(f"train: resuming with a checkpoint every {given.checkpoint_every} iterations "
+                                      f"(the run's was {settings.checkpoint_every})")
+        settings = settings.replace(checkpoint_every=given.checkpoint_every)
     return replace(spec, settings=_resumed_selection(settings, given.selection, run_dir), registered=spec.family_class)
 
 
