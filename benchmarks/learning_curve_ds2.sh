@@ -24,6 +24,7 @@ PARAMETRIC_ITERATIONS=${PARAMETRIC_ITERATIONS:-50}   # batches of 2048: one pass
 # latent's checkpoint selection: the response chi2 alone kept iteration 175 of 700 (session 30, docs/results.md)
 # while the shapes were what was missing; combined = sqrt(chi2/NDF x fd_norm) sees both. The parametric keeps chi2.
 LATENT_SELECT=${LATENT_SELECT:-combined}
+LATENT_CONFIG=${LATENT_CONFIG:-}  # a YAML file with a 'model' section over the CPU preset (e.g. voxel_model), or none
 CLS="--classifier-showers ${CLS_N:-10000} --classifier-epochs ${CLS_EP:-10} --classifier-patience ${CLS_EP:-10}"
 CLS="$CLS --classifier-minutes ${CLS_MIN:-20} --classifier-precision ${CLS_PRECISION:-bf16}"
 # the high-level classifier (362 inputs) learns in 20 epochs; the low-level one (6481 inputs, 12 steps per epoch on
@@ -52,6 +53,7 @@ curve() { # family ckpt stages...: staged training (--resume), a bundle copy and
     if [ ! -s "t_train_${fam}_$n.txt" ]; then
       local resume="" select=""; [ -f "run_$fam/run.json" ] && resume=--resume
       [ "$fam" = latent ] && [ -z "$resume" ] && select="--select-by $LATENT_SELECT"  # a resume keeps it
+      [ "$fam" = latent ] && [ -n "$LATENT_CONFIG" ] && select="$select --config $LATENT_CONFIG"
       timed "train_${fam}_$n" $CF train --data train.h5 --validation validation.h5 --family "$fam" \
         --max-iterations "$n" --checkpoint-every "$ckpt" --out "run_$fam" $resume --threads 1 --device cpu \
         --seed 0 --no-progress $select

@@ -33,7 +33,7 @@ TINY_CONFIGS = {
     "vae": VAEConfig(encoder_layers=(16, 8), latent_dim=3, batch_size=32, kl_warmup_iterations=10),
     "latent": LatentConfig(layer_shapes=((2, 3), (1, 2)), channels=(4, 8), latent_dim=4, prior_width=16,
                            prior_depth=2, time_dim=8, embedding_dim=8, batch_size=32, normalisation_batches=2,
-                           sampler_steps=3),
+                           sampler_steps=3, voxel_model="zero_inflated"),
 }
 """A config per family small enough for a test (a family without an entry uses its defaults)."""
 

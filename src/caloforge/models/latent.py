@@ -19,6 +19,17 @@ generative network over every voxel is large and slow:
   ``sampler_steps``), then decodes. Sampling is thus a fixed function of one Gaussian draw
   per shower and exports as one ONNX graph.
 
+**voxel model** (``voxel_model``): ``"mean"`` decodes one number per voxel, trained by the mean squared
+error: each voxel's conditional mean given the latent, so every voxel-level fluctuation the latent does not
+hold is lost (on ds2 the low-level classifier separated such showers completely, docs/results.md).
+``"zero_inflated"`` decodes a distribution per voxel instead: the probability of a hit, and a logistic
+distribution of the hit's logit amplitude (location, log scale), trained by the likelihood (binary
+cross-entropy on hit or empty, plus the logistic negative log-likelihood on the hits). Sampling draws
+every voxel from it with one more standard-normal number per voxel ``e``: ``u = Phi(e)``, empty when
+``u < 1 - p``, else the amplitude ``location + scale * logit((u - 1 + p) / p)`` (inverse-CDF sampling,
+exact, and a fixed function of the noise, so it still exports as one graph). A layer whose sampled voxels
+are all empty gets its most probable voxel, so the layer's energy from the prior is never dropped.
+
 Training is joint, one Adam step on ``reconstruction + prior_weight * prior``, where the prior
 learns the encoder's current latents with the gradient stopped (the encoder is trained by the
 reconstruction only): one optimiser, no phase switch in checkpoints or resumes; the prior
@@ -38,8 +49,9 @@ References:
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -59,9 +71,12 @@ from caloforge.models.preprocess import Preprocessing, TransformKind
 if TYPE_CHECKING:
     from caloforge.data.geometry import Geometry
 
-__all__ = ["Latent", "LatentConfig"]
+__all__ = ["Latent", "LatentConfig", "zero_inflated_nll"]
 
 Positive = Annotated[int, Field(ge=1, le=2**24)]  # bounds: typos, not plans
+VoxelModel = Literal["mean", "zero_inflated"]
+_LOG_SCALE = (-7.0, 3.0)  # the logistic's log scale, clamped: a scale of 1e-3 to 20 standard deviations
+_EMPTY = -1.0e4  # network-space value of an empty voxel: its fraction is 0 after LogitSpace.inverse
 
 
 class LatentConfig(TrainableConfig):
@@ -73,6 +88,8 @@ class LatentConfig(TrainableConfig):
         channels: Channels of the autoencoder after its patch embedding, then after each down-sampling stage.
         latent_dim: Width of the autoencoder's latent (the prior adds 1 + L scalars).
         latent_noise: Standard deviation of the noise the decoder reads the (unit-scale) latent with.
+        voxel_model: ``"mean"`` (one number per voxel, mean squared error) or ``"zero_inflated"`` (a hit
+            probability and a logistic amplitude per voxel, sampled; see the module docstring).
         prior_width: Width of the prior's residual MLP.
         prior_depth: Its residual blocks.
         time_dim: Sinusoidal time features of the prior.
@@ -106,6 +123,7 @@ class LatentConfig(TrainableConfig):
     channels: tuple[Positive, ...] = Field(default=(16, 32, 64), min_length=1, max_length=8)
     latent_dim: Positive = 256
     latent_noise: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.05
+    voxel_model: VoxelModel = "mean"  # the default of configs stored before it existed
     prior_width: Positive = 512
     prior_depth: Positive = 4
     time_dim: Annotated[int, Field(ge=2, le=2**20)] = 64
@@ -168,8 +186,9 @@ class Latent(GenerativeModel):
         self.space = LogitSpace(self.n_features, 1 if kind == "total" else 0, config.logit_alpha)
         grid = CylinderGrid(layer_shapes_of(sizes, config.layer_shapes))
         self.encoder = ConvEncoder(grid, config.latent_dim, config.channels)
+        self.stochastic = config.voxel_model == "zero_inflated"
         self.decoder = ConvDecoder(grid, config.latent_dim, self.n_scalars, config.channels, self.encoder.sizes,
-                                   self.encoder.patch)
+                                   self.encoder.patch, outputs=3 if self.stochastic else 1)
         self.schedule = get_schedule("linear")
         self.prior = ResidualMLP(config.latent_dim + self.n_scalars, self.n_conditions, config.prior_width,
                                  config.prior_depth, time_dim=config.time_dim, embedding_dim=config.embedding_dim)
@@ -188,12 +207,49 @@ class Latent(GenerativeModel):
         out: Tensor = self.encoder(y[:, self.n_scalars :], scalars[:, -len(self.preprocessing.showers.layer_sizes):])
         return out
 
-    def decode_latent(self, z: Tensor, scalars: Tensor) -> Tensor:
-        """Latent (N, latent_dim) and scalars (N, 1 + L) -> logit-space features (N, D)."""
-        return torch.cat([scalars, self.decoder(z, scalars)], dim=1)
+    def decode_latent(self, z: Tensor, scalars: Tensor, voxel_noise: Tensor | None = None) -> Tensor:
+        """Latent (N, latent_dim) and scalars (N, 1 + L) -> logit-space features (N, D).
+
+        A ``zero_inflated`` decoder draws each voxel with one standard-normal number of ``voxel_noise``
+        (N, V); without it, it gives each voxel's most probable state (hit where p > 1/2, at the location).
+        """
+        out = self.decoder(z, scalars)
+        return torch.cat([scalars, self.draw_voxels(out, voxel_noise) if self.stochastic else out], dim=1)
+
+    def draw_voxels(self, params: Tensor, noise: Tensor | None) -> Tensor:
+        """The zero-inflated decoder's (N, 3, V) parameters -> network-space voxels (N, V); see the module docstring.
+
+        Hit when ``Phi(e) < p``; the amplitude is then the logistic's inverse CDF at ``Phi(e) / p``, uniform
+        given the hit. A layer without a hit gets its most probable voxel.
+        """
+        logit_p, loc, log_scale = params.unbind(1)
+        if noise is None:
+            hit, amplitude = logit_p > 0, loc
+        else:
+            p = torch.sigmoid(logit_p)
+            u = 0.5 * (1 + torch.erf(noise * math.sqrt(0.5)))  # Phi(e): erf exports to ONNX, erfinv does not
+            hit = u < p
+            v = (u / p).clamp(1e-6, 1 - 1e-6)
+            amplitude = loc + log_scale.clamp(*_LOG_SCALE).exp() * (torch.log(v) - torch.log1p(-v))
+        hit = hit | self._top_of_empty_layers(logit_p, hit)
+        return torch.where(hit, amplitude, torch.full_like(amplitude, _EMPTY))
+
+    def _top_of_empty_layers(self, logit_p: Tensor, hit: Tensor) -> Tensor:
+        """(N, V): True at the most probable voxel of each layer that has no hit."""
+        sizes = self.preprocessing.showers.layer_sizes
+        if len(set(sizes)) == 1:  # ds2, ds3: a reshape
+            shape = (len(logit_p), len(sizes), sizes[0])
+            lp, h = logit_p.reshape(shape), hit.reshape(shape)
+            top = (lp == lp.amax(dim=2, keepdim=True)) & ~h.any(dim=2, keepdim=True)
+            return top.reshape(hit.shape)
+        parts = [(lp == lp.amax(dim=1, keepdim=True)) & ~h.any(dim=1, keepdim=True)
+                 for lp, h in zip(torch.split(logit_p, list(sizes), dim=1), torch.split(hit, list(sizes), dim=1),
+                                 strict=True)]
+        return torch.cat(parts, dim=1)
 
     def reconstruct(self, batch: Batch) -> Tensor:
-        """Showers through the autoencoder (no noise), in MeV (N, V): what the decoder can represent."""
+        """Showers through the autoencoder (no noise), in MeV (N, V): what the decoder can represent (a
+        ``zero_inflated`` decoder: each voxel's most probable state)."""
         with torch.no_grad():
             x, _ = self.encode(batch)
             y = self.space(x)
@@ -207,14 +263,19 @@ class Latent(GenerativeModel):
             self.space.std[self.n_scalars :].clamp_(min=self.config.voxel_min_std)
 
     def losses(self, batch: Batch, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """(reconstruction, prior): the decoder's mean squared error and the prior's flow-matching loss."""
+        """(reconstruction, prior): the decoder's mean squared error (or its zero-inflated negative
+        log-likelihood per voxel) and the prior's flow-matching loss."""
         x, c = self.encode(batch)
         y = self.space(x)
         scalars = y[:, : self.n_scalars]
         z = self.encode_latent(y)
         noisy = z + self.config.latent_noise * torch.randn(z.shape, generator=generator, device=z.device,
                                                            dtype=z.dtype)
-        reconstruction = F.mse_loss(self.decoder(noisy, scalars), y[:, self.n_scalars :])
+        decoded = self.decoder(noisy, scalars)
+        if self.stochastic:
+            reconstruction = zero_inflated_nll(decoded, y[:, self.n_scalars :], x[:, self.n_scalars :] > 0)
+        else:
+            reconstruction = F.mse_loss(decoded, y[:, self.n_scalars :])
         target = torch.cat([z.detach(), scalars], dim=1)
         t = training_times(target.shape[0], self.config.time_sampling, generator, target)
         eps = torch.randn(target.shape, generator=generator, device=target.device, dtype=target.dtype)
@@ -229,8 +290,9 @@ class Latent(GenerativeModel):
         return reconstruction + self.config.prior_weight * prior
 
     def noise_size(self) -> int:
-        """One standard-normal draw per latent and scalar starts the prior's deterministic ODE."""
-        return self.config.latent_dim + self.n_scalars
+        """One standard-normal draw per latent and scalar starts the prior's deterministic ODE; a
+        ``zero_inflated`` decoder draws one more per voxel."""
+        return self.config.latent_dim + self.n_scalars + (self.n_features - self.n_scalars if self.stochastic else 0)
 
     def sample_features(self, conditions: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Draw the prior's noise and call :meth:`sample_from_noise`."""
@@ -239,7 +301,10 @@ class Latent(GenerativeModel):
         return self.sample_from_noise(conditions, noise)
 
     def sample_from_noise(self, conditions: Tensor, noise: Tensor) -> Tensor:
-        """Integrate the prior from ``noise`` (N, latent_dim + 1 + L), decode; preprocessing features (N, D)."""
+        """Integrate the prior from ``noise``'s first latent_dim + 1 + L columns, decode (drawing the voxels with
+        the rest for ``zero_inflated``); preprocessing features (N, D)."""
+        width = self.config.latent_dim + self.n_scalars
+        noise, voxel_noise = noise[:, :width], (noise[:, width:] if self.stochastic else None)
         sampler = copy.copy(self.sampler)  # its own step state; the prepared time grid is shared
         sampler.reset()
         y = sampler.start(noise)
@@ -250,10 +315,12 @@ class Latent(GenerativeModel):
         rows = self.decode_rows
         exporting = torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()  # the graph's batch is dynamic
         if exporting or torch.is_grad_enabled() or z.device.type != "cpu" or len(z) <= rows:  # a GPU takes it whole
-            return self.space.inverse(self.decode_latent(z, scalars))
+            return self.space.inverse(self.decode_latent(z, scalars, voxel_noise))
         out = z.new_empty(len(z), self.n_features)
         for first in range(0, len(z), rows):  # each block's activations in cache; rows are independent
-            out[first : first + rows] = self.decode_latent(z[first : first + rows], scalars[first : first + rows])
+            block = slice(first, first + rows)
+            out[block] = self.decode_latent(z[block], scalars[block], None if voxel_noise is None else
+                                            voxel_noise[block])
         return self.space.inverse(out)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -281,3 +348,20 @@ class Latent(GenerativeModel):
         cfg = self.config
         return (f"{super().extra_repr()}, grid={self.encoder.grid.size}, latent_dim={cfg.latent_dim}, "
                 f"channels={cfg.channels}, sampler={cfg.sampler}, steps={cfg.sampler_steps}")
+
+
+def zero_inflated_nll(params: Tensor, y: Tensor, hit: Tensor) -> Tensor:
+    """Mean over voxels of ``-log`` of the zero-inflated likelihood of network-space voxels ``y`` (N, V).
+
+    ``params`` (N, 3, V): the logit of the hit probability, the logistic's location and log scale;
+    ``hit`` (N, V): which voxels are not empty (where ``y`` is read).
+
+    Binary cross-entropy of hit against empty, plus on the hits the logistic's negative log-density
+    ``z + 2 softplus(-z) + log s`` with ``z = (y - location) / s``.
+    """
+    logit_p, loc, log_scale = params.unbind(1)
+    log_scale = log_scale.clamp(*_LOG_SCALE)
+    z = (y - loc) * torch.exp(-log_scale)
+    logistic = z + 2 * F.softplus(-z) + log_scale
+    bce = F.binary_cross_entropy_with_logits(logit_p, hit.to(logit_p.dtype))
+    return bce + torch.where(hit, logistic, torch.zeros_like(logistic)).mean()

@@ -105,6 +105,8 @@ def _ceil_div(size: tuple[int, int, int], stride: tuple[int, int, int]) -> tuple
 class ConvDecoder(nn.Module):
     """Latent (N, latent_dim) and the shower's scalars (N, n_scalars) -> network-space voxels (N, V).
 
+    With ``outputs`` k > 1 it gives k numbers per voxel, (N, k, V) (e.g. a distribution's parameters).
+
     Args:
         grid: The geometry's grid.
         latent_dim: Width of the latent vector.
@@ -112,10 +114,11 @@ class ConvDecoder(nn.Module):
         channels: The encoder's channels.
         sizes: The encoder's grid sizes (:attr:`ConvEncoder.sizes`: full, after the patches, after each stage).
         patch: The encoder's patch size (:attr:`ConvEncoder.patch`).
+        outputs: Numbers per voxel.
     """
 
     def __init__(self, grid: CylinderGrid, latent_dim: int, n_scalars: int, channels: Sequence[int],
-                 sizes: Sequence[tuple[int, int, int]], patch: tuple[int, int, int]) -> None:
+                 sizes: Sequence[tuple[int, int, int]], patch: tuple[int, int, int], outputs: int = 1) -> None:
         super().__init__()
         self.grid = grid
         self.sizes = list(sizes)
@@ -128,25 +131,28 @@ class ConvDecoder(nn.Module):
         self.patch = patch
         self.unpatch = nn.Linear(channels[0], channels[0] * math.prod(patch))  # pointwise maps, channels last
         self.head = nn.Linear(channels[0] + 2, channels[0])
-        self.out = nn.Linear(channels[0], 1)
+        self.outputs = outputs
+        self.out = nn.Linear(channels[0], outputs)
         for p in self.out.parameters():
             nn.init.zeros_(p)
 
     def expand(self, h: Tensor, fractions: Tensor) -> Tensor:
-        """The convolutional part: (N, C, L', A', R') and layer scalars (N, L) -> voxel grid (N, L, A, R)."""
+        """The convolutional part: (N, C, L', A', R') and layer scalars (N, L) -> voxel grid (N, L, A, R)
+        (or (N, k, L, A, R) for k ``outputs``)."""
         for i, (block, up) in enumerate(zip(self.blocks, self.ups, strict=True)):
             size = self.sizes[len(self.sizes) - 2 - i]
             h = F.silu(up(F.interpolate(block(h), size=size, mode="nearest")))
         return self.tail(self.last_block(h), fractions)
 
     def tail(self, h: Tensor, fractions: Tensor) -> Tensor:
-        """The pointwise part: (N, C, L', A', R') -> voxel grid (N, L, A, R), valid on the mask's cells.
+        """The pointwise part: (N, C, L', A', R') -> voxel grid (N, L, A, R) (or (N, k, L, A, R)), valid on the
+        mask's cells.
 
         ``out(silu(head([silu(unpatches(unpatch(h))), mask, layer fraction])))``, computed on the
         patches: the un-patching is folded into the order of ``unpatch``'s output rows (patch position
         major, channel minor), and ``head``'s weight is split into its channels' part (a matrix
         product) and its mask and layer-fraction columns, added as one per-layer bias; only the
-        one-channel output is un-patched and cropped. No concatenation and no full-resolution copy of
+        k-channel output is un-patched and cropped. No concatenation and no full-resolution copy of
         the channels. The mask is 1 on every cell :meth:`CylinderGrid.from_grid` reads (it is 0 only
         on the zero-padded radial cells of a layer with fewer r bins, which it drops), so its column
         is a constant there. The same parameters as the plain form and the same voxels up to float
@@ -169,13 +175,19 @@ class ConvDecoder(nn.Module):
         layer = (full * head[:, c + 1] + (head[:, c] + self.head.bias)).expand(-1, -1, -1, -1, sa * sr, -1)
         layer = layer.reshape(n, size[0], 1, sl, cells)
         v = F.silu(v + layer if grad else v.add_(layer), inplace=not grad)
+        k = self.outputs
         out = torch.kron(torch.eye(sl * sa * sr, dtype=head.dtype, device=head.device), self.out.weight)
-        o = F.linear(v.reshape(*u.shape), out).to(dtype) + self.out.bias
+        o = F.linear(v.reshape(*u.shape), out, self.out.bias.repeat(sl * sa * sr)).to(dtype)
         n_layers, n_alpha, n_r = self.grid.size
-        grid = o.reshape(n, size[0], size[1], size[2], sl, sa, sr).permute(0, 1, 4, 2, 5, 3, 6)
-        return grid.reshape(n, size[0] * sl, size[1] * sa, size[2] * sr)[:, :n_layers, :n_alpha, :n_r]
+        grid = o.reshape(n, size[0], size[1], size[2], sl, sa, sr, k).permute(0, 7, 1, 4, 2, 5, 3, 6)
+        grid = grid.reshape(n, k, size[0] * sl, size[1] * sa, size[2] * sr)[:, :, :n_layers, :n_alpha, :n_r]
+        return grid[:, 0] if k == 1 else grid
 
     def forward(self, z: Tensor, scalars: Tensor) -> Tensor:
         n_layers = self.grid.n_layers
-        h = self.inp(torch.cat([z, scalars], dim=1)).reshape(z.shape[0], self.channels[-1], *self.sizes[-1])
-        return self.grid.from_grid(self.expand(h, scalars[:, -n_layers:]))
+        n = z.shape[0]
+        h = self.inp(torch.cat([z, scalars], dim=1)).reshape(n, self.channels[-1], *self.sizes[-1])
+        grid = self.expand(h, scalars[:, -n_layers:])
+        if self.outputs == 1:
+            return self.grid.from_grid(grid)
+        return self.grid.from_grid(grid.reshape(n * self.outputs, *grid.shape[2:])).reshape(n, self.outputs, -1)
