@@ -1,7 +1,8 @@
 #!/bin/bash
 # Issue 20's ds2 learning curve: the `latent` family in stages of CPU time against the `parametric` baseline,
 # each point scored by the CaloChallenge low-level classifier (one setting for all) and the response chi2/NDF
-# on an independent evaluation file. Results and the figures it produced: docs/results.md, "Dataset 2".
+# on an independent evaluation file. Results and the figures it produced: docs/results.md, "Dataset 2" (session 32:
+# the zero-inflated voxel model, now the preset; LATENT_CONFIG chooses another model section).
 #
 #   WORK=/tmp/lc20 benchmarks/learning_curve_ds2.sh                 # everything (hours of one core)
 #   WORK=/tmp/lc20 LATENT_STAGES="350 700" benchmarks/learning_curve_ds2.sh
