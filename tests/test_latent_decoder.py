@@ -86,8 +86,8 @@ def test_the_fused_tail_gives_the_plain_forms_voxels(shapes, channels, outputs):
     torch.testing.assert_close(fused_grad, plain_grad, rtol=1e-4, atol=1e-4)
 
 
-def _latent(voxel_model: str = "mean") -> Latent:
-    geometry = Geometry(tuple(Layer(i, (0.0, 1.0, 2.0, 3.0, 4.0, 6.0), a) for i, a in enumerate((8, 8, 4, 8, 8))),
+def _latent(voxel_model: str = "mean", alphas: tuple[int, ...] = (8, 8, 4, 8, 8)) -> Latent:
+    geometry = Geometry(tuple(Layer(i, (0.0, 1.0, 2.0, 3.0, 4.0, 6.0), a) for i, a in enumerate(alphas)),
                         name="uneven")
     rng = np.random.default_rng(0)
     energies = rng.choice([1000.0, 4000.0], size=64)
@@ -150,8 +150,9 @@ def test_zero_inflated_draws_follow_the_distribution_its_likelihood_scores():
         assert float(zero_inflated_nll(shifted, y, hit)) > nll + 0.005
 
 
-def test_zero_inflated_samples_have_empty_voxels_and_a_hit_in_every_layer():
-    model = _latent("zero_inflated")
+@pytest.mark.parametrize("alphas", [(8, 8, 4, 8, 8), (8, 8, 8)])  # layers of two sizes; of one (a reshape)
+def test_zero_inflated_samples_have_empty_voxels_and_a_hit_in_every_layer(alphas):
+    model = _latent("zero_inflated", alphas)
     n, v = 50, model.n_voxels
     params = torch.stack([torch.full((n, v), -30.0), torch.zeros(n, v), torch.zeros(n, v)], dim=1)
     params[:, 0] += torch.linspace(0, 1, v)  # the last voxel of each layer is its most probable
